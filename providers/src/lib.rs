@@ -1,0 +1,22 @@
+//! drover's dynamic-configuration model and every source of it.
+//!
+//! Providers (the file, Docker, Consul, Marathon, DNS) each watch one source and send a *full*
+//! [`DynamicConfig`] fragment for themselves through a [`ProviderHandle`]. The [`aggregate`]
+//! module merges the fragments, namespaces every object as `name@provider`, validates references
+//! and rules, and publishes one immutable [`RuntimeConfig`]. The proxy compiles that into its
+//! routing snapshot; nothing in this crate knows about the data path.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod aggregate;
+pub mod duration;
+pub mod file;
+pub mod model;
+pub mod provider;
+pub mod rule;
+pub mod runtime;
+pub mod toml_error;
+
+pub use model::DynamicConfig;
+pub use provider::{ProviderHandle, ProviderStatus, Update};
+pub use runtime::RuntimeConfig;

@@ -1,0 +1,200 @@
+//! The dynamic-configuration model: what a provider says it wants routed.
+//!
+//! The shape and key names follow Traefik v3's file-provider schema, so an existing Traefik dynamic
+//! file works for the parts drover has. Keys Traefik knows but drover does not implement yet are
+//! accepted and reported as ignored (see [`DynamicConfig::unsupported`]), never silently dropped;
+//! keys nobody knows are an error naming the key, so a typo cannot pass for configuration.
+
+use std::collections::BTreeMap;
+
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+
+/// One provider's complete desired state. Names are local to the provider (`web`, not `web@file`),
+/// except references to another provider's objects (`svc@docker`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicConfig {
+    /// HTTP routers, services and middlewares.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// `[tcp]` (not implemented yet: reported as ignored).
+    #[serde(default, skip_serializing)]
+    pub tcp: Option<Ignored>,
+    /// `[udp]` (not implemented: reported as ignored).
+    #[serde(default, skip_serializing)]
+    pub udp: Option<Ignored>,
+    /// `[tls]` (not implemented yet: reported as ignored).
+    #[serde(default, skip_serializing)]
+    pub tls: Option<Ignored>,
+}
+
+/// A Traefik key drover accepts but does not act on yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Ignored;
+
+impl<'de> Deserialize<'de> for Ignored {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(de).map(|_| Ignored)
+    }
+}
+
+/// The `[http]` section.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Routers by local name.
+    #[serde(default)]
+    pub routers: BTreeMap<String, Router>,
+    /// Services by local name.
+    #[serde(default)]
+    pub services: BTreeMap<String, Service>,
+    /// Middlewares (not implemented yet: reported as ignored).
+    #[serde(default, skip_serializing)]
+    pub middlewares: BTreeMap<String, Ignored>,
+    /// `serversTransports` (not implemented yet: reported as ignored).
+    #[serde(default, rename = "serversTransports", alias = "serverstransports", skip_serializing)]
+    pub servers_transports: BTreeMap<String, Ignored>,
+}
+
+/// An HTTP router: which requests (rule, entrypoints) go to which service.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Router {
+    /// The rule, in Traefik v3 syntax (``Host(`a.example`) && PathPrefix(`/api`)``).
+    pub rule: String,
+    /// Entrypoints this router listens on; empty means every entrypoint.
+    #[serde(default, alias = "entrypoints")]
+    pub entry_points: Vec<String>,
+    /// The service, local (`web`) or qualified (`web@docker`).
+    pub service: String,
+    /// Explicit priority; 0 (the default) means "the rule's length".
+    #[serde(default)]
+    pub priority: i64,
+    /// Middleware names, in order.
+    #[serde(default)]
+    pub middlewares: Vec<String>,
+    /// `tls` (not implemented yet: reported as ignored).
+    #[serde(default, skip_serializing)]
+    pub tls: Option<Ignored>,
+    /// `observability` (not implemented: reported as ignored).
+    #[serde(default, skip_serializing)]
+    pub observability: Option<Ignored>,
+    /// `ruleSyntax` (drover speaks v3 only: reported as ignored).
+    #[serde(default, alias = "rulesyntax", skip_serializing)]
+    pub rule_syntax: Option<Ignored>,
+}
+
+/// An HTTP service. Only the `loadBalancer` kind exists in drover so far.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Service {
+    /// A load balancer over servers.
+    #[serde(default, alias = "loadbalancer")]
+    pub load_balancer: Option<LoadBalancer>,
+    /// `weighted` services (not implemented yet: reported).
+    #[serde(default, skip_serializing)]
+    pub weighted: Option<Ignored>,
+    /// `mirroring` services (not implemented yet: reported).
+    #[serde(default, skip_serializing)]
+    pub mirroring: Option<Ignored>,
+    /// `failover` services (not implemented yet: reported).
+    #[serde(default, skip_serializing)]
+    pub failover: Option<Ignored>,
+}
+
+/// `loadBalancer`: smooth weighted round robin over `servers`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LoadBalancer {
+    /// The servers.
+    #[serde(default)]
+    pub servers: Vec<Server>,
+    /// Pass the client's `Host` header to the server (default true); false sends the server's.
+    #[serde(default, alias = "passhostheader", skip_serializing_if = "Option::is_none")]
+    pub pass_host_header: Option<bool>,
+    /// `strategy`: only `wrr` exists in drover; other values are an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// `sticky` (not implemented yet: reported as ignored).
+    #[serde(default, skip_serializing)]
+    pub sticky: Option<Ignored>,
+    /// `healthCheck` (not implemented yet: reported as ignored).
+    #[serde(default, alias = "healthcheck", skip_serializing)]
+    pub health_check: Option<Ignored>,
+    /// `passiveHealthCheck` (not implemented yet: reported as ignored).
+    #[serde(default, alias = "passivehealthcheck", skip_serializing)]
+    pub passive_health_check: Option<Ignored>,
+    /// `serversTransport` (not implemented yet: reported as ignored).
+    #[serde(default, alias = "serverstransport", skip_serializing)]
+    pub servers_transport: Option<Ignored>,
+    /// `responseForwarding` (drover always streams: reported as ignored).
+    #[serde(default, alias = "responseforwarding", skip_serializing)]
+    pub response_forwarding: Option<Ignored>,
+}
+
+/// One server of a load balancer.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Server {
+    /// `http://host:port` (a path, if any, is an error: drover does not rewrite paths here).
+    pub url: String,
+    /// Relative weight (default 1; 0 takes no traffic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// `preservePath` (not implemented: reported as ignored).
+    #[serde(default, alias = "preservepath", skip_serializing)]
+    pub preserve_path: Option<Ignored>,
+}
+
+impl DynamicConfig {
+    /// Parses a TOML document in the Traefik file-provider schema.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Every key present that drover accepts but does not act on, as dotted paths, so the user is
+    /// told rather than left guessing.
+    pub fn unsupported(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (present, key) in [(self.tcp.is_some(), "tcp"), (self.udp.is_some(), "udp"), (self.tls.is_some(), "tls")] {
+            if present {
+                out.push(key.to_string());
+            }
+        }
+        out.extend(self.http.middlewares.keys().map(|m| format!("http.middlewares.{m}")));
+        out.extend(self.http.servers_transports.keys().map(|t| format!("http.serversTransports.{t}")));
+        for (name, r) in &self.http.routers {
+            for (present, key) in [
+                (r.tls.is_some(), "tls"),
+                (r.observability.is_some(), "observability"),
+                (r.rule_syntax.is_some(), "ruleSyntax"),
+            ] {
+                if present {
+                    out.push(format!("http.routers.{name}.{key}"));
+                }
+            }
+        }
+        for (name, s) in &self.http.services {
+            if let Some(lb) = &s.load_balancer {
+                for (present, key) in [
+                    (lb.sticky.is_some(), "sticky"),
+                    (lb.health_check.is_some(), "healthCheck"),
+                    (lb.passive_health_check.is_some(), "passiveHealthCheck"),
+                    (lb.servers_transport.is_some(), "serversTransport"),
+                    (lb.response_forwarding.is_some(), "responseForwarding"),
+                ] {
+                    if present {
+                        out.push(format!("http.services.{name}.loadBalancer.{key}"));
+                    }
+                }
+                for (i, server) in lb.servers.iter().enumerate() {
+                    if server.preserve_path.is_some() {
+                        out.push(format!("http.services.{name}.loadBalancer.servers[{i}].preservePath"));
+                    }
+                }
+            }
+        }
+        out
+    }
+}

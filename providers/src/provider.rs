@@ -1,0 +1,119 @@
+//! The one channel every provider talks through.
+//!
+//! A provider owns a [`ProviderHandle`] and sends either a complete new fragment
+//! ([`ProviderHandle::send_config`]) or a report that its source failed
+//! ([`ProviderHandle::report_error`]). A failure never clears the provider's routes: the
+//! aggregator keeps its last good fragment and shows the error in the provider's status.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::model::DynamicConfig;
+
+/// What a provider tells the aggregator.
+#[derive(Debug)]
+pub enum Update {
+    /// A complete new fragment: replaces everything this provider said before.
+    Config {
+        /// Provider name (`file`, `docker`, …).
+        provider: Arc<str>,
+        /// The whole desired state of this provider.
+        config: DynamicConfig,
+    },
+    /// The source could not be read; the last good fragment stays in force.
+    Error {
+        /// Provider name.
+        provider: Arc<str>,
+        /// What went wrong and where (file and line, endpoint, …).
+        error: String,
+    },
+}
+
+/// The sending side a provider owns. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ProviderHandle {
+    name: Arc<str>,
+    tx: mpsc::UnboundedSender<Update>,
+}
+
+impl ProviderHandle {
+    /// A handle for provider `name` that sends to the aggregator's channel.
+    pub fn new(name: &str, tx: mpsc::UnboundedSender<Update>) -> Self {
+        Self { name: name.into(), tx }
+    }
+
+    /// The provider's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sends a complete new fragment. Returns false when the aggregator is gone (shutting down).
+    pub fn send_config(&self, config: DynamicConfig) -> bool {
+        self.tx.send(Update::Config { provider: self.name.clone(), config }).is_ok()
+    }
+
+    /// Reports that the source failed; the last good fragment stays in force.
+    pub fn report_error(&self, error: impl Into<String>) -> bool {
+        let error = error.into();
+        tracing::error!(provider = %self.name, "{error}");
+        self.tx.send(Update::Error { provider: self.name.clone(), error }).is_ok()
+    }
+}
+
+/// What the admin side shows about one provider.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderStatus {
+    /// Provider name.
+    pub name: String,
+    /// `ok` once a fragment was accepted and no error followed it, `error` after a failure,
+    /// `pending` before the first fragment.
+    pub state: ProviderState,
+    /// When the last good fragment arrived (Unix milliseconds).
+    #[serde(skip_serializing_if = "Option::is_none", with = "unix_millis")]
+    pub last_sync: Option<SystemTime>,
+    /// The last error, if the source failed since the last good fragment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When that error happened (Unix milliseconds).
+    #[serde(skip_serializing_if = "Option::is_none", with = "unix_millis")]
+    pub last_error_at: Option<SystemTime>,
+    /// Fragments accepted so far.
+    pub syncs: u64,
+    /// Routers and services in the last good fragment.
+    pub routers: usize,
+    /// Services in the last good fragment.
+    pub services: usize,
+}
+
+/// A provider's health as the admin side reports it.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderState {
+    /// Nothing received yet.
+    #[default]
+    Pending,
+    /// The last thing heard was a good fragment.
+    Ok,
+    /// The source failed after (or before) its last good fragment.
+    Error,
+}
+
+mod unix_millis {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(t: &Option<SystemTime>, ser: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => {
+                let ms = t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+                ser.serialize_u128(ms)
+            }
+            None => ser.serialize_none(),
+        }
+    }
+}

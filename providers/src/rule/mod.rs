@@ -1,0 +1,172 @@
+//! The Traefik v3 HTTP rule language: ``Host(`a.example`) && PathPrefix(`/api`)``.
+//!
+//! A router's rule is parsed once, when configuration arrives, into a [`Rule`]: an [`Expr`] tree
+//! of `&&`, `||`, `!` and [`Matcher`] leaves, plus the source text it came from. Everything that
+//! can be checked without a request is checked here, so that a bad rule is rejected with a
+//! [`RuleError`] naming the column and the reason, and the proxy keeps serving the last good
+//! configuration instead of discovering the problem on a request:
+//!
+//! * matcher names are case-sensitive, as in Traefik (`Host`, never `host`), and a misspelling
+//!   gets a "did you mean" hint; Traefik v2 names (`Headers`, `HostHeader`) say what replaced them;
+//! * arity is checked, and the v2 multi-value forms (``Host(`a`, `b`)``) are rejected with the v3
+//!   spelling (``Host(`a`) || Host(`b`)``) in the message;
+//! * host values are normalised exactly as request hosts are (see [`normalize_host`]), so the
+//!   proxy can index routers by host with plain string equality;
+//! * regular expressions are compiled once here to validate them, with the error pointing at the
+//!   argument; the proxy compiles them again into its own matcher (unanchored, like Go's).
+//!
+//! The grammar, lowest precedence first:
+//!
+//! ```text
+//! or      := and ( "||" and )*
+//! and     := unary ( "&&" unary )*
+//! unary   := "!" unary | primary
+//! primary := "(" or ")" | NAME "(" STRING ( "," STRING )* ")"
+//! STRING  := `raw, no escapes` | "double quoted, with \" and \\ escapes"
+//! ```
+//!
+//! `&&` and `||` are left-associative. Nesting (parentheses and `!`) and the number of operators
+//! are bounded so that a hostile rule cannot overflow the stack of the code walking the tree.
+
+mod display;
+mod host;
+mod lexer;
+mod matcher;
+mod parser;
+
+use std::fmt;
+
+pub use host::normalize_host;
+
+/// A parsed HTTP router rule together with the text it was parsed from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rule {
+    /// The expression tree.
+    pub expr: Expr,
+    /// The rule exactly as written in the configuration.
+    pub source: String,
+}
+
+/// A boolean expression over request matchers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expr {
+    /// Both sides must match (`a && b`).
+    And(Box<Expr>, Box<Expr>),
+    /// Either side must match (`a || b`).
+    Or(Box<Expr>, Box<Expr>),
+    /// The inner expression must not match (`!a`).
+    Not(Box<Expr>),
+    /// A single matcher such as ``Host(`example.com`)``.
+    Matcher(Matcher),
+}
+
+/// One Traefik v3 HTTP matcher with its validated, normalised arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Matcher {
+    /// ``Host(`example.com`)``: the request host equals, or fits the wildcard of, the pattern.
+    Host(HostPattern),
+    /// ``HostRegexp(`re`)``: an unanchored regular expression on the normalised host.
+    HostRegexp(String),
+    /// ``Path(`/p`)``: the path equals the value.
+    Path(String),
+    /// ``PathPrefix(`/p`)``: the path starts with the value (a plain string prefix).
+    PathPrefix(String),
+    /// ``PathRegexp(`re`)``: an unanchored regular expression on the path.
+    PathRegexp(String),
+    /// ``Method(`GET`)``: the request method, stored uppercased.
+    Method(String),
+    /// ``Header(`k`, `v`)``: some value of header `k` (stored lowercased) equals `v`.
+    Header(String, String),
+    /// ``HeaderRegexp(`k`, `re`)``: some value of header `k` (stored lowercased) matches `re`.
+    HeaderRegexp(String, String),
+    /// ``Query(`k`, `v`)``: some value of query parameter `k` equals `v`; with one argument, `k`
+    /// is present with an empty or no value.
+    Query(String, Option<String>),
+    /// ``QueryRegexp(`k`, `re`)``: some value of query parameter `k` matches `re`.
+    QueryRegexp(String, String),
+    /// ``ClientIP(`10.0.0.0/8`)``: the socket peer address is in the network (a bare address is
+    /// stored as a /32 or /128).
+    ClientIP(ipnet::IpNet),
+}
+
+/// The value of a `Host` matcher, already normalised (lowercase, no port, no trailing dot).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostPattern {
+    /// Exactly this host.
+    Exact(String),
+    /// `*.example.com`, stored as `example.com`: the host is exactly one label under it.
+    Wildcard(String),
+    /// ``Host(`*`)``: every request, including one without a host.
+    Any,
+}
+
+/// Why a rule was rejected, and where.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("column {column}: {message}")]
+pub struct RuleError {
+    /// 1-based column, counted in characters, where the problem starts.
+    pub column: usize,
+    /// What is wrong, written for the person who wrote the rule.
+    pub message: String,
+}
+
+impl RuleError {
+    pub(crate) fn new(column: usize, message: impl Into<String>) -> Self {
+        RuleError {
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses a Traefik v3 HTTP rule.
+pub fn parse(src: &str) -> Result<Rule, RuleError> {
+    let expr = parser::Parser::new(src).parse()?;
+    Ok(Rule {
+        expr,
+        source: src.to_owned(),
+    })
+}
+
+impl Rule {
+    /// The hosts one of which every request matching this rule must have, if there is such a list.
+    ///
+    /// The proxy uses it to index routers by host. `None` means the rule can match requests for
+    /// any host (no `Host` requirement, a `Host` under `!`, or ``Host(`*`)``).
+    pub fn required_hosts(&self) -> Option<Vec<HostPattern>> {
+        required_hosts(&self.expr)
+    }
+
+    /// Traefik's default priority for this rule: the length of its source in bytes.
+    pub fn default_priority(&self) -> i64 {
+        i64::try_from(self.source.len()).unwrap_or(i64::MAX)
+    }
+}
+
+fn required_hosts(expr: &Expr) -> Option<Vec<HostPattern>> {
+    match expr {
+        Expr::Matcher(Matcher::Host(HostPattern::Any)) => None,
+        Expr::Matcher(Matcher::Host(pattern)) => Some(vec![pattern.clone()]),
+        Expr::Matcher(_) | Expr::Not(_) => None,
+        Expr::And(a, b) => match (required_hosts(a), required_hosts(b)) {
+            (Some(a), Some(b)) => Some(if b.len() < a.len() { b } else { a }),
+            (Some(one), None) | (None, Some(one)) => Some(one),
+            (None, None) => None,
+        },
+        Expr::Or(a, b) => {
+            let mut hosts = required_hosts(a)?;
+            for host in required_hosts(b)? {
+                if !hosts.contains(&host) {
+                    hosts.push(host);
+                }
+            }
+            Some(hosts)
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}

@@ -1,0 +1,193 @@
+//! The runtime configuration: every provider's fragment merged, namespaced and validated.
+//!
+//! This is what the proxy compiles into its snapshot and what the admin API shows. Each object
+//! carries its own `status` and `errors`, in Traefik's shape: one broken router is disabled and
+//! explained, the others keep working.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::model;
+use crate::rule::Rule;
+
+/// The merged, validated configuration of all providers.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RuntimeConfig {
+    /// HTTP routers by qualified name (`web@file`).
+    pub routers: BTreeMap<String, RouterInfo>,
+    /// HTTP services by qualified name.
+    pub services: BTreeMap<String, ServiceInfo>,
+    /// Increases by one with every configuration published.
+    pub generation: u64,
+}
+
+/// Whether an object takes part in routing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// In force, nothing to report.
+    Enabled,
+    /// In force, with warnings in `errors` (something was ignored).
+    Warning,
+    /// Not in force; `errors` says why.
+    Disabled,
+}
+
+/// One HTTP router after validation.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouterInfo {
+    /// Qualified name, `name@provider`.
+    pub name: String,
+    /// The provider it came from.
+    pub provider: String,
+    /// The rule as written.
+    pub rule: String,
+    /// The parsed rule (absent when it did not parse).
+    #[serde(skip)]
+    pub parsed: Option<Rule>,
+    /// Effective priority: the explicit one, else the rule's length in characters.
+    pub priority: i64,
+    /// Entrypoints as written (empty = all).
+    pub entry_points: Vec<String>,
+    /// The entrypoints actually in effect.
+    pub using: Vec<String>,
+    /// The qualified service name.
+    pub service: String,
+    /// Middlewares as written.
+    pub middlewares: Vec<String>,
+    /// Enabled, warning or disabled.
+    pub status: Status,
+    /// What is wrong, or what was ignored.
+    #[serde(rename = "error", skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// One HTTP service after validation.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceInfo {
+    /// Qualified name, `name@provider`.
+    pub name: String,
+    /// The provider it came from.
+    pub provider: String,
+    /// The service as the provider gave it.
+    pub load_balancer: Option<model::LoadBalancer>,
+    /// Valid servers, in the order given.
+    #[serde(skip)]
+    pub servers: Vec<ServerSpec>,
+    /// Pass the client's Host header (default true).
+    #[serde(skip)]
+    pub pass_host_header: bool,
+    /// Enabled, warning or disabled.
+    pub status: Status,
+    /// What is wrong, or what was ignored.
+    #[serde(rename = "error", skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// Routers that use this service.
+    pub used_by: Vec<String>,
+}
+
+/// Scheme spoken to a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Plain HTTP/1.1.
+    Http,
+}
+
+/// One server, parsed from its URL.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct ServerSpec {
+    /// The URL as written (the identity shown to users).
+    pub url: String,
+    /// The scheme.
+    pub scheme: Scheme,
+    /// `host:port` with the default port filled in; IPv6 hosts bracketed.
+    pub authority: String,
+    /// Relative weight; 0 takes no traffic.
+    pub weight: u32,
+}
+
+/// Why a server URL was rejected.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadServerUrl(pub String);
+
+impl fmt::Display for BadServerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl ServerSpec {
+    /// Parses `http://host[:port][/]` with a weight.
+    pub fn parse(url: &str, weight: u32) -> Result<Self, BadServerUrl> {
+        let bad = |why: &str| BadServerUrl(format!("server url `{url}`: {why}"));
+        let (scheme, rest, default_port) = if let Some(rest) = url.strip_prefix("http://") {
+            (Scheme::Http, rest, 80)
+        } else if url.starts_with("https://") || url.starts_with("h2c://") {
+            return Err(bad("only http:// servers are supported so far (TLS to backends is not implemented yet)"));
+        } else {
+            return Err(bad("expected `http://host:port`"));
+        };
+        let (hostport, path) = match rest.find(['/', '?', '#']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if !(path.is_empty() || path == "/") {
+            return Err(bad("a path is not supported in a server url"));
+        }
+        if hostport.contains('@') {
+            return Err(bad("credentials in a server url are not supported"));
+        }
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let end = v6.find(']').ok_or_else(|| bad("unclosed `[` in IPv6 address"))?;
+            let addr = &v6[..end];
+            if addr.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(bad("invalid IPv6 address"));
+            }
+            let after = &v6[end + 1..];
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None if after.is_empty() => None,
+                None => return Err(bad("unexpected text after the IPv6 address")),
+            };
+            (format!("[{addr}]"), port)
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (hostport.to_string(), None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        if !host.starts_with('[') && !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_') {
+            return Err(bad("the host has characters a host name cannot have"));
+        }
+        let port = match port {
+            None => default_port,
+            Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad("the port must be a number from 1 to 65535"))?,
+        };
+        Ok(Self { url: url.to_string(), scheme, authority: format!("{}:{port}", host.to_ascii_lowercase()), weight })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls() {
+        let s = ServerSpec::parse("http://10.0.0.1:8080", 1).unwrap();
+        assert_eq!(s.authority, "10.0.0.1:8080");
+        assert_eq!(ServerSpec::parse("http://Web/", 2).unwrap().authority, "web:80");
+        assert_eq!(ServerSpec::parse("http://[::1]:9000", 1).unwrap().authority, "[::1]:9000");
+        assert_eq!(ServerSpec::parse("http://[::1]", 1).unwrap().authority, "[::1]:80");
+        for bad in ["ftp://x", "http://", "http://x:0", "http://x:99999", "http://x:ab", "http://x/path", "http://[zz]:1", "http://a b:1", "https://x"] {
+            assert!(ServerSpec::parse(bad, 1).is_err(), "{bad} should be rejected");
+        }
+    }
+}

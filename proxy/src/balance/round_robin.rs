@@ -1,0 +1,175 @@
+//! Smooth weighted round robin, as nginx does it.
+//!
+//! For weights 5:1:1 plain weighted round robin sends `a a a a a b c`; the smooth variant sends
+//! `a a b a c a a`, spreading each server's share evenly over the cycle. Each step adds every
+//! server's weight to its running score, picks the highest score (the first one on ties) and
+//! subtracts the total weight from the winner.
+//!
+//! The sequence only depends on the weights, so for ordinary weight totals it is computed once,
+//! when the snapshot is compiled, and a request only advances an atomic cursor: no lock and no
+//! arithmetic on the request path. Weights are first divided by their greatest common divisor;
+//! if the cycle is still longer than [`MAX_CYCLE`], the scores are kept live behind a mutex.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Longest precomputed cycle (entries); longer cycles fall back to live scores.
+pub const MAX_CYCLE: u64 = 16_384;
+
+/// A smooth weighted round robin over server indices.
+#[derive(Debug)]
+pub struct SmoothWeighted {
+    schedule: Schedule,
+    cursor: AtomicUsize,
+}
+
+#[derive(Debug)]
+enum Schedule {
+    /// No server has a positive weight.
+    Empty,
+    /// The whole cycle, precomputed.
+    Cycle(Box<[u32]>),
+    /// Live scores for very long cycles.
+    Live(Mutex<Live>),
+}
+
+#[derive(Debug)]
+struct Live {
+    weights: Vec<i64>,
+    scores: Vec<i64>,
+    total: i64,
+}
+
+impl Live {
+    fn step(&mut self) -> usize {
+        let mut best = 0;
+        for i in 0..self.weights.len() {
+            self.scores[i] += self.weights[i];
+            if self.scores[i] > self.scores[best] {
+                best = i;
+            }
+        }
+        self.scores[best] -= self.total;
+        best
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+impl SmoothWeighted {
+    /// A balancer over `weights.len()` servers; a weight of 0 takes no traffic.
+    pub fn new(weights: &[u32]) -> Self {
+        let divisor = weights.iter().filter(|w| **w > 0).fold(0u64, |g, w| gcd(g, u64::from(*w)));
+        let schedule = if divisor == 0 {
+            Schedule::Empty
+        } else {
+            let weights: Vec<i64> = weights.iter().map(|w| (u64::from(*w) / divisor) as i64).collect();
+            let total: i64 = weights.iter().sum();
+            let mut live = Live { scores: vec![0; weights.len()], weights, total };
+            if total as u64 <= MAX_CYCLE {
+                Schedule::Cycle((0..total).map(|_| live.step() as u32).collect())
+            } else {
+                Schedule::Live(Mutex::new(live))
+            }
+        };
+        Self { schedule, cursor: AtomicUsize::new(0) }
+    }
+
+    /// True when no server can be picked.
+    pub fn is_empty(&self) -> bool {
+        matches!(self.schedule, Schedule::Empty)
+    }
+
+    /// The next server index whose `usable` is true, or `None` when there is none. Unusable
+    /// servers are stepped over, so their share goes to whoever follows them in the cycle.
+    pub fn pick(&self, mut usable: impl FnMut(usize) -> bool) -> Option<usize> {
+        match &self.schedule {
+            Schedule::Empty => None,
+            Schedule::Cycle(cycle) => {
+                let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+                let first = cycle[start % cycle.len()] as usize;
+                if usable(first) {
+                    return Some(first);
+                }
+                // Rare path: step over unusable servers, at most one full cycle.
+                (1..cycle.len()).map(|k| cycle[(start + k) % cycle.len()] as usize).find(|i| usable(*i))
+            }
+            Schedule::Live(live) => {
+                // Invariant: the lock is only held for one step, never across a panic-prone call.
+                let mut live = live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let n = live.total as usize;
+                (0..n.max(1)).map(|_| live.step()).find(|i| usable(*i))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn take(lb: &SmoothWeighted, n: usize) -> Vec<usize> {
+        (0..n).map(|_| lb.pick(|_| true).unwrap()).collect()
+    }
+
+    fn counts(picks: &[usize], servers: usize) -> Vec<usize> {
+        let mut c = vec![0; servers];
+        for p in picks {
+            c[*p] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn equal_weights_alternate_exactly() {
+        let lb = SmoothWeighted::new(&[1, 1, 1]);
+        assert_eq!(take(&lb, 6), vec![0, 1, 2, 0, 1, 2]);
+        assert_eq!(counts(&take(&lb, 300), 3), vec![100, 100, 100]);
+    }
+
+    #[test]
+    fn the_nginx_sequence_for_5_1_1() {
+        let lb = SmoothWeighted::new(&[5, 1, 1]);
+        assert_eq!(take(&lb, 7), vec![0, 0, 1, 0, 2, 0, 0]);
+    }
+
+    #[test]
+    fn weights_2_1_1_split_150_75_75() {
+        let lb = SmoothWeighted::new(&[2, 1, 1]);
+        assert_eq!(counts(&take(&lb, 300), 3), vec![150, 75, 75]);
+        assert_eq!(take(&lb, 4), vec![0, 1, 0, 2], "smooth, not 0 0 1 2");
+    }
+
+    #[test]
+    fn zero_weights_take_nothing_and_all_zero_is_empty() {
+        let lb = SmoothWeighted::new(&[0, 3, 0]);
+        assert!(take(&lb, 10).iter().all(|i| *i == 1));
+        assert!(SmoothWeighted::new(&[0, 0]).is_empty());
+        assert!(SmoothWeighted::new(&[]).pick(|_| true).is_none());
+    }
+
+    #[test]
+    fn unusable_servers_are_stepped_over() {
+        let lb = SmoothWeighted::new(&[1, 1, 1]);
+        let picks: Vec<usize> = (0..6).map(|_| lb.pick(|i| i != 1).unwrap()).collect();
+        assert!(!picks.contains(&1));
+        assert_eq!(counts(&picks, 3), vec![3, 0, 3]);
+        assert!(lb.pick(|_| false).is_none());
+    }
+
+    #[test]
+    fn huge_weight_totals_use_live_scores_with_the_same_split() {
+        let lb = SmoothWeighted::new(&[10_000, 9_999, 1]);
+        assert!(matches!(lb.schedule, Schedule::Live(_)));
+        let c = counts(&take(&lb, 20_000), 3);
+        assert_eq!(c, vec![10_000, 9_999, 1]);
+        let precomputed = SmoothWeighted::new(&[4, 2, 2]);
+        assert_eq!(take(&precomputed, 4), vec![0, 1, 0, 2], "gcd reduction keeps the sequence");
+    }
+}

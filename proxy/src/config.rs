@@ -1,0 +1,344 @@
+//! The static configuration: entrypoints, the admin side, providers, timeouts. Read once at start;
+//! changing it needs a restart (dynamic routes come from providers).
+//!
+//! Keys follow Traefik's static configuration where Traefik has one, so a `traefik.toml` needs
+//! few edits. Unknown keys are errors with file, line and column: a misspelt timeout must not
+//! silently fall back to a default.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use drover_providers::duration::ConfigDuration;
+use drover_providers::toml_error;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole static configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StaticConfig {
+    /// Listening addresses by name.
+    #[serde(default, alias = "entrypoints")]
+    pub entry_points: BTreeMap<String, EntryPoint>,
+    /// The admin side (`/ping`, API, dashboard, metrics).
+    #[serde(default)]
+    pub api: Api,
+    /// Providers of dynamic configuration.
+    #[serde(default)]
+    pub providers: Providers,
+    /// Logging.
+    #[serde(default)]
+    pub log: Log,
+    /// How drover talks to servers.
+    #[serde(default, alias = "serverstransport")]
+    pub servers_transport: ServersTransport,
+}
+
+/// One entrypoint.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EntryPoint {
+    /// `":8080"`, `"127.0.0.1:8080"`, `"[::1]:8080"`.
+    pub address: Spanned<String>,
+    /// Timeouts and shutdown behaviour.
+    #[serde(default)]
+    pub transport: EntryPointTransport,
+}
+
+/// `entryPoints.<name>.transport`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EntryPointTransport {
+    /// Client-side timeouts.
+    #[serde(default, alias = "respondingtimeouts")]
+    pub responding_timeouts: RespondingTimeouts,
+    /// Graceful shutdown.
+    #[serde(default, alias = "lifecycle")]
+    pub life_cycle: LifeCycle,
+}
+
+/// `respondingTimeouts`: deadlines on the client side.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RespondingTimeouts {
+    /// Time a client has to send a complete request head (slowloris guard). Default 10 s.
+    #[serde(default = "defaults::header_read", alias = "headerreadtimeout")]
+    pub header_read_timeout: ConfigDuration,
+    /// A keep-alive connection with no request for this long is closed. Default 180 s.
+    #[serde(default = "defaults::idle", alias = "idletimeout")]
+    pub idle_timeout: ConfigDuration,
+}
+
+impl Default for RespondingTimeouts {
+    fn default() -> Self {
+        Self { header_read_timeout: defaults::header_read(), idle_timeout: defaults::idle() }
+    }
+}
+
+/// `lifeCycle`: graceful shutdown.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LifeCycle {
+    /// How long in-flight requests may take to finish after SIGTERM. Default 10 s.
+    #[serde(default = "defaults::grace", alias = "gracetimeout")]
+    pub grace_time_out: ConfigDuration,
+}
+
+impl Default for LifeCycle {
+    fn default() -> Self {
+        Self { grace_time_out: defaults::grace() }
+    }
+}
+
+/// `[api]`: the admin entrypoint.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Api {
+    /// Where the admin side listens. Default `127.0.0.1:8081`; never a traffic entrypoint.
+    #[serde(default = "defaults::api_address")]
+    pub address: Spanned<String>,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Self { address: defaults::api_address() }
+    }
+}
+
+/// `[providers]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Providers {
+    /// Coalescing window for configuration changes. Default 100 ms.
+    #[serde(default = "defaults::throttle", alias = "providersthrottleduration")]
+    pub providers_throttle_duration: ConfigDuration,
+    /// The file provider.
+    #[serde(default)]
+    pub file: Option<FileProviderConfig>,
+}
+
+impl Default for Providers {
+    fn default() -> Self {
+        Self { providers_throttle_duration: defaults::throttle(), file: None }
+    }
+}
+
+/// `[providers.file]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileProviderConfig {
+    /// One file.
+    pub filename: Option<PathBuf>,
+    /// A directory of `*.toml` files.
+    pub directory: Option<PathBuf>,
+    /// Re-read on change (default true).
+    #[serde(default = "defaults::yes")]
+    pub watch: bool,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// `error`, `warn`, `info` (default), `debug`, `trace`. `RUST_LOG` overrides it.
+    #[serde(default = "defaults::log_level")]
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self { level: defaults::log_level() }
+    }
+}
+
+/// `[serversTransport]`: how drover talks to servers.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServersTransport {
+    /// Idle keep-alive connections kept per server. Default 200 (as Traefik).
+    #[serde(default = "defaults::max_idle", alias = "maxidleconnsperhost")]
+    pub max_idle_conns_per_host: usize,
+    /// Upstream deadlines.
+    #[serde(default, alias = "forwardingtimeouts")]
+    pub forwarding_timeouts: ForwardingTimeouts,
+}
+
+impl Default for ServersTransport {
+    fn default() -> Self {
+        Self { max_idle_conns_per_host: defaults::max_idle(), forwarding_timeouts: ForwardingTimeouts::default() }
+    }
+}
+
+/// `serversTransport.forwardingTimeouts`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ForwardingTimeouts {
+    /// Connecting to a server. Default 5 s.
+    #[serde(default = "defaults::dial", alias = "dialtimeout")]
+    pub dial_timeout: ConfigDuration,
+    /// From the request sent to the response head received. Default 60 s; 0 disables.
+    #[serde(default = "defaults::response_header", alias = "responseheadertimeout")]
+    pub response_header_timeout: ConfigDuration,
+    /// An idle pooled connection older than this is closed. Default 90 s.
+    #[serde(default = "defaults::idle_conn", alias = "idleconntimeout")]
+    pub idle_conn_timeout: ConfigDuration,
+}
+
+impl Default for ForwardingTimeouts {
+    fn default() -> Self {
+        Self { dial_timeout: defaults::dial(), response_header_timeout: defaults::response_header(), idle_conn_timeout: defaults::idle_conn() }
+    }
+}
+
+mod defaults {
+    use super::*;
+
+    pub fn header_read() -> ConfigDuration {
+        Duration::from_secs(10).into()
+    }
+    pub fn idle() -> ConfigDuration {
+        Duration::from_secs(180).into()
+    }
+    pub fn grace() -> ConfigDuration {
+        Duration::from_secs(10).into()
+    }
+    pub fn throttle() -> ConfigDuration {
+        Duration::from_millis(100).into()
+    }
+    pub fn dial() -> ConfigDuration {
+        Duration::from_secs(5).into()
+    }
+    pub fn response_header() -> ConfigDuration {
+        Duration::from_secs(60).into()
+    }
+    pub fn idle_conn() -> ConfigDuration {
+        Duration::from_secs(90).into()
+    }
+    pub fn max_idle() -> usize {
+        200
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn log_level() -> String {
+        "info".into()
+    }
+    pub fn api_address() -> Spanned<String> {
+        Spanned::new(0..0, "127.0.0.1:8081".into())
+    }
+}
+
+/// A static configuration that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The configuration used when drover starts with none: entrypoint `web` on :8080, the admin side
+/// on 127.0.0.1:8081, no provider.
+pub const EMBEDDED_DEFAULT: &str = "[entryPoints.web]\naddress = \":8080\"\n\n[api]\naddress = \"127.0.0.1:8081\"\n";
+
+/// A configuration ready to run: addresses resolved and checked.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// The configuration as read.
+    pub config: StaticConfig,
+    /// Entrypoints in name order, with their socket addresses.
+    pub entry_points: Vec<(String, SocketAddr)>,
+    /// The admin address.
+    pub api: SocketAddr,
+}
+
+impl StaticConfig {
+    /// Reads and checks a static configuration file.
+    pub fn load(path: &Path) -> Result<Resolved, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and checks static configuration text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Resolved, ConfigError> {
+        let config: StaticConfig = toml::from_str(text).map_err(|e| ConfigError(toml_error::describe(path, text, &e)))?;
+        let at = |spanned: &Spanned<String>, key: &str, why: String| {
+            let (line, column) = toml_error::line_column(text, spanned.span().start);
+            ConfigError(format!("{}:{line}:{column}: {key}: {why}", path.display()))
+        };
+        if config.entry_points.is_empty() {
+            return Err(ConfigError(format!("{}: no entrypoint: add e.g. [entryPoints.web] address = \":8080\"", path.display())));
+        }
+        let mut entry_points = Vec::new();
+        for (name, ep) in &config.entry_points {
+            let addr = parse_address(ep.address.get_ref()).map_err(|why| at(&ep.address, &format!("entryPoints.{name}.address"), why))?;
+            entry_points.push((name.clone(), addr));
+        }
+        let api = parse_address(config.api.address.get_ref()).map_err(|why| at(&config.api.address, "api.address", why))?;
+        for (i, (name, addr)) in entry_points.iter().enumerate() {
+            let clash = |other: &SocketAddr| other == addr && addr.port() != 0;
+            if clash(&api) || entry_points[..i].iter().any(|(_, other)| clash(other)) {
+                return Err(ConfigError(format!("{}: entrypoint `{name}` ({addr}) shares its address with another listener", path.display())));
+            }
+        }
+        if let Some(file) = &config.providers.file {
+            if file.filename.is_some() == file.directory.is_some() {
+                return Err(ConfigError(format!("{}: [providers.file] needs exactly one of `filename` or `directory`", path.display())));
+            }
+        }
+        if !matches!(config.log.level.to_ascii_lowercase().as_str(), "error" | "warn" | "info" | "debug" | "trace") {
+            return Err(ConfigError(format!("{}: log.level `{}` must be one of error, warn, info, debug, trace", path.display(), config.log.level)));
+        }
+        Ok(Resolved { config, entry_points, api })
+    }
+
+    /// The embedded default configuration.
+    pub fn embedded() -> Resolved {
+        Self::parse(Path::new("<embedded default>"), EMBEDDED_DEFAULT).expect("the embedded default configuration is valid")
+    }
+}
+
+/// `":8080"` (all interfaces), `"127.0.0.1:80"`, `"[::1]:80"`, `"localhost:80"`.
+pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
+    if let Some(port) = text.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| format!("`{text}`: the port must be a number from 0 to 65535"))?;
+        return Ok(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port));
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Some(port) = text.strip_prefix("localhost:") {
+        let port: u16 = port.parse().map_err(|_| format!("`{text}`: the port must be a number from 0 to 65535"))?;
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    Err(format!("`{text}` is not an address; write `:8080`, `127.0.0.1:8080` or `[::1]:8080`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_listens_on_8080_and_admin_on_loopback() {
+        let r = StaticConfig::embedded();
+        assert_eq!(r.entry_points[0].0, "web");
+        assert_eq!(r.entry_points[0].1.port(), 8080);
+        assert_eq!(r.api, "127.0.0.1:8081".parse().unwrap());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let err = StaticConfig::parse(Path::new("s.toml"), "[entryPoints.web]\naddress = \":80x\"\n").unwrap_err().0;
+        assert!(err.starts_with("s.toml:2:11: entryPoints.web.address:"), "{err}");
+        let err = StaticConfig::parse(Path::new("s.toml"), "[entryPoints.web]\naddress = \":80\"\n[log]\nlevle = \"x\"\n").unwrap_err().0;
+        assert!(err.starts_with("s.toml:4:1:") && err.contains("levle"), "{err}");
+        let err = StaticConfig::parse(Path::new("s.toml"), "[entryPoints.web]\naddress = \":80\"\n[providers.file]\nwatch = true\n").unwrap_err().0;
+        assert!(err.contains("exactly one of"), "{err}");
+    }
+
+    #[test]
+    fn durations_and_traefik_keys() {
+        let text = "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[entryPoints.web.transport.respondingTimeouts]\nidleTimeout = \"5s\"\n[serversTransport.forwardingTimeouts]\ndialTimeout = 2\n";
+        let r = StaticConfig::parse(Path::new("s.toml"), text).unwrap();
+        assert_eq!(r.config.entry_points["web"].transport.responding_timeouts.idle_timeout.0, Duration::from_secs(5));
+        assert_eq!(r.config.servers_transport.forwarding_timeouts.dial_timeout.0, Duration::from_secs(2));
+    }
+}

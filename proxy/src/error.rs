@@ -1,0 +1,117 @@
+//! One error type for everything that can go wrong forwarding a request, classified so that
+//! passive health and retries can ask *what kind* of failure it was instead of reading text.
+
+use std::fmt;
+
+type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// A forwarding failure. Ask it questions with the `is_*` predicates.
+pub struct Error {
+    kind: Kind,
+    cause: Option<Cause>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// The TCP connection to the server could not be made.
+    Connect,
+    /// Connecting took longer than the dial timeout.
+    ConnectTimeout,
+    /// The connection failed before any byte of the request was written.
+    NotSent,
+    /// The connection closed or reset after the request was (partly) sent, before a response head.
+    ResetBeforeResponse,
+    /// No response head within the response-header timeout.
+    ResponseTimeout,
+    /// The server answered with something that is not HTTP.
+    BadResponse,
+}
+
+impl Error {
+    fn new(kind: Kind, cause: impl Into<Cause>) -> Self {
+        Self { kind, cause: Some(cause.into()) }
+    }
+
+    pub(crate) fn connect(cause: impl Into<Cause>) -> Self {
+        Self::new(Kind::Connect, cause)
+    }
+
+    pub(crate) fn connect_timeout() -> Self {
+        Self { kind: Kind::ConnectTimeout, cause: None }
+    }
+
+    pub(crate) fn not_sent(cause: impl Into<Cause>) -> Self {
+        Self::new(Kind::NotSent, cause)
+    }
+
+    pub(crate) fn response_timeout() -> Self {
+        Self { kind: Kind::ResponseTimeout, cause: None }
+    }
+
+    /// Classifies an error from hyper's client connection.
+    pub(crate) fn from_hyper(err: hyper::Error) -> Self {
+        let kind = if err.is_parse() || err.is_parse_status() || err.is_parse_too_large() { Kind::BadResponse } else { Kind::ResetBeforeResponse };
+        Self::new(kind, err)
+    }
+
+    /// The server could not be reached (refused, unreachable, timed out connecting, or the
+    /// connection failed before anything was written). Nothing was sent: any request may be
+    /// retried elsewhere.
+    pub fn is_connect(&self) -> bool {
+        matches!(self.kind, Kind::Connect | Kind::ConnectTimeout | Kind::NotSent)
+    }
+
+    /// A deadline passed (connecting or waiting for the response head).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, Kind::ConnectTimeout | Kind::ResponseTimeout)
+    }
+
+    /// Waiting for the response head timed out (the server may have received the request).
+    pub fn is_response_timeout(&self) -> bool {
+        self.kind == Kind::ResponseTimeout
+    }
+
+    /// The connection closed or reset after the request was sent, before any response byte.
+    pub fn is_reset_before_response(&self) -> bool {
+        self.kind == Kind::ResetBeforeResponse
+    }
+
+    /// The server answered with something that is not valid HTTP.
+    pub fn is_bad_response(&self) -> bool {
+        self.kind == Kind::BadResponse
+    }
+
+    /// True when no byte of the request reached the server, so a retry is safe for any method.
+    pub fn nothing_sent(&self) -> bool {
+        self.is_connect()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            Kind::Connect => "connecting to the server failed",
+            Kind::ConnectTimeout => "connecting to the server timed out",
+            Kind::NotSent => "the connection failed before the request was sent",
+            Kind::ResetBeforeResponse => "the connection closed before a response",
+            Kind::ResponseTimeout => "the server did not answer in time",
+            Kind::BadResponse => "the server sent an invalid response",
+        };
+        match &self.cause {
+            Some(cause) => write!(f, "{what}: {cause}"),
+            None => f.write_str(what),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error").field("kind", &self.kind).field("cause", &self.cause).finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_deref().map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}

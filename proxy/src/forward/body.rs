@@ -1,0 +1,113 @@
+//! The response body drover sends to clients: streamed from a server, or a short local answer.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::upstream::Pooled;
+
+/// A response body. Upstream bodies are passed through frame by frame, never collected.
+pub enum ProxyBody {
+    /// A server's body, holding the connection until the body ends.
+    Upstream(UpstreamBody),
+    /// A short body drover wrote itself (error pages, admin answers).
+    Local(Option<Bytes>),
+}
+
+impl ProxyBody {
+    /// A local body.
+    pub fn local(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        ProxyBody::Local((!bytes.is_empty()).then_some(bytes))
+    }
+
+    /// No body.
+    pub fn empty() -> Self {
+        ProxyBody::Local(None)
+    }
+}
+
+/// A server's response body; gives the connection back to the pool at a clean end.
+pub struct UpstreamBody {
+    inner: Incoming,
+    conn: Option<Pooled>,
+}
+
+impl UpstreamBody {
+    /// Wraps `inner`, returning `conn` to its pool once `inner` ends.
+    pub fn new(inner: Incoming, mut conn: Pooled) -> Self {
+        if inner.is_end_stream() {
+            // Nothing to read (HEAD, 204, 304, Content-Length: 0): the connection is free now.
+            let waker = futures_util::task::noop_waker();
+            conn.release(&mut Context::from_waker(&waker));
+            return Self { inner, conn: None };
+        }
+        Self { inner, conn: Some(conn) }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => {
+                if let Some(mut conn) = this.conn.take() {
+                    conn.release(cx);
+                }
+            }
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => {
+                if let Some(mut conn) = this.conn.take() {
+                    conn.release(cx);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(mut conn) = this.conn.take() {
+                    conn.discard();
+                }
+            }
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+            ProxyBody::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Upstream(body) => body.is_end_stream(),
+            ProxyBody::Local(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Upstream(body) => body.size_hint(),
+            ProxyBody::Local(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}

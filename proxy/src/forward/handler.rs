@@ -1,0 +1,183 @@
+//! Forwarding one request.
+//!
+//! The snapshot is loaded once per request and released as soon as a server is chosen; from then
+//! on the request holds only its server's `Arc<Upstream>`, so a configuration change never waits
+//! for slow requests and never changes where an in-flight request goes.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::body::{ProxyBody, UpstreamBody};
+use super::headers::{self, Forwarded};
+use crate::routing::{normalize_host, RequestView};
+use crate::snapshot::Snapshot;
+use crate::upstream::RequestBody;
+
+/// State every connection of every worker shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The routing snapshot, swapped whole on every configuration change.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Deadline for a server's response head; `None` waits forever.
+    pub response_header_timeout: Option<Duration>,
+}
+
+/// One client connection's context, built once when it is accepted.
+#[derive(Debug)]
+pub struct Connection {
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// Index of the entrypoint that accepted it.
+    pub entry_point: usize,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Forwarded-header values for this client.
+    pub forwarded: Forwarded,
+}
+
+impl Connection {
+    /// The context of a connection from `peer` accepted on entrypoint `entry_point` (bound at `local`).
+    pub fn new(shared: Arc<Shared>, entry_point: usize, peer: SocketAddr, local: SocketAddr) -> Self {
+        let ip = peer.ip().to_canonical();
+        let forwarded = Forwarded {
+            // Invariant: an IP address and a port number print as valid header values.
+            client_ip: HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value"),
+            proto: HeaderValue::from_static("http"),
+            port: HeaderValue::from(local.port()),
+        };
+        Self { shared, entry_point, peer: SocketAddr::new(ip, peer.port()), forwarded }
+    }
+}
+
+fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::local(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+fn wants_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
+}
+
+/// Handles one request from `conn`. Never fails: every problem becomes a response.
+pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    let raw_host = match req.uri().authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => req.headers().get(header::HOST).and_then(|h| h.to_str().ok()),
+    };
+    let host = normalize_host(raw_host.unwrap_or(""));
+    let picked = {
+        let snapshot = conn.shared.snapshot.load();
+        let view = RequestView {
+            host: &host,
+            path: req.uri().path(),
+            query: req.uri().query(),
+            method: req.method(),
+            headers: req.headers(),
+            client_ip: conn.peer.ip(),
+        };
+        let Some(route) = snapshot.entry_points.get(conn.entry_point).and_then(|table| table.find(&view)) else {
+            return Ok(local(StatusCode::NOT_FOUND, "404 Not Found: no router matches this request\n"));
+        };
+        let service = &route.service;
+        match service.pick() {
+            Some(server) => (server.upstream.clone(), service.pass_host_header),
+            None => return Ok(local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable: the service has no available server\n")),
+        }
+    };
+    drop(host);
+    let (upstream, pass_host_header) = picked;
+
+    let upgrade = wants_upgrade(&req);
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let client_host = match parts.headers.get(header::HOST) {
+        Some(h) => Some(h.clone()),
+        None => parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    };
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    headers::drop_client_forwarding(&mut parts.headers);
+    conn.forwarded.apply(&mut parts.headers, client_host.as_ref());
+    match (pass_host_header, client_host) {
+        (true, Some(host)) => {
+            parts.headers.insert(header::HOST, host);
+        }
+        _ => {
+            parts.headers.insert(header::HOST, upstream.host_header().clone());
+        }
+    }
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        parts.uri = match parts.uri.path_and_query() {
+            Some(pq) => Uri::from(pq.clone()),
+            None => Uri::from_static("/"),
+        };
+    }
+    parts.version = Version::HTTP_11;
+    let request = Request::from_parts(parts, RequestBody::Incoming(body));
+
+    let sent = upstream.send(request);
+    let result = match conn.shared.response_header_timeout {
+        Some(limit) => match tokio::time::timeout(limit, sent).await {
+            Ok(result) => result,
+            Err(_) => Err((crate::error::Error::response_timeout(), None)),
+        },
+        None => sent.await,
+    };
+    let (mut response, mut pooled) = match result {
+        Ok(ok) => ok,
+        Err((error, _request)) => {
+            tracing::debug!(server = upstream.authority(), "upstream failed: {error}");
+            return Ok(if error.is_timeout() {
+                local(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout: the server did not answer in time\n")
+            } else {
+                local(StatusCode::BAD_GATEWAY, "502 Bad Gateway: the server could not be reached or answered badly\n")
+            });
+        }
+    };
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        pooled.discard();
+        let Some(client_upgrade) = client_upgrade else {
+            // A 101 nobody asked for cannot be tunnelled.
+            return Ok(local(StatusCode::BAD_GATEWAY, "502 Bad Gateway: the server switched protocols unasked\n"));
+        };
+        let server_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, server_upgrade) {
+                Ok((client, server)) => {
+                    let mut client = TokioIo::new(client);
+                    let mut server = TokioIo::new(server);
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut server).await {
+                        tracing::debug!("upgraded connection ended: {e}");
+                    }
+                }
+                Err(e) => tracing::debug!("upgrade failed: {e}"),
+            }
+        });
+        let (mut parts, _) = response.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, true);
+        return Ok(Response::from_parts(parts, ProxyBody::empty()));
+    }
+
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    // The client's connection decides its own version; the server's (maybe 1.0) must not leak.
+    parts.version = Version::HTTP_11;
+    Ok(Response::from_parts(parts, ProxyBody::Upstream(UpstreamBody::new(body, pooled))))
+}

@@ -1,0 +1,8 @@
+//! The HTTP data path: route a request, pick a server, forward it, stream the answer back.
+
+pub mod body;
+mod handler;
+pub mod headers;
+
+pub use body::ProxyBody;
+pub use handler::{handle, Connection, Shared};

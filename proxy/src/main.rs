@@ -1,0 +1,81 @@
+//! The `drover` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use drover::config::StaticConfig;
+use drover::Drover;
+use tracing_subscriber::EnvFilter;
+
+/// drover: a self-configuring edge proxy.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Static configuration file (TOML). Without one, drover listens on :8080 (traffic) and
+    /// 127.0.0.1:8081 (admin) with no provider.
+    #[arg(short, long, env = "DROVER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Worker threads serving traffic (default: the number of cores).
+    #[arg(short, long, env = "DROVER_WORKERS")]
+    workers: Option<usize>,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let resolved = match &cli.config {
+        Some(path) => match StaticConfig::load(path) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("drover: invalid configuration: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => StaticConfig::embedded(),
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(resolved.config.log.level.to_ascii_lowercase()));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    if cli.check {
+        println!("configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    if cli.config.is_none() {
+        tracing::info!("no --config given: using the embedded default (web on :8080, admin on 127.0.0.1:8081, no provider)");
+    }
+    let workers = cli.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let drover = match Drover::start(resolved, workers) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let signals = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    match signals {
+        Ok(rt) => rt.block_on(wait_for_signal()),
+        Err(e) => tracing::error!("cannot wait for signals: {e}"),
+    }
+    tracing::info!("shutting down: no new connections; waiting for in-flight requests");
+    drover.shutdown();
+    drover.wait();
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}

@@ -1,0 +1,178 @@
+//! Starting and stopping drover: listeners, worker threads, the control plane.
+//!
+//! Threads: one *control* thread runs providers, the aggregator, snapshot compilation and the
+//! admin side on its own runtime; `workers` threads each run a single-threaded runtime for
+//! traffic. The two sides meet only at the `ArcSwap<Snapshot>`: the control plane stores, the
+//! data plane loads.
+
+mod listener;
+mod worker;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+use drover_providers::aggregate::Aggregator;
+use drover_providers::file::{FileProvider, Source};
+use drover_providers::{ProviderHandle, ProviderStatus};
+use tokio::sync::{mpsc, watch};
+
+use crate::admin;
+use crate::config::Resolved;
+use crate::forward::Shared;
+use crate::snapshot::Snapshot;
+use crate::upstream::{Transport, Upstreams};
+
+/// A running drover.
+pub struct Drover {
+    entry_points: Vec<(String, SocketAddr)>,
+    api: SocketAddr,
+    shared: Arc<Shared>,
+    statuses: watch::Receiver<Vec<ProviderStatus>>,
+    shutdown: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Drover {
+    /// Binds every listener, then starts the control thread and `workers` worker threads.
+    /// Fails (before serving anything) when a listener cannot be bound.
+    pub fn start(resolved: Resolved, workers: usize) -> io::Result<Self> {
+        let config = resolved.config;
+        let workers = workers.max(1);
+        let mut sockets = Vec::new();
+        let mut entry_points = Vec::new();
+        for (name, addr) in &resolved.entry_points {
+            let listener = listener::bind(*addr).map_err(|e| io::Error::new(e.kind(), format!("entrypoint `{name}` cannot listen on {addr}: {e}")))?;
+            entry_points.push((name.clone(), listener.local_addr()?));
+            sockets.push(listener);
+        }
+        let api_listener = listener::bind(resolved.api).map_err(|e| io::Error::new(e.kind(), format!("the admin side cannot listen on {}: {e}", resolved.api)))?;
+        let api = api_listener.local_addr()?;
+
+        let names: Vec<String> = entry_points.iter().map(|(n, _)| n.clone()).collect();
+        let timeouts = &config.servers_transport.forwarding_timeouts;
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(Snapshot::empty(names.len())),
+            response_header_timeout: Some(timeouts.response_header_timeout.0).filter(|d| !d.is_zero()),
+        });
+        let upstreams = Upstreams::new(Transport {
+            dial_timeout: timeouts.dial_timeout.0,
+            idle_timeout: timeouts.idle_conn_timeout.0,
+            max_idle: config.servers_transport.max_idle_conns_per_host,
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut aggregator = Aggregator::new(names.clone(), config.providers.providers_throttle_duration.0);
+        let mut providers = Vec::new();
+        if let Some(file) = &config.providers.file {
+            let source = match (&file.filename, &file.directory) {
+                (Some(f), _) => Source::File(f.clone()),
+                (None, Some(d)) => Source::Directory(d.clone()),
+                (None, None) => unreachable!("StaticConfig::parse requires filename or directory"),
+            };
+            aggregator.expect_provider("file");
+            providers.push(FileProvider::new(source, file.watch));
+        }
+        let statuses = aggregator.statuses();
+        tracing::info!(
+            entrypoints = %entry_points.iter().map(|(n, a)| format!("{n}={a}")).collect::<Vec<_>>().join(" "),
+            admin = %api,
+            workers,
+            providers = %if providers.is_empty() { "none".to_string() } else { "file".to_string() },
+            "drover listening"
+        );
+
+        let mut threads = Vec::new();
+        {
+            let shared = shared.clone();
+            let mut shutdown = shutdown_rx.clone();
+            let statuses = statuses.clone();
+            let control = move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("the control runtime starts");
+                runtime.block_on(async move {
+                    for provider in providers {
+                        tokio::spawn(provider.run(ProviderHandle::new("file", tx.clone())));
+                    }
+                    drop(tx);
+                    let publish_shared = shared.clone();
+                    tokio::spawn(aggregator.run(rx, move |config| {
+                        let started = std::time::Instant::now();
+                        let snapshot = Snapshot::compile(config, &names, &upstreams);
+                        publish_shared.snapshot.store(Arc::new(snapshot));
+                        tracing::debug!(elapsed = ?started.elapsed(), "snapshot swapped");
+                    }));
+                    let admin = admin::serve(api_listener, admin::State { shared, statuses }, shutdown.clone());
+                    tokio::spawn(admin);
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                });
+            };
+            threads.push(std::thread::Builder::new().name("drover-control".into()).spawn(control)?);
+        }
+        for w in 0..workers {
+            let mut worker_sockets = Vec::new();
+            for (index, listener) in sockets.iter().enumerate() {
+                let ep = &config.entry_points[&entry_points[index].0];
+                worker_sockets.push(worker::EntryPointSocket {
+                    index,
+                    listener: listener.try_clone()?,
+                    header_read_timeout: ep.transport.responding_timeouts.header_read_timeout.0,
+                    grace: ep.transport.life_cycle.grace_time_out.0,
+                });
+            }
+            let shared = shared.clone();
+            let shutdown = shutdown_rx.clone();
+            let thread = std::thread::Builder::new().name(format!("drover-worker-{w}")).spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a worker runtime starts");
+                runtime.block_on(worker::run(worker_sockets, shared, shutdown));
+            })?;
+            threads.push(thread);
+        }
+        Ok(Self { entry_points, api, shared, statuses, shutdown, threads })
+    }
+
+    /// The bound address of each entrypoint, by name.
+    pub fn entry_points(&self) -> &[(String, SocketAddr)] {
+        &self.entry_points
+    }
+
+    /// The bound address of entrypoint `name`.
+    pub fn entry_point(&self, name: &str) -> Option<SocketAddr> {
+        self.entry_points.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+    }
+
+    /// The admin side's address.
+    pub fn api(&self) -> SocketAddr {
+        self.api
+    }
+
+    /// The generation of the configuration in force (0 before the first one).
+    pub fn generation(&self) -> u64 {
+        self.shared.snapshot.load().config.generation
+    }
+
+    /// Every provider's status.
+    pub fn provider_statuses(&self) -> Vec<ProviderStatus> {
+        self.statuses.borrow().clone()
+    }
+
+    /// Stops accepting and lets in-flight requests finish (within each entrypoint's grace period).
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Waits until every thread has finished (after [`Drover::shutdown`]).
+    pub fn wait(mut self) {
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Drover {
+    fn drop(&mut self) {
+        self.shutdown.send_replace(true);
+    }
+}

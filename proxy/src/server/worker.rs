@@ -1,0 +1,111 @@
+//! A worker: one thread running a single-threaded tokio runtime that accepts on every
+//! entrypoint and serves its connections to the end.
+//!
+//! Workers share nothing but the snapshot and the upstream pools, so there is no cross-thread
+//! scheduling on the request path. All workers accept on the same listening sockets; the kernel
+//! hands each connection to one of them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::sync::watch;
+
+use crate::forward::{handle, Connection, Shared};
+
+/// What a worker needs to serve one entrypoint.
+#[derive(Debug)]
+pub struct EntryPointSocket {
+    /// Index of the entrypoint in the snapshot's tables.
+    pub index: usize,
+    /// Its listening socket (a clone of the shared one).
+    pub listener: std::net::TcpListener,
+    /// Time a client has to send a request head.
+    pub header_read_timeout: Duration,
+    /// Grace period for in-flight requests at shutdown.
+    pub grace: Duration,
+}
+
+fn connection_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true)
+        .max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(250)
+        .max_pending_accept_reset_streams(50)
+        .max_local_error_reset_streams(1024)
+        .max_header_list_size(64 * 1024);
+    builder
+}
+
+/// Runs one worker until `shutdown` turns true and its connections have finished (or the grace
+/// period ran out).
+pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+    let graceful = GracefulShutdown::new();
+    let mut grace = Duration::ZERO;
+    let mut accepting = Vec::new();
+    for socket in sockets {
+        grace = grace.max(socket.grace);
+        let listener = match tokio::net::TcpListener::from_std(socket.listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("cannot use listening socket: {e}");
+                continue;
+            }
+        };
+        let local = match listener.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!("listening socket has no address: {e}");
+                continue;
+            }
+        };
+        let builder = connection_builder(socket.header_read_timeout);
+        let shared = shared.clone();
+        let mut shutdown = shutdown.clone();
+        let index = socket.index;
+        let graceful = &graceful;
+        accepting.push(async move {
+            loop {
+                let accepted = tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    accepted = listener.accept() => accepted,
+                };
+                let (stream, peer) = match accepted {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        // Out of file descriptors or similar: back off briefly instead of spinning.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = Arc::new(Connection::new(shared.clone(), index, peer, local));
+                let service = service_fn(move |req| handle(conn.clone(), req));
+                let serving = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                let serving = graceful.watcher().watch(serving);
+                tokio::spawn(async move {
+                    if let Err(e) = serving.await {
+                        tracing::debug!("client connection ended: {e}");
+                    }
+                });
+            }
+        });
+    }
+    futures_util::future::join_all(accepting).await;
+    tracing::debug!(connections = graceful.count(), "worker draining connections");
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("grace period ({grace:?}) ran out with connections still open; closing them");
+    }
+}

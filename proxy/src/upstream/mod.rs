@@ -1,0 +1,65 @@
+//! Upstream servers and their connection pools.
+//!
+//! An [`Upstream`] is one server address. It lives outside the routing snapshot, in the
+//! [`Upstreams`] registry keyed by address, so a configuration change never drops connections
+//! it can keep: the new snapshot is compiled against the same `Arc<Upstream>`. Every worker
+//! thread shares one pool per server (connection reuse does not depend on which thread accepted
+//! the client).
+
+mod pool;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use pool::{Pooled, RequestBody, Upstream};
+
+/// Connection settings shared by every upstream.
+#[derive(Clone, Debug)]
+pub struct Transport {
+    /// Deadline for the TCP connect.
+    pub dial_timeout: Duration,
+    /// Idle pooled connections older than this are closed instead of reused.
+    pub idle_timeout: Duration,
+    /// Idle connections kept per server.
+    pub max_idle: usize,
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        Self { dial_timeout: Duration::from_secs(5), idle_timeout: Duration::from_secs(90), max_idle: 200 }
+    }
+}
+
+/// Every upstream in use, by `host:port`.
+#[derive(Debug)]
+pub struct Upstreams {
+    transport: Arc<Transport>,
+    by_authority: Mutex<HashMap<String, Arc<Upstream>>>,
+}
+
+impl Upstreams {
+    /// An empty registry whose upstreams use `transport`.
+    pub fn new(transport: Transport) -> Self {
+        Self { transport: Arc::new(transport), by_authority: Mutex::new(HashMap::new()) }
+    }
+
+    /// The upstream for `authority` (`host:port`), created on first use. Called when compiling a
+    /// snapshot, never per request.
+    pub fn get(&self, authority: &str) -> Arc<Upstream> {
+        let mut map = self.by_authority.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(authority.to_string()).or_insert_with(|| Arc::new(Upstream::new(authority, self.transport.clone()))).clone()
+    }
+
+    /// Forgets upstreams no snapshot refers to any more (their idle connections close).
+    pub fn retain_used(&self) {
+        let mut map = self.by_authority.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the registry itself holds an unused upstream.
+        map.retain(|_, upstream| Arc::strong_count(upstream) > 1);
+    }
+
+    /// A copy of the registry's current contents.
+    pub fn all(&self) -> Vec<Arc<Upstream>> {
+        self.by_authority.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+}

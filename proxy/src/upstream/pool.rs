@@ -1,0 +1,233 @@
+//! One server's connection pool: HTTP/1.1 keep-alive connections, reused lock-free.
+//!
+//! Idle connections sit in a bounded lock-free queue. A request pops one (stale or closed ones are
+//! discarded), or connects a new one. The response body hands its connection back when the
+//! body has been read to the end ([`Pooled`]); a body dropped early closes the connection, since
+//! the rest of its response would still be in the way.
+//!
+//! Sending uses hyper's `try_send_request`: if a pooled connection turns out to be dead before
+//! the request was written, the request comes back untouched and is sent on another connection.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use crossbeam_queue::ArrayQueue;
+use http::{HeaderValue, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::Transport;
+use crate::error::Error;
+
+type Sender = http1::SendRequest<RequestBody>;
+
+/// The body of a request sent upstream: the client's, streamed, or none.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// The client's body, streamed as it arrives.
+    Incoming(Incoming),
+    /// No body (probes, replays of body-less requests).
+    Empty,
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Incoming(body) => Pin::new(body).poll_frame(cx),
+            RequestBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Incoming(body) => body.is_end_stream(),
+            RequestBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Incoming(body) => body.size_hint(),
+            RequestBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+/// One server address with its pool of idle connections.
+pub struct Upstream {
+    authority: Box<str>,
+    host_header: HeaderValue,
+    socket_addr: Option<SocketAddr>,
+    transport: Arc<Transport>,
+    idle: ArrayQueue<Idle>,
+    opened: AtomicU64,
+    reused: AtomicU64,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").field("authority", &self.authority).field("idle", &self.idle.len()).finish()
+    }
+}
+
+impl Upstream {
+    pub(super) fn new(authority: &str, transport: Arc<Transport>) -> Self {
+        Self {
+            authority: authority.into(),
+            // Invariant: authorities come from ServerSpec::parse, which only admits host-name characters.
+            host_header: HeaderValue::from_str(authority).expect("a parsed server authority is a valid header value"),
+            socket_addr: authority.parse().ok(),
+            idle: ArrayQueue::new(transport.max_idle.max(1)),
+            transport,
+            opened: AtomicU64::new(0),
+            reused: AtomicU64::new(0),
+        }
+    }
+
+    /// `host:port`.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// `host:port` as a `Host` header value (used when `passHostHeader = false`).
+    pub fn host_header(&self) -> &HeaderValue {
+        &self.host_header
+    }
+
+    /// Connections opened so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent on a reused pooled connection so far.
+    pub fn connections_reused(&self) -> u64 {
+        self.reused.load(Ordering::Relaxed)
+    }
+
+    /// Idle connections in the pool now.
+    pub fn idle_connections(&self) -> usize {
+        self.idle.len()
+    }
+
+    fn checkout(&self) -> Option<Sender> {
+        while let Some(idle) = self.idle.pop() {
+            if idle.since.elapsed() < self.transport.idle_timeout && idle.sender.is_ready() {
+                return Some(idle.sender);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, sender: Sender) {
+        // A full pool drops the connection, which closes it.
+        let _ = self.idle.push(Idle { sender, since: Instant::now() });
+    }
+
+    async fn connect(&self) -> Result<Sender, Error> {
+        let connecting = async {
+            match self.socket_addr {
+                Some(addr) => TcpStream::connect(addr).await,
+                None => TcpStream::connect(&*self.authority).await,
+            }
+        };
+        let stream = match tokio::time::timeout(self.transport.dial_timeout, connecting).await {
+            Err(_) => return Err(Error::connect_timeout()),
+            Ok(Err(e)) => return Err(Error::connect(e)),
+            Ok(Ok(stream)) => stream,
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(stream)).await.map_err(Error::connect)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("upstream connection ended: {e}");
+            }
+        });
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        Ok(sender)
+    }
+
+    /// Sends `req` on a pooled or new connection. On failure the request comes back when none of
+    /// it was sent, so the caller may try another server.
+    pub async fn send(self: &Arc<Self>, mut req: Request<RequestBody>) -> Result<(Response<Incoming>, Pooled), (Error, Option<Request<RequestBody>>)> {
+        loop {
+            let (mut sender, reused) = match self.checkout() {
+                Some(sender) => (sender, true),
+                None => match self.connect().await {
+                    Ok(mut sender) => match sender.ready().await {
+                        Ok(()) => (sender, false),
+                        Err(e) => return Err((Error::not_sent(e), Some(req))),
+                    },
+                    Err(e) => return Err((e, Some(req))),
+                },
+            };
+            match sender.try_send_request(req).await {
+                Ok(response) => {
+                    if reused {
+                        self.reused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok((response, Pooled { sender: Some(sender), upstream: self.clone() }));
+                }
+                Err(mut failed) => match failed.take_message() {
+                    // A pooled connection died before anything was written: use another one.
+                    Some(back) if reused => req = back,
+                    Some(back) => return Err((Error::not_sent(failed.into_error()), Some(back))),
+                    None => return Err((Error::from_hyper(failed.into_error()), None)),
+                },
+            }
+        }
+    }
+}
+
+/// A connection lent to one response; given back to the pool when the response body is done.
+pub struct Pooled {
+    sender: Option<Sender>,
+    upstream: Arc<Upstream>,
+}
+
+impl Pooled {
+    /// The response ended cleanly: the connection can serve another request.
+    pub fn release(&mut self, cx: &mut Context<'_>) {
+        let Some(mut sender) = self.sender.take() else { return };
+        match sender.poll_ready(cx) {
+            Poll::Ready(Ok(())) => self.upstream.checkin(sender),
+            Poll::Ready(Err(_)) => {}
+            Poll::Pending => {
+                // The connection is finishing the exchange (e.g. the rest of a request body);
+                // give it back once it is idle, or drop it if that takes too long.
+                let upstream = self.upstream.clone();
+                let limit = upstream.transport.idle_timeout;
+                tokio::spawn(async move {
+                    if let Ok(Ok(())) = tokio::time::timeout(limit, sender.ready()).await {
+                        upstream.checkin(sender);
+                    }
+                });
+            }
+        }
+    }
+
+    /// The connection must not be reused (upgraded, or its response was cut short).
+    pub fn discard(&mut self) {
+        self.sender = None;
+    }
+
+    /// The upstream this connection belongs to.
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        &self.upstream
+    }
+}

@@ -1,0 +1,247 @@
+//! Helpers for drover's end-to-end tests: real listeners on 127.0.0.1, a real drover (in-process
+//! or as its binary), real whoami backends.
+#![allow(dead_code)]
+
+#[path = "../../examples/whoami/server.rs"]
+pub mod whoami;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use drover::config::StaticConfig;
+use drover::Drover;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// A drover started in-process on 127.0.0.1:0 with a watched routes file.
+pub struct TestDrover {
+    pub drover: Drover,
+    pub dir: tempfile::TempDir,
+    pub routes: PathBuf,
+}
+
+impl TestDrover {
+    /// Starts drover with `routes` as its dynamic file and waits until it is in force.
+    pub async fn start(routes: &str) -> Self {
+        Self::start_with(routes, "").await
+    }
+
+    /// Like [`TestDrover::start`], with extra static configuration appended.
+    pub async fn start_with(routes: &str, extra_static: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let routes_path = dir.path().join("routes.toml");
+        std::fs::write(&routes_path, routes).expect("write routes");
+        let text = format!(
+            "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[api]\naddress = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[providers.file]\nfilename = \"{}\"\nwatch = true\n{extra_static}",
+            routes_path.display()
+        );
+        let resolved = StaticConfig::parse(Path::new("test.toml"), &text).expect("test static config");
+        let drover = Drover::start(resolved, 2).expect("drover starts");
+        let this = Self { drover, dir, routes: routes_path };
+        this.wait_for_generation(1).await;
+        this
+    }
+
+    pub fn web(&self) -> SocketAddr {
+        self.drover.entry_point("web").expect("entrypoint web")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.web(), path)
+    }
+
+    /// Waits (up to 5 s) until the configuration generation reaches `generation`.
+    pub async fn wait_for_generation(&self, generation: u64) {
+        wait_until(Duration::from_secs(5), || self.drover.generation() >= generation)
+            .await
+            .unwrap_or_else(|| panic!("configuration generation {generation} not reached; at {}", self.drover.generation()));
+    }
+
+    /// Replaces the routes file atomically (write, then rename), as deploy tools do.
+    pub fn write_routes(&self, routes: &str) {
+        let tmp = self.dir.path().join(".routes.toml.tmp");
+        std::fs::write(&tmp, routes).expect("write routes");
+        std::fs::rename(&tmp, &self.routes).expect("rename routes");
+    }
+}
+
+/// Polls `done` every 5 ms until it holds or `limit` passes; `None` on timeout.
+pub async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if done() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A keep-alive HTTP/1.1 client.
+pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// What a test needs from a response.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    /// The `x-whoami-name` header (which backend answered).
+    pub fn backend(&self) -> &str {
+        self.headers.get("x-whoami-name").and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    /// A header the backend received, from whoami's echo (`name: value` lines, lowercase names).
+    pub fn received(&self, name: &str) -> Option<&str> {
+        let prefix = format!("{}: ", name.to_ascii_lowercase());
+        self.body.lines().find_map(|l| l.to_ascii_lowercase().starts_with(&prefix).then(|| &l[prefix.len()..]))
+    }
+}
+
+/// Sends a request with the given method, URL and headers.
+pub async fn send(client: &HttpClient, method: &str, url: &str, headers: &[(&str, &str)]) -> Result<Answer, String> {
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Empty::new()).map_err(|e| e.to_string())?;
+    let response = client.request(req).await.map_err(|e| format!("{e:?}"))?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Answer { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
+}
+
+pub async fn get(client: &HttpClient, url: &str) -> Answer {
+    send(client, "GET", url, &[]).await.unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// Routes TOML for one service `name` over `servers` (url, weight) behind `rule`.
+pub fn service_toml(router: &str, rule: &str, service: &str, servers: &[(SocketAddr, u32)]) -> String {
+    let mut out = format!("[http.routers.{router}]\nrule = \"{}\"\nservice = \"{service}\"\n", rule.replace('"', "\\\""));
+    out.push_str(&servers_toml(service, servers));
+    out
+}
+
+pub fn servers_toml(service: &str, servers: &[(SocketAddr, u32)]) -> String {
+    let mut out = String::new();
+    for (addr, weight) in servers {
+        out.push_str(&format!("[[http.services.{service}.loadBalancer.servers]]\nurl = \"http://{addr}\"\nweight = {weight}\n"));
+    }
+    out
+}
+
+/// The `drover` binary next to the test executable (built by `cargo test --workspace`).
+pub fn drover_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let bin = dir.join("drover");
+    if !bin.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "drover", "--bin", "drover"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building the drover binary failed");
+    }
+    bin
+}
+
+/// Resident set size of a process, in bytes (Linux).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line");
+    kb * 1024
+}
+
+/// A drover process started from its binary; killed on drop.
+pub struct DroverProcess {
+    pub child: std::process::Child,
+    pub web: SocketAddr,
+    pub api: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl DroverProcess {
+    /// Starts the binary with `routes`, on free loopback ports, and waits until it routes.
+    pub async fn start(routes: &str, workers: usize) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let routes_path = dir.path().join("routes.toml");
+        std::fs::write(&routes_path, routes).expect("write routes");
+        let web = free_port();
+        let api = free_port();
+        let config = dir.path().join("static.toml");
+        std::fs::write(
+            &config,
+            format!("[entryPoints.web]\naddress = \"{web}\"\n[api]\naddress = \"{api}\"\n[log]\nlevel = \"info\"\n[providers.file]\nfilename = \"{}\"\n", routes_path.display()),
+        )
+        .expect("write static config");
+        let child = std::process::Command::new(drover_binary())
+            .arg("--config")
+            .arg(&config)
+            .arg("--workers")
+            .arg(workers.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("drover.log")).expect("log file"))
+            .spawn()
+            .expect("drover starts");
+        let this = Self { child, web, api, dir };
+        let c = client();
+        let ping = format!("http://{api}/api/rawdata");
+        let ready = async {
+            for _ in 0..500 {
+                if let Ok(a) = send(&c, "GET", &ping, &[]).await {
+                    if a.body.contains("\"generation\":1") {
+                        return true;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        };
+        assert!(ready.await, "drover process did not become ready; log:\n{}", this.log());
+        this
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("drover.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.web, path)
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY-free: libc::kill on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+}
+
+impl Drop for DroverProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port")
+}
