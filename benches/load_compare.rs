@@ -48,8 +48,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 /// The unrecorded wrk run each target gets before the first round (fills pools and caches).
 const WARMUP_SECS: u32 = 1;
-/// drover's flag for its static configuration file (Traefik's spelling).
-const DROVER_CONFIG_FLAG: &str = "--configFile";
+/// drover's flag for its static configuration file.
+const DROVER_CONFIG_FLAG: &str = "--config";
 /// The peers drover is compared with.
 const PEERS: [&str; 2] = ["haproxy", "nginx"];
 
@@ -627,19 +627,18 @@ impl Server {
         Ok(self)
     }
 
-    /// The end of the server's output, for error messages.
+    /// The end of the server's output, on lines of its own below an error message.
     fn log_tail(&self) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<_> = text.lines().collect();
+        let lines: Vec<_> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let tail = &lines[lines.len().saturating_sub(15)..];
         if tail.is_empty() {
-            return String::from("; it printed nothing");
+            return String::from("\n    (it printed nothing)");
         }
-        tail.iter()
-            .fold(String::from("; its output ends with:"), |mut out, line| {
-                let _ = write!(out, "\n    {line}");
-                out
-            })
+        tail.iter().fold(String::new(), |mut out, line| {
+            let _ = write!(out, "\n    | {line}");
+            out
+        })
     }
 }
 

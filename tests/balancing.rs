@@ -50,7 +50,9 @@ async fn host_path_header_and_method_each_pick_the_right_service() {
     let drover = TestDrover::start(&routes).await;
     let c = client();
     let url = drover.url("/x");
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, Option<&str>)> = vec![
+    // (method, url, headers, backend expected or None for 404)
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         ("GET", url.clone(), vec![("host", "a.local")], Some("by-host")),
         ("GET", url.clone(), vec![("host", "A.LOCAL.:8080")], Some("by-host")),
         ("GET", drover.url("/api/users"), vec![], Some("by-path")),

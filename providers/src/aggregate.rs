@@ -126,7 +126,8 @@ fn validate_router(name: &str, provider: &str, r: &crate::model::Router, entry_p
         }
     }
     ignored_keys(unsupported, &format!("http.routers.{name}."), &mut status, &mut errors);
-    let priority = if r.priority != 0 { r.priority } else { r.rule.chars().count() as i64 };
+    // Traefik's default: the rule's length in bytes.
+    let priority = if r.priority != 0 { r.priority } else { r.rule.len() as i64 };
     RouterInfo {
         name: qualify(name, provider),
         provider: provider.to_string(),

@@ -207,10 +207,9 @@ mod tests {
         std::fs::write(&path, GOOD).unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
         tokio::spawn(FileProvider::new(Source::File(path.clone()), true).run(ProviderHandle::new("file", tx)));
-        let next = |rx: &mut mpsc::UnboundedReceiver<Update>| {
-            let fut = rx.recv();
-            async move { tokio::time::timeout(Duration::from_secs(5), fut).await.expect("an update within 5 s").expect("channel open") }
-        };
+        async fn next(rx: &mut mpsc::UnboundedReceiver<Update>) -> Update {
+            tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("an update within 5 s").expect("channel open")
+        }
         assert!(matches!(next(&mut rx).await, Update::Config { .. }));
         std::fs::write(&path, "[http.routers.r\n").unwrap();
         match next(&mut rx).await {

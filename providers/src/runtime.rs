@@ -48,7 +48,7 @@ pub struct RouterInfo {
     /// The parsed rule (absent when it did not parse).
     #[serde(skip)]
     pub parsed: Option<Rule>,
-    /// Effective priority: the explicit one, else the rule's length in characters.
+    /// Effective priority: the explicit one, else the rule's length in bytes (as Traefik).
     pub priority: i64,
     /// Entrypoints as written (empty = all).
     pub entry_points: Vec<String>,

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         None => StaticConfig::embedded(),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(resolved.config.log.level.to_ascii_lowercase()));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
     if cli.check {
         println!("configuration is valid");
         return ExitCode::SUCCESS;

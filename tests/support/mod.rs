@@ -143,20 +143,23 @@ pub fn servers_toml(service: &str, servers: &[(SocketAddr, u32)]) -> String {
     out
 }
 
-/// The `drover` binary next to the test executable (built by `cargo test --workspace`).
+/// The `drover` binary, built (or found up to date) once per test process: `cargo test` only
+/// builds the binaries of the package under test, and this one belongs to `proxy/`.
 pub fn drover_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
-    let bin = dir.join("drover");
-    if !bin.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "drover", "--bin", "drover"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building the drover binary failed");
-    }
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "drover", "--bin", "drover"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("cargo build");
+            assert!(status.success(), "building the drover binary failed");
+            dir.join("drover")
+        })
+        .clone()
 }
 
 /// Resident set size of a process, in bytes (Linux).

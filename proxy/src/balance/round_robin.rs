@@ -92,13 +92,9 @@ impl SmoothWeighted {
         match &self.schedule {
             Schedule::Empty => None,
             Schedule::Cycle(cycle) => {
-                let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-                let first = cycle[start % cycle.len()] as usize;
-                if usable(first) {
-                    return Some(first);
-                }
-                // Rare path: step over unusable servers, at most one full cycle.
-                (1..cycle.len()).map(|k| cycle[(start + k) % cycle.len()] as usize).find(|i| usable(*i))
+                // Stepping over an unusable server advances the shared cursor too, so its share
+                // is spread over the others instead of all going to the one after it.
+                (0..cycle.len()).map(|_| cycle[self.cursor.fetch_add(1, Ordering::Relaxed) % cycle.len()] as usize).find(|i| usable(*i))
             }
             Schedule::Live(live) => {
                 // Invariant: the lock is only held for one step, never across a panic-prone call.
@@ -143,7 +139,7 @@ mod tests {
     fn weights_2_1_1_split_150_75_75() {
         let lb = SmoothWeighted::new(&[2, 1, 1]);
         assert_eq!(counts(&take(&lb, 300), 3), vec![150, 75, 75]);
-        assert_eq!(take(&lb, 4), vec![0, 1, 0, 2], "smooth, not 0 0 1 2");
+        assert_eq!(take(&lb, 4), vec![0, 1, 2, 0], "nginx's smooth order, not 0 0 1 2");
     }
 
     #[test]
@@ -159,7 +155,7 @@ mod tests {
         let lb = SmoothWeighted::new(&[1, 1, 1]);
         let picks: Vec<usize> = (0..6).map(|_| lb.pick(|i| i != 1).unwrap()).collect();
         assert!(!picks.contains(&1));
-        assert_eq!(counts(&picks, 3), vec![3, 0, 3]);
+        assert_eq!(counts(&picks, 3), vec![3, 0, 3], "the skipped share is spread evenly");
         assert!(lb.pick(|_| false).is_none());
     }
 
@@ -170,6 +166,6 @@ mod tests {
         let c = counts(&take(&lb, 20_000), 3);
         assert_eq!(c, vec![10_000, 9_999, 1]);
         let precomputed = SmoothWeighted::new(&[4, 2, 2]);
-        assert_eq!(take(&precomputed, 4), vec![0, 1, 0, 2], "gcd reduction keeps the sequence");
+        assert_eq!(take(&precomputed, 4), vec![0, 1, 2, 0], "gcd reduction keeps the sequence of 2:1:1");
     }
 }

@@ -40,7 +40,7 @@ use std::net::IpAddr;
 pub use drover_providers::rule::normalize_host;
 pub use drover_providers::rule::HostPattern;
 pub use matcher::CompiledRule;
-pub use table::{Candidates, RouteEntry, RouteTable};
+pub use table::{RouteEntry, RouteTable};
 
 /// The parts of a request that rules look at, borrowed from the request.
 #[derive(Clone, Copy, Debug)]

@@ -155,7 +155,7 @@ impl<T> RouteTable<T> {
 
 /// A merge of the sorted candidate lists of one request: ascending ranks, each once.
 #[derive(Clone, Debug)]
-pub struct Candidates<'a> {
+struct Candidates<'a> {
     lists: [&'a [usize]; 3],
 }
 

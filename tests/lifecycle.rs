@@ -1,0 +1,55 @@
+//! The drover process: start-up errors and graceful shutdown.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{client, drover_binary, send, service_toml, whoami, DroverProcess};
+
+#[test]
+fn a_bad_static_config_exits_non_zero_naming_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drover.toml");
+    std::fs::write(&path, "[entryPoints.web]\naddress = \":80x\"\n").unwrap();
+    let out = std::process::Command::new(drover_binary()).arg("--config").arg(&path).output().expect("run drover");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{}:2:11: entryPoints.web.address", path.display())), "{stderr}");
+
+    std::fs::write(&path, "[entryPoints.web]\naddress = \":8080\"\n[providers.file]\nfilename = \"r.toml\"\nwatcg = true\n").unwrap();
+    let out = std::process::Command::new(drover_binary()).arg("--config").arg(&path).output().expect("run drover");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(":5:1:") && stderr.contains("watcg"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
+    let (backend, _h) = whoami::spawn("slow").await;
+    let mut drover = DroverProcess::start(&service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)]), 2).await;
+    let url = drover.url("/slow?delay=1500ms");
+    let slow = tokio::spawn(async move {
+        let c = client();
+        send(&c, "GET", &url, &[]).await
+    });
+    // Wait until the request is in flight at the backend (drover has opened a connection to it).
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drover.signal(libc::SIGTERM);
+    let answer = slow.await.expect("client task").expect("the in-flight request completes");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.backend(), "slow");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = drover.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "drover did not exit after SIGTERM; log:\n{}", drover.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "exit status {status:?}; log:\n{}", drover.log());
+    assert!(started.elapsed() >= Duration::from_millis(1500), "it waited for the request");
+    // New connections are refused once it is gone.
+    assert!(tokio::net::TcpStream::connect(drover.web).await.is_err());
+    assert!(drover.log().contains("shutting down"), "{}", drover.log());
+}
