@@ -15,7 +15,10 @@
 //! little. The targets are measured in interleaved rounds (direct, nginx, haproxy, drover, and
 //! again) so that a noisy minute hurts all of them alike, and each is reported as the median of
 //! its rounds next to the spread and the error count. The load generator is pinned to CPU 0 and
-//! every server to the other CPUs, so the generator never competes with what it measures.
+//! the proxies to the other CPUs, so the generator never competes with what it measures; the
+//! backend floats (see `Lab::start_backend`). nginx's habit of closing a keep-alive connection
+//! after 1,000 requests is lifted (`keepalive_requests`): HAProxy and drover have no such limit,
+//! and h2load's open-loop clients stop for good when their connection closes.
 //! Closed-loop `wrk` finds the maximum throughput; latency is then measured open-loop with
 //! `h2load --rps` at a fixed fraction of the slowest peer's maximum, because latency at
 //! saturation only measures the length of a queue.
@@ -95,12 +98,8 @@ fn run() -> Result<(), Exit> {
     let backend = lab.start_backend(backend_port)?;
     let mut targets = vec![
         Target::running("direct", backend_port, backend),
-        Target::start("nginx", nginx_port, || {
-            lab.start_nginx_proxy(nginx_port, backend_port)
-        }),
-        Target::start("haproxy", haproxy_port, || {
-            lab.start_haproxy(haproxy_port, backend_port)
-        }),
+        Target::start("nginx", nginx_port, || lab.start_nginx_proxy(nginx_port, backend_port)),
+        Target::start("haproxy", haproxy_port, || lab.start_haproxy(haproxy_port, backend_port)),
         Target::start("drover", drover_port, || {
             let bin = drover_binary()?;
             lab.start_drover(&bin, drover_port, admin_port, backend_port)
@@ -108,8 +107,8 @@ fn run() -> Result<(), Exit> {
     ];
 
     println!(
-        "\nload_compare: {} round(s) × {} s of wrk -t1 -c{CONNECTIONS} on CPU {}, servers on CPU {}, \
-         {} worker(s) per proxy, backend nginx `return 200 \"1\"`",
+        "\nload_compare: {} round(s) × {} s of wrk -t1 -c{CONNECTIONS} on CPU {}, proxies on CPU {}, \
+         {} worker(s) each; backend nginx `return 200 \"1\"`, not pinned",
         opts.rounds,
         opts.duration_secs,
         lab.loadgen_cpus,
@@ -133,16 +132,11 @@ fn run() -> Result<(), Exit> {
     print_max_table(&targets, opts.rounds);
 
     let Some(h2load) = lab.tools.h2load.clone() else {
-        println!(
-            "\nopen-loop latency: skipped, h2load not found (apt-get install -y nghttp2-client)"
-        );
+        println!("\nopen-loop latency: skipped, h2load not found (apt-get install -y nghttp2-client)");
         return Ok(());
     };
     let Some(rate) = open_loop_rate(&targets) else {
-        println!(
-            "\nopen-loop latency: skipped, no peer ({}) has a maximum",
-            PEERS.join(", ")
-        );
+        println!("\nopen-loop latency: skipped, no peer ({}) has a maximum", PEERS.join(", "));
         return Ok(());
     };
     println!(
@@ -179,11 +173,7 @@ impl Options {
                 "--self-test" => self_test = true,
                 // `cargo bench` passes `--bench` to every bench binary.
                 "--bench" => {}
-                other => {
-                    return Err(format!(
-                        "unknown argument {other:?} (known: --quick, --self-test)"
-                    ))
-                }
+                other => return Err(format!("unknown argument {other:?} (known: --quick, --self-test)")),
             }
         }
         let (rounds, duration_secs) = if quick {
@@ -233,11 +223,7 @@ impl Tools {
             ("setpriv", "util-linux"),
         ];
         let found: Vec<_> = needed.iter().map(|(tool, _)| find_on_path(tool)).collect();
-        let missing: Vec<_> = needed
-            .iter()
-            .zip(&found)
-            .filter(|(_, f)| f.is_none())
-            .collect();
+        let missing: Vec<_> = needed.iter().zip(&found).filter(|(_, f)| f.is_none()).collect();
         if !missing.is_empty() {
             let tools: Vec<_> = missing.iter().map(|((tool, _), _)| *tool).collect();
             let mut packages: Vec<_> = missing.iter().map(|((_, package), _)| *package).collect();
@@ -249,11 +235,7 @@ impl Tools {
             ));
         }
         let mut found = found.into_iter().flatten();
-        let mut next = || {
-            found
-                .next()
-                .expect("one path per needed tool, all checked present")
-        };
+        let mut next = || found.next().expect("one path per needed tool, all checked present");
         Ok(Tools {
             nginx: next(),
             haproxy: next(),
@@ -288,9 +270,7 @@ impl Lab {
     fn new(tools: Tools, dir: &Path, workers: u32) -> Self {
         let server_cpus = match std::thread::available_parallelism().map_or(1, |n| n.get()) {
             1 => {
-                println!(
-                    "load_compare: one CPU only, the servers share it with the load generator"
-                );
+                println!("load_compare: one CPU only, the servers share it with the load generator");
                 None
             }
             2 => Some("1".to_string()),
@@ -313,10 +293,11 @@ impl Lab {
         cmd
     }
 
-    /// A server's command, pinned away from the load generator and sent SIGTERM if this process
-    /// dies without dropping the server's guard.
-    fn server(&self, program: &Path) -> Command {
-        let mut cmd = match &self.server_cpus {
+    /// A server's command, sent SIGTERM if this process dies without dropping the server's
+    /// guard; a `pinned` one runs on the proxies' CPUs, away from the load generator.
+    fn server(&self, program: &Path, pinned: bool) -> Command {
+        let cpus = self.server_cpus.as_ref().filter(|_| pinned);
+        let mut cmd = match cpus {
             Some(cpus) => {
                 let mut cmd = Command::new(&self.tools.taskset);
                 cmd.args(["-c", cpus]).arg(&self.tools.setpriv);
@@ -328,12 +309,15 @@ impl Lab {
         cmd
     }
 
+    /// The backend is left unpinned on purpose: it then fills whichever CPU has room. Pinned with
+    /// the proxy it would blur the differences between proxies (each request pays for both on
+    /// one CPU); pinned with wrk it would cap every proxy near that CPU's direct rate.
     fn start_backend(&self, port: u16) -> Result<Server> {
         let http = format!(
             "    server {{\n        listen {LOOPBACK}:{port};\n        \
              location / {{ return 200 \"1\"; }}\n    }}"
         );
-        self.start_nginx("backend", 1, port, &http)
+        self.start_nginx("backend", 1, port, false, &http)
     }
 
     fn start_nginx_proxy(&self, port: u16, backend: u16) -> Result<Server> {
@@ -341,6 +325,7 @@ impl Lab {
             "    upstream backend {{
         server {LOOPBACK}:{backend};
         keepalive 64;
+        keepalive_requests 1000000;
     }}
     server {{
         listen {LOOPBACK}:{port};
@@ -351,17 +336,11 @@ impl Lab {
         }}
     }}"
         );
-        self.start_nginx("nginx", self.workers, port, &http)
+        self.start_nginx("nginx", self.workers, port, true, &http)
     }
 
     /// nginx in the foreground with everything under its own prefix: nothing in /etc or /var.
-    fn start_nginx(
-        &self,
-        name: &'static str,
-        workers: u32,
-        port: u16,
-        http: &str,
-    ) -> Result<Server> {
+    fn start_nginx(&self, name: &'static str, workers: u32, port: u16, pinned: bool, http: &str) -> Result<Server> {
         let prefix = self.dir.join(name);
         let conf = prefix.join("nginx.conf");
         let p = prefix.display();
@@ -375,6 +354,7 @@ error_log stderr warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
+    keepalive_requests 1000000;
     default_type text/plain;
     client_body_temp_path \"{p}/tmp/body\";
     proxy_temp_path \"{p}/tmp/proxy\";
@@ -387,12 +367,8 @@ http {{
         );
         write_file(&prefix.join("tmp").join(".keep"), "")?;
         write_file(&conf, &text)?;
-        let mut cmd = self.server(&self.tools.nginx);
-        cmd.arg("-p")
-            .arg(&prefix)
-            .arg("-c")
-            .arg(&conf)
-            .args(["-e", "stderr"]);
+        let mut cmd = self.server(&self.tools.nginx, pinned);
+        cmd.arg("-p").arg(&prefix).arg("-c").arg(&conf).args(["-e", "stderr"]);
         Server::spawn(name, cmd, &self.dir)?.wait_ready(&[(port, "/")])
     }
 
@@ -418,7 +394,7 @@ backend backend
             workers = self.workers
         );
         write_file(&conf, &text)?;
-        let mut cmd = self.server(&self.tools.haproxy);
+        let mut cmd = self.server(&self.tools.haproxy, true);
         cmd.arg("-db").arg("-f").arg(&conf);
         Server::spawn("haproxy", cmd, &self.dir)?.wait_ready(&[(port, "/")])
     }
@@ -458,7 +434,7 @@ watch = false
                 routes = routes.display().to_string()
             ),
         )?;
-        let mut cmd = self.server(bin);
+        let mut cmd = self.server(bin, true);
         cmd.arg(DROVER_CONFIG_FLAG).arg(&static_config);
         cmd.args(["--workers", &self.workers.to_string()]);
         Server::spawn("drover", cmd, &self.dir)?.wait_ready(&[(admin, "/ping"), (port, "/")])
@@ -467,12 +443,7 @@ watch = false
     fn run_wrk(&self, port: u16, secs: u32) -> Result<WrkResult> {
         let output = self
             .loadgen(&self.tools.wrk)
-            .args([
-                "-t1",
-                &format!("-c{CONNECTIONS}"),
-                &format!("-d{secs}s"),
-                "--latency",
-            ])
+            .args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{secs}s"), "--latency"])
             .arg(url(port))
             .output()
             .map_err(|e| format!("cannot run wrk: {e}"))?;
@@ -488,12 +459,7 @@ watch = false
         let per_client = rate / f64::from(OPEN_LOOP_CLIENTS);
         let output = self
             .loadgen(h2load)
-            .args([
-                "--h1",
-                "-t1",
-                &format!("-c{OPEN_LOOP_CLIENTS}"),
-                &format!("-D{secs}"),
-            ])
+            .args(["--h1", "-t1", &format!("-c{OPEN_LOOP_CLIENTS}"), &format!("-D{secs}")])
             .arg(format!("--rps={per_client:.3}"))
             .arg(format!("--log-file={}", log.display()))
             .arg(url(port))
@@ -501,11 +467,7 @@ watch = false
             .map_err(|e| format!("cannot run h2load: {e}"))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(format!(
-                "h2load failed ({}): {}",
-                output.status,
-                stderr.trim()
-            ));
+            return Err(format!("h2load failed ({}): {}", output.status, stderr.trim()));
         }
         let log_text = fs::read_to_string(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         OpenLoopResult::parse(&String::from_utf8_lossy(&output.stdout), &log_text)
@@ -551,20 +513,14 @@ fn drover_binary() -> Result<PathBuf> {
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
-        return Err(format!(
-            "`cargo build --release -p drover` failed ({status})"
-        ));
+        return Err(format!("`cargo build --release -p drover` failed ({status})"));
     }
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), |dir| root.join(dir));
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir));
     let bin = target_dir.join("release").join("drover");
     if bin.is_file() {
         Ok(bin)
     } else {
-        Err(format!(
-            "the build succeeded but {} does not exist",
-            bin.display()
-        ))
+        Err(format!("the build succeeded but {} does not exist", bin.display()))
     }
 }
 
@@ -579,13 +535,9 @@ impl Server {
     fn spawn(name: &'static str, mut cmd: Command, dir: &Path) -> Result<Self> {
         let log = dir.join(format!("{name}.log"));
         let out = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| format!("{}: {e}", log.display()))?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let child = cmd.spawn().map_err(|e| format!("cannot start {name}: {e}"))?;
         Ok(Server { name, child, log })
     }
 
@@ -600,10 +552,7 @@ impl Server {
             loop {
                 if let Some(status) = self.exited() {
                     let tail = self.log_tail();
-                    return Err(format!(
-                        "{} exited ({status}) before it was ready{tail}",
-                        self.name
-                    ));
+                    return Err(format!("{} exited ({status}) before it was ready{tail}", self.name));
                 }
                 let outcome = http_get(port, path);
                 if matches!(outcome, Ok(200)) {
@@ -671,10 +620,7 @@ fn http_get(port: u16, path: &str) -> std::io::Result<u16> {
     let mut stream = TcpStream::connect_timeout(&SocketAddr::from((LOOPBACK, port)), timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {LOOPBACK}\r\nConnection: close\r\n\r\n"
-    )?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {LOOPBACK}\r\nConnection: close\r\n\r\n")?;
     let mut head = [0u8; 12];
     stream.read_exact(&mut head)?;
     // "HTTP/1.1 200"
@@ -798,9 +744,7 @@ impl Target {
 /// Half the slowest peer's median maximum, or None if no peer was measured.
 fn open_loop_rate(targets: &[Target]) -> Option<f64> {
     let peers = targets.iter().filter(|t| PEERS.contains(&t.name));
-    let slowest = peers
-        .filter_map(Target::median_max)
-        .min_by(f64::total_cmp)?;
+    let slowest = peers.filter_map(Target::median_max).min_by(f64::total_cmp)?;
     Some(slowest * OPEN_LOOP_FRACTION)
 }
 
@@ -812,25 +756,11 @@ fn print_max_table(targets: &[Target], rounds: usize) {
     );
     for t in targets {
         let Some(rps) = t.median_max() else {
-            println!(
-                "{:<8} skipped: {}",
-                t.name,
-                first_line(t.skipped.as_deref())
-            );
+            println!("{:<8} skipped: {}", t.name, first_line(t.skipped.as_deref()));
             continue;
         };
-        let lo = t
-            .max
-            .iter()
-            .map(|r| r.requests_per_sec)
-            .min_by(f64::total_cmp)
-            .unwrap_or(rps);
-        let hi = t
-            .max
-            .iter()
-            .map(|r| r.requests_per_sec)
-            .max_by(f64::total_cmp)
-            .unwrap_or(rps);
+        let lo = t.max.iter().map(|r| r.requests_per_sec).min_by(f64::total_cmp).unwrap_or(rps);
+        let hi = t.max.iter().map(|r| r.requests_per_sec).max_by(f64::total_cmp).unwrap_or(rps);
         let p50 = median_duration(t.max.iter().map(|r| r.p50));
         let p99 = median_duration(t.max.iter().map(|r| r.p99));
         let errors: u64 = t.max.iter().map(|r| r.errors.total()).sum();
@@ -847,12 +777,7 @@ fn print_max_table(targets: &[Target], rounds: usize) {
         );
     }
     for t in targets {
-        for (i, r) in t
-            .max
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.errors.total() > 0)
-        {
+        for (i, r) in t.max.iter().enumerate().filter(|(_, r)| r.errors.total() > 0) {
             println!("  {} round {}: {}", t.name, i + 1, r.errors);
         }
     }
@@ -860,12 +785,7 @@ fn print_max_table(targets: &[Target], rounds: usize) {
 }
 
 fn print_ratios(targets: &[Target]) {
-    let find = |name| {
-        targets
-            .iter()
-            .find(|t| t.name == name)
-            .and_then(Target::median_max)
-    };
+    let find = |name| targets.iter().find(|t| t.name == name).and_then(Target::median_max);
     let Some(drover) = find("drover") else {
         println!("ratios: none, drover was not measured");
         return;
@@ -878,10 +798,7 @@ fn print_ratios(targets: &[Target]) {
 }
 
 fn print_latency_table(targets: &[Target]) {
-    println!(
-        "{:<8} {:>10} {:>10} {:>10} {:>8}",
-        "target", "achieved/s", "p50", "p99", "errors"
-    );
+    println!("{:<8} {:>10} {:>10} {:>10} {:>8}", "target", "achieved/s", "p50", "p99", "errors");
     for t in targets.iter().filter(|t| !t.latency.is_empty()) {
         let achieved = median(t.latency.iter().map(|r| r.achieved_per_sec)).unwrap_or(0.0);
         println!(
@@ -896,8 +813,7 @@ fn print_latency_table(targets: &[Target]) {
 }
 
 fn first_line(text: Option<&str>) -> &str {
-    text.and_then(|t| t.lines().next())
-        .unwrap_or("not measured")
+    text.and_then(|t| t.lines().next()).unwrap_or("not measured")
 }
 
 fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
@@ -1016,9 +932,7 @@ impl WrkResult {
                 p99,
                 errors,
             }),
-            _ => Err(format!(
-                "unexpected wrk output (was --latency given?):\n{output}"
-            )),
+            _ => Err(format!("unexpected wrk output (was --latency given?):\n{output}")),
         }
     }
 }
@@ -1057,10 +971,7 @@ impl OpenLoopResult {
         for line in summary.lines().map(str::trim) {
             if let Some(rest) = line.strip_prefix("finished in ") {
                 // "finished in 10.00s, 25000.00 req/s, 3.52MB/s"
-                achieved = rest
-                    .split(", ")
-                    .nth(1)
-                    .and_then(|r| r.strip_suffix(" req/s"));
+                achieved = rest.split(", ").nth(1).and_then(|r| r.strip_suffix(" req/s"));
                 achieved = achieved.filter(|r| r.parse::<f64>().is_ok());
             } else if let Some(rest) = line.strip_prefix("requests:") {
                 // "requests: 100 total, 100 started, 100 done, 98 succeeded, 2 failed, …"
@@ -1127,24 +1038,13 @@ fn self_test() -> Result<()> {
             timeout: 40,
         };
         check("wrk errors: counts", r.errors == expected);
-        check(
-            "wrk errors: p99 in seconds",
-            r.p99 == Duration::from_millis(1990),
-        );
+        check("wrk errors: p99 in seconds", r.p99 == Duration::from_millis(1990));
     }
-    check(
-        "wrk garbage: rejected",
-        WrkResult::parse("Running 1s test\n").is_err(),
-    );
-    check(
-        "wrk time: minutes",
-        parse_wrk_time("1.50m") == Some(Duration::from_secs(90)),
-    );
+    check("wrk garbage: rejected", WrkResult::parse("Running 1s test\n").is_err());
+    check("wrk time: minutes", parse_wrk_time("1.50m") == Some(Duration::from_secs(90)));
     check("wrk time: unknown unit", parse_wrk_time("3.00xs").is_none());
 
-    let log: String = (1..=200)
-        .map(|i| format!("1795304230135588\t200\t{i}\n"))
-        .collect();
+    let log: String = (1..=200).map(|i| format!("1795304230135588\t200\t{i}\n")).collect();
     let open = OpenLoopResult::parse(H2LOAD_SUMMARY, &log);
     check("h2load: parses", open.is_ok());
     if let Ok(r) = open {
@@ -1153,31 +1053,16 @@ fn self_test() -> Result<()> {
         check("h2load: p50", r.p50 == Duration::from_micros(100));
         check("h2load: p99", r.p99 == Duration::from_micros(198));
     }
-    check(
-        "h2load: empty log rejected",
-        OpenLoopResult::parse(H2LOAD_SUMMARY, "").is_err(),
-    );
+    check("h2load: empty log rejected", OpenLoopResult::parse(H2LOAD_SUMMARY, "").is_err());
 
-    check(
-        "median: odd",
-        median([3.0, 1.0, 2.0].into_iter()) == Some(2.0),
-    );
-    check(
-        "median: even",
-        median([4.0, 1.0, 2.0, 3.0].into_iter()) == Some(2.5),
-    );
-    check(
-        "fmt_count",
-        fmt_count(1234567.4) == "1,234,567" && fmt_count(999.0) == "999",
-    );
+    check("median: odd", median([3.0, 1.0, 2.0].into_iter()) == Some(2.0));
+    check("median: even", median([4.0, 1.0, 2.0, 3.0].into_iter()) == Some(2.5));
+    check("fmt_count", fmt_count(1234567.4) == "1,234,567" && fmt_count(999.0) == "999");
 
     for name in &failed {
         println!("self-test FAILED: {name}");
     }
-    println!(
-        "load_compare self-test: {passed} passed, {} failed",
-        failed.len()
-    );
+    println!("load_compare self-test: {passed} passed, {} failed", failed.len());
     if failed.is_empty() {
         Ok(())
     } else {

@@ -42,10 +42,7 @@ fn regex_table() -> RouteTable<usize> {
                     format!("hostre{i}"),
                     &format!(r"HostRegexp(`^(www\.)?svc{i}\.example\.(com|net)$`)"),
                 ),
-                entry(
-                    format!("pathre{i}"),
-                    &format!(r"PathRegexp(`^/api/v{i}/users/[0-9]+(/[a-z]+)?$`)"),
-                ),
+                entry(format!("pathre{i}"), &format!(r"PathRegexp(`^/api/v{i}/users/[0-9]+(/[a-z]+)?$`)")),
             ]
         })
         .collect();

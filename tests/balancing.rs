@@ -4,7 +4,7 @@ mod support;
 
 use std::collections::HashMap;
 
-use support::{client, get, send, service_toml, servers_toml, whoami, TestDrover};
+use support::{client, get, send, servers_toml, service_toml, whoami, TestDrover};
 
 async fn count_backends(drover: &TestDrover, path: &str, n: usize) -> HashMap<String, usize> {
     let c = client();
@@ -45,7 +45,12 @@ async fn host_path_header_and_method_each_pick_the_right_service() {
         service_toml("path", "PathPrefix(`/api`)", "path", &[(path_b, 1)]),
         service_toml("header", "Header(`X-Tenant`, `blue`)", "header", &[(header_b, 1)]),
         service_toml("method", "Method(`DELETE`)", "method", &[(method_b, 1)]),
-        service_toml("logic", "!PathPrefix(`/api`) && (Query(`v`, `2`) || Host(`b.local`))", "logic", &[(logic_b, 1)]),
+        service_toml(
+            "logic",
+            "!PathPrefix(`/api`) && (Query(`v`, `2`) || Host(`b.local`))",
+            "logic",
+            &[(logic_b, 1)]
+        ),
     );
     let drover = TestDrover::start(&routes).await;
     let c = client();
@@ -80,7 +85,9 @@ async fn ten_thousand_host_routers_still_route_correctly() {
     let mut routes = String::new();
     for i in 0..10_000 {
         let service = if i % 2 == 0 { "even" } else { "odd" };
-        routes.push_str(&format!("[http.routers.h{i}]\nrule = \"Host(`host{i}.example.com`)\"\nservice = \"{service}\"\n"));
+        routes.push_str(&format!(
+            "[http.routers.h{i}]\nrule = \"Host(`host{i}.example.com`)\"\nservice = \"{service}\"\n"
+        ));
     }
     routes.push_str(&servers_toml("even", &[(a, 1)]));
     routes.push_str(&servers_toml("odd", &[(b, 1)]));
@@ -91,6 +98,8 @@ async fn ten_thousand_host_routers_still_route_correctly() {
         let a = send(&c, "GET", &drover.url("/"), &[("host", &host)]).await.expect("request");
         assert_eq!((a.status, a.backend()), (200, if i % 2 == 0 { "even" } else { "odd" }), "{host}");
     }
-    let miss = send(&c, "GET", &drover.url("/"), &[("host", "host10000.example.com")]).await.expect("request");
+    let miss = send(&c, "GET", &drover.url("/"), &[("host", "host10000.example.com")])
+        .await
+        .expect("request");
     assert_eq!(miss.status, 404);
 }

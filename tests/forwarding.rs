@@ -4,7 +4,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{client, send, service_toml, servers_toml, whoami, TestDrover};
+use support::{client, send, servers_toml, service_toml, whoami, TestDrover};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,7 +38,11 @@ async fn hop_by_hop_headers_are_stripped_and_forwarded_headers_rebuilt() {
         assert_eq!(a.received(gone), None, "{gone} must not reach the backend:\n{}", a.body);
     }
     assert_eq!(a.received("x-custom"), Some("kept"));
-    assert_eq!(a.received("x-forwarded-for"), Some("127.0.0.1"), "rebuilt from the socket, not the client's value");
+    assert_eq!(
+        a.received("x-forwarded-for"),
+        Some("127.0.0.1"),
+        "rebuilt from the socket, not the client's value"
+    );
     assert_eq!(a.received("x-real-ip"), Some("127.0.0.1"));
     assert_eq!(a.received("x-forwarded-proto"), Some("http"));
     assert_eq!(a.received("x-forwarded-host"), Some("app.local:8443"));
@@ -56,7 +60,9 @@ async fn pass_host_header_false_sends_the_server_authority() {
         servers_toml("s", &[(backend, 1)])
     );
     let drover = TestDrover::start(&routes).await;
-    let a = send(&client(), "GET", &drover.url("/"), &[("host", "app.local")]).await.expect("request");
+    let a = send(&client(), "GET", &drover.url("/"), &[("host", "app.local")])
+        .await
+        .expect("request");
     assert_eq!(a.received("host"), Some(backend.to_string().as_str()));
     assert_eq!(a.received("x-forwarded-host"), Some("app.local"));
 }
@@ -80,7 +86,11 @@ async fn hop_by_hop_response_headers_do_not_reach_the_client() {
     let drover = TestDrover::start(&service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)])).await;
     let a = send(&client(), "GET", &drover.url("/"), &[]).await.expect("request");
     assert_eq!((a.status, a.body.as_str()), (200, "ok"));
-    assert!(a.headers.get("x-internal").is_none() && a.headers.get("keep-alive").is_none(), "{:?}", a.headers);
+    assert!(
+        a.headers.get("x-internal").is_none() && a.headers.get("keep-alive").is_none(),
+        "{:?}",
+        a.headers
+    );
     assert_eq!(a.headers["x-public"], "yes");
 }
 
@@ -94,7 +104,11 @@ async fn local_answers_404_502_503_504_say_which() {
         service_toml("slow", "Path(`/slow`)", "slow", &[(slow, 1)]),
         service_toml("zero", "Path(`/zero`)", "zero", &[(slow, 0)]),
     );
-    let drover = TestDrover::start_with(&routes, "[serversTransport.forwardingTimeouts]\nresponseHeaderTimeout = \"300ms\"\n").await;
+    let drover = TestDrover::start_with(
+        &routes,
+        "[serversTransport.forwardingTimeouts]\nresponseHeaderTimeout = \"300ms\"\n",
+    )
+    .await;
     let c = client();
     let cases = [
         ("/nothing", 404, "no router matches"),
@@ -135,5 +149,9 @@ async fn h2c_prior_knowledge_clients_are_served() {
     let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
     let body = String::from_utf8_lossy(&body);
     assert!(body.contains("GET /two HTTP/1.1"), "forwarded as HTTP/1.1: {body}");
-    assert!(body.to_ascii_lowercase().contains(&format!("host: h2.local:{}", drover.web().port())), "the :authority became Host: {body}");
+    assert!(
+        body.to_ascii_lowercase()
+            .contains(&format!("host: h2.local:{}", drover.web().port())),
+        "the :authority became Host: {body}"
+    );
 }

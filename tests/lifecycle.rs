@@ -11,13 +11,28 @@ fn a_bad_static_config_exits_non_zero_naming_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("drover.toml");
     std::fs::write(&path, "[entryPoints.web]\naddress = \":80x\"\n").unwrap();
-    let out = std::process::Command::new(drover_binary()).arg("--config").arg(&path).output().expect("run drover");
+    let out = std::process::Command::new(drover_binary())
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run drover");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("{}:2:11: entryPoints.web.address", path.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:2:11: entryPoints.web.address", path.display())),
+        "{stderr}"
+    );
 
-    std::fs::write(&path, "[entryPoints.web]\naddress = \":8080\"\n[providers.file]\nfilename = \"r.toml\"\nwatcg = true\n").unwrap();
-    let out = std::process::Command::new(drover_binary()).arg("--config").arg(&path).output().expect("run drover");
+    std::fs::write(
+        &path,
+        "[entryPoints.web]\naddress = \":8080\"\n[providers.file]\nfilename = \"r.toml\"\nwatcg = true\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(drover_binary())
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run drover");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(":5:1:") && stderr.contains("watcg"), "{stderr}");
@@ -44,7 +59,11 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
         if let Some(status) = drover.child.try_wait().expect("wait") {
             break status;
         }
-        assert!(Instant::now() < deadline, "drover did not exit after SIGTERM; log:\n{}", drover.log());
+        assert!(
+            Instant::now() < deadline,
+            "drover did not exit after SIGTERM; log:\n{}",
+            drover.log()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "exit status {status:?}; log:\n{}", drover.log());

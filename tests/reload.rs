@@ -81,10 +81,18 @@ async fn fifty_rewrites_under_load_fail_no_request_and_apply_within_300ms() {
     }
     delays.sort();
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    eprintln!("{ok} requests, {failed} failed; change-to-effect p50 {:?}, max {:?}", delays[delays.len() / 2], delays[delays.len() - 1]);
+    eprintln!(
+        "{ok} requests, {failed} failed; change-to-effect p50 {:?}, max {:?}",
+        delays[delays.len() / 2],
+        delays[delays.len() - 1]
+    );
     assert!(ok > 500, "the clients kept sending ({ok})");
     assert_eq!(failed, 0, "no request may fail during reloads");
-    assert!(delays[delays.len() - 1] <= Duration::from_millis(300), "slowest change took {:?}", delays[delays.len() - 1]);
+    assert!(
+        delays[delays.len() - 1] <= Duration::from_millis(300),
+        "slowest change took {:?}",
+        delays[delays.len() - 1]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,12 +101,21 @@ async fn an_invalid_file_keeps_the_last_good_routes_and_says_where() {
     let good = support::service_toml("r", "PathPrefix(`/`)", "s", &[(a, 1)]);
     let drover = TestDrover::start(&good).await;
     let c = client();
-    drover.write_routes("[http.routers.r]\nrule = \"PathPrefix(`/`)\"\nservice = \"s\"\n[[http.services.s.loadBalancer.servers]]\nurl = 42\n");
-    let status = support::wait_until(Duration::from_secs(5), || drover.drover.provider_statuses().iter().any(|s| s.last_error.is_some())).await;
+    drover.write_routes(
+        "[http.routers.r]\nrule = \"PathPrefix(`/`)\"\nservice = \"s\"\n[[http.services.s.loadBalancer.servers]]\nurl = 42\n",
+    );
+    let status = support::wait_until(Duration::from_secs(5), || {
+        drover.drover.provider_statuses().iter().any(|s| s.last_error.is_some())
+    })
+    .await;
     assert!(status.is_some(), "the error was reported");
     let error = drover.drover.provider_statuses()[0].last_error.clone().unwrap();
     assert!(error.contains("routes.toml:5:7"), "file, line and column: {error}");
-    assert_eq!(support::get(&c, &drover.url("/")).await.backend(), "a", "the last good routes still serve");
+    assert_eq!(
+        support::get(&c, &drover.url("/")).await.backend(),
+        "a",
+        "the last good routes still serve"
+    );
 
     // A rule error disables only that router, and says where in the rule.
     drover.write_routes(&format!("{good}[http.routers.broken]\nrule = \"Host(`x`) && \"\nservice = \"s\"\n"));
@@ -111,5 +128,8 @@ async fn an_invalid_file_keeps_the_last_good_routes_and_says_where() {
     drover.wait_for_generation(3).await;
     assert_eq!(support::get(&c, &drover.url("/fixed")).await.backend(), "a");
     assert_eq!(support::get(&c, &drover.url("/")).await.status, 404);
-    assert!(drover.drover.provider_statuses()[0].last_error.is_none(), "a good file clears the error");
+    assert!(
+        drover.drover.provider_statuses()[0].last_error.is_none(),
+        "a good file clears the error"
+    );
 }

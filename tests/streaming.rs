@@ -42,10 +42,16 @@ async fn two_hundred_megabytes_each_way_in_bounded_memory() {
 
     let answer = upload(drover.web).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{}", &answer[..answer.len().min(200)]);
-    assert!(answer.contains(&format!("Body-Length: {SIZE}")), "the backend received every byte: {answer}");
+    assert!(
+        answer.contains(&format!("Body-Length: {SIZE}")),
+        "the backend received every byte: {answer}"
+    );
     let after_upload = rss_bytes(pid);
 
-    let response = c.get(drover.url(&format!("/data?size={SIZE}")).parse().unwrap()).await.expect("download");
+    let response = c
+        .get(drover.url(&format!("/data?size={SIZE}")).parse().unwrap())
+        .await
+        .expect("download");
     assert_eq!(response.status(), 200);
     let mut body = response.into_body();
     let mut received = 0u64;
@@ -62,7 +68,12 @@ async fn two_hundred_megabytes_each_way_in_bounded_memory() {
     assert_eq!(received, SIZE, "every byte came through");
     let after = rss_bytes(pid).max(peak);
     let growth = after.saturating_sub(baseline);
-    eprintln!("drover RSS: baseline {} MiB, after upload {} MiB, peak {} MiB", baseline >> 20, after_upload >> 20, after >> 20);
+    eprintln!(
+        "drover RSS: baseline {} MiB, after upload {} MiB, peak {} MiB",
+        baseline >> 20,
+        after_upload >> 20,
+        after >> 20
+    );
     assert!(growth < RSS_GROWTH_LIMIT, "drover's RSS grew by {} MiB moving 400 MB", growth >> 20);
 }
 
@@ -73,7 +84,10 @@ async fn a_response_is_flushed_before_the_backend_finishes() {
     let c = client();
     let started = Instant::now();
     // Three 1 KiB chunks, 700 ms apart: the backend needs at least 1.4 s to finish.
-    let response = c.get(drover.url("/data?size=3072&chunk=1024&interval=700ms").parse().unwrap()).await.expect("request");
+    let response = c
+        .get(drover.url("/data?size=3072&chunk=1024&interval=700ms").parse().unwrap())
+        .await
+        .expect("request");
     let mut body = response.into_body();
     let first = loop {
         let frame = body.frame().await.expect("a first chunk").expect("frame");
@@ -84,14 +98,19 @@ async fn a_response_is_flushed_before_the_backend_finishes() {
     while body.frame().await.is_some() {}
     let total = started.elapsed();
     assert!(total >= Duration::from_millis(1400), "the backend paced its body ({total:?})");
-    assert!(first + Duration::from_millis(700) < total, "the first chunk arrived at {first:?}, only at the end ({total:?}): buffered, not streamed");
+    assert!(
+        first + Duration::from_millis(700) < total,
+        "the first chunk arrived at {first:?}, only at the end ({total:?}): buffered, not streamed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_echo_through_drover() {
     let (backend, _h) = whoami::spawn("ws").await;
     let drover = TestDrover::start(&service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)])).await;
-    let (mut ws, response) = tokio_tungstenite::connect_async(format!("ws://{}/echo", drover.web())).await.expect("websocket handshake through drover");
+    let (mut ws, response) = tokio_tungstenite::connect_async(format!("ws://{}/echo", drover.web()))
+        .await
+        .expect("websocket handshake through drover");
     assert_eq!(response.status(), 101);
     for text in ["hello", "drover", &"x".repeat(100_000)] {
         ws.send(Message::Text(text.to_string().into())).await.expect("send");
@@ -99,7 +118,10 @@ async fn websocket_echo_through_drover() {
         assert_eq!(echoed, Message::Text(text.to_string().into()));
     }
     ws.send(Message::Binary(vec![0u8, 1, 2, 255].into())).await.expect("send binary");
-    assert_eq!(ws.next().await.expect("echo").expect("message"), Message::Binary(vec![0u8, 1, 2, 255].into()));
+    assert_eq!(
+        ws.next().await.expect("echo").expect("message"),
+        Message::Binary(vec![0u8, 1, 2, 255].into())
+    );
     ws.close(None).await.expect("close");
 }
 

@@ -32,10 +32,7 @@ struct Answer {
 
 impl Answer {
     fn name(&self) -> &str {
-        self.headers
-            .get("x-whoami-name")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("<none>")
+        self.headers.get("x-whoami-name").and_then(|v| v.to_str().ok()).unwrap_or("<none>")
     }
 
     fn lines(&self) -> Vec<&str> {
@@ -68,9 +65,7 @@ async fn get(addr: SocketAddr, path: &str) -> Answer {
 }
 
 /// A single HTTP/1.1 connection, for tests that care which connection a request used.
-async fn connect<B>(
-    addr: SocketAddr,
-) -> (http1::SendRequest<B>, JoinHandle<Result<(), hyper::Error>>)
+async fn connect<B>(addr: SocketAddr) -> (http1::SendRequest<B>, JoinHandle<Result<(), hyper::Error>>)
 where
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
@@ -82,10 +77,7 @@ where
 }
 
 fn request(addr: SocketAddr, path: &str) -> Request<Full<Bytes>> {
-    Request::get(path)
-        .header("host", addr.to_string())
-        .body(Full::default())
-        .unwrap()
+    Request::get(path).header("host", addr.to_string()).body(Full::default()).unwrap()
 }
 
 #[tokio::test]
@@ -117,13 +109,8 @@ async fn describes_the_request_and_names_the_backend() {
 #[tokio::test]
 async fn speaks_h2c_with_prior_knowledge() {
     let (addr, _backend) = whoami::spawn("h2").await;
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http();
-    let response = client
-        .request(request(addr, &format!("http://{addr}/h2")))
-        .await
-        .unwrap();
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+    let response = client.request(request(addr, &format!("http://{addr}/h2"))).await.unwrap();
     assert_eq!(response.headers()["x-whoami-name"], "h2");
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let body = String::from_utf8(body.to_vec()).unwrap();
@@ -140,11 +127,7 @@ async fn status_path_answers_with_that_status() {
     for bad in ["/status/abc", "/status/99", "/status/1000"] {
         let answer = get(addr, bad).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad}");
-        assert!(
-            answer.body.contains(bad),
-            "error names the path: {}",
-            answer.body
-        );
+        assert!(answer.body.contains(bad), "error names the path: {}", answer.body);
     }
 }
 
@@ -157,8 +140,7 @@ async fn counts_uploads_without_keeping_them() {
     assert!(answer.body.contains("content-length: 1048576\n"));
 
     // Chunked, in frames, as a proxy streaming an upload would send it.
-    let frames = stream::iter(0..16)
-        .map(|_| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![1u8; 65536]))));
+    let frames = stream::iter(0..16).map(|_| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![1u8; 65536]))));
     let (mut sender, _conn) = connect(addr).await;
     let req = Request::post("/chunked")
         .header("host", addr.to_string())
@@ -202,17 +184,8 @@ async fn data_streams_the_requested_size() {
     assert!(answer.body.starts_with("0123456789abcdef"));
 
     assert_eq!(get(addr, "/data?size=0").await.body.len(), 0);
-    for bad in [
-        "/data",
-        "/data?size=lots",
-        "/data?size=1&chunk=0",
-        "/data?size=1&interval=soon",
-    ] {
-        assert_eq!(
-            get(addr, bad).await.status,
-            StatusCode::BAD_REQUEST,
-            "{bad}"
-        );
+    for bad in ["/data", "/data?size=lots", "/data?size=1&chunk=0", "/data?size=1&interval=soon"] {
+        assert_eq!(get(addr, bad).await.status, StatusCode::BAD_REQUEST, "{bad}");
     }
 }
 
@@ -247,15 +220,8 @@ async fn delay_holds_the_answer_back() {
         let start = Instant::now();
         let answer = get(addr, path).await;
         assert!(answer.status == 200 || answer.status == 503, "{path}");
-        assert!(
-            start.elapsed() >= wait,
-            "{path} answered after {:?}",
-            start.elapsed()
-        );
-        assert!(
-            start.elapsed() < wait + Duration::from_millis(100),
-            "{path}"
-        );
+        assert!(start.elapsed() >= wait, "{path} answered after {:?}", start.elapsed());
+        assert!(start.elapsed() < wait + Duration::from_millis(100), "{path}");
     }
     let answer = get(addr, "/?delay=soon").await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
@@ -265,22 +231,14 @@ async fn delay_holds_the_answer_back() {
 #[tokio::test]
 async fn echo_upgrades_to_websocket_and_echoes() {
     let (addr, _backend) = whoami::spawn("ws").await;
-    let (mut socket, response) = tokio_tungstenite::connect_async(format!("ws://{addr}/echo"))
-        .await
-        .unwrap();
+    let (mut socket, response) = tokio_tungstenite::connect_async(format!("ws://{addr}/echo")).await.unwrap();
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
     assert_eq!(response.headers()["x-whoami-name"], "ws");
 
     socket.send(Message::text("hello")).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::text("hello")
-    );
+    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("hello"));
     socket.send(Message::binary(vec![0u8, 1, 2])).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::binary(vec![0u8, 1, 2])
-    );
+    assert_eq!(socket.next().await.unwrap().unwrap(), Message::binary(vec![0u8, 1, 2]));
     socket.close(None).await.unwrap();
     while let Some(Ok(message)) = socket.next().await {
         assert!(message.is_close(), "{message:?}");
@@ -294,36 +252,17 @@ async fn health_status_can_be_switched() {
     let (addr, _backend) = whoami::spawn("sick").await;
     let (other, _other) = whoami::spawn("well").await;
     let answer = get(addr, "/health").await;
-    assert_eq!(
-        (answer.status, answer.body.as_str()),
-        (StatusCode::OK, "ok")
-    );
+    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "ok"));
 
     assert_eq!(send(addr, Method::POST, "/health", "500").await.status, 200);
     assert_eq!(get(addr, "/health").await.status, 500);
-    assert_eq!(
-        get(other, "/health").await.status,
-        200,
-        "health is per backend"
-    );
+    assert_eq!(get(other, "/health").await.status, 200, "health is per backend");
 
     assert_eq!(send(addr, Method::POST, "/health", "abc").await.status, 400);
-    assert_eq!(
-        send(addr, Method::POST, "/health", "x".repeat(100))
-            .await
-            .status,
-        400
-    );
-    assert_eq!(
-        get(addr, "/health").await.status,
-        500,
-        "bad input keeps the last status"
-    );
+    assert_eq!(send(addr, Method::POST, "/health", "x".repeat(100)).await.status, 400);
+    assert_eq!(get(addr, "/health").await.status, 500, "bad input keeps the last status");
 
-    assert_eq!(
-        send(addr, Method::POST, "/health", "200\n").await.status,
-        200
-    );
+    assert_eq!(send(addr, Method::POST, "/health", "200\n").await.status, 200);
     assert_eq!(get(addr, "/health").await.status, 200);
 }
 
@@ -350,9 +289,7 @@ async fn dropping_the_handle_kills_the_backend() {
     let (mut sender, conn) = connect(addr).await;
     let response = sender.send_request(request(addr, "/")).await.unwrap();
     response.into_body().collect().await.unwrap();
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/echo"))
-        .await
-        .unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/echo")).await.unwrap();
 
     drop(backend);
 
@@ -364,13 +301,8 @@ async fn dropping_the_handle_kills_the_backend() {
         .await
         .expect("keep-alive connection is closed")
         .ok();
-    let ended = tokio::time::timeout(PATIENCE, socket.next())
-        .await
-        .expect("websocket is closed");
-    assert!(!matches!(
-        ended,
-        Some(Ok(Message::Text(_) | Message::Binary(_)))
-    ));
+    let ended = tokio::time::timeout(PATIENCE, socket.next()).await.expect("websocket is closed");
+    assert!(!matches!(ended, Some(Ok(Message::Text(_) | Message::Binary(_)))));
 }
 
 #[tokio::test]

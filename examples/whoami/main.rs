@@ -44,6 +44,8 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> io::Result<()> {
     let name = args.name.unwrap_or_else(hostname);
+    // Checked before the ready line, which must not announce a backend that cannot start.
+    server::name_header(&name)?;
     // Handlers first, so a signal sent right after the ready line is not lost.
     let shutdown = shutdown_signal()?;
     let addr = SocketAddr::new(args.bind, args.port);

@@ -59,11 +59,7 @@ pub struct Whoami {
 
 impl Whoami {
     /// Serve on an already-bound listener until `shutdown` resolves, then close every connection.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()>,
-    ) -> io::Result<()> {
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let state = State::new(self.name)?;
         accept_loop(Arc::new(Listener::new(listener)), state, shutdown).await
     }
@@ -71,11 +67,7 @@ impl Whoami {
 
 /// Serve on an already-bound listener until `shutdown` resolves; HTTP/1.1 and h2c (hyper_util
 /// auto builder). Open connections are closed when it returns.
-pub async fn serve(
-    listener: TcpListener,
-    name: String,
-    shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
+pub async fn serve(listener: TcpListener, name: String, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     Whoami { name }.serve(listener, shutdown).await
 }
 
@@ -180,12 +172,7 @@ struct State {
 
 impl State {
     fn new(name: String) -> io::Result<Arc<Self>> {
-        let name_header = HeaderValue::from_str(&name).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("name {name:?} is not a valid HTTP header value"),
-            )
-        })?;
+        let name_header = name_header(&name)?;
         Ok(Arc::new(Self {
             name,
             name_header,
@@ -195,11 +182,17 @@ impl State {
     }
 }
 
-async fn accept_loop(
-    listener: Arc<Listener>,
-    state: Arc<State>,
-    shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
+/// The `x-whoami-name` value for `name`, or why `name` cannot be one; [`serve`] fails the same way.
+pub fn name_header(name: &str) -> io::Result<HeaderValue> {
+    HeaderValue::from_str(name).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("name {name:?} is not a valid HTTP header value"),
+        )
+    })
+}
+
+async fn accept_loop(listener: Arc<Listener>, state: Arc<State>, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let mut shutdown = pin!(shutdown);
     let mut connections = JoinSet::new();
     loop {
@@ -225,9 +218,7 @@ async fn accept_loop(
 /// serving, after a pause when retrying at once would spin.
 async fn accept_failed(name: &str, error: io::Error) {
     match error.kind() {
-        io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::ConnectionReset
-        | io::ErrorKind::Interrupted => {}
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted => {}
         _ => {
             eprintln!("whoami {name}: accept failed: {error}");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -245,17 +236,11 @@ async fn serve_connection(state: Arc<State>, stream: TcpStream, peer: SocketAddr
         let upgrade = upgrade.clone();
         service_fn(move |req| handle(state.clone(), peer, upgrade.clone(), req))
     };
-    let served = state
-        .http
-        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-        .await;
+    let served = state.http.serve_connection_with_upgrades(TokioIo::new(stream), service).await;
     if served.is_err() {
         return;
     }
-    let upgrade = upgrade
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take();
+    let upgrade = upgrade.lock().unwrap_or_else(PoisonError::into_inner).take();
     if let Some(upgrade) = upgrade {
         echo_websocket(upgrade).await;
     }
@@ -313,9 +298,7 @@ async fn handle(
 
     let response = match route {
         Route::Echo => websocket(&state, &mut req, &upgrade),
-        Route::Health if req.method() == Method::POST => {
-            set_health(&state, req.into_body()).await?
-        }
+        Route::Health if req.method() == Method::POST => set_health(&state, req.into_body()).await?,
         Route::Health => {
             drain(req.into_body()).await?;
             health(&state)
@@ -326,16 +309,11 @@ async fn handle(
         }
         Route::Status(code) => match parse_status(code) {
             Some(status) => describe(&state, peer, req, status).await?,
-            None => bad_request(
-                &state,
-                format!("path /status/{code}: expected a status code from 200 to 999"),
-            ),
+            None => bad_request(&state, format!("path /status/{code}: expected a status code from 200 to 999")),
         },
         Route::Close => {
             let mut response = describe(&state, peer, req, StatusCode::OK).await?;
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             response
         }
         Route::Describe | Route::Bench => describe(&state, peer, req, StatusCode::OK).await?,
@@ -347,12 +325,7 @@ async fn handle(
 }
 
 /// The default answer: who answered, who asked, and everything that was asked.
-async fn describe(
-    state: &State,
-    peer: SocketAddr,
-    req: Request<Incoming>,
-    status: StatusCode,
-) -> Result<Response<Body>, hyper::Error> {
+async fn describe(state: &State, peer: SocketAddr, req: Request<Incoming>, status: StatusCode) -> Result<Response<Body>, hyper::Error> {
     let (parts, body) = req.into_parts();
     let had_body = !http_body::Body::is_end_stream(&body)
         || parts.headers.contains_key(header::CONTENT_LENGTH)
@@ -394,11 +367,7 @@ async fn drain(mut body: Incoming) -> Result<u64, hyper::Error> {
 fn health(state: &State) -> Response<Body> {
     let code = state.health.load(Ordering::Relaxed);
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let text = if status.is_success() {
-        "ok"
-    } else {
-        "unhealthy"
-    };
+    let text = if status.is_success() { "ok" } else { "unhealthy" };
     plain(state, status, text)
 }
 
@@ -409,13 +378,8 @@ async fn set_health(state: &State, mut body: Incoming) -> Result<Response<Body>,
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
             if text.len() + data.len() > LIMIT {
-                let mut response = bad_request(
-                    state,
-                    "POST /health: body must be a status code like 500".to_owned(),
-                );
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                let mut response = bad_request(state, "POST /health: body must be a status code like 500".to_owned());
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
                 return Ok(response);
             }
             text.extend_from_slice(&data);
@@ -425,25 +389,14 @@ async fn set_health(state: &State, mut body: Incoming) -> Result<Response<Body>,
     Ok(match parse_status(code) {
         Some(status) => {
             state.health.store(status.as_u16(), Ordering::Relaxed);
-            plain(
-                state,
-                StatusCode::OK,
-                format!("health set to {}\n", status.as_u16()),
-            )
+            plain(state, StatusCode::OK, format!("health set to {}\n", status.as_u16()))
         }
-        None => bad_request(
-            state,
-            format!("POST /health: body {code:?} is not a status code from 200 to 999"),
-        ),
+        None => bad_request(state, format!("POST /health: body {code:?} is not a status code from 200 to 999")),
     })
 }
 
 /// `/echo`: accept a WebSocket upgrade; the connection task echoes once hyper hands it over.
-fn websocket(
-    state: &State,
-    req: &mut Request<Incoming>,
-    upgrade: &Mutex<Option<OnUpgrade>>,
-) -> Response<Body> {
+fn websocket(state: &State, req: &mut Request<Incoming>, upgrade: &Mutex<Option<OnUpgrade>>) -> Response<Body> {
     let headers = req.headers();
     let is_upgrade = req.method() == Method::GET
         && req.version() == Version::HTTP_11
@@ -455,18 +408,13 @@ fn websocket(
             "/echo: expected a WebSocket upgrade (GET over HTTP/1.1 with Connection: upgrade and Upgrade: websocket)".to_owned(),
         );
     }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(HeaderValue::as_bytes)
-        != Some(b"13")
-    {
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
         return bad_request(state, "/echo: Sec-WebSocket-Version must be 13".to_owned());
     }
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
         return bad_request(state, "/echo: Sec-WebSocket-Key is missing".to_owned());
     };
-    let accept = HeaderValue::try_from(derive_accept_key(key.as_bytes()))
-        .expect("base64 text is always a valid header value");
+    let accept = HeaderValue::try_from(derive_accept_key(key.as_bytes())).expect("base64 text is always a valid header value");
     *upgrade.lock().unwrap_or_else(PoisonError::into_inner) = Some(hyper::upgrade::on(req));
 
     let mut response = Response::new(Body::empty());
@@ -481,8 +429,7 @@ fn websocket(
 
 async fn echo_websocket(upgrade: OnUpgrade) {
     let Ok(upgraded) = upgrade.await else { return };
-    let mut socket =
-        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+    let mut socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
     // Pings and closes are answered by tungstenite itself; the stream ends after the close.
     while let Some(Ok(message)) = socket.next().await {
         if (message.is_text() || message.is_binary()) && socket.send(message).await.is_err() {
@@ -518,10 +465,7 @@ fn data(state: &State, query: &str) -> Response<Body> {
 
     let mut response = Response::new(Body::data(size, chunk, interval, exact));
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     headers.insert(NAME_HEADER, state.name_header.clone());
     if exact {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
@@ -563,10 +507,7 @@ fn bad_request(state: &State, mut message: String) -> Response<Body> {
 }
 
 fn bad_param(state: &State, key: &str, value: &str, expected: &str) -> Response<Body> {
-    bad_request(
-        state,
-        format!("query parameter {key}={value}: expected {expected}"),
-    )
+    bad_request(state, format!("query parameter {key}={value}: expected {expected}"))
 }
 
 fn has_token(headers: &HeaderMap, name: &header::HeaderName, token: &str) -> bool {
@@ -587,17 +528,12 @@ fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
 
 fn parse_status(text: &str) -> Option<StatusCode> {
     let code: u16 = text.parse().ok()?;
-    (200..=999)
-        .contains(&code)
-        .then(|| StatusCode::from_u16(code).ok())
-        .flatten()
+    (200..=999).contains(&code).then(|| StatusCode::from_u16(code).ok()).flatten()
 }
 
 /// `500ms`, `2s`, `1.5s`, `1m`, `250us`; a bare number is milliseconds.
 fn parse_duration(text: &str) -> Option<Duration> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: f64 = number.parse().ok()?;
     let seconds_per_unit = match unit {
@@ -612,9 +548,7 @@ fn parse_duration(text: &str) -> Option<Duration> {
 
 /// `1000`, or with a binary suffix `64k`, `2m`, `1g`.
 fn parse_bytes(text: &str) -> Option<u64> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number.parse().ok()?;
     let shift = match unit {
@@ -673,10 +607,7 @@ impl http_body::Body for Body {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match &mut self.get_mut().0 {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Data(stream) => stream.poll_chunk(cx).map(|c| c.map(|c| Ok(Frame::data(c)))),

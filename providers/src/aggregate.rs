@@ -8,7 +8,7 @@
 //! `throttle` (100 ms by default) and whatever arrived by its end is published. A stream of
 //! updates can therefore never postpone a change indefinitely; the worst-case delay is one window.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -33,9 +33,46 @@ pub fn qualify(name: &str, provider: &str) -> String {
     }
 }
 
+/// Parsed rules by source text, kept across merges so that a change re-parses only the rules
+/// that changed (with thousands of routers, parsing and regex validation dominate a reload).
+#[derive(Debug, Default)]
+pub struct RuleCache {
+    parsed: HashMap<String, Result<rule::Rule, rule::RuleError>>,
+    used: HashSet<String>,
+}
+
+impl RuleCache {
+    fn parse(&mut self, source: &str) -> Result<rule::Rule, rule::RuleError> {
+        if !self.used.contains(source) {
+            self.used.insert(source.to_string());
+        }
+        if let Some(hit) = self.parsed.get(source) {
+            return hit.clone();
+        }
+        let parsed = rule::parse(source);
+        self.parsed.insert(source.to_string(), parsed.clone());
+        parsed
+    }
+
+    /// Forgets the rules the last merge did not use.
+    fn sweep(&mut self) {
+        let used = std::mem::take(&mut self.used);
+        self.parsed.retain(|source, _| used.contains(source));
+    }
+}
+
 /// Merges the fragments (provider name → its config) into a validated runtime configuration.
 /// `entry_points` are the entrypoint names of the static configuration.
 pub fn merge<'a>(fragments: impl IntoIterator<Item = (&'a str, &'a DynamicConfig)>, entry_points: &[String]) -> RuntimeConfig {
+    merge_cached(fragments, entry_points, &mut RuleCache::default())
+}
+
+/// [`merge`], reusing (and refreshing) parsed rules from `cache`.
+pub fn merge_cached<'a>(
+    fragments: impl IntoIterator<Item = (&'a str, &'a DynamicConfig)>,
+    entry_points: &[String],
+    cache: &mut RuleCache,
+) -> RuntimeConfig {
     let mut out = RuntimeConfig::default();
     let fragments: Vec<_> = fragments.into_iter().collect();
     for (provider, config) in &fragments {
@@ -48,13 +85,21 @@ pub fn merge<'a>(fragments: impl IntoIterator<Item = (&'a str, &'a DynamicConfig
     for (provider, config) in &fragments {
         let unsupported = config.unsupported();
         for (name, router) in &config.http.routers {
-            let mut info = validate_router(name, provider, router, entry_points, &unsupported);
+            let mut info = validate_router(name, provider, router, entry_points, &unsupported, cache);
             match out.services.get_mut(&info.service) {
-                None => disable(&mut info.status, &mut info.errors, format!("the service `{}` does not exist", info.service)),
+                None => disable(
+                    &mut info.status,
+                    &mut info.errors,
+                    format!("the service `{}` does not exist", info.service),
+                ),
                 Some(service) => {
                     service.used_by.push(info.name.clone());
                     if service.status == Status::Disabled {
-                        disable(&mut info.status, &mut info.errors, format!("the service `{}` is disabled", info.service));
+                        disable(
+                            &mut info.status,
+                            &mut info.errors,
+                            format!("the service `{}` is disabled", info.service),
+                        );
                     }
                 }
             }
@@ -64,6 +109,7 @@ pub fn merge<'a>(fragments: impl IntoIterator<Item = (&'a str, &'a DynamicConfig
             out.routers.insert(info.name.clone(), info);
         }
     }
+    cache.sweep();
     out
 }
 
@@ -85,13 +131,20 @@ fn ignored_keys(unsupported: &[String], prefix: &str, status: &mut Status, error
     }
 }
 
-fn validate_router(name: &str, provider: &str, r: &crate::model::Router, entry_points: &[String], unsupported: &[String]) -> RouterInfo {
+fn validate_router(
+    name: &str,
+    provider: &str,
+    r: &crate::model::Router,
+    entry_points: &[String],
+    unsupported: &[String],
+    cache: &mut RuleCache,
+) -> RouterInfo {
     let mut status = Status::Enabled;
     let mut errors = Vec::new();
     if name.contains('@') {
         disable(&mut status, &mut errors, format!("router name `{name}` must not contain `@`"));
     }
-    let parsed = match rule::parse(&r.rule) {
+    let parsed = match cache.parse(&r.rule) {
         Ok(rule) => Some(rule),
         Err(e) => {
             disable(&mut status, &mut errors, format!("http.routers.{name}.rule: {e}"));
@@ -106,7 +159,11 @@ fn validate_router(name: &str, provider: &str, r: &crate::model::Router, entry_p
             if entry_points.contains(ep) {
                 using.push(ep.clone());
             } else {
-                warn(&mut status, &mut errors, format!("entrypoint `{ep}` does not exist (known: {})", entry_points.join(", ")));
+                warn(
+                    &mut status,
+                    &mut errors,
+                    format!("entrypoint `{ep}` does not exist (known: {})", entry_points.join(", ")),
+                );
             }
         }
         if using.is_empty() {
@@ -122,7 +179,11 @@ fn validate_router(name: &str, provider: &str, r: &crate::model::Router, entry_p
     for m in &r.middlewares {
         let local = m.split('@').next().unwrap_or(m);
         if !KNOWN_MIDDLEWARES.contains(&local) {
-            disable(&mut status, &mut errors, format!("middleware `{m}` is not supported by drover yet; the router is disabled rather than run without it"));
+            disable(
+                &mut status,
+                &mut errors,
+                format!("middleware `{m}` is not supported by drover yet; the router is disabled rather than run without it"),
+            );
         }
     }
     ignored_keys(unsupported, &format!("http.routers.{name}."), &mut status, &mut errors);
@@ -152,25 +213,46 @@ fn validate_service(name: &str, provider: &str, s: &Service, unsupported: &[Stri
     }
     match &s.load_balancer {
         None => {
-            let kind = [(s.weighted.is_some(), "weighted"), (s.mirroring.is_some(), "mirroring"), (s.failover.is_some(), "failover")]
-                .into_iter()
-                .find_map(|(present, kind)| present.then_some(kind));
+            let kind = [
+                (s.weighted.is_some(), "weighted"),
+                (s.mirroring.is_some(), "mirroring"),
+                (s.failover.is_some(), "failover"),
+            ]
+            .into_iter()
+            .find_map(|(present, kind)| present.then_some(kind));
             match kind {
-                Some(kind) => disable(&mut status, &mut errors, format!("`{kind}` services are not supported by drover yet")),
+                Some(kind) => disable(
+                    &mut status,
+                    &mut errors,
+                    format!("`{kind}` services are not supported by drover yet"),
+                ),
                 None => disable(&mut status, &mut errors, format!("http.services.{name} has no loadBalancer")),
             }
         }
         Some(lb) => {
             if let Some(strategy) = lb.strategy.as_deref().filter(|s| !s.eq_ignore_ascii_case("wrr")) {
-                warn(&mut status, &mut errors, format!("strategy `{strategy}` is not supported; using smooth weighted round robin (wrr)"));
+                warn(
+                    &mut status,
+                    &mut errors,
+                    format!("strategy `{strategy}` is not supported; using smooth weighted round robin (wrr)"),
+                );
             }
             let mut seen = BTreeSet::new();
             for (i, server) in lb.servers.iter().enumerate() {
                 match ServerSpec::parse(&server.url, server.weight.unwrap_or(1)) {
-                    Err(e) => warn(&mut status, &mut errors, format!("http.services.{name}.loadBalancer.servers[{i}]: {e}; server skipped")),
-                    Ok(spec) if !seen.insert(spec.authority.clone()) => {
-                        warn(&mut status, &mut errors, format!("http.services.{name}.loadBalancer.servers[{i}]: `{}` is listed twice; the first entry is used", spec.url))
-                    }
+                    Err(e) => warn(
+                        &mut status,
+                        &mut errors,
+                        format!("http.services.{name}.loadBalancer.servers[{i}]: {e}; server skipped"),
+                    ),
+                    Ok(spec) if !seen.insert(spec.authority.clone()) => warn(
+                        &mut status,
+                        &mut errors,
+                        format!(
+                            "http.services.{name}.loadBalancer.servers[{i}]: `{}` is listed twice; the first entry is used",
+                            spec.url
+                        ),
+                    ),
                     Ok(spec) => servers.push(spec),
                 }
             }
@@ -201,12 +283,20 @@ pub struct Aggregator {
     fragments: BTreeMap<Arc<str>, Fragment>,
     generation: u64,
     statuses: watch::Sender<Vec<ProviderStatus>>,
+    rules: RuleCache,
 }
 
 impl Aggregator {
     /// An aggregator for the given static entrypoints, publishing at most once per `throttle`.
     pub fn new(entry_points: Vec<String>, throttle: Duration) -> Self {
-        Self { entry_points, throttle, fragments: BTreeMap::new(), generation: 0, statuses: watch::channel(Vec::new()).0 }
+        Self {
+            entry_points,
+            throttle,
+            fragments: BTreeMap::new(),
+            generation: 0,
+            statuses: watch::channel(Vec::new()).0,
+            rules: RuleCache::default(),
+        }
     }
 
     /// Every provider's status, updated as updates arrive.
@@ -216,8 +306,14 @@ impl Aggregator {
 
     /// Registers a provider before it has sent anything, so its status shows `pending`.
     pub fn expect_provider(&mut self, name: &str) {
-        let status = ProviderStatus { name: name.to_string(), ..Default::default() };
-        self.fragments.entry(name.into()).or_insert(Fragment { config: DynamicConfig::default(), status });
+        let status = ProviderStatus {
+            name: name.to_string(),
+            ..Default::default()
+        };
+        self.fragments.entry(name.into()).or_insert(Fragment {
+            config: DynamicConfig::default(),
+            status,
+        });
         self.publish_statuses();
     }
 
@@ -238,9 +334,18 @@ impl Aggregator {
             self.publish_statuses();
             if changed {
                 self.generation += 1;
-                let mut config = merge(self.fragments.iter().map(|(p, f)| (&**p, &f.config)), &self.entry_points);
+                let mut config = merge_cached(
+                    self.fragments.iter().map(|(p, f)| (&**p, &f.config)),
+                    &self.entry_points,
+                    &mut self.rules,
+                );
                 config.generation = self.generation;
-                tracing::info!(generation = self.generation, routers = config.routers.len(), services = config.services.len(), "configuration published");
+                tracing::info!(
+                    generation = self.generation,
+                    routers = config.routers.len(),
+                    services = config.services.len(),
+                    "configuration published"
+                );
                 publish(Arc::new(config));
             }
         }
@@ -253,7 +358,10 @@ impl Aggregator {
                 let now = SystemTime::now();
                 let fragment = self.fragments.entry(provider.clone()).or_insert_with(|| Fragment {
                     config: DynamicConfig::default(),
-                    status: ProviderStatus { name: provider.to_string(), ..Default::default() },
+                    status: ProviderStatus {
+                        name: provider.to_string(),
+                        ..Default::default()
+                    },
                 });
                 let status = &mut fragment.status;
                 status.state = ProviderState::Ok;
@@ -270,7 +378,10 @@ impl Aggregator {
             Update::Error { provider, error } => {
                 let fragment = self.fragments.entry(provider.clone()).or_insert_with(|| Fragment {
                     config: DynamicConfig::default(),
-                    status: ProviderStatus { name: provider.to_string(), ..Default::default() },
+                    status: ProviderStatus {
+                        name: provider.to_string(),
+                        ..Default::default()
+                    },
                 });
                 fragment.status.state = ProviderState::Error;
                 fragment.status.last_error = Some(error);
@@ -325,7 +436,11 @@ mod tests {
         assert_eq!(rc.routers["good@file"].status, Status::Enabled);
         assert_eq!(rc.routers["good@file"].priority, "Host(`a.local`)".len() as i64);
         assert_eq!(rc.routers["badrule@file"].status, Status::Disabled);
-        assert!(rc.routers["badrule@file"].errors[0].contains("http.routers.badrule.rule: column"), "{:?}", rc.routers["badrule@file"].errors);
+        assert!(
+            rc.routers["badrule@file"].errors[0].contains("http.routers.badrule.rule: column"),
+            "{:?}",
+            rc.routers["badrule@file"].errors
+        );
         assert_eq!(rc.routers["orphan@file"].status, Status::Disabled);
         assert!(rc.routers["orphan@file"].errors[0].contains("`missing@file` does not exist"));
         assert_eq!(rc.routers["cross@file"].status, Status::Enabled);
@@ -392,7 +507,11 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let (at, first) = pub_rx.recv().await.expect("a publication");
-        assert_eq!(at - start, Duration::from_millis(100), "published at the end of the first window, not postponed");
+        assert_eq!(
+            at - start,
+            Duration::from_millis(100),
+            "published at the end of the first window, not postponed"
+        );
         assert!(first.services.len() == 1);
         let (_, second) = pub_rx.recv().await.expect("the rest of the burst");
         assert!(second.services.contains_key("s19@file"));

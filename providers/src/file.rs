@@ -44,7 +44,12 @@ pub struct FileProvider {
 impl FileProvider {
     /// A provider for `source` with default debouncing (25 ms quiet, at most 100 ms).
     pub fn new(source: Source, watch: bool) -> Self {
-        Self { source, watch, quiet: Duration::from_millis(25), max_delay: Duration::from_millis(100) }
+        Self {
+            source,
+            watch,
+            quiet: Duration::from_millis(25),
+            max_delay: Duration::from_millis(100),
+        }
     }
 
     /// Reads the source once.
@@ -64,7 +69,10 @@ impl FileProvider {
             match self.watch_source(tx) {
                 Ok(w) => Some(w),
                 Err(e) => {
-                    handle.report_error(format!("cannot watch {}: {e}; changes will not be picked up", self.watched_dir().display()));
+                    handle.report_error(format!(
+                        "cannot watch {}: {e}; changes will not be picked up",
+                        self.watched_dir().display()
+                    ));
                     None
                 }
             }
@@ -142,7 +150,10 @@ fn load_file(path: &Path) -> Result<DynamicConfig, String> {
 
 fn load_directory(dir: &Path) -> Result<DynamicConfig, String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: cannot read directory: {e}", dir.display()))?;
-    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_toml(p) && p.is_file()).collect();
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_toml(p) && p.is_file())
+        .collect();
     files.sort();
     let mut merged = DynamicConfig::default();
     let mut router_origin: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -151,13 +162,21 @@ fn load_directory(dir: &Path) -> Result<DynamicConfig, String> {
         let config = load_file(&file)?;
         for (name, router) in config.http.routers {
             if let Some(first) = router_origin.insert(name.clone(), file.clone()) {
-                return Err(format!("{}: router `{name}` is already defined in {}", file.display(), first.display()));
+                return Err(format!(
+                    "{}: router `{name}` is already defined in {}",
+                    file.display(),
+                    first.display()
+                ));
             }
             merged.http.routers.insert(name, router);
         }
         for (name, service) in config.http.services {
             if let Some(first) = service_origin.insert(name.clone(), file.clone()) {
-                return Err(format!("{}: service `{name}` is already defined in {}", file.display(), first.display()));
+                return Err(format!(
+                    "{}: service `{name}` is already defined in {}",
+                    file.display(),
+                    first.display()
+                ));
             }
             merged.http.services.insert(name, service);
         }
@@ -175,7 +194,8 @@ mod tests {
     use super::*;
     use crate::provider::Update;
 
-    const GOOD: &str = "[http.routers.r]\nrule = \"Path(`/`)\"\nservice = \"s\"\n[[http.services.s.loadBalancer.servers]]\nurl = \"http://127.0.0.1:1\"\n";
+    const GOOD: &str =
+        "[http.routers.r]\nrule = \"Path(`/`)\"\nservice = \"s\"\n[[http.services.s.loadBalancer.servers]]\nurl = \"http://127.0.0.1:1\"\n";
 
     #[test]
     fn a_bad_file_names_file_line_and_column() {
@@ -190,12 +210,20 @@ mod tests {
     fn a_directory_merges_and_rejects_duplicates() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.toml"), GOOD).unwrap();
-        std::fs::write(dir.path().join("b.toml"), "[http.routers.x]\nrule = \"Path(`/x`)\"\nservice = \"s\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("b.toml"),
+            "[http.routers.x]\nrule = \"Path(`/x`)\"\nservice = \"s\"\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("ignored.txt"), "not toml").unwrap();
         let provider = FileProvider::new(Source::Directory(dir.path().to_path_buf()), false);
         let config = provider.load().unwrap();
         assert_eq!(config.http.routers.len(), 2);
-        std::fs::write(dir.path().join("c.toml"), "[http.routers.x]\nrule = \"Path(`/y`)\"\nservice = \"s\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("c.toml"),
+            "[http.routers.x]\nrule = \"Path(`/y`)\"\nservice = \"s\"\n",
+        )
+        .unwrap();
         let err = provider.load().unwrap_err();
         assert!(err.contains("router `x` is already defined in"), "{err}");
     }
@@ -208,7 +236,10 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         tokio::spawn(FileProvider::new(Source::File(path.clone()), true).run(ProviderHandle::new("file", tx)));
         async fn next(rx: &mut mpsc::UnboundedReceiver<Update>) -> Update {
-            tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("an update within 5 s").expect("channel open")
+            tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("an update within 5 s")
+                .expect("channel open")
         }
         assert!(matches!(next(&mut rx).await, Update::Config { .. }));
         std::fs::write(&path, "[http.routers.r\n").unwrap();

@@ -157,7 +157,11 @@ impl DynamicConfig {
     /// told rather than left guessing.
     pub fn unsupported(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for (present, key) in [(self.tcp.is_some(), "tcp"), (self.udp.is_some(), "udp"), (self.tls.is_some(), "tls")] {
+        for (present, key) in [
+            (self.tcp.is_some(), "tcp"),
+            (self.udp.is_some(), "udp"),
+            (self.tls.is_some(), "tls"),
+        ] {
             if present {
                 out.push(key.to_string());
             }

@@ -52,14 +52,24 @@ impl ProviderHandle {
 
     /// Sends a complete new fragment. Returns false when the aggregator is gone (shutting down).
     pub fn send_config(&self, config: DynamicConfig) -> bool {
-        self.tx.send(Update::Config { provider: self.name.clone(), config }).is_ok()
+        self.tx
+            .send(Update::Config {
+                provider: self.name.clone(),
+                config,
+            })
+            .is_ok()
     }
 
     /// Reports that the source failed; the last good fragment stays in force.
     pub fn report_error(&self, error: impl Into<String>) -> bool {
         let error = error.into();
         tracing::error!(provider = %self.name, "{error}");
-        self.tx.send(Update::Error { provider: self.name.clone(), error }).is_ok()
+        self.tx
+            .send(Update::Error {
+                provider: self.name.clone(),
+                error,
+            })
+            .is_ok()
     }
 }
 

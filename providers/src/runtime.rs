@@ -128,7 +128,9 @@ impl ServerSpec {
         let (scheme, rest, default_port) = if let Some(rest) = url.strip_prefix("http://") {
             (Scheme::Http, rest, 80)
         } else if url.starts_with("https://") || url.starts_with("h2c://") {
-            return Err(bad("only http:// servers are supported so far (TLS to backends is not implemented yet)"));
+            return Err(bad(
+                "only http:// servers are supported so far (TLS to backends is not implemented yet)",
+            ));
         } else {
             return Err(bad("expected `http://host:port`"));
         };
@@ -164,14 +166,27 @@ impl ServerSpec {
         if host.is_empty() {
             return Err(bad("no host"));
         }
-        if !host.starts_with('[') && !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_') {
+        if !host.starts_with('[')
+            && !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+        {
             return Err(bad("the host has characters a host name cannot have"));
         }
         let port = match port {
             None => default_port,
-            Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad("the port must be a number from 1 to 65535"))?,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| bad("the port must be a number from 1 to 65535"))?,
         };
-        Ok(Self { url: url.to_string(), scheme, authority: format!("{}:{port}", host.to_ascii_lowercase()), weight })
+        Ok(Self {
+            url: url.to_string(),
+            scheme,
+            authority: format!("{}:{port}", host.to_ascii_lowercase()),
+            weight,
+        })
     }
 }
 
@@ -186,7 +201,17 @@ mod tests {
         assert_eq!(ServerSpec::parse("http://Web/", 2).unwrap().authority, "web:80");
         assert_eq!(ServerSpec::parse("http://[::1]:9000", 1).unwrap().authority, "[::1]:9000");
         assert_eq!(ServerSpec::parse("http://[::1]", 1).unwrap().authority, "[::1]:80");
-        for bad in ["ftp://x", "http://", "http://x:0", "http://x:99999", "http://x:ab", "http://x/path", "http://[zz]:1", "http://a b:1", "https://x"] {
+        for bad in [
+            "ftp://x",
+            "http://",
+            "http://x:0",
+            "http://x:99999",
+            "http://x:ab",
+            "http://x/path",
+            "http://[zz]:1",
+            "http://a b:1",
+            "https://x",
+        ] {
             assert!(ServerSpec::parse(bad, 1).is_err(), "{bad} should be rejected");
         }
     }

@@ -56,14 +56,8 @@ const CASES: &[(&str, Want)] = &[
     ),
     ("Path(`/api`)", Shape("Path[/api]")),
     ("PathPrefix(`/`)", Shape("PathPrefix[/]")),
-    (
-        "PathRegexp(`^/users/[0-9]+$`)",
-        Shape("PathRegexp[^/users/[0-9]+$]"),
-    ),
-    (
-        "PathRegexp(`\\.(css|js)`)",
-        Shape("PathRegexp[\\.(css|js)]"),
-    ),
+    ("PathRegexp(`^/users/[0-9]+$`)", Shape("PathRegexp[^/users/[0-9]+$]")),
+    ("PathRegexp(`\\.(css|js)`)", Shape("PathRegexp[\\.(css|js)]")),
     ("Method(`get`)", Shape("Method[GET]")),
     ("Method(`PURGE`)", Shape("Method[PURGE]")),
     ("Header(`X-Env`, `prod`)", Shape("Header[x-env|prod]")),
@@ -71,34 +65,22 @@ const CASES: &[(&str, Want)] = &[
         "Header(`Content-Type`,`application/json; charset=utf-8`)",
         Shape("Header[content-type|application/json; charset=utf-8]"),
     ),
-    (
-        "HeaderRegexp(`User-Agent`, `(?i)curl`)",
-        Shape("HeaderRegexp[user-agent|(?i)curl]"),
-    ),
+    ("HeaderRegexp(`User-Agent`, `(?i)curl`)", Shape("HeaderRegexp[user-agent|(?i)curl]")),
     ("Query(`debug`)", Shape("Query[debug]")),
     ("Query(`page`, `2`)", Shape("Query[page|2]")),
     ("Query(`flag`, ``)", Shape("Query[flag|]")),
     ("Query(`Mixed`, `Case`)", Shape("Query[Mixed|Case]")),
-    (
-        "QueryRegexp(`id`, `^[0-9]+$`)",
-        Shape("QueryRegexp[id|^[0-9]+$]"),
-    ),
+    ("QueryRegexp(`id`, `^[0-9]+$`)", Shape("QueryRegexp[id|^[0-9]+$]")),
     ("ClientIP(`10.0.0.0/8`)", Shape("ClientIP[10.0.0.0/8]")),
     ("ClientIP(`192.168.1.7`)", Shape("ClientIP[192.168.1.7/32]")),
-    (
-        "ClientIP(`2001:db8::/32`)",
-        Shape("ClientIP[2001:db8::/32]"),
-    ),
+    ("ClientIP(`2001:db8::/32`)", Shape("ClientIP[2001:db8::/32]")),
     ("ClientIP(`::1`)", Shape("ClientIP[::1/128]")),
     ("ClientIP(`10.1.2.3/8`)", Shape("ClientIP[10.0.0.0/8]")),
     // --- operators, precedence, nesting ---
     ("Host(`a`) && Path(`/b`)", Shape("(and Host[a] Path[/b])")),
     ("Host(`a`) || Host(`b`)", Shape("(or Host[a] Host[b])")),
     ("!Method(`POST`)", Shape("(not Method[POST])")),
-    (
-        "Host(`a`) || Host(`b`) && Path(`/c`)",
-        Shape("(or Host[a] (and Host[b] Path[/c]))"),
-    ),
+    ("Host(`a`) || Host(`b`) && Path(`/c`)", Shape("(or Host[a] (and Host[b] Path[/c]))")),
     (
         "Host(`a`) && Path(`/b`) || Path(`/c`)",
         Shape("(or (and Host[a] Path[/b]) Path[/c])"),
@@ -107,14 +89,8 @@ const CASES: &[(&str, Want)] = &[
         "(Host(`a`) || Host(`b`)) && Path(`/c`)",
         Shape("(and (or Host[a] Host[b]) Path[/c])"),
     ),
-    (
-        "!Host(`a`) && Path(`/b`)",
-        Shape("(and (not Host[a]) Path[/b])"),
-    ),
-    (
-        "!(Host(`a`) && Path(`/b`))",
-        Shape("(not (and Host[a] Path[/b]))"),
-    ),
+    ("!Host(`a`) && Path(`/b`)", Shape("(and (not Host[a]) Path[/b])")),
+    ("!(Host(`a`) && Path(`/b`))", Shape("(not (and Host[a] Path[/b]))")),
     ("!!Path(`/x`)", Shape("(not (not Path[/x]))")),
     (
         "Path(`/a`) && Path(`/b`) && Path(`/c`)",
@@ -148,66 +124,36 @@ const CASES: &[(&str, Want)] = &[
     ),
     ("  ( Host(`a`) )  ", Shape("Host[a]")),
     // --- quotes and escapes ---
-    (
-        r#"Header(`X`, "say \"hi\"")"#,
-        Shape(r#"Header[x|say "hi"]"#),
-    ),
+    (r#"Header(`X`, "say \"hi\"")"#, Shape(r#"Header[x|say "hi"]"#)),
     (r#"PathRegexp("^/a\\d+$")"#, Shape(r"PathRegexp[^/a\d+$]")),
-    (
-        "Header(`X-Quote`, \"`tick`\")",
-        Shape("Header[x-quote|`tick`]"),
-    ),
+    ("Header(`X-Quote`, \"`tick`\")", Shape("Header[x-quote|`tick`]")),
     (r"Path(`/a\b`)", Shape(r"Path[/a\b]")),
     ("Header(`X-Name`, `Zoë`)", Shape("Header[x-name|Zoë]")),
-    (
-        "Header(`X-Mixed`, \"it's `both`\")",
-        Shape("Header[x-mixed|it's `both`]"),
-    ),
+    ("Header(`X-Mixed`, \"it's `both`\")", Shape("Header[x-mixed|it's `both`]")),
     // --- empty rule, trailing garbage, unbalanced, dangling operators ---
     ("", Err(1, "empty rule")),
     ("   ", Err(1, "empty rule")),
-    (
-        "Host(`a`) Path(`/`)",
-        Err(11, "expected `&&`, `||` or end of rule, found `Path`"),
-    ),
+    ("Host(`a`) Path(`/`)", Err(11, "expected `&&`, `||` or end of rule, found `Path`")),
     ("Host(`a`) AND Path(`/`)", Err(11, "found `AND`")),
     ("Host(`a`))", Err(10, "unmatched `)`")),
     (
         "(Host(`a`)",
-        Err(
-            11,
-            "expected `)` to close the `(` at column 1, found end of rule",
-        ),
+        Err(11, "expected `)` to close the `(` at column 1, found end of rule"),
     ),
     ("Host(`a`) &&", Err(13, "after `&&`, found end of rule")),
-    (
-        "|| Host(`a`)",
-        Err(1, "expected a matcher, `!` or `(`, found `||`"),
-    ),
+    ("|| Host(`a`)", Err(1, "expected a matcher, `!` or `(`, found `||`")),
     ("!", Err(2, "after `!`, found end of rule")),
     ("()", Err(2, "after `(`, found `)`")),
     ("!(", Err(3, "after `(`, found end of rule")),
-    (
-        "Path(`/a`) && (Host(`a`) || )",
-        Err(29, "after `||`, found `)`"),
-    ),
+    ("Path(`/a`) && (Host(`a`) || )", Err(29, "after `||`, found `)`")),
     ("Host(`a`) & Path(`/`)", Err(11, "expected `&&`")),
     ("Host(`a`) | Path(`/`)", Err(11, "expected `||`")),
     ("Host(`a`) == Host(`b`)", Err(11, "`==` is not an operator")),
     ("Host(`a`) && @", Err(14, "unexpected character '@'")),
     ("`example.com`", Err(1, "found string `example.com`")),
     // --- matcher call syntax ---
-    (
-        "Host",
-        Err(
-            5,
-            "expected `(` after matcher name `Host`, found end of rule",
-        ),
-    ),
-    (
-        "Host(`a`",
-        Err(9, "expected `)` after matcher arguments, found end of rule"),
-    ),
+    ("Host", Err(5, "expected `(` after matcher name `Host`, found end of rule")),
+    ("Host(`a`", Err(9, "expected `)` after matcher arguments, found end of rule")),
     (
         "Host(`a` && Path(`/`))",
         Err(10, "expected `)` after matcher arguments, found `&&`"),
@@ -228,53 +174,29 @@ const CASES: &[(&str, Want)] = &[
     // --- unknown names ---
     ("host(`a`)", Err(1, "did you mean `Host`?")),
     ("PathPrefx(`/`)", Err(1, "did you mean `PathPrefix`?")),
-    (
-        "Frobnicate(`x`)",
-        Err(1, "valid matchers are Host, HostRegexp, Path, PathPrefix"),
-    ),
-    (
-        "Path(`/`) && Headers(`k`, `v`)",
-        Err(14, "renamed `Header`"),
-    ),
+    ("Frobnicate(`x`)", Err(1, "valid matchers are Host, HostRegexp, Path, PathPrefix")),
+    ("Path(`/`) && Headers(`k`, `v`)", Err(14, "renamed `Header`")),
     ("HostHeader(`a`)", Err(1, "removed in Traefik v3")),
     ("HostSNI(`a`)", Err(1, "TCP router matcher")),
     // --- arity and v2 multi-value forms ---
     ("Host(`a`, `b`)", Err(11, "write Host(`a`) || Host(`b`)")),
-    (
-        "Method(`GET`,`POST`)",
-        Err(14, "Method(`GET`) || Method(`POST`)"),
-    ),
-    (
-        "PathPrefix(`/a`, `/b`)",
-        Err(18, "PathPrefix(`/a`) || PathPrefix(`/b`)"),
-    ),
+    ("Method(`GET`,`POST`)", Err(14, "Method(`GET`) || Method(`POST`)")),
+    ("PathPrefix(`/a`, `/b`)", Err(18, "PathPrefix(`/a`) || PathPrefix(`/b`)")),
     (
         "ClientIP(`10.0.0.0/8`, `::1`)",
         Err(24, "ClientIP(`10.0.0.0/8`) || ClientIP(`::1`)"),
     ),
     ("Host()", Err(6, "Host needs arguments, found none")),
     ("Header(`k`)", Err(8, "Header takes 2 arguments, found 1")),
-    (
-        "Header(`k`,`v`,`w`)",
-        Err(16, "Header takes 2 arguments, found 3"),
-    ),
-    (
-        "Query(`a`,`b`,`c`)",
-        Err(15, "Query takes 1 or 2 arguments, found 3"),
-    ),
+    ("Header(`k`,`v`,`w`)", Err(16, "Header takes 2 arguments, found 3")),
+    ("Query(`a`,`b`,`c`)", Err(15, "Query takes 1 or 2 arguments, found 3")),
     ("Query(`a=1`)", Err(7, "write Query(`a`, `1`)")),
-    (
-        "Query(`a=1`, `b=2`)",
-        Err(7, "write Query(`a`, `1`) && Query(`b`, `2`)"),
-    ),
+    ("Query(`a=1`, `b=2`)", Err(7, "write Query(`a`, `1`) && Query(`b`, `2`)")),
     // --- argument validation ---
     ("Host(``)", Err(6, "empty string")),
     ("Host(`:8080`)", Err(6, "is empty once its port")),
     ("Host(`a.*.com`)", Err(6, "only allowed as the whole host")),
-    (
-        "Host(`*example.com`)",
-        Err(6, "only allowed as the whole host"),
-    ),
+    ("Host(`*example.com`)", Err(6, "only allowed as the whole host")),
     ("Host(`*.`)", Err(6, "invalid wildcard host")),
     ("Host(`exämple.com`)", Err(6, "punycode")),
     ("Host(`a.com:http`)", Err(6, "invalid port `http`")),
@@ -284,27 +206,12 @@ const CASES: &[(&str, Want)] = &[
     ("Path(`/users/{id}`)", Err(6, "Traefik v2 path placeholder")),
     (
         "PathRegexp(`(unclosed`)",
-        Err(
-            12,
-            "invalid regular expression in PathRegexp: unclosed group",
-        ),
+        Err(12, "invalid regular expression in PathRegexp: unclosed group"),
     ),
-    (
-        "HostRegexp(`{sub:[a-z]+}.example.com`)",
-        Err(12, "v2 named placeholder"),
-    ),
-    (
-        "HeaderRegexp(`X`, `[z-a]`)",
-        Err(19, "invalid regular expression in HeaderRegexp"),
-    ),
-    (
-        "QueryRegexp(`q`, `*a`)",
-        Err(18, "invalid regular expression in QueryRegexp"),
-    ),
-    (
-        "HostRegexp(`(`)",
-        Err(12, "invalid regular expression in HostRegexp"),
-    ),
+    ("HostRegexp(`{sub:[a-z]+}.example.com`)", Err(12, "v2 named placeholder")),
+    ("HeaderRegexp(`X`, `[z-a]`)", Err(19, "invalid regular expression in HeaderRegexp")),
+    ("QueryRegexp(`q`, `*a`)", Err(18, "invalid regular expression in QueryRegexp")),
+    ("HostRegexp(`(`)", Err(12, "invalid regular expression in HostRegexp")),
     ("ClientIP(`10.0.0.256`)", Err(10, "IP address or CIDR")),
     ("ClientIP(`10.0.0.0/33`)", Err(10, "IP address or CIDR")),
     ("Method(``)", Err(8, "invalid HTTP method")),
@@ -312,14 +219,8 @@ const CASES: &[(&str, Want)] = &[
     ("Header(`X Y`, `v`)", Err(8, "invalid header name")),
     ("Query(``)", Err(7, "needs a parameter name")),
     // --- columns are characters, not bytes ---
-    (
-        "Header(`X`, `é`) && (",
-        Err(22, "after `(`, found end of rule"),
-    ),
-    (
-        "Header(`X`, `日本`) && Nope(`x`)",
-        Err(22, "unknown matcher `Nope`"),
-    ),
+    ("Header(`X`, `é`) && (", Err(22, "after `(`, found end of rule")),
+    ("Header(`X`, `日本`) && Nope(`x`)", Err(22, "unknown matcher `Nope`")),
 ];
 
 #[test]
@@ -330,9 +231,7 @@ fn rule_table() {
         let got = parse(src);
         let ok = match (want, &got) {
             (Shape(expected), Ok(rule)) => shape(&rule.expr) == *expected && rule.source == *src,
-            (Err(column, needle), Result::Err(err)) => {
-                err.column == *column && err.message.contains(needle)
-            }
+            (Err(column, needle), Result::Err(err)) => err.column == *column && err.message.contains(needle),
             _ => false,
         };
         if !ok {
@@ -347,12 +246,7 @@ fn rule_table() {
             failures.push(format!("{src:?}\n    want {expected}\n    got  {got}"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} case(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
@@ -361,25 +255,18 @@ fn canonical_text_parses_back_to_the_same_tree() {
         if let Shape(_) = want {
             let rule = parse(src).expect("table says this parses");
             let canonical = rule.expr.to_string();
-            let again = parse(&canonical)
-                .unwrap_or_else(|e| panic!("{canonical:?} (from {src:?}) failed: {e}"));
+            let again = parse(&canonical).unwrap_or_else(|e| panic!("{canonical:?} (from {src:?}) failed: {e}"));
             assert_eq!(again.expr, rule.expr, "{src:?} printed as {canonical:?}");
         }
     }
     let rule = parse("(Host(`A`) || Host(`b`)) && !Path(`/x`)").expect("valid");
-    assert_eq!(
-        rule.expr.to_string(),
-        "(Host(`a`) || Host(`b`)) && !Path(`/x`)"
-    );
+    assert_eq!(rule.expr.to_string(), "(Host(`a`) || Host(`b`)) && !Path(`/x`)");
 }
 
 #[test]
 fn error_display_names_the_column() {
     let err = parse("Host(`a` && Path(`/`))").expect_err("missing `)`");
-    assert_eq!(
-        err.to_string(),
-        "column 10: expected `)` after matcher arguments, found `&&`"
-    );
+    assert_eq!(err.to_string(), "column 10: expected `)` after matcher arguments, found `&&`");
     let as_std: &dyn std::error::Error = &err;
     assert!(as_std.source().is_none());
     assert_eq!(
@@ -419,20 +306,11 @@ fn required_hosts_follow_the_boolean_structure() {
         ("Host(`a`)", Some(vec![exact("a")])),
         ("Host(`A:80`) && Path(`/`)", Some(vec![exact("a")])),
         ("Path(`/`) && Host(`a`)", Some(vec![exact("a")])),
-        (
-            "Host(`a`) || Host(`*.b.com`)",
-            Some(vec![exact("a"), wild("b.com")]),
-        ),
+        ("Host(`a`) || Host(`*.b.com`)", Some(vec![exact("a"), wild("b.com")])),
         ("Host(`a`) || Host(`a`)", Some(vec![exact("a")])),
         ("Host(`a`) || Path(`/`)", None),
-        (
-            "(Host(`a`) || Host(`b`)) && Host(`c`)",
-            Some(vec![exact("c")]),
-        ),
-        (
-            "Host(`c`) && (Host(`a`) || Host(`b`))",
-            Some(vec![exact("c")]),
-        ),
+        ("(Host(`a`) || Host(`b`)) && Host(`c`)", Some(vec![exact("c")])),
+        ("Host(`c`) && (Host(`a`) || Host(`b`))", Some(vec![exact("c")])),
         (
             "(Host(`a`) && Method(`GET`)) || (Host(`b`) && Path(`/`))",
             Some(vec![exact("a"), exact("b")]),

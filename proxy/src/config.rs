@@ -63,17 +63,22 @@ pub struct EntryPointTransport {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RespondingTimeouts {
-    /// Time a client has to send a complete request head (slowloris guard). Default 10 s.
+    /// Time a client has to send a complete request head (slowloris guard). The wait for the
+    /// next request on an idle keep-alive connection counts too. Default 30 s.
     #[serde(default = "defaults::header_read", alias = "headerreadtimeout")]
     pub header_read_timeout: ConfigDuration,
-    /// A keep-alive connection with no request for this long is closed. Default 180 s.
+    /// Accepted for Traefik compatibility; idle keep-alive connections are bounded by
+    /// `headerReadTimeout` for now. Default 180 s.
     #[serde(default = "defaults::idle", alias = "idletimeout")]
     pub idle_timeout: ConfigDuration,
 }
 
 impl Default for RespondingTimeouts {
     fn default() -> Self {
-        Self { header_read_timeout: defaults::header_read(), idle_timeout: defaults::idle() }
+        Self {
+            header_read_timeout: defaults::header_read(),
+            idle_timeout: defaults::idle(),
+        }
     }
 }
 
@@ -88,7 +93,9 @@ pub struct LifeCycle {
 
 impl Default for LifeCycle {
     fn default() -> Self {
-        Self { grace_time_out: defaults::grace() }
+        Self {
+            grace_time_out: defaults::grace(),
+        }
     }
 }
 
@@ -103,7 +110,9 @@ pub struct Api {
 
 impl Default for Api {
     fn default() -> Self {
-        Self { address: defaults::api_address() }
+        Self {
+            address: defaults::api_address(),
+        }
     }
 }
 
@@ -121,7 +130,10 @@ pub struct Providers {
 
 impl Default for Providers {
     fn default() -> Self {
-        Self { providers_throttle_duration: defaults::throttle(), file: None }
+        Self {
+            providers_throttle_duration: defaults::throttle(),
+            file: None,
+        }
     }
 }
 
@@ -149,7 +161,9 @@ pub struct Log {
 
 impl Default for Log {
     fn default() -> Self {
-        Self { level: defaults::log_level() }
+        Self {
+            level: defaults::log_level(),
+        }
     }
 }
 
@@ -167,7 +181,10 @@ pub struct ServersTransport {
 
 impl Default for ServersTransport {
     fn default() -> Self {
-        Self { max_idle_conns_per_host: defaults::max_idle(), forwarding_timeouts: ForwardingTimeouts::default() }
+        Self {
+            max_idle_conns_per_host: defaults::max_idle(),
+            forwarding_timeouts: ForwardingTimeouts::default(),
+        }
     }
 }
 
@@ -188,7 +205,11 @@ pub struct ForwardingTimeouts {
 
 impl Default for ForwardingTimeouts {
     fn default() -> Self {
-        Self { dial_timeout: defaults::dial(), response_header_timeout: defaults::response_header(), idle_conn_timeout: defaults::idle_conn() }
+        Self {
+            dial_timeout: defaults::dial(),
+            response_header_timeout: defaults::response_header(),
+            idle_conn_timeout: defaults::idle_conn(),
+        }
     }
 }
 
@@ -196,7 +217,7 @@ mod defaults {
     use super::*;
 
     pub fn header_read() -> ConfigDuration {
-        Duration::from_secs(10).into()
+        Duration::from_secs(30).into()
     }
     pub fn idle() -> ConfigDuration {
         Duration::from_secs(180).into()
@@ -265,7 +286,10 @@ impl StaticConfig {
             ConfigError(format!("{}:{line}:{column}: {key}: {why}", path.display()))
         };
         if config.entry_points.is_empty() {
-            return Err(ConfigError(format!("{}: no entrypoint: add e.g. [entryPoints.web] address = \":8080\"", path.display())));
+            return Err(ConfigError(format!(
+                "{}: no entrypoint: add e.g. [entryPoints.web] address = \":8080\"",
+                path.display()
+            )));
         }
         let mut entry_points = Vec::new();
         for (name, ep) in &config.entry_points {
@@ -276,16 +300,29 @@ impl StaticConfig {
         for (i, (name, addr)) in entry_points.iter().enumerate() {
             let clash = |other: &SocketAddr| other == addr && addr.port() != 0;
             if clash(&api) || entry_points[..i].iter().any(|(_, other)| clash(other)) {
-                return Err(ConfigError(format!("{}: entrypoint `{name}` ({addr}) shares its address with another listener", path.display())));
+                return Err(ConfigError(format!(
+                    "{}: entrypoint `{name}` ({addr}) shares its address with another listener",
+                    path.display()
+                )));
             }
         }
         if let Some(file) = &config.providers.file {
             if file.filename.is_some() == file.directory.is_some() {
-                return Err(ConfigError(format!("{}: [providers.file] needs exactly one of `filename` or `directory`", path.display())));
+                return Err(ConfigError(format!(
+                    "{}: [providers.file] needs exactly one of `filename` or `directory`",
+                    path.display()
+                )));
             }
         }
-        if !matches!(config.log.level.to_ascii_lowercase().as_str(), "error" | "warn" | "info" | "debug" | "trace") {
-            return Err(ConfigError(format!("{}: log.level `{}` must be one of error, warn, info, debug, trace", path.display(), config.log.level)));
+        if !matches!(
+            config.log.level.to_ascii_lowercase().as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return Err(ConfigError(format!(
+                "{}: log.level `{}` must be one of error, warn, info, debug, trace",
+                path.display(),
+                config.log.level
+            )));
         }
         Ok(Resolved { config, entry_points, api })
     }
@@ -299,17 +336,23 @@ impl StaticConfig {
 /// `":8080"` (all interfaces), `"127.0.0.1:80"`, `"[::1]:80"`, `"localhost:80"`.
 pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
     if let Some(port) = text.strip_prefix(':') {
-        let port: u16 = port.parse().map_err(|_| format!("`{text}`: the port must be a number from 0 to 65535"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{text}`: the port must be a number from 0 to 65535"))?;
         return Ok(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port));
     }
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(addr);
     }
     if let Some(port) = text.strip_prefix("localhost:") {
-        let port: u16 = port.parse().map_err(|_| format!("`{text}`: the port must be a number from 0 to 65535"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{text}`: the port must be a number from 0 to 65535"))?;
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
-    Err(format!("`{text}` is not an address; write `:8080`, `127.0.0.1:8080` or `[::1]:8080`"))
+    Err(format!(
+        "`{text}` is not an address; write `:8080`, `127.0.0.1:8080` or `[::1]:8080`"
+    ))
 }
 
 #[cfg(test)]
@@ -326,11 +369,20 @@ mod tests {
 
     #[test]
     fn errors_name_file_line_and_column() {
-        let err = StaticConfig::parse(Path::new("s.toml"), "[entryPoints.web]\naddress = \":80x\"\n").unwrap_err().0;
+        let err = StaticConfig::parse(Path::new("s.toml"), "[entryPoints.web]\naddress = \":80x\"\n")
+            .unwrap_err()
+            .0;
         assert!(err.starts_with("s.toml:2:11: entryPoints.web.address:"), "{err}");
-        let err = StaticConfig::parse(Path::new("s.toml"), "[entryPoints.web]\naddress = \":80\"\n[log]\nlevle = \"x\"\n").unwrap_err().0;
+        let err = StaticConfig::parse(Path::new("s.toml"), "[entryPoints.web]\naddress = \":80\"\n[log]\nlevle = \"x\"\n")
+            .unwrap_err()
+            .0;
         assert!(err.starts_with("s.toml:4:1:") && err.contains("levle"), "{err}");
-        let err = StaticConfig::parse(Path::new("s.toml"), "[entryPoints.web]\naddress = \":80\"\n[providers.file]\nwatch = true\n").unwrap_err().0;
+        let err = StaticConfig::parse(
+            Path::new("s.toml"),
+            "[entryPoints.web]\naddress = \":80\"\n[providers.file]\nwatch = true\n",
+        )
+        .unwrap_err()
+        .0;
         assert!(err.contains("exactly one of"), "{err}");
     }
 
@@ -338,7 +390,13 @@ mod tests {
     fn durations_and_traefik_keys() {
         let text = "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[entryPoints.web.transport.respondingTimeouts]\nidleTimeout = \"5s\"\n[serversTransport.forwardingTimeouts]\ndialTimeout = 2\n";
         let r = StaticConfig::parse(Path::new("s.toml"), text).unwrap();
-        assert_eq!(r.config.entry_points["web"].transport.responding_timeouts.idle_timeout.0, Duration::from_secs(5));
-        assert_eq!(r.config.servers_transport.forwarding_timeouts.dial_timeout.0, Duration::from_secs(2));
+        assert_eq!(
+            r.config.entry_points["web"].transport.responding_timeouts.idle_timeout.0,
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            r.config.servers_transport.forwarding_timeouts.dial_timeout.0,
+            Duration::from_secs(2)
+        );
     }
 }

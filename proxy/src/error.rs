@@ -29,7 +29,10 @@ enum Kind {
 
 impl Error {
     fn new(kind: Kind, cause: impl Into<Cause>) -> Self {
-        Self { kind, cause: Some(cause.into()) }
+        Self {
+            kind,
+            cause: Some(cause.into()),
+        }
     }
 
     pub(crate) fn connect(cause: impl Into<Cause>) -> Self {
@@ -37,7 +40,10 @@ impl Error {
     }
 
     pub(crate) fn connect_timeout() -> Self {
-        Self { kind: Kind::ConnectTimeout, cause: None }
+        Self {
+            kind: Kind::ConnectTimeout,
+            cause: None,
+        }
     }
 
     pub(crate) fn not_sent(cause: impl Into<Cause>) -> Self {
@@ -45,12 +51,19 @@ impl Error {
     }
 
     pub(crate) fn response_timeout() -> Self {
-        Self { kind: Kind::ResponseTimeout, cause: None }
+        Self {
+            kind: Kind::ResponseTimeout,
+            cause: None,
+        }
     }
 
     /// Classifies an error from hyper's client connection.
     pub(crate) fn from_hyper(err: hyper::Error) -> Self {
-        let kind = if err.is_parse() || err.is_parse_status() || err.is_parse_too_large() { Kind::BadResponse } else { Kind::ResetBeforeResponse };
+        let kind = if err.is_parse() || err.is_parse_status() || err.is_parse_too_large() {
+            Kind::BadResponse
+        } else {
+            Kind::ResetBeforeResponse
+        };
         Self::new(kind, err)
     }
 
@@ -106,7 +119,10 @@ impl fmt::Display for Error {
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Error").field("kind", &self.kind).field("cause", &self.cause).finish()
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("cause", &self.cause)
+            .finish()
     }
 }
 

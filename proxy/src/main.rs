@@ -37,7 +37,11 @@ fn main() -> ExitCode {
         None => StaticConfig::embedded(),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(resolved.config.log.level.to_ascii_lowercase()));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
     if cli.check {
         println!("configuration is valid");
         return ExitCode::SUCCESS;
@@ -45,7 +49,9 @@ fn main() -> ExitCode {
     if cli.config.is_none() {
         tracing::info!("no --config given: using the embedded default (web on :8080, admin on 127.0.0.1:8081, no provider)");
     }
-    let workers = cli.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let workers = cli
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let drover = match Drover::start(resolved, workers) {
         Ok(d) => d,
         Err(e) => {

@@ -65,6 +65,13 @@ impl Service {
     }
 }
 
+/// Compiled rules by source text, kept across compilations so a reload compiles (and builds
+/// regexes for) only the rules that changed.
+#[derive(Debug, Default)]
+pub struct CompiledRules {
+    compiled: HashMap<String, CompiledRule>,
+}
+
 impl Snapshot {
     /// A snapshot that routes nothing (before the first configuration arrives).
     pub fn empty(entry_points: usize) -> Self {
@@ -77,6 +84,13 @@ impl Snapshot {
 
     /// Compiles `config` for the static entrypoints `entry_points` (by name, in index order).
     pub fn compile(config: Arc<RuntimeConfig>, entry_points: &[String], upstreams: &Upstreams) -> Self {
+        Self::compile_cached(config, entry_points, upstreams, &mut CompiledRules::default())
+    }
+
+    /// [`Snapshot::compile`], reusing compiled rules from `cache` and leaving only the ones in
+    /// use in it.
+    pub fn compile_cached(config: Arc<RuntimeConfig>, entry_points: &[String], upstreams: &Upstreams, cache: &mut CompiledRules) -> Self {
+        let mut compiled_rules = HashMap::with_capacity(cache.compiled.len());
         let mut services = HashMap::new();
         for (name, info) in &config.services {
             if info.status == Status::Disabled {
@@ -85,10 +99,19 @@ impl Snapshot {
             let servers: Box<[Server]> = info
                 .servers
                 .iter()
-                .map(|spec| Server { url: spec.url.as_str().into(), weight: spec.weight, upstream: upstreams.get(&spec.authority) })
+                .map(|spec| Server {
+                    url: spec.url.as_str().into(),
+                    weight: spec.weight,
+                    upstream: upstreams.get(&spec.authority),
+                })
                 .collect();
             let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
-            let service = Service { name: name.as_str().into(), balancer: SmoothWeighted::new(&weights), servers, pass_host_header: info.pass_host_header };
+            let service = Service {
+                name: name.as_str().into(),
+                balancer: SmoothWeighted::new(&weights),
+                servers,
+                pass_host_header: info.pass_host_header,
+            };
             services.insert(name.clone(), Arc::new(service));
         }
         let mut tables: Vec<Vec<RouteEntry<Arc<Route>>>> = entry_points.iter().map(|_| Vec::new()).collect();
@@ -96,8 +119,14 @@ impl Snapshot {
             if info.status == Status::Disabled {
                 continue;
             }
-            let (Some(rule), Some(service)) = (&info.parsed, services.get(&info.service)) else { continue };
-            let compiled = match CompiledRule::compile(rule) {
+            let (Some(rule), Some(service)) = (&info.parsed, services.get(&info.service)) else {
+                continue;
+            };
+            let cached = cache
+                .compiled
+                .remove(&info.rule)
+                .or_else(|| compiled_rules.get(&info.rule).cloned());
+            let compiled = match cached.map_or_else(|| CompiledRule::compile(rule), Ok) {
                 Ok(c) => c,
                 Err(e) => {
                     // The providers crate validated the rule; reaching this is a bug worth a log line.
@@ -105,7 +134,11 @@ impl Snapshot {
                     continue;
                 }
             };
-            let route = Arc::new(Route { router: name.as_str().into(), service: service.clone() });
+            compiled_rules.insert(info.rule.clone(), compiled.clone());
+            let route = Arc::new(Route {
+                router: name.as_str().into(),
+                service: service.clone(),
+            });
             for (i, ep) in entry_points.iter().enumerate() {
                 if info.using.contains(ep) {
                     tables[i].push(RouteEntry {
@@ -118,8 +151,13 @@ impl Snapshot {
                 }
             }
         }
-        let snapshot = Self { config, entry_points: tables.into_iter().map(RouteTable::build).collect(), services };
+        let snapshot = Self {
+            config,
+            entry_points: tables.into_iter().map(RouteTable::build).collect(),
+            services,
+        };
         upstreams.retain_used();
+        cache.compiled = compiled_rules;
         snapshot
     }
 }

@@ -40,7 +40,11 @@ impl TestDrover {
         );
         let resolved = StaticConfig::parse(Path::new("test.toml"), &text).expect("test static config");
         let drover = Drover::start(resolved, 2).expect("drover starts");
-        let this = Self { drover, dir, routes: routes_path };
+        let this = Self {
+            drover,
+            dir,
+            routes: routes_path,
+        };
         this.wait_for_generation(1).await;
         this
     }
@@ -106,7 +110,9 @@ impl Answer {
     /// A header the backend received, from whoami's echo (`name: value` lines, lowercase names).
     pub fn received(&self, name: &str) -> Option<&str> {
         let prefix = format!("{}: ", name.to_ascii_lowercase());
-        self.body.lines().find_map(|l| l.to_ascii_lowercase().starts_with(&prefix).then(|| &l[prefix.len()..]))
+        self.body
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().starts_with(&prefix).then(|| &l[prefix.len()..]))
     }
 }
 
@@ -121,7 +127,11 @@ pub async fn send(client: &HttpClient, method: &str, url: &str, headers: &[(&str
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-    Ok(Answer { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
+    Ok(Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }
 
 pub async fn get(client: &HttpClient, url: &str) -> Answer {
@@ -130,7 +140,10 @@ pub async fn get(client: &HttpClient, url: &str) -> Answer {
 
 /// Routes TOML for one service `name` over `servers` (url, weight) behind `rule`.
 pub fn service_toml(router: &str, rule: &str, service: &str, servers: &[(SocketAddr, u32)]) -> String {
-    let mut out = format!("[http.routers.{router}]\nrule = \"{}\"\nservice = \"{service}\"\n", rule.replace('"', "\\\""));
+    let mut out = format!(
+        "[http.routers.{router}]\nrule = \"{}\"\nservice = \"{service}\"\n",
+        rule.replace('"', "\\\"")
+    );
     out.push_str(&servers_toml(service, servers));
     out
 }
@@ -138,7 +151,9 @@ pub fn service_toml(router: &str, rule: &str, service: &str, servers: &[(SocketA
 pub fn servers_toml(service: &str, servers: &[(SocketAddr, u32)]) -> String {
     let mut out = String::new();
     for (addr, weight) in servers {
-        out.push_str(&format!("[[http.services.{service}.loadBalancer.servers]]\nurl = \"http://{addr}\"\nweight = {weight}\n"));
+        out.push_str(&format!(
+            "[[http.services.{service}.loadBalancer.servers]]\nurl = \"http://{addr}\"\nweight = {weight}\n"
+        ));
     }
     out
 }
@@ -246,5 +261,7 @@ impl Drop for DroverProcess {
 
 /// A loopback address with a port that was free a moment ago.
 pub fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
 }

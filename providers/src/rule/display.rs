@@ -35,11 +35,7 @@ impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expr::And(a, b) | Expr::Or(a, b) => {
-                let (op, prec) = if matches!(self, Expr::And(..)) {
-                    ("&&", 2)
-                } else {
-                    ("||", 1)
-                };
+                let (op, prec) = if matches!(self, Expr::And(..)) { ("&&", 2) } else { ("||", 1) };
                 // Operators are left-associative: a right operand of equal strength needs
                 // parentheses to keep the tree's shape.
                 write_operand(f, a, prec)?;

@@ -72,9 +72,7 @@ pub(crate) fn parse_host_pattern(raw: &str) -> Result<HostPattern, String> {
     }
     let host = normalize_host(raw);
     if host.is_empty() {
-        return Err(format!(
-            "host `{raw}` is empty once its port and trailing dot are removed"
-        ));
+        return Err(format!("host `{raw}` is empty once its port and trailing dot are removed"));
     }
     if host == "*" && !raw.starts_with("*.") {
         return Ok(HostPattern::Any);

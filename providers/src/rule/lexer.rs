@@ -83,16 +83,9 @@ impl<'a> Lexer<'a> {
             '&' | '|' => {
                 if self.chars.peek() == Some(&c) {
                     self.bump();
-                    token(if c == '&' {
-                        TokenKind::And
-                    } else {
-                        TokenKind::Or
-                    })
+                    token(if c == '&' { TokenKind::And } else { TokenKind::Or })
                 } else {
-                    Err(RuleError::new(
-                        column,
-                        format!("expected `{c}{c}`, found a single `{c}`"),
-                    ))
+                    Err(RuleError::new(column, format!("expected `{c}{c}`, found a single `{c}`")))
                 }
             }
             '`' => self.raw_string(column).map(|s| Token {
@@ -126,9 +119,7 @@ impl<'a> Lexer<'a> {
             )),
             c => Err(RuleError::new(
                 column,
-                format!(
-                    "unexpected character {c:?}; expected a matcher, `!`, `(`, `)`, `&&` or `||`"
-                ),
+                format!("unexpected character {c:?}; expected a matcher, `!`, `(`, `)`, `&&` or `||`"),
             )),
         }
     }
@@ -140,12 +131,7 @@ impl<'a> Lexer<'a> {
             match self.bump() {
                 Some('`') => return Ok(value),
                 Some(c) => value.push(c),
-                None => {
-                    return Err(RuleError::new(
-                        start,
-                        "unterminated string: this backtick is never closed",
-                    ))
-                }
+                None => return Err(RuleError::new(start, "unterminated string: this backtick is never closed")),
             }
         }
     }
@@ -168,20 +154,10 @@ impl<'a> Lexer<'a> {
                             ),
                         ))
                     }
-                    None => {
-                        return Err(RuleError::new(
-                            start,
-                            "unterminated string: this double quote is never closed",
-                        ))
-                    }
+                    None => return Err(RuleError::new(start, "unterminated string: this double quote is never closed")),
                 },
                 Some(c) => value.push(c),
-                None => {
-                    return Err(RuleError::new(
-                        start,
-                        "unterminated string: this double quote is never closed",
-                    ))
-                }
+                None => return Err(RuleError::new(start, "unterminated string: this double quote is never closed")),
             }
         }
     }
@@ -207,17 +183,12 @@ mod tests {
     #[test]
     fn columns_count_characters_not_bytes() {
         let mut lexer = Lexer::new("Host(`é`) &&");
-        let cols: Vec<usize> = (0..5)
-            .map(|_| lexer.next_token().expect("lexes").column)
-            .collect();
+        let cols: Vec<usize> = (0..5).map(|_| lexer.next_token().expect("lexes").column).collect();
         assert_eq!(cols, vec![1, 5, 6, 9, 11]);
     }
 
     #[test]
     fn escapes_in_double_quotes() {
-        assert_eq!(
-            kinds(r#""a\"b\\c""#),
-            vec![TokenKind::Str(r#"a"b\c"#.into()), TokenKind::Eof]
-        );
+        assert_eq!(kinds(r#""a\"b\\c""#), vec![TokenKind::Str(r#"a"b\c"#.into()), TokenKind::Eof]);
     }
 }

@@ -96,10 +96,7 @@ impl Kind {
         self.check_arity(&args, open)?;
         let name = self.name();
         let mut args = args.into_iter();
-        let mut next = || {
-            args.next()
-                .expect("arity was checked before arguments are read")
-        };
+        let mut next = || args.next().expect("arity was checked before arguments are read");
         Ok(match self {
             Kind::Host => {
                 let arg = next();
@@ -111,17 +108,13 @@ impl Kind {
             Kind::PathPrefix => Matcher::PathPrefix(path_arg(name, next())?),
             Kind::Method => Matcher::Method(method_arg(next())?),
             Kind::Header => Matcher::Header(header_name_arg(name, next())?, next().value),
-            Kind::HeaderRegexp => {
-                Matcher::HeaderRegexp(header_name_arg(name, next())?, regex_arg(name, next())?)
-            }
+            Kind::HeaderRegexp => Matcher::HeaderRegexp(header_name_arg(name, next())?, regex_arg(name, next())?),
             Kind::Query => {
                 let key = next();
                 let value = args.next().map(|a| a.value);
                 Matcher::Query(query_key_arg(name, key)?, value)
             }
-            Kind::QueryRegexp => {
-                Matcher::QueryRegexp(query_key_arg(name, next())?, regex_arg(name, next())?)
-            }
+            Kind::QueryRegexp => Matcher::QueryRegexp(query_key_arg(name, next())?, regex_arg(name, next())?),
             Kind::ClientIP => Matcher::ClientIP(client_ip_arg(next())?),
         })
     }
@@ -132,41 +125,23 @@ impl Kind {
         if args.is_empty() {
             return Err(RuleError::new(
                 open + 1,
-                format!(
-                    "{name} needs arguments, found none; write {}",
-                    self.signature()
-                ),
+                format!("{name} needs arguments, found none; write {}", self.signature()),
             ));
         }
         if args.len() < min {
             return Err(RuleError::new(
                 args[0].column,
-                format!(
-                    "{name} takes {min} arguments, found {}; write {}",
-                    args.len(),
-                    self.signature()
-                ),
+                format!("{name} takes {min} arguments, found {}; write {}", args.len(), self.signature()),
             ));
         }
-        let v2_query =
-            self == Kind::Query && args.len() > 1 && args.iter().all(|a| a.value.contains('='));
+        let v2_query = self == Kind::Query && args.len() > 1 && args.iter().all(|a| a.value.contains('='));
         if args.len() <= max && !v2_query {
             return Ok(());
         }
-        let extra = if v2_query {
-            args[0].column
-        } else {
-            args[max].column
-        };
+        let extra = if v2_query { args[0].column } else { args[max].column };
         let message = match self {
             // Traefik v2 accepted several values and matched any of them.
-            Kind::Host
-            | Kind::HostRegexp
-            | Kind::Path
-            | Kind::PathPrefix
-            | Kind::PathRegexp
-            | Kind::Method
-            | Kind::ClientIP => {
+            Kind::Host | Kind::HostRegexp | Kind::Path | Kind::PathPrefix | Kind::PathRegexp | Kind::Method | Kind::ClientIP => {
                 format!(
                     "{name} takes a single value in Traefik v3; instead of the v2 form {}, write {}",
                     render_call(name, args.iter().map(|a| a.value.as_str())),
@@ -190,11 +165,7 @@ impl Kind {
             ),
             _ => format!(
                 "{name} takes {} argument{}, found {}; write {}",
-                if min == max {
-                    min.to_string()
-                } else {
-                    format!("{min} or {max}")
-                },
+                if min == max { min.to_string() } else { format!("{min} or {max}") },
                 if max == 1 { "" } else { "s" },
                 args.len(),
                 self.signature()
@@ -225,10 +196,7 @@ fn regex_arg(name: &str, arg: Arg) -> Result<String, RuleError> {
     }
     match regex::Regex::new(&arg.value) {
         Ok(_) => Ok(arg.value),
-        Err(err) => Err(arg.error(format!(
-            "invalid regular expression in {name}: {}",
-            regex_reason(&err)
-        ))),
+        Err(err) => Err(arg.error(format!("invalid regular expression in {name}: {}", regex_reason(&err)))),
     }
 }
 
@@ -284,37 +252,26 @@ fn path_arg(name: &str, arg: Arg) -> Result<String, RuleError> {
 
 /// RFC 9110 `tchar`: what method and header names are made of.
 fn is_token(value: &str) -> bool {
-    !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn method_arg(arg: Arg) -> Result<String, RuleError> {
     if !is_token(&arg.value) {
-        return Err(arg.error(format!(
-            "invalid HTTP method {}",
-            super::display::quote(&arg.value)
-        )));
+        return Err(arg.error(format!("invalid HTTP method {}", super::display::quote(&arg.value))));
     }
     Ok(arg.value.to_ascii_uppercase())
 }
 
 fn header_name_arg(name: &str, arg: Arg) -> Result<String, RuleError> {
     if !is_token(&arg.value) {
-        return Err(arg.error(format!(
-            "invalid header name {} in {name}",
-            super::display::quote(&arg.value)
-        )));
+        return Err(arg.error(format!("invalid header name {} in {name}", super::display::quote(&arg.value))));
     }
     Ok(arg.value.to_ascii_lowercase())
 }
 
 fn query_key_arg(name: &str, arg: Arg) -> Result<String, RuleError> {
     if arg.value.is_empty() {
-        return Err(arg.error(format!(
-            "{name} needs a parameter name, found an empty string"
-        )));
+        return Err(arg.error(format!("{name} needs a parameter name, found an empty string")));
     }
     if let Some((k, v)) = arg.value.split_once('=') {
         return Err(arg.error(format!(
@@ -360,12 +317,7 @@ fn unknown_name_message(name: &str) -> String {
     let valid = ALL.map(Kind::name).join(", ");
     let closest = ALL
         .iter()
-        .map(|k| {
-            (
-                edit_distance(&name.to_ascii_lowercase(), &k.name().to_ascii_lowercase()),
-                k,
-            )
-        })
+        .map(|k| (edit_distance(&name.to_ascii_lowercase(), &k.name().to_ascii_lowercase()), k))
         .min_by_key(|(d, _)| *d)
         .filter(|(d, k)| *d <= (k.name().len() / 3).max(1));
     match closest {
@@ -386,9 +338,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != *cb));
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
             diagonal = above;
         }
     }
@@ -409,10 +359,7 @@ mod tests {
     #[test]
     fn finds_v2_placeholders() {
         assert_eq!(v2_placeholder("/users/{id}"), Some("{id}"));
-        assert_eq!(
-            v2_placeholder("{sub:[a-z]+}.example.com"),
-            Some("{sub:[a-z]+}")
-        );
+        assert_eq!(v2_placeholder("{sub:[a-z]+}.example.com"), Some("{sub:[a-z]+}"));
         assert_eq!(v2_placeholder("^/a{2,3}$"), None);
         assert_eq!(v2_placeholder("/{}"), None);
     }

@@ -56,19 +56,13 @@ impl<'a> Parser<'a> {
 
     pub(crate) fn parse(mut self) -> Result<Expr, RuleError> {
         if self.peek()?.kind == TokenKind::Eof {
-            return Err(RuleError::new(
-                1,
-                "empty rule; write a rule such as Host(`example.com`)",
-            ));
+            return Err(RuleError::new(1, "empty rule; write a rule such as Host(`example.com`)"));
         }
         let expr = self.or()?;
         let token = self.next()?;
         match token.kind {
             TokenKind::Eof => Ok(expr),
-            TokenKind::RParen => Err(RuleError::new(
-                token.column,
-                "unmatched `)`: there is no `(` for it to close",
-            )),
+            TokenKind::RParen => Err(RuleError::new(token.column, "unmatched `)`: there is no `(` for it to close")),
             found => Err(RuleError::new(
                 token.column,
                 format!("expected `&&`, `||` or end of rule, found {found}"),
@@ -139,10 +133,7 @@ impl<'a> Parser<'a> {
                 if close.kind != TokenKind::RParen {
                     return Err(RuleError::new(
                         close.column,
-                        format!(
-                            "expected `)` to close the `(` at column {}, found {}",
-                            token.column, close.kind
-                        ),
+                        format!("expected `)` to close the `(` at column {}, found {}", token.column, close.kind),
                     ));
                 }
                 self.nesting -= 1;
@@ -179,10 +170,7 @@ impl<'a> Parser<'a> {
         if open.kind != TokenKind::LParen {
             return Err(RuleError::new(
                 open.column,
-                format!(
-                    "expected `(` after matcher name `{name}`, found {}",
-                    open.kind
-                ),
+                format!("expected `(` after matcher name `{name}`, found {}", open.kind),
             ));
         }
         let mut args = Vec::new();

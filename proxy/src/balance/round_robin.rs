@@ -71,14 +71,21 @@ impl SmoothWeighted {
         } else {
             let weights: Vec<i64> = weights.iter().map(|w| (u64::from(*w) / divisor) as i64).collect();
             let total: i64 = weights.iter().sum();
-            let mut live = Live { scores: vec![0; weights.len()], weights, total };
+            let mut live = Live {
+                scores: vec![0; weights.len()],
+                weights,
+                total,
+            };
             if total as u64 <= MAX_CYCLE {
                 Schedule::Cycle((0..total).map(|_| live.step() as u32).collect())
             } else {
                 Schedule::Live(Mutex::new(live))
             }
         };
-        Self { schedule, cursor: AtomicUsize::new(0) }
+        Self {
+            schedule,
+            cursor: AtomicUsize::new(0),
+        }
     }
 
     /// True when no server can be picked.
@@ -94,7 +101,9 @@ impl SmoothWeighted {
             Schedule::Cycle(cycle) => {
                 // Stepping over an unusable server advances the shared cursor too, so its share
                 // is spread over the others instead of all going to the one after it.
-                (0..cycle.len()).map(|_| cycle[self.cursor.fetch_add(1, Ordering::Relaxed) % cycle.len()] as usize).find(|i| usable(*i))
+                (0..cycle.len())
+                    .map(|_| cycle[self.cursor.fetch_add(1, Ordering::Relaxed) % cycle.len()] as usize)
+                    .find(|i| usable(*i))
             }
             Schedule::Live(live) => {
                 // Invariant: the lock is only held for one step, never across a panic-prone call.

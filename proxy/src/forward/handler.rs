@@ -54,25 +54,31 @@ impl Connection {
             proto: HeaderValue::from_static("http"),
             port: HeaderValue::from(local.port()),
         };
-        Self { shared, entry_point, peer: SocketAddr::new(ip, peer.port()), forwarded }
+        Self {
+            shared,
+            entry_point,
+            peer: SocketAddr::new(ip, peer.port()),
+            forwarded,
+        }
     }
 }
 
 fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     let mut response = Response::new(ProxyBody::local(Bytes::from_static(text.as_bytes())));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 
 fn wants_upgrade(req: &Request<Incoming>) -> bool {
     req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
+        && req.headers().get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+        })
 }
 
 /// Handles one request from `conn`. Never fails: every problem becomes a response.
@@ -98,7 +104,12 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
         let service = &route.service;
         match service.pick() {
             Some(server) => (server.upstream.clone(), service.pass_host_header),
-            None => return Ok(local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable: the service has no available server\n")),
+            None => {
+                return Ok(local(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "503 Service Unavailable: the service has no available server\n",
+                ))
+            }
         }
     };
     drop(host);
@@ -144,9 +155,15 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
         Err((error, _request)) => {
             tracing::debug!(server = upstream.authority(), "upstream failed: {error}");
             return Ok(if error.is_timeout() {
-                local(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout: the server did not answer in time\n")
+                local(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "504 Gateway Timeout: the server did not answer in time\n",
+                )
             } else {
-                local(StatusCode::BAD_GATEWAY, "502 Bad Gateway: the server could not be reached or answered badly\n")
+                local(
+                    StatusCode::BAD_GATEWAY,
+                    "502 Bad Gateway: the server could not be reached or answered badly\n",
+                )
             });
         }
     };
@@ -155,7 +172,10 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
         pooled.discard();
         let Some(client_upgrade) = client_upgrade else {
             // A 101 nobody asked for cannot be tunnelled.
-            return Ok(local(StatusCode::BAD_GATEWAY, "502 Bad Gateway: the server switched protocols unasked\n"));
+            return Ok(local(
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: the server switched protocols unasked\n",
+            ));
         };
         let server_upgrade = hyper::upgrade::on(&mut response);
         tokio::spawn(async move {

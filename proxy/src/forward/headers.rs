@@ -64,7 +64,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 /// Removes forwarding headers a client sent, in any spelling, so only drover's reach the server.
 pub fn drop_client_forwarding(headers: &mut HeaderMap) {
-    for name in [&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST, &X_FORWARDED_PORT, &X_REAL_IP] {
+    for name in [
+        &X_FORWARDED_FOR,
+        &X_FORWARDED_PROTO,
+        &X_FORWARDED_HOST,
+        &X_FORWARDED_PORT,
+        &X_REAL_IP,
+    ] {
         headers.remove(name);
     }
     headers.remove(header::FORWARDED);
@@ -144,10 +150,20 @@ mod tests {
 
     #[test]
     fn connection_listed_headers_are_removed_but_cannot_remove_ours() {
-        let mut h = map(&[("connection", "close, x-forwarded-for, x-secret"), ("x-secret", "1"), ("keep-alive", "5"), ("te", "trailers"), ("x-keep", "y")]);
+        let mut h = map(&[
+            ("connection", "close, x-forwarded-for, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "5"),
+            ("te", "trailers"),
+            ("x-keep", "y"),
+        ]);
         strip_hop_by_hop(&mut h, false);
         drop_client_forwarding(&mut h);
-        let fwd = Forwarded { client_ip: HeaderValue::from_static("10.1.1.1"), proto: HeaderValue::from_static("http"), port: HeaderValue::from_static("80") };
+        let fwd = Forwarded {
+            client_ip: HeaderValue::from_static("10.1.1.1"),
+            proto: HeaderValue::from_static("http"),
+            port: HeaderValue::from_static("80"),
+        };
         fwd.apply(&mut h, Some(&HeaderValue::from_static("a.local:8443")));
         assert!(h.get("x-secret").is_none() && h.get("connection").is_none() && h.get("keep-alive").is_none() && h.get("te").is_none());
         assert_eq!(h["x-keep"], "y");
@@ -158,7 +174,13 @@ mod tests {
 
     #[test]
     fn spoofed_forwarding_headers_are_dropped_in_every_spelling() {
-        let mut h = map(&[("x-forwarded-for", "1.2.3.4"), ("X_Forwarded_For", "1.2.3.4"), ("x_real_ip", "1.2.3.4"), ("forwarded", "for=1.2.3.4"), ("x_other", "kept")]);
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("X_Forwarded_For", "1.2.3.4"),
+            ("x_real_ip", "1.2.3.4"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x_other", "kept"),
+        ]);
         drop_client_forwarding(&mut h);
         assert_eq!(h.len(), 1);
         assert_eq!(h["x_other"], "kept");

@@ -98,13 +98,8 @@ fn compile_matcher(m: &Matcher) -> Result<Node, regex::Error> {
                 Err(_) => Node::NoSuchHeader,
             }
         }
-        Matcher::Query(key, value) => Node::Query(
-            key.as_str().into(),
-            value.as_deref().unwrap_or_default().into(),
-        ),
-        Matcher::QueryRegexp(key, re) => {
-            Node::QueryRegexp(key.as_str().into(), BytesRegex::new(re)?)
-        }
+        Matcher::Query(key, value) => Node::Query(key.as_str().into(), value.as_deref().unwrap_or_default().into()),
+        Matcher::QueryRegexp(key, re) => Node::QueryRegexp(key.as_str().into(), BytesRegex::new(re)?),
         Matcher::ClientIP(net) => Node::ClientIp(*net),
     })
 }
@@ -113,18 +108,10 @@ impl Node {
     /// A rough evaluation cost, used to try cheap operands first.
     fn cost(&self) -> u8 {
         match self {
-            Node::Host(_)
-            | Node::Path(_)
-            | Node::PathPrefix(_)
-            | Node::Method(_)
-            | Node::ClientIp(_)
-            | Node::NoSuchHeader => 0,
+            Node::Host(_) | Node::Path(_) | Node::PathPrefix(_) | Node::Method(_) | Node::ClientIp(_) | Node::NoSuchHeader => 0,
             Node::Header(..) => 1,
             Node::Query(..) => 2,
-            Node::HostRegexp(_)
-            | Node::PathRegexp(_)
-            | Node::HeaderRegexp(..)
-            | Node::QueryRegexp(..) => 3,
+            Node::HostRegexp(_) | Node::PathRegexp(_) | Node::HeaderRegexp(..) | Node::QueryRegexp(..) => 3,
             Node::Not(inner) => inner.cost(),
             Node::All(nodes) | Node::Any(nodes) => nodes.iter().map(Node::cost).max().unwrap_or(0),
         }
@@ -141,26 +128,12 @@ impl Node {
             Node::PathPrefix(p) => req.path.starts_with(&**p),
             Node::PathRegexp(re) => re.is_match(req.path),
             Node::Method(m) => req.method.as_str() == &**m,
-            Node::Header(name, value) => req
-                .headers
-                .get_all(name)
-                .iter()
-                .any(|v| v.as_bytes() == &**value),
-            Node::HeaderRegexp(name, re) => req
-                .headers
-                .get_all(name)
-                .iter()
-                .any(|v| re.is_match(v.as_bytes())),
+            Node::Header(name, value) => req.headers.get_all(name).iter().any(|v| v.as_bytes() == &**value),
+            Node::HeaderRegexp(name, re) => req.headers.get_all(name).iter().any(|v| re.is_match(v.as_bytes())),
             Node::NoSuchHeader => false,
-            Node::Query(key, value) => req
-                .query
-                .is_some_and(|q| query::any_value(q, key, |v| v == value.as_bytes())),
-            Node::QueryRegexp(key, re) => req
-                .query
-                .is_some_and(|q| query::any_value(q, key, |v| re.is_match(v))),
-            Node::ClientIp(net) => {
-                net.contains(&req.client_ip) || net.contains(&req.client_ip.to_canonical())
-            }
+            Node::Query(key, value) => req.query.is_some_and(|q| query::any_value(q, key, |v| v == value.as_bytes())),
+            Node::QueryRegexp(key, re) => req.query.is_some_and(|q| query::any_value(q, key, |v| re.is_match(v))),
+            Node::ClientIp(net) => net.contains(&req.client_ip) || net.contains(&req.client_ip.to_canonical()),
         }
     }
 }
@@ -197,19 +170,10 @@ mod tests {
         assert!(matches("Host(`API.example.com`)", &req));
         assert!(!matches("Host(`example.com`)", &req));
         assert!(matches("Host(`*.example.com`)", &req));
-        assert!(!matches(
-            "Host(`*.example.com`)",
-            &Req::get("a.api.example.com", "/")
-        ));
-        assert!(!matches(
-            "Host(`*.example.com`)",
-            &Req::get("example.com", "/")
-        ));
+        assert!(!matches("Host(`*.example.com`)", &Req::get("a.api.example.com", "/")));
+        assert!(!matches("Host(`*.example.com`)", &Req::get("example.com", "/")));
         assert!(matches("Host(`*`)", &req));
-        assert!(
-            matches("Host(`*`)", &Req::get("", "/")),
-            "Any matches host-less requests"
-        );
+        assert!(matches("Host(`*`)", &Req::get("", "/")), "Any matches host-less requests");
         assert!(!matches("Host(`example.com`)", &Req::get("", "/")));
     }
 
@@ -230,10 +194,7 @@ mod tests {
         assert!(matches("Path(`/api/v1`)", &req));
         assert!(!matches("Path(`/api`)", &req));
         assert!(matches("PathPrefix(`/api`)", &req));
-        assert!(
-            matches("PathPrefix(`/ap`)", &req),
-            "a plain string prefix, as in Traefik"
-        );
+        assert!(matches("PathPrefix(`/ap`)", &req), "a plain string prefix, as in Traefik");
         assert!(!matches("PathPrefix(`/api/v2`)", &req));
     }
 
@@ -246,14 +207,8 @@ mod tests {
             .header("user-agent", "curl/8.5");
         assert!(matches("Method(`delete`)", &req));
         assert!(!matches("Method(`GET`)", &req));
-        assert!(
-            matches("Header(`X-Env`, `canary`)", &req),
-            "any value of the header"
-        );
-        assert!(
-            !matches("Header(`X-Env`, `Canary`)", &req),
-            "values compare exactly"
-        );
+        assert!(matches("Header(`X-Env`, `canary`)", &req), "any value of the header");
+        assert!(!matches("Header(`X-Env`, `Canary`)", &req), "values compare exactly");
         assert!(!matches("Header(`X-Other`, `prod`)", &req));
         assert!(matches("HeaderRegexp(`User-Agent`, `(?i)^CURL/`)", &req));
         assert!(!matches("HeaderRegexp(`User-Agent`, `wget`)", &req));
@@ -266,18 +221,12 @@ mod tests {
         assert!(matches("Query(`page`, `3`)", &req));
         assert!(!matches("Query(`page`, `4`)", &req));
         assert!(matches("Query(`debug`)", &req), "present without a value");
-        assert!(
-            matches("Query(`empty`)", &req),
-            "present with an empty value"
-        );
+        assert!(matches("Query(`empty`)", &req), "present with an empty value");
         assert!(!matches("Query(`page`)", &req), "present but with values");
         assert!(!matches("Query(`missing`)", &req));
         assert!(matches("QueryRegexp(`page`, `^[0-9]$`)", &req));
         assert!(matches("QueryRegexp(`q`, `o w`)", &req));
-        assert!(
-            !matches("Query(`q`)", &Req::get("a", "/")),
-            "no query string at all"
-        );
+        assert!(!matches("Query(`q`)", &Req::get("a", "/")), "no query string at all");
     }
 
     #[test]
@@ -300,14 +249,8 @@ mod tests {
         assert!(!matches("Host(`a.com`) && !PathPrefix(`/admin`)", &req));
         assert!(matches("Host(`b.com`) || Path(`/admin`)", &req));
         assert!(!matches("Host(`b.com`) || Path(`/other`)", &req));
-        assert!(matches(
-            "Host(`b.com`) || Host(`a.com`) && Method(`POST`)",
-            &req
-        ));
-        assert!(!matches(
-            "(Host(`b.com`) || Host(`a.com`)) && Method(`GET`)",
-            &req
-        ));
+        assert!(matches("Host(`b.com`) || Host(`a.com`) && Method(`POST`)", &req));
+        assert!(!matches("(Host(`b.com`) || Host(`a.com`)) && Method(`GET`)", &req));
         assert!(matches("!(Host(`b.com`) || Method(`GET`))", &req));
     }
 }

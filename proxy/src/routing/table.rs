@@ -42,11 +42,7 @@ pub struct RouteTable<T> {
 impl<T> RouteTable<T> {
     /// Sorts the routers and builds the host index.
     pub fn build(mut entries: Vec<RouteEntry<T>>) -> Self {
-        entries.sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
-                .then_with(|| a.name.cmp(&b.name))
-        });
+        entries.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
         let mut exact: HashMap<Box<str>, Vec<usize>> = HashMap::new();
         let mut wildcard: HashMap<Box<str>, Vec<usize>> = HashMap::new();
         let mut hostless = Vec::new();
@@ -60,20 +56,12 @@ impl<T> RouteTable<T> {
                 }
             };
             // A list that includes `Any` does not narrow anything down.
-            match entry
-                .hosts
-                .as_deref()
-                .filter(|h| !h.contains(&HostPattern::Any))
-            {
+            match entry.hosts.as_deref().filter(|h| !h.contains(&HostPattern::Any)) {
                 Some(hosts) => {
                     for host in hosts {
                         match host {
-                            HostPattern::Exact(h) => {
-                                file(exact.entry(h.as_str().into()).or_default())
-                            }
-                            HostPattern::Wildcard(p) => {
-                                file(wildcard.entry(p.as_str().into()).or_default())
-                            }
+                            HostPattern::Exact(h) => file(exact.entry(h.as_str().into()).or_default()),
+                            HostPattern::Wildcard(p) => file(wildcard.entry(p.as_str().into()).or_default()),
                             HostPattern::Any => {}
                         }
                     }
@@ -87,11 +75,7 @@ impl<T> RouteTable<T> {
                 payload: entry.payload,
             });
         }
-        let freeze = |map: HashMap<Box<str>, Vec<usize>>| {
-            map.into_iter()
-                .map(|(k, v)| (k, v.into_boxed_slice()))
-                .collect()
-        };
+        let freeze = |map: HashMap<Box<str>, Vec<usize>>| map.into_iter().map(|(k, v)| (k, v.into_boxed_slice())).collect();
         RouteTable {
             routes,
             exact: freeze(exact),
@@ -110,10 +94,7 @@ impl<T> RouteTable<T> {
 
     /// Every router that could match the request, in the order `find` tries them, with whether
     /// it matches. Routers the host index rules out are not listed: their rules cannot match.
-    pub fn iter_candidates<'s, 'r>(
-        &'s self,
-        req: &'s RequestView<'r>,
-    ) -> impl Iterator<Item = (&'s str, &'s T, bool)> + use<'s, 'r, T> {
+    pub fn iter_candidates<'s, 'r>(&'s self, req: &'s RequestView<'r>) -> impl Iterator<Item = (&'s str, &'s T, bool)> + use<'s, 'r, T> {
         self.candidates(req).map(move |rank| {
             let route = &self.routes[rank];
             (&*route.name, &route.payload, route.rule.matches(req))
@@ -122,9 +103,7 @@ impl<T> RouteTable<T> {
 
     /// Every router in the order they are tried: name, priority and payload.
     pub fn routes(&self) -> impl Iterator<Item = (&str, i64, &T)> {
-        self.routes
-            .iter()
-            .map(|r| (&*r.name, r.priority, &r.payload))
+        self.routes.iter().map(|r| (&*r.name, r.priority, &r.payload))
     }
 
     /// The number of routers.
@@ -142,9 +121,7 @@ impl<T> RouteTable<T> {
         let host = req.host;
         let exact = self.exact.get(host).map_or(&[][..], |b| &b[..]);
         let wildcard = match host.split_once('.') {
-            Some((label, parent)) if !label.is_empty() => {
-                self.wildcard.get(parent).map_or(&[][..], |b| &b[..])
-            }
+            Some((label, parent)) if !label.is_empty() => self.wildcard.get(parent).map_or(&[][..], |b| &b[..]),
             _ => &[],
         };
         Candidates {
@@ -202,10 +179,7 @@ mod tests {
 
     /// Routers with Traefik's default priority, the rule length.
     fn table(routers: &[(&str, &str)]) -> RouteTable<String> {
-        let entries = routers
-            .iter()
-            .map(|(name, src)| entry(name, src.len() as i64, src))
-            .collect();
+        let entries = routers.iter().map(|(name, src)| entry(name, src.len() as i64, src)).collect();
         RouteTable::build(entries)
     }
 
@@ -225,10 +199,7 @@ mod tests {
         assert_eq!(find(&t, &Req::get("example.com.", "/")), Some("www"));
         assert_eq!(find(&t, &Req::get("www.example.com", "/")), Some("www"));
         assert_eq!(find(&t, &Req::get("shop.example.com", "/")), Some("wild"));
-        assert_eq!(
-            find(&t, &Req::get("a.shop.example.com", "/")),
-            Some("fallback")
-        );
+        assert_eq!(find(&t, &Req::get("a.shop.example.com", "/")), Some("fallback"));
         assert_eq!(find(&t, &Req::get("other.org", "/")), Some("fallback"));
         assert_eq!(find(&t, &Req::get("", "/")), Some("fallback"));
     }
@@ -245,29 +216,14 @@ mod tests {
     fn path_header_method_and_query_routing() {
         let t = table(&[
             ("api", "Host(`a.com`) && PathPrefix(`/api`)"),
-            (
-                "canary",
-                "Host(`a.com`) && PathPrefix(`/api`) && Header(`X-Canary`, `1`)",
-            ),
-            (
-                "writes",
-                "Host(`a.com`) && PathPrefix(`/api`) && !Method(`GET`) && !Method(`HEAD`)",
-            ),
-            (
-                "debug",
-                "Host(`a.com`) && Query(`debug`) && PathPrefix(`/`)",
-            ),
+            ("canary", "Host(`a.com`) && PathPrefix(`/api`) && Header(`X-Canary`, `1`)"),
+            ("writes", "Host(`a.com`) && PathPrefix(`/api`) && !Method(`GET`) && !Method(`HEAD`)"),
+            ("debug", "Host(`a.com`) && Query(`debug`) && PathPrefix(`/`)"),
             ("site", "Host(`a.com`)"),
         ]);
         assert_eq!(find(&t, &Req::get("a.com", "/api/x")), Some("api"));
-        assert_eq!(
-            find(&t, &Req::get("a.com", "/api/x").header("x-canary", "1")),
-            Some("canary")
-        );
-        assert_eq!(
-            find(&t, &Req::get("a.com", "/api/x").method(http::Method::POST)),
-            Some("writes")
-        );
+        assert_eq!(find(&t, &Req::get("a.com", "/api/x").header("x-canary", "1")), Some("canary"));
+        assert_eq!(find(&t, &Req::get("a.com", "/api/x").method(http::Method::POST)), Some("writes"));
         assert_eq!(find(&t, &Req::get("a.com", "/index?debug")), Some("debug"));
         assert_eq!(find(&t, &Req::get("a.com", "/index?debug=1")), Some("site"));
     }
@@ -287,25 +243,13 @@ mod tests {
 
         let req = Req::get("h.com", "/");
         let view = req.view();
-        let tried: Vec<(&str, bool)> = t
-            .iter_candidates(&view)
-            .map(|(name, _, matched)| (name, matched))
-            .collect();
+        let tried: Vec<(&str, bool)> = t.iter_candidates(&view).map(|(name, _, matched)| (name, matched)).collect();
         assert_eq!(
             tried,
-            [
-                ("a-tie", true),
-                ("c-tie", true),
-                ("host", true),
-                ("b-high", true),
-                ("z-low", true)
-            ]
+            [("a-tie", true), ("c-tie", true), ("host", true), ("b-high", true), ("z-low", true)]
         );
         // Reversed input gives the same order.
-        let reversed = RouteTable::build(vec![
-            entry("a-tie", 100, "PathPrefix(`/`)"),
-            entry("c-tie", 100, "PathPrefix(`/`)"),
-        ]);
+        let reversed = RouteTable::build(vec![entry("a-tie", 100, "PathPrefix(`/`)"), entry("c-tie", 100, "PathPrefix(`/`)")]);
         assert_eq!(find(&reversed, &Req::get("x", "/")), Some("a-tie"));
     }
 
@@ -316,10 +260,7 @@ mod tests {
             ("host", "Host(`foobar.traefik.com`)"),
             ("regexp", r"HostRegexp(`[a-z]+\.traefik\.com`)"),
         ]);
-        assert_eq!(
-            find(&t, &Req::get("foobar.traefik.com", "/")),
-            Some("regexp")
-        );
+        assert_eq!(find(&t, &Req::get("foobar.traefik.com", "/")), Some("regexp"));
     }
 
     #[test]
@@ -328,29 +269,16 @@ mod tests {
             entry("exact", 1, "Host(`a.b.com`)"),
             entry("wild", 3, "Host(`*.b.com`)"),
             entry("any", 2, "PathPrefix(`/`)"),
-            entry(
-                "both",
-                4,
-                "(Host(`a.b.com`) || Host(`*.b.com`)) && Path(`/only`)",
-            ),
+            entry("both", 4, "(Host(`a.b.com`) || Host(`*.b.com`)) && Path(`/only`)"),
             entry("negated", 5, "!Host(`a.b.com`)"),
             entry("elsewhere", 9, "Host(`c.com`)"),
         ]);
         let req = Req::get("a.b.com", "/");
         let view = req.view();
-        let tried: Vec<(&str, bool)> = t
-            .iter_candidates(&view)
-            .map(|(name, _, matched)| (name, matched))
-            .collect();
+        let tried: Vec<(&str, bool)> = t.iter_candidates(&view).map(|(name, _, matched)| (name, matched)).collect();
         assert_eq!(
             tried,
-            [
-                ("negated", false),
-                ("both", false),
-                ("wild", true),
-                ("any", true),
-                ("exact", true)
-            ]
+            [("negated", false), ("both", false), ("wild", true), ("any", true), ("exact", true)]
         );
         assert_eq!(find(&t, &req), Some("wild"));
         assert_eq!(find(&t, &Req::get("x.c.com", "/")), Some("negated"));
@@ -375,10 +303,7 @@ mod tests {
         }
         assert_eq!(find(&t, &Req::get("w.wild.example.com", "/")), Some("wild"));
         assert_eq!(find(&t, &Req::get("host10000.example.com", "/")), None);
-        assert_eq!(
-            t.iter_candidates(&Req::get("nope.org", "/").view()).count(),
-            0
-        );
+        assert_eq!(t.iter_candidates(&Req::get("nope.org", "/").view()).count(), 0);
     }
 
     #[test]

@@ -38,10 +38,7 @@ impl Req {
     }
 
     pub(super) fn header(mut self, name: &'static str, value: &'static str) -> Self {
-        self.headers.append(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
+        self.headers.append(HeaderName::from_static(name), HeaderValue::from_static(value));
         self
     }
 

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use crate::admin;
 use crate::config::Resolved;
 use crate::forward::Shared;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{CompiledRules, Snapshot};
 use crate::upstream::{Transport, Upstreams};
 
 /// A running drover.
@@ -44,11 +44,13 @@ impl Drover {
         let mut sockets = Vec::new();
         let mut entry_points = Vec::new();
         for (name, addr) in &resolved.entry_points {
-            let listener = listener::bind(*addr).map_err(|e| io::Error::new(e.kind(), format!("entrypoint `{name}` cannot listen on {addr}: {e}")))?;
+            let listener =
+                listener::bind(*addr).map_err(|e| io::Error::new(e.kind(), format!("entrypoint `{name}` cannot listen on {addr}: {e}")))?;
             entry_points.push((name.clone(), listener.local_addr()?));
             sockets.push(listener);
         }
-        let api_listener = listener::bind(resolved.api).map_err(|e| io::Error::new(e.kind(), format!("the admin side cannot listen on {}: {e}", resolved.api)))?;
+        let api_listener = listener::bind(resolved.api)
+            .map_err(|e| io::Error::new(e.kind(), format!("the admin side cannot listen on {}: {e}", resolved.api)))?;
         let api = api_listener.local_addr()?;
 
         let names: Vec<String> = entry_points.iter().map(|(n, _)| n.clone()).collect();
@@ -91,16 +93,20 @@ impl Drover {
             let mut shutdown = shutdown_rx.clone();
             let statuses = statuses.clone();
             let control = move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("the control runtime starts");
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("the control runtime starts");
                 runtime.block_on(async move {
                     for provider in providers {
                         tokio::spawn(provider.run(ProviderHandle::new("file", tx.clone())));
                     }
                     drop(tx);
                     let publish_shared = shared.clone();
+                    let mut rules = CompiledRules::default();
                     tokio::spawn(aggregator.run(rx, move |config| {
                         let started = std::time::Instant::now();
-                        let snapshot = Snapshot::compile(config, &names, &upstreams);
+                        let snapshot = Snapshot::compile_cached(config, &names, &upstreams, &mut rules);
                         publish_shared.snapshot.store(Arc::new(snapshot));
                         tracing::debug!(elapsed = ?started.elapsed(), "snapshot swapped");
                     }));
@@ -125,12 +131,22 @@ impl Drover {
             let shared = shared.clone();
             let shutdown = shutdown_rx.clone();
             let thread = std::thread::Builder::new().name(format!("drover-worker-{w}")).spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a worker runtime starts");
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a worker runtime starts");
                 runtime.block_on(worker::run(worker_sockets, shared, shutdown));
             })?;
             threads.push(thread);
         }
-        Ok(Self { entry_points, api, shared, statuses, shutdown, threads })
+        Ok(Self {
+            entry_points,
+            api,
+            shared,
+            statuses,
+            shutdown,
+            threads,
+        })
     }
 
     /// The bound address of each entrypoint, by name.

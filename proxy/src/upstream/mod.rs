@@ -27,7 +27,11 @@ pub struct Transport {
 
 impl Default for Transport {
     fn default() -> Self {
-        Self { dial_timeout: Duration::from_secs(5), idle_timeout: Duration::from_secs(90), max_idle: 200 }
+        Self {
+            dial_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(90),
+            max_idle: 200,
+        }
     }
 }
 
@@ -41,14 +45,19 @@ pub struct Upstreams {
 impl Upstreams {
     /// An empty registry whose upstreams use `transport`.
     pub fn new(transport: Transport) -> Self {
-        Self { transport: Arc::new(transport), by_authority: Mutex::new(HashMap::new()) }
+        Self {
+            transport: Arc::new(transport),
+            by_authority: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The upstream for `authority` (`host:port`), created on first use. Called when compiling a
     /// snapshot, never per request.
     pub fn get(&self, authority: &str) -> Arc<Upstream> {
         let mut map = self.by_authority.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(authority.to_string()).or_insert_with(|| Arc::new(Upstream::new(authority, self.transport.clone()))).clone()
+        map.entry(authority.to_string())
+            .or_insert_with(|| Arc::new(Upstream::new(authority, self.transport.clone())))
+            .clone()
     }
 
     /// Forgets upstreams no snapshot refers to any more (their idle connections close).
@@ -60,6 +69,11 @@ impl Upstreams {
 
     /// A copy of the registry's current contents.
     pub fn all(&self) -> Vec<Arc<Upstream>> {
-        self.by_authority.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.by_authority
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 }

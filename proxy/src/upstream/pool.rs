@@ -82,7 +82,10 @@ pub struct Upstream {
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream").field("authority", &self.authority).field("idle", &self.idle.len()).finish()
+        f.debug_struct("Upstream")
+            .field("authority", &self.authority)
+            .field("idle", &self.idle.len())
+            .finish()
     }
 }
 
@@ -136,7 +139,10 @@ impl Upstream {
 
     fn checkin(&self, sender: Sender) {
         // A full pool drops the connection, which closes it.
-        let _ = self.idle.push(Idle { sender, since: Instant::now() });
+        let _ = self.idle.push(Idle {
+            sender,
+            since: Instant::now(),
+        });
     }
 
     async fn connect(&self) -> Result<Sender, Error> {
@@ -152,7 +158,10 @@ impl Upstream {
             Ok(Ok(stream)) => stream,
         };
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(stream)).await.map_err(Error::connect)?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(Error::connect)?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!("upstream connection ended: {e}");
@@ -164,7 +173,10 @@ impl Upstream {
 
     /// Sends `req` on a pooled or new connection. On failure the request comes back when none of
     /// it was sent, so the caller may try another server.
-    pub async fn send(self: &Arc<Self>, mut req: Request<RequestBody>) -> Result<(Response<Incoming>, Pooled), (Error, Option<Request<RequestBody>>)> {
+    pub async fn send(
+        self: &Arc<Self>,
+        mut req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, Pooled), (Error, Option<Request<RequestBody>>)> {
         loop {
             let (mut sender, reused) = match self.checkout() {
                 Some(sender) => (sender, true),
@@ -181,7 +193,13 @@ impl Upstream {
                     if reused {
                         self.reused.fetch_add(1, Ordering::Relaxed);
                     }
-                    return Ok((response, Pooled { sender: Some(sender), upstream: self.clone() }));
+                    return Ok((
+                        response,
+                        Pooled {
+                            sender: Some(sender),
+                            upstream: self.clone(),
+                        },
+                    ));
                 }
                 Err(mut failed) => match failed.take_message() {
                     // A pooled connection died before anything was written: use another one.

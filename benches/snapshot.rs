@@ -1,0 +1,78 @@
+//! Reconfiguration cost: merging and validating a 10,000-router configuration (rules parsed),
+//! then compiling it into a routing snapshot. Traefik's reload costs grow with configuration
+//! size (its #13744: ~1.4 CPU-s per rebuild at 80 routes on v3.7); this prints drover's.
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use drover::snapshot::{CompiledRules, Snapshot};
+use drover::upstream::{Transport, Upstreams};
+use drover_providers::aggregate::{merge, merge_cached, RuleCache};
+use drover_providers::DynamicConfig;
+
+fn config(routers: usize) -> DynamicConfig {
+    let mut text = String::new();
+    for i in 0..routers {
+        let rule = match i % 4 {
+            0 => format!("Host(`host{i}.example.com`)"),
+            1 => format!("Host(`host{i}.example.com`) && PathPrefix(`/api/{i}`)"),
+            2 => format!("PathPrefix(`/p{i}`) && Method(`GET`)"),
+            _ => format!("HostRegexp(`^tenant{i}\\\\.example\\\\.(com|net)$`)"),
+        };
+        text.push_str(&format!("[http.routers.r{i}]\nrule = \"{rule}\"\nservice = \"s{}\"\n", i % 100));
+    }
+    for s in 0..100 {
+        for k in 0..3 {
+            text.push_str(&format!(
+                "[[http.services.s{s}.loadBalancer.servers]]\nurl = \"http://10.0.{s}.{k}:8080\"\n"
+            ));
+        }
+    }
+    DynamicConfig::from_toml(&text).expect("bench config parses")
+}
+
+fn reload(c: &mut Criterion) {
+    let entry_points = vec!["web".to_string()];
+    let mut group = c.benchmark_group("reload");
+    group.sample_size(10);
+    for routers in [1_000usize, 10_000] {
+        let dynamic = config(routers);
+        group.bench_with_input(BenchmarkId::new("merge_and_validate", routers), &dynamic, |b, dynamic| {
+            b.iter(|| merge([("file", dynamic)], &entry_points))
+        });
+        let merged = Arc::new(merge([("file", &dynamic)], &entry_points));
+        let upstreams = Upstreams::new(Transport::default());
+        group.bench_with_input(BenchmarkId::new("compile_snapshot", routers), &merged, |b, merged| {
+            b.iter(|| Snapshot::compile(merged.clone(), &entry_points, &upstreams))
+        });
+        // A reload where one router changed: everything else comes from the caches.
+        let mut rules = RuleCache::default();
+        let mut compiled = CompiledRules::default();
+        let _ = merge_cached([("file", &dynamic)], &entry_points, &mut rules);
+        let _ = Snapshot::compile_cached(merged.clone(), &entry_points, &upstreams, &mut compiled);
+        let mut changed = dynamic.clone();
+        changed.http.routers.get_mut("r7").expect("router r7").rule = "Path(`/changed`)".into();
+        if std::env::var_os("DROVER_BENCH_SPLIT").is_some() {
+            for _ in 0..3 {
+                let t = std::time::Instant::now();
+                let merged = Arc::new(merge_cached([("file", &changed)], &entry_points, &mut rules));
+                let t1 = t.elapsed();
+                let _ = Snapshot::compile_cached(merged, &entry_points, &upstreams, &mut compiled);
+                eprintln!("{routers}: merge {:?} compile {:?}", t1, t.elapsed() - t1);
+            }
+        }
+        let mut flip = false;
+        group.bench_function(BenchmarkId::new("reload_one_change_cached", routers), |b| {
+            b.iter(|| {
+                flip = !flip;
+                let config = if flip { &changed } else { &dynamic };
+                let merged = Arc::new(merge_cached([("file", config)], &entry_points, &mut rules));
+                Snapshot::compile_cached(merged, &entry_points, &upstreams, &mut compiled)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, reload);
+criterion_main!(benches);
