@@ -239,7 +239,7 @@ fn validate_service(name: &str, provider: &str, s: &Service, unsupported: &[Stri
             }
             let mut seen = BTreeSet::new();
             for (i, server) in lb.servers.iter().enumerate() {
-                match ServerSpec::parse(&server.url, server.weight.unwrap_or(1)) {
+                match ServerSpec::parse(&server.url, server.weight.unwrap_or(1)).map(|spec| ServerSpec { tier: server.tier.unwrap_or(0), ..spec }) {
                     Err(e) => warn(
                         &mut status,
                         &mut errors,
@@ -354,7 +354,7 @@ impl Aggregator {
     /// Applies one update; true when the merged configuration may have changed.
     fn apply(&mut self, update: Update) -> bool {
         match update {
-            Update::Config { provider, config } => {
+            Update::Config { provider, config, items } => {
                 let now = SystemTime::now();
                 let fragment = self.fragments.entry(provider.clone()).or_insert_with(|| Fragment {
                     config: DynamicConfig::default(),
@@ -371,6 +371,9 @@ impl Aggregator {
                 status.syncs += 1;
                 status.routers = config.http.routers.len();
                 status.services = config.http.services.len();
+                if let Some(items) = items {
+                    status.items = items;
+                }
                 let changed = fragment.config != config;
                 fragment.config = config;
                 changed

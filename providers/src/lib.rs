@@ -18,5 +18,5 @@ pub mod runtime;
 pub mod toml_error;
 
 pub use model::DynamicConfig;
-pub use provider::{ProviderHandle, ProviderStatus, Update};
+pub use provider::{Decision, ItemReport, ProviderHandle, ProviderStatus, Update};
 pub use runtime::RuntimeConfig;

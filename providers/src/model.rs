@@ -142,6 +142,11 @@ pub struct Server {
     /// Relative weight (default 1; 0 takes no traffic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
+    /// drover: failover tier (default 0). Traffic goes to the lowest tier that has a usable
+    /// server; higher tiers take over only when every server of the lower ones is out (DNS SRV
+    /// priorities map here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<u32>,
     /// `preservePath` (not implemented: reported as ignored).
     #[serde(default, alias = "preservepath", skip_serializing)]
     pub preserve_path: Option<Ignored>,

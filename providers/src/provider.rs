@@ -22,6 +22,9 @@ pub enum Update {
         provider: Arc<str>,
         /// The whole desired state of this provider.
         config: DynamicConfig,
+        /// What the provider saw and what it decided for each item (container, task, record…);
+        /// `None` keeps the previous list (providers without items send `None`).
+        items: Option<Vec<ItemReport>>,
     },
     /// The source could not be read; the last good fragment stays in force.
     Error {
@@ -52,12 +55,13 @@ impl ProviderHandle {
 
     /// Sends a complete new fragment. Returns false when the aggregator is gone (shutting down).
     pub fn send_config(&self, config: DynamicConfig) -> bool {
-        self.tx
-            .send(Update::Config {
-                provider: self.name.clone(),
-                config,
-            })
-            .is_ok()
+        self.tx.send(Update::Config { provider: self.name.clone(), config, items: None }).is_ok()
+    }
+
+    /// Sends a complete new fragment together with the decision taken for every item the
+    /// provider saw (shown on the admin side: "why is my container not picked up?").
+    pub fn send_config_with_items(&self, config: DynamicConfig, items: Vec<ItemReport>) -> bool {
+        self.tx.send(Update::Config { provider: self.name.clone(), config, items: Some(items) }).is_ok()
     }
 
     /// Reports that the source failed; the last good fragment stays in force.
@@ -97,6 +101,48 @@ pub struct ProviderStatus {
     pub routers: usize,
     /// Services in the last good fragment.
     pub services: usize,
+    /// Every item the provider saw, with its decision.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<ItemReport>,
+}
+
+/// One thing a provider saw (a container, a Swarm task, a Consul instance, a Marathon task, a
+/// DNS record) and what it decided about it.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemReport {
+    /// What it is: `container`, `task`, `instance`, `app`, `record`, …
+    pub kind: String,
+    /// A human name (container name, `service/instance`, app id, record name).
+    pub name: String,
+    /// The source's identifier (container id, task id, node+service id), if any.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// Routed or skipped.
+    pub decision: Decision,
+    /// Why: for a skipped item, what stopped it (naming the label key and what is wrong); for a
+    /// routed one, notes such as which network or port was chosen and why.
+    pub reasons: Vec<String>,
+    /// Routers this item produced or joined (qualified names).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routers: Vec<String>,
+    /// Services this item is a server of (qualified names).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// Server addresses it contributed (`10.0.1.5:8080`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+}
+
+/// A provider's decision about one item.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// It receives traffic.
+    Routed,
+    /// It does not; `reasons` says why.
+    #[default]
+    Skipped,
 }
 
 /// A provider's health as the admin side reports it.

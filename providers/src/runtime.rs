@@ -109,6 +109,8 @@ pub struct ServerSpec {
     pub authority: String,
     /// Relative weight; 0 takes no traffic.
     pub weight: u32,
+    /// Failover tier; lower tiers are preferred.
+    pub tier: u32,
 }
 
 /// Why a server URL was rejected.
@@ -186,6 +188,7 @@ impl ServerSpec {
             scheme,
             authority: format!("{}:{port}", host.to_ascii_lowercase()),
             weight,
+            tier: 0,
         })
     }
 }

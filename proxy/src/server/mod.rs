@@ -6,6 +6,7 @@
 //! data plane loads.
 
 mod listener;
+pub mod providers;
 mod worker;
 
 use std::io;
@@ -15,7 +16,6 @@ use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
 use drover_providers::aggregate::Aggregator;
-use drover_providers::file::{FileProvider, Source};
 use drover_providers::{ProviderHandle, ProviderStatus};
 use tokio::sync::{mpsc, watch};
 
@@ -68,22 +68,17 @@ impl Drover {
 
         let (tx, rx) = mpsc::unbounded_channel();
         let mut aggregator = Aggregator::new(names.clone(), config.providers.providers_throttle_duration.0);
-        let mut providers = Vec::new();
-        if let Some(file) = &config.providers.file {
-            let source = match (&file.filename, &file.directory) {
-                (Some(f), _) => Source::File(f.clone()),
-                (None, Some(d)) => Source::Directory(d.clone()),
-                (None, None) => unreachable!("StaticConfig::parse requires filename or directory"),
-            };
-            aggregator.expect_provider("file");
-            providers.push(FileProvider::new(source, file.watch));
+        let providers = providers::configured(&config.providers);
+        for provider in &providers {
+            aggregator.expect_provider(provider.name);
         }
+        let provider_names: Vec<&str> = providers.iter().map(|p| p.name).collect();
         let statuses = aggregator.statuses();
         tracing::info!(
             entrypoints = %entry_points.iter().map(|(n, a)| format!("{n}={a}")).collect::<Vec<_>>().join(" "),
             admin = %api,
             workers,
-            providers = %if providers.is_empty() { "none".to_string() } else { "file".to_string() },
+            providers = %if provider_names.is_empty() { "none".to_string() } else { provider_names.join(", ") },
             "drover listening"
         );
 
@@ -99,7 +94,7 @@ impl Drover {
                     .expect("the control runtime starts");
                 runtime.block_on(async move {
                     for provider in providers {
-                        tokio::spawn(provider.run(ProviderHandle::new("file", tx.clone())));
+                        tokio::spawn((provider.start)(ProviderHandle::new(provider.name, tx.clone())));
                     }
                     drop(tx);
                     let publish_shared = shared.clone();
