@@ -11,6 +11,7 @@
 pub mod aggregate;
 pub mod duration;
 pub mod file;
+pub mod labels;
 pub mod model;
 pub mod provider;
 pub mod rule;
