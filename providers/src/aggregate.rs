@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::model::{DynamicConfig, Service};
+use crate::policy::HealthPolicy;
 use crate::provider::{ProviderState, ProviderStatus, Update};
 use crate::rule;
 use crate::runtime::{RouterInfo, RuntimeConfig, ServerSpec, ServiceInfo, Status};
@@ -208,6 +209,7 @@ fn validate_service(name: &str, provider: &str, s: &Service, unsupported: &[Stri
     let mut status = Status::Enabled;
     let mut errors = Vec::new();
     let mut servers = Vec::new();
+    let mut health = HealthPolicy::default();
     if name.contains('@') {
         disable(&mut status, &mut errors, format!("service name `{name}` must not contain `@`"));
     }
@@ -230,6 +232,12 @@ fn validate_service(name: &str, provider: &str, s: &Service, unsupported: &[Stri
             }
         }
         Some(lb) => {
+            let mut health_errors = Vec::new();
+            health = HealthPolicy::resolve(lb, &format!("http.services.{name}.loadBalancer"), &mut health_errors);
+            // A bad health setting must not take the service down: warn and use the default.
+            for e in health_errors {
+                warn(&mut status, &mut errors, format!("{e}; the default is used"));
+            }
             if let Some(strategy) = lb.strategy.as_deref().filter(|s| !s.eq_ignore_ascii_case("wrr")) {
                 warn(
                     &mut status,
@@ -265,6 +273,7 @@ fn validate_service(name: &str, provider: &str, s: &Service, unsupported: &[Stri
         load_balancer: s.load_balancer.clone(),
         servers,
         pass_host_header: s.load_balancer.as_ref().and_then(|lb| lb.pass_host_header).unwrap_or(true),
+        health,
         status,
         errors,
         used_by: Vec::new(),

@@ -13,6 +13,7 @@ pub mod duration;
 pub mod file;
 pub mod labels;
 pub mod model;
+pub mod policy;
 pub mod provider;
 pub mod rule;
 pub mod runtime;

@@ -81,6 +81,9 @@ pub struct ServiceInfo {
     /// Pass the client's Host header (default true).
     #[serde(skip)]
     pub pass_host_header: bool,
+    /// Passive and active health, retries.
+    #[serde(skip)]
+    pub health: crate::policy::HealthPolicy,
     /// Enabled, warning or disabled.
     pub status: Status,
     /// What is wrong, or what was ignored.

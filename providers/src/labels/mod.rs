@@ -84,10 +84,12 @@ pub struct LabelLoadBalancer {
     pub strategy: Option<String>,
     /// Not implemented yet.
     pub sticky: Option<Ignored>,
-    /// Not implemented yet.
-    pub healthcheck: Option<Ignored>,
-    /// Not implemented yet.
-    pub passivehealthcheck: Option<Ignored>,
+    /// Active health checks.
+    pub healthcheck: Option<crate::model::HealthCheck>,
+    /// Passive health (ejection).
+    pub passivehealthcheck: Option<crate::model::PassiveHealthCheck>,
+    /// Retries (drover).
+    pub retry: Option<crate::model::Retry>,
     /// Not implemented yet.
     pub serverstransport: Option<Ignored>,
     /// drover always streams.
@@ -220,8 +222,6 @@ pub fn parse<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>, prefix: &
                         let lb_key = format!("{key}.loadbalancer");
                         for (present, sub) in [
                             (lb.sticky.is_some(), "sticky"),
-                            (lb.healthcheck.is_some(), "healthcheck"),
-                            (lb.passivehealthcheck.is_some(), "passivehealthcheck"),
                             (lb.serverstransport.is_some(), "serverstransport"),
                             (lb.responseforwarding.is_some(), "responseforwarding"),
                         ] {
@@ -324,6 +324,9 @@ impl Labels {
                         }],
                         pass_host_header: lb.passhostheader,
                         strategy: lb.strategy.clone(),
+                        health_check: lb.healthcheck.clone(),
+                        passive_health_check: lb.passivehealthcheck.clone(),
+                        retry: lb.retry.clone(),
                         ..Default::default()
                     }),
                     ..Default::default()

@@ -5,9 +5,13 @@
 //! accepted and reported as ignored (see [`DynamicConfig::unsupported`]), never silently dropped;
 //! keys nobody knows are an error naming the key, so a typo cannot pass for configuration.
 
+mod health;
+
 use std::collections::BTreeMap;
 
 use serde::de::IgnoredAny;
+
+pub use health::{FailureRate, HealthCheck, PassiveHealthCheck, Retry};
 use serde::{Deserialize, Serialize};
 
 /// One provider's complete desired state. Names are local to the provider (`web`, not `web@file`),
@@ -119,12 +123,15 @@ pub struct LoadBalancer {
     /// `sticky` (not implemented yet: reported as ignored).
     #[serde(default, skip_serializing)]
     pub sticky: Option<Ignored>,
-    /// `healthCheck` (not implemented yet: reported as ignored).
-    #[serde(default, alias = "healthcheck", skip_serializing)]
-    pub health_check: Option<Ignored>,
-    /// `passiveHealthCheck` (not implemented yet: reported as ignored).
-    #[serde(default, alias = "passivehealthcheck", skip_serializing)]
-    pub passive_health_check: Option<Ignored>,
+    /// `healthCheck`: active checks (optional).
+    #[serde(default, alias = "healthcheck", skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// `passiveHealthCheck`: ejection from live traffic (on by default).
+    #[serde(default, alias = "passivehealthcheck", skip_serializing_if = "Option::is_none")]
+    pub passive_health_check: Option<PassiveHealthCheck>,
+    /// `retry` (drover): retries on another server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
     /// `serversTransport` (not implemented yet: reported as ignored).
     #[serde(default, alias = "serverstransport", skip_serializing)]
     pub servers_transport: Option<Ignored>,
@@ -188,8 +195,6 @@ impl DynamicConfig {
             if let Some(lb) = &s.load_balancer {
                 for (present, key) in [
                     (lb.sticky.is_some(), "sticky"),
-                    (lb.health_check.is_some(), "healthCheck"),
-                    (lb.passive_health_check.is_some(), "passiveHealthCheck"),
                     (lb.servers_transport.is_some(), "serversTransport"),
                     (lb.response_forwarding.is_some(), "responseForwarding"),
                 ] {

@@ -1,0 +1,441 @@
+//! The lab: the external tools, the servers this bench starts (the nginx backend, nginx and
+//! HAProxy as proxies, drover) with their configurations, and the load generators' commands.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::parse::{OpenLoopResult, WrkResult};
+use super::{Result, CONNECTIONS, DROVER_CONFIG_FLAG, LOOPBACK, OPEN_LOOP_CLIENTS, READY_TIMEOUT, STOP_TIMEOUT};
+
+/// The external programs, resolved to absolute paths.
+pub struct Tools {
+    pub nginx: PathBuf,
+    pub haproxy: PathBuf,
+    pub wrk: PathBuf,
+    pub taskset: PathBuf,
+    pub setpriv: PathBuf,
+    /// Optional: only the open-loop latency pass needs it.
+    pub h2load: Option<PathBuf>,
+}
+
+impl Tools {
+    pub fn find() -> Result<Self> {
+        let needed = [
+            ("nginx", "nginx-light"),
+            ("haproxy", "haproxy"),
+            ("wrk", "wrk"),
+            ("taskset", "util-linux"),
+            ("setpriv", "util-linux"),
+        ];
+        let found: Vec<_> = needed.iter().map(|(tool, _)| find_on_path(tool)).collect();
+        let missing: Vec<_> = needed.iter().zip(&found).filter(|(_, f)| f.is_none()).collect();
+        if !missing.is_empty() {
+            let tools: Vec<_> = missing.iter().map(|((tool, _), _)| *tool).collect();
+            let mut packages: Vec<_> = missing.iter().map(|((_, package), _)| *package).collect();
+            packages.dedup();
+            return Err(format!(
+                "missing {}; install with: apt-get install -y {}",
+                tools.join(", "),
+                packages.join(" ")
+            ));
+        }
+        let mut found = found.into_iter().flatten();
+        let mut next = || found.next().expect("one path per needed tool, all checked present");
+        Ok(Tools {
+            nginx: next(),
+            haproxy: next(),
+            wrk: next(),
+            taskset: next(),
+            setpriv: next(),
+            h2load: find_on_path("h2load"),
+        })
+    }
+}
+
+pub fn find_on_path(tool: &str) -> Option<PathBuf> {
+    // Debian puts nginx and haproxy in /usr/sbin, which is not on every user's PATH.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(tool))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Where and how the servers and the load generators run.
+pub struct Lab {
+    pub tools: Tools,
+    pub dir: PathBuf,
+    pub workers: u32,
+    pub loadgen_cpus: &'static str,
+    /// None on a single-CPU machine, where nothing can be kept apart.
+    pub server_cpus: Option<String>,
+}
+
+impl Lab {
+    pub fn new(tools: Tools, dir: &Path, workers: u32) -> Self {
+        let server_cpus = match std::thread::available_parallelism().map_or(1, |n| n.get()) {
+            1 => {
+                println!("load_compare: one CPU only, the servers share it with the load generator");
+                None
+            }
+            2 => Some("1".to_string()),
+            n => Some(format!("1-{}", n - 1)),
+        };
+        Lab {
+            tools,
+            dir: dir.to_path_buf(),
+            workers,
+            loadgen_cpus: "0",
+            server_cpus,
+        }
+    }
+
+    /// A load generator's command, pinned to its own CPU.
+    pub fn loadgen(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(&self.tools.taskset);
+        cmd.args(["-c", self.loadgen_cpus]).arg(program);
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// A server's command, sent SIGTERM if this process dies without dropping the server's
+    /// guard; a `pinned` one runs on the proxies' CPUs, away from the load generator.
+    pub fn server(&self, program: &Path, pinned: bool) -> Command {
+        let cpus = self.server_cpus.as_ref().filter(|_| pinned);
+        let mut cmd = match cpus {
+            Some(cpus) => {
+                let mut cmd = Command::new(&self.tools.taskset);
+                cmd.args(["-c", cpus]).arg(&self.tools.setpriv);
+                cmd
+            }
+            None => Command::new(&self.tools.setpriv),
+        };
+        cmd.args(["--pdeathsig", "TERM", "--"]).arg(program);
+        cmd
+    }
+
+    /// The backend is left unpinned on purpose: it then fills whichever CPU has room. Pinned with
+    /// the proxy it would blur the differences between proxies (each request pays for both on
+    /// one CPU); pinned with wrk it would cap every proxy near that CPU's direct rate.
+    pub fn start_backend(&self, port: u16) -> Result<Server> {
+        let http = format!(
+            "    server {{\n        listen {LOOPBACK}:{port};\n        \
+             location / {{ return 200 \"1\"; }}\n    }}"
+        );
+        self.start_nginx("backend", 1, port, false, &http)
+    }
+
+    pub fn start_nginx_proxy(&self, port: u16, backend: u16) -> Result<Server> {
+        let http = format!(
+            "    upstream backend {{
+        server {LOOPBACK}:{backend};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen {LOOPBACK}:{port};
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }}
+    }}"
+        );
+        self.start_nginx("nginx", self.workers, port, true, &http)
+    }
+
+    /// nginx in the foreground with everything under its own prefix: nothing in /etc or /var.
+    pub fn start_nginx(&self, name: &'static str, workers: u32, port: u16, pinned: bool, http: &str) -> Result<Server> {
+        let prefix = self.dir.join(name);
+        let conf = prefix.join("nginx.conf");
+        let p = prefix.display();
+        let text = format!(
+            "daemon off;
+master_process on;
+worker_processes {workers};
+pid \"{p}/nginx.pid\";
+lock_file \"{p}/nginx.lock\";
+error_log stderr warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    default_type text/plain;
+    client_body_temp_path \"{p}/tmp/body\";
+    proxy_temp_path \"{p}/tmp/proxy\";
+    fastcgi_temp_path \"{p}/tmp/fastcgi\";
+    uwsgi_temp_path \"{p}/tmp/uwsgi\";
+    scgi_temp_path \"{p}/tmp/scgi\";
+{http}
+}}
+"
+        );
+        write_file(&prefix.join("tmp").join(".keep"), "")?;
+        write_file(&conf, &text)?;
+        let mut cmd = self.server(&self.tools.nginx, pinned);
+        cmd.arg("-p").arg(&prefix).arg("-c").arg(&conf).args(["-e", "stderr"]);
+        Server::spawn(name, cmd, &self.dir)?.wait_ready(&[(port, "/")])
+    }
+
+    pub fn start_haproxy(&self, port: u16, backend: u16) -> Result<Server> {
+        let conf = self.dir.join("haproxy.cfg");
+        let text = format!(
+            "global
+    nbthread {workers}
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+
+frontend web
+    bind {LOOPBACK}:{port}
+    default_backend backend
+
+backend backend
+    server backend {LOOPBACK}:{backend}
+",
+            workers = self.workers
+        );
+        write_file(&conf, &text)?;
+        let mut cmd = self.server(&self.tools.haproxy, true);
+        cmd.arg("-db").arg("-f").arg(&conf);
+        Server::spawn("haproxy", cmd, &self.dir)?.wait_ready(&[(port, "/")])
+    }
+
+    pub fn start_drover(&self, bin: &Path, port: u16, admin: u16, backend: u16) -> Result<Server> {
+        let home = self.dir.join("drover");
+        let routes = home.join("routes.toml");
+        let static_config = home.join("static.toml");
+        write_file(
+            &routes,
+            &format!(
+                "[http.routers.bench]
+rule = \"PathPrefix(`/`)\"
+service = \"backend\"
+
+[[http.services.backend.loadBalancer.servers]]
+url = \"http://{LOOPBACK}:{backend}\"
+"
+            ),
+        )?;
+        write_file(
+            &static_config,
+            &format!(
+                "[entryPoints.web]
+address = \"{LOOPBACK}:{port}\"
+
+[api]
+address = \"{LOOPBACK}:{admin}\"
+
+[log]
+level = \"warn\"
+
+[providers.file]
+filename = {routes:?}
+watch = false
+",
+                routes = routes.display().to_string()
+            ),
+        )?;
+        let mut cmd = self.server(bin, true);
+        cmd.arg(DROVER_CONFIG_FLAG).arg(&static_config);
+        cmd.args(["--workers", &self.workers.to_string()]);
+        Server::spawn("drover", cmd, &self.dir)?.wait_ready(&[(admin, "/ping"), (port, "/")])
+    }
+
+    pub fn run_wrk(&self, port: u16, secs: u32) -> Result<WrkResult> {
+        let output = self
+            .loadgen(&self.tools.wrk)
+            .args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{secs}s"), "--latency"])
+            .arg(url(port))
+            .output()
+            .map_err(|e| format!("cannot run wrk: {e}"))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(format!("wrk failed ({}): {}", output.status, stderr.trim()));
+        }
+        WrkResult::parse(&String::from_utf8_lossy(&output.stdout))
+    }
+
+    pub fn run_h2load(&self, h2load: &Path, port: u16, rate: f64, secs: u32) -> Result<OpenLoopResult> {
+        let log = self.dir.join("h2load.log");
+        let per_client = rate / f64::from(OPEN_LOOP_CLIENTS);
+        let output = self
+            .loadgen(h2load)
+            .args(["--h1", "-t1", &format!("-c{OPEN_LOOP_CLIENTS}"), &format!("-D{secs}")])
+            .arg(format!("--rps={per_client:.3}"))
+            .arg(format!("--log-file={}", log.display()))
+            .arg(url(port))
+            .output()
+            .map_err(|e| format!("cannot run h2load: {e}"))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(format!("h2load failed ({}): {}", output.status, stderr.trim()));
+        }
+        let log_text = fs::read_to_string(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        OpenLoopResult::parse(&String::from_utf8_lossy(&output.stdout), &log_text)
+    }
+}
+
+pub fn url(port: u16) -> String {
+    format!("http://{LOOPBACK}:{port}/")
+}
+
+pub fn write_file(path: &Path, text: &str) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Free loopback ports, all bound at once so that none is handed out twice.
+pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind((LOOPBACK, 0)))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| format!("cannot bind a free port on {LOOPBACK}: {e}"))?;
+    let mut ports = [0; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    }
+    Ok(ports)
+}
+
+/// Builds drover's release binary (or takes `DROVER_BIN`) and returns its path.
+pub fn drover_binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("DROVER_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    println!("building drover: cargo build --release -p drover");
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args(["build", "--release", "-p", "drover", "--bin", "drover"])
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("`cargo build --release -p drover` failed ({status})"));
+    }
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir));
+    let bin = target_dir.join("release").join("drover");
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!("the build succeeded but {} does not exist", bin.display()))
+    }
+}
+
+/// A server process this bench started; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Server {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    pub fn spawn(name: &'static str, mut cmd: Command, dir: &Path) -> Result<Self> {
+        let log = dir.join(format!("{name}.log"));
+        let out = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| format!("{}: {e}", log.display()))?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = cmd.spawn().map_err(|e| format!("cannot start {name}: {e}"))?;
+        Ok(Server { name, child, log })
+    }
+
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Waits until every `(port, path)` answers 200, or fails with the server's output.
+    pub fn wait_ready(mut self, checks: &[(u16, &str)]) -> Result<Self> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        for &(port, path) in checks {
+            loop {
+                if let Some(status) = self.exited() {
+                    let tail = self.log_tail();
+                    return Err(format!("{} exited ({status}) before it was ready{tail}", self.name));
+                }
+                let outcome = http_get(port, path);
+                if matches!(outcome, Ok(200)) {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    let got = match outcome {
+                        Ok(status) => format!("status {status}"),
+                        Err(e) => e.to_string(),
+                    };
+                    return Err(format!(
+                        "{}: GET {LOOPBACK}:{port}{path} gave no 200 within {READY_TIMEOUT:?} \
+                         (last: {got}){}",
+                        self.name,
+                        self.log_tail()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(self)
+    }
+
+    /// The end of the server's output, on lines of its own below an error message.
+    pub fn log_tail(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<_> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = &lines[lines.len().saturating_sub(15)..];
+        if tail.is_empty() {
+            return String::from("\n    (it printed nothing)");
+        }
+        tail.iter().fold(String::new(), |mut out, line| {
+            let _ = write!(out, "\n    | {line}");
+            out
+        })
+    }
+}
+
+impl Drop for Server {
+    pub fn drop(&mut self) {
+        if self.exited().is_some() {
+            return;
+        }
+        // SIGTERM first, so that nginx's master stops its workers too.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if self.exited().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One `GET path` on a fresh connection to `127.0.0.1:port`; returns the status code.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<u16> {
+    let timeout = Duration::from_secs(1);
+    let mut stream = TcpStream::connect_timeout(&SocketAddr::from((LOOPBACK, port)), timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {LOOPBACK}\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    // "HTTP/1.1 200"
+    std::str::from_utf8(&head)
+        .ok()
+        .filter(|h| h.starts_with("HTTP/1."))
+        .and_then(|h| h[9..12].parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP/1 response: {head:?}")))
+}
