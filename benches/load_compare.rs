@@ -14,18 +14,19 @@
 //! Why it is shaped like this: the machines are shared and noisy, so one run of one proxy says
 //! little. The targets are measured in interleaved rounds (direct, nginx, haproxy, drover, and
 //! again) so that a noisy minute hurts all of them alike, and each is reported as the median of
-//! its rounds next to the spread and the error count. The load generator is pinned to CPU 0 and
-//! the proxies to the other CPUs, so the generator never competes with what it measures; the
-//! backend floats (see `Lab::start_backend`). nginx's habit of closing a keep-alive connection
-//! after 1,000 requests is lifted (`keepalive_requests`): HAProxy and drover have no such limit,
-//! and h2load's open-loop clients stop for good when their connection closes.
-//! Closed-loop `wrk` finds the maximum throughput; latency is then measured open-loop with
-//! `h2load --rps` at a fixed fraction of the slowest peer's maximum, because latency at
-//! saturation only measures the length of a queue.
+//! its rounds next to the spread and the error count. Closed-loop `wrk` finds the maximum
+//! throughput; latency is then measured open-loop with `h2load --rps` at a fixed fraction of the
+//! slowest peer's maximum, because latency at saturation only measures the length of a queue.
+//! The load generator is pinned to CPU 0 and the proxies to the other CPUs, so the generator
+//! never competes with what it measures; the backend floats (see `Lab::start_backend`).
+//! nginx's habit of closing a keep-alive connection after 1,000 requests is lifted
+//! (`keepalive_requests`): HAProxy and drover have no such limit, and h2load's open-loop clients
+//! stop for good when their connection closes.
 //!
 //! Every server listens on 127.0.0.1 on a free port, runs from a temporary directory, and is
 //! stopped when its guard drops (end of run, error or panic) or, through `setpriv --pdeathsig`,
-//! when this process dies without unwinding.
+//! when this process dies without unwinding. This file runs the rounds and prints the tables;
+//! `load_compare/lab.rs` starts the servers, `load_compare/parse.rs` reads the generators' output.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -99,10 +100,11 @@ fn run() -> Result<(), Exit> {
     let lab = Lab::new(tools, tmp.path(), opts.workers);
     let [backend_port, nginx_port, haproxy_port, drover_port, admin_port] = free_ports()?;
 
-    // The backend is the `direct` target; without it nothing can be measured.
-    let backend = lab.start_backend(backend_port)?;
+    // The backend outlives every target (locals drop in reverse order); without it, nothing
+    // can be measured.
+    let mut backend = lab.start_backend(backend_port)?;
     let mut targets = vec![
-        Target::running("direct", backend_port, backend),
+        Target::new("direct", backend_port, None),
         Target::start("nginx", nginx_port, || lab.start_nginx_proxy(nginx_port, backend_port)),
         Target::start("haproxy", haproxy_port, || lab.start_haproxy(haproxy_port, backend_port)),
         Target::start("drover", drover_port, || {
@@ -133,6 +135,7 @@ fn run() -> Result<(), Exit> {
             }
         }
         println!("{line}");
+        ensure_running(&mut backend)?;
     }
     print_max_table(&targets, opts.rounds);
 
@@ -155,8 +158,9 @@ fn run() -> Result<(), Exit> {
         for target in targets.iter_mut() {
             target.measure_latency(&lab, &h2load, rate, opts.duration_secs, round);
         }
+        ensure_running(&mut backend)?;
     }
-    print_latency_table(&targets);
+    print_latency_table(&targets, opts.rounds);
     Ok(())
 }
 
@@ -207,11 +211,18 @@ fn env_count(name: &str, default: u32) -> Result<u32> {
     }
 }
 
+fn ensure_running(backend: &mut Server) -> Result<()> {
+    match backend.exited() {
+        None => Ok(()),
+        Some(status) => Err(format!("the backend exited ({status}){}", backend.log_tail())),
+    }
+}
+
 /// One thing the load generator is pointed at, and what was measured there.
 struct Target {
     name: &'static str,
     port: u16,
-    /// Dropped (so stopped) when the target is skipped.
+    /// The proxy, stopped when the target is skipped; None for the backend itself.
     server: Option<Server>,
     /// Why this target is no longer measured.
     skipped: Option<String>,
@@ -220,11 +231,11 @@ struct Target {
 }
 
 impl Target {
-    fn running(name: &'static str, port: u16, server: Server) -> Self {
+    fn new(name: &'static str, port: u16, server: Option<Server>) -> Self {
         Target {
             name,
             port,
-            server: Some(server),
+            server,
             skipped: None,
             max: vec![],
             latency: vec![],
@@ -233,7 +244,7 @@ impl Target {
 
     fn start(name: &'static str, port: u16, start: impl FnOnce() -> Result<Server>) -> Self {
         match start() {
-            Ok(server) => Target::running(name, port, server),
+            Ok(server) => Target::new(name, port, Some(server)),
             Err(reason) => {
                 println!("{name}: skipped: {reason}");
                 Target {
@@ -254,10 +265,10 @@ impl Target {
         self.server = None;
     }
 
-    /// Skips the target if its server has died; true while it is alive.
+    /// Skips the target if its proxy has died; true while it is alive (or has none).
     fn check_alive(&mut self) -> bool {
         let Some(server) = self.server.as_mut() else {
-            return false;
+            return true;
         };
         match server.exited() {
             None => true,
@@ -373,8 +384,12 @@ fn print_ratios(targets: &[Target]) {
     println!("ratios (median req/s): {}", ratios.join("   "));
 }
 
-fn print_latency_table(targets: &[Target]) {
-    println!("{:<8} {:>10} {:>10} {:>10} {:>8}", "target", "achieved/s", "p50", "p99", "errors");
+fn print_latency_table(targets: &[Target], rounds: usize) {
+    println!(
+        "\nopen-loop latency (h2load; median of {rounds} round(s), errors summed)\n\
+         {:<8} {:>10} {:>10} {:>10} {:>8}",
+        "target", "achieved/s", "p50", "p99", "errors"
+    );
     for t in targets.iter().filter(|t| !t.latency.is_empty()) {
         let achieved = median(t.latency.iter().map(|r| r.achieved_per_sec)).unwrap_or(0.0);
         println!(

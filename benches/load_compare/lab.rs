@@ -1,6 +1,7 @@
 //! The lab: the external tools, the servers this bench starts (the nginx backend, nginx and
 //! HAProxy as proxies, drover) with their configurations, and the load generators' commands.
 
+use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -13,11 +14,11 @@ use super::{Result, CONNECTIONS, DROVER_CONFIG_FLAG, LOOPBACK, OPEN_LOOP_CLIENTS
 
 /// The external programs, resolved to absolute paths.
 pub struct Tools {
-    pub nginx: PathBuf,
-    pub haproxy: PathBuf,
-    pub wrk: PathBuf,
-    pub taskset: PathBuf,
-    pub setpriv: PathBuf,
+    nginx: PathBuf,
+    haproxy: PathBuf,
+    wrk: PathBuf,
+    taskset: PathBuf,
+    setpriv: PathBuf,
     /// Optional: only the open-loop latency pass needs it.
     pub h2load: Option<PathBuf>,
 }
@@ -56,7 +57,7 @@ impl Tools {
     }
 }
 
-pub fn find_on_path(tool: &str) -> Option<PathBuf> {
+fn find_on_path(tool: &str) -> Option<PathBuf> {
     // Debian puts nginx and haproxy in /usr/sbin, which is not on every user's PATH.
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -68,8 +69,8 @@ pub fn find_on_path(tool: &str) -> Option<PathBuf> {
 /// Where and how the servers and the load generators run.
 pub struct Lab {
     pub tools: Tools,
-    pub dir: PathBuf,
-    pub workers: u32,
+    dir: PathBuf,
+    workers: u32,
     pub loadgen_cpus: &'static str,
     /// None on a single-CPU machine, where nothing can be kept apart.
     pub server_cpus: Option<String>,
@@ -95,7 +96,7 @@ impl Lab {
     }
 
     /// A load generator's command, pinned to its own CPU.
-    pub fn loadgen(&self, program: &Path) -> Command {
+    fn loadgen(&self, program: &Path) -> Command {
         let mut cmd = Command::new(&self.tools.taskset);
         cmd.args(["-c", self.loadgen_cpus]).arg(program);
         cmd.stdin(Stdio::null());
@@ -104,7 +105,7 @@ impl Lab {
 
     /// A server's command, sent SIGTERM if this process dies without dropping the server's
     /// guard; a `pinned` one runs on the proxies' CPUs, away from the load generator.
-    pub fn server(&self, program: &Path, pinned: bool) -> Command {
+    fn server(&self, program: &Path, pinned: bool) -> Command {
         let cpus = self.server_cpus.as_ref().filter(|_| pinned);
         let mut cmd = match cpus {
             Some(cpus) => {
@@ -149,7 +150,7 @@ impl Lab {
     }
 
     /// nginx in the foreground with everything under its own prefix: nothing in /etc or /var.
-    pub fn start_nginx(&self, name: &'static str, workers: u32, port: u16, pinned: bool, http: &str) -> Result<Server> {
+    fn start_nginx(&self, name: &'static str, workers: u32, port: u16, pinned: bool, http: &str) -> Result<Server> {
         let prefix = self.dir.join(name);
         let conf = prefix.join("nginx.conf");
         let p = prefix.display();
@@ -283,11 +284,11 @@ watch = false
     }
 }
 
-pub fn url(port: u16) -> String {
+fn url(port: u16) -> String {
     format!("http://{LOOPBACK}:{port}/")
 }
 
-pub fn write_file(path: &Path, text: &str) -> Result<()> {
+fn write_file(path: &Path, text: &str) -> Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
@@ -341,7 +342,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn spawn(name: &'static str, mut cmd: Command, dir: &Path) -> Result<Self> {
+    fn spawn(name: &'static str, mut cmd: Command, dir: &Path) -> Result<Self> {
         let log = dir.join(format!("{name}.log"));
         let out = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| format!("{}: {e}", log.display()))?;
@@ -355,7 +356,7 @@ impl Server {
     }
 
     /// Waits until every `(port, path)` answers 200, or fails with the server's output.
-    pub fn wait_ready(mut self, checks: &[(u16, &str)]) -> Result<Self> {
+    fn wait_ready(mut self, checks: &[(u16, &str)]) -> Result<Self> {
         let deadline = Instant::now() + READY_TIMEOUT;
         for &(port, path) in checks {
             loop {
@@ -401,7 +402,7 @@ impl Server {
 }
 
 impl Drop for Server {
-    pub fn drop(&mut self) {
+    fn drop(&mut self) {
         if self.exited().is_some() {
             return;
         }
@@ -424,7 +425,7 @@ impl Drop for Server {
 }
 
 /// One `GET path` on a fresh connection to `127.0.0.1:port`; returns the status code.
-pub fn http_get(port: u16, path: &str) -> std::io::Result<u16> {
+fn http_get(port: u16, path: &str) -> std::io::Result<u16> {
     let timeout = Duration::from_secs(1);
     let mut stream = TcpStream::connect_timeout(&SocketAddr::from((LOOPBACK, port)), timeout)?;
     stream.set_read_timeout(Some(timeout))?;

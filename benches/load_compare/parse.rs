@@ -18,11 +18,11 @@ pub struct WrkResult {
 /// The failures wrk counts: bad statuses and socket errors.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WrkErrors {
-    pub non_2xx_3xx: u64,
-    pub connect: u64,
-    pub read: u64,
-    pub write: u64,
-    pub timeout: u64,
+    non_2xx_3xx: u64,
+    connect: u64,
+    read: u64,
+    write: u64,
+    timeout: u64,
 }
 
 impl WrkErrors {
@@ -32,7 +32,7 @@ impl WrkErrors {
 }
 
 impl std::fmt::Display for WrkErrors {
-    pub fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "non-2xx/3xx {}, socket errors: connect {}, read {}, write {}, timeout {}",
@@ -88,7 +88,7 @@ impl WrkResult {
 }
 
 /// wrk's time format: `340.00us`, `1.46ms`, `2.00s`, `1.50m`.
-pub fn parse_wrk_time(text: &str) -> Option<Duration> {
+fn parse_wrk_time(text: &str) -> Option<Duration> {
     let split = text.find(|c: char| c.is_ascii_alphabetic())?;
     let (number, unit) = text.split_at(split);
     let scale = match unit {
@@ -151,7 +151,7 @@ impl OpenLoopResult {
 }
 
 /// Nearest-rank percentile of sorted, non-empty values.
-pub fn percentile(sorted: &[u64], fraction: f64) -> u64 {
+fn percentile(sorted: &[u64], fraction: f64) -> u64 {
     let rank = (fraction * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
@@ -220,7 +220,7 @@ pub fn self_test() -> Result<()> {
     }
 }
 
-pub const WRK_CLEAN: &str = "Running 2s test @ http://127.0.0.1:18080/
+const WRK_CLEAN: &str = "Running 2s test @ http://127.0.0.1:18080/
   1 threads and 64 connections
   Thread Stats   Avg      Stdev     Max   +/- Stdev
     Latency   416.69us  329.18us   6.78ms   95.46%
@@ -235,7 +235,7 @@ Requests/sec: 104649.84
 Transfer/sec:     14.77MB
 ";
 
-pub const WRK_ERRORS: &str = "Running 3s test @ http://127.0.0.1:18081/
+const WRK_ERRORS: &str = "Running 3s test @ http://127.0.0.1:18081/
   1 threads and 64 connections
   Thread Stats   Avg      Stdev     Max   +/- Stdev
     Latency    12.10ms   80.10ms   1.99s    98.00%
@@ -252,7 +252,7 @@ Requests/sec:  20000.00
 Transfer/sec:      2.67MB
 ";
 
-pub const H2LOAD_SUMMARY: &str = "starting benchmark...
+const H2LOAD_SUMMARY: &str = "starting benchmark...
 Application protocol: http/1.1
 
 finished in 2.00s, 9968.00 req/s, 1.41MB/s

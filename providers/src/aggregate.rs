@@ -247,7 +247,10 @@ fn validate_service(name: &str, provider: &str, s: &Service, unsupported: &[Stri
             }
             let mut seen = BTreeSet::new();
             for (i, server) in lb.servers.iter().enumerate() {
-                match ServerSpec::parse(&server.url, server.weight.unwrap_or(1)).map(|spec| ServerSpec { tier: server.tier.unwrap_or(0), ..spec }) {
+                match ServerSpec::parse(&server.url, server.weight.unwrap_or(1)).map(|spec| ServerSpec {
+                    tier: server.tier.unwrap_or(0),
+                    ..spec
+                }) {
                     Err(e) => warn(
                         &mut status,
                         &mut errors,

@@ -9,9 +9,13 @@
 #![forbid(unsafe_code)]
 
 pub mod aggregate;
+pub mod consul;
+pub mod dns;
+pub mod docker;
 pub mod duration;
 pub mod file;
 pub mod labels;
+pub mod marathon;
 pub mod model;
 pub mod policy;
 pub mod provider;

@@ -107,7 +107,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { attempts: 2, budget_percent: 20, min_retries_per_second: 3 }
+        Self {
+            attempts: 2,
+            budget_percent: 20,
+            min_retries_per_second: 3,
+        }
     }
 }
 
@@ -145,13 +149,17 @@ fn passive(p: &PassiveHealthCheck, at: &str, errors: &mut Vec<String>) -> Passiv
         Some(other) => errors.push(format!("{at}.onAllEjected: `{other}` must be `panic` or `fail`")),
     }
     if out.consecutive_local_failures == 0 || out.consecutive_5xx == 0 {
-        errors.push(format!("{at}: maxFailedAttempts and consecutive5xx must be at least 1 (set enabled = false to turn ejection off)"));
+        errors.push(format!(
+            "{at}: maxFailedAttempts and consecutive5xx must be at least 1 (set enabled = false to turn ejection off)"
+        ));
     }
     if base.is_zero() {
         errors.push(format!("{at}.baseEjectionTime must be more than 0"));
     }
     if max < base {
-        errors.push(format!("{at}.maxEjectionTime ({max:?}) is shorter than baseEjectionTime ({base:?})"));
+        errors.push(format!(
+            "{at}.maxEjectionTime ({max:?}) is shorter than baseEjectionTime ({base:?})"
+        ));
     }
     if out.max_ejection_percent > 100 || out.panic_threshold > 100 {
         errors.push(format!("{at}: maxEjectionPercent and panicThreshold are percentages (0–100)"));
@@ -160,7 +168,11 @@ fn passive(p: &PassiveHealthCheck, at: &str, errors: &mut Vec<String>) -> Passiv
         if rate.threshold == 0 || rate.threshold > 100 {
             errors.push(format!("{at}.failureRate.threshold must be 1–100"));
         } else {
-            out.failure_rate = Some((rate.threshold, rate.min_requests.unwrap_or(20), rate.window.map_or(Duration::from_secs(10), |w| w.0)));
+            out.failure_rate = Some((
+                rate.threshold,
+                rate.min_requests.unwrap_or(20),
+                rate.window.map_or(Duration::from_secs(10), |w| w.0),
+            ));
         }
     }
     out
@@ -212,8 +224,14 @@ impl HealthPolicy {
     /// (`http.services.web.loadBalancer`). Problems are appended to `errors`.
     pub fn resolve(lb: &LoadBalancer, at: &str, errors: &mut Vec<String>) -> Self {
         Self {
-            passive: lb.passive_health_check.as_ref().map_or_else(PassivePolicy::default, |p| passive(p, &format!("{at}.passiveHealthCheck"), errors)),
-            active: lb.health_check.as_ref().and_then(|h| active(h, &format!("{at}.healthCheck"), errors)),
+            passive: lb
+                .passive_health_check
+                .as_ref()
+                .map_or_else(PassivePolicy::default, |p| passive(p, &format!("{at}.passiveHealthCheck"), errors)),
+            active: lb
+                .health_check
+                .as_ref()
+                .and_then(|h| active(h, &format!("{at}.healthCheck"), errors)),
             retry: lb.retry.as_ref().map_or_else(RetryPolicy::default, retry),
         }
     }
@@ -248,7 +266,10 @@ mod tests {
         assert_eq!(p, HealthPolicy::default());
         let (p, e) = resolve("[http.services.s.loadBalancer.passiveHealthCheck]\nmaxFailedAttempts = 1\nfailureWindow = \"3s\"\n");
         assert!(e.is_empty(), "{e:?}");
-        assert_eq!((p.passive.consecutive_local_failures, p.passive.base_ejection_time), (1, Duration::from_secs(3)));
+        assert_eq!(
+            (p.passive.consecutive_local_failures, p.passive.base_ejection_time),
+            (1, Duration::from_secs(3))
+        );
     }
 
     #[test]

@@ -126,6 +126,21 @@ pub struct Providers {
     /// The file provider.
     #[serde(default)]
     pub file: Option<FileProviderConfig>,
+    /// The Marathon provider (apps and tasks with `drover.*` labels).
+    #[serde(default)]
+    pub marathon: Option<drover_providers::marathon::MarathonConfig>,
+    /// The DNS provider (SRV and A/AAAA discovery).
+    #[serde(default)]
+    pub dns: Option<drover_providers::dns::DnsConfig>,
+    /// The Docker provider (containers with `drover.*` labels).
+    #[serde(default)]
+    pub docker: Option<drover_providers::docker::DockerConfig>,
+    /// The Swarm provider (services with `drover.*` labels).
+    #[serde(default)]
+    pub swarm: Option<drover_providers::docker::SwarmConfig>,
+    /// The Consul catalog provider (instances with `drover.*` tags).
+    #[serde(default, rename = "consulCatalog", alias = "consulcatalog")]
+    pub consul_catalog: Option<drover_providers::consul::ConsulCatalogConfig>,
 }
 
 impl Default for Providers {
@@ -133,6 +148,11 @@ impl Default for Providers {
         Self {
             providers_throttle_duration: defaults::throttle(),
             file: None,
+            marathon: None,
+            dns: None,
+            docker: None,
+            swarm: None,
+            consul_catalog: None,
         }
     }
 }
@@ -313,6 +333,29 @@ impl StaticConfig {
                     path.display()
                 )));
             }
+        }
+        if let Some(docker) = &config.providers.docker {
+            docker
+                .check()
+                .map_err(|why| ConfigError(format!("{}: [providers.docker] {why}", path.display())))?;
+        }
+        if let Some(swarm) = &config.providers.swarm {
+            swarm
+                .check()
+                .map_err(|why| ConfigError(format!("{}: [providers.swarm] {why}", path.display())))?;
+        }
+        if let Some(dns) = &config.providers.dns {
+            dns.validate().map_err(|why| ConfigError(format!("{}: {why}", path.display())))?;
+        }
+        if let Some(consul) = &config.providers.consul_catalog {
+            consul
+                .validate()
+                .map_err(|why| ConfigError(format!("{}: [providers.consulCatalog] {why}", path.display())))?;
+        }
+        if let Some(marathon) = &config.providers.marathon {
+            marathon
+                .validate()
+                .map_err(|why| ConfigError(format!("{}: [providers.marathon] {why}", path.display())))?;
         }
         if !matches!(
             config.log.level.to_ascii_lowercase().as_str(),

@@ -10,6 +10,7 @@ pub mod balance;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod health;
 pub mod routing;
 pub mod server;
 pub mod snapshot;

@@ -10,7 +10,11 @@ use std::sync::Arc;
 
 use drover_providers::runtime::{RuntimeConfig, Status};
 
+use drover_providers::policy::{AllEjected, HealthPolicy};
+use tokio::time::Instant;
+
 use crate::balance::SmoothWeighted;
+use crate::health::{Admission, HealthRegistry, Outcome, RetryBudget, ServerHealth};
 use crate::routing::{CompiledRule, RouteEntry, RouteTable};
 use crate::upstream::{Upstream, Upstreams};
 
@@ -41,10 +45,22 @@ pub struct Service {
     pub name: Arc<str>,
     /// Its servers, in configuration order.
     pub servers: Box<[Server]>,
-    /// Smooth weighted round robin over `servers`.
-    pub balancer: SmoothWeighted,
+    /// Failover tiers, lowest (preferred) first, each a smooth weighted round robin over the
+    /// indices of its servers in `servers`.
+    tiers: Box<[Tier]>,
     /// Send the client's Host header (true) or the server's authority.
     pub pass_host_header: bool,
+    /// Passive and active health, retries.
+    pub health: HealthPolicy,
+    /// Its retry budget (kept across reloads).
+    pub budget: Arc<RetryBudget>,
+}
+
+#[derive(Debug)]
+struct Tier {
+    /// Indices into `Service::servers`.
+    members: Box<[u32]>,
+    balancer: SmoothWeighted,
 }
 
 /// One server of a service.
@@ -54,14 +70,122 @@ pub struct Server {
     pub url: Arc<str>,
     /// Its weight.
     pub weight: u32,
+    /// Its failover tier.
+    pub tier: u32,
     /// The connection pool of its address.
     pub upstream: Arc<Upstream>,
+    /// Its health in this service (kept across reloads).
+    pub health: Arc<ServerHealth>,
+}
+
+/// Servers already tried for one request (retries go elsewhere).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tried(u64);
+
+impl Tried {
+    /// Marks server `i` as tried.
+    pub fn add(&mut self, i: usize) {
+        if i < 64 {
+            self.0 |= 1 << i;
+        }
+    }
+
+    /// Was server `i` tried? (Services with more than 64 servers may retry one of the others
+    /// beyond the 64th twice; harmless.)
+    pub fn contains(&self, i: usize) -> bool {
+        i < 64 && self.0 & (1 << i) != 0
+    }
+}
+
+/// The result of choosing a server.
+#[derive(Debug)]
+pub enum Picked<'a> {
+    /// This server (index in `servers`); `probe` when it is its probation request.
+    Server {
+        /// Index in `Service::servers`.
+        index: usize,
+        /// The server.
+        server: &'a Server,
+        /// The single probation request of an ejected server: its outcome must be recorded.
+        probe: bool,
+    },
+    /// The service has no server with a positive weight.
+    NoServers,
+    /// Every server that has not been tried is ejected and the service is set to `fail`.
+    AllEjected,
+    /// Every server was already tried by this request.
+    Exhausted,
 }
 
 impl Service {
-    /// The next server by smooth weighted round robin.
-    pub fn pick(&self) -> Option<&Server> {
-        self.balancer.pick(|_| true).map(|i| &self.servers[i])
+    /// The next server: the lowest tier with a usable server, by smooth weighted round robin,
+    /// skipping `tried` ones. When none is usable, `panic` mode balances across all servers
+    /// regardless of health (the ejections may be a false alarm).
+    pub fn pick(&self, tried: Tried, now: Instant) -> Picked<'_> {
+        if self.tiers.is_empty() {
+            return Picked::NoServers;
+        }
+        let policy = &self.health.passive;
+        let panicking = policy.panic_threshold > 0 && {
+            let usable = self.servers.iter().filter(|s| s.weight > 0 && !s.health.is_out()).count();
+            let total = self.servers.iter().filter(|s| s.weight > 0).count();
+            usable * 100 < total * policy.panic_threshold as usize
+        };
+        if !panicking {
+            for tier in self.tiers.iter() {
+                let mut probe = false;
+                let chosen = tier.balancer.pick(|k| {
+                    let i = tier.members[k] as usize;
+                    if tried.contains(i) {
+                        return false;
+                    }
+                    match self.servers[i].health.admit(policy, now) {
+                        Admission::Admit => true,
+                        Admission::Probe => {
+                            probe = true;
+                            true
+                        }
+                        Admission::Refuse => false,
+                    }
+                });
+                if let Some(k) = chosen {
+                    let index = tier.members[k] as usize;
+                    return Picked::Server {
+                        index,
+                        server: &self.servers[index],
+                        probe,
+                    };
+                }
+            }
+            if policy.on_all_ejected == AllEjected::Fail {
+                return Picked::AllEjected;
+            }
+        }
+        // Panic: every untried server, healthy or not, preferred tiers first.
+        for tier in self.tiers.iter() {
+            if let Some(k) = tier.balancer.pick(|k| !tried.contains(tier.members[k] as usize)) {
+                let index = tier.members[k] as usize;
+                return Picked::Server {
+                    index,
+                    server: &self.servers[index],
+                    probe: false,
+                };
+            }
+        }
+        Picked::Exhausted
+    }
+
+    /// Records what happened to a request sent to server `index`.
+    pub fn record(&self, index: usize, outcome: Outcome, probe: bool, now: Instant) {
+        let Some(server) = self.servers.get(index) else { return };
+        let policy = &self.health.passive;
+        server.health.record(outcome, probe, policy, now, || {
+            // At least one server may always be ejected; beyond that, maxEjectionPercent.
+            let total = self.servers.len();
+            let out = self.servers.iter().filter(|s| s.health.is_out()).count();
+            let allowed = (total * policy.max_ejection_percent as usize / 100).max(1);
+            out < allowed
+        });
     }
 }
 
@@ -83,34 +207,59 @@ impl Snapshot {
     }
 
     /// Compiles `config` for the static entrypoints `entry_points` (by name, in index order).
-    pub fn compile(config: Arc<RuntimeConfig>, entry_points: &[String], upstreams: &Upstreams) -> Self {
-        Self::compile_cached(config, entry_points, upstreams, &mut CompiledRules::default())
+    pub fn compile(config: Arc<RuntimeConfig>, entry_points: &[String], upstreams: &Upstreams, health: &HealthRegistry) -> Self {
+        Self::compile_cached(config, entry_points, upstreams, health, &mut CompiledRules::default())
     }
 
     /// [`Snapshot::compile`], reusing compiled rules from `cache` and leaving only the ones in
     /// use in it.
-    pub fn compile_cached(config: Arc<RuntimeConfig>, entry_points: &[String], upstreams: &Upstreams, cache: &mut CompiledRules) -> Self {
+    pub fn compile_cached(
+        config: Arc<RuntimeConfig>,
+        entry_points: &[String],
+        upstreams: &Upstreams,
+        health: &HealthRegistry,
+        cache: &mut CompiledRules,
+    ) -> Self {
         let mut compiled_rules = HashMap::with_capacity(cache.compiled.len());
+        health.begin();
         let mut services = HashMap::new();
         for (name, info) in &config.services {
             if info.status == Status::Disabled {
                 continue;
             }
+            let keep_for = info.health.passive.base_ejection_time;
             let servers: Box<[Server]> = info
                 .servers
                 .iter()
                 .map(|spec| Server {
                     url: spec.url.as_str().into(),
                     weight: spec.weight,
+                    tier: spec.tier,
                     upstream: upstreams.get(&spec.authority),
+                    health: health.server(name, &spec.authority, &spec.url, keep_for),
                 })
                 .collect();
-            let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
+            let mut tier_numbers: Vec<u32> = servers.iter().filter(|s| s.weight > 0).map(|s| s.tier).collect();
+            tier_numbers.sort_unstable();
+            tier_numbers.dedup();
+            let tiers = tier_numbers
+                .into_iter()
+                .map(|t| {
+                    let members: Box<[u32]> = (0..servers.len() as u32).filter(|i| servers[*i as usize].tier == t).collect();
+                    let weights: Vec<u32> = members.iter().map(|i| servers[*i as usize].weight).collect();
+                    Tier {
+                        balancer: SmoothWeighted::new(&weights),
+                        members,
+                    }
+                })
+                .collect();
             let service = Service {
                 name: name.as_str().into(),
-                balancer: SmoothWeighted::new(&weights),
+                tiers,
                 servers,
                 pass_host_header: info.pass_host_header,
+                health: info.health.clone(),
+                budget: health.budget(name),
             };
             services.insert(name.clone(), Arc::new(service));
         }
@@ -157,6 +306,7 @@ impl Snapshot {
             services,
         };
         upstreams.retain_used();
+        health.finish(snapshot.services.keys().cloned());
         cache.compiled = compiled_rules;
         snapshot
     }

@@ -2,6 +2,11 @@
 //! or as its binary), real whoami backends.
 #![allow(dead_code)]
 
+pub mod bind;
+pub mod consul;
+pub mod docker;
+pub mod marathon;
+pub mod scripted;
 #[path = "../../examples/whoami/server.rs"]
 pub mod whoami;
 

@@ -43,8 +43,9 @@ pub struct DnsConfig {
     /// Shortest time an answer is trusted: a TTL below it (Consul's 0) counts as this. Default 1 s.
     #[serde(default = "defaults::min_ttl", alias = "minttl")]
     pub min_ttl: ConfigDuration,
-    /// Longest time an answer is trusted: a TTL above it (Docker's 600 s) counts as this. Default
-    /// 300 s.
+    /// Longest time an answer is trusted: a TTL above it counts as this. Default 300 s. Docker's
+    /// embedded DNS answers `tasks.<service>` with TTL 600 s whatever changes; set a few seconds
+    /// there, or a task that is gone stays a server until the next query.
     #[serde(default = "defaults::max_ttl", alias = "maxttl")]
     pub max_ttl: ConfigDuration,
     /// How long one query attempt may take before it is retried (twice) or counted as failed.
@@ -189,9 +190,7 @@ impl DnsConfig {
             return Err("providers.dns.timeout must be more than 0".into());
         }
         if self.services.is_empty() {
-            return Err(
-                "providers.dns has no services: add [[providers.dns.services]] with a name and `srv` (or `a` and `port`)".into(),
-            );
+            return Err("providers.dns has no services: add [[providers.dns.services]] with a name and `srv` (or `a` and `port`)".into());
         }
         let mut names = BTreeSet::new();
         let mut services = Vec::new();
@@ -231,12 +230,7 @@ impl DnsConfig {
                     Lookup::Address { name: a.clone(), port }
                 }
                 (Some(_), Some(_)) => return Err(at("", "set either `srv` or `a`, not both".into())),
-                (None, None) => {
-                    return Err(at(
-                        "",
-                        "set `srv = \"_http._tcp.<name>.\"` or `a = \"<host>\"` with `port`".into(),
-                    ))
-                }
+                (None, None) => return Err(at("", "set `srv = \"_http._tcp.<name>.\"` or `a = \"<host>\"` with `port`".into())),
             };
             let scheme = s.scheme.clone().unwrap_or_else(|| "http".into());
             if scheme != "http" {
@@ -337,21 +331,45 @@ mod tests {
         for (text, expected) in [
             ("[[services]]\nname = \"w\"\n", "services[0] (`w`): set `srv"),
             ("[[services]]\nname = \"w\"\na = \"x\"\n", "services[0].port (`w`): missing"),
-            ("[[services]]\nname = \"w\"\nsrv = \"_a._tcp.x.\"\nport = 1\n", "services[0].port (`w`): not used"),
+            (
+                "[[services]]\nname = \"w\"\nsrv = \"_a._tcp.x.\"\nport = 1\n",
+                "services[0].port (`w`): not used",
+            ),
             ("[[services]]\nname = \"w\"\nsrv = \"_a._tcp.x.\"\na = \"x\"\n", "not both"),
             ("[[services]]\nname = \"w@x\"\nsrv = \"_a._tcp.x.\"\n", "services[0].name"),
             (
                 "[[services]]\nname = \"w\"\nsrv = \"_a._tcp.x.\"\n[[services]]\nname = \"w\"\nsrv = \"_b._tcp.x.\"\n",
                 "services[1].name (`w`): another service",
             ),
-            ("[[services]]\nname = \"w\"\nsrv = \"_a._tcp.x.\"\nscheme = \"https\"\n", "services[0].scheme"),
-            ("[[services]]\nname = \"w\"\nsrv = \"_a._tcp.x.\"\nrule = \"Host(`x`) &&\"\n", "services[0].rule (`w`): column"),
-            ("[[services]]\nname = \"w\"\nsrv = \"_a._tcp.x.\"\nentryPoints = [\"web\"]\n", "services[0].rule (`w`): missing"),
-            ("[[services]]\nname = \"w\"\nsrv = \"a..b\"\n", "services[0].srv (`w`): `a..b` is not a DNS name"),
+            (
+                "[[services]]\nname = \"w\"\nsrv = \"_a._tcp.x.\"\nscheme = \"https\"\n",
+                "services[0].scheme",
+            ),
+            (
+                "[[services]]\nname = \"w\"\nsrv = \"_a._tcp.x.\"\nrule = \"Host(`x`) &&\"\n",
+                "services[0].rule (`w`): column",
+            ),
+            (
+                "[[services]]\nname = \"w\"\nsrv = \"_a._tcp.x.\"\nentryPoints = [\"web\"]\n",
+                "services[0].rule (`w`): missing",
+            ),
+            (
+                "[[services]]\nname = \"w\"\nsrv = \"a..b\"\n",
+                "services[0].srv (`w`): `a..b` is not a DNS name",
+            ),
             ("[[services]]\nname = \"w\"\nsrv = \".\"\n", "root name"),
-            ("nameservers = [\"dns.example\"]\n[[services]]\nname = \"w\"\nsrv = \"x.\"\n", "nameservers[0]: `dns.example`"),
-            ("minTtl = 0\n[[services]]\nname = \"w\"\nsrv = \"x.\"\n", "minTtl must be more than 0"),
-            ("minTtl = \"10s\"\nmaxTtl = \"5s\"\n[[services]]\nname = \"w\"\nsrv = \"x.\"\n", "maxTtl (5s) is shorter"),
+            (
+                "nameservers = [\"dns.example\"]\n[[services]]\nname = \"w\"\nsrv = \"x.\"\n",
+                "nameservers[0]: `dns.example`",
+            ),
+            (
+                "minTtl = 0\n[[services]]\nname = \"w\"\nsrv = \"x.\"\n",
+                "minTtl must be more than 0",
+            ),
+            (
+                "minTtl = \"10s\"\nmaxTtl = \"5s\"\n[[services]]\nname = \"w\"\nsrv = \"x.\"\n",
+                "maxTtl (5s) is shorter",
+            ),
             ("", "has no services"),
             ("[[services]]\nname = \"w\"\nsrvv = \"x.\"\n", "unknown field `srvv`"),
         ] {

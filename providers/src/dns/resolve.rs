@@ -274,8 +274,7 @@ fn classify(e: &NetError) -> LookupFailure {
         NetError::Dns(DnsError::NoRecordsFound(none)) => {
             if none.soa.is_none() && none.ns.as_ref().is_some_and(|ns| !ns.is_empty()) {
                 return LookupFailure::Transient(
-                    "the nameserver answered with a referral instead of an answer (is it authoritative or recursive for this name?)"
-                        .into(),
+                    "the nameserver answered with a referral instead of an answer (is it authoritative or recursive for this name?)".into(),
                 );
             }
             LookupFailure::NoRecords {

@@ -21,7 +21,12 @@ pub struct PassiveHealthCheck {
     #[serde(default, alias = "maxfailedattempts", skip_serializing_if = "Option::is_none")]
     pub max_failed_attempts: Option<u32>,
     /// Consecutive 5xx responses that eject. Default 5.
-    #[serde(default, rename = "consecutive5xx", alias = "consecutive5Xx", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "consecutive5xx",
+        alias = "consecutive5Xx",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub consecutive_5xx: Option<u32>,
     /// Traefik's key: taken as the base ejection time when `baseEjectionTime` is not set.
     #[serde(default, alias = "failurewindow", skip_serializing_if = "Option::is_none")]

@@ -12,15 +12,18 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
 
 use super::body::{ProxyBody, UpstreamBody};
 use super::headers::{self, Forwarded};
+use crate::health::{Outcome, ServerHealth};
 use crate::routing::{normalize_host, RequestView};
-use crate::snapshot::Snapshot;
-use crate::upstream::RequestBody;
+use crate::snapshot::{Picked, Snapshot, Tried};
+use crate::upstream::{RequestBody, SendError};
 
 /// State every connection of every worker shares.
 #[derive(Debug)]
@@ -29,6 +32,8 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     /// Deadline for a server's response head; `None` waits forever.
     pub response_header_timeout: Option<Duration>,
+    /// Health of every server, kept across snapshots.
+    pub health: crate::health::HealthRegistry,
 }
 
 /// One client connection's context, built once when it is accepted.
@@ -72,6 +77,49 @@ fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     response
 }
 
+/// Releases an ejected server's probation slot if the request ends without an outcome (the
+/// client went away): client cancellations never count against a server.
+struct ProbeGuard<'a> {
+    health: Option<&'a Arc<ServerHealth>>,
+}
+
+impl ProbeGuard<'_> {
+    /// The attempt finished with an outcome that will be recorded; true if it was the probe.
+    fn disarm(mut self) -> bool {
+        self.health.take().is_some()
+    }
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(health) = self.health {
+            health.release_probe();
+        }
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+fn rebuild(method: &Method, uri: &Uri, headers: &http::HeaderMap) -> Request<RequestBody> {
+    let mut request = Request::new(RequestBody::Empty);
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = uri.clone();
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = headers.clone();
+    request
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 fn wants_upgrade(req: &Request<Incoming>) -> bool {
     req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE)
@@ -88,7 +136,7 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
         None => req.headers().get(header::HOST).and_then(|h| h.to_str().ok()),
     };
     let host = normalize_host(raw_host.unwrap_or(""));
-    let picked = {
+    let service = {
         let snapshot = conn.shared.snapshot.load();
         let view = RequestView {
             host: &host,
@@ -98,22 +146,16 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
             headers: req.headers(),
             client_ip: conn.peer.ip(),
         };
-        let Some(route) = snapshot.entry_points.get(conn.entry_point).and_then(|table| table.find(&view)) else {
-            return Ok(local(StatusCode::NOT_FOUND, "404 Not Found: no router matches this request\n"));
-        };
-        let service = &route.service;
-        match service.pick() {
-            Some(server) => (server.upstream.clone(), service.pass_host_header),
-            None => {
-                return Ok(local(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "503 Service Unavailable: the service has no available server\n",
-                ))
-            }
+        match snapshot.entry_points.get(conn.entry_point).and_then(|table| table.find(&view)) {
+            Some(route) => route.service.clone(),
+            None => return Ok(local(StatusCode::NOT_FOUND, "404 Not Found: no router matches this request\n")),
         }
     };
     drop(host);
-    let (upstream, pass_host_header) = picked;
+    let retry = &service.health.retry;
+    if retry.attempts > 0 {
+        service.budget.deposit(retry.budget_percent);
+    }
 
     let upgrade = wants_upgrade(&req);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -125,12 +167,9 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     headers::drop_client_forwarding(&mut parts.headers);
     conn.forwarded.apply(&mut parts.headers, client_host.as_ref());
-    match (pass_host_header, client_host) {
-        (true, Some(host)) => {
+    if service.pass_host_header {
+        if let Some(host) = client_host {
             parts.headers.insert(header::HOST, host);
-        }
-        _ => {
-            parts.headers.insert(header::HOST, upstream.host_header().clone());
         }
     }
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
@@ -140,31 +179,97 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
         };
     }
     parts.version = Version::HTTP_11;
-    let request = Request::from_parts(parts, RequestBody::Incoming(body));
+    // A body-less idempotent request can be sent again even after a server reset it mid-way;
+    // keep what is needed to rebuild it. Requests with a body are never replayed: what was
+    // streamed to the failed server is gone.
+    let replay = (retry.attempts > 0 && !upgrade && is_idempotent(&parts.method) && body.is_end_stream())
+        .then(|| (parts.method.clone(), parts.uri.clone(), parts.headers.clone()));
+    let mut request = Request::from_parts(parts, RequestBody::Incoming(body));
 
-    let sent = upstream.send(request);
-    let result = match conn.shared.response_header_timeout {
-        Some(limit) => match tokio::time::timeout(limit, sent).await {
-            Ok(result) => result,
-            Err(_) => Err((crate::error::Error::response_timeout(), None)),
-        },
-        None => sent.await,
-    };
-    let (mut response, mut pooled) = match result {
-        Ok(ok) => ok,
-        Err((error, _request)) => {
-            tracing::debug!(server = upstream.authority(), "upstream failed: {error}");
-            return Ok(if error.is_timeout() {
-                local(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "504 Gateway Timeout: the server did not answer in time\n",
-                )
-            } else {
-                local(
+    let mut tried = Tried::default();
+    let mut retries = 0;
+    let (mut response, mut pooled) = loop {
+        let (index, server, probe) = match service.pick(tried, Instant::now()) {
+            Picked::Server { index, server, probe } => (index, server, probe),
+            Picked::NoServers => {
+                return Ok(local(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "503 Service Unavailable: the service has no available server\n",
+                ))
+            }
+            Picked::AllEjected => {
+                return Ok(local(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "503 Service Unavailable: all servers of the service are ejected\n",
+                ))
+            }
+            Picked::Exhausted => {
+                return Ok(local(
                     StatusCode::BAD_GATEWAY,
-                    "502 Bad Gateway: the server could not be reached or answered badly\n",
-                )
-            });
+                    "502 Bad Gateway: every server of the service failed\n",
+                ))
+            }
+        };
+        tried.add(index);
+        if !service.pass_host_header || !request.headers().contains_key(header::HOST) {
+            request.headers_mut().insert(header::HOST, server.upstream.host_header().clone());
+        }
+        let probe = ProbeGuard {
+            health: probe.then_some(&server.health),
+        };
+        let sent = server.upstream.send(request);
+        let result = match conn.shared.response_header_timeout {
+            Some(limit) => tokio::time::timeout(limit, sent)
+                .await
+                .unwrap_or_else(|_| Err(SendError::new(crate::error::Error::response_timeout(), None))),
+            None => sent.await,
+        };
+        let was_probe = probe.disarm();
+        match result {
+            Ok((response, pooled)) => {
+                let outcome = if response.status().is_server_error() {
+                    Outcome::ServerError
+                } else {
+                    Outcome::Success
+                };
+                service.record(index, outcome, was_probe, Instant::now());
+                break (response, pooled);
+            }
+            Err(failed) => {
+                let SendError { error, request: back } = *failed;
+                service.record(index, Outcome::LocalFailure, was_probe, Instant::now());
+                tracing::debug!(service = %service.name, server = %server.url, "attempt failed: {error}");
+                // A request that never left drover adds no load anywhere when sent elsewhere, so
+                // it is bounded by `attempts` only; sending again one that a server received
+                // (a replay) also needs the retry budget.
+                let again = match back {
+                    Some(back) => Some(back),
+                    None if error.is_reset_before_response() && retries < retry.attempts => replay
+                        .as_ref()
+                        .filter(|_| service.budget.withdraw(retry.min_retries_per_second, unix_seconds()))
+                        .map(|(method, uri, headers)| rebuild(method, uri, headers)),
+                    None => None,
+                };
+                match again {
+                    Some(again) if retries < retry.attempts => {
+                        retries += 1;
+                        request = again;
+                    }
+                    _ => {
+                        return Ok(if error.is_timeout() {
+                            local(
+                                StatusCode::GATEWAY_TIMEOUT,
+                                "504 Gateway Timeout: the server did not answer in time\n",
+                            )
+                        } else {
+                            local(
+                                StatusCode::BAD_GATEWAY,
+                                "502 Bad Gateway: the server could not be reached or answered badly\n",
+                            )
+                        });
+                    }
+                }
+            }
         }
     };
 

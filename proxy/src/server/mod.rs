@@ -22,6 +22,8 @@ use tokio::sync::{mpsc, watch};
 use crate::admin;
 use crate::config::Resolved;
 use crate::forward::Shared;
+use crate::health::active::ActiveChecks;
+use crate::health::HealthRegistry;
 use crate::snapshot::{CompiledRules, Snapshot};
 use crate::upstream::{Transport, Upstreams};
 
@@ -58,6 +60,7 @@ impl Drover {
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::empty(names.len())),
             response_header_timeout: Some(timeouts.response_header_timeout.0).filter(|d| !d.is_zero()),
+            health: HealthRegistry::default(),
         });
         let upstreams = Upstreams::new(Transport {
             dial_timeout: timeouts.dial_timeout.0,
@@ -99,10 +102,18 @@ impl Drover {
                     drop(tx);
                     let publish_shared = shared.clone();
                     let mut rules = CompiledRules::default();
+                    let mut checks = ActiveChecks::default();
                     tokio::spawn(aggregator.run(rx, move |config| {
                         let started = std::time::Instant::now();
-                        let snapshot = Snapshot::compile_cached(config, &names, &upstreams, &mut rules);
-                        publish_shared.snapshot.store(Arc::new(snapshot));
+                        let snapshot = Arc::new(Snapshot::compile_cached(
+                            config,
+                            &names,
+                            &upstreams,
+                            &publish_shared.health,
+                            &mut rules,
+                        ));
+                        checks.reconcile(&snapshot);
+                        publish_shared.snapshot.store(snapshot);
                         tracing::debug!(elapsed = ?started.elapsed(), "snapshot swapped");
                     }));
                     let admin = admin::serve(api_listener, admin::State { shared, statuses }, shutdown.clone());

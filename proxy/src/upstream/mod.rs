@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use pool::{Pooled, RequestBody, Upstream};
+pub use pool::{Pooled, RequestBody, SendError, Upstream};
 
 /// Connection settings shared by every upstream.
 #[derive(Clone, Debug)]

@@ -176,16 +176,16 @@ impl Upstream {
     pub async fn send(
         self: &Arc<Self>,
         mut req: Request<RequestBody>,
-    ) -> Result<(Response<Incoming>, Pooled), (Error, Option<Request<RequestBody>>)> {
+    ) -> Result<(Response<Incoming>, Pooled), Box<SendError>> {
         loop {
             let (mut sender, reused) = match self.checkout() {
                 Some(sender) => (sender, true),
                 None => match self.connect().await {
                     Ok(mut sender) => match sender.ready().await {
                         Ok(()) => (sender, false),
-                        Err(e) => return Err((Error::not_sent(e), Some(req))),
+                        Err(e) => return Err(SendError::new(Error::not_sent(e), Some(req))),
                     },
-                    Err(e) => return Err((e, Some(req))),
+                    Err(e) => return Err(SendError::new(e, Some(req))),
                 },
             };
             match sender.try_send_request(req).await {
@@ -204,11 +204,28 @@ impl Upstream {
                 Err(mut failed) => match failed.take_message() {
                     // A pooled connection died before anything was written: use another one.
                     Some(back) if reused => req = back,
-                    Some(back) => return Err((Error::not_sent(failed.into_error()), Some(back))),
-                    None => return Err((Error::from_hyper(failed.into_error()), None)),
+                    Some(back) => return Err(SendError::new(Error::not_sent(failed.into_error()), Some(back))),
+                    None => return Err(SendError::new(Error::from_hyper(failed.into_error()), None)),
                 },
             }
         }
+    }
+}
+
+/// A failed send: what went wrong, and the request when none of it was sent. Boxed, since it
+/// is large and rare.
+#[derive(Debug)]
+pub struct SendError {
+    /// The classified failure.
+    pub error: Error,
+    /// The request, untouched, when nothing of it reached the server.
+    pub request: Option<Request<RequestBody>>,
+}
+
+impl SendError {
+    /// A boxed send error.
+    pub fn new(error: Error, request: Option<Request<RequestBody>>) -> Box<Self> {
+        Box::new(Self { error, request })
     }
 }
 

@@ -1,0 +1,349 @@
+//! The HTTP client that talks to one Consul agent, and its one error type.
+//!
+//! Plain HTTP/1.1 over hyper-util's pooled client: every blocking query holds one connection for
+//! its whole wait, and instance lists reuse a few pooled ones, so drover keeps a small, constant
+//! number of connections open to the agent whatever the size of the catalog (see the module
+//! documentation of [`crate::consul`] for why that matters). A blocking request's deadline is
+//! `wait + wait/16` (the most Consul adds as jitter) plus a margin; any other request gets
+//! [`REQUEST_TIMEOUT`].
+//!
+//! Errors are classified, never matched on text: the watch decides between "keep the last good
+//! routes and back off" (unreachable, timeout, 5xx) and "tell the user the token is wrong" (403)
+//! with [`ConsulError::is_forbidden`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::consul::config::ConsulCatalogConfig;
+use crate::consul::health::truncate;
+
+/// Deadline of a request that does not block.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Added to a blocking request's longest legitimate duration before it counts as timed out.
+const BLOCKING_MARGIN: Duration = Duration::from_secs(5);
+/// Largest answer read (a `health/state/any` of a very large cluster stays well below).
+const MAX_BODY: usize = 64 << 20;
+
+/// A successful answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// `X-Consul-Index` (0 when absent).
+    pub index: u64,
+    /// The body.
+    pub body: Bytes,
+    /// `X-Consul-Results-Filtered-By-ACLs: true`: the token may not read everything listed.
+    pub filtered_by_acls: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Connect,
+    Timeout,
+    Forbidden,
+    Server,
+    Status,
+    BadResponse,
+}
+
+/// Why a request to Consul failed.
+#[derive(Debug, Clone)]
+pub struct ConsulError {
+    kind: Kind,
+    status: Option<u16>,
+    message: String,
+}
+
+impl ConsulError {
+    /// Consul refused the request (403): the ACL token is missing, unknown or lacks permission.
+    pub fn is_forbidden(&self) -> bool {
+        self.kind == Kind::Forbidden
+    }
+
+    /// Consul could not be reached or did not answer in time.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self.kind, Kind::Connect | Kind::Timeout)
+    }
+
+    /// Consul answered with a 5xx (no leader, overloaded, …).
+    pub fn is_server_error(&self) -> bool {
+        self.kind == Kind::Server
+    }
+
+    /// The HTTP status Consul answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// An answer drover could not use (unreadable JSON, too large).
+    pub fn bad_response(message: String) -> Self {
+        Self {
+            kind: Kind::BadResponse,
+            status: None,
+            message,
+        }
+    }
+}
+
+impl fmt::Display for ConsulError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConsulError {}
+
+/// A client of one Consul agent. Cheap to clone.
+#[derive(Clone)]
+pub struct ConsulClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: Client<HttpConnector, Empty<Bytes>>,
+    authority: String,
+    token: Option<HeaderValue>,
+    basic: Option<HeaderValue>,
+    /// `dc=…`, `stale`, `consistent`, joined with `&` (empty when none).
+    common: String,
+}
+
+impl fmt::Debug for ConsulClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsulClient").field("authority", &self.inner.authority).finish_non_exhaustive()
+    }
+}
+
+impl ConsulClient {
+    /// A client for the configured endpoint; fails on settings drover cannot honour (TLS).
+    pub fn new(config: &ConsulCatalogConfig) -> Result<Self, String> {
+        if config.wants_tls() {
+            return Err(
+                "providers.consulCatalog: TLS to Consul (endpoint.scheme = \"https\" or endpoint.tls) is not supported yet \
+                 (drover-providers has no TLS client wired in); nothing is read from Consul. Use scheme \"http\" to a local agent"
+                    .to_string(),
+            );
+        }
+        let authority = config.authority()?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout.0));
+        connector.set_nodelay(true);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(8)
+            .build(connector);
+        let token = match &config.endpoint.token {
+            Some(t) if !t.0.is_empty() => {
+                let mut value = HeaderValue::from_str(&t.0).map_err(|_| "providers.consulCatalog.endpoint.token: not a valid header value".to_string())?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            _ => None,
+        };
+        let basic = match &config.endpoint.http_auth {
+            Some(auth) => {
+                let encoded = base64(format!("{}:{}", auth.username, auth.password.0).as_bytes());
+                let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
+                    .map_err(|_| "providers.consulCatalog.endpoint.httpAuth: not a valid header value".to_string())?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        let mut common = Vec::new();
+        if let Some(dc) = &config.endpoint.datacenter {
+            common.push(format!("dc={}", encode(dc)));
+        }
+        if config.stale {
+            common.push("stale".to_string());
+        }
+        if config.require_consistent {
+            common.push("consistent".to_string());
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                authority,
+                token,
+                basic,
+                common: common.join("&"),
+            }),
+        })
+    }
+
+    /// The agent's `host:port`.
+    pub fn authority(&self) -> &str {
+        &self.inner.authority
+    }
+
+    /// Whether an ACL token is configured.
+    pub fn has_token(&self) -> bool {
+        self.inner.token.is_some()
+    }
+
+    /// `GET <path>`; with `blocking = Some((index, wait))` a blocking query on `index`.
+    pub async fn get(&self, path: &str, blocking: Option<(u64, Duration)>) -> Result<Answer, ConsulError> {
+        let mut query = Vec::new();
+        if !self.inner.common.is_empty() {
+            query.push(self.inner.common.clone());
+        }
+        let mut deadline = REQUEST_TIMEOUT;
+        if let Some((index, wait)) = blocking {
+            query.push(format!("index={index}"));
+            query.push(format!("wait={}ms", wait.as_millis().max(1)));
+            deadline = wait + wait / 16 + BLOCKING_MARGIN;
+        }
+        let uri = if query.is_empty() {
+            format!("http://{}{path}", self.inner.authority)
+        } else {
+            format!("http://{}{path}?{}", self.inner.authority, query.join("&"))
+        };
+        let fail = |kind: Kind, status: Option<u16>, why: String| ConsulError {
+            kind,
+            status,
+            message: format!("GET {path} on Consul at {}: {why}", self.inner.authority),
+        };
+        let mut request = Request::get(uri.as_str());
+        if let Some(token) = &self.inner.token {
+            request = request.header("x-consul-token", token.clone());
+        }
+        if let Some(basic) = &self.inner.basic {
+            request = request.header(AUTHORIZATION, basic.clone());
+        }
+        let request = request
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| fail(Kind::BadResponse, None, format!("cannot build the request ({e})")))?;
+        let exchange = async {
+            let response = self.inner.http.request(request).await.map_err(|e| {
+                // Refused, reset or closed mid-answer: all mean "not reachable right now".
+                let why = if e.is_connect() { "cannot connect" } else { "the connection failed" };
+                fail(Kind::Connect, None, format!("{why} ({})", chain(&e)))
+            })?;
+            let status = response.status();
+            let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let index = header("x-consul-index").and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
+            let filtered_by_acls = header("x-consul-results-filtered-by-acls").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            let body = Limited::new(response.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| fail(Kind::Connect, Some(status.as_u16()), format!("the answer broke off ({e})")))?
+                .to_bytes();
+            Ok::<_, ConsulError>((status, index, filtered_by_acls, body))
+        };
+        let (status, index, filtered_by_acls, body) = match tokio::time::timeout(deadline, exchange).await {
+            Ok(result) => result?,
+            Err(_) => return Err(fail(Kind::Timeout, None, format!("no answer within {deadline:?}"))),
+        };
+        if status.is_success() {
+            return Ok(Answer {
+                index,
+                body,
+                filtered_by_acls,
+            });
+        }
+        let text = truncate(String::from_utf8_lossy(&body).trim(), 200);
+        Err(match status {
+            StatusCode::FORBIDDEN => {
+                let token = if self.has_token() {
+                    "the ACL token in providers.consulCatalog.endpoint.token is not accepted: it is unknown, expired, or lacks \
+                     node:read and service:read"
+                } else {
+                    "no ACL token is configured (providers.consulCatalog.endpoint.token) and the agent's default token may not \
+                     read the catalog"
+                };
+                fail(
+                    Kind::Forbidden,
+                    Some(403),
+                    format!("403 Forbidden (`{text}`): {token}; give drover a token with read access to the catalog"),
+                )
+            }
+            s if s.is_server_error() => fail(Kind::Server, Some(s.as_u16()), format!("Consul answered {s} (`{text}`)")),
+            s => fail(Kind::Status, Some(s.as_u16()), format!("Consul answered {s} (`{text}`)")),
+        })
+    }
+}
+
+/// The error and its sources, joined (`client error (Connect): tcp connect error: Connection refused`).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// Percent-encodes one path segment or query value (everything but RFC 3986 unreserved bytes).
+pub fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Standard base64 with padding (for the basic-auth header).
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_percent_encoding() {
+        assert_eq!(base64(b"Aladdin:open sesame"), "QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"abc"), "YWJj");
+        assert_eq!(base64(b""), "");
+        assert_eq!(encode("web api/v1"), "web%20api%2Fv1");
+        assert_eq!(encode("web-1.svc_x"), "web-1.svc_x");
+    }
+
+    #[test]
+    fn tls_is_reported_not_silently_dropped() {
+        let config: ConsulCatalogConfig = toml::from_str("[endpoint]\nscheme = \"https\"\n").unwrap();
+        let err = ConsulClient::new(&config).unwrap_err();
+        assert!(err.contains("TLS to Consul") && err.contains("not supported yet"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_agent_is_classified() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config: ConsulCatalogConfig = toml::from_str(&format!("[endpoint]\naddress = \"127.0.0.1:{port}\"\n")).unwrap();
+        let client = ConsulClient::new(&config).unwrap();
+        let err = client.get("/v1/catalog/services", None).await.unwrap_err();
+        assert!(err.is_unreachable() && !err.is_forbidden(), "{err}");
+        assert!(err.to_string().contains("/v1/catalog/services"), "{err}");
+    }
+}

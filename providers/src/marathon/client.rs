@@ -1,0 +1,334 @@
+//! Talking to a Marathon cluster: endpoint failover, redirects, authentication, timeouts.
+//!
+//! Any Marathon instance answers API calls (a standby proxies them to the leader), but a standby
+//! answers `/v2/events` with a 302 to the leader, so redirects are followed, keeping the query
+//! and the credentials. The instance that last answered stays the preferred one; when it fails
+//! (no connection, a timeout, a 5xx such as 502 "Could not determine the current leader"), the
+//! next one in the configured order is tried, as go-marathon's cluster does. A 401 or 403 is
+//! not something another instance would answer differently, so it ends the attempt at once with
+//! a message that says which setting to look at.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyDataStream, BodyExt, Empty, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::api::{self, App, AppEnvelope, AppList, SUBSCRIBED_EVENTS};
+use super::config::{Endpoint, Settings};
+use super::sse::ByteStream;
+
+/// Largest API response read (200 apps × 5 tasks is about 1 MB).
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// Redirects followed for one request.
+const MAX_REDIRECTS: usize = 5;
+/// The embeds Traefik asked for (tasks imply deployments in Marathon, but be explicit).
+pub const APPS_QUERY: &str = "/v2/apps?embed=apps.tasks&embed=apps.deployments&embed=apps.readiness";
+
+/// Why a request to Marathon failed.
+#[derive(Debug)]
+pub struct ClientError {
+    kind: Kind,
+    message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Unauthorized,
+    NotFound,
+    Unavailable,
+    Protocol,
+}
+
+impl ClientError {
+    fn new(kind: Kind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The credentials were refused (401/403).
+    pub fn is_unauthorized(&self) -> bool {
+        self.kind == Kind::Unauthorized
+    }
+
+    /// The resource does not exist (404), e.g. an app that was removed.
+    pub fn is_not_found(&self) -> bool {
+        self.kind == Kind::NotFound
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// A connected event stream and where it came from.
+pub struct Events {
+    /// The body, as chunks.
+    pub body: ByteStream,
+    /// The URL that finally answered (after redirects).
+    pub url: String,
+}
+
+/// A list of apps, each read on its own.
+pub struct Apps {
+    /// Apps that could be read.
+    pub apps: Vec<App>,
+    /// Apps that could not: (ID or position, why).
+    pub unreadable: Vec<(String, String)>,
+}
+
+/// A client for one Marathon cluster.
+pub struct MarathonClient {
+    endpoints: Vec<Endpoint>,
+    preferred: usize,
+    http: Client<HttpConnector, Empty<Bytes>>,
+    authorization: Option<HeaderValue>,
+    timeout: Duration,
+}
+
+impl MarathonClient {
+    /// A client with the provider's settings.
+    pub fn new(settings: &Settings) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(settings.dial_timeout));
+        connector.set_keepalive(Some(settings.keep_alive));
+        connector.set_nodelay(true);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(4)
+            .build(connector);
+        Self {
+            endpoints: settings.endpoints.clone(),
+            preferred: 0,
+            http,
+            // validate() checked that the value is a valid header value; an invalid one is dropped
+            // here rather than sent.
+            authorization: settings
+                .authorization
+                .as_ref()
+                .and_then(|a| HeaderValue::from_str(&a.0).ok())
+                .map(|mut v| {
+                    v.set_sensitive(true);
+                    v
+                }),
+            timeout: settings.response_timeout,
+        }
+    }
+
+    /// The endpoint currently preferred (for messages).
+    pub fn preferred(&self) -> &str {
+        self.endpoints.get(self.preferred).map(Endpoint::as_str).unwrap_or("")
+    }
+
+    /// `GET /v2/apps` with the tasks, deployments and readiness embeds.
+    pub async fn apps(&mut self) -> Result<Apps, ClientError> {
+        let (body, url) = self.get(APPS_QUERY, "application/json").await?;
+        let list: AppList =
+            serde_json::from_slice(&body).map_err(|e| ClientError::new(Kind::Protocol, format!("{url}: cannot read the app list: {e}")))?;
+        let mut apps = Vec::with_capacity(list.apps.len());
+        let mut unreadable = Vec::new();
+        for (i, value) in list.apps.into_iter().enumerate() {
+            match api::read_app(value, i) {
+                Ok(app) => apps.push(app),
+                Err(bad) => unreadable.push(bad),
+            }
+        }
+        Ok(Apps { apps, unreadable })
+    }
+
+    /// `GET /v2/apps/{id}` with the same embeds; `Ok(None)` when the app does not exist (any
+    /// more), `Err` with the app's own read error inside when it cannot be read.
+    pub async fn app(&mut self, id: &str) -> Result<Option<Result<App, String>>, ClientError> {
+        if !api::is_valid_app_id(id) {
+            return Err(ClientError::new(Kind::Protocol, format!("`{id}` is not a valid app ID")));
+        }
+        let path = format!("/v2/apps{id}?embed=app.tasks&embed=app.deployments&embed=app.readiness");
+        match self.get(&path, "application/json").await {
+            Ok((body, url)) => {
+                let envelope: AppEnvelope = serde_json::from_slice(&body)
+                    .map_err(|e| ClientError::new(Kind::Protocol, format!("{url}: cannot read app `{id}`: {e}")))?;
+                Ok(Some(api::read_app(envelope.app, 0).map_err(|(_, why)| why)))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens `/v2/events` (filtered to the events routing depends on), following a standby's
+    /// redirect to the leader.
+    pub async fn events(&mut self) -> Result<Events, ClientError> {
+        let mut path = String::from("/v2/events");
+        for (i, event) in SUBSCRIBED_EVENTS.iter().enumerate() {
+            path.push(if i == 0 { '?' } else { '&' });
+            path.push_str("event_type=");
+            path.push_str(event);
+        }
+        let (response, url) = self.send(&path, "text/event-stream").await?;
+        let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !content_type.to_ascii_lowercase().starts_with("text/event-stream") {
+            return Err(ClientError::new(
+                Kind::Protocol,
+                format!("{url}: expected an event stream, got content type `{content_type}`"),
+            ));
+        }
+        let body = BodyDataStream::new(response.into_body()).map_err(std::io::Error::other);
+        Ok(Events { body: Box::pin(body), url })
+    }
+
+    /// GETs `path` and reads the whole body (capped, under the response timeout).
+    async fn get(&mut self, path: &str, accept: &'static str) -> Result<(Bytes, String), ClientError> {
+        let (response, url) = self.send(path, accept).await?;
+        let body = tokio::time::timeout(self.timeout, Limited::new(response.into_body(), MAX_BODY_BYTES).collect())
+            .await
+            .map_err(|_| ClientError::new(Kind::Unavailable, format!("{url}: no complete answer within {:?}", self.timeout)))?
+            .map_err(|e| ClientError::new(Kind::Unavailable, format!("{url}: reading the answer failed: {e}")))?;
+        Ok((body.to_bytes(), url))
+    }
+
+    /// Sends `GET path` to the preferred endpoint, then the others; returns the first 2xx.
+    async fn send(&mut self, path: &str, accept: &'static str) -> Result<(Response<Incoming>, String), ClientError> {
+        let mut failures = Vec::new();
+        let count = self.endpoints.len();
+        for step in 0..count {
+            let index = (self.preferred + step) % count;
+            let url = self.endpoints[index].url(path);
+            match self.send_following(url, accept).await {
+                Ok(answer) => {
+                    if index != self.preferred {
+                        tracing::info!(endpoint = %self.endpoints[index].as_str(), "Marathon: failed over to another endpoint");
+                        self.preferred = index;
+                    }
+                    return Ok(answer);
+                }
+                Err(e) if e.kind == Kind::Unavailable => failures.push(e.message),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::new(
+            Kind::Unavailable,
+            format!("no Marathon endpoint answered: {}", failures.join("; ")),
+        ))
+    }
+
+    /// One GET to one endpoint, following redirects.
+    async fn send_following(&self, mut url: String, accept: &'static str) -> Result<(Response<Incoming>, String), ClientError> {
+        for _ in 0..=MAX_REDIRECTS {
+            let mut request = Request::get(url.as_str()).header(ACCEPT, accept);
+            if let Some(auth) = &self.authorization {
+                request = request.header(AUTHORIZATION, auth.clone());
+            }
+            let request = request
+                .body(Empty::new())
+                .map_err(|e| ClientError::new(Kind::Protocol, format!("{url}: cannot build the request: {e}")))?;
+            let response = tokio::time::timeout(self.timeout, self.http.request(request))
+                .await
+                .map_err(|_| ClientError::new(Kind::Unavailable, format!("{url}: no answer within {:?}", self.timeout)))?
+                .map_err(|e| ClientError::new(Kind::Unavailable, format!("{url}: {}", describe(&e))))?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok((response, url));
+            }
+            if status.is_redirection() {
+                let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+                url = redirect_target(&url, location).map_err(|why| ClientError::new(Kind::Protocol, format!("{url}: {status}: {why}")))?;
+                tracing::debug!(to = %url, "Marathon: following a redirect");
+                continue;
+            }
+            let text = short_body(response).await;
+            let (kind, hint) = match status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => (
+                    Kind::Unauthorized,
+                    "; the credentials were refused: check providers.marathon.basic (httpBasicAuthUser, httpBasicPassword) or dcosToken",
+                ),
+                StatusCode::NOT_FOUND => (Kind::NotFound, ""),
+                s if s.is_server_error() => (Kind::Unavailable, ""),
+                StatusCode::METHOD_NOT_ALLOWED if accept == "text/event-stream" => (
+                    Kind::Protocol,
+                    "; the event stream was refused (is this Marathon, and is its event bus enabled?)",
+                ),
+                _ => (Kind::Protocol, ""),
+            };
+            return Err(ClientError::new(kind, format!("{url}: {status}{text}{hint}")));
+        }
+        Err(ClientError::new(
+            Kind::Protocol,
+            format!("{url}: more than {MAX_REDIRECTS} redirects"),
+        ))
+    }
+}
+
+/// Where a redirect from `from` to `location` leads (absolute or origin-relative).
+fn redirect_target(from: &str, location: &str) -> Result<String, String> {
+    if location.starts_with("http://") {
+        return Ok(location.to_string());
+    }
+    if location.starts_with("https://") {
+        return Err(format!("redirect to `{location}`: https is not supported yet"));
+    }
+    if location.starts_with('/') && !location.starts_with("//") {
+        let origin_end = from
+            .strip_prefix("http://")
+            .and_then(|rest| rest.find('/').map(|i| i + "http://".len()))
+            .unwrap_or(from.len());
+        return Ok(format!("{}{location}", &from[..origin_end]));
+    }
+    Err(format!("redirect without a usable Location (`{location}`)"))
+}
+
+/// Up to 200 characters of an error body, for the message.
+async fn short_body(response: Response<Incoming>) -> String {
+    let read = tokio::time::timeout(Duration::from_secs(2), Limited::new(response.into_body(), 4096).collect()).await;
+    let Ok(Ok(body)) = read else { return String::new() };
+    let text = String::from_utf8_lossy(&body.to_bytes()).trim().to_string();
+    if text.is_empty() {
+        return String::new();
+    }
+    let mut text: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+    text.insert_str(0, " (");
+    text.push(')');
+    text
+}
+
+/// A hyper-util client error with its cause chain (the top level says only "client error").
+fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects() {
+        assert_eq!(
+            redirect_target("http://a:8080/v2/events?x=1", "http://b:8080/v2/events?x=1").unwrap(),
+            "http://b:8080/v2/events?x=1"
+        );
+        assert_eq!(
+            redirect_target("http://a:8080/v2/events", "/v2/events?y").unwrap(),
+            "http://a:8080/v2/events?y"
+        );
+        assert!(redirect_target("http://a/x", "https://b/x").unwrap_err().contains("https"));
+        assert!(redirect_target("http://a/x", "").is_err());
+        assert!(redirect_target("http://a/x", "//evil/x").is_err());
+    }
+}

@@ -1,0 +1,402 @@
+//! `[providers.marathon]`: the static settings, with Traefik v2's key names, and their checking.
+//!
+//! What is read here is checked once, at start ([`MarathonConfig::validate`]), so a typo in an
+//! endpoint or a credential that can never work is a configuration error naming the key, not a
+//! provider that retries forever. Credentials are wrapped in [`Secret`], whose `Debug` hides them.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::duration::ConfigDuration;
+use crate::labels::DefaultRule;
+use crate::model::Ignored;
+
+/// `[providers.marathon]` as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MarathonConfig {
+    /// One or more Marathon URLs, comma-separated (`http://m1:8080,http://m2:8080`). Default
+    /// `http://127.0.0.1:8080`. A path is kept as a base (`http://master/service/marathon`).
+    #[serde(default = "defaults::endpoint")]
+    pub endpoint: String,
+    /// HTTP basic authentication (`--http_credentials`).
+    #[serde(default)]
+    pub basic: Option<BasicAuth>,
+    /// A DC/OS authentication token, sent as `Authorization: token=<token>`.
+    #[serde(default, alias = "dcostoken")]
+    pub dcos_token: Option<Secret>,
+    /// TLS to Marathon: accepted, but not supported yet (an `https://` endpoint is an error).
+    #[serde(default)]
+    pub tls: Option<TlsOptions>,
+    /// Route apps that have no `<prefix>.enable` label. Default false.
+    #[serde(default, alias = "exposedbydefault")]
+    pub exposed_by_default: bool,
+    /// The rule of a router that has none (`.Name` is the app ID, `.ContainerName` the task ID).
+    /// Default ``Host(`{{ normalize .Name }}`)``.
+    #[serde(default, alias = "defaultrule")]
+    pub default_rule: Option<String>,
+    /// During a deployment, route only tasks whose readiness checks passed. Default false.
+    #[serde(default, alias = "respectreadinesschecks")]
+    pub respect_readiness_checks: bool,
+    /// Always use the task's agent host name, even with container networking. Default false.
+    #[serde(default, alias = "forcetaskhostname")]
+    pub force_task_hostname: bool,
+    /// Label prefix (`drover` by default; `traefik` reads a Traefik-labelled cluster as it is).
+    #[serde(default = "defaults::prefix")]
+    pub prefix: String,
+    /// Follow the event stream (default true). When false, apps are read once.
+    #[serde(default = "defaults::yes")]
+    pub watch: bool,
+    /// Connecting to Marathon. Default 5 s.
+    #[serde(default = "defaults::dialer_timeout", alias = "dialertimeout")]
+    pub dialer_timeout: ConfigDuration,
+    /// From a request sent to its response head (and, for API calls, to the whole body).
+    /// Default 60 s.
+    #[serde(default = "defaults::response_header_timeout", alias = "responseheadertimeout")]
+    pub response_header_timeout: ConfigDuration,
+    /// TCP keep-alive period on connections to Marathon. Default 10 s.
+    #[serde(default = "defaults::keep_alive", alias = "keepalive")]
+    pub keep_alive: ConfigDuration,
+    /// Accepted for Traefik compatibility (TLS is not supported yet).
+    #[serde(default, alias = "tlshandshaketimeout")]
+    pub tls_handshake_timeout: Option<ConfigDuration>,
+    /// drover: an event stream that delivers no byte for this long is taken as dead and
+    /// reconnected (Marathon sends a heartbeat about every 10 s). Default 30 s, at least 1 s.
+    #[serde(default = "defaults::idle", alias = "eventstreamidletimeout")]
+    pub event_stream_idle_timeout: ConfigDuration,
+    /// Label constraints: not supported yet (an error, so nothing is exposed by surprise).
+    #[serde(default)]
+    pub constraints: Option<String>,
+    /// Traefik's request tracing: accepted and ignored (use `log.level = "debug"`).
+    #[serde(default)]
+    pub trace: Option<Ignored>,
+}
+
+/// `[providers.marathon.basic]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BasicAuth {
+    /// User name.
+    #[serde(alias = "httpbasicauthuser")]
+    pub http_basic_auth_user: String,
+    /// Password.
+    #[serde(alias = "httpbasicpassword")]
+    pub http_basic_password: Secret,
+}
+
+/// `[providers.marathon.tls]`: accepted so a Traefik file loads, not acted on yet.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsOptions {
+    /// CA bundle.
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// Client certificate.
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// Client key.
+    #[serde(default)]
+    pub key: Option<Secret>,
+    /// Skip server verification.
+    #[serde(default, alias = "insecureskipverify")]
+    pub insecure_skip_verify: bool,
+}
+
+/// A credential: deserialises from a string, never shows in `Debug`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+mod defaults {
+    use super::*;
+
+    pub fn endpoint() -> String {
+        "http://127.0.0.1:8080".into()
+    }
+    pub fn prefix() -> String {
+        "drover".into()
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn dialer_timeout() -> ConfigDuration {
+        Duration::from_secs(5).into()
+    }
+    pub fn response_header_timeout() -> ConfigDuration {
+        Duration::from_secs(60).into()
+    }
+    pub fn keep_alive() -> ConfigDuration {
+        Duration::from_secs(10).into()
+    }
+    pub fn idle() -> ConfigDuration {
+        Duration::from_secs(30).into()
+    }
+}
+
+impl Default for MarathonConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: defaults::endpoint(),
+            basic: None,
+            dcos_token: None,
+            tls: None,
+            exposed_by_default: false,
+            default_rule: None,
+            respect_readiness_checks: false,
+            force_task_hostname: false,
+            prefix: defaults::prefix(),
+            watch: true,
+            dialer_timeout: defaults::dialer_timeout(),
+            response_header_timeout: defaults::response_header_timeout(),
+            keep_alive: defaults::keep_alive(),
+            tls_handshake_timeout: None,
+            event_stream_idle_timeout: defaults::idle(),
+            constraints: None,
+            trace: None,
+        }
+    }
+}
+
+/// One Marathon instance: `http://host:port` plus an optional base path, no trailing slash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    base: String,
+}
+
+impl Endpoint {
+    /// Parses one endpoint of the `endpoint` list.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.starts_with("https://") {
+            return Err(format!(
+                "`{text}`: https endpoints are not supported yet (TLS to Marathon is not implemented); use http:// or a TLS-terminating sidecar"
+            ));
+        }
+        let rest = text
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("`{text}` is not an endpoint; write `http://host:port`"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if authority.is_empty() || authority.contains('@') || authority.contains(['?', '#']) {
+            return Err(format!(
+                "`{text}`: expected `http://host:port` (no credentials in the URL; use `basic`)"
+            ));
+        }
+        if path.contains(['?', '#']) {
+            return Err(format!("`{text}`: an endpoint cannot have a query or fragment"));
+        }
+        let base = format!("http://{authority}{}", path.trim_end_matches('/'));
+        base.parse::<http::Uri>().map_err(|e| format!("`{text}` is not a valid URL: {e}"))?;
+        Ok(Self { base })
+    }
+
+    /// The URL of `path_and_query` (which starts with `/`) on this instance.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.base)
+    }
+
+    /// The endpoint as configured (for messages).
+    pub fn as_str(&self) -> &str {
+        &self.base
+    }
+}
+
+/// The checked settings the provider runs with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Instances, in failover order.
+    pub endpoints: Vec<Endpoint>,
+    /// The `Authorization` header value, if any.
+    pub authorization: Option<Secret>,
+    /// See [`MarathonConfig::exposed_by_default`].
+    pub exposed_by_default: bool,
+    /// The parsed `defaultRule`.
+    pub default_rule: DefaultRule,
+    /// See [`MarathonConfig::respect_readiness_checks`].
+    pub respect_readiness_checks: bool,
+    /// See [`MarathonConfig::force_task_hostname`].
+    pub force_task_hostname: bool,
+    /// Label prefix.
+    pub prefix: String,
+    /// Follow the event stream.
+    pub watch: bool,
+    /// Connect timeout.
+    pub dial_timeout: Duration,
+    /// Response head (and API body) timeout.
+    pub response_timeout: Duration,
+    /// TCP keep-alive.
+    pub keep_alive: Duration,
+    /// Event stream idle-read timeout.
+    pub idle_timeout: Duration,
+    /// Settings that were accepted but have no effect, for the log.
+    pub warnings: Vec<String>,
+}
+
+impl MarathonConfig {
+    /// Checks the settings; the error names the key (without the `providers.marathon.` prefix).
+    pub fn validate(&self) -> Result<Settings, String> {
+        let mut endpoints = Vec::new();
+        for part in self.endpoint.split(',') {
+            if part.trim().is_empty() {
+                continue;
+            }
+            endpoints.push(Endpoint::parse(part).map_err(|e| format!("endpoint: {e}"))?);
+        }
+        if endpoints.is_empty() {
+            return Err("endpoint: no Marathon URL given".into());
+        }
+        let authorization = match (&self.basic, &self.dcos_token) {
+            (Some(_), Some(_)) => return Err("`basic` and `dcosToken` cannot both be set".into()),
+            (Some(basic), None) => {
+                if basic.http_basic_auth_user.contains(':') {
+                    return Err("basic.httpBasicAuthUser: a user name cannot contain `:`".into());
+                }
+                let pair = format!("{}:{}", basic.http_basic_auth_user, basic.http_basic_password.0);
+                Some(Secret(format!("Basic {}", base64(pair.as_bytes()))))
+            }
+            (None, Some(token)) => {
+                if token.0.trim().is_empty() {
+                    return Err("dcosToken is empty".into());
+                }
+                Some(Secret(format!("token={}", token.0.trim())))
+            }
+            (None, None) => None,
+        };
+        if let Some(auth) = &authorization {
+            if http::HeaderValue::from_str(&auth.0).is_err() {
+                return Err("the credentials contain characters that cannot be sent in an HTTP header".into());
+            }
+        }
+        let default_rule = match &self.default_rule {
+            Some(text) => DefaultRule::parse(text).map_err(|e| format!("defaultRule: {e}"))?,
+            None => DefaultRule::default(),
+        };
+        if self.constraints.is_some() {
+            return Err("constraints are not supported yet; use `exposedByDefault = false` and the enable label".into());
+        }
+        let prefix = self.prefix.trim().trim_end_matches('.').to_string();
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')) {
+            return Err(format!("prefix `{}`: use letters, digits, `-` or `_`", self.prefix));
+        }
+        if self.event_stream_idle_timeout.0 < Duration::from_secs(1) {
+            return Err("eventStreamIdleTimeout must be at least 1s (Marathon's heartbeat is about 10s)".into());
+        }
+        let mut warnings = Vec::new();
+        if self.tls.is_some() {
+            warnings.push("providers.marathon.tls is not supported yet and is ignored".to_string());
+        }
+        if self.tls_handshake_timeout.is_some() {
+            warnings.push("providers.marathon.tlsHandshakeTimeout has no effect (TLS is not supported yet)".to_string());
+        }
+        if self.trace.is_some() {
+            warnings.push("providers.marathon.trace is ignored; use log.level = \"debug\"".to_string());
+        }
+        Ok(Settings {
+            endpoints,
+            authorization,
+            exposed_by_default: self.exposed_by_default,
+            default_rule,
+            respect_readiness_checks: self.respect_readiness_checks,
+            force_task_hostname: self.force_task_hostname,
+            prefix,
+            watch: self.watch,
+            dial_timeout: self.dialer_timeout.0,
+            response_timeout: self.response_header_timeout.0,
+            keep_alive: self.keep_alive.0,
+            idle_timeout: self.event_stream_idle_timeout.0,
+            warnings,
+        })
+    }
+}
+
+/// Standard base64 with padding (RFC 4648 §4), for the basic-auth header.
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<MarathonConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+        }
+    }
+
+    #[test]
+    fn traefik_keys_and_defaults() {
+        let c = parse(
+            "endpoint = \"http://m1:8080, http://m2:8080/service/marathon/\"\nexposedByDefault = true\n[basic]\nhttpBasicAuthUser = \"u\"\nhttpBasicPassword = \"p\"\n",
+        )
+        .unwrap();
+        let s = c.validate().unwrap();
+        assert_eq!(s.endpoints.len(), 2);
+        assert_eq!(s.endpoints[1].url("/v2/apps"), "http://m2:8080/service/marathon/v2/apps");
+        assert_eq!(s.authorization.as_ref().unwrap().0, "Basic dTpw");
+        assert!(s.exposed_by_default);
+        assert_eq!(s.prefix, "drover");
+        assert_eq!(s.idle_timeout, Duration::from_secs(30));
+        let d = MarathonConfig::default().validate().unwrap();
+        assert!(!d.exposed_by_default && d.watch);
+        assert_eq!(d.endpoints[0].as_str(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn bad_settings_name_the_key() {
+        let err = |text: &str| parse(text).unwrap().validate().unwrap_err();
+        assert!(err("endpoint = \"https://m:8443\"").contains("not supported yet"));
+        assert!(err("endpoint = \"m:8080\"").starts_with("endpoint:"));
+        assert!(err("endpoint = \" , \"").contains("no Marathon URL"));
+        assert!(err("dcosToken = \"t\"\n[basic]\nhttpBasicAuthUser = \"u\"\nhttpBasicPassword = \"p\"").contains("cannot both"));
+        assert!(err("defaultRule = \"Host(`{{ .Nope }}`)\"").starts_with("defaultRule:"));
+        assert!(err("constraints = \"Label(`a`,`b`)\"").contains("not supported"));
+        assert!(err("eventStreamIdleTimeout = \"10ms\"").contains("at least 1s"));
+        assert!(parse("endpont = \"http://x\"").unwrap_err().to_string().contains("endpont"));
+    }
+
+    #[test]
+    fn token_auth_and_secrets_stay_hidden() {
+        let c = parse("dcosToken = \"abc.def\"\n[tls]\ninsecureSkipVerify = true\n").unwrap();
+        let s = c.validate().unwrap();
+        assert_eq!(s.authorization.as_ref().unwrap().0, "token=abc.def");
+        assert_eq!(s.warnings.len(), 1);
+        assert!(!format!("{c:?} {s:?}").contains("abc.def"));
+    }
+}
