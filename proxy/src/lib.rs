@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod health;
+pub mod metrics;
 pub mod routing;
 pub mod server;
 pub mod snapshot;

@@ -175,6 +175,16 @@ impl Service {
         Picked::Exhausted
     }
 
+    /// The server the next request would most likely go to, without taking the turn (for the
+    /// explain API). `None` when no server is usable.
+    pub fn peek(&self, now: Instant) -> Option<&Server> {
+        self.tiers.iter().find_map(|tier| {
+            tier.balancer
+                .peek(|k| self.servers[tier.members[k] as usize].health.would_admit(now))
+                .map(|k| &self.servers[tier.members[k] as usize])
+        })
+    }
+
     /// Records what happened to a request sent to server `index`.
     pub fn record(&self, index: usize, outcome: Outcome, probe: bool, now: Instant) {
         let Some(server) = self.servers.get(index) else { return };

@@ -93,6 +93,24 @@ impl SmoothWeighted {
         matches!(self.schedule, Schedule::Empty)
     }
 
+    /// The index [`SmoothWeighted::pick`] would return next for `usable`, without advancing
+    /// (for the explain API; another request may take it first).
+    pub fn peek(&self, mut usable: impl FnMut(usize) -> bool) -> Option<usize> {
+        match &self.schedule {
+            Schedule::Empty => None,
+            Schedule::Cycle(cycle) => {
+                let start = self.cursor.load(Ordering::Relaxed);
+                (0..cycle.len()).map(|k| cycle[(start + k) % cycle.len()] as usize).find(|i| usable(*i))
+            }
+            Schedule::Live(live) => {
+                let live = live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut copy = Live { weights: live.weights.clone(), scores: live.scores.clone(), total: live.total };
+                let n = copy.total as usize;
+                (0..n.max(1)).map(|_| copy.step()).find(|i| usable(*i))
+            }
+        }
+    }
+
     /// The next server index whose `usable` is true, or `None` when there is none. Unusable
     /// servers are stepped over, so their share goes to whoever follows them in the cycle.
     pub fn pick(&self, mut usable: impl FnMut(usize) -> bool) -> Option<usize> {
@@ -149,6 +167,15 @@ mod tests {
         let lb = SmoothWeighted::new(&[2, 1, 1]);
         assert_eq!(counts(&take(&lb, 300), 3), vec![150, 75, 75]);
         assert_eq!(take(&lb, 4), vec![0, 1, 2, 0], "nginx's smooth order, not 0 0 1 2");
+    }
+
+    #[test]
+    fn peek_shows_the_next_pick_without_taking_it() {
+        let lb = SmoothWeighted::new(&[1, 1, 1]);
+        assert_eq!(lb.peek(|_| true), Some(0));
+        assert_eq!(lb.peek(|_| true), Some(0));
+        assert_eq!(lb.pick(|_| true), Some(0));
+        assert_eq!(lb.peek(|i| i != 1), Some(2));
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct Shared {
     pub response_header_timeout: Option<Duration>,
     /// Health of every server, kept across snapshots.
     pub health: crate::health::HealthRegistry,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// One client connection's context, built once when it is accepted.

@@ -242,6 +242,19 @@ impl ServerHealth {
         }
     }
 
+    /// Would [`ServerHealth::admit`] let a request through now? Changes nothing (explain API).
+    pub fn would_admit(&self, now: Instant) -> bool {
+        if !self.degraded.load(Ordering::Acquire) {
+            return true;
+        }
+        let d = self.detail();
+        match d.state {
+            State::Up | State::SlowStart => true,
+            State::Ejected => !d.active_down && d.ejected_until.is_some_and(|until| now >= until),
+            State::Probation => !d.probe_in_flight,
+        }
+    }
+
     /// Records the outcome of a request this server took. `probe` says whether it was the
     /// probation request; `may_eject` answers whether the service can afford one more ejection.
     pub fn record(&self, outcome: Outcome, probe: bool, policy: &PassivePolicy, now: Instant, may_eject: impl FnOnce() -> bool) {

@@ -61,6 +61,7 @@ impl Drover {
             snapshot: ArcSwap::from_pointee(Snapshot::empty(names.len())),
             response_header_timeout: Some(timeouts.response_header_timeout.0).filter(|d| !d.is_zero()),
             health: HealthRegistry::default(),
+            metrics: crate::metrics::Metrics::default(),
         });
         let upstreams = Upstreams::new(Transport {
             dial_timeout: timeouts.dial_timeout.0,
