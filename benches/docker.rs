@@ -38,7 +38,8 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 fn start_drover() -> Drover {
-    let text = "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[api]\naddress = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[providers.docker]\n";
+    let text =
+        "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[api]\naddress = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[providers.docker]\n";
     let resolved = StaticConfig::parse(Path::new("bench.toml"), text).expect("bench config");
     Drover::start(resolved, 1).expect("drover starts")
 }

@@ -38,7 +38,7 @@ mod lab;
 #[path = "load_compare/parse.rs"]
 mod parse;
 
-use lab::{drover_binary, free_ports, Lab, Server, Tools};
+use lab::{drover_binary, free_ports, Lab, Server, Tools, PLAIN, VARIANTS};
 use parse::{self_test, OpenLoopResult, WrkResult};
 
 type Result<T, E = String> = std::result::Result<T, E>;
@@ -109,9 +109,20 @@ fn run() -> Result<(), Exit> {
         Target::start("haproxy", haproxy_port, || lab.start_haproxy(haproxy_port, backend_port)),
         Target::start("drover", drover_port, || {
             let bin = drover_binary()?;
-            lab.start_drover(&bin, drover_port, admin_port, backend_port)
+            lab.start_drover(&bin, drover_port, admin_port, backend_port, &PLAIN)
         }),
     ];
+    // VARIANTS=1: drover again with passive health off, and with a JSON access log to a file,
+    // to show what each costs (issues 3 and 5).
+    if std::env::var_os("VARIANTS").is_some_and(|v| v == "1") {
+        for variant in VARIANTS {
+            let [port, admin] = free_ports()?;
+            targets.push(Target::start(variant.name, port, || {
+                let bin = drover_binary()?;
+                lab.start_drover(&bin, port, admin, backend_port, &variant)
+            }));
+        }
+    }
 
     println!(
         "\nload_compare: {} round(s) × {} s of wrk -t1 -c{CONNECTIONS} on CPU {}, proxies on CPU {}, \
@@ -369,6 +380,17 @@ fn print_max_table(targets: &[Target], rounds: usize) {
         }
     }
     print_ratios(targets);
+    print_variant_ratios(targets);
+}
+
+fn print_variant_ratios(targets: &[Target]) {
+    let find = |name: &str| targets.iter().find(|t| t.name == name).and_then(Target::median_max);
+    let Some(drover) = find("drover") else { return };
+    for variant in VARIANTS {
+        if let Some(v) = find(variant.name) {
+            println!("{}/drover {:.3}× ({:+.1}%)", variant.name, v / drover, (v / drover - 1.0) * 100.0);
+        }
+    }
 }
 
 fn print_ratios(targets: &[Target]) {

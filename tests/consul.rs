@@ -115,24 +115,17 @@ impl Load {
                             Ok(a) if a.status == 200 => {
                                 ok.fetch_add(1, Ordering::Relaxed);
                             }
-                            Ok(a) => failures.lock().unwrap().push(format!(
-                                "{:?}: {} {}",
-                                started.elapsed(),
-                                a.status,
-                                a.body.trim()
-                            )),
+                            Ok(a) => failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("{:?}: {} {}", started.elapsed(), a.status, a.body.trim())),
                             Err(e) => failures.lock().unwrap().push(format!("{:?}: {e}", started.elapsed())),
                         }
                     }
                 })
             })
             .collect();
-        Self {
-            stop,
-            ok,
-            failures,
-            tasks,
-        }
+        Self { stop, ok, failures, tasks }
     }
 
     /// Stops the clients; returns (successful requests, failures).
@@ -187,7 +180,10 @@ async fn registrations_checks_node_failures_and_maintenance_reach_the_data_path_
         .await
         .expect("the deregistration is published");
     expect_backends(&c, &url, &["web-1", "web-2"], "after deregistering web-3").await;
-    eprintln!("deregistration routed out after {took:?} (measured from the write: {:?})", deregistered.elapsed());
+    eprintln!(
+        "deregistration routed out after {took:?} (measured from the write: {:?})",
+        deregistered.elapsed()
+    );
     assert!(took <= Duration::from_millis(200), "deregistration took {took:?}");
     lab.register("node-b", "web-3");
     expect_backends(&c, &url, &["web-1", "web-2", "web-3"], "web-3 registered again").await;
@@ -246,7 +242,10 @@ async fn strict_checks_passing_drops_warning_instances() {
         .expect("web-2 reported");
     assert_eq!(web2["decision"], "skipped");
     let reasons = web2["reasons"].to_string();
-    assert!(reasons.contains("health warning") && reasons.contains("strictChecks [passing]"), "{reasons}");
+    assert!(
+        reasons.contains("health warning") && reasons.contains("strictChecks [passing]"),
+        "{reasons}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,9 +300,16 @@ async fn consul_down_for_ten_seconds_keeps_the_routes_then_resyncs() {
     lab.consul.set_failure(Some((500, "No cluster leader")));
     lab.consul.deregister("node-a", "web-1");
     let status = wait_status(&c, &drover, "the 500 is reported", |s| s["state"] == "error").await;
-    assert!(status["lastError"].as_str().unwrap_or_default().contains("No cluster leader"), "{status:#}");
+    assert!(
+        status["lastError"].as_str().unwrap_or_default().contains("No cluster leader"),
+        "{status:#}"
+    );
     let seen = answering(&c, &url, 30).await;
-    assert_eq!(seen.keys().collect::<Vec<_>>(), vec!["web-1", "web-2"], "routes kept during the 500s");
+    assert_eq!(
+        seen.keys().collect::<Vec<_>>(),
+        vec!["web-1", "web-2"],
+        "routes kept during the 500s"
+    );
     lab.consul.set_failure(None);
     expect_backends(&c, &url, &["web-2"], "resynced after the 500s").await;
 
@@ -321,7 +327,10 @@ async fn a_rejected_token_is_named_and_a_fixed_acl_recovers() {
     let status = wait_status(&c, &drover, "the 403 is reported", |s| s["state"] == "error").await;
     let error = status["lastError"].as_str().unwrap_or_default();
     assert!(error.contains("403 Forbidden") && error.contains("ACL not found"), "{error}");
-    assert!(error.contains("providers.consulCatalog.endpoint.token"), "names the setting: {error}");
+    assert!(
+        error.contains("providers.consulCatalog.endpoint.token"),
+        "names the setting: {error}"
+    );
     assert!(!error.contains("a-wrong-token"), "never shows the token: {error}");
     assert_eq!(answering(&c, &drover.url("/"), 2).await.keys().collect::<Vec<_>>(), vec!["404"]);
     // The operator fixes the ACL on the Consul side.
@@ -357,7 +366,9 @@ async fn idle_means_two_open_blocking_queries_and_churn_is_rate_limited() {
     let c = client();
     let url = drover.url("/");
     expect_backends(&c, &url, &["web-1", "web-2", "web-3"], "all up").await;
-    wait_until(Duration::from_secs(5), || lab.consul.blocked() == 2).await.expect("both watches block");
+    wait_until(Duration::from_secs(5), || lab.consul.blocked() == 2)
+        .await
+        .expect("both watches block");
     let before = lab.consul.requests();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(lab.consul.requests() - before, 0, "idle: nothing but the two open blocking queries");
@@ -384,9 +395,16 @@ async fn diagnostics_show_every_service_and_instance_with_its_decision() {
     lab.consul.require_token(Some("t0ken"));
     lab.consul.hide_from_token("billing");
     let (billing, _b) = whoami::spawn("billing").await;
-    lab.consul.register(Registration::new("node-a", "billing-1", "billing", billing, &["drover.enable=true"]));
+    lab.consul.register(Registration::new(
+        "node-a",
+        "billing-1",
+        "billing",
+        billing,
+        &["drover.enable=true"],
+    ));
     let (api, _a) = whoami::spawn("api").await;
-    lab.consul.register(Registration::new("node-a", "api-1", "api", api, &["drover.enable=false"]));
+    lab.consul
+        .register(Registration::new("node-a", "api-1", "api", api, &["drover.enable=false"]));
     lab.consul.register(Registration::new(
         "node-b",
         "api-2",
@@ -422,7 +440,10 @@ async fn diagnostics_show_every_service_and_instance_with_its_decision() {
     let api2 = find("api/api-2 on node-b");
     assert!(api2["reasons"].to_string().contains("tag `drover.http.routers.api.rule`"), "{api2}");
     let redis = find("redis");
-    assert_eq!((redis["kind"].as_str(), redis["decision"].as_str()), (Some("service"), Some("skipped")));
+    assert_eq!(
+        (redis["kind"].as_str(), redis["decision"].as_str()),
+        (Some("service"), Some("skipped"))
+    );
     let consul = find("consul");
     assert_eq!(consul["decision"], "skipped");
     let acl = find("/v1/catalog/services");
@@ -474,11 +495,20 @@ async fn the_stand_in_behaves_as_consul_documents() {
     let c = client();
     let base = format!("http://{}", lab.consul.addr());
     let get = |path: &str, headers: &[(&str, &str)]| {
-        let (c, url, headers) = (c.clone(), format!("{base}{path}"), headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>());
+        let (c, url, headers) = (
+            c.clone(),
+            format!("{base}{path}"),
+            headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>(),
+        );
         async move {
             let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let a = send(&c, "GET", &url, &h).await.expect("the stand-in answers");
-            let index: u64 = a.headers.get("x-consul-index").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+            let index: u64 = a
+                .headers
+                .get("x-consul-index")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
             (a, index)
         }
     };
@@ -489,7 +519,11 @@ async fn the_stand_in_behaves_as_consul_documents() {
     assert_eq!(services.headers["x-consul-knownleader"], "true");
     let body = json(&services);
     assert_eq!(body["consul"], serde_json::json!([]));
-    assert_eq!(body["web"].as_array().map(Vec::len), Some(3), "the union of the instances' tags: {body}");
+    assert_eq!(
+        body["web"].as_array().map(Vec::len),
+        Some(3),
+        "the union of the instances' tags: {body}"
+    );
 
     // Blocking: an expired wait answers the same index and body after `wait` (+ up to wait/16).
     let started = Instant::now();
@@ -499,18 +533,29 @@ async fn the_stand_in_behaves_as_consul_documents() {
     assert!(waited >= Duration::from_millis(300), "blocked {waited:?}");
     // A write releases a blocked query at once with a higher index.
     let blocked = tokio::spawn(get(&format!("/v1/catalog/services?index={index}&wait=10s"), &[]));
-    wait_until(Duration::from_secs(2), || lab.consul.blocked() == 1).await.expect("the query blocks");
+    wait_until(Duration::from_secs(2), || lab.consul.blocked() == 1)
+        .await
+        .expect("the query blocks");
     let started = Instant::now();
     lab.consul.deregister("node-b", "web-3");
     let (_, moved) = blocked.await.unwrap();
-    assert!(moved > index && started.elapsed() < Duration::from_secs(5), "{moved} after {:?}", started.elapsed());
+    assert!(
+        moved > index && started.elapsed() < Duration::from_secs(5),
+        "{moved} after {:?}",
+        started.elapsed()
+    );
 
     // Health entries: Service.Address may be empty (use Node.Address); node checks included.
     let (health, service_index) = get("/v1/health/service/web?dc=dc7", &[]).await;
     let entries = json(&health);
     assert_eq!(entries.as_array().map(Vec::len), Some(2));
     assert_eq!(entries[0]["Node"]["Datacenter"], "dc7", "dc is echoed");
-    let checks: Vec<&str> = entries[0]["Checks"].as_array().unwrap().iter().map(|c| c["CheckID"].as_str().unwrap()).collect();
+    let checks: Vec<&str> = entries[0]["Checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["CheckID"].as_str().unwrap())
+        .collect();
     assert_eq!(checks, vec!["serfHealth", "service:web-1"]);
     // ?passing drops instances with any non-passing check, node-level ones included.
     lab.consul.set_serf("node-a", "critical");
@@ -518,22 +563,41 @@ async fn the_stand_in_behaves_as_consul_documents() {
     let (passing, _) = get("/v1/health/service/web?passing", &[]).await;
     assert_eq!(json(&passing), serde_json::json!([]), "node-a failed and web-2 is in maintenance");
     let (all, _) = get("/v1/health/service/web", &[]).await;
-    let maintenance = json(&all)[1]["Checks"].as_array().unwrap().iter().find(|c| c["CheckID"] == "_service_maintenance:web-2").cloned().unwrap();
-    assert_eq!((maintenance["Status"].as_str(), maintenance["Notes"].as_str()), (Some("critical"), Some("deploy")));
+    let maintenance = json(&all)[1]["Checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["CheckID"] == "_service_maintenance:web-2")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (maintenance["Status"].as_str(), maintenance["Notes"].as_str()),
+        (Some("critical"), Some("deploy"))
+    );
     let (tagged, _) = get("/v1/health/service/web?tag=v2&tag=drover.enable%3Dtrue", &[]).await;
     assert_eq!(json(&tagged).as_array().map(Vec::len), Some(2), "every tag= must match");
     let (untagged, _) = get("/v1/health/service/web?tag=v3", &[]).await;
     assert_eq!(json(&untagged), serde_json::json!([]));
     let (nope, nope_index) = get("/v1/health/service/nope", &[]).await;
-    assert_eq!((nope.status, nope.body.as_str()), (200, "[]"), "an unknown service is an empty list");
+    assert_eq!(
+        (nope.status, nope.body.as_str()),
+        (200, "[]"),
+        "an unknown service is an empty list"
+    );
     assert!(nope_index > 0 && service_index > 0);
     let (state, _) = get("/v1/health/state/critical", &[]).await;
-    assert_eq!(json(&state).as_array().map(Vec::len), Some(2), "serfHealth of node-a and the maintenance check");
+    assert_eq!(
+        json(&state).as_array().map(Vec::len),
+        Some(2),
+        "serfHealth of node-a and the maintenance check"
+    );
 
     // The index going backwards releases blocked queries at once with the lower index.
     let (_, checks_index) = get("/v1/health/state/any", &[]).await;
     let blocked = tokio::spawn(get(&format!("/v1/health/state/any?index={checks_index}&wait=10s"), &[]));
-    wait_until(Duration::from_secs(2), || lab.consul.blocked() == 1).await.expect("the query blocks");
+    wait_until(Duration::from_secs(2), || lab.consul.blocked() == 1)
+        .await
+        .expect("the query blocks");
     lab.consul.index_goes_backwards(3);
     let (_, lower) = blocked.await.unwrap();
     assert_eq!(lower, 3);
@@ -543,7 +607,10 @@ async fn the_stand_in_behaves_as_consul_documents() {
     let (denied, _) = get("/v1/catalog/services", &[("x-consul-token", "nope")]).await;
     assert_eq!((denied.status, denied.body.as_str()), (403, "ACL not found"));
     assert_eq!(get("/v1/catalog/services", &[]).await.0.status, 403);
-    assert_eq!(get("/v1/catalog/services", &[("authorization", "Bearer s3cret")]).await.0.status, 200);
+    assert_eq!(
+        get("/v1/catalog/services", &[("authorization", "Bearer s3cret")]).await.0.status,
+        200
+    );
     lab.consul.hide_from_token("redis");
     let (filtered, _) = get("/v1/catalog/services", &[("x-consul-token", "s3cret")]).await;
     assert_eq!(filtered.headers["x-consul-results-filtered-by-acls"], "true");
@@ -556,4 +623,27 @@ async fn the_stand_in_behaves_as_consul_documents() {
     lab.consul.set_failure(Some((500, "No cluster leader")));
     let (failed, _) = get("/v1/catalog/services", &[]).await;
     assert_eq!((failed.status, failed.body.as_str()), (500, "No cluster leader"));
+}
+
+#[test]
+fn static_configuration_errors_name_the_key() {
+    use drover::config::StaticConfig;
+    let parse = |section: &str| {
+        StaticConfig::parse(
+            std::path::Path::new("drover.toml"),
+            &format!("[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[providers.consulCatalog]\n{section}\n"),
+        )
+        .map(|_| ())
+        .map_err(|e| e.0)
+    };
+    assert!(parse("prefix = \"traefik\"\nexposedByDefault = true").is_ok());
+    let err = parse("strictChecks = [\"healthy\"]").unwrap_err();
+    assert!(
+        err.starts_with("drover.toml: providers.consulCatalog.strictChecks: `healthy`"),
+        "{err}"
+    );
+    let err = parse("[providers.consulCatalog.endpoint]\nscheme = \"https\"").unwrap_err();
+    assert!(err.contains("providers.consulCatalog.endpoint.tls.ca is required"), "{err}");
+    let err = parse("refreshIntervall = \"15s\"").unwrap_err();
+    assert!(err.contains("refreshIntervall"), "{err}");
 }

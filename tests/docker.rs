@@ -83,7 +83,10 @@ fn assert_balanced(counts: &HashMap<String, usize>, names: &[&str]) {
     for n in names {
         assert!(counts.get(*n).copied().unwrap_or(0) > 0, "{n} got no request: {counts:?}");
     }
-    let (min, max) = (counts.values().min().copied().unwrap_or(0), counts.values().max().copied().unwrap_or(0));
+    let (min, max) = (
+        counts.values().min().copied().unwrap_or(0),
+        counts.values().max().copied().unwrap_or(0),
+    );
     assert!(max - min <= 2, "round robin is even: {counts:?}");
 }
 
@@ -104,7 +107,12 @@ async fn three_labelled_containers_are_balanced_from_a_host_process() {
     let d = host_drover("").await;
     let c = client();
     let seen = until_backends(&c, d.web(), "rr.test", 3).await;
-    assert_eq!(seen.len(), 3, "all three answered: {seen:?}; items: {:?}", docker_status(&d, "docker"));
+    assert_eq!(
+        seen.len(),
+        3,
+        "all three answered: {seen:?}; items: {:?}",
+        docker_status(&d, "docker")
+    );
     let counts = round_robin_counts(&c, d.web(), "rr.test", 30).await;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     assert_balanced(&counts, &refs);
@@ -126,16 +134,21 @@ async fn drover_as_a_container_with_only_its_entrypoint_published() {
     // would choose it and fail; drover must use the one it shares.
     let other = scope.network("a-other", &[]);
     let apps = scope.network("b-apps", &["--internal"]);
+    let edge = scope.network("c-edge", &[]);
     for i in 1..=3 {
         scope.whoami(&format!("app{i}"), &apps, &labels("app", "app.test"), &[]);
     }
     let dual = scope.whoami("dual", &other, &labels("dual", "dual.test"), &[]);
     dk::must(&["network", "connect", &apps, &dual]);
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = "[entryPoints.web]\naddress = \":8080\"\n[api]\naddress = \"127.0.0.1:8081\"\n[providers.docker]\n[log]\nlevel = \"info\"\n";
-    let (drover, addr) = dk::run_drover_container(&scope, "edge", &apps, config, dir.path());
+    let config =
+        "[entryPoints.web]\naddress = \":8080\"\n[api]\naddress = \"127.0.0.1:8081\"\n[providers.docker]\n[log]\nlevel = \"info\"\n";
+    let (drover, addr) = dk::run_drover_container(&scope, "edge", &[&edge, &apps], config, dir.path());
     assert_eq!(
-        dk::inspect(&drover, "{{ range $p, $b := .NetworkSettings.Ports }}{{ if $b }}{{ $p }} {{ end }}{{ end }}"),
+        dk::inspect(
+            &drover,
+            "{{ range $p, $b := .NetworkSettings.Ports }}{{ if $b }}{{ $p }} {{ end }}{{ end }}"
+        ),
         "8080/tcp",
         "only the entrypoint is published"
     );
@@ -307,13 +320,13 @@ async fn stop_start_and_kill_under_load() {
     let before = load.failed();
     dk::must(&["kill", &names[1]]);
     let killed = Instant::now();
-    let ejected = dk::eventually(Duration::from_secs(3), || (!routed(&d, &names[1])).then_some(())).await;
+    let ejected = dk::eventually(Duration::from_secs(3), || (!routed(&d, &names[1])).then_some(killed.elapsed())).await;
+    eprintln!("docker kill → out of the provider's routes after {ejected:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let kill_failures = load.failed() - before;
     let ok = load.finish().await;
     assert!(ok > 200, "the clients kept sending ({ok})");
     assert!(ejected.is_some(), "the killed container is ejected: {:?}", item(&d, &names[1]));
-    eprintln!("docker kill → ejected after {:?}", killed.elapsed());
     assert_eq!(
         kill_failures, 0,
         "no request fails when a container is killed (needs retries on another server: issue 3)"
@@ -341,7 +354,7 @@ async fn a_healthcheck_gates_traffic() {
         args.push("--label".into());
         args.push(l);
     }
-    args.push("whoami-health-test:latest".into());
+    args.extend(["whoami-health-test:latest".into(), "--name".into(), scope.name("h")]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let name = scope.run("h", &refs);
     let d = host_drover("").await;
@@ -349,14 +362,21 @@ async fn a_healthcheck_gates_traffic() {
     let starting = dk::eventually(Duration::from_secs(10), || item(&d, &name)).await.expect("reported");
     assert_eq!(starting.decision, Decision::Skipped);
     assert!(starting.reasons[0].contains("starting"), "{starting:?}");
-    assert_eq!(get_host(&c, d.web(), "health.test").await.map(|r| r.0), Ok(404), "not routed while starting");
+    assert_eq!(
+        get_host(&c, d.web(), "health.test").await.map(|r| r.0),
+        Ok(404),
+        "not routed while starting"
+    );
 
     std::fs::write(probe.path().join("ok.toml"), "[entryPoints.web]\naddress = \":1\"\n").expect("probe file");
     let healthy = until_backends(&c, d.web(), "health.test", 1).await;
     assert!(healthy.contains(&name), "routed once healthy: {:?}", item(&d, &name));
 
     std::fs::remove_file(probe.path().join("ok.toml")).expect("remove probe file");
-    let out = dk::eventually(Duration::from_secs(15), || item(&d, &name).filter(|i| i.decision == Decision::Skipped)).await;
+    let out = dk::eventually(Duration::from_secs(15), || {
+        item(&d, &name).filter(|i| i.decision == Decision::Skipped)
+    })
+    .await;
     let out = out.expect("removed when unhealthy");
     assert!(out.reasons[0].contains("unhealthy"), "{out:?}");
     // The report leads the published snapshot by at most one coalescing window.
@@ -392,7 +412,9 @@ async fn broken_labels_are_explained_and_neighbours_keep_working() {
     let d = host_drover("").await;
     let c = client();
     assert!(until_backends(&c, d.web(), "good.test", 1).await.contains(&good));
-    let rule = dk::eventually(Duration::from_secs(5), || item(&d, &bad_rule)).await.expect("reported");
+    let rule = dk::eventually(Duration::from_secs(5), || item(&d, &bad_rule))
+        .await
+        .expect("reported");
     assert_eq!(rule.decision, Decision::Skipped);
     assert!(
         rule.reasons[0].contains("drover.http.routers.badrule.rule") && rule.reasons[0].contains("column"),
@@ -407,7 +429,11 @@ async fn broken_labels_are_explained_and_neighbours_keep_working() {
     // The same over the admin API.
     let api = support::get(&c, &format!("http://{}/api/providers/docker", d.drover.api())).await;
     assert_eq!(api.status, 200);
-    assert!(api.body.contains("\"decision\":\"skipped\"") && api.body.contains("is not a port number"), "{}", api.body);
+    assert!(
+        api.body.contains("\"decision\":\"skipped\"") && api.body.contains("is not a port number"),
+        "{}",
+        api.body
+    );
     assert_eq!(get_host(&c, d.web(), "bad.test").await.map(|r| r.0), Ok(404));
     assert_eq!(get_host(&c, d.web(), "good.test").await.map(|r| r.0), Ok(200));
 }
@@ -435,7 +461,11 @@ async fn traefik_labels_are_read_with_the_traefik_prefix() {
     );
     let d = host_drover("labelPrefix = \"traefik\"").await;
     let c = client();
-    assert!(until_backends(&c, d.web(), "legacy.test", 1).await.contains(&t), "{:?}", item(&d, &t));
+    assert!(
+        until_backends(&c, d.web(), "legacy.test", 1).await.contains(&t),
+        "{:?}",
+        item(&d, &t)
+    );
     let i = item(&d, &t).expect("reported");
     assert!(i.reasons[0].contains("named by label traefik.docker.network"), "{i:?}");
 }
@@ -515,15 +545,28 @@ async fn a_cut_event_stream_keeps_routes_and_resyncs() {
     })
     .await
     .expect("the provider reports the lost daemon");
-    assert!(down.last_error.as_deref().is_some_and(|e| e.contains("keeping the last good routes")), "{down:?}");
-    assert_eq!(get_host(&c, d.web(), "a.test").await, Ok((200, a.clone())), "the last good routes stay");
+    assert!(
+        down.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("keeping the last good routes")),
+        "{down:?}"
+    );
+    assert_eq!(
+        get_host(&c, d.web(), "a.test").await,
+        Ok((200, a.clone())),
+        "the last good routes stay"
+    );
     let b = scope.whoami("b", &net, &labels("b", "b.test"), &[]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!routed(&d, &b), "nothing new is seen while the daemon is unreachable");
 
     proxy.restore();
     let back = dk::eventually(Duration::from_secs(20), || routed(&d, &b).then_some(())).await;
-    assert!(back.is_some(), "a full resync after reconnecting finds the new container: {:?}", docker_status(&d, "docker"));
+    assert!(
+        back.is_some(),
+        "a full resync after reconnecting finds the new container: {:?}",
+        docker_status(&d, "docker")
+    );
     assert!(until_backends(&c, d.web(), "b.test", 1).await.contains(&b));
     assert_eq!(docker_status(&d, "docker").map(|s| s.state), Some(ProviderState::Ok));
     assert_eq!(get_host(&c, d.web(), "a.test").await, Ok((200, a)));
@@ -611,13 +654,18 @@ async fn swarm_services_are_routed_per_task() {
     dk::must(&refs);
     guard.services.push(service.clone());
     let config = "[entryPoints.web]\naddress = \":8080\"\n[providers.swarm]\nrefreshSeconds = 5\n[log]\nlevel = \"info\"\n";
-    let (drover, addr) = dk::run_drover_container(&scope, "swarm-edge", &overlay, config, dir.path());
+    let (drover, addr) = dk::run_drover_container(&scope, "swarm-edge", &[&overlay], config, dir.path());
     let c = client();
     let two = until_backends(&c, addr, "swarm.test", 2).await;
     assert_eq!(two.len(), 2, "both tasks answer: {two:?}\n{}", dk::logs(&drover));
     dk::must(&["service", "scale", "-d", &format!("{service}=3")]);
     let three = until_backends(&c, addr, "swarm.test", 3).await;
-    assert_eq!(three.len(), 3, "the third task joins after a scale-up: {three:?}\n{}", dk::logs(&drover));
+    assert_eq!(
+        three.len(),
+        3,
+        "the third task joins after a scale-up: {three:?}\n{}",
+        dk::logs(&drover)
+    );
     scope.cleanup();
     drop(guard);
 }

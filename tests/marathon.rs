@@ -2,7 +2,6 @@
 //! routed to real whoami backends, events applied, the stream dropped and resumed, a standby's
 //! redirect followed, credentials refused, diagnostics on the admin API, all under load.
 
-#[path = "/tmp/mtmp/mod.rs"]
 mod support;
 
 use std::collections::BTreeSet;
@@ -266,6 +265,42 @@ async fn the_next_endpoint_takes_over_when_the_leader_dies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_keeps_the_last_routes_is_reported_and_recovery_clears_it() {
+    let (a, _ha) = whoami::spawn("a").await;
+    let mut cluster = Marathon::start().await;
+    cluster.put_app(marathon::app("/shop/web", shop_labels(), vec![marathon::task("/shop/web", 0, a)]));
+    let endpoints = format!("{},{}", cluster.leader_url(), cluster.standby_url());
+    let drover = TestDrover::start_with(FILE_ROUTES, &section(&endpoints, "")).await;
+    let c = client();
+    wait_servers(&c, &drover, "shop-web@marathon", &[a]).await;
+    let load = Load::start(drover.url("/"), 2);
+
+    // No leader: the leader is gone and the standby answers 502.
+    cluster.kill_leader();
+    wait_for("the outage to be reported", || marathon_status(&drover).last_error.is_some()).await;
+    let error = marathon_status(&drover).last_error.expect("an error");
+    assert!(error.contains("no Marathon endpoint answered"), "{error}");
+    assert!(
+        error.contains("502") && error.contains("Could not determine the current leader"),
+        "{error}"
+    );
+    assert_eq!(
+        servers(&c, &drover, "shop-web@marathon").await.len(),
+        1,
+        "the last good routes stay"
+    );
+
+    // A new leader: the provider reconnects, re-lists (nothing changed) and the error clears.
+    cluster.promote_standby();
+    wait_for("the error to clear", || marathon_status(&drover).last_error.is_none()).await;
+    assert_eq!(marathon_status(&drover).state, drover_providers::provider::ProviderState::Ok);
+    wait_for("the stream on the new leader", || cluster.streams() == 1).await;
+    let (ok, failed) = load.finish().await;
+    assert!(ok > 0);
+    assert_eq!(failed, 0, "the outage does not touch the data path");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_basic_token_and_a_clear_error_when_refused() {
     let (a, _ha) = whoami::spawn("a").await;
     let cluster = Marathon::start().await;
@@ -297,6 +332,11 @@ async fn credentials_basic_token_and_a_clear_error_when_refused() {
     );
     let c = client();
     assert!(servers(&c, &wrong, "shop-web@marathon").await.is_empty());
+    // Once Marathon accepts that password, the provider's retries get through.
+    cluster.require_basic("drover", "wrong-pw");
+    wait_servers(&c, &wrong, "shop-web@marathon", &[a]).await;
+    assert_eq!(marathon_status(&wrong).last_error, None);
+    cluster.require_basic("drover", "s3cret");
 
     let right = TestDrover::start_with(
         FILE_ROUTES,
@@ -466,4 +506,26 @@ async fn the_contract_server_behaves_as_documented() {
     let mut s = raw_get(&cluster.leader_url(), "/v2/apps?embed=apps.tasks", "Authorization: Basic dTpw\r\n").await;
     let listed = read_until(&mut s, |t| t.contains("{\"apps\":")).await;
     assert!(listed.starts_with("HTTP/1.1 200"), "{listed}");
+}
+
+#[test]
+fn bad_marathon_settings_are_refused_at_start_naming_the_key() {
+    let base = "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n";
+    for (section, expected) in [
+        (
+            "[providers.marathon]\nendpoint = \"https://m:8443\"\n",
+            "s.toml: [providers.marathon] endpoint: `https://m:8443`: https endpoints are not supported yet",
+        ),
+        (
+            "[providers.marathon]\ndcosToken = \"t\"\n[providers.marathon.basic]\nhttpBasicAuthUser = \"u\"\nhttpBasicPassword = \"p\"\n",
+            "[providers.marathon] `basic` and `dcosToken` cannot both be set",
+        ),
+        ("[providers.marathon]\nendpoit = \"http://m:8080\"\n", "endpoit"),
+    ] {
+        let err = drover::config::StaticConfig::parse(std::path::Path::new("s.toml"), &format!("{base}{section}"))
+            .err()
+            .unwrap_or_else(|| panic!("{section} was accepted"))
+            .0;
+        assert!(err.contains(expected), "{err}");
+    }
 }

@@ -209,8 +209,8 @@ backend backend
         Server::spawn("haproxy", cmd, &self.dir)?.wait_ready(&[(port, "/")])
     }
 
-    pub fn start_drover(&self, bin: &Path, port: u16, admin: u16, backend: u16) -> Result<Server> {
-        let home = self.dir.join("drover");
+    pub fn start_drover(&self, bin: &Path, port: u16, admin: u16, backend: u16, variant: &Variant) -> Result<Server> {
+        let home = self.dir.join(variant.name);
         let routes = home.join("routes.toml");
         let static_config = home.join("static.toml");
         write_file(
@@ -222,7 +222,8 @@ service = \"backend\"
 
 [[http.services.backend.loadBalancer.servers]]
 url = \"http://{LOOPBACK}:{backend}\"
-"
+{extra}",
+                extra = variant.routes
             ),
         )?;
         write_file(
@@ -240,8 +241,9 @@ level = \"warn\"
 [providers.file]
 filename = {routes:?}
 watch = false
-",
-                routes = routes.display().to_string()
+{extra}",
+                routes = routes.display().to_string(),
+                extra = variant.static_config.replace("{home}", &home.display().to_string()),
             ),
         )?;
         let mut cmd = self.server(bin, true);
@@ -296,6 +298,34 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Free loopback ports, all bound at once so that none is handed out twice.
+/// A drover configuration to measure: the plain one, or one with a feature switched.
+#[derive(Clone, Copy, Debug)]
+pub struct Variant {
+    /// Target name in the tables.
+    pub name: &'static str,
+    /// Appended to the routes file.
+    pub routes: &'static str,
+    /// Appended to the static configuration (`{home}` is the variant's directory).
+    pub static_config: &'static str,
+}
+
+/// drover as shipped: passive health and retries on, access log off.
+pub const PLAIN: Variant = Variant {
+    name: "drover",
+    routes: "",
+    static_config: "",
+};
+
+/// Variants measured with `VARIANTS=1`.
+pub const VARIANTS: [Variant; 2] = [
+    Variant {
+        name: "drover-nohealth",
+        routes: "[http.services.backend.loadBalancer.passiveHealthCheck]\nenabled = false\n[http.services.backend.loadBalancer.retry]\nattempts = 0\n",
+        static_config: "",
+    },
+    Variant { name: "drover+accesslog", routes: "", static_config: "[accessLog]\nfilePath = \"{home}/access.log\"\nformat = \"json\"\n" },
+];
+
 pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
     let listeners = (0..N)
         .map(|_| TcpListener::bind((LOOPBACK, 0)))

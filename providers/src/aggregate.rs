@@ -399,6 +399,7 @@ impl Aggregator {
                     },
                 });
                 fragment.status.state = ProviderState::Error;
+                fragment.status.errors += 1;
                 fragment.status.last_error = Some(error);
                 fragment.status.last_error_at = Some(SystemTime::now());
                 false

@@ -97,6 +97,8 @@ pub struct ProviderStatus {
     pub last_error_at: Option<SystemTime>,
     /// Fragments accepted so far.
     pub syncs: u64,
+    /// Errors reported so far.
+    pub errors: u64,
     /// Routers and services in the last good fragment.
     pub routers: usize,
     /// Services in the last good fragment.

@@ -34,6 +34,9 @@ pub struct StaticConfig {
     /// How drover talks to servers.
     #[serde(default, alias = "serverstransport")]
     pub servers_transport: ServersTransport,
+    /// The access log (off unless present).
+    #[serde(default, alias = "accesslog")]
+    pub access_log: Option<crate::access_log::AccessLogConfig>,
 }
 
 /// One entrypoint.
@@ -106,13 +109,45 @@ pub struct Api {
     /// Where the admin side listens. Default `127.0.0.1:8081`; never a traffic entrypoint.
     #[serde(default = "defaults::api_address")]
     pub address: Spanned<String>,
+    /// Users allowed on the admin side, as `user:bcrypt-hash` (`htpasswd -nB user`). Empty: no
+    /// basic auth.
+    #[serde(default, alias = "basicauth")]
+    pub basic_auth: Vec<Secret>,
+    /// A token accepted as `Authorization: Bearer <token>` on the admin side.
+    #[serde(default, alias = "bearertoken")]
+    pub bearer_token: Option<Secret>,
 }
 
 impl Default for Api {
     fn default() -> Self {
         Self {
             address: defaults::api_address(),
+            basic_auth: Vec::new(),
+            bearer_token: None,
         }
+    }
+}
+
+/// A configuration value that must never be shown: `Debug` prints `<redacted>`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The value, for the code that checks it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
@@ -317,6 +352,7 @@ impl StaticConfig {
             entry_points.push((name.clone(), addr));
         }
         let api = parse_address(config.api.address.get_ref()).map_err(|why| at(&config.api.address, "api.address", why))?;
+        crate::admin::auth::check(&config.api).map_err(|why| ConfigError(format!("{}: {why}", path.display())))?;
         for (i, (name, addr)) in entry_points.iter().enumerate() {
             let clash = |other: &SocketAddr| other == addr && addr.port() != 0;
             if clash(&api) || entry_points[..i].iter().any(|(_, other)| clash(other)) {
@@ -350,7 +386,7 @@ impl StaticConfig {
         if let Some(consul) = &config.providers.consul_catalog {
             consul
                 .validate()
-                .map_err(|why| ConfigError(format!("{}: [providers.consulCatalog] {why}", path.display())))?;
+                .map_err(|why| ConfigError(format!("{}: {why}", path.display())))?;
         }
         if let Some(marathon) = &config.providers.marathon {
             marathon

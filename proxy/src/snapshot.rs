@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::balance::SmoothWeighted;
 use crate::health::{Admission, HealthRegistry, Outcome, RetryBudget, ServerHealth};
+use crate::metrics::Metrics;
 use crate::routing::{CompiledRule, RouteEntry, RouteTable};
 use crate::upstream::{Upstream, Upstreams};
 
@@ -34,6 +35,8 @@ pub struct Snapshot {
 pub struct Route {
     /// Qualified router name.
     pub router: Arc<str>,
+    /// Its id in the metrics.
+    pub router_id: u32,
     /// Its service.
     pub service: Arc<Service>,
 }
@@ -43,6 +46,8 @@ pub struct Route {
 pub struct Service {
     /// Qualified service name.
     pub name: Arc<str>,
+    /// Its id in the metrics.
+    pub metrics_id: u32,
     /// Its servers, in configuration order.
     pub servers: Box<[Server]>,
     /// Failover tiers, lowest (preferred) first, each a smooth weighted round robin over the
@@ -217,8 +222,14 @@ impl Snapshot {
     }
 
     /// Compiles `config` for the static entrypoints `entry_points` (by name, in index order).
-    pub fn compile(config: Arc<RuntimeConfig>, entry_points: &[String], upstreams: &Upstreams, health: &HealthRegistry) -> Self {
-        Self::compile_cached(config, entry_points, upstreams, health, &mut CompiledRules::default())
+    pub fn compile(
+        config: Arc<RuntimeConfig>,
+        entry_points: &[String],
+        upstreams: &Upstreams,
+        health: &HealthRegistry,
+        metrics: &Metrics,
+    ) -> Self {
+        Self::compile_cached(config, entry_points, upstreams, health, metrics, &mut CompiledRules::default())
     }
 
     /// [`Snapshot::compile`], reusing compiled rules from `cache` and leaving only the ones in
@@ -228,6 +239,7 @@ impl Snapshot {
         entry_points: &[String],
         upstreams: &Upstreams,
         health: &HealthRegistry,
+        metrics: &Metrics,
         cache: &mut CompiledRules,
     ) -> Self {
         let mut compiled_rules = HashMap::with_capacity(cache.compiled.len());
@@ -265,6 +277,7 @@ impl Snapshot {
                 .collect();
             let service = Service {
                 name: name.as_str().into(),
+                metrics_id: metrics.id(name),
                 tiers,
                 servers,
                 pass_host_header: info.pass_host_header,
@@ -295,6 +308,7 @@ impl Snapshot {
             };
             compiled_rules.insert(info.rule.clone(), compiled.clone());
             let route = Arc::new(Route {
+                router_id: metrics.id(name),
                 router: name.as_str().into(),
                 service: service.clone(),
             });

@@ -23,7 +23,7 @@ pub const DROVER_IMAGE: &str = "drover-test:latest";
 /// The image with whoami.
 pub const WHOAMI_IMAGE: &str = "whoami-test:latest";
 const TARGET: &str = "x86_64-unknown-linux-gnu";
-const HASH_LABEL: &str = "drover.test.binaries";
+const HASH_LABEL: &str = "org.drover.test.binaries";
 
 /// Serialises Docker tests within one test binary: they share one engine, and load tests must
 /// not compete with each other for two cores.
@@ -145,12 +145,13 @@ fn build_image(tag: &str, dockerfile: &str, files: &[(&Path, &str)], hash: &str)
     for (src, name) in files {
         let dst = dir.path().join(name);
         // Debug symbols only make the image big.
-        let stripped = Command::new("strip")
-            .arg("-o")
-            .arg(&dst)
-            .arg(src)
-            .status()
-            .is_ok_and(|s| s.success());
+        let stripped = !name.ends_with(".toml")
+            && Command::new("strip")
+                .arg("-o")
+                .arg(&dst)
+                .arg(src)
+                .status()
+                .is_ok_and(|s| s.success());
         if !stripped {
             std::fs::copy(src, &dst).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
         }
@@ -250,7 +251,8 @@ impl Scope {
         full
     }
 
-    /// A whoami container on `network` answering as `name`, with `labels` (`key=value`).
+    /// A whoami container `<prefix>-<name>` on `network`, answering with that name, with
+    /// `labels` (`key=value`).
     pub fn whoami(&self, name: &str, network: &str, labels: &[String], extra: &[&str]) -> String {
         let mut args: Vec<String> = vec!["--network".into(), network.into()];
         for l in labels {
@@ -260,7 +262,7 @@ impl Scope {
         args.extend(extra.iter().map(|s| s.to_string()));
         args.push(WHOAMI_IMAGE.into());
         args.push("--name".into());
-        args.push(name.into());
+        args.push(self.name(name));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.run(name, &args)
     }
@@ -313,9 +315,11 @@ pub fn published(name: &str, port: &str) -> std::net::SocketAddr {
         .unwrap_or_else(|| panic!("no published address for {name} {port}: {text}"))
 }
 
-/// Runs the drover image on `network` with `config` (static TOML) and the Docker socket mounted,
-/// publishing only the entrypoint `:8080` on 127.0.0.1; returns its name and the host address.
-pub fn run_drover_container(scope: &Scope, name: &str, network: &str, config: &str, dir: &Path) -> (String, std::net::SocketAddr) {
+/// Runs the drover image on `networks` (the first must not be `--internal`: it carries the
+/// published port) with `config` (static TOML) and the Docker socket mounted, publishing only
+/// the entrypoint `:8080` on 127.0.0.1; returns its name and the host address.
+pub fn run_drover_container(scope: &Scope, name: &str, networks: &[&str], config: &str, dir: &Path) -> (String, std::net::SocketAddr) {
+    let network = networks.first().copied().unwrap_or("bridge");
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, config).expect("write drover config");
     let mount = format!("{}:/etc/drover/drover.toml:ro", path.display());
@@ -333,6 +337,9 @@ pub fn run_drover_container(scope: &Scope, name: &str, network: &str, config: &s
             DROVER_IMAGE,
         ],
     );
+    for other in networks.iter().skip(1) {
+        must(&["network", "connect", other, &full]);
+    }
     let addr = published(&full, "8080/tcp");
     (full, addr)
 }

@@ -204,12 +204,24 @@ impl Marathon {
         self.shared.lock().subscribers.clear();
     }
 
-    /// Kills the leader (listener and connections gone) and makes the standby the leader.
-    pub fn fail_over(&mut self) {
+    /// Kills the leader (listener and connections gone). Until [`Marathon::promote_standby`],
+    /// the standby answers 502 "Could not determine the current leader".
+    pub fn kill_leader(&mut self) {
         self.leader.kill();
         self.shared.lock().subscribers.clear();
+        *self.shared.leader_url.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Makes the standby the leader.
+    pub fn promote_standby(&self) {
         self.standby.leader.store(true, Ordering::SeqCst);
         *self.shared.leader_url.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.standby.url());
+    }
+
+    /// Kills the leader and makes the standby the leader.
+    pub fn fail_over(&mut self) {
+        self.kill_leader();
+        self.promote_standby();
     }
 
     /// Changes the apps without any event (as if the change happened while nobody listened).
@@ -567,13 +579,15 @@ async fn serve_connection(mut stream: TcpStream, instance: &'static str, leader:
             continue;
         }
         let path = head.path().to_string();
+        if !is_leader && leader_url.is_none() && path != "/ping" {
+            record(502);
+            if !respond(&mut stream, "502 Bad Gateway", &[], "Could not determine the current leader", close).await {
+                return;
+            }
+            continue;
+        }
         if path == "/v2/events" {
-            if !is_leader {
-                let Some(leader_url) = leader_url else {
-                    record(502);
-                    let _ = respond(&mut stream, "502 Bad Gateway", &[], "Could not determine the current leader", true).await;
-                    return;
-                };
+            if let (false, Some(leader_url)) = (is_leader, &leader_url) {
                 record(302);
                 let location = format!("{leader_url}{}", head.target);
                 let _ = respond(&mut stream, "302 Found", &[("Location", location)], "", true).await;

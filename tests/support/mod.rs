@@ -91,6 +91,19 @@ pub async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> Opti
     }
 }
 
+/// Polls `read` every 10 ms until `done` accepts its value or `limit` passes; returns the last
+/// value (the caller's assertions then say what was missing).
+pub async fn wait_for_text(limit: Duration, mut read: impl FnMut() -> String, done: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let text = read();
+        if done(&text) || start.elapsed() > limit {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A keep-alive HTTP/1.1 client.
 pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
 
@@ -163,23 +176,10 @@ pub fn servers_toml(service: &str, servers: &[(SocketAddr, u32)]) -> String {
     out
 }
 
-/// The `drover` binary, built (or found up to date) once per test process: `cargo test` only
-/// builds the binaries of the package under test, and this one belongs to `proxy/`.
+/// The drover command, built by `cargo test` itself (the root package's `drover-e2e` bin is
+/// `proxy/src/main.rs`).
 pub fn drover_binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().expect("test executable path");
-            let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
-            let status = std::process::Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "-p", "drover", "--bin", "drover"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("cargo build");
-            assert!(status.success(), "building the drover binary failed");
-            dir.join("drover")
-        })
-        .clone()
+    PathBuf::from(env!("CARGO_BIN_EXE_drover-e2e"))
 }
 
 /// Resident set size of a process, in bytes (Linux).

@@ -116,8 +116,7 @@ pub fn parse_entries(name: &str, body: &[u8]) -> Result<Vec<ServiceEntry>, Strin
 
 /// Reads `GET /v1/health/state/any`.
 pub fn parse_checks(body: &[u8]) -> Result<Vec<HealthCheck>, String> {
-    let raw: Option<Vec<HealthCheck>> =
-        serde_json::from_slice(body).map_err(|e| format!("/v1/health/state/any: unreadable JSON ({e})"))?;
+    let raw: Option<Vec<HealthCheck>> = serde_json::from_slice(body).map_err(|e| format!("/v1/health/state/any: unreadable JSON ({e})"))?;
     Ok(raw.unwrap_or_default())
 }
 
@@ -152,7 +151,11 @@ pub(crate) mod tests {
         let services = parse_services(br#"{"consul":[],"web":["traefik.enable=true","v2"],"nil":null}"#).unwrap();
         assert_eq!(services["web"].len(), 2);
         assert!(services["nil"].is_empty());
-        let odd = parse_entries("x", br#"[{"Node":null,"Service":{"ID":"x","Tags":null,"Port":null},"Checks":null}]"#).unwrap();
+        let odd = parse_entries(
+            "x",
+            br#"[{"Node":null,"Service":{"ID":"x","Tags":null,"Port":null},"Checks":null}]"#,
+        )
+        .unwrap();
         assert_eq!(odd[0].service.id, "x");
         assert!(parse_entries("x", b"null").unwrap().is_empty());
         assert!(parse_checks(b"{").unwrap_err().contains("/v1/health/state/any"));

@@ -24,7 +24,10 @@ pub fn touched_by_checks(held: &BTreeMap<String, Vec<ServiceEntry>>, checks: &[H
     let mut service_checks: HashMap<&str, BTreeSet<CheckKey>> = HashMap::new();
     for c in checks {
         if c.service_id.is_empty() {
-            node_checks.entry(c.node.as_str()).or_default().push((c.check_id.as_str(), c.status.as_str()));
+            node_checks
+                .entry(c.node.as_str())
+                .or_default()
+                .push((c.check_id.as_str(), c.status.as_str()));
         } else {
             service_checks
                 .entry(c.service_name.as_str())
@@ -67,7 +70,11 @@ mod tests {
             node: node.into(),
             check_id: id.into(),
             status: status.into(),
-            service_id: if service.is_empty() { String::new() } else { format!("{service}-{node}") },
+            service_id: if service.is_empty() {
+                String::new()
+            } else {
+                format!("{service}-{node}")
+            },
             service_name: service.into(),
             ..Default::default()
         }
@@ -87,8 +94,16 @@ mod tests {
             (
                 "web".to_string(),
                 vec![
-                    entry("a", "web", vec![check("a", "serfHealth", "", "passing"), check("a", "w", "web", "passing")]),
-                    entry("b", "web", vec![check("b", "serfHealth", "", "passing"), check("b", "w", "web", "passing")]),
+                    entry(
+                        "a",
+                        "web",
+                        vec![check("a", "serfHealth", "", "passing"), check("a", "w", "web", "passing")],
+                    ),
+                    entry(
+                        "b",
+                        "web",
+                        vec![check("b", "serfHealth", "", "passing"), check("b", "w", "web", "passing")],
+                    ),
                 ],
             ),
             (

@@ -1,6 +1,6 @@
 //! The HTTP client that talks to one Consul agent, and its one error type.
 //!
-//! Plain HTTP/1.1 over hyper-util's pooled client: every blocking query holds one connection for
+//! HTTP/1.1 (plain, or TLS through rustls: [`crate::consul::tls`]) over hyper-util's pooled client: every blocking query holds one connection for
 //! its whole wait, and instance lists reuse a few pooled ones, so drover keeps a small, constant
 //! number of connections open to the agent whatever the size of the catalog (see the module
 //! documentation of [`crate::consul`] for why that matters). A blocking request's deadline is
@@ -25,6 +25,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::consul::config::ConsulCatalogConfig;
 use crate::consul::health::truncate;
+use crate::consul::tls;
 
 /// Deadline of a request that does not block.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -108,7 +109,9 @@ pub struct ConsulClient {
 }
 
 struct Inner {
-    http: Client<HttpConnector, Empty<Bytes>>,
+    transport: Transport,
+    /// `http` or `https`.
+    scheme: &'static str,
     authority: String,
     token: Option<HeaderValue>,
     basic: Option<HeaderValue>,
@@ -116,33 +119,53 @@ struct Inner {
     common: String,
 }
 
+enum Transport {
+    Plain(Client<HttpConnector, Empty<Bytes>>),
+    Tls(Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>),
+}
+
+impl Transport {
+    fn request(&self, request: Request<Empty<Bytes>>) -> hyper_util::client::legacy::ResponseFuture {
+        match self {
+            Transport::Plain(c) => c.request(request),
+            Transport::Tls(c) => c.request(request),
+        }
+    }
+}
+
 impl fmt::Debug for ConsulClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConsulClient").field("authority", &self.inner.authority).finish_non_exhaustive()
+        f.debug_struct("ConsulClient")
+            .field("authority", &self.inner.authority)
+            .finish_non_exhaustive()
     }
 }
 
 impl ConsulClient {
-    /// A client for the configured endpoint; fails on settings drover cannot honour (TLS).
+    /// A client for the configured endpoint; fails when its TLS files cannot be used.
     pub fn new(config: &ConsulCatalogConfig) -> Result<Self, String> {
-        if config.wants_tls() {
-            return Err(
-                "providers.consulCatalog: TLS to Consul (endpoint.scheme = \"https\" or endpoint.tls) is not supported yet \
-                 (drover-providers has no TLS client wired in); nothing is read from Consul. Use scheme \"http\" to a local agent"
-                    .to_string(),
-            );
-        }
         let authority = config.authority()?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout.0));
         connector.set_nodelay(true);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(8)
-            .build(connector);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder.pool_idle_timeout(Duration::from_secs(90)).pool_max_idle_per_host(8);
+        let (transport, scheme) = if config.uses_tls() {
+            let tls = tls::client_config(&config.endpoint.tls.clone().unwrap_or_default())?;
+            connector.enforce_http(false);
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_only()
+                .enable_http1()
+                .wrap_connector(connector);
+            (Transport::Tls(builder.build(https)), "https")
+        } else {
+            (Transport::Plain(builder.build(connector)), "http")
+        };
         let token = match &config.endpoint.token {
             Some(t) if !t.0.is_empty() => {
-                let mut value = HeaderValue::from_str(&t.0).map_err(|_| "providers.consulCatalog.endpoint.token: not a valid header value".to_string())?;
+                let mut value = HeaderValue::from_str(&t.0)
+                    .map_err(|_| "providers.consulCatalog.endpoint.token: not a valid header value".to_string())?;
                 value.set_sensitive(true);
                 Some(value)
             }
@@ -170,7 +193,8 @@ impl ConsulClient {
         }
         Ok(Self {
             inner: Arc::new(Inner {
-                http,
+                transport,
+                scheme,
                 authority,
                 token,
                 basic,
@@ -201,10 +225,11 @@ impl ConsulClient {
             query.push(format!("wait={}ms", wait.as_millis().max(1)));
             deadline = wait + wait / 16 + BLOCKING_MARGIN;
         }
+        let (scheme, authority) = (self.inner.scheme, &self.inner.authority);
         let uri = if query.is_empty() {
-            format!("http://{}{path}", self.inner.authority)
+            format!("{scheme}://{authority}{path}")
         } else {
-            format!("http://{}{path}?{}", self.inner.authority, query.join("&"))
+            format!("{scheme}://{authority}{path}?{}", query.join("&"))
         };
         let fail = |kind: Kind, status: Option<u16>, why: String| ConsulError {
             kind,
@@ -222,9 +247,13 @@ impl ConsulClient {
             .body(Empty::<Bytes>::new())
             .map_err(|e| fail(Kind::BadResponse, None, format!("cannot build the request ({e})")))?;
         let exchange = async {
-            let response = self.inner.http.request(request).await.map_err(|e| {
+            let response = self.inner.transport.request(request).await.map_err(|e| {
                 // Refused, reset or closed mid-answer: all mean "not reachable right now".
-                let why = if e.is_connect() { "cannot connect" } else { "the connection failed" };
+                let why = if e.is_connect() {
+                    "cannot connect"
+                } else {
+                    "the connection failed"
+                };
                 fail(Kind::Connect, None, format!("{why} ({})", chain(&e)))
             })?;
             let status = response.status();
@@ -330,11 +359,63 @@ mod tests {
         assert_eq!(encode("web-1.svc_x"), "web-1.svc_x");
     }
 
-    #[test]
-    fn tls_is_reported_not_silently_dropped() {
-        let config: ConsulCatalogConfig = toml::from_str("[endpoint]\nscheme = \"https\"\n").unwrap();
-        let err = ConsulClient::new(&config).unwrap_err();
-        assert!(err.contains("TLS to Consul") && err.contains("not supported yet"), "{err}");
+    /// A one-shot TLS server (rustls, blocking) answering every connection with `X-Consul-Index: 7`.
+    fn tls_agent() -> std::net::SocketAddr {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use std::io::{Read, Write};
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/consul/testdata");
+        let chain: Vec<CertificateDer> = CertificateDer::pem_file_iter(format!("{dir}/leaf.pem"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(format!("{dir}/leaf-key.pem")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let config = Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(config.clone()).unwrap(), stream);
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nX-Consul-Index: 7\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+                let _ = tls.flush();
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn tls_to_consul_verifies_the_agent_with_the_configured_ca() {
+        let agent = tls_agent();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/consul/testdata");
+        let config = |tls: &str| -> ConsulCatalogConfig {
+            toml::from_str(&format!(
+                "[endpoint]\naddress = \"{agent}\"\nscheme = \"https\"\n[endpoint.tls]\n{tls}\n"
+            ))
+            .unwrap()
+        };
+        let good = ConsulClient::new(&config(&format!("ca = \"{dir}/ca.pem\""))).unwrap();
+        assert_eq!(good.get("/v1/catalog/services", None).await.unwrap().index, 7);
+        let wrong = ConsulClient::new(&config(&format!("ca = \"{dir}/other-ca.pem\""))).unwrap();
+        let err = wrong.get("/v1/catalog/services", None).await.unwrap_err();
+        assert!(err.is_unreachable() && err.to_string().contains("certificate"), "{err}");
+        let insecure = ConsulClient::new(&config("insecureSkipVerify = true")).unwrap();
+        assert_eq!(insecure.get("/v1/catalog/services", None).await.unwrap().index, 7);
     }
 
     #[tokio::test]

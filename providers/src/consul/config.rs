@@ -92,7 +92,7 @@ pub struct Endpoint {
     /// `host:port` of a Consul agent (default `127.0.0.1:8500`); `http://host:port` is accepted.
     #[serde(default = "defaults::address")]
     pub address: String,
-    /// `http` (default). `https` is accepted but not supported yet (reported).
+    /// `http` (default) or `https` (then `tls` says how to verify Consul).
     #[serde(default = "defaults::scheme")]
     pub scheme: String,
     /// Datacenter to query (`dc=`); the agent's own when absent.
@@ -104,7 +104,7 @@ pub struct Endpoint {
     /// Traefik's name for `wait`.
     #[serde(default, alias = "endpointwaittime")]
     pub endpoint_wait_time: Option<ConfigDuration>,
-    /// TLS to Consul (accepted; not supported yet: reported).
+    /// TLS settings for `scheme = "https"`.
     #[serde(default)]
     pub tls: Option<TlsOptions>,
     /// HTTP basic authentication (for a proxy in front of Consul).
@@ -244,6 +244,24 @@ impl ConsulCatalogConfig {
             ));
         }
         self.authority()?;
+        if self.endpoint.address.to_ascii_lowercase().starts_with("http://") && self.endpoint.scheme.eq_ignore_ascii_case("https") {
+            return Err(format!(
+                "{}: an http:// address contradicts scheme = \"https\"",
+                key("endpoint.address")
+            ));
+        }
+        match (&self.endpoint.tls, self.uses_tls()) {
+            (Some(_), false) => {
+                return Err(format!(
+                    "{}: TLS options are set but the scheme is http; set endpoint.scheme = \"https\"",
+                    key("endpoint.tls")
+                ))
+            }
+            (tls, true) => {
+                crate::consul::tls::client_config(&tls.clone().unwrap_or_default())?;
+            }
+            (None, false) => {}
+        }
         if let Some(dc) = &self.endpoint.datacenter {
             if dc.is_empty() || !dc.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
                 return Err(format!("{}: `{dc}` is not a datacenter name", key("endpoint.datacenter")));
@@ -273,11 +291,9 @@ impl ConsulCatalogConfig {
             .unwrap_or(Duration::from_secs(55))
     }
 
-    /// Whether the settings ask for TLS to Consul (not supported yet).
-    pub fn wants_tls(&self) -> bool {
-        self.endpoint.scheme.eq_ignore_ascii_case("https")
-            || self.endpoint.address.to_ascii_lowercase().starts_with("https://")
-            || self.endpoint.tls.is_some()
+    /// Whether drover talks TLS to Consul (`scheme = "https"` or an `https://` address).
+    pub fn uses_tls(&self) -> bool {
+        self.endpoint.scheme.eq_ignore_ascii_case("https") || self.endpoint.address.to_ascii_lowercase().starts_with("https://")
     }
 
     /// `host:port` of the agent, from `endpoint.address` (a scheme prefix is dropped; port 8500
@@ -289,11 +305,8 @@ impl ConsulCatalogConfig {
             .or_else(|| raw.strip_prefix("https://"))
             .unwrap_or(raw)
             .trim_end_matches('/');
-        let bad = || {
-            format!(
-                "providers.consulCatalog.endpoint.address: `{raw}` is not `host:port` (e.g. `127.0.0.1:8500` or `consul:8500`)"
-            )
-        };
+        let bad =
+            || format!("providers.consulCatalog.endpoint.address: `{raw}` is not `host:port` (e.g. `127.0.0.1:8500` or `consul:8500`)");
         if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
             return Err(bad());
         }
@@ -325,7 +338,9 @@ impl ConsulCatalogConfig {
     pub fn admitted(&self) -> Result<Vec<Admitted>, String> {
         use crate::consul::health::Status;
         if self.strict_checks.is_empty() {
-            return Err("providers.consulCatalog.strictChecks: empty; nothing would ever be routed (default is [\"passing\", \"warning\"])".into());
+            return Err(
+                "providers.consulCatalog.strictChecks: empty; nothing would ever be routed (default is [\"passing\", \"warning\"])".into(),
+            );
         }
         self.strict_checks
             .iter()
@@ -410,7 +425,7 @@ mod tests {
                 Admitted::State(crate::consul::health::Status::Warning)
             ]
         );
-        assert!(!c.wants_tls());
+        assert!(!c.uses_tls());
     }
 
     #[test]
@@ -451,8 +466,25 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_accepted_and_flagged() {
-        let c = parse("[endpoint]\nscheme = \"https\"\n[endpoint.tls]\nca = \"/ca.pem\"\ninsecureSkipVerify = true\n").unwrap();
-        assert!(c.wants_tls());
+    fn tls_settings_are_checked_at_start() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/consul/testdata");
+        let c = parse(&format!("[endpoint]\nscheme = \"https\"\n[endpoint.tls]\nca = \"{dir}/ca.pem\"\n")).unwrap();
+        assert!(c.uses_tls());
+        let err = parse("[endpoint]\nscheme = \"https\"\n").unwrap_err();
+        assert!(err.contains("endpoint.tls.ca is required"), "{err}");
+        let err = parse("[endpoint.tls]\ninsecureSkipVerify = true\n").unwrap_err();
+        assert!(err.contains("the scheme is http"), "{err}");
+        let err = parse("[endpoint]\nscheme = \"https\"\n[endpoint.tls]\nca = \"/nonexistent/ca.pem\"\n").unwrap_err();
+        assert!(err.contains("cannot read /nonexistent/ca.pem"), "{err}");
+        let err = parse(&format!(
+            "[endpoint]\nscheme = \"https\"\n[endpoint.tls]\nca = \"{dir}/ca.pem\"\ncert = \"{dir}/leaf.pem\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("cert and key go together"), "{err}");
+        assert!(
+            parse("[endpoint]\naddress = \"https://consul:8501\"\n[endpoint.tls]\ninsecureSkipVerify = true\n")
+                .unwrap()
+                .uses_tls()
+        );
     }
 }

@@ -99,7 +99,11 @@ pub fn explain<'a>(checks: impl IntoIterator<Item = &'a HealthCheck>) -> Vec<Str
                 .find(|s| !s.is_empty())
                 .map(|s| format!(" ({})", truncate(s, 160)))
                 .unwrap_or_default();
-            let status = if is_maintenance(c) { "maintenance".to_string() } else { c.status.clone() };
+            let status = if is_maintenance(c) {
+                "maintenance".to_string()
+            } else {
+                c.status.clone()
+            };
             format!("{scope}: {status}{detail}")
         })
         .collect()
@@ -132,14 +136,20 @@ mod tests {
     #[test]
     fn aggregation_follows_consul() {
         assert_eq!(aggregate(&[]), Passing, "no checks at all is passing");
-        assert_eq!(aggregate(&[check("serfHealth", "", "passing"), check("s", "web-1", "warning")]), Warning);
+        assert_eq!(
+            aggregate(&[check("serfHealth", "", "passing"), check("s", "web-1", "warning")]),
+            Warning
+        );
         assert_eq!(
             aggregate(&[check("serfHealth", "", "critical"), check("s", "web-1", "passing")]),
             Critical,
             "a failing node takes its instances down"
         );
         assert_eq!(
-            aggregate(&[check("_service_maintenance:web-1", "web-1", "critical"), check("s", "web-1", "passing")]),
+            aggregate(&[
+                check("_service_maintenance:web-1", "web-1", "critical"),
+                check("s", "web-1", "passing")
+            ]),
             Maintenance
         );
         assert_eq!(aggregate(&[check(NODE_MAINTENANCE, "", "critical")]), Maintenance);
@@ -162,6 +172,9 @@ mod tests {
         let mut serf = check("serfHealth", "", "critical");
         serf.output = "Agent not live or unreachable".into();
         let lines = explain(&[serf, check("s", "web-1", "passing")]);
-        assert_eq!(lines, vec!["node check `serfHealth` on n: critical (Agent not live or unreachable)".to_string()]);
+        assert_eq!(
+            lines,
+            vec!["node check `serfHealth` on n: critical (Agent not live or unreachable)".to_string()]
+        );
     }
 }

@@ -104,7 +104,11 @@ pub fn build(catalog: &BTreeMap<String, Vec<String>>, instances: &BTreeMap<Strin
 
 /// One instance's decision, and the fragment it contributes (servers removed when unhealthy).
 pub fn judge(service: &str, entry: &ServiceEntry, settings: &Settings) -> (ItemReport, Option<DynamicConfig>) {
-    let node_id = if entry.node.id.is_empty() { &entry.node.node } else { &entry.node.id };
+    let node_id = if entry.node.id.is_empty() {
+        &entry.node.node
+    } else {
+        &entry.node.id
+    };
     let mut item = ItemReport {
         kind: "instance".into(),
         name: format!("{service}/{} on {}", entry.service.id, entry.node.node),
@@ -124,7 +128,8 @@ pub fn judge(service: &str, entry: &ServiceEntry, settings: &Settings) -> (ItemR
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     for key in duplicate_keys(&entry.service.tags) {
-        item.reasons.push(format!("tag key `{key}` is set more than once; the last one is used"));
+        item.reasons
+            .push(format!("tag key `{key}` is set more than once; the last one is used"));
     }
     let labels = match labels::parse(tag_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())), &settings.prefix) {
         Ok(l) => l,
@@ -142,7 +147,10 @@ pub fn judge(service: &str, entry: &ServiceEntry, settings: &Settings) -> (ItemR
             "consulcatalog.connect" if value.trim().eq_ignore_ascii_case("true") => {
                 return skip(
                     item,
-                    vec![format!("tag `{}.consulcatalog.connect=true`: Consul Connect is not supported by drover", settings.prefix)],
+                    vec![format!(
+                        "tag `{}.consulcatalog.connect=true`: Consul Connect is not supported by drover",
+                        settings.prefix
+                    )],
                 )
             }
             "consulcatalog.connect" => {}
@@ -150,11 +158,16 @@ pub fn judge(service: &str, entry: &ServiceEntry, settings: &Settings) -> (ItemR
                 "tag `{}.consulcatalog.canary` is not supported by drover and is ignored: this instance is balanced with the others",
                 settings.prefix
             )),
-            other => item.reasons.push(format!("tag `{}.{other}` does not apply to Consul and is ignored", settings.prefix)),
+            other => item
+                .reasons
+                .push(format!("tag `{}.{other}` does not apply to Consul and is ignored", settings.prefix)),
         }
     }
     let (host, host_note) = if !entry.service.address.is_empty() {
-        (entry.service.address.as_str(), format!("address {} from Service.Address", entry.service.address))
+        (
+            entry.service.address.as_str(),
+            format!("address {} from Service.Address", entry.service.address),
+        )
     } else if !entry.node.address.is_empty() {
         (
             entry.node.address.as_str(),
@@ -165,7 +178,12 @@ pub fn judge(service: &str, entry: &ServiceEntry, settings: &Settings) -> (ItemR
     };
     let target_name = normalize(service);
     if target_name.is_empty() {
-        return skip(item, vec![format!("the service name `{service}` has no letters or digits to name a router after")]);
+        return skip(
+            item,
+            vec![format!(
+                "the service name `{service}` has no letters or digits to name a router after"
+            )],
+        );
     }
     let port_notes = RefCell::new(Vec::new());
     let service_port = entry.service.port;
@@ -284,8 +302,19 @@ mod tests {
         let catalog = BTreeMap::from([("web".to_string(), vec!["traefik.enable=true".to_string()])]);
         let instances = BTreeMap::from([("web".to_string(), entries)]);
         let built = build(&catalog, &instances, &settings("traefik", default_checks()));
-        let servers: Vec<&str> = built.config.http.services["web"].load_balancer.as_ref().unwrap().servers.iter().map(|s| s.url.as_str()).collect();
-        assert_eq!(servers, vec!["http://172.17.0.3:8080", "http://10.1.10.13:8080"], "web-3 is in maintenance");
+        let servers: Vec<&str> = built.config.http.services["web"]
+            .load_balancer
+            .as_ref()
+            .unwrap()
+            .servers
+            .iter()
+            .map(|s| s.url.as_str())
+            .collect();
+        assert_eq!(
+            servers,
+            vec!["http://172.17.0.3:8080", "http://10.1.10.13:8080"],
+            "web-3 is in maintenance"
+        );
         assert_eq!(built.config.http.routers["web"].rule, "Host(`web`)");
         let decisions: Vec<(String, Decision)> = built.items.iter().map(|i| (i.id.clone(), i.decision)).collect();
         assert_eq!(
@@ -296,10 +325,25 @@ mod tests {
                 ("a9e0/web-3".to_string(), Decision::Skipped)
             ]
         );
-        assert!(built.items[1].reasons.iter().any(|r| r.contains("from Node.Address")), "{:?}", built.items[1]);
-        assert!(built.items[1].reasons.iter().any(|r| r.contains("health warning")), "{:?}", built.items[1]);
-        assert!(built.items[2].reasons.iter().any(|r| r.contains("health maintenance")), "{:?}", built.items[2]);
-        assert!(built.items[2].reasons.iter().any(|r| r.contains("(deploy)")), "the maintenance reason is shown");
+        assert!(
+            built.items[1].reasons.iter().any(|r| r.contains("from Node.Address")),
+            "{:?}",
+            built.items[1]
+        );
+        assert!(
+            built.items[1].reasons.iter().any(|r| r.contains("health warning")),
+            "{:?}",
+            built.items[1]
+        );
+        assert!(
+            built.items[2].reasons.iter().any(|r| r.contains("health maintenance")),
+            "{:?}",
+            built.items[2]
+        );
+        assert!(
+            built.items[2].reasons.iter().any(|r| r.contains("(deploy)")),
+            "the maintenance reason is shown"
+        );
         assert_eq!(built.items[0].addresses, vec!["172.17.0.3:8080".to_string()]);
 
         let strict = build(&catalog, &instances, &settings("traefik", vec![Admitted::State(Status::Passing)]));
@@ -326,17 +370,31 @@ mod tests {
         let e = entry(
             "n1",
             "api-1",
-            &["drover.enable=true", "drover.http.routers.api.rule=Host(`a.example`) && Path(`/x=1`)", "v2"],
+            &[
+                "drover.enable=true",
+                "drover.http.routers.api.rule=Host(`a.example`) && Path(`/x=1`)",
+                "v2",
+            ],
             "10.0.0.9",
             9000,
         );
         let (item, config) = judge("api", &e, &s);
         assert_eq!(item.decision, Decision::Routed, "{item:?}");
         assert_eq!(config.unwrap().http.routers["api"].rule, "Host(`a.example`) && Path(`/x=1`)");
-        let bad = entry("n1", "api-2", &["drover.enable=true", "drover.http.routers.api.rule=Host(`a"], "10.0.0.9", 9000);
+        let bad = entry(
+            "n1",
+            "api-2",
+            &["drover.enable=true", "drover.http.routers.api.rule=Host(`a"],
+            "10.0.0.9",
+            9000,
+        );
         let (item, config) = judge("api", &bad, &s);
         assert!(config.is_none());
-        assert!(item.reasons[0].starts_with("tag `drover.http.routers.api.rule`"), "{:?}", item.reasons);
+        assert!(
+            item.reasons[0].starts_with("tag `drover.http.routers.api.rule`"),
+            "{:?}",
+            item.reasons
+        );
     }
 
     #[test]
@@ -349,15 +407,28 @@ mod tests {
         assert!(item.reasons.iter().any(|r| r.contains("Service.Port is 0")), "{:?}", item.reasons);
         let (item, config) = judge(
             "api",
-            &entry("n1", "a", &["drover.enable=true", "drover.http.services.api.loadbalancer.server.port=8081"], "", 0),
+            &entry(
+                "n1",
+                "a",
+                &["drover.enable=true", "drover.http.services.api.loadbalancer.server.port=8081"],
+                "",
+                0,
+            ),
             &s,
         );
         assert_eq!(item.decision, Decision::Routed, "{item:?}");
-        assert_eq!(config.unwrap().http.services["api"].load_balancer.as_ref().unwrap().servers[0].url, "http://10.0.0.1:8081");
+        assert_eq!(
+            config.unwrap().http.services["api"].load_balancer.as_ref().unwrap().servers[0].url,
+            "http://10.0.0.1:8081"
+        );
         let (item, config) = judge("api", &entry("n1", "a", &["drover.enable=true"], "fd00::7", 80), &s);
         assert_eq!(item.addresses, vec!["[fd00::7]:80".to_string()]);
         assert!(config.is_some());
-        let (item, _) = judge("api", &entry("n1", "a", &["drover.enable=true", "drover.consulcatalog.connect=true"], "", 80), &s);
+        let (item, _) = judge(
+            "api",
+            &entry("n1", "a", &["drover.enable=true", "drover.consulcatalog.connect=true"], "", 80),
+            &s,
+        );
         assert!(item.reasons[0].contains("Consul Connect"), "{:?}", item.reasons);
     }
 
@@ -396,7 +467,17 @@ mod tests {
         let built = build(&catalog, &instances, &s);
         assert!(built.config.http.routers.contains_key("api"));
         assert!(built.config.http.services["api"].load_balancer.as_ref().unwrap().servers.is_empty());
-        assert!(built.items[0].reasons.iter().any(|r| r.contains("node check `serfHealth` on n1: critical")), "{:?}", built.items[0]);
-        assert_eq!((built.items[1].kind.as_str(), built.items[1].decision), ("service", Decision::Skipped));
+        assert!(
+            built.items[0]
+                .reasons
+                .iter()
+                .any(|r| r.contains("node check `serfHealth` on n1: critical")),
+            "{:?}",
+            built.items[0]
+        );
+        assert_eq!(
+            (built.items[1].kind.as_str(), built.items[1].decision),
+            ("service", Decision::Skipped)
+        );
     }
 }

@@ -23,7 +23,7 @@
 //! # Rooms
 //!
 //! * [`config`]: `[providers.consulCatalog]` (Traefik key names) and its validation.
-//! * [`client`]: the HTTP client and its classified error.
+//! * [`client`]: the HTTP client and its classified error; [`tls`]: TLS to Consul.
 //! * [`blocking`]: the blocking-query index rules, the token bucket, the failure backoff.
 //! * [`catalog`]: Consul's JSON, leniently read.
 //! * [`health`]: an instance's aggregate health and `strictChecks`.
@@ -38,6 +38,7 @@ pub mod client;
 pub mod config;
 pub mod health;
 pub mod instance;
+pub mod tls;
 pub mod watch;
 
 pub use config::ConsulCatalogConfig;
@@ -61,7 +62,7 @@ impl ConsulCatalog {
     }
 
     /// Watches Consul and sends a full fragment after every change, until the aggregator goes
-    /// away. Settings drover cannot honour (TLS) are reported and nothing is routed.
+    /// away. Settings that cannot be used (a TLS file gone since start-up) are reported.
     pub async fn run(self, handle: ProviderHandle) {
         let config = self.config;
         for note in config.ignored() {

@@ -192,7 +192,10 @@ async fn watch_loop(watch: Watch, client: ConsulClient, pace: Pace, tx: mpsc::Se
             event.map(Some).map_err(ConsulError::bad_response)
         });
         match result {
-            Ok(None) => {}
+            Ok(None) => {
+                backoff.reset();
+                forbidden.reset();
+            }
             Ok(Some(event)) => {
                 backoff.reset();
                 forbidden.reset();
@@ -299,8 +302,11 @@ impl State {
                 self.watch_errors[Watch::Checks as usize] = None;
                 if self.catalog.is_some() {
                     let candidates = self.candidates();
-                    self.dirty
-                        .extend(touched_by_checks(&self.held, &checks).into_iter().filter(|s| candidates.contains(s)));
+                    self.dirty.extend(
+                        touched_by_checks(&self.held, &checks)
+                            .into_iter()
+                            .filter(|s| candidates.contains(s)),
+                    );
                 }
                 true
             }

@@ -133,7 +133,9 @@ impl Transport {
         };
         let (inner, base) = match endpoint {
             Endpoint::Unix(path) => (
-                Inner::Unix(builder().build(UnixConnector { path: Arc::new(path.clone()) })),
+                Inner::Unix(builder().build(UnixConnector {
+                    path: Arc::new(path.clone()),
+                })),
                 // The host is a dummy (the socket is the address), as the Go client does.
                 "http://api.moby.localhost".to_string(),
             ),
@@ -161,9 +163,7 @@ impl Transport {
     /// Sends one request. Only `GET` and `HEAD` leave this function.
     pub fn send(&self, method: &Method, path_and_query: &str) -> BoxFuture<'static, Result<Response<Incoming>, ApiError>> {
         if method != Method::GET && method != Method::HEAD {
-            let refused = ApiError::Other(format!(
-                "drover only reads the Docker API: refused {method} {path_and_query}"
-            ));
+            let refused = ApiError::Other(format!("drover only reads the Docker API: refused {method} {path_and_query}"));
             tracing::error!("{refused}");
             return Box::pin(async move { Err(refused) });
         }
@@ -223,9 +223,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 fn tls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, ApiError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| ApiError::Other(format!("tls: cannot read {}: {e}", path.display())))
-    };
+    let read =
+        |path: &std::path::Path| std::fs::read(path).map_err(|e| ApiError::Other(format!("tls: cannot read {}: {e}", path.display())));
     let mut roots = rustls::RootCertStore::empty();
     let ca = read(&tls.ca)?;
     let certs = CertificateDer::pem_slice_iter(&ca)
@@ -247,8 +246,7 @@ fn tls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, ApiError> {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| ApiError::Other(format!("tls: {}: {e}", cert.display())))?;
             let key_pem = read(key)?;
-            let key_der =
-                PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| ApiError::Other(format!("tls: {}: {e}", key.display())))?;
+            let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| ApiError::Other(format!("tls: {}: {e}", key.display())))?;
             builder
                 .with_client_auth_cert(chain, key_der)
                 .map_err(|e| ApiError::Other(format!("tls: client certificate: {e}")))
@@ -315,9 +313,10 @@ impl Client {
                 let sent = for_bollard.send(req.method(), &path);
                 async move {
                     sent.await.map_err(|e| match e {
-                        ApiError::Status { message, status, .. } => {
-                            bollard::errors::Error::DockerResponseServerError { status_code: status, message }
-                        }
+                        ApiError::Status { message, status, .. } => bollard::errors::Error::DockerResponseServerError {
+                            status_code: status,
+                            message,
+                        },
                         other => bollard::errors::Error::IOError {
                             err: std::io::Error::other(format!("{endpoint}: {other}")),
                         },
@@ -364,7 +363,11 @@ impl Client {
                 message: "the daemon is not ready".into(),
             });
         }
-        let minor = match daemon_version.as_deref().and_then(|v| v.strip_prefix("1.")).and_then(|m| m.parse::<u32>().ok()) {
+        let minor = match daemon_version
+            .as_deref()
+            .and_then(|v| v.strip_prefix("1."))
+            .and_then(|m| m.parse::<u32>().ok())
+        {
             Some(daemon) if daemon < MIN_API_MINOR => {
                 return Err(ApiError::Other(format!(
                     "the Docker daemon at {} speaks API 1.{daemon}; drover needs 1.{MIN_API_MINOR} or later",
@@ -500,7 +503,10 @@ mod tests {
 
     #[test]
     fn query_encoding() {
-        assert_eq!(encode_query("{\"type\":[\"container\"]}"), "%7B%22type%22%3A%5B%22container%22%5D%7D");
+        assert_eq!(
+            encode_query("{\"type\":[\"container\"]}"),
+            "%7B%22type%22%3A%5B%22container%22%5D%7D"
+        );
     }
 
     #[tokio::test]

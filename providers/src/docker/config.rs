@@ -211,7 +211,9 @@ pub fn parse_endpoint(endpoint: &str, tls: Option<&TlsConfig>) -> Result<Endpoin
     } else if let Some(rest) = endpoint.strip_prefix("https://") {
         (rest, Some(true))
     } else {
-        return Err(bad("expected unix:///path, tcp://host:port, http://host:port or https://host:port (ssh:// is not supported)"));
+        return Err(bad(
+            "expected unix:///path, tcp://host:port, http://host:port or https://host:port (ssh:// is not supported)",
+        ));
     };
     let authority = rest.trim_end_matches('/');
     if authority.is_empty() || authority.contains(['/', '@', '?', '#', ' ']) {
@@ -236,7 +238,10 @@ pub fn parse_endpoint(endpoint: &str, tls: Option<&TlsConfig>) -> Result<Endpoin
             if tls.cert.is_some() != tls.key.is_some() {
                 return Err("tls: `cert` and `key` go together".into());
             }
-            Ok(Endpoint::Tls { authority, tls: tls.clone() })
+            Ok(Endpoint::Tls {
+                authority,
+                tls: tls.clone(),
+            })
         }
         None => Ok(Endpoint::Tcp(authority)),
     }
@@ -244,7 +249,9 @@ pub fn parse_endpoint(endpoint: &str, tls: Option<&TlsConfig>) -> Result<Endpoin
 
 fn check_prefix(prefix: &str) -> Result<(), String> {
     if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(format!("labelPrefix `{prefix}`: use letters, digits, `-` or `_` (e.g. `drover` or `traefik`)"));
+        return Err(format!(
+            "labelPrefix `{prefix}`: use letters, digits, `-` or `_` (e.g. `drover` or `traefik`)"
+        ));
     }
     Ok(())
 }
@@ -316,8 +323,14 @@ mod tests {
             parse_endpoint("unix:///var/run/docker.sock", None).unwrap(),
             Endpoint::Unix("/var/run/docker.sock".into())
         );
-        assert_eq!(parse_endpoint("tcp://10.0.0.1", None).unwrap(), Endpoint::Tcp("10.0.0.1:2375".into()));
-        assert_eq!(parse_endpoint("tcp://proxy:2375/", None).unwrap(), Endpoint::Tcp("proxy:2375".into()));
+        assert_eq!(
+            parse_endpoint("tcp://10.0.0.1", None).unwrap(),
+            Endpoint::Tcp("10.0.0.1:2375".into())
+        );
+        assert_eq!(
+            parse_endpoint("tcp://proxy:2375/", None).unwrap(),
+            Endpoint::Tcp("proxy:2375".into())
+        );
         assert_eq!(parse_endpoint("http://[::1]", None).unwrap(), Endpoint::Tcp("[::1]:2375".into()));
         let tls = TlsConfig {
             ca: "/c/ca.pem".into(),

@@ -358,12 +358,19 @@ mod tests {
             ("com.docker.compose.service", "web"),
             ("com.docker.compose.project", "shop"),
         ];
-        let mut bad = running("bad-1", "10.0.0.9", &[("drover.enable", "true"), ("drover.http.routers.b.rule", "Host(`x`")]);
+        let mut bad = running(
+            "bad-1",
+            "10.0.0.9",
+            &[("drover.enable", "true"), ("drover.http.routers.b.rule", "Host(`x`")],
+        );
         bad.id = "id-bad".into();
         let noport = running(
             "noport",
             "10.0.0.8",
-            &[("drover.enable", "true"), ("drover.http.services.n.loadbalancer.server.port", "eighty")],
+            &[
+                ("drover.enable", "true"),
+                ("drover.http.services.n.loadbalancer.server.port", "eighty"),
+            ],
         );
         let plain = running("plain", "10.0.0.7", &[]);
         let (config, reports) = run(
@@ -382,8 +389,16 @@ mod tests {
         let by_name: HashMap<_, _> = reports.iter().map(|r| (r.name.as_str(), r)).collect();
         assert_eq!(by_name["shop-web-1"].decision, Decision::Routed);
         assert_eq!(by_name["shop-web-1"].addresses, vec!["10.0.0.2:80".to_string()]);
-        assert!(by_name["bad-1"].reasons[0].contains("drover.http.routers.b.rule"), "{:?}", by_name["bad-1"]);
-        assert!(by_name["noport"].reasons[0].contains("`eighty` is not a port number"), "{:?}", by_name["noport"]);
+        assert!(
+            by_name["bad-1"].reasons[0].contains("drover.http.routers.b.rule"),
+            "{:?}",
+            by_name["bad-1"]
+        );
+        assert!(
+            by_name["noport"].reasons[0].contains("`eighty` is not a port number"),
+            "{:?}",
+            by_name["noport"]
+        );
         assert!(by_name["plain"].reasons[0].contains("not enabled"));
     }
 

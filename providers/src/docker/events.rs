@@ -64,7 +64,9 @@ pub enum Effect {
 }
 
 /// Container actions that may change whether or where a container is routed.
-const INSPECT_ON: &[&str] = &["create", "start", "restart", "die", "stop", "pause", "unpause", "rename", "update", "oom"];
+const INSPECT_ON: &[&str] = &[
+    "create", "start", "restart", "die", "stop", "pause", "unpause", "rename", "update", "oom",
+];
 
 impl Event {
     /// The container this event is about, if any.
@@ -141,7 +143,8 @@ mod tests {
 
     #[test]
     fn effects_of_container_and_network_events() {
-        let e = event(r#"{"Type":"container","Action":"health_status: healthy","Actor":{"ID":"abc","Attributes":{"name":"x"}},"timeNano":1}"#);
+        let e =
+            event(r#"{"Type":"container","Action":"health_status: healthy","Actor":{"ID":"abc","Attributes":{"name":"x"}},"timeNano":1}"#);
         assert_eq!(e.effect(), Effect::Inspect("abc".into()));
         let e = event(r#"{"Type":"container","Action":"kill","Actor":{"ID":"abc","Attributes":{"signal":"15"}}}"#);
         assert_eq!(

@@ -119,7 +119,9 @@ pub fn choose_address(
                 a.why = format!("shares the network stack of container `{}`: {}", c.name, a.why);
                 Ok(a)
             }
-            _ => Err(format!("network mode container:{other}: that container is not known or not running")),
+            _ => Err(format!(
+                "network mode container:{other}: that container is not known or not running"
+            )),
         };
     }
     let candidates: Vec<&String> = o.networks.iter().filter(|(_, a)| !a.ip().is_empty()).map(|(n, _)| n).collect();
@@ -331,7 +333,9 @@ mod tests {
     fn ports() {
         let mut notes = Vec::new();
         assert_eq!(choose_port(Some("8080"), &[80], &mut notes), Ok(8080));
-        assert!(choose_port(Some("http"), &[80], &mut notes).unwrap_err().contains("not a port number"));
+        assert!(choose_port(Some("http"), &[80], &mut notes)
+            .unwrap_err()
+            .contains("not a port number"));
         assert_eq!(choose_port(None, &[80], &mut notes), Ok(80));
         assert_eq!(choose_port(None, &[80, 443], &mut notes), Ok(80));
         assert!(notes.last().unwrap().contains("lowest"));

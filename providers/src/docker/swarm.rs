@@ -264,7 +264,9 @@ pub fn decide_all(
             let address = choose_address(&observed, wanted.as_ref(), me, &HashMap::new(), 0).map_err(|e| vec![e])?;
             let notes = std::cell::RefCell::new(Vec::new());
             let port = |label: Option<&str>| match label {
-                None => Err("no port: Swarm does not expose ports to read; set the label http.services.<name>.loadbalancer.server.port".to_string()),
+                None => Err(
+                    "no port: Swarm does not expose ports to read; set the label http.services.<name>.loadbalancer.server.port".to_string(),
+                ),
                 some => choose_port(some, &[], &mut notes.borrow_mut()),
             };
             let target = Target {
@@ -352,7 +354,11 @@ pub fn decide_all(
                     .iter()
                     .filter_map(|a| nets.get(a.network.id.as_str()).map(|n| (n, a)))
                     .filter(|(n, _)| !n.ingress || wanted.as_ref().is_some_and(|w| w.name == n.name))
-                    .filter_map(|(n, a)| a.addresses.first().map(|ip| (n.name.clone(), n.id.clone(), strip_cidr(ip).to_string())))
+                    .filter_map(|(n, a)| {
+                        a.addresses
+                            .first()
+                            .map(|ip| (n.name.clone(), n.id.clone(), strip_cidr(ip).to_string()))
+                    })
                     .collect();
                 let mut r = build(&item, attachments);
                 if dnsrr && lbswarm {

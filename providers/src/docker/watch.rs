@@ -270,7 +270,9 @@ impl Session<'_> {
             }
         }
         let me_candidates = own_container_candidates();
-        let mut inspected = self.inspect_many(to_inspect.into_iter().chain(me_candidates.iter().cloned()).collect()).await?;
+        let mut inspected = self
+            .inspect_many(to_inspect.into_iter().chain(me_candidates.iter().cloned()).collect())
+            .await?;
         self.me = None;
         for candidate in &me_candidates {
             if let Some(Some(o)) = inspected.get(candidate) {

@@ -120,7 +120,10 @@ impl EventStream {
     pub async fn next(&mut self) -> Result<Option<Event>, StreamError> {
         loop {
             let deadline = self.activity.lock().unwrap_or_else(PoisonError::into_inner).last_read + self.idle;
+            // Biased: bytes already buffered (a burst read after a long list) count before the
+            // deadline is looked at.
             let item = tokio::select! {
+                biased;
                 item = self.events.next() => item,
                 _ = tokio::time::sleep_until(deadline) => {
                     let last = self.activity.lock().unwrap_or_else(PoisonError::into_inner).last_read;

@@ -24,6 +24,9 @@ use super::sse::EventStream;
 /// The provider name (`name@marathon`).
 pub const PROVIDER: &str = "marathon";
 
+/// A session that lasted this long resets the reconnect delay.
+const STABLE_SESSION: Duration = Duration::from_secs(10);
+
 /// Every app's latest JSON and outcome, and what was last sent.
 #[derive(Default)]
 pub struct Catalog {
@@ -159,6 +162,12 @@ impl Catalog {
         (merger.finish(), items)
     }
 
+    /// Forgets what was sent, so the next [`Catalog::publish`] sends even an unchanged fragment
+    /// (after an error, that is what clears the provider's error status).
+    pub fn invalidate(&mut self) {
+        self.last_sent = None;
+    }
+
     /// Sends the merged fragment if it differs from the last one sent; false when the
     /// aggregator is gone.
     pub fn publish(&mut self, handle: &ProviderHandle) -> bool {
@@ -192,7 +201,7 @@ impl Backoff {
         delay
     }
 
-    /// Back to `base` (after a session that got as far as a full list).
+    /// Back to `base` (after a session that listed the apps and then lasted).
     pub fn reset(&mut self) {
         self.next = self.base;
     }
@@ -216,8 +225,11 @@ pub async fn run(settings: Settings, handle: ProviderHandle) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         let mut listed = false;
+        let started = tokio::time::Instant::now();
         let result = session(&settings, &mut client, &mut catalog, &handle, &mut listed).await;
-        if listed {
+        // Only a session that lasted resets the delay: a stream that some proxy closes right
+        // after it opens must not turn into a full re-list ten times a second.
+        if listed && started.elapsed() >= STABLE_SESSION {
             backoff.reset();
         }
         match result {
@@ -226,6 +238,7 @@ pub async fn run(settings: Settings, handle: ProviderHandle) {
                 tracing::info!(provider = PROVIDER, endpoint = %client.preferred(), "Marathon closed the event stream; reconnecting");
             }
             Err(e) => {
+                catalog.invalidate();
                 if !handle.report_error(format!("{e}; keeping the last good configuration, retrying")) {
                     return;
                 }

@@ -100,11 +100,17 @@ impl SmoothWeighted {
             Schedule::Empty => None,
             Schedule::Cycle(cycle) => {
                 let start = self.cursor.load(Ordering::Relaxed);
-                (0..cycle.len()).map(|k| cycle[(start + k) % cycle.len()] as usize).find(|i| usable(*i))
+                (0..cycle.len())
+                    .map(|k| cycle[(start + k) % cycle.len()] as usize)
+                    .find(|i| usable(*i))
             }
             Schedule::Live(live) => {
                 let live = live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                let mut copy = Live { weights: live.weights.clone(), scores: live.scores.clone(), total: live.total };
+                let mut copy = Live {
+                    weights: live.weights.clone(),
+                    scores: live.scores.clone(),
+                    total: live.total,
+                };
                 let n = copy.total as usize;
                 (0..n.max(1)).map(|_| copy.step()).find(|i| usable(*i))
             }

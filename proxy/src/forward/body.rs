@@ -7,13 +7,20 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::completion::Completion;
 use crate::upstream::Pooled;
 
-/// A response body. Upstream bodies are passed through frame by frame, never collected.
-pub enum ProxyBody {
+/// A response body. Upstream bodies are passed through frame by frame, never collected. When
+/// it is dropped its [`Completion`] records the request (metrics, access log).
+pub struct ProxyBody {
+    inner: Inner,
+    completion: Option<Completion>,
+}
+
+enum Inner {
     /// A server's body, holding the connection until the body ends.
     Upstream(UpstreamBody),
-    /// A short body drover wrote itself (error pages, admin answers).
+    /// A short body drover wrote itself (error pages).
     Local(Option<Bytes>),
 }
 
@@ -21,12 +28,32 @@ impl ProxyBody {
     /// A local body.
     pub fn local(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
-        ProxyBody::Local((!bytes.is_empty()).then_some(bytes))
+        Self {
+            inner: Inner::Local((!bytes.is_empty()).then_some(bytes)),
+            completion: None,
+        }
     }
 
     /// No body.
     pub fn empty() -> Self {
-        ProxyBody::Local(None)
+        Self {
+            inner: Inner::Local(None),
+            completion: None,
+        }
+    }
+
+    /// A server's body.
+    pub fn upstream(body: UpstreamBody) -> Self {
+        Self {
+            inner: Inner::Upstream(body),
+            completion: None,
+        }
+    }
+
+    /// Records `completion` when this body is done.
+    pub(super) fn with_completion(mut self, completion: Completion) -> Self {
+        self.completion = Some(completion);
+        self
     }
 }
 
@@ -91,23 +118,30 @@ impl Body for ProxyBody {
     type Error = hyper::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
-            ProxyBody::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        let this = self.get_mut();
+        let polled = match &mut this.inner {
+            Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Inner::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        };
+        if let (Poll::Ready(Some(Ok(frame))), Some(completion)) = (&polled, this.completion.as_mut()) {
+            if let Some(data) = frame.data_ref() {
+                completion.bytes_out += data.len() as u64;
+            }
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            ProxyBody::Upstream(body) => body.is_end_stream(),
-            ProxyBody::Local(bytes) => bytes.is_none(),
+        match &self.inner {
+            Inner::Upstream(body) => body.is_end_stream(),
+            Inner::Local(bytes) => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            ProxyBody::Upstream(body) => body.size_hint(),
-            ProxyBody::Local(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+        match &self.inner {
+            Inner::Upstream(body) => body.size_hint(),
+            Inner::Local(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }
 }

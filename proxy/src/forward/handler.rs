@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,14 +20,16 @@ use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
 use super::body::{ProxyBody, UpstreamBody};
+use super::completion::Completion;
 use super::headers::{self, Forwarded};
+use crate::access_log::Entry;
 use crate::health::{Outcome, ServerHealth};
+use crate::metrics::{method_index, RequestKey, NONE};
 use crate::routing::{normalize_host, RequestView};
 use crate::snapshot::{Picked, Snapshot, Tried};
 use crate::upstream::{RequestBody, SendError};
 
 /// State every connection of every worker shares.
-#[derive(Debug)]
 pub struct Shared {
     /// The routing snapshot, swapped whole on every configuration change.
     pub snapshot: ArcSwap<Snapshot>,
@@ -36,6 +39,16 @@ pub struct Shared {
     pub health: crate::health::HealthRegistry,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// The access log, when enabled.
+    pub access_log: Option<crate::access_log::AccessLog>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("generation", &self.snapshot.load().config.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One client connection's context, built once when it is accepted.
@@ -45,6 +58,8 @@ pub struct Connection {
     pub shared: Arc<Shared>,
     /// Index of the entrypoint that accepted it.
     pub entry_point: usize,
+    /// Its name.
+    pub entry_point_name: Arc<str>,
     /// The client's address.
     pub peer: SocketAddr,
     /// Forwarded-header values for this client.
@@ -53,7 +68,7 @@ pub struct Connection {
 
 impl Connection {
     /// The context of a connection from `peer` accepted on entrypoint `entry_point` (bound at `local`).
-    pub fn new(shared: Arc<Shared>, entry_point: usize, peer: SocketAddr, local: SocketAddr) -> Self {
+    pub fn new(shared: Arc<Shared>, entry_point: usize, entry_point_name: Arc<str>, peer: SocketAddr, local: SocketAddr) -> Self {
         let ip = peer.ip().to_canonical();
         let forwarded = Forwarded {
             // Invariant: an IP address and a port number print as valid header values.
@@ -64,6 +79,7 @@ impl Connection {
         Self {
             shared,
             entry_point,
+            entry_point_name,
             peer: SocketAddr::new(ip, peer.port()),
             forwarded,
         }
@@ -131,8 +147,85 @@ fn wants_upgrade(req: &Request<Incoming>) -> bool {
         })
 }
 
-/// Handles one request from `conn`. Never fails: every problem becomes a response.
-pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+/// What [`forward`] learned about a request, for metrics and the access log.
+struct Trace {
+    router: u32,
+    service: u32,
+    router_name: Option<Arc<str>>,
+    service_name: Option<Arc<str>>,
+    server: Option<Arc<str>>,
+    retries: u32,
+    bytes_in: Option<Arc<AtomicU64>>,
+    websocket: bool,
+}
+
+/// Handles one request from `conn`. Never fails: every problem becomes a response. Metrics and
+/// the access log are recorded when the response body ends.
+pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    let start = std::time::Instant::now();
+    let method = method_index(req.method());
+    let mut access = conn.shared.access_log.as_ref().map(|_| {
+        Box::new(Entry {
+            client: conn.forwarded.client_ip.clone(),
+            start: std::time::SystemTime::now(),
+            method: req.method().clone(),
+            target: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string()),
+            version: req.version(),
+            host: req.headers().get(header::HOST).cloned(),
+            status: 0,
+            size: 0,
+            request_size: 0,
+            referer: req.headers().get(header::REFERER).cloned(),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
+            router: None,
+            service: None,
+            server: None,
+            entry_point: conn.entry_point_name.clone(),
+            duration: Duration::ZERO,
+            retries: 0,
+        })
+    });
+    let mut trace = Trace {
+        router: NONE,
+        service: NONE,
+        router_name: None,
+        service_name: None,
+        server: None,
+        retries: 0,
+        bytes_in: None,
+        websocket: false,
+    };
+    let response = forward(&conn, req, &mut trace).await;
+    if let Some(entry) = access.as_mut() {
+        entry.router = trace.router_name;
+        entry.service = trace.service_name;
+        entry.server = trace.server;
+        entry.retries = trace.retries;
+    }
+    let key = RequestKey {
+        entry_point: conn.entry_point as u16,
+        router: trace.router,
+        service: trace.service,
+        code: response.status().as_u16(),
+        method,
+        protocol: u8::from(trace.websocket),
+    };
+    let completion = Completion {
+        shared: conn.shared.clone(),
+        key,
+        start,
+        bytes_in: trace.bytes_in,
+        bytes_out: 0,
+        access,
+    };
+    let (parts, body) = response.into_parts();
+    Ok(Response::from_parts(parts, body.with_completion(completion)))
+}
+
+async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trace) -> Response<ProxyBody> {
     let raw_host = match req.uri().authority() {
         Some(authority) => Some(authority.as_str()),
         None => req.headers().get(header::HOST).and_then(|h| h.to_str().ok()),
@@ -149,8 +242,16 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
             client_ip: conn.peer.ip(),
         };
         match snapshot.entry_points.get(conn.entry_point).and_then(|table| table.find(&view)) {
-            Some(route) => route.service.clone(),
-            None => return Ok(local(StatusCode::NOT_FOUND, "404 Not Found: no router matches this request\n")),
+            Some(route) => {
+                trace.router = route.router_id;
+                trace.service = route.service.metrics_id;
+                if conn.shared.access_log.is_some() {
+                    trace.router_name = Some(route.router.clone());
+                    trace.service_name = Some(route.service.name.clone());
+                }
+                route.service.clone()
+            }
+            None => return local(StatusCode::NOT_FOUND, "404 Not Found: no router matches this request\n"),
         }
     };
     drop(host);
@@ -186,7 +287,14 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
     // streamed to the failed server is gone.
     let replay = (retry.attempts > 0 && !upgrade && is_idempotent(&parts.method) && body.is_end_stream())
         .then(|| (parts.method.clone(), parts.uri.clone(), parts.headers.clone()));
-    let mut request = Request::from_parts(parts, RequestBody::Incoming(body));
+    let body = if body.is_end_stream() {
+        RequestBody::Incoming(body)
+    } else {
+        let counter = Arc::new(AtomicU64::new(0));
+        trace.bytes_in = Some(counter.clone());
+        RequestBody::Counted(body, counter)
+    };
+    let mut request = Request::from_parts(parts, body);
 
     let mut tried = Tried::default();
     let mut retries = 0;
@@ -194,23 +302,18 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
         let (index, server, probe) = match service.pick(tried, Instant::now()) {
             Picked::Server { index, server, probe } => (index, server, probe),
             Picked::NoServers => {
-                return Ok(local(
+                return local(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "503 Service Unavailable: the service has no available server\n",
-                ))
+                )
             }
             Picked::AllEjected => {
-                return Ok(local(
+                return local(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "503 Service Unavailable: all servers of the service are ejected\n",
-                ))
+                )
             }
-            Picked::Exhausted => {
-                return Ok(local(
-                    StatusCode::BAD_GATEWAY,
-                    "502 Bad Gateway: every server of the service failed\n",
-                ))
-            }
+            Picked::Exhausted => return local(StatusCode::BAD_GATEWAY, "502 Bad Gateway: every server of the service failed\n"),
         };
         tried.add(index);
         if !service.pass_host_header || !request.headers().contains_key(header::HOST) {
@@ -235,6 +338,10 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
                     Outcome::Success
                 };
                 service.record(index, outcome, was_probe, Instant::now());
+                trace.retries = retries;
+                if conn.shared.access_log.is_some() {
+                    trace.server = Some(server.url.clone());
+                }
                 break (response, pooled);
             }
             Err(failed) => {
@@ -258,7 +365,7 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
                         request = again;
                     }
                     _ => {
-                        return Ok(if error.is_timeout() {
+                        return if error.is_timeout() {
                             local(
                                 StatusCode::GATEWAY_TIMEOUT,
                                 "504 Gateway Timeout: the server did not answer in time\n",
@@ -268,7 +375,7 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
                                 StatusCode::BAD_GATEWAY,
                                 "502 Bad Gateway: the server could not be reached or answered badly\n",
                             )
-                        });
+                        };
                     }
                 }
             }
@@ -279,10 +386,7 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
         pooled.discard();
         let Some(client_upgrade) = client_upgrade else {
             // A 101 nobody asked for cannot be tunnelled.
-            return Ok(local(
-                StatusCode::BAD_GATEWAY,
-                "502 Bad Gateway: the server switched protocols unasked\n",
-            ));
+            return local(StatusCode::BAD_GATEWAY, "502 Bad Gateway: the server switched protocols unasked\n");
         };
         let server_upgrade = hyper::upgrade::on(&mut response);
         tokio::spawn(async move {
@@ -299,12 +403,13 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
         });
         let (mut parts, _) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, true);
-        return Ok(Response::from_parts(parts, ProxyBody::empty()));
+        trace.websocket = true;
+        return Response::from_parts(parts, ProxyBody::empty());
     }
 
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
     // The client's connection decides its own version; the server's (maybe 1.0) must not leak.
     parts.version = Version::HTTP_11;
-    Ok(Response::from_parts(parts, ProxyBody::Upstream(UpstreamBody::new(body, pooled))))
+    Response::from_parts(parts, ProxyBody::upstream(UpstreamBody::new(body, pooled)))
 }

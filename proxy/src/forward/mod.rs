@@ -1,6 +1,7 @@
 //! The HTTP data path: route a request, pick a server, forward it, stream the answer back.
 
 pub mod body;
+mod completion;
 mod handler;
 pub mod headers;
 

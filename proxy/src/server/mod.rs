@@ -62,7 +62,12 @@ impl Drover {
             response_header_timeout: Some(timeouts.response_header_timeout.0).filter(|d| !d.is_zero()),
             health: HealthRegistry::default(),
             metrics: crate::metrics::Metrics::default(),
+            access_log: match &config.access_log {
+                Some(c) => Some(crate::access_log::AccessLog::start(c)?),
+                None => None,
+            },
         });
+        let open_connections = shared.metrics.set_entry_points(&names);
         let upstreams = Upstreams::new(Transport {
             dial_timeout: timeouts.dial_timeout.0,
             idle_timeout: timeouts.idle_conn_timeout.0,
@@ -86,6 +91,7 @@ impl Drover {
             "drover listening"
         );
 
+        let admin_info = admin::Info::new(&config, &entry_points);
         let mut threads = Vec::new();
         {
             let shared = shared.clone();
@@ -111,13 +117,15 @@ impl Drover {
                             &names,
                             &upstreams,
                             &publish_shared.health,
+                            &publish_shared.metrics,
                             &mut rules,
                         ));
                         checks.reconcile(&snapshot);
                         publish_shared.snapshot.store(snapshot);
+                        publish_shared.metrics.reloaded();
                         tracing::debug!(elapsed = ?started.elapsed(), "snapshot swapped");
                     }));
-                    let admin = admin::serve(api_listener, admin::State { shared, statuses }, shutdown.clone());
+                    let admin = admin::serve(api_listener, admin::State::new(shared, statuses, admin_info), shutdown.clone());
                     tokio::spawn(admin);
                     let _ = shutdown.wait_for(|stop| *stop).await;
                 });
@@ -131,6 +139,8 @@ impl Drover {
                 worker_sockets.push(worker::EntryPointSocket {
                     index,
                     listener: listener.try_clone()?,
+                    name: entry_points[index].0.as_str().into(),
+                    open_connections: open_connections[index].clone(),
                     header_read_timeout: ep.transport.responding_timeouts.header_read_timeout.0,
                     grace: ep.transport.life_cycle.grace_time_out.0,
                 });
@@ -174,6 +184,11 @@ impl Drover {
     /// The generation of the configuration in force (0 before the first one).
     pub fn generation(&self) -> u64 {
         self.shared.snapshot.load().config.generation
+    }
+
+    /// The Prometheus exposition, as `/metrics` serves it.
+    pub fn metrics_text(&self) -> String {
+        crate::metrics::encode(&self.shared.metrics, &self.shared.snapshot.load(), &self.statuses.borrow())
     }
 
     /// Every provider's status.

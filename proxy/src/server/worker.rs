@@ -5,6 +5,7 @@
 //! scheduling on the request path. All workers accept on the same listening sockets; the kernel
 //! hands each connection to one of them.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,10 @@ use crate::forward::{handle, Connection, Shared};
 pub struct EntryPointSocket {
     /// Index of the entrypoint in the snapshot's tables.
     pub index: usize,
+    /// The entrypoint's name.
+    pub name: Arc<str>,
+    /// Open client connections on it (a metrics gauge shared by every worker).
+    pub open_connections: Arc<AtomicI64>,
     /// Its listening socket (a clone of the shared one).
     pub listener: std::net::TcpListener,
     /// Time a client has to send a request head.
@@ -73,6 +78,8 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, shutdown: 
         let shared = shared.clone();
         let mut shutdown = shutdown.clone();
         let index = socket.index;
+        let name = socket.name.clone();
+        let open_connections = socket.open_connections.clone();
         let graceful = &graceful;
         accepting.push(async move {
             loop {
@@ -91,14 +98,17 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, shutdown: 
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = Arc::new(Connection::new(shared.clone(), index, peer, local));
+                let conn = Arc::new(Connection::new(shared.clone(), index, name.clone(), peer, local));
                 let service = service_fn(move |req| handle(conn.clone(), req));
                 let serving = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                 let serving = graceful.watcher().watch(serving);
+                let open = open_connections.clone();
+                open.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
                     if let Err(e) = serving.await {
                         tracing::debug!("client connection ended: {e}");
                     }
+                    open.fetch_sub(1, Ordering::Relaxed);
                 });
             }
         });

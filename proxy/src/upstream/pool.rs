@@ -34,6 +34,8 @@ type Sender = http1::SendRequest<RequestBody>;
 pub enum RequestBody {
     /// The client's body, streamed as it arrives.
     Incoming(Incoming),
+    /// The client's body, with the bytes forwarded counted into the shared counter.
+    Counted(Incoming, Arc<AtomicU64>),
     /// No body (probes, replays of body-less requests).
     Empty,
 }
@@ -45,20 +47,29 @@ impl Body for RequestBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             RequestBody::Incoming(body) => Pin::new(body).poll_frame(cx),
+            RequestBody::Counted(body, count) => {
+                let polled = Pin::new(body).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &polled {
+                    if let Some(data) = frame.data_ref() {
+                        count.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                polled
+            }
             RequestBody::Empty => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            RequestBody::Incoming(body) => body.is_end_stream(),
+            RequestBody::Incoming(body) | RequestBody::Counted(body, _) => body.is_end_stream(),
             RequestBody::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            RequestBody::Incoming(body) => body.size_hint(),
+            RequestBody::Incoming(body) | RequestBody::Counted(body, _) => body.size_hint(),
             RequestBody::Empty => SizeHint::with_exact(0),
         }
     }
@@ -173,10 +184,7 @@ impl Upstream {
 
     /// Sends `req` on a pooled or new connection. On failure the request comes back when none of
     /// it was sent, so the caller may try another server.
-    pub async fn send(
-        self: &Arc<Self>,
-        mut req: Request<RequestBody>,
-    ) -> Result<(Response<Incoming>, Pooled), Box<SendError>> {
+    pub async fn send(self: &Arc<Self>, mut req: Request<RequestBody>) -> Result<(Response<Incoming>, Pooled), Box<SendError>> {
         loop {
             let (mut sender, reused) = match self.checkout() {
                 Some(sender) => (sender, true),

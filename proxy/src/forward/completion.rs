@@ -1,0 +1,41 @@
+//! What is recorded when a response ends: metrics always, an access-log line when enabled.
+//!
+//! A [`Completion`] rides on the response body and records when the body is dropped — after its
+//! last byte was handed to the client, or when the client went away — so durations and sizes
+//! cover the whole response, not just its head.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::handler::Shared;
+use crate::access_log::Entry;
+use crate::metrics::RequestKey;
+
+/// One request's pending record.
+pub struct Completion {
+    pub(super) shared: Arc<Shared>,
+    pub(super) key: RequestKey,
+    pub(super) start: Instant,
+    /// Request body bytes, counted as they are forwarded (absent for body-less requests).
+    pub(super) bytes_in: Option<Arc<AtomicU64>>,
+    pub(super) bytes_out: u64,
+    pub(super) access: Option<Box<Entry>>,
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        let duration = self.start.elapsed();
+        let bytes_in = self.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed));
+        self.shared.metrics.record(self.key, duration, bytes_in, self.bytes_out);
+        if let (Some(mut entry), Some(log)) = (self.access.take(), self.shared.access_log.as_ref()) {
+            entry.size = self.bytes_out;
+            entry.request_size = bytes_in;
+            entry.duration = duration;
+            entry.status = self.key.code;
+            if !log.send(entry) {
+                self.shared.metrics.access_log_dropped();
+            }
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The scrape: sum the shards, read the state that lives elsewhere, encode with
+//! `prometheus-client` (OpenMetrics text).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+
+use drover_providers::ProviderStatus;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::{method_name, Metrics, RequestKey, Stats, BUCKETS, NONE};
+use crate::snapshot::Snapshot;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// One metric family: name, help text, and its series.
+type Family<V> = (&'static str, &'static str, Vec<(Labels, V)>);
+
+#[derive(Debug)]
+struct Scrape {
+    counters: Vec<Family<u64>>,
+    gauges: Vec<Family<i64>>,
+    histograms: Vec<Family<Stats>>,
+}
+
+impl prometheus_client::collector::Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, help, series) in &self.counters {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (labels, value) in series {
+                ConstCounter::new(*value).encode(family.encode_family(labels)?)?;
+            }
+        }
+        for (name, help, series) in &self.gauges {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (labels, value) in series {
+                ConstGauge::new(*value).encode(family.encode_family(labels)?)?;
+            }
+        }
+        for (name, help, series) in &self.histograms {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            for (labels, stats) in series {
+                let mut buckets: Vec<(f64, u64)> = BUCKETS.iter().copied().zip(stats.buckets.iter().copied()).collect();
+                buckets.push((f64::INFINITY, stats.buckets[BUCKETS.len()]));
+                family
+                    .encode_family(labels)?
+                    .encode_histogram::<Labels>(stats.seconds, stats.count, &buckets, None)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn protocol(p: u8) -> &'static str {
+    if p == 1 {
+        "websocket"
+    } else {
+        "http"
+    }
+}
+
+/// Sums `stats` per label set built by `labels` (skipping keys it returns `None` for).
+fn group(totals: &HashMap<RequestKey, Stats>, labels: impl Fn(&RequestKey) -> Option<Labels>) -> Vec<(Labels, Stats)> {
+    let mut grouped: BTreeMap<Labels, Stats> = BTreeMap::new();
+    for (key, stats) in totals {
+        if let Some(l) = labels(key) {
+            grouped.entry(l).or_default().merge(stats);
+        }
+    }
+    grouped.into_iter().collect()
+}
+
+/// The whole exposition: request metrics from `metrics`, state from `snapshot` and `providers`.
+pub fn encode(metrics: &Metrics, snapshot: &Snapshot, providers: &[ProviderStatus]) -> String {
+    let totals = metrics.totals();
+    let entry_points = metrics.entry_points.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let ep = |k: &RequestKey| entry_points.get(k.entry_point as usize).cloned().unwrap_or_default();
+    let code_method = |k: &RequestKey| {
+        vec![
+            ("code", k.code.to_string()),
+            ("method", method_name(k.method).to_string()),
+            ("protocol", protocol(k.protocol).to_string()),
+        ]
+    };
+
+    let by_entry_point = group(&totals, |k| {
+        let mut l = code_method(k);
+        l.push(("entrypoint", ep(k)));
+        Some(l)
+    });
+    let by_router = group(&totals, |k| {
+        (k.router != NONE).then(|| {
+            let mut l = code_method(k);
+            l.push(("router", metrics.name(k.router)));
+            l.push(("service", metrics.name(k.service)));
+            l
+        })
+    });
+    let by_service = group(&totals, |k| {
+        (k.service != NONE).then(|| {
+            let mut l = code_method(k);
+            l.push(("service", metrics.name(k.service)));
+            l
+        })
+    });
+    let bytes_by_entry_point = group(&totals, |k| Some(vec![("entrypoint", ep(k))]));
+    let bytes_by_service = group(&totals, |k| (k.service != NONE).then(|| vec![("service", metrics.name(k.service))]));
+
+    let now = tokio::time::Instant::now();
+    let mut server_up = Vec::new();
+    let mut ejections = Vec::new();
+    let mut retries = Vec::new();
+    let mut upstreams: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut services: Vec<_> = snapshot.services.values().collect();
+    services.sort_by(|a, b| a.name.cmp(&b.name));
+    for service in services {
+        retries.push((vec![("service", service.name.to_string())], service.budget.retries()));
+        for server in service.servers.iter() {
+            let labels = vec![("service", service.name.to_string()), ("url", server.url.to_string())];
+            server_up.push((labels.clone(), i64::from(!server.health.is_out() && server.weight > 0)));
+            ejections.push((labels, server.health.report(now).total_ejections));
+            upstreams.insert(
+                server.upstream.authority().to_string(),
+                (server.upstream.connections_opened(), server.upstream.connections_reused()),
+            );
+        }
+    }
+    let open: Vec<(Labels, i64)> = metrics
+        .open_connections
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            (
+                vec![
+                    ("entrypoint", entry_points.get(i).cloned().unwrap_or_default()),
+                    ("protocol", "TCP".to_string()),
+                ],
+                g.load(Ordering::Relaxed),
+            )
+        })
+        .collect();
+
+    let scrape = Scrape {
+        counters: vec![
+            (
+                "drover_entrypoint_requests",
+                "Requests by entrypoint, status code, method and protocol.",
+                by_entry_point.iter().map(|(l, s)| (l.clone(), s.count)).collect(),
+            ),
+            (
+                "drover_entrypoint_requests_bytes",
+                "Request body bytes received, by entrypoint.",
+                bytes_by_entry_point.iter().map(|(l, s)| (l.clone(), s.bytes_in)).collect(),
+            ),
+            (
+                "drover_entrypoint_responses_bytes",
+                "Response body bytes sent, by entrypoint.",
+                bytes_by_entry_point.iter().map(|(l, s)| (l.clone(), s.bytes_out)).collect(),
+            ),
+            (
+                "drover_router_requests",
+                "Requests by router, service, status code, method and protocol.",
+                by_router.iter().map(|(l, s)| (l.clone(), s.count)).collect(),
+            ),
+            (
+                "drover_service_requests",
+                "Requests by service, status code, method and protocol.",
+                by_service.iter().map(|(l, s)| (l.clone(), s.count)).collect(),
+            ),
+            (
+                "drover_service_requests_bytes",
+                "Request body bytes sent on, by service.",
+                bytes_by_service.iter().map(|(l, s)| (l.clone(), s.bytes_in)).collect(),
+            ),
+            (
+                "drover_service_responses_bytes",
+                "Response body bytes received and passed on, by service.",
+                bytes_by_service.iter().map(|(l, s)| (l.clone(), s.bytes_out)).collect(),
+            ),
+            (
+                "drover_service_retries",
+                "Retries granted by the service's retry budget (replays of requests a server received).",
+                retries,
+            ),
+            (
+                "drover_service_server_ejections",
+                "Passive or active ejections of a server.",
+                ejections,
+            ),
+            (
+                "drover_upstream_connections_opened",
+                "Connections opened to a server address.",
+                upstreams.iter().map(|(a, (o, _))| (vec![("server", a.clone())], *o)).collect(),
+            ),
+            (
+                "drover_upstream_connections_reused",
+                "Requests sent on a reused pooled connection, by server address.",
+                upstreams.iter().map(|(a, (_, r))| (vec![("server", a.clone())], *r)).collect(),
+            ),
+            (
+                "drover_config_reloads",
+                "Configurations applied.",
+                vec![(Vec::new(), metrics.reloads.load(Ordering::Relaxed))],
+            ),
+            (
+                "drover_provider_errors",
+                "Errors reported by a provider (its last good configuration stayed in force).",
+                providers.iter().map(|p| (vec![("provider", p.name.clone())], p.errors)).collect(),
+            ),
+            (
+                "drover_access_log_dropped",
+                "Access-log lines dropped because the sink was too slow.",
+                vec![(Vec::new(), metrics.access_log_dropped.load(Ordering::Relaxed))],
+            ),
+        ],
+        gauges: vec![
+            ("drover_open_connections", "Open client connections, by entrypoint.", open),
+            (
+                "drover_service_server_up",
+                "1 when the server takes traffic, 0 when it is ejected or weighted 0.",
+                server_up,
+            ),
+            (
+                "drover_config_last_reload_success",
+                "Unix time of the last configuration applied.",
+                vec![(Vec::new(), metrics.last_reload_success.load(Ordering::Relaxed) as i64)],
+            ),
+        ],
+        histograms: vec![
+            (
+                "drover_entrypoint_request_duration_seconds",
+                "Request duration by entrypoint, status code, method and protocol.",
+                by_entry_point,
+            ),
+            (
+                "drover_router_request_duration_seconds",
+                "Request duration by router and service.",
+                by_router,
+            ),
+            (
+                "drover_service_request_duration_seconds",
+                "Request duration by service.",
+                by_service,
+            ),
+        ],
+    };
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(scrape));
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+        tracing::error!("encoding metrics failed");
+    }
+    out
+}
