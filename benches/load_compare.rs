@@ -29,7 +29,6 @@
 //! `load_compare/lab.rs` starts the servers, `load_compare/parse.rs` reads the generators' output.
 
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -38,27 +37,17 @@ mod lab;
 #[path = "load_compare/parse.rs"]
 mod parse;
 
-use lab::{drover_binary, free_ports, Lab, Server, Tools, PLAIN, VARIANTS};
+use lab::{drover_binary, free_ports, Health, Lab, Result, Server, Tools, PLAIN, VARIANTS};
 use parse::{self_test, OpenLoopResult, WrkResult};
 
-type Result<T, E = String> = std::result::Result<T, E>;
-
-/// Every listener and every request of this bench uses this address, never another.
-const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
 /// wrk's connection count (`-c`), as in the measured baselines.
 const CONNECTIONS: u32 = 64;
 /// h2load's client count (`-c`) for the open-loop latency pass.
 const OPEN_LOOP_CLIENTS: u32 = 32;
 /// The open-loop rate as a fraction of the slowest peer's median maximum.
 const OPEN_LOOP_FRACTION: f64 = 0.5;
-/// How long a server may take to answer its first request.
-const READY_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a server gets to stop on SIGTERM before it is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 /// The unrecorded wrk run each target gets before the first round (fills pools and caches).
 const WARMUP_SECS: u32 = 1;
-/// drover's flag for its static configuration file.
-const DROVER_CONFIG_FLAG: &str = "--config";
 /// The peers drover is compared with.
 const PEERS: [&str; 2] = ["haproxy", "nginx"];
 
@@ -95,7 +84,7 @@ fn run() -> Result<(), Exit> {
     if opts.self_test {
         return self_test().map_err(Exit::Failed);
     }
-    let tools = Tools::find().map_err(Exit::MissingTools)?;
+    let tools = Tools::find(true).map_err(Exit::MissingTools)?;
     let tmp = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
     let lab = Lab::new(tools, tmp.path(), opts.workers);
     let [backend_port, nginx_port, haproxy_port, drover_port, admin_port] = free_ports()?;
@@ -103,13 +92,15 @@ fn run() -> Result<(), Exit> {
     // The backend outlives every target (locals drop in reverse order); without it, nothing
     // can be measured.
     let mut backend = lab.start_backend(backend_port)?;
+    let backends = [backend_port];
+    let defaults = Health::default();
     let mut targets = vec![
         Target::new("direct", backend_port, None),
-        Target::start("nginx", nginx_port, || lab.start_nginx_proxy(nginx_port, backend_port)),
-        Target::start("haproxy", haproxy_port, || lab.start_haproxy(haproxy_port, backend_port)),
+        Target::start("nginx", nginx_port, || lab.start_nginx_proxy(nginx_port, &backends, &defaults)),
+        Target::start("haproxy", haproxy_port, || lab.start_haproxy(haproxy_port, &backends, &defaults)),
         Target::start("drover", drover_port, || {
             let bin = drover_binary()?;
-            lab.start_drover(&bin, drover_port, admin_port, backend_port, &PLAIN)
+            lab.start_drover(&bin, drover_port, admin_port, &backends, &PLAIN)
         }),
     ];
     // VARIANTS=1: drover again with passive health off, and with a JSON access log to a file,
@@ -119,7 +110,7 @@ fn run() -> Result<(), Exit> {
             let [port, admin] = free_ports()?;
             targets.push(Target::start(variant.name, port, || {
                 let bin = drover_binary()?;
-                lab.start_drover(&bin, port, admin, backend_port, &variant)
+                lab.start_drover(&bin, port, admin, &backends, &variant)
             }));
         }
     }
@@ -295,7 +286,7 @@ impl Target {
         if self.skipped.is_some() {
             return None;
         }
-        let result = lab.run_wrk(self.port, secs);
+        let result = lab.run_wrk(self.port, secs, CONNECTIONS).and_then(|out| WrkResult::parse(&out));
         if !self.check_alive() {
             return None;
         }
@@ -315,7 +306,9 @@ impl Target {
         if self.skipped.is_some() {
             return;
         }
-        let result = lab.run_h2load(h2load, self.port, rate, secs);
+        let result = lab
+            .run_h2load(h2load, self.port, rate, secs, OPEN_LOOP_CLIENTS)
+            .and_then(|(out, log)| OpenLoopResult::parse(&out, &log));
         if !self.check_alive() {
             return;
         }

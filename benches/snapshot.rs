@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use drover::health::HealthRegistry;
+use drover::metrics::Metrics;
 use drover::snapshot::{CompiledRules, Snapshot};
 use drover::upstream::{Transport, Upstreams};
 use drover_providers::aggregate::{merge, merge_cached, RuleCache};
@@ -44,14 +45,15 @@ fn reload(c: &mut Criterion) {
         let merged = Arc::new(merge([("file", &dynamic)], &entry_points));
         let upstreams = Upstreams::new(Transport::default());
         let health = HealthRegistry::default();
+        let metrics = Metrics::default();
         group.bench_with_input(BenchmarkId::new("compile_snapshot", routers), &merged, |b, merged| {
-            b.iter(|| Snapshot::compile(merged.clone(), &entry_points, &upstreams, &health))
+            b.iter(|| Snapshot::compile(merged.clone(), &entry_points, &upstreams, &health, &metrics))
         });
         // A reload where one router changed: everything else comes from the caches.
         let mut rules = RuleCache::default();
         let mut compiled = CompiledRules::default();
         let _ = merge_cached([("file", &dynamic)], &entry_points, &mut rules);
-        let _ = Snapshot::compile_cached(merged.clone(), &entry_points, &upstreams, &health, &mut compiled);
+        let _ = Snapshot::compile_cached(merged.clone(), &entry_points, &upstreams, &health, &metrics, &mut compiled);
         let mut changed = dynamic.clone();
         changed.http.routers.get_mut("r7").expect("router r7").rule = "Path(`/changed`)".into();
         if std::env::var_os("DROVER_BENCH_SPLIT").is_some() {
@@ -59,7 +61,7 @@ fn reload(c: &mut Criterion) {
                 let t = std::time::Instant::now();
                 let merged = Arc::new(merge_cached([("file", &changed)], &entry_points, &mut rules));
                 let t1 = t.elapsed();
-                let _ = Snapshot::compile_cached(merged, &entry_points, &upstreams, &health, &mut compiled);
+                let _ = Snapshot::compile_cached(merged, &entry_points, &upstreams, &health, &metrics, &mut compiled);
                 eprintln!("{routers}: merge {:?} compile {:?}", t1, t.elapsed() - t1);
             }
         }
@@ -69,7 +71,7 @@ fn reload(c: &mut Criterion) {
                 flip = !flip;
                 let config = if flip { &changed } else { &dynamic };
                 let merged = Arc::new(merge_cached([("file", config)], &entry_points, &mut rules));
-                Snapshot::compile_cached(merged, &entry_points, &upstreams, &health, &mut compiled)
+                Snapshot::compile_cached(merged, &entry_points, &upstreams, &health, &metrics, &mut compiled)
             })
         });
     }

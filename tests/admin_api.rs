@@ -59,7 +59,11 @@ async fn admin_json(c: &HttpClient, d: &TestDrover, path: &str) -> (Answer, Valu
     let answer = admin(c, d, path).await;
     let value = serde_json::from_str(&answer.body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {}", answer.body));
     for secret in SECRETS {
-        assert!(!answer.body.contains(secret), "GET {path} shows the secret `{secret}`: {}", answer.body);
+        assert!(
+            !answer.body.contains(secret),
+            "GET {path} shows the secret `{secret}`: {}",
+            answer.body
+        );
     }
     (answer, value)
 }
@@ -86,8 +90,16 @@ async fn shapes_values_pagination_search_and_404s() {
 
     // Overview: Traefik's counts, plus drover's server counts.
     let (_, o) = admin_json(&c, &d, "/api/overview").await;
-    assert_eq!(o["http"]["routers"], serde_json::json!({"total": 4, "warnings": 1, "errors": 1}), "{o}");
-    assert_eq!(o["http"]["services"], serde_json::json!({"total": 3, "warnings": 1, "errors": 0}), "{o}");
+    assert_eq!(
+        o["http"]["routers"],
+        serde_json::json!({"total": 4, "warnings": 1, "errors": 1}),
+        "{o}"
+    );
+    assert_eq!(
+        o["http"]["services"],
+        serde_json::json!({"total": 3, "warnings": 1, "errors": 0}),
+        "{o}"
+    );
     assert_eq!(o["http"]["middlewares"]["total"], 0);
     assert_eq!(o["tcp"]["routers"]["total"], 0);
     assert_eq!(o["providers"], serde_json::json!(["file"]));
@@ -173,8 +185,15 @@ async fn shapes_values_pagination_search_and_404s() {
     assert_eq!(servers[0]["weight"], 1);
     assert_eq!(servers[0]["totalEjections"], 0);
     let (_, bad) = admin_json(&c, &d, "/api/http/services/bad@file").await;
-    assert_eq!((bad["status"].as_str(), bad["servers"].as_array().map(Vec::len)), (Some("warning"), Some(0)), "{bad}");
-    assert!(bad.to_string().contains("REDACTED@127.0.0.1"), "credentials are cut from URLs: {bad}");
+    assert_eq!(
+        (bad["status"].as_str(), bad["servers"].as_array().map(Vec::len)),
+        (Some("warning"), Some(0)),
+        "{bad}"
+    );
+    assert!(
+        bad.to_string().contains("REDACTED@127.0.0.1"),
+        "credentials are cut from URLs: {bad}"
+    );
     let (_, api_service) = admin_json(&c, &d, "/api/http/services/api@file").await;
     assert_eq!(api_service["loadBalancer"]["healthCheck"]["headers"]["Authorization"], "REDACTED");
 
@@ -190,7 +209,11 @@ async fn shapes_values_pagination_search_and_404s() {
     assert!(v["startDate"].as_str().is_some_and(|s| s.len() == 20 && s.ends_with('Z')), "{v}");
     for kind in ["/api/http/middlewares", "/api/tcp/routers", "/api/tcp/services", "/api/udp/routers"] {
         let (answer, list) = admin_json(&c, &d, kind).await;
-        assert_eq!((answer.status, list, next_page(&answer)), (200, serde_json::json!([]), "1"), "{kind}");
+        assert_eq!(
+            (answer.status, list, next_page(&answer)),
+            (200, serde_json::json!([]), "1"),
+            "{kind}"
+        );
     }
     let (_, raw) = admin_json(&c, &d, "/api/rawdata").await;
     assert_eq!(raw["services"]["web@file"]["serverStatus"][format!("http://{a}")], "UP");
@@ -201,7 +224,10 @@ async fn shapes_values_pagination_search_and_404s() {
     assert_eq!((ping.status, ping.body.as_str()), (200, "OK"));
     let metrics = admin(&c, &d, "/metrics").await;
     assert_eq!(metrics.status, 200);
-    assert!(metrics.headers["content-type"].to_str().unwrap_or_default().starts_with("text/plain"));
+    assert!(metrics.headers["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .starts_with("text/plain"));
 
     // An ejected server: kill the only server of `api`, send traffic, watch it go.
     hc.stop().await;
@@ -216,7 +242,11 @@ async fn shapes_values_pagination_search_and_404s() {
     assert!(server["reason"].as_str().is_some_and(|r| !r.is_empty()), "{server}");
     assert_eq!(api_service["serverStatus"][format!("http://{api_addr}")], "DOWN");
     let (_, o) = admin_json(&c, &d, "/api/overview").await;
-    assert_eq!((o["servers"]["up"].as_u64(), o["servers"]["ejected"].as_u64()), (Some(2), Some(1)), "{o}");
+    assert_eq!(
+        (o["servers"]["up"].as_u64(), o["servers"]["ejected"].as_u64()),
+        (Some(2), Some(1)),
+        "{o}"
+    );
 
     // A provider error: the routes file turns invalid; the last good routes stay.
     d.write_routes("[http.routers.web\nrule = ");
@@ -274,7 +304,11 @@ async fn start_with_api(routes: &str, api_keys: &str) -> TestDrover {
     );
     let resolved = drover::config::StaticConfig::parse(std::path::Path::new("test.toml"), &text).expect("test static config");
     let drover = drover::Drover::start(resolved, 1).expect("drover starts");
-    let d = TestDrover { drover, dir, routes: routes_path };
+    let d = TestDrover {
+        drover,
+        dir,
+        routes: routes_path,
+    };
     d.wait_for_generation(1).await;
     d
 }
@@ -293,7 +327,12 @@ async fn basic_auth_and_bearer_token_protect_the_admin_side_and_never_show() {
 
     let refused = send(&c, "GET", &format!("{base}/api/overview"), &[]).await.expect("answer");
     assert_eq!(refused.status, 401);
-    let challenges: Vec<&str> = refused.headers.get_all("www-authenticate").iter().filter_map(|v| v.to_str().ok()).collect();
+    let challenges: Vec<&str> = refused
+        .headers
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
     assert!(challenges.iter().any(|c| c.starts_with("Basic realm=\"drover\"")), "{challenges:?}");
     assert!(challenges.iter().any(|c| c.starts_with("Bearer")), "{challenges:?}");
 
@@ -306,11 +345,15 @@ async fn basic_auth_and_bearer_token_protect_the_admin_side_and_never_show() {
         ("Bearer wrong", 401),
         ("Basic !!!", 401),
     ] {
-        let a = send(&c, "GET", &format!("{base}/api/http/routers"), &[("authorization", auth)]).await.expect("answer");
+        let a = send(&c, "GET", &format!("{base}/api/http/routers"), &[("authorization", auth)])
+            .await
+            .expect("answer");
         assert_eq!(a.status, expected, "{auth}");
     }
     let wrong = basic_header(BASIC_USER, "cheshire");
-    let a = send(&c, "GET", &format!("{base}/metrics"), &[("authorization", &wrong)]).await.expect("answer");
+    let a = send(&c, "GET", &format!("{base}/metrics"), &[("authorization", &wrong)])
+        .await
+        .expect("answer");
     assert_eq!(a.status, 401);
     let a = send(&c, "GET", &format!("{base}/dashboard/"), &[]).await.expect("answer");
     assert_eq!(a.status, 401, "with basic auth the page itself asks for the password");
@@ -322,8 +365,17 @@ async fn basic_auth_and_bearer_token_protect_the_admin_side_and_never_show() {
     assert!(doc.body.contains("basicAuth") && doc.body.contains("bearerAuth"));
 
     // No answer shows the hash or the token.
-    for path in ["/api/overview", "/api/rawdata", "/api/entrypoints", "/api/providers", "/api/http/services", "/api/version"] {
-        let a = send(&c, "GET", &format!("{base}{path}"), &[("authorization", &bearer)]).await.expect("answer");
+    for path in [
+        "/api/overview",
+        "/api/rawdata",
+        "/api/entrypoints",
+        "/api/providers",
+        "/api/http/services",
+        "/api/version",
+    ] {
+        let a = send(&c, "GET", &format!("{base}{path}"), &[("authorization", &bearer)])
+            .await
+            .expect("answer");
         assert_eq!(a.status, 200, "{path}");
         for secret in [BASIC_HASH, TOKEN, "yythxO6"] {
             assert!(!a.body.contains(secret) && !doc.body.contains(secret), "{path} shows a secret");
@@ -338,7 +390,11 @@ fn bad_credentials_in_the_static_configuration_are_named() {
         "[entryPoints.web]\naddress = \":80\"\n[api]\nbasicAuth = [\"alice:plaintext\"]\n",
     )
     .expect_err("a plain-text password is refused");
-    assert!(err.0.contains("api.basicAuth[0]") && err.0.contains("bcrypt") && !err.0.contains("plaintext"), "{}", err.0);
+    assert!(
+        err.0.contains("api.basicAuth[0]") && err.0.contains("bcrypt") && !err.0.contains("plaintext"),
+        "{}",
+        err.0
+    );
     let ok = drover::config::StaticConfig::parse(
         std::path::Path::new("s.toml"),
         &format!("[entryPoints.web]\naddress = \":80\"\n[api]\nbearerToken = \"{TOKEN}\"\n"),

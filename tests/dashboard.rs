@@ -116,14 +116,17 @@ impl Driver {
         }
         let mut options = json!({ "binary": chromium.display().to_string(), "args": args });
         if phone {
-            options["mobileEmulation"] = json!({ "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 2.0, "touch": true, "mobile": true } });
+            options["mobileEmulation"] =
+                json!({ "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 2.0, "touch": true, "mobile": true } });
         }
         let caps = json!({
             "browserName": "chrome",
             "goog:chromeOptions": options,
             "goog:loggingPrefs": { "browser": "ALL" },
         });
-        let serde_json::Value::Object(caps) = caps else { unreachable!("capabilities are an object") };
+        let serde_json::Value::Object(caps) = caps else {
+            unreachable!("capabilities are an object")
+        };
         ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
             .connect(&self.url)
@@ -168,7 +171,10 @@ async fn console_errors(browser: &Client) -> Vec<String> {
 }
 
 async fn script(browser: &Client, js: &str) -> Value {
-    browser.execute(js, vec![]).await.unwrap_or_else(|e| panic!("script failed: {e}\n{js}"))
+    browser
+        .execute(js, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("script failed: {e}\n{js}"))
 }
 
 /// Polls `js` (an expression) until it is truthy; returns how long it took.
@@ -181,7 +187,10 @@ async fn wait_for(browser: &Client, what: &str, js: &str, limit: Duration) -> Du
         }
         if start.elapsed() > limit {
             let body = script(browser, "return document.body.innerText;").await;
-            panic!("{what}: not within {limit:?}; the page says:\n{}", body.as_str().unwrap_or_default());
+            panic!(
+                "{what}: not within {limit:?}; the page says:\n{}",
+                body.as_str().unwrap_or_default()
+            );
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -243,13 +252,28 @@ async fn the_dashboard_shows_routes_health_providers_and_explains_in_a_real_brow
     for (what, js) in [
         ("router web", "document.querySelector('[data-router=\"web@file\"]')"),
         ("router api", "document.querySelector('[data-router=\"api@file\"]')"),
-        ("router shop from Marathon", "document.querySelector('[data-router=\"shop@marathon\"]')"),
-        ("the disabled router with its error", "document.querySelector('[data-router=\"broken@file\"][data-status=\"disabled\"] .errors')"),
-        ("service web with two servers up", "document.querySelectorAll('[data-service=\"web@file\"] [data-state=\"up\"]').length === 2"),
+        (
+            "router shop from Marathon",
+            "document.querySelector('[data-router=\"shop@marathon\"]')",
+        ),
+        (
+            "the disabled router with its error",
+            "document.querySelector('[data-router=\"broken@file\"][data-status=\"disabled\"] .errors')",
+        ),
+        (
+            "service web with two servers up",
+            "document.querySelectorAll('[data-service=\"web@file\"] [data-state=\"up\"]').length === 2",
+        ),
         ("service api", "document.querySelector('[data-service=\"api@file\"]')"),
-        ("the Marathon item skipped with its reason", "[...document.querySelectorAll('[data-provider=\"marathon\"] li.skipped')].some(li => li.textContent.includes('eighty'))"),
+        (
+            "the Marathon item skipped with its reason",
+            "[...document.querySelectorAll('[data-provider=\"marathon\"] li.skipped')].some(li => li.textContent.includes('eighty'))",
+        ),
         ("live updates", "document.getElementById('live').dataset.mode === 'live'"),
-        ("overview counts", "document.querySelector('[data-card=\"routers\"] .value')?.textContent === '4'"),
+        (
+            "overview counts",
+            "document.querySelector('[data-card=\"routers\"] .value')?.textContent === '4'",
+        ),
     ] {
         wait_for(&browser, what, js, Duration::from_secs(10)).await;
     }
@@ -270,30 +294,61 @@ async fn the_dashboard_shows_routes_health_providers_and_explains_in_a_real_brow
             }
         })
     };
-    let shown = wait_for(&browser, "the killed server shown as ejected", &format!("{} === 'ejected'", server_state(&a1_url)), Duration::from_secs(5)).await;
+    let shown = wait_for(
+        &browser,
+        "the killed server shown as ejected",
+        &format!("{} === 'ejected'", server_state(&a1_url)),
+        Duration::from_secs(5),
+    )
+    .await;
     let since_kill = killed.elapsed();
     traffic.abort();
     eprintln!("ejection on screen {since_kill:?} after the kill ({shown:?} of polling the page)");
     assert!(since_kill < Duration::from_secs(2), "the ejection took {since_kill:?} to show");
     assert_eq!(script(&browser, "return window.__sameDocument;").await, 42, "no reload happened");
-    wait_for(&browser, "overview counts the ejection", "document.querySelector('[data-card=\"servers\"]')?.textContent.includes('1 ejected')", Duration::from_secs(3)).await;
+    wait_for(
+        &browser,
+        "overview counts the ejection",
+        "document.querySelector('[data-card=\"servers\"]')?.textContent.includes('1 ejected')",
+        Duration::from_secs(3),
+    )
+    .await;
 
     // The explain form names the expected router and the next server (not the ejected one).
     let url_field = browser.find(Locator::Id("explain-url")).await.expect("explain url field");
     url_field.clear().await.expect("clear");
     url_field.send_keys("http://api.test/orders?id=7").await.expect("type url");
-    browser.find(Locator::Id("explain-submit")).await.expect("submit").click().await.expect("click");
-    wait_for(&browser, "explain names api@file", "document.querySelector('#explain-verdict')?.dataset.router === 'api@file'", Duration::from_secs(5)).await;
+    browser
+        .find(Locator::Id("explain-submit"))
+        .await
+        .expect("submit")
+        .click()
+        .await
+        .expect("click");
+    wait_for(
+        &browser,
+        "explain names api@file",
+        "document.querySelector('#explain-verdict')?.dataset.router === 'api@file'",
+        Duration::from_secs(5),
+    )
+    .await;
     let verdict = script(&browser, "return document.getElementById('explain-verdict').textContent;").await;
     assert!(verdict.as_str().is_some_and(|v| v.contains(&format!("http://{a2}"))), "{verdict}");
-    let web_line = script(&browser, "return document.querySelector('[data-explain-router=\"web@file\"]').dataset.result;").await;
+    let web_line = script(
+        &browser,
+        "return document.querySelector('[data-explain-router=\"web@file\"]').dataset.result;",
+    )
+    .await;
     assert_eq!(web_line, "also-matches");
 
     let errors = console_errors(&browser).await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 
     // A screenshot of the whole page.
-    let height = script(&browser, "return document.documentElement.scrollHeight;").await.as_u64().unwrap_or(1000);
+    let height = script(&browser, "return document.documentElement.scrollHeight;")
+        .await
+        .as_u64()
+        .unwrap_or(1000);
     browser.set_window_size(1280, height.clamp(800, 4000) as u32).await.expect("resize");
     script(&browser, "window.scrollTo(0, 0); return 1;").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -303,7 +358,13 @@ async fn the_dashboard_shows_routes_health_providers_and_explains_in_a_real_brow
     // A phone: the same content, nothing wider than the screen.
     let phone = driver.session(&chromium, true).await;
     phone.goto(&dashboard).await.expect("open the dashboard on a phone");
-    wait_for(&phone, "routers on a phone", "document.querySelector('[data-router=\"api@file\"]') && document.querySelector('[data-service=\"api@file\"]')", Duration::from_secs(10)).await;
+    wait_for(
+        &phone,
+        "routers on a phone",
+        "document.querySelector('[data-router=\"api@file\"]') && document.querySelector('[data-service=\"api@file\"]')",
+        Duration::from_secs(10),
+    )
+    .await;
     let width = script(&phone, "return window.innerWidth;").await;
     assert_eq!(width, 390, "the phone viewport is 390 CSS pixels wide");
     let overflow = script(
@@ -312,9 +373,16 @@ async fn the_dashboard_shows_routes_health_providers_and_explains_in_a_real_brow
     )
     .await;
     assert_eq!(overflow, json!([]), "elements wider than the phone screen");
-    let scroll_width = script(&phone, "return document.documentElement.scrollWidth;").await.as_u64().unwrap_or(0);
+    let scroll_width = script(&phone, "return document.documentElement.scrollWidth;")
+        .await
+        .as_u64()
+        .unwrap_or(0);
     assert!(scroll_width <= 390, "the page scrolls sideways on a phone ({scroll_width} px)");
-    let font = script(&phone, "return parseFloat(getComputedStyle(document.querySelector('[data-router=\"api@file\"] .mono')).fontSize);").await;
+    let font = script(
+        &phone,
+        "return parseFloat(getComputedStyle(document.querySelector('[data-router=\"api@file\"] .mono')).fontSize);",
+    )
+    .await;
     assert!(font.as_f64().is_some_and(|f| f >= 12.0), "text too small on a phone: {font}");
     screenshot(&phone, "dashboard-phone.png").await;
     script(&phone, "document.getElementById('services').scrollIntoView(); return 1;").await;

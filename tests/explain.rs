@@ -97,7 +97,11 @@ async fn start(routes: &str) -> TestDrover {
     );
     let resolved = drover::config::StaticConfig::parse(std::path::Path::new("test.toml"), &text).expect("test static config");
     let drover = drover::Drover::start(resolved, 1).expect("drover starts");
-    let d = TestDrover { drover, dir, routes: routes_path };
+    let d = TestDrover {
+        drover,
+        dir,
+        routes: routes_path,
+    };
     d.wait_for_generation(1).await;
     d
 }
@@ -171,14 +175,22 @@ async fn explain_names_the_router_the_data_path_takes_and_why_the_others_did_not
     assert_eq!((x["matched"].as_bool(), x["router"].is_null()), (Some(false), true), "{x}");
     assert!(x["summary"].as_str().unwrap_or_default().contains("404"), "{x}");
     assert_eq!(line(&x, "site@file")["result"], "not-matched");
-    assert!(reasons(&x, "site@file").contains("Host(`shop.test`) did not match host `nowhere.test`"), "{x}");
+    assert!(
+        reasons(&x, "site@file").contains("Host(`shop.test`) did not match host `nowhere.test`"),
+        "{x}"
+    );
     assert_eq!(line(&x, "internal-only@file")["result"], "skipped");
     assert!(reasons(&x, "internal-only@file").contains("not on entrypoint `web`"), "{x}");
     assert_eq!(line(&x, "broken@file")["result"], "skipped");
     assert!(reasons(&x, "broken@file").contains("disabled"), "{x}");
     assert_eq!(answered_by(&c, &d, "nowhere.test", "/", "GET", &[]).await, "404");
     // Every router is listed, in the order they are tried.
-    let priorities: Vec<i64> = x["routers"].as_array().expect("routers").iter().map(|l| l["priority"].as_i64().unwrap_or(0)).collect();
+    let priorities: Vec<i64> = x["routers"]
+        .as_array()
+        .expect("routers")
+        .iter()
+        .map(|l| l["priority"].as_i64().unwrap_or(0))
+        .collect();
     assert_eq!(priorities.len(), 13);
     assert!(priorities.windows(2).all(|w| w[0] >= w[1]), "{priorities:?}");
     assert_eq!(x["routers"][0]["name"], "by-header@file");
@@ -195,15 +207,24 @@ async fn explain_names_the_router_the_data_path_takes_and_why_the_others_did_not
     // 3. The shorter one takes what the longer one does not, and says why the longer did not.
     let x = explain(&c, &d, &[("url", "http://shop.test/cart")]).await;
     assert_eq!(x["router"], "site@file");
-    assert!(reasons(&x, "site-api@file").contains("PathPrefix(`/api`) did not match path `/cart`"), "{x}");
-    assert!(!reasons(&x, "site-api@file").contains("Host("), "only the failing matcher is named: {x}");
+    assert!(
+        reasons(&x, "site-api@file").contains("PathPrefix(`/api`) did not match path `/cart`"),
+        "{x}"
+    );
+    assert!(
+        !reasons(&x, "site-api@file").contains("Host("),
+        "only the failing matcher is named: {x}"
+    );
     assert!(shop_names.contains(&answered_by(&c, &d, "shop.test", "/cart", "GET", &[]).await.as_str()));
 
     // 4. A `!` rule: excluded, and the reason names the negated matcher that matched.
     let x = explain(&c, &d, &[("url", "http://admin.test/private/keys")]).await;
     assert_eq!(x["matched"], false);
     let why = reasons(&x, "not-admin@file");
-    assert!(why.contains("excluded it") && why.contains("PathPrefix(`/private`) matched path `/private/keys`"), "{why}");
+    assert!(
+        why.contains("excluded it") && why.contains("PathPrefix(`/private`) matched path `/private/keys`"),
+        "{why}"
+    );
     let x = explain(&c, &d, &[("url", "http://admin.test/public")]).await;
     assert_eq!(x["router"], "not-admin@file");
     assert!(shop_names.contains(&answered_by(&c, &d, "admin.test", "/public", "GET", &[]).await.as_str()));
@@ -231,7 +252,10 @@ async fn explain_names_the_router_the_data_path_takes_and_why_the_others_did_not
     assert_eq!(x["router"], "by-method@file");
     assert_eq!(answered_by(&c, &d, "m.test", "/", "POST", &[]).await, "api");
     let x = explain(&c, &d, &[("url", "http://m.test/")]).await;
-    assert!(reasons(&x, "by-method@file").contains("Method(`POST`) did not match method `GET`"), "{x}");
+    assert!(
+        reasons(&x, "by-method@file").contains("Method(`POST`) did not match method `GET`"),
+        "{x}"
+    );
 
     // 8. Query.
     let x = explain(&c, &d, &[("url", "http://q.test/?debug=1")]).await;
@@ -244,20 +268,30 @@ async fn explain_names_the_router_the_data_path_takes_and_why_the_others_did_not
     assert_eq!(x["router"], "by-ip@file");
     let x = explain(&c, &d, &[("url", "http://ip.test/")]).await;
     assert!(reasons(&x, "by-ip@file").contains("client IP `127.0.0.1`"), "{x}");
-    assert_eq!(answered_by(&c, &d, "ip.test", "/", "GET", &[]).await, "404", "the test client is 127.0.0.1");
+    assert_eq!(
+        answered_by(&c, &d, "ip.test", "/", "GET", &[]).await,
+        "404",
+        "the test client is 127.0.0.1"
+    );
 
     // 10. `||`: either host; neither says both.
     let x = explain(&c, &d, &[("url", "http://b.test/")]).await;
     assert_eq!(x["router"], "either@file");
     let x = explain(&c, &d, &[("url", "http://c.test/")]).await;
     let why = reasons(&x, "either@file");
-    assert!(why.contains("none of the 2 alternatives") && why.contains("Host(`a.test`)") && why.contains("Host(`b.test`)"), "{why}");
+    assert!(
+        why.contains("none of the 2 alternatives") && why.contains("Host(`a.test`)") && why.contains("Host(`b.test`)"),
+        "{why}"
+    );
 
     // 11. Another entrypoint, and a path-only URL with the host in a header.
     let x = explain(&c, &d, &[("url", "/anything"), ("entryPoint", "internal")]).await;
     assert_eq!(x["router"], "internal-only@file");
     let x = explain(&c, &d, &[("url", "/cart"), ("header", "Host: Shop.Test:8080")]).await;
-    assert_eq!((x["router"].as_str(), x["request"]["host"].as_str()), (Some("site@file"), Some("shop.test")));
+    assert_eq!(
+        (x["router"].as_str(), x["request"]["host"].as_str()),
+        (Some("site@file"), Some("shop.test"))
+    );
 
     // 12. An ejected server: shown as ejected, and never the next pick.
     let x = explain(&c, &d, &[("url", "http://dead.test/")]).await;
@@ -285,7 +319,12 @@ async fn explain_names_the_router_the_data_path_takes_and_why_the_others_did_not
 
     // Bad questions.
     let base = format!("http://{}/api/explain", d.drover.api());
-    for (query, status) in [("", 400), ("?url=no-slash", 400), ("?url=/&method=get", 400), ("?url=/&entryPoint=nope", 404)] {
+    for (query, status) in [
+        ("", 400),
+        ("?url=no-slash", 400),
+        ("?url=/&method=get", 400),
+        ("?url=/&entryPoint=nope", 404),
+    ] {
         let a = get(&c, &format!("{base}{query}")).await;
         assert_eq!(a.status, status, "{query}: {}", a.body);
         assert!(a.body.contains("\"message\""), "{query}: {}", a.body);

@@ -75,7 +75,7 @@ async fn service_json(drover: &TestDrover, name: &str) -> serde_json::Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("service JSON: {e}: {body}"))
 }
 
-fn server_entry<'a>(service: &'a serde_json::Value, addr: SocketAddr) -> &'a serde_json::Value {
+fn server_entry(service: &serde_json::Value, addr: SocketAddr) -> &serde_json::Value {
     let url = format!("http://{addr}");
     service["servers"]
         .as_array()

@@ -1,37 +1,55 @@
-//! The lab: the external tools, the servers this bench starts (the nginx backend, nginx and
-//! HAProxy as proxies, drover) with their configurations, and the load generators' commands.
+//! The lab: the external tools, the servers the side-by-side benches start (an nginx backend,
+//! whoami backends, nginx and HAProxy as proxies, drover) with their configurations, and the load
+//! generators' commands.
+//!
+//! Shared through `#[path]` by `load_compare.rs` and `failover.rs`, so it depends on neither:
+//! each includer uses part of it, and parses what the load generators print itself.
+#![allow(dead_code)]
 
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::parse::{OpenLoopResult, WrkResult};
-use super::{Result, CONNECTIONS, DROVER_CONFIG_FLAG, LOOPBACK, OPEN_LOOP_CLIENTS, READY_TIMEOUT, STOP_TIMEOUT};
+pub type Result<T, E = String> = std::result::Result<T, E>;
+
+/// Every listener and every request of these benches uses this address, never another.
+pub const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
+/// How long a server may take to answer its first request.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a server gets to stop on SIGTERM before it is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+/// drover's flag for its static configuration file.
+pub const DROVER_CONFIG_FLAG: &str = "--config";
 
 /// The external programs, resolved to absolute paths.
 pub struct Tools {
     nginx: PathBuf,
     haproxy: PathBuf,
-    wrk: PathBuf,
     taskset: PathBuf,
     setpriv: PathBuf,
+    /// Present when looked for (`Tools::find(true)`): only a bench that runs wrk needs it.
+    wrk: Option<PathBuf>,
     /// Optional: only the open-loop latency pass needs it.
     pub h2load: Option<PathBuf>,
 }
 
 impl Tools {
-    pub fn find() -> Result<Self> {
-        let needed = [
+    /// Finds the proxies and the process tools, and wrk too when `needs_wrk`; the error names
+    /// the apt packages to install.
+    pub fn find(needs_wrk: bool) -> Result<Self> {
+        let mut needed = vec![
             ("nginx", "nginx-light"),
             ("haproxy", "haproxy"),
-            ("wrk", "wrk"),
             ("taskset", "util-linux"),
             ("setpriv", "util-linux"),
         ];
+        if needs_wrk {
+            needed.push(("wrk", "wrk"));
+        }
         let found: Vec<_> = needed.iter().map(|(tool, _)| find_on_path(tool)).collect();
         let missing: Vec<_> = needed.iter().zip(&found).filter(|(_, f)| f.is_none()).collect();
         if !missing.is_empty() {
@@ -49,9 +67,9 @@ impl Tools {
         Ok(Tools {
             nginx: next(),
             haproxy: next(),
-            wrk: next(),
             taskset: next(),
             setpriv: next(),
+            wrk: needs_wrk.then(next),
             h2load: find_on_path("h2load"),
         })
     }
@@ -80,7 +98,7 @@ impl Lab {
     pub fn new(tools: Tools, dir: &Path, workers: u32) -> Self {
         let server_cpus = match std::thread::available_parallelism().map_or(1, |n| n.get()) {
             1 => {
-                println!("load_compare: one CPU only, the servers share it with the load generator");
+                println!("one CPU only: the servers share it with the load generator");
                 None
             }
             2 => Some("1".to_string()),
@@ -101,6 +119,25 @@ impl Lab {
         cmd.args(["-c", self.loadgen_cpus]).arg(program);
         cmd.stdin(Stdio::null());
         cmd
+    }
+
+    /// Pins a running process, every thread of it, to the load generator's CPU (a bench that
+    /// generates load itself pins itself); does nothing on a single-CPU machine.
+    pub fn pin_to_loadgen_cpus(&self, pid: u32) -> Result<()> {
+        if self.server_cpus.is_none() {
+            return Ok(());
+        }
+        let status = Command::new(&self.tools.taskset)
+            .args(["-a", "-p", "-c", self.loadgen_cpus, &pid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run taskset: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("taskset -a -p -c {} {pid} failed ({status})", self.loadgen_cpus))
+        }
     }
 
     /// A server's command, sent SIGTERM if this process dies without dropping the server's
@@ -130,11 +167,23 @@ impl Lab {
         self.start_nginx("backend", 1, port, false, &http)
     }
 
-    pub fn start_nginx_proxy(&self, port: u16, backend: u16) -> Result<Server> {
+    /// A whoami backend (`cargo build --release --example whoami`) named `name`, pinned with the
+    /// proxies.
+    pub fn start_whoami(&self, bin: &Path, name: &'static str, port: u16) -> Result<Server> {
+        let mut cmd = self.server(bin, true);
+        cmd.args(["--bind", &LOOPBACK.to_string(), "--port", &port.to_string(), "--name", name]);
+        Server::spawn(name, cmd, &self.dir)?.wait_ready(&[(port, "/")])
+    }
+
+    /// nginx proxying round robin to `backends`, with `health` added.
+    pub fn start_nginx_proxy(&self, port: u16, backends: &[u16], health: &Health) -> Result<Server> {
+        let servers: String = backends
+            .iter()
+            .map(|backend| format!("        server {LOOPBACK}:{backend}{};\n", health.server))
+            .collect();
         let http = format!(
             "    upstream backend {{
-        server {LOOPBACK}:{backend};
-        keepalive 64;
+{servers}        keepalive 64;
         keepalive_requests 1000000;
     }}
     server {{
@@ -143,8 +192,9 @@ impl Lab {
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
-        }}
-    }}"
+{block}        }}
+    }}",
+            block = indent(health.block, 12)
         );
         self.start_nginx("nginx", self.workers, port, true, &http)
     }
@@ -182,8 +232,13 @@ http {{
         Server::spawn(name, cmd, &self.dir)?.wait_ready(&[(port, "/")])
     }
 
-    pub fn start_haproxy(&self, port: u16, backend: u16) -> Result<Server> {
+    /// HAProxy balancing round robin over `backends` (servers `b1`, `b2`…), with `health` added.
+    pub fn start_haproxy(&self, port: u16, backends: &[u16], health: &Health) -> Result<Server> {
         let conf = self.dir.join("haproxy.cfg");
+        let servers: String = (1..)
+            .zip(backends)
+            .map(|(i, backend)| format!("    server b{i} {LOOPBACK}:{backend}{}\n", health.server))
+            .collect();
         let text = format!(
             "global
     nbthread {workers}
@@ -199,9 +254,9 @@ frontend web
     default_backend backend
 
 backend backend
-    server backend {LOOPBACK}:{backend}
-",
-            workers = self.workers
+{block}{servers}",
+            workers = self.workers,
+            block = indent(health.block, 4),
         );
         write_file(&conf, &text)?;
         let mut cmd = self.server(&self.tools.haproxy, true);
@@ -209,19 +264,22 @@ backend backend
         Server::spawn("haproxy", cmd, &self.dir)?.wait_ready(&[(port, "/")])
     }
 
-    pub fn start_drover(&self, bin: &Path, port: u16, admin: u16, backend: u16, variant: &Variant) -> Result<Server> {
+    /// drover balancing over `backends`, configured as `variant` says.
+    pub fn start_drover(&self, bin: &Path, port: u16, admin: u16, backends: &[u16], variant: &Variant) -> Result<Server> {
         let home = self.dir.join(variant.name);
         let routes = home.join("routes.toml");
         let static_config = home.join("static.toml");
+        let servers: String = backends
+            .iter()
+            .map(|backend| format!("\n[[http.services.backend.loadBalancer.servers]]\nurl = \"http://{LOOPBACK}:{backend}\"\n"))
+            .collect();
         write_file(
             &routes,
             &format!(
                 "[http.routers.bench]
 rule = \"PathPrefix(`/`)\"
 service = \"backend\"
-
-[[http.services.backend.loadBalancer.servers]]
-url = \"http://{LOOPBACK}:{backend}\"
+{servers}
 {extra}",
                 extra = variant.routes
             ),
@@ -252,10 +310,12 @@ watch = false
         Server::spawn("drover", cmd, &self.dir)?.wait_ready(&[(admin, "/ping"), (port, "/")])
     }
 
-    pub fn run_wrk(&self, port: u16, secs: u32) -> Result<WrkResult> {
+    /// Runs `wrk --latency` and returns what it printed.
+    pub fn run_wrk(&self, port: u16, secs: u32, connections: u32) -> Result<String> {
+        let wrk = self.tools.wrk.as_ref().ok_or("wrk was not looked for (Tools::find(false))")?;
         let output = self
-            .loadgen(&self.tools.wrk)
-            .args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{secs}s"), "--latency"])
+            .loadgen(wrk)
+            .args(["-t1", &format!("-c{connections}"), &format!("-d{secs}s"), "--latency"])
             .arg(url(port))
             .output()
             .map_err(|e| format!("cannot run wrk: {e}"))?;
@@ -263,15 +323,17 @@ watch = false
             let stderr = String::from_utf8_lossy(&output.stderr);
             return Err(format!("wrk failed ({}): {}", output.status, stderr.trim()));
         }
-        WrkResult::parse(&String::from_utf8_lossy(&output.stdout))
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    pub fn run_h2load(&self, h2load: &Path, port: u16, rate: f64, secs: u32) -> Result<OpenLoopResult> {
+    /// Runs h2load open-loop at `rate` requests/s in total and returns what it printed and its
+    /// per-request log.
+    pub fn run_h2load(&self, h2load: &Path, port: u16, rate: f64, secs: u32, clients: u32) -> Result<(String, String)> {
         let log = self.dir.join("h2load.log");
-        let per_client = rate / f64::from(OPEN_LOOP_CLIENTS);
+        let per_client = rate / f64::from(clients);
         let output = self
             .loadgen(h2load)
-            .args(["--h1", "-t1", &format!("-c{OPEN_LOOP_CLIENTS}"), &format!("-D{secs}")])
+            .args(["--h1", "-t1", &format!("-c{clients}"), &format!("-D{secs}")])
             .arg(format!("--rps={per_client:.3}"))
             .arg(format!("--log-file={}", log.display()))
             .arg(url(port))
@@ -282,8 +344,13 @@ watch = false
             return Err(format!("h2load failed ({}): {}", output.status, stderr.trim()));
         }
         let log_text = fs::read_to_string(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        OpenLoopResult::parse(&String::from_utf8_lossy(&output.stdout), &log_text)
+        Ok((String::from_utf8_lossy(&output.stdout).into_owned(), log_text))
     }
+}
+
+/// Every line of `text` indented by `width` spaces and ended with a newline.
+fn indent(text: &str, width: usize) -> String {
+    text.lines().map(|line| format!("{:width$}{line}\n", "")).collect()
 }
 
 fn url(port: u16) -> String {
@@ -297,7 +364,18 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
     fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Free loopback ports, all bound at once so that none is handed out twice.
+/// Health and retry settings in a peer's own syntax (nginx or HAProxy), added to the
+/// configuration it is started with; empty strings keep that proxy's defaults. (drover's go in
+/// its routes file, through [`Variant::routes`].)
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Health {
+    /// Appended to every `server` line.
+    pub server: &'static str,
+    /// Directives, one a line, for the block that proxies: nginx's `location`, HAProxy's
+    /// `backend`.
+    pub block: &'static str,
+}
+
 /// A drover configuration to measure: the plain one, or one with a feature switched.
 #[derive(Clone, Copy, Debug)]
 pub struct Variant {
@@ -326,6 +404,7 @@ pub const VARIANTS: [Variant; 2] = [
     Variant { name: "drover+accesslog", routes: "", static_config: "[accessLog]\nfilePath = \"{home}/access.log\"\nformat = \"json\"\n" },
 ];
 
+/// Free loopback ports, all bound at once so that none is handed out twice.
 pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
     let listeners = (0..N)
         .map(|_| TcpListener::bind((LOOPBACK, 0)))
@@ -340,23 +419,37 @@ pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
 
 /// Builds drover's release binary (or takes `DROVER_BIN`) and returns its path.
 pub fn drover_binary() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("DROVER_BIN") {
+    release_binary("DROVER_BIN", &["-p", "drover", "--bin", "drover"], "drover")
+}
+
+/// Builds the whoami example in release mode (or takes `WHOAMI_BIN`) and returns its path.
+pub fn whoami_binary() -> Result<PathBuf> {
+    release_binary("WHOAMI_BIN", &["--example", "whoami"], "examples/whoami")
+}
+
+/// `cargo build --release <args>` in this workspace, unless `env_override` names a binary
+/// already; returns `<target>/release/<built>`.
+fn release_binary(env_override: &str, args: &[&str], built: &str) -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os(env_override) {
         return Ok(PathBuf::from(bin));
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    println!("building drover: cargo build --release -p drover");
+    let command = format!("cargo build --release {}", args.join(" "));
+    println!("building: {command}");
     let status = Command::new(cargo)
         .current_dir(root)
-        .args(["build", "--release", "-p", "drover", "--bin", "drover"])
+        .arg("build")
+        .arg("--release")
+        .args(args)
         .stdin(Stdio::null())
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
-        return Err(format!("`cargo build --release -p drover` failed ({status})"));
+        return Err(format!("`{command}` failed ({status})"));
     }
     let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir));
-    let bin = target_dir.join("release").join("drover");
+    let bin = target_dir.join("release").join(built);
     if bin.is_file() {
         Ok(bin)
     } else {
@@ -383,6 +476,17 @@ impl Server {
 
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
+    }
+
+    /// SIGKILL now, the way a crash stops a server: no goodbye to its clients.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill().map_err(|e| format!("cannot kill {}: {e}", self.name))?;
+        self.child.wait().map(drop).map_err(|e| format!("cannot reap {}: {e}", self.name))
+    }
+
+    /// The file the server's stdout and stderr go to.
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// Waits until every `(port, path)` answers 200, or fails with the server's output.

@@ -55,13 +55,25 @@ impl ProviderHandle {
 
     /// Sends a complete new fragment. Returns false when the aggregator is gone (shutting down).
     pub fn send_config(&self, config: DynamicConfig) -> bool {
-        self.tx.send(Update::Config { provider: self.name.clone(), config, items: None }).is_ok()
+        self.tx
+            .send(Update::Config {
+                provider: self.name.clone(),
+                config,
+                items: None,
+            })
+            .is_ok()
     }
 
     /// Sends a complete new fragment together with the decision taken for every item the
     /// provider saw (shown on the admin side: "why is my container not picked up?").
     pub fn send_config_with_items(&self, config: DynamicConfig, items: Vec<ItemReport>) -> bool {
-        self.tx.send(Update::Config { provider: self.name.clone(), config, items: Some(items) }).is_ok()
+        self.tx
+            .send(Update::Config {
+                provider: self.name.clone(),
+                config,
+                items: Some(items),
+            })
+            .is_ok()
     }
 
     /// Reports that the source failed; the last good fragment stays in force.

@@ -384,9 +384,7 @@ impl StaticConfig {
             dns.validate().map_err(|why| ConfigError(format!("{}: {why}", path.display())))?;
         }
         if let Some(consul) = &config.providers.consul_catalog {
-            consul
-                .validate()
-                .map_err(|why| ConfigError(format!("{}: {why}", path.display())))?;
+            consul.validate().map_err(|why| ConfigError(format!("{}: {why}", path.display())))?;
         }
         if let Some(marathon) = &config.providers.marathon {
             marathon

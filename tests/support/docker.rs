@@ -157,8 +157,21 @@ fn build_image(tag: &str, dockerfile: &str, files: &[(&Path, &str)], hash: &str)
         }
     }
     std::fs::write(dir.path().join("Dockerfile"), dockerfile).expect("Dockerfile");
-    let label = format!("{HASH_LABEL}={hash}");
-    must(&["build", "-q", "--label", &label, "-t", tag, &dir.path().display().to_string()]);
+    build_tagged(tag, dir.path(), &["--label", &format!("{HASH_LABEL}={hash}")]);
+}
+
+/// `docker build -t tag context`, removing the image the tag pointed to before (it would be left
+/// dangling).
+fn build_tagged(tag: &str, context: &Path, extra: &[&str]) {
+    let previous = docker(&["image", "inspect", "-f", "{{ .Id }}", tag]).ok();
+    let context = context.display().to_string();
+    let mut args = vec!["build", "-q"];
+    args.extend_from_slice(extra);
+    args.extend(["-t", tag, &context]);
+    let built = must(&args);
+    if let Some(previous) = previous.filter(|p| *p != built) {
+        let _ = docker(&["rmi", &previous]);
+    }
 }
 
 /// The Dockerfile of the drover test image (the same as the repository's `Dockerfile` final
@@ -187,7 +200,7 @@ pub fn images() {
 pub fn derived_image(tag: &str, base: &str, lines: &str) {
     let dir = tempfile::tempdir().expect("build context");
     std::fs::write(dir.path().join("Dockerfile"), format!("FROM {base}\n{lines}\n")).expect("Dockerfile");
-    must(&["build", "-q", "-t", tag, &dir.path().display().to_string()]);
+    build_tagged(tag, dir.path(), &[]);
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);

@@ -426,8 +426,10 @@ mod tests {
 
     #[test]
     fn traefik_prefix_and_injection_safe_names() {
-        let mut c = DockerConfig::default();
-        c.label_prefix = "traefik".into();
+        let c = DockerConfig {
+            label_prefix: "traefik".into(),
+            ..Default::default()
+        };
         let common = c.check().unwrap();
         let t = running(
             "legacy",

@@ -43,9 +43,9 @@ fn list(items: Vec<Value>, query: &ListQuery) -> Response {
 }
 
 /// The name from the path; an undecodable one cannot name anything.
-fn name_of(path: Result<Path<String>, PathRejection>, what: &str) -> Result<String, Response> {
+fn name_of(path: Result<Path<String>, PathRejection>, what: &str) -> Result<String, BadRequest> {
     path.map(|Path(name)| name)
-        .map_err(|_| BadRequest::not_found(format!("{what}: the name in the path is not valid UTF-8")).into_response())
+        .map_err(|_| BadRequest::not_found(format!("{what}: the name in the path is not valid UTF-8")))
 }
 
 fn not_found(what: &str, name: &str) -> Response {
@@ -167,7 +167,7 @@ pub(super) async fn entry_points(Extract(state): Extract<State>, RawQuery(query)
 pub(super) async fn entry_point(Extract(state): Extract<State>, path: Result<Path<String>, PathRejection>) -> Response {
     let name = match name_of(path, "entrypoint") {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match state.info.entry_points.iter().find(|ep| ep.name == name) {
         Some(ep) => json(entry_point_json(ep)),
@@ -199,7 +199,7 @@ pub(super) async fn http_routers(Extract(state): Extract<State>, RawQuery(query)
 pub(super) async fn http_router(Extract(state): Extract<State>, path: Result<Path<String>, PathRejection>) -> Response {
     let name = match name_of(path, "router") {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let snapshot = state.shared.snapshot.load();
     match snapshot.config.routers.get(&name) {
@@ -232,7 +232,7 @@ pub(super) async fn http_services(Extract(state): Extract<State>, RawQuery(query
 pub(super) async fn http_service(Extract(state): Extract<State>, path: Result<Path<String>, PathRejection>) -> Response {
     let name = match name_of(path, "service") {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let snapshot = state.shared.snapshot.load();
     match snapshot.config.services.get(&name) {
@@ -304,7 +304,7 @@ pub(super) async fn empty_list(RawQuery(query): RawQuery) -> Response {
 pub(super) async fn no_such_object(path: Result<Path<String>, PathRejection>) -> Response {
     match name_of(path, "object") {
         Ok(name) => not_found("object", &name),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -318,7 +318,7 @@ pub(super) async fn providers(Extract(state): Extract<State>) -> Response {
 pub(super) async fn provider(Extract(state): Extract<State>, path: Result<Path<String>, PathRejection>) -> Response {
     let name = match name_of(path, "provider") {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let found = state.statuses.borrow().iter().find(|s| s.name == name).cloned();
     match found {

@@ -221,7 +221,11 @@ async fn metrics(Extract(state): Extract<State>) -> Response {
     let snapshot = state.shared.snapshot.load();
     let statuses = state.statuses.borrow().clone();
     let body = crate::metrics::encode(&state.shared.metrics, &snapshot, &statuses);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 async fn not_found() -> Response {

@@ -225,7 +225,7 @@ fn paths() -> Map<String, Value> {
             { "name": "header", "in": "query", "description": "A request header, `Name: value`; repeat for several.", "style": "form", "explode": true,
               "schema": { "type": "array", "maxItems": HEADERS_MAX, "items": { "type": "string", "pattern": HEADER_PATTERN } } },
             { "name": "clientIp", "in": "query", "description": "The client's address, for `ClientIP` (default 127.0.0.1).", "schema": { "type": "string", "pattern": IP_PATTERN } },
-            { "name": "entryPoint", "in": "query", "description": "The entrypoint the request arrives on (default: the first).", "schema": { "type": "string" } },
+            { "name": "entryPoint", "in": "query", "description": "The entrypoint the request arrives on (default: the first by name).", "schema": { "type": "string" } },
         ],
         "responses": {
             "200": { "description": "The explanation.", "content": json_content(schema_ref("Explain")) },

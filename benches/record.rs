@@ -1,0 +1,58 @@
+//! What observability costs per request: recording into the metrics shard, and handing an
+//! entry to the access log. Compare with drover's time per request at full load
+//! (1 / requests-per-second per worker, from `load_compare`): the target is under 3%.
+
+use std::time::{Duration, Instant};
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use drover::access_log::{AccessLog, AccessLogConfig, Entry};
+use drover::metrics::{method_index, Metrics, RequestKey};
+use http::{HeaderValue, Method, Version};
+
+fn record(c: &mut Criterion) {
+    let metrics = Metrics::default();
+    metrics.set_entry_points(&["web".to_string()]);
+    let key = RequestKey {
+        entry_point: 0,
+        router: metrics.id("r@file"),
+        service: metrics.id("s@file"),
+        code: 200,
+        method: method_index(&Method::GET),
+        protocol: 0,
+    };
+    c.bench_function("metrics_record", |b| {
+        b.iter(|| metrics.record(black_box(key), Duration::from_micros(250), 0, 120))
+    });
+    c.bench_function("clock_now_and_elapsed", |b| b.iter(|| black_box(Instant::now()).elapsed()));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = AccessLog::start(&AccessLogConfig {
+        file_path: Some(dir.path().join("access.log")),
+        format: Some("json".into()),
+        buffering_size: Some(1 << 20),
+    })
+    .expect("access log starts");
+    let entry = || Entry {
+        client: HeaderValue::from_static("127.0.0.1"),
+        start: std::time::SystemTime::now(),
+        method: Method::GET,
+        target: "/index.html".to_string(),
+        version: Version::HTTP_11,
+        host: Some(HeaderValue::from_static("shop.local")),
+        status: 200,
+        size: 120,
+        request_size: 0,
+        referer: None,
+        user_agent: Some(HeaderValue::from_static("wrk")),
+        router: Some("r@file".into()),
+        service: Some("s@file".into()),
+        server: Some("http://127.0.0.1:9000".into()),
+        entry_point: "web".into(),
+        duration: Duration::from_micros(250),
+        retries: 0,
+    };
+    c.bench_function("access_log_enqueue", |b| b.iter(|| log.send(Box::new(entry()))));
+}
+
+criterion_group!(benches, record);
+criterion_main!(benches);
