@@ -1,8 +1,10 @@
 //! The access log: one line per request, in Traefik's `common` format or as JSON, written off
 //! the request path.
 //!
-//! A request hands a finished entry to a bounded queue (`bufferingSize` entries) without ever
-//! waiting; a dedicated thread formats and writes. When the sink is slower than the traffic
+//! A request hands a finished entry to a bounded lock-free queue (`bufferingSize` entries)
+//! without ever waiting; a dedicated thread formats and writes. The writer is woken (a syscall)
+//! only when it went to sleep on an empty queue; under load it is busy and requests never pay
+//! for a wake-up. When the sink is slower than the traffic
 //! (a full disk, a pipe nobody reads) the queue fills and further lines are dropped and counted
 //! (`drover_access_log_dropped_total`) rather than slowing requests down. Only the client
 //! address, request line, host, status, sizes, `Referer` and `User-Agent` are logged: never
@@ -10,9 +12,12 @@
 
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::Thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_queue::ArrayQueue;
 
 use http::{HeaderValue, Method, Version};
 use serde::Deserialize;
@@ -83,7 +88,18 @@ pub struct Entry {
 /// The sending side; cheap to share.
 #[derive(Debug)]
 pub struct AccessLog {
-    tx: SyncSender<Box<Entry>>,
+    queue: Arc<ArrayQueue<Box<Entry>>>,
+    /// True while the writer sleeps on an empty queue and must be woken.
+    asleep: Arc<AtomicBool>,
+    writer: Thread,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.writer.unpark();
+    }
 }
 
 impl AccessLog {
@@ -109,54 +125,68 @@ impl AccessLog {
             ),
             None => Box::new(io::stdout()),
         };
-        let (tx, rx) = sync_channel(config.buffering_size.unwrap_or(16_384).max(1));
-        std::thread::Builder::new()
-            .name("drover-access-log".into())
-            .spawn(move || write_loop(rx, sink, format))?;
-        Ok(Self { tx })
+        let queue = Arc::new(ArrayQueue::new(config.buffering_size.unwrap_or(16_384).max(1)));
+        let asleep = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (queue, asleep, stop) = (queue.clone(), asleep.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("drover-access-log".into())
+                .spawn(move || write_loop(&queue, &asleep, &stop, sink, format))?
+        };
+        Ok(Self {
+            queue,
+            asleep,
+            writer: writer.thread().clone(),
+            stop,
+        })
     }
 
     /// Queues an entry; false when the queue was full and the line was dropped.
     pub fn send(&self, entry: Box<Entry>) -> bool {
-        match self.tx.try_send(entry) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        if self.queue.push(entry).is_err() {
+            return false;
         }
+        if self.asleep.load(Ordering::Acquire) && self.asleep.swap(false, Ordering::AcqRel) {
+            self.writer.unpark();
+        }
+        true
     }
 }
 
-fn write_loop(rx: Receiver<Box<Entry>>, sink: Box<dyn Write + Send>, format: Format) {
+fn write_loop(queue: &ArrayQueue<Box<Entry>>, asleep: &AtomicBool, stop: &AtomicBool, sink: Box<dyn Write + Send>, format: Format) {
     let mut out = io::BufWriter::with_capacity(64 * 1024, sink);
     let mut line = String::with_capacity(512);
     let mut count: u64 = 0;
+    let mut broken = false;
     loop {
-        let entry = match rx.try_recv() {
-            Ok(entry) => entry,
-            Err(TryRecvError::Empty) => {
-                // Nothing waiting: make what was written visible, then block for more.
-                let _ = out.flush();
-                match rx.recv() {
-                    Ok(entry) => entry,
-                    Err(_) => return,
-                }
+        while let Some(entry) = queue.pop() {
+            if broken {
+                continue;
             }
-            Err(TryRecvError::Disconnected) => {
-                let _ = out.flush();
-                return;
+            count += 1;
+            line.clear();
+            match format {
+                Format::Common => common(&entry, count, &mut line),
+                Format::Json => json(&entry, count, &mut line),
             }
-        };
-        count += 1;
-        line.clear();
-        match format {
-            Format::Common => common(&entry, count, &mut line),
-            Format::Json => json(&entry, count, &mut line),
+            if out.write_all(line.as_bytes()).is_err() {
+                // The sink is broken: keep draining so the queue never stays full; say so once.
+                tracing::error!("the access log cannot be written; lines are discarded");
+                broken = true;
+            }
         }
-        if out.write_all(line.as_bytes()).is_err() {
-            // The sink is broken; keep draining so senders never block, and say so once.
-            tracing::error!("the access log cannot be written; lines are discarded");
-            while rx.recv().is_ok() {}
+        // Nothing waiting: make what was written visible, then sleep until a sender wakes us
+        // (re-checking the queue after announcing the sleep, so no entry is left behind).
+        let _ = out.flush();
+        if stop.load(Ordering::Acquire) {
             return;
         }
+        asleep.store(true, Ordering::Release);
+        if queue.is_empty() && !stop.load(Ordering::Acquire) {
+            std::thread::park_timeout(Duration::from_secs(1));
+        }
+        asleep.store(false, Ordering::Release);
     }
 }
 
@@ -196,31 +226,59 @@ fn common(e: &Entry, count: u64, line: &mut String) {
     );
 }
 
+/// One JSON line, Traefik's field names, borrowed from the entry.
+#[derive(serde::Serialize)]
+#[allow(non_snake_case)]
+struct JsonLine<'a> {
+    ClientHost: &'a str,
+    StartUnixNano: u64,
+    StartUTC: String,
+    Duration: u64,
+    RequestMethod: &'a str,
+    RequestPath: &'a str,
+    RequestProtocol: &'static str,
+    RequestHost: &'a str,
+    RequestContentSize: u64,
+    DownstreamStatus: u16,
+    DownstreamContentSize: u64,
+    RouterName: Option<&'a str>,
+    ServiceName: Option<&'a str>,
+    ServiceURL: Option<&'a str>,
+    EntryPointName: &'a str,
+    RetryAttempts: u32,
+    RequestCount: u64,
+    #[serde(rename = "request_Referer")]
+    referer: Option<&'a str>,
+    #[serde(rename = "request_User-Agent")]
+    user_agent: Option<&'a str>,
+}
+
 fn json(e: &Entry, count: u64, line: &mut String) {
-    let start_ns = e.start.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let value = serde_json::json!({
-        "ClientHost": e.client.to_str().unwrap_or(""),
-        "StartUnixNano": start_ns as u64,
-        "StartUTC": clf_time(e.start),
-        "Duration": e.duration.as_nanos() as u64,
-        "RequestMethod": e.method.as_str(),
-        "RequestPath": e.target,
-        "RequestProtocol": version(e.version),
-        "RequestHost": text(&e.host),
-        "RequestContentSize": e.request_size,
-        "DownstreamStatus": e.status,
-        "DownstreamContentSize": e.size,
-        "RouterName": e.router.as_deref(),
-        "ServiceName": e.service.as_deref(),
-        "ServiceURL": e.server.as_deref(),
-        "EntryPointName": &*e.entry_point,
-        "RetryAttempts": e.retries,
-        "RequestCount": count,
-        "request_Referer": e.referer.as_ref().and_then(|v| v.to_str().ok()),
-        "request_User-Agent": e.user_agent.as_ref().and_then(|v| v.to_str().ok()),
-    });
-    line.push_str(&value.to_string());
-    line.push('\n');
+    let value = JsonLine {
+        ClientHost: e.client.to_str().unwrap_or(""),
+        StartUnixNano: e.start.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
+        StartUTC: clf_time(e.start),
+        Duration: e.duration.as_nanos() as u64,
+        RequestMethod: e.method.as_str(),
+        RequestPath: &e.target,
+        RequestProtocol: version(e.version),
+        RequestHost: text(&e.host),
+        RequestContentSize: e.request_size,
+        DownstreamStatus: e.status,
+        DownstreamContentSize: e.size,
+        RouterName: e.router.as_deref(),
+        ServiceName: e.service.as_deref(),
+        ServiceURL: e.server.as_deref(),
+        EntryPointName: &e.entry_point,
+        RetryAttempts: e.retries,
+        RequestCount: count,
+        referer: e.referer.as_ref().and_then(|v| v.to_str().ok()),
+        user_agent: e.user_agent.as_ref().and_then(|v| v.to_str().ok()),
+    };
+    if let Ok(text) = serde_json::to_string(&value) {
+        line.push_str(&text);
+        line.push('\n');
+    }
 }
 
 /// `21/Nov/2026:23:32:07 +0000`.
