@@ -224,10 +224,12 @@ async fn shapes_values_pagination_search_and_404s() {
     assert_eq!((ping.status, ping.body.as_str()), (200, "OK"));
     let metrics = admin(&c, &d, "/metrics").await;
     assert_eq!(metrics.status, 200);
+    // The body is OpenMetrics text (it ends with `# EOF`), and the content type says so.
     assert!(metrics.headers["content-type"]
         .to_str()
         .unwrap_or_default()
-        .starts_with("text/plain"));
+        .starts_with("application/openmetrics-text; version=1.0.0"));
+    assert!(metrics.body.trim_end().ends_with("# EOF"), "{}", metrics.body);
 
     // An ejected server: kill the only server of `api`, send traffic, watch it go.
     hc.stop().await;

@@ -8,6 +8,11 @@ use drover::config::StaticConfig;
 use drover::Drover;
 use tracing_subscriber::EnvFilter;
 
+// A proxy allocates small, short-lived buffers per request on every worker thread; mimalloc's
+// per-thread free lists serve that better than the system allocator (measured: see README).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// drover: a self-configuring edge proxy.
 #[derive(Parser, Debug)]
 #[command(version, about)]
