@@ -21,8 +21,8 @@
 //! then. The moment b1 leaves the rotation is known only to the proxy, and each of them logs it
 //! (drover `server ejected`, HAProxy `Server backend/b1 is DOWN`, nginx `upstream server
 //! temporarily disabled`); the bench timestamps each line as it appears. Readmission is what
-//! clients see: the first answer from the restarted b1. The slowest request is shown too, since a
-//! retry that hides a failure still costs the client time.
+//! clients see: the first answer from the restarted b1. The slowest request around the kill is
+//! shown too, since a retry that hides a failure still costs the client time.
 //!
 //! The servers come from `load_compare/lab.rs` (same configurations, keep-alive and logging rules
 //! as the throughput comparison, plus the health settings below): every one listens on 127.0.0.1,
@@ -61,6 +61,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const LOG_POLL: Duration = Duration::from_millis(10);
 /// The backends' names, as whoami reports them in `x-whoami-name`; the first is the one killed.
 const BACKENDS: [&str; 3] = ["b1", "b2", "b3"];
+/// The window after the kill in which the slowest request is looked for.
+const KILL_WINDOW: Duration = Duration::from_secs(1);
 /// Worker processes or threads, the same for every proxy.
 const WORKERS: u32 = 1;
 
@@ -270,7 +272,7 @@ impl Proxy {
             }
             Proxy::Nginx => {
                 "3 failed attempts within 1 s (fail_timeout) take a server out for 1 s; then live requests try it \
-                 again. A failed attempt (error, timeout, 502/503/504) is passed to the next server, 3 tries in all. \
+                 again (nginx compares whole seconds, `now - checked <= fail_timeout`, so out means 1–2 s). A failed attempt (error, timeout, 502/503/504) is passed to the next server, 3 tries in all. \
                  nginx OSS has no active checks; counters are per worker (1 worker here)."
             }
         }
@@ -394,6 +396,10 @@ impl Sample {
             Answer::Response { status, .. } => !(200..300).contains(&status),
             Answer::Failed(_) => true,
         }
+    }
+
+    fn latency(&self) -> Duration {
+        self.end.saturating_sub(self.start)
     }
 
     fn answered_by_b1(&self) -> bool {
@@ -568,6 +574,9 @@ struct Report {
     b1_while_dead: usize,
     /// Requests answered by b1, and in all, from its readmission to the end.
     b1_share_after: (usize, usize),
+    /// The longest request in flight during [`KILL_WINDOW`] after the kill.
+    slowest_at_kill: Duration,
+    /// The longest request of the run, for scale: the machine is shared.
     slowest: Duration,
     events: Events,
 }
@@ -610,7 +619,13 @@ impl Report {
             readmit,
             b1_while_dead,
             b1_share_after,
-            slowest: samples.iter().map(|s| s.end.saturating_sub(s.start)).max().unwrap_or_default(),
+            slowest_at_kill: samples
+                .iter()
+                .filter(|s| s.end >= events.killed && s.start <= events.killed + KILL_WINDOW)
+                .map(Sample::latency)
+                .max()
+                .unwrap_or_default(),
+            slowest: samples.iter().map(Sample::latency).max().unwrap_or_default(),
             events,
         }
     }
@@ -622,8 +637,8 @@ impl Report {
 
 fn print_table(rows: &[(Proxy, Result<Report>)], script: &Script) {
     println!(
-        "\n{:<8} {:>9} {:>7} {:>14} {:>16} {:>9}",
-        "proxy", "requests", "failed", "time to eject", "time to readmit", "slowest"
+        "\n{:<8} {:>9} {:>7} {:>14} {:>16} {:>16}",
+        "proxy", "requests", "failed", "time to eject", "time to readmit", "slowest at kill"
     );
     for (proxy, row) in rows {
         let Ok(r) = row else {
@@ -631,13 +646,13 @@ fn print_table(rows: &[(Proxy, Result<Report>)], script: &Script) {
             continue;
         };
         println!(
-            "{:<8} {:>9} {:>7} {:>14} {:>16} {:>9}",
+            "{:<8} {:>9} {:>7} {:>14} {:>16} {:>16}",
             proxy.name(),
             r.requests,
             r.failed(),
             r.events.ejection.as_ref().map_or("not logged".to_string(), |(d, _)| secs(*d)),
             r.readmit.map_or("never".to_string(), secs),
-            millis(r.slowest),
+            millis(r.slowest_at_kill),
         );
     }
     println!();
@@ -656,11 +671,13 @@ fn print_table(rows: &[(Proxy, Result<Report>)], script: &Script) {
          when retries hide the failed attempts.\n\
          time to readmit: from the restart of b1 (its process started) to the end of the first request b1 \
          answered.\n\
-         slowest: the longest request of the run (a retry that hides a failure still costs time).\n\
+         slowest at kill: the longest request in flight at any time in the {} after the kill (a retry that \
+         hides a failure still costs time); compare it with the slowest of the whole run, below each proxy.\n\
          Single runs on a shared, busy machine: treat the numbers as rough.\n\nsettings:",
         secs(REQUEST_TIMEOUT),
         secs(script.duration),
         LOG_POLL.as_millis(),
+        secs(KILL_WINDOW),
     );
     for proxy in Proxy::ALL {
         println!("  {}: {}\n    {}", proxy.name(), proxy.settings(), proxy.semantics());
@@ -690,6 +707,7 @@ fn print_details(proxy: Proxy, r: &Report) {
             r.events.b1_ready_after.as_millis()
         ),
     }
+    println!("  slowest request of the whole run: {}", millis(r.slowest));
     let (b1, all) = r.b1_share_after;
     if all > 0 {
         println!(

@@ -117,7 +117,7 @@ fn paths() -> Map<String, Value> {
         json!({ "get": {
             "summary": "Prometheus metrics (text exposition format 0.0.4).",
             "tags": ["health"],
-            "responses": { "200": { "description": "The metrics.", "content": { "text/plain": { "schema": { "type": "string" } } } } }
+            "responses": { "200": { "description": "The metrics.", "content": { "application/openmetrics-text": { "schema": { "type": "string" } } } } }
         }}),
     );
     p.insert(
