@@ -420,3 +420,36 @@ async fn active_checks_run_at_once_eject_and_readmit() {
     };
     assert!(backends.iter().any(|b| b == "sick"), "back in rotation: {backends:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_aborting_its_upload_never_counts_against_the_server() {
+    let (only, _h) = whoami::spawn("only").await;
+    // One failure would eject it, and with `fail` an ejected lone server means 503s.
+    let routes = lb(
+        "web",
+        "PathPrefix(`/`)",
+        &[(only, 1)],
+        "maxFailedAttempts = 1\nmaxEjectionPercent = 100\nonAllEjected = \"fail\"",
+    );
+    let drover = TestDrover::start(&routes).await;
+    use tokio::io::AsyncWriteExt;
+    for _ in 0..3 {
+        let mut stream = tokio::net::TcpStream::connect(drover.web()).await.unwrap();
+        stream
+            .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+            .await
+            .unwrap();
+        stream.write_all(&[b'x'; 64 * 1024]).await.unwrap();
+        drop(stream); // the client goes away mid-upload
+    }
+    // Watch the server for a while: an abort counted as its failure would eject it at once.
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_millis(500) {
+        let s = service_json(&drover, "web@file").await;
+        let entry = server_entry(&s, only);
+        assert_eq!(entry["state"], "up", "a client's abort ejected the server: {entry}");
+        assert_eq!(entry["connectionFailures"], 0, "{entry}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(get(&client(), &drover.url("/")).await.backend(), "only");
+}

@@ -25,6 +25,8 @@ enum Kind {
     ResponseTimeout,
     /// The server answered with something that is not HTTP.
     BadResponse,
+    /// The client's side failed (its request body broke off): not the server's fault.
+    ClientGone,
 }
 
 impl Error {
@@ -61,6 +63,9 @@ impl Error {
     pub(crate) fn from_hyper(err: hyper::Error) -> Self {
         let kind = if err.is_parse() || err.is_parse_status() || err.is_parse_too_large() {
             Kind::BadResponse
+        } else if err.is_user() {
+            // The request body we were streaming failed: the client went away mid-upload.
+            Kind::ClientGone
         } else {
             Kind::ResetBeforeResponse
         };
@@ -94,6 +99,12 @@ impl Error {
         self.kind == Kind::BadResponse
     }
 
+    /// The client went away (its request body broke off while being forwarded). Never counts
+    /// against the server.
+    pub fn is_client_gone(&self) -> bool {
+        self.kind == Kind::ClientGone
+    }
+
     /// True when no byte of the request reached the server, so a retry is safe for any method.
     pub fn nothing_sent(&self) -> bool {
         self.is_connect()
@@ -109,6 +120,7 @@ impl fmt::Display for Error {
             Kind::ResetBeforeResponse => "the connection closed before a response",
             Kind::ResponseTimeout => "the server did not answer in time",
             Kind::BadResponse => "the server sent an invalid response",
+            Kind::ClientGone => "the client's request body broke off",
         };
         match &self.cause {
             Some(cause) => write!(f, "{what}: {cause}"),

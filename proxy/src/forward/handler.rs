@@ -346,6 +346,13 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
             }
             Err(failed) => {
                 let SendError { error, request: back } = *failed;
+                if error.is_client_gone() {
+                    // Client cancellations never count against a server.
+                    if was_probe {
+                        server.health.release_probe();
+                    }
+                    return local(StatusCode::BAD_REQUEST, "400 Bad Request: the request body broke off\n");
+                }
                 service.record(index, Outcome::LocalFailure, was_probe, Instant::now());
                 tracing::debug!(service = %service.name, server = %server.url, "attempt failed: {error}");
                 // A request that never left drover adds no load anywhere when sent elsewhere, so
