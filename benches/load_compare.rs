@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Environment: `ROUNDS` (3), `DURATION` in seconds (10), `WORKERS` (1, the same for every proxy),
-//! `QUICK=1` (as `--quick`), `DROVER_BIN=/path` (use this binary instead of building one).
+//! `QUICK=1` (as `--quick`), `DROVER_BIN=/path` (use this binary instead of building one),
+//! `VARIANTS=1` (drover also without passive health and with a JSON access log),
+//! `TARGETS=drover,drover+accesslog` (measure only these), `LATENCY=0` (skip the open-loop pass).
 //! Needs `apt-get install -y nginx-light haproxy wrk`, and `nghttp2-client` for the latency pass.
 //!
 //! Why it is shaped like this: the machines are shared and noisy, so one run of one proxy says
@@ -124,6 +126,14 @@ fn run() -> Result<(), Exit> {
         lab.server_cpus.as_deref().unwrap_or("any (not pinned)"),
         opts.workers,
     );
+    // TARGETS=a,b: measure only these (an A/B run of two variants, say); the others stop now.
+    if let Ok(only) = std::env::var("TARGETS") {
+        let only: Vec<&str> = only.split(',').map(str::trim).collect();
+        targets.retain(|t| only.contains(&t.name));
+        if targets.is_empty() {
+            return Err(Exit::Failed(format!("TARGETS={only:?} names no target")));
+        }
+    }
     for target in targets.iter_mut() {
         target.measure_max(&lab, WARMUP_SECS);
         target.max.clear();
@@ -141,6 +151,9 @@ fn run() -> Result<(), Exit> {
     }
     print_max_table(&targets, opts.rounds);
 
+    if std::env::var_os("LATENCY").is_some_and(|v| v == "0") {
+        return Ok(());
+    }
     let Some(h2load) = lab.tools.h2load.clone() else {
         println!("\nopen-loop latency: skipped, h2load not found (apt-get install -y nghttp2-client)");
         return Ok(());

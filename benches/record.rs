@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use drover::access_log::{AccessLog, AccessLogConfig, Entry};
+use drover::access_log::{AccessLog, AccessLogConfig, Clock, Entry, Format, RequestText};
 use drover::metrics::{method_index, Metrics, RequestKey};
 use http::{HeaderValue, Method, Version};
 
@@ -36,14 +36,11 @@ fn record(c: &mut Criterion) {
         client: HeaderValue::from_static("127.0.0.1"),
         start: std::time::SystemTime::now(),
         method: Method::GET,
-        target: "/index.html".to_string(),
         version: Version::HTTP_11,
-        host: Some(HeaderValue::from_static("shop.local")),
+        request: RequestText::new("/index.html", Some("shop.local"), None, Some("wrk")),
         status: 200,
         size: 120,
         request_size: 0,
-        referer: None,
-        user_agent: Some(HeaderValue::from_static("wrk")),
         router: Some("r@file".into()),
         service: Some("s@file".into()),
         server: Some("http://127.0.0.1:9000".into()),
@@ -52,6 +49,21 @@ fn record(c: &mut Criterion) {
         retries: 0,
     };
     c.bench_function("access_log_enqueue", |b| b.iter(|| log.send(Box::new(entry()))));
+    // The writer thread's share: formatting one line (the write itself is batched, 64 KiB at a time).
+    let one = entry();
+    let mut clock = Clock::default();
+    let mut out = Vec::with_capacity(1024);
+    for (name, format) in [
+        ("access_log_format_json", Format::Json),
+        ("access_log_format_common", Format::Common),
+    ] {
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                format.write(black_box(&one), 1, &mut clock, &mut out);
+            })
+        });
+    }
 }
 
 criterion_group!(benches, record);

@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::handler::Shared;
 use crate::access_log::Entry;
 use crate::metrics::RequestKey;
+use crate::server::timeouts::InFlight;
 
 /// One request's pending record.
 pub struct Completion {
-    pub(super) shared: Arc<Shared>,
+    /// The request's connection, busy until this is dropped.
+    pub(super) request: InFlight,
     pub(super) key: RequestKey,
     pub(super) start: Instant,
     /// Request body bytes, counted as they are forwarded (absent for body-less requests).
@@ -27,14 +28,15 @@ impl Drop for Completion {
     fn drop(&mut self) {
         let duration = self.start.elapsed();
         let bytes_in = self.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed));
-        self.shared.metrics.record(self.key, duration, bytes_in, self.bytes_out);
-        if let (Some(mut entry), Some(log)) = (self.access.take(), self.shared.access_log.as_ref()) {
+        let shared = &self.request.shared;
+        shared.metrics.record(self.key, duration, bytes_in, self.bytes_out);
+        if let (Some(mut entry), Some(log)) = (self.access.take(), shared.access_log.as_ref()) {
             entry.size = self.bytes_out;
             entry.request_size = bytes_in;
             entry.duration = duration;
             entry.status = self.key.code;
             if !log.send(entry) {
-                self.shared.metrics.access_log_dropped();
+                shared.metrics.access_log_dropped();
             }
         }
     }

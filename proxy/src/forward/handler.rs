@@ -22,10 +22,11 @@ use tokio::time::Instant;
 use super::body::{ProxyBody, UpstreamBody};
 use super::completion::Completion;
 use super::headers::{self, Forwarded};
-use crate::access_log::Entry;
+use crate::access_log::{Entry, RequestText};
 use crate::health::{Outcome, ServerHealth};
 use crate::metrics::{method_index, RequestKey, NONE};
 use crate::routing::{normalize_host, RequestView};
+use crate::server::timeouts::{Activity, InFlight};
 use crate::snapshot::{Picked, Snapshot, Tried};
 use crate::upstream::{RequestBody, SendError};
 
@@ -64,6 +65,8 @@ pub struct Connection {
     pub peer: SocketAddr,
     /// Forwarded-header values for this client.
     pub forwarded: Forwarded,
+    /// What the connection is doing, for its client timeouts.
+    pub activity: Activity,
 }
 
 impl Connection {
@@ -75,6 +78,7 @@ impl Connection {
             client_ip: HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value"),
             proto: HeaderValue::from_static("http"),
             port: HeaderValue::from(local.port()),
+            port_number: local.port(),
         };
         Self {
             shared,
@@ -82,6 +86,7 @@ impl Connection {
             entry_point_name,
             peer: SocketAddr::new(ip, peer.port()),
             forwarded,
+            activity: Activity::new(),
         }
     }
 }
@@ -132,6 +137,11 @@ fn rebuild(method: &Method, uri: &Uri, headers: &http::HeaderMap) -> Request<Req
     request
 }
 
+/// A header's value when it is visible ASCII (what an access-log line may show).
+fn header_text<B>(req: &Request<B>, name: header::HeaderName) -> Option<&str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
 fn unix_seconds() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -163,23 +173,24 @@ struct Trace {
 /// the access log are recorded when the response body ends.
 pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
     let start = std::time::Instant::now();
+    let request = InFlight::start(conn);
+    let conn = &**request;
     let method = method_index(req.method());
     let mut access = conn.shared.access_log.as_ref().map(|_| {
         Box::new(Entry {
             client: conn.forwarded.client_ip.clone(),
             start: std::time::SystemTime::now(),
             method: req.method().clone(),
-            target: req
-                .uri()
-                .path_and_query()
-                .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string()),
             version: req.version(),
-            host: req.headers().get(header::HOST).cloned(),
+            request: RequestText::new(
+                req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+                header_text(&req, header::HOST).or_else(|| req.uri().authority().map(|a| a.as_str())),
+                header_text(&req, header::REFERER),
+                header_text(&req, header::USER_AGENT),
+            ),
             status: 0,
             size: 0,
             request_size: 0,
-            referer: req.headers().get(header::REFERER).cloned(),
-            user_agent: req.headers().get(header::USER_AGENT).cloned(),
             router: None,
             service: None,
             server: None,
@@ -198,7 +209,7 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
         bytes_in: None,
         websocket: false,
     };
-    let response = forward(&conn, req, &mut trace).await;
+    let response = forward(conn, req, &mut trace).await;
     if let Some(entry) = access.as_mut() {
         entry.router = trace.router_name;
         entry.service = trace.service_name;
@@ -214,7 +225,7 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
         protocol: u8::from(trace.websocket),
     };
     let completion = Completion {
-        shared: conn.shared.clone(),
+        request,
         key,
         start,
         bytes_in: trace.bytes_in,
@@ -267,8 +278,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
         Some(h) => Some(h.clone()),
         None => parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
-    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::drop_client_forwarding(&mut parts.headers);
+    headers::clean_request(&mut parts.headers, upgrade);
     conn.forwarded.apply(&mut parts.headers, client_host.as_ref());
     if service.pass_host_header {
         if let Some(host) = client_host {

@@ -20,6 +20,8 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
+/// Bits of [`HOP_BY_HOP`] that survive when an upgrade is being forwarded.
+const UPGRADE_PAIR: u8 = 1 << 0 | 1 << 7;
 
 /// `X-Forwarded-For`.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -32,28 +34,87 @@ pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-p
 /// `X-Real-Ip`.
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
+/// Where a header name stands for the hygiene rules. Requests and responses are checked with
+/// one pass over their names, so the common case (nothing to remove) costs no hashing at all.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Hop-by-hop: the bit of its index in [`HOP_BY_HOP`].
+    HopByHop(u8),
+    /// A forwarding header a client may have forged.
+    Forwarding,
+    /// Contains `_`: maybe a forwarding header in an underscore spelling.
+    Underscored,
+    /// Anything else.
+    Other,
+}
+
+fn kind(name: &HeaderName) -> Kind {
+    match name.as_str() {
+        "connection" => Kind::HopByHop(1 << 0),
+        "keep-alive" => Kind::HopByHop(1 << 1),
+        "proxy-connection" => Kind::HopByHop(1 << 2),
+        "proxy-authenticate" => Kind::HopByHop(1 << 3),
+        "te" => Kind::HopByHop(1 << 4),
+        "trailer" => Kind::HopByHop(1 << 5),
+        "transfer-encoding" => Kind::HopByHop(1 << 6),
+        "upgrade" => Kind::HopByHop(1 << 7),
+        "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "x-forwarded-port" | "x-real-ip" | "forwarded"
+        | "x-forwarded-server" | "x-forwarded-prefix" => Kind::Forwarding,
+        other if other.bytes().any(|b| b == b'_') => Kind::Underscored,
+        _ => Kind::Other,
+    }
+}
+
+/// What one pass over a header map found.
+#[derive(Default)]
+struct Scan {
+    /// Bits of the [`HOP_BY_HOP`] headers present.
+    hop_by_hop: u8,
+    /// A forwarding header, or a name with `_` that may be one.
+    forwarding: bool,
+}
+
+fn scan(headers: &HeaderMap) -> Scan {
+    let mut found = Scan::default();
+    for name in headers.keys() {
+        match kind(name) {
+            Kind::HopByHop(bit) => found.hop_by_hop |= bit,
+            Kind::Forwarding | Kind::Underscored => found.forwarding = true,
+            Kind::Other => {}
+        }
+    }
+    found
+}
+
 /// Removes hop-by-hop headers, those named in `Connection` included. With `keep_upgrade`, the
 /// `Connection: upgrade` and `Upgrade` pair survives (a WebSocket handshake being forwarded).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if let Some(connection) = headers.get(header::CONNECTION) {
-        if let Ok(listed) = connection.to_str() {
-            // Rare: collect the names first, since the map cannot change while borrowed.
-            let named: Vec<HeaderName> = listed
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !(t.is_empty() || (keep_upgrade && t.eq_ignore_ascii_case("upgrade"))))
-                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-                .collect();
-            for name in named {
-                headers.remove(name);
-            }
-        }
+    let found = scan(headers);
+    remove_hop_by_hop(headers, found.hop_by_hop, keep_upgrade);
+}
+
+/// A client's request headers made fit to forward: hop-by-hop headers removed (see
+/// [`strip_hop_by_hop`]) and so are forwarding headers the client sent
+/// (in any spelling), with one pass over the names.
+pub fn clean_request(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let found = scan(headers);
+    remove_hop_by_hop(headers, found.hop_by_hop, keep_upgrade);
+    if found.forwarding {
+        remove_forwarding(headers);
     }
-    for name in &HOP_BY_HOP {
-        if keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
-            continue;
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap, mut present: u8, keep_upgrade: bool) {
+    if present & 1 != 0 {
+        remove_listed(headers, keep_upgrade);
+    }
+    if keep_upgrade {
+        present &= !UPGRADE_PAIR;
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
         }
-        headers.remove(name);
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -62,35 +123,44 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // over HTTP/1 yet, so it is dropped with the rest.
 }
 
-/// Removes forwarding headers a client sent, in any spelling, so only drover's reach the server.
-pub fn drop_client_forwarding(headers: &mut HeaderMap) {
-    for name in [
-        &X_FORWARDED_FOR,
-        &X_FORWARDED_PROTO,
-        &X_FORWARDED_HOST,
-        &X_FORWARDED_PORT,
-        &X_REAL_IP,
-    ] {
-        headers.remove(name);
-    }
-    headers.remove(header::FORWARDED);
-    headers.remove("x-forwarded-server");
-    headers.remove("x-forwarded-prefix");
-    if headers.keys().any(|k| k.as_str().contains('_')) {
-        let underscored: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| {
-                let k = k.as_str();
-                k.contains('_') && {
-                    let dashed = k.replace('_', "-");
-                    dashed.starts_with("x-forwarded-") || dashed == "x-real-ip" || dashed == "forwarded"
-                }
-            })
-            .cloned()
-            .collect();
-        for name in underscored {
-            headers.remove(name);
+/// Removes the headers every `Connection` value lists (the fixed hop-by-hop set is removed by
+/// the caller).
+fn remove_listed(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // The values are cheap to clone (shared bytes) and must be, since the map changes below.
+    let mut values = headers.get_all(header::CONNECTION).iter();
+    let first = values.next().cloned();
+    let rest: Vec<HeaderValue> = values.cloned().collect();
+    for value in first.iter().chain(&rest) {
+        let Ok(listed) = value.to_str() else { continue };
+        for token in listed.split(',').map(str::trim) {
+            let skip = token.is_empty()
+                || token.eq_ignore_ascii_case("keep-alive")
+                || token.eq_ignore_ascii_case("close")
+                || (keep_upgrade && token.eq_ignore_ascii_case("upgrade"));
+            if !skip {
+                // A token that is no valid header name removes nothing.
+                headers.remove(token);
+            }
         }
+    }
+}
+
+/// Removes forwarding headers a client sent, in any spelling, so only drover's reach the server.
+fn remove_forwarding(headers: &mut HeaderMap) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| match kind(name) {
+            Kind::Forwarding => true,
+            Kind::Underscored => {
+                let dashed = name.as_str().replace('_', "-");
+                dashed.starts_with("x-forwarded-") || dashed == "x-real-ip" || dashed == "forwarded"
+            }
+            Kind::HopByHop(_) | Kind::Other => false,
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
     }
 }
 
@@ -103,37 +173,38 @@ pub struct Forwarded {
     pub proto: HeaderValue,
     /// The entrypoint's port (used when the Host header names none).
     pub port: HeaderValue,
+    /// The same port as a number, to reuse `port` when the Host header names it.
+    pub port_number: u16,
 }
 
 impl Forwarded {
     /// Sets `X-Forwarded-For/Proto/Host/Port` and `X-Real-Ip`. `host` is the Host the client sent.
     pub fn apply(&self, headers: &mut HeaderMap, host: Option<&HeaderValue>) {
+        headers.reserve(5);
         headers.insert(X_FORWARDED_FOR.clone(), self.client_ip.clone());
         headers.insert(X_REAL_IP.clone(), self.client_ip.clone());
         headers.insert(X_FORWARDED_PROTO.clone(), self.proto.clone());
-        let mut port = &self.port;
-        let explicit_port;
+        let mut port = self.port.clone();
         if let Some(host) = host {
             headers.insert(X_FORWARDED_HOST.clone(), host.clone());
-            if let Some(p) = host.to_str().ok().and_then(host_port) {
-                if let Ok(v) = HeaderValue::from_str(p) {
-                    explicit_port = v;
-                    port = &explicit_port;
+            if let Some(p) = host_port(host.as_bytes()) {
+                if std::str::from_utf8(p).ok().and_then(|p| p.parse::<u16>().ok()) != Some(self.port_number) {
+                    if let Ok(v) = HeaderValue::from_bytes(p) {
+                        port = v;
+                    }
                 }
             }
         }
-        headers.insert(X_FORWARDED_PORT.clone(), port.clone());
+        headers.insert(X_FORWARDED_PORT.clone(), port);
     }
 }
 
-/// The port part of a Host header value, if it has one.
-fn host_port(host: &str) -> Option<&str> {
-    let after_bracket = match host.rfind(']') {
-        Some(i) => &host[i + 1..],
-        None => host,
-    };
-    let (_, port) = after_bracket.rsplit_once(':')?;
-    (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())).then_some(port)
+/// The port part of a Host header value, if it has one: the digits after its last colon
+/// (`[::1]:9` has one, `[::1]` has none).
+fn host_port(host: &[u8]) -> Option<&[u8]> {
+    let digits = host.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let colon = host.len().checked_sub(digits + 1)?;
+    (digits > 0 && host[colon] == b':').then(|| &host[colon + 1..])
 }
 
 #[cfg(test)]
@@ -157,12 +228,12 @@ mod tests {
             ("te", "trailers"),
             ("x-keep", "y"),
         ]);
-        strip_hop_by_hop(&mut h, false);
-        drop_client_forwarding(&mut h);
+        clean_request(&mut h, false);
         let fwd = Forwarded {
             client_ip: HeaderValue::from_static("10.1.1.1"),
             proto: HeaderValue::from_static("http"),
             port: HeaderValue::from_static("80"),
+            port_number: 80,
         };
         fwd.apply(&mut h, Some(&HeaderValue::from_static("a.local:8443")));
         assert!(h.get("x-secret").is_none() && h.get("connection").is_none() && h.get("keep-alive").is_none() && h.get("te").is_none());
@@ -181,7 +252,7 @@ mod tests {
             ("forwarded", "for=1.2.3.4"),
             ("x_other", "kept"),
         ]);
-        drop_client_forwarding(&mut h);
+        clean_request(&mut h, false);
         assert_eq!(h.len(), 1);
         assert_eq!(h["x_other"], "kept");
     }
@@ -197,10 +268,52 @@ mod tests {
     }
 
     #[test]
+    fn the_hop_by_hop_bits_follow_the_table() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert!(kind(name) == Kind::HopByHop(1 << i), "{name}");
+        }
+        assert!(UPGRADE_PAIR == (1 << 0 | 1 << 7) && HOP_BY_HOP[0] == header::CONNECTION && HOP_BY_HOP[7] == header::UPGRADE);
+    }
+
+    #[test]
+    fn a_clean_request_keeps_everything_and_a_keep_alive_response_loses_only_that() {
+        let mut h = map(&[("host", "a"), ("user-agent", "x"), ("accept", "*/*")]);
+        clean_request(&mut h, false);
+        assert_eq!(h.len(), 3);
+        let mut h = map(&[("connection", "keep-alive"), ("keep-alive", "timeout=5"), ("content-length", "1")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["content-length"], "1");
+        // Every Connection value counts, not just the first.
+        let mut h = map(&[("connection", "keep-alive"), ("connection", "x-a"), ("x-a", "1"), ("x-b", "2")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-b"], "2");
+    }
+
+    #[test]
+    fn the_forwarded_port_is_the_host_headers_or_the_entrypoints() {
+        let fwd = Forwarded {
+            client_ip: HeaderValue::from_static("10.1.1.1"),
+            proto: HeaderValue::from_static("http"),
+            port: HeaderValue::from_static("8080"),
+            port_number: 8080,
+        };
+        for (host, port) in [(Some("a:8080"), "8080"), (Some("a:9"), "9"), (Some("a"), "8080"), (None, "8080")] {
+            let mut h = HeaderMap::new();
+            fwd.apply(&mut h, host.map(HeaderValue::from_static).as_ref());
+            assert_eq!(h["x-forwarded-port"], port, "{host:?}");
+            assert_eq!(h.get("x-forwarded-host").map(|v| v.to_str().unwrap()), host);
+        }
+    }
+
+    #[test]
     fn ports_in_host_headers() {
-        assert_eq!(host_port("a:80"), Some("80"));
-        assert_eq!(host_port("a"), None);
-        assert_eq!(host_port("[::1]:9"), Some("9"));
-        assert_eq!(host_port("[::1]"), None);
+        assert_eq!(host_port(b"a:80"), Some(&b"80"[..]));
+        assert_eq!(host_port(b"a"), None);
+        assert_eq!(host_port(b"a:"), None);
+        assert_eq!(host_port(b"80"), None);
+        assert_eq!(host_port(b"[::1]:9"), Some(&b"9"[..]));
+        assert_eq!(host_port(b"[::1]"), None);
     }
 }

@@ -7,12 +7,14 @@
 
 mod listener;
 pub mod providers;
+pub mod timeouts;
 mod worker;
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use drover_providers::aggregate::Aggregator;
@@ -141,7 +143,10 @@ impl Drover {
                     listener: listener.try_clone()?,
                     name: entry_points[index].0.as_str().into(),
                     open_connections: open_connections[index].clone(),
-                    header_read_timeout: ep.transport.responding_timeouts.header_read_timeout.0,
+                    limits: timeouts::Limits::new(
+                        ep.transport.responding_timeouts.header_read_timeout.0,
+                        ep.transport.responding_timeouts.idle_timeout.0,
+                    ),
                     grace: ep.transport.life_cycle.grace_time_out.0,
                 });
             }
@@ -205,6 +210,10 @@ impl Drover {
     pub fn wait(mut self) {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
+        }
+        // Every request has ended: the last access-log lines go out before the process does.
+        if let Some(log) = &self.shared.access_log {
+            log.finish(Duration::from_secs(2));
         }
     }
 }

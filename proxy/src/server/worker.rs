@@ -15,6 +15,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 
+use super::timeouts::{self, Limits, WatchedStream};
 use crate::forward::{handle, Connection, Shared};
 
 /// What a worker needs to serve one entrypoint.
@@ -28,18 +29,20 @@ pub struct EntryPointSocket {
     pub open_connections: Arc<AtomicI64>,
     /// Its listening socket (a clone of the shared one).
     pub listener: std::net::TcpListener,
-    /// Time a client has to send a request head.
-    pub header_read_timeout: Duration,
+    /// Client connection timeouts.
+    pub limits: Limits,
     /// Grace period for in-flight requests at shutdown.
     pub grace: Duration,
 }
 
-fn connection_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
+/// hyper's own header read timeout is off: it arms a timer for every request, where
+/// [`timeouts::serve`] keeps one per connection and also tells idle from slow.
+fn connection_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
+        .header_read_timeout(None)
         .keep_alive(true)
         .max_buf_size(64 * 1024);
     builder
@@ -74,7 +77,8 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, shutdown: 
                 continue;
             }
         };
-        let builder = connection_builder(socket.header_read_timeout);
+        let builder = connection_builder();
+        let limits = socket.limits;
         let shared = shared.clone();
         let mut shutdown = shutdown.clone();
         let index = socket.index;
@@ -99,13 +103,15 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, shutdown: 
                 };
                 let _ = stream.set_nodelay(true);
                 let conn = Arc::new(Connection::new(shared.clone(), index, name.clone(), peer, local));
+                let io = TokioIo::new(WatchedStream::new(stream, conn.clone()));
+                let watched = conn.clone();
                 let service = service_fn(move |req| handle(conn.clone(), req));
-                let serving = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                let serving = builder.serve_connection_with_upgrades(io, service).into_owned();
                 let serving = graceful.watcher().watch(serving);
                 let open = open_connections.clone();
                 open.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
-                    if let Err(e) = serving.await {
+                    if let Err(e) = timeouts::serve(serving, &watched.activity, limits).await {
                         tracing::debug!("client connection ended: {e}");
                     }
                     open.fetch_sub(1, Ordering::Relaxed);

@@ -1,0 +1,136 @@
+//! Client connection timeouts: `headerReadTimeout` cuts off clients that are slow to send a
+//! request head, `idleTimeout` closes keep-alive connections nobody uses, and neither touches a
+//! request that is being served. Raw TCP clients, so what the socket sees is what is checked.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{service_toml, whoami, TestDrover};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn timeouts(header_read: &str, idle: &str) -> String {
+    format!("[entryPoints.web.transport.respondingTimeouts]\nheaderReadTimeout = \"{header_read}\"\nidleTimeout = \"{idle}\"\n")
+}
+
+/// Reads until the peer closes the connection (or `limit` passes); the time it took, and
+/// everything read.
+async fn until_closed(stream: &mut TcpStream, limit: Duration) -> (Option<Duration>, Vec<u8>) {
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    (closed.ok().map(|()| start.elapsed()), seen)
+}
+
+/// Sends one keep-alive GET and reads its whole response (it has a Content-Length).
+async fn exchange(stream: &mut TcpStream, path: &str) -> String {
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: t.local\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("a response within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed before the response ended: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&seen);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .expect("a Content-Length");
+            if seen.len() >= end + 4 + length {
+                return text.into_owned();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_head_is_cut_off_after_header_read_timeout() {
+    let (a, _ha) = whoami::spawn("a").await;
+    let drover = TestDrover::start_with(&service_toml("r", "PathPrefix(`/`)", "s", &[(a, 1)]), &timeouts("1s", "60s")).await;
+
+    // Half a head, then nothing.
+    let connected = Instant::now();
+    let mut slow = TcpStream::connect(drover.web()).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: t.local\r\n").await.unwrap();
+    // A connection that sends nothing at all is bound by the same limit.
+    let mut silent = TcpStream::connect(drover.web()).await.unwrap();
+
+    for (what, stream) in [("half a head", &mut slow), ("nothing", &mut silent)] {
+        let (closed, seen) = until_closed(stream, Duration::from_secs(10)).await;
+        closed.unwrap_or_else(|| panic!("{what}: still open after 10 s"));
+        let open_for = connected.elapsed();
+        assert!(
+            open_for >= Duration::from_millis(900) && open_for <= Duration::from_secs(4),
+            "{what}: closed after {open_for:?}, expected about 1 s"
+        );
+        assert!(seen.is_empty(), "{what}: {}", String::from_utf8_lossy(&seen));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_lives_for_idle_timeout_not_header_read_timeout() {
+    let (a, _ha) = whoami::spawn("a").await;
+    let drover = TestDrover::start_with(&service_toml("r", "PathPrefix(`/`)", "s", &[(a, 1)]), &timeouts("1s", "3s")).await;
+    let mut stream = TcpStream::connect(drover.web()).await.unwrap();
+    let answer = exchange(&mut stream, "/first").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Still usable after more than headerReadTimeout of idleness…
+    tokio::time::sleep(Duration::from_millis(1_800)).await;
+    let answer = exchange(&mut stream, "/second").await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "idle past headerReadTimeout must not close: {answer}"
+    );
+    // …and closed once idle for idleTimeout.
+    let (closed, _) = until_closed(&mut stream, Duration::from_secs(10)).await;
+    let closed = closed.expect("closed within 10 s of idleness");
+    assert!(
+        closed >= Duration::from_millis(2_500) && closed <= Duration::from_secs(6),
+        "closed after {closed:?} of idleness, expected about 3 s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_response_is_not_cut_by_client_timeouts() {
+    let (a, _ha) = whoami::spawn("a").await;
+    let drover = TestDrover::start_with(&service_toml("r", "PathPrefix(`/`)", "s", &[(a, 1)]), &timeouts("1s", "1s")).await;
+    let mut stream = TcpStream::connect(drover.web()).await.unwrap();
+    let answer = exchange(&mut stream, "/slow?delay=2500ms").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The connection went idle when that response ended, so it gets its full idleTimeout now.
+    let (closed, _) = until_closed(&mut stream, Duration::from_secs(10)).await;
+    let closed = closed.expect("closed within 10 s");
+    assert!(closed >= Duration::from_millis(700), "closed after {closed:?}, before idleTimeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_disables_the_limits() {
+    let (a, _ha) = whoami::spawn("a").await;
+    let drover = TestDrover::start_with(&service_toml("r", "PathPrefix(`/`)", "s", &[(a, 1)]), &timeouts("0s", "0s")).await;
+    let mut stream = TcpStream::connect(drover.web()).await.unwrap();
+    let (closed, _) = until_closed(&mut stream, Duration::from_millis(2_500)).await;
+    assert_eq!(closed, None, "a connection with no limits stays open");
+    let answer = exchange(&mut stream, "/late").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
