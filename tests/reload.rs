@@ -133,3 +133,38 @@ async fn an_invalid_file_keeps_the_last_good_routes_and_says_where() {
         "a good file clears the error"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yaml_routes_file_routes_reloads_and_reports_errors_with_their_position() {
+    let (a, _ha) = whoami::spawn("a").await;
+    let (b, _hb) = whoami::spawn("b").await;
+    let yaml = |server: std::net::SocketAddr| {
+        format!(
+            "http:\n  routers:\n    r:\n      rule: \"PathPrefix(`/`)\"\n      service: s\n  services:\n    s:\n      loadBalancer:\n        servers:\n          - url: \"http://{server}\"\n"
+        )
+    };
+    let drover = TestDrover::start_with_file("routes.yaml", &yaml(a), "").await;
+    let c = client();
+    assert_eq!(support::get(&c, &drover.url("/")).await.backend(), "a");
+
+    drover.write_routes(&yaml(b));
+    drover.wait_for_generation(2).await;
+    assert_eq!(support::get(&c, &drover.url("/")).await.backend(), "b");
+
+    drover.write_routes(&yaml(b).replace("- url:", "- weight: abc\n            url:"));
+    let reported = support::wait_until(Duration::from_secs(5), || {
+        drover.drover.provider_statuses().iter().any(|s| s.last_error.is_some())
+    })
+    .await;
+    assert!(reported.is_some(), "the error was reported");
+    let error = drover.drover.provider_statuses()[0].last_error.clone().unwrap();
+    assert!(
+        error.contains("routes.yaml:10:") && error.contains("weight"),
+        "file, line, column and key: {error}"
+    );
+    assert_eq!(
+        support::get(&c, &drover.url("/")).await.backend(),
+        "b",
+        "the last good routes still serve"
+    );
+}

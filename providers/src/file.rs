@@ -1,5 +1,11 @@
-//! The file provider: a TOML file (or a directory of them) in Traefik's dynamic-file schema,
-//! optionally watched.
+//! The file provider: Traefik's dynamic-file schema in TOML or YAML, one file or a directory of
+//! them, optionally watched.
+//!
+//! The extension tells the syntax, as in Traefik: `.yaml` and `.yml` are YAML, `.toml` is TOML,
+//! whatever the letter case. A single `filename` with another extension is read as TOML, as it
+//! was before drover read YAML; a `directory` reads only files with those three extensions and
+//! may mix them. Both syntaxes fill the same model, so a file and its translation configure
+//! exactly the same routes, and both report errors the same way.
 //!
 //! The parent directory is watched rather than the file itself, so editors that save by writing a
 //! temporary file and renaming it over the original (vim, most tools, `mv`) are followed. Events
@@ -17,14 +23,14 @@ use tokio::time::Instant;
 
 use crate::model::DynamicConfig;
 use crate::provider::ProviderHandle;
-use crate::toml_error;
+use crate::{toml_error, yaml_error};
 
 /// Where the provider reads from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
-    /// One file.
+    /// One file: YAML if it ends in `.yaml` or `.yml`, TOML otherwise.
     File(PathBuf),
-    /// Every `*.toml` file directly in a directory, merged.
+    /// Every `*.toml`, `*.yaml` and `*.yml` file directly in a directory, merged.
     Directory(PathBuf),
 }
 
@@ -55,7 +61,7 @@ impl FileProvider {
     /// Reads the source once.
     pub fn load(&self) -> Result<DynamicConfig, String> {
         match &self.source {
-            Source::File(path) => load_file(path),
+            Source::File(path) => load_file(path, Syntax::of(path).unwrap_or(Syntax::Toml)),
             Source::Directory(dir) => load_directory(dir),
         }
     }
@@ -128,7 +134,7 @@ impl FileProvider {
             }
             let relevant = event.paths.iter().any(|p| match &source {
                 Source::File(file) => p.file_name() == file.file_name(),
-                Source::Directory(_) => is_toml(p),
+                Source::Directory(_) => Syntax::of(p).is_some(),
             });
             if relevant {
                 let _ = tx.send(());
@@ -139,27 +145,48 @@ impl FileProvider {
     }
 }
 
-fn is_toml(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "toml")
+/// The syntax of a dynamic-configuration file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Syntax {
+    Toml,
+    Yaml,
 }
 
-fn load_file(path: &Path) -> Result<DynamicConfig, String> {
+impl Syntax {
+    /// The syntax `path`'s extension names, if it names one drover reads.
+    fn of(path: &Path) -> Option<Self> {
+        let extension = path.extension()?;
+        if extension.eq_ignore_ascii_case("toml") {
+            Some(Self::Toml)
+        } else if extension.eq_ignore_ascii_case("yaml") || extension.eq_ignore_ascii_case("yml") {
+            Some(Self::Yaml)
+        } else {
+            None
+        }
+    }
+}
+
+fn load_file(path: &Path, syntax: Syntax) -> Result<DynamicConfig, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    DynamicConfig::from_toml(&text).map_err(|e| toml_error::describe(path, &text, &e))
+    match syntax {
+        Syntax::Toml => DynamicConfig::from_toml(&text).map_err(|e| toml_error::describe(path, &text, &e)),
+        Syntax::Yaml => DynamicConfig::from_yaml(&text).map_err(|e| yaml_error::describe(path, &e)),
+    }
 }
 
 fn load_directory(dir: &Path) -> Result<DynamicConfig, String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: cannot read directory: {e}", dir.display()))?;
-    let mut files: Vec<PathBuf> = entries
+    let mut files: Vec<(PathBuf, Syntax)> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| is_toml(p) && p.is_file())
+        .filter_map(|p| Syntax::of(&p).map(|syntax| (p, syntax)))
+        .filter(|(p, _)| p.is_file())
         .collect();
-    files.sort();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
     let mut merged = DynamicConfig::default();
     let mut router_origin: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut service_origin: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for file in files {
-        let config = load_file(&file)?;
+    for (file, syntax) in files {
+        let config = load_file(&file, syntax)?;
         for (name, router) in config.http.routers {
             if let Some(first) = router_origin.insert(name.clone(), file.clone()) {
                 return Err(format!(
@@ -196,6 +223,129 @@ mod tests {
 
     const GOOD: &str =
         "[http.routers.r]\nrule = \"Path(`/`)\"\nservice = \"s\"\n[[http.services.s.loadBalancer.servers]]\nurl = \"http://127.0.0.1:1\"\n";
+
+    /// A realistic Traefik v3 dynamic file, and below the same in YAML.
+    const SHOP_TOML: &str = r#"
+[http.routers.shop-api]
+rule = "Host(`shop.example`) && PathPrefix(`/api`)"
+service = "api"
+entryPoints = ["web", "websecure"]
+priority = 20
+middlewares = ["strip-api", "auth@docker"]
+
+[http.routers.shop-web]
+rule = "Host(`shop.example`)"
+service = "web@docker"
+ruleSyntax = "v3"
+
+[http.middlewares.strip-api.stripPrefix]
+prefixes = ["/api"]
+
+[http.services.api.loadBalancer]
+passHostHeader = false
+strategy = "wrr"
+
+[[http.services.api.loadBalancer.servers]]
+url = "http://10.0.0.11:8080"
+weight = 2
+
+[[http.services.api.loadBalancer.servers]]
+url = "http://10.0.0.12:8080"
+tier = 1
+
+[http.services.api.loadBalancer.healthCheck]
+path = "/health"
+scheme = "http"
+port = 8081
+hostname = "api.internal"
+interval = "10s"
+timeout = "3s"
+headers = { X-Probe = "drover" }
+
+[http.services.api.loadBalancer.passiveHealthCheck]
+maxFailedAttempts = 5
+failureWindow = "30s"
+failureRate = { threshold = 50, window = "1m" }
+
+[http.services.api.loadBalancer.retry]
+attempts = 1
+
+[http.services.api.loadBalancer.sticky.cookie]
+name = "shop"
+"#;
+
+    const SHOP_YAML: &str = r#"
+# The same routes as SHOP_TOML, written as Traefik's documentation writes YAML.
+http:
+  routers:
+    shop-api:
+      rule: "Host(`shop.example`) && PathPrefix(`/api`)"
+      service: api
+      entryPoints:
+        - web
+        - websecure
+      priority: 20
+      middlewares:
+        - strip-api
+        - auth@docker
+    shop-web:
+      rule: Host(`shop.example`)
+      service: web@docker
+      ruleSyntax: v3
+  middlewares:
+    strip-api:
+      stripPrefix:
+        prefixes: ["/api"]
+  services:
+    api:
+      loadBalancer:
+        passHostHeader: false
+        strategy: wrr
+        servers:
+          - url: http://10.0.0.11:8080
+            weight: 2
+          - url: http://10.0.0.12:8080
+            tier: 1
+        healthCheck:
+          path: /health
+          scheme: http
+          port: 8081
+          hostname: api.internal
+          interval: 10s
+          timeout: 3s
+          headers:
+            X-Probe: drover
+        passiveHealthCheck:
+          maxFailedAttempts: 5
+          failureWindow: 30s
+          failureRate: {threshold: 50, window: 1m}
+        retry:
+          attempts: 1
+        sticky:
+          cookie:
+            name: shop
+"#;
+
+    fn load_one(dir: &Path, name: &str, text: &str) -> Result<DynamicConfig, String> {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        FileProvider::new(Source::File(path), false).load()
+    }
+
+    /// The first update `accept` takes within 5 s; others are skipped, since one save can raise
+    /// several events and so several reads.
+    async fn wait_for<T>(rx: &mut mpsc::UnboundedReceiver<Update>, mut accept: impl FnMut(&Update) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let update = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .expect("the awaited update within 5 s")
+                .expect("channel open");
+            if let Some(found) = accept(&update) {
+                return found;
+            }
+        }
+    }
 
     #[test]
     fn a_bad_file_names_file_line_and_column() {
@@ -254,5 +404,163 @@ mod tests {
             Update::Config { config, .. } => assert_eq!(config.http.routers["r"].rule, "Path(`/new`)"),
             other => panic!("expected the renamed file's config, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_same_routes_in_toml_and_yaml_give_the_same_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let from_toml = load_one(dir.path(), "shop.toml", SHOP_TOML).unwrap();
+        let from_yaml = load_one(dir.path(), "shop.yaml", SHOP_YAML).unwrap();
+        assert_eq!(from_yaml, from_toml);
+        assert_eq!(from_yaml.unsupported(), from_toml.unsupported());
+        // Equal, and not because both came out empty.
+        let api = &from_yaml.http.routers["shop-api"];
+        assert_eq!(api.rule, "Host(`shop.example`) && PathPrefix(`/api`)");
+        assert_eq!(api.entry_points, ["web", "websecure"]);
+        assert_eq!(api.priority, 20);
+        assert_eq!(api.middlewares, ["strip-api", "auth@docker"]);
+        assert_eq!(from_yaml.http.routers["shop-web"].service, "web@docker");
+        let lb = from_yaml.http.services["api"].load_balancer.as_ref().unwrap();
+        assert_eq!(lb.pass_host_header, Some(false));
+        assert_eq!(lb.servers.len(), 2);
+        assert_eq!((lb.servers[0].weight, lb.servers[1].weight), (Some(2), None));
+        assert_eq!(lb.servers[1].tier, Some(1));
+        let check = lb.health_check.as_ref().unwrap();
+        assert_eq!(check.interval.unwrap().0, Duration::from_secs(10));
+        assert_eq!(check.headers["X-Probe"], "drover");
+        let passive = lb.passive_health_check.as_ref().unwrap();
+        assert_eq!(passive.failure_window.unwrap().0, Duration::from_secs(30));
+        assert_eq!(passive.failure_rate.as_ref().unwrap().window.unwrap().0, Duration::from_secs(60));
+        assert_eq!(lb.retry.as_ref().unwrap().attempts, Some(1));
+        assert_eq!(
+            from_yaml.unsupported(),
+            [
+                "http.middlewares.strip-api",
+                "http.routers.shop-web.ruleSyntax",
+                "http.services.api.loadBalancer.sticky",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_yaml_file_names_file_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("routes.yml");
+        std::fs::write(&path, "http:\n  routers:\n    r:\n     rule: x\n      service: s\n").unwrap();
+        let err = FileProvider::new(Source::File(path.clone()), false).load().unwrap_err();
+        assert_eq!(
+            err,
+            format!("{}:5:14: mapping values are not allowed in this context", path.display())
+        );
+
+        let path = dir.path().join("routes.yaml");
+        let text = SHOP_YAML.replace("weight: 2", "weight: abc");
+        std::fs::write(&path, &text).unwrap();
+        let (line, column) = text
+            .lines()
+            .enumerate()
+            .find_map(|(i, l)| l.find("abc").map(|at| (i + 1, at + 1)))
+            .unwrap();
+        let err = FileProvider::new(Source::File(path.clone()), false).load().unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "{}:{line}:{column}: http.services.api.loadBalancer.servers[0].weight: invalid type: string \"abc\", expected u32",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn an_unknown_yaml_key_is_an_error_as_in_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load_one(dir.path(), "r.yaml", "http:\n  routers:\n    r:\n      rule: x\n      servise: s\n").unwrap_err();
+        assert!(err.contains("r.yaml:5:7: http.routers.r: unknown field `servise`"), "{err}");
+    }
+
+    #[test]
+    fn empty_files_are_empty_configurations() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            ("a.toml", ""),
+            ("b.yaml", ""),
+            ("c.yml", "# routes come later\n"),
+            ("d.yaml", "---\n"),
+        ] {
+            assert_eq!(load_one(dir.path(), name, text), Ok(DynamicConfig::default()), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_single_file_of_another_extension_is_read_as_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = load_one(dir.path(), "routes.conf", GOOD).unwrap();
+        assert_eq!(config.http.routers["r"].rule, "Path(`/`)");
+        let err = load_one(dir.path(), "routes", SHOP_YAML).unwrap_err();
+        assert!(err.contains("routes:3:"), "read as TOML, so YAML fails there: {err}");
+    }
+
+    #[test]
+    fn a_directory_merges_toml_and_yaml_and_rejects_duplicates_across_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.toml"), GOOD).unwrap();
+        std::fs::write(
+            dir.path().join("b.yml"),
+            "http:\n  routers:\n    x:\n      rule: Path(`/x`)\n      service: s\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "http: [not read]").unwrap();
+        let provider = FileProvider::new(Source::Directory(dir.path().to_path_buf()), false);
+        let config = provider.load().unwrap();
+        assert_eq!(config.http.routers.keys().collect::<Vec<_>>(), ["r", "x"]);
+        assert_eq!(config.http.routers["x"].rule, "Path(`/x`)");
+        assert_eq!(
+            config.http.services["s"].load_balancer.as_ref().unwrap().servers[0].url,
+            "http://127.0.0.1:1"
+        );
+        std::fs::write(
+            dir.path().join("c.YAML"),
+            "http:\n  routers:\n    x:\n      rule: Path(`/y`)\n      service: s\n",
+        )
+        .unwrap();
+        let err = provider.load().unwrap_err();
+        assert!(err.contains("c.YAML: router `x` is already defined in"), "{err}");
+        assert!(err.ends_with("b.yml"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn watching_a_directory_follows_yaml_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.toml"), GOOD).unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let provider = FileProvider::new(Source::Directory(dir.path().to_path_buf()), true);
+        tokio::spawn(provider.run(ProviderHandle::new("file", tx)));
+        let routers = |u: &Update| match u {
+            Update::Config { config, .. } => Some(config.http.routers.clone()),
+            Update::Error { .. } => None,
+        };
+        assert_eq!(wait_for(&mut rx, routers).await.len(), 1);
+
+        let path = dir.path().join("b.yaml");
+        std::fs::write(&path, "http:\n  routers:\n    x:\n      rule: Path(`/x`)\n      service: s\n").unwrap();
+        let found = wait_for(&mut rx, |u| routers(u).filter(|r| r.contains_key("x"))).await;
+        assert_eq!(found["x"].rule, "Path(`/x`)");
+
+        std::fs::write(&path, "http:\n  routers:\n    x: [\n").unwrap();
+        let error = wait_for(&mut rx, |u| match u {
+            Update::Error { error, .. } => Some(error.clone()),
+            Update::Config { .. } => None,
+        })
+        .await;
+        assert!(error.contains("b.yaml:3:"), "{error}");
+
+        let tmp = dir.path().join(".b.yaml.tmp");
+        std::fs::write(&tmp, "http:\n  routers:\n    x:\n      rule: Path(`/new`)\n      service: s\n").unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        let found = wait_for(&mut rx, |u| {
+            routers(u).filter(|r| r.get("x").is_some_and(|x| x.rule == "Path(`/new`)"))
+        })
+        .await;
+        assert_eq!(found.len(), 2, "a.toml's router is still there");
     }
 }

@@ -22,6 +22,7 @@ pub mod provider;
 pub mod rule;
 pub mod runtime;
 pub mod toml_error;
+mod yaml_error;
 
 pub use model::DynamicConfig;
 pub use provider::{Decision, ItemReport, ProviderHandle, ProviderStatus, Update};

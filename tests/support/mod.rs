@@ -36,8 +36,14 @@ impl TestDrover {
 
     /// Like [`TestDrover::start`], with extra static configuration appended.
     pub async fn start_with(routes: &str, extra_static: &str) -> Self {
+        Self::start_with_file("routes.toml", routes, extra_static).await
+    }
+
+    /// Like [`TestDrover::start_with`], with the routes in a file named `file_name` (its
+    /// extension tells drover the syntax).
+    pub async fn start_with_file(file_name: &str, routes: &str, extra_static: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let routes_path = dir.path().join("routes.toml");
+        let routes_path = dir.path().join(file_name);
         std::fs::write(&routes_path, routes).expect("write routes");
         let text = format!(
             "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[api]\naddress = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[providers.file]\nfilename = \"{}\"\nwatch = true\n{extra_static}",

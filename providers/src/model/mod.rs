@@ -165,6 +165,13 @@ impl DynamicConfig {
         toml::from_str(text)
     }
 
+    /// Parses a YAML document in the same schema, through the same structs, so a file and its YAML
+    /// translation give the same configuration. An empty document (or one of only comments) is an
+    /// empty configuration, as an empty TOML file is.
+    pub fn from_yaml(text: &str) -> Result<Self, yaml_serde::Error> {
+        yaml_serde::from_str(text)
+    }
+
     /// Every key present that drover accepts but does not act on, as dotted paths, so the user is
     /// told rather than left guessing.
     pub fn unsupported(&self) -> Vec<String> {
