@@ -22,6 +22,8 @@ use crossbeam_queue::ArrayQueue;
 
 use http::{HeaderValue, Method, Version};
 use serde::Deserialize;
+
+use crate::civil::civil;
 use smallvec::SmallVec;
 
 /// `[accessLog]` in the static configuration. Absent = off.
@@ -474,38 +476,6 @@ fn json(e: &Entry, count: u64, clock: &mut Clock, out: &mut Vec<u8>) {
 }
 
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-
-/// A UTC calendar time.
-struct Civil {
-    year: i64,
-    month: i64,
-    day: i64,
-    hour: u64,
-    minute: u64,
-    second: u64,
-}
-
-/// Seconds since the epoch as a UTC calendar time (Howard Hinnant's civil-from-days).
-fn civil(secs: u64) -> Civil {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    Civil {
-        year: yoe + era * 400 + i64::from(month <= 2),
-        month,
-        day,
-        hour: rem / 3600,
-        minute: rem % 3600 / 60,
-        second: rem % 60,
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod balance;
+mod civil;
 pub mod config;
 pub mod error;
 pub mod forward;
