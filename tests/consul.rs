@@ -347,9 +347,13 @@ async fn an_index_stuck_at_zero_does_not_make_a_busy_loop() {
     let url = drover.url("/");
     expect_backends(&c, &url, &["web-1", "web-2", "web-3"], "all up").await;
     lab.consul.set_zero_index(true);
-    // Measurement windows: let the watches see index 0, then count requests over 2 s to show
-    // there is no busy loop (absence of traffic can only be shown over time).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait until both watches have been answered since the switch (each then holds index 0),
+    // then count requests over a 2 s measurement window to show there is no busy loop (absence
+    // of traffic can only be shown over time).
+    let switched = lab.consul.requests();
+    wait_until(Duration::from_secs(5), || lab.consul.requests() >= switched + 2)
+        .await
+        .expect("both watches were answered with index 0");
     let before = lab.consul.requests();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = lab.consul.requests() - before;
@@ -472,6 +476,7 @@ async fn no_request_fails_when_instances_die_before_consul_notices() {
     // web-3's process dies; its check goes critical 100 ms later (a check interval).
     let (_, web3) = lab.backends.remove("web-3").expect("web-3");
     web3.stop().await;
+    // Models Consul's check interval: the check lags the death (passive health covers the gap).
     tokio::time::sleep(Duration::from_millis(100)).await;
     lab.consul.set_check("node-b", "service:web-3", Some("web-3"), "critical");
     expect_backends(&c, &url, &["web-1", "web-2"], "web-3 out").await;
