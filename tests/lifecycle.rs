@@ -4,7 +4,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{client, drover_binary, send, service_toml, whoami, DroverProcess};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use support::{client, drover_binary, send, service_toml, DroverProcess};
 
 #[test]
 fn a_bad_static_config_exits_non_zero_naming_file_line_and_column() {
@@ -40,16 +42,37 @@ fn a_bad_static_config_exits_non_zero_naming_file_line_and_column() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
-    let (backend, _h) = whoami::spawn("slow").await;
+    // A backend that says when the request has reached it, then takes 1.5 s to answer.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let (arrived, request_arrived) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "drover closed the connection before sending a whole request");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let _ = arrived.send(());
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\nx-whoami-name: slow\r\ncontent-length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+    });
     let mut drover = DroverProcess::start(&service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)]), 2).await;
-    let url = drover.url("/slow?delay=1500ms");
+    let url = drover.url("/slow");
+    let started = Instant::now();
     let slow = tokio::spawn(async move {
         let c = client();
         send(&c, "GET", &url, &[]).await
     });
-    // Wait until the request is in flight at the backend (drover has opened a connection to it).
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::timeout(Duration::from_secs(10), request_arrived)
+        .await
+        .expect("the request reaches the backend within 10 s")
+        .expect("the backend task is alive");
     drover.signal(libc::SIGTERM);
     let answer = slow.await.expect("client task").expect("the in-flight request completes");
     assert_eq!(answer.status, 200, "{}", answer.body);

@@ -6,8 +6,9 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -17,7 +18,7 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::body::{ProxyBody, UpstreamBody};
 use super::completion::Completion;
@@ -67,6 +68,41 @@ pub struct Connection {
     pub forwarded: Forwarded,
     /// What the connection is doing, for its client timeouts.
     pub activity: Activity,
+    /// The deadline for server response heads, reused by the connection's requests.
+    response_timer: ResponseTimer,
+}
+
+/// A reusable timer for the response-head deadline, one per client connection and kept between
+/// its requests. Moving a registered timer's deadline later is one atomic store; a new timer per
+/// request would cost an insertion into and a removal from the runtime's timer wheel, each
+/// under its lock. Concurrent requests (HTTP/2) that find it taken use a timer of their own.
+#[derive(Default)]
+struct ResponseTimer(Mutex<Option<Pin<Box<Sleep>>>>);
+
+impl std::fmt::Debug for ResponseTimer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResponseTimer")
+    }
+}
+
+impl ResponseTimer {
+    /// The connection's timer set to `deadline`, or a new one if another request holds it.
+    fn take(&self, deadline: Instant) -> Pin<Box<Sleep>> {
+        match self.0.try_lock().ok().and_then(|mut kept| kept.take()) {
+            Some(mut timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+
+    /// Keeps `timer` for the connection's next request.
+    fn give_back(&self, timer: Pin<Box<Sleep>>) {
+        if let Ok(mut kept) = self.0.try_lock() {
+            kept.get_or_insert(timer);
+        }
+    }
 }
 
 impl Connection {
@@ -87,6 +123,7 @@ impl Connection {
             peer: SocketAddr::new(ip, peer.port()),
             forwarded,
             activity: Activity::new(),
+            response_timer: ResponseTimer::default(),
         }
     }
 }
@@ -334,9 +371,16 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
         };
         let sent = server.upstream.send(request);
         let result = match conn.shared.response_header_timeout {
-            Some(limit) => tokio::time::timeout(limit, sent)
-                .await
-                .unwrap_or_else(|_| Err(SendError::new(crate::error::Error::response_timeout(), None))),
+            Some(limit) => {
+                let mut timer = conn.response_timer.take(Instant::now() + limit);
+                let result = tokio::select! {
+                    biased;
+                    result = sent => result,
+                    () = &mut timer => Err(SendError::new(crate::error::Error::response_timeout(), None)),
+                };
+                conn.response_timer.give_back(timer);
+                result
+            }
             None => sent.await,
         };
         let was_probe = probe.disarm();
