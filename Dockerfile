@@ -10,9 +10,17 @@ WORKDIR /src
 COPY . .
 # Static glibc: the image needs no libc. drover connects to IP addresses and the Docker socket,
 # so it never needs NSS name resolution (which static glibc cannot do).
+# `--build-arg PGO=1`: profile-guided optimisation (.ci/pgo-build trains an instrumented build
+# on loopback first; about a quarter fewer instructions per proxied request).
+ARG PGO=0
 RUN target="$(rustc -vV | sed -n 's/^host: //p')" \
- && RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target "$target" -p drover --bin drover \
- && cp "target/$target/release/drover" /drover
+ && if [ "$PGO" = 1 ]; then \
+      apt-get update -qq && apt-get install -y -qq wrk nghttp2-client curl python3 \
+      && cp "$(EXTRA_RUSTFLAGS='-C target-feature=+crt-static' .ci/pgo-build | tail -1)" /drover; \
+    else \
+      RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target "$target" -p drover --bin drover \
+      && cp "target/$target/release/drover" /drover; \
+    fi
 
 FROM scratch
 COPY --from=build /drover /drover

@@ -9,7 +9,9 @@
 //!
 //! Environment: `ROUNDS` (3), `DURATION` in seconds (10), `WORKERS` (1, the same for every proxy),
 //! `QUICK=1` (as `--quick`), `DROVER_BIN=/path` (use this binary instead of building one),
-//! `VARIANTS=1` (drover also without passive health and with a JSON access log),
+//! `PGO=1` (build drover with profile-guided optimisation by `.ci/pgo-build`, as
+//! `PGO=1 examples/overlay-stack/build-images.sh` does for the image, and measure the ordinary
+//! build beside it as `drover-nopgo`; `DROVER_PLAIN_BIN` names that one), `VARIANTS=1` (drover also without passive health and with a JSON access log),
 //! `TARGETS=drover,drover+accesslog` (measure only these), `LATENCY=0` (skip the open-loop pass).
 //! Needs `apt-get install -y nginx-light haproxy wrk`, and `nghttp2-client` for the latency pass.
 //!
@@ -39,7 +41,7 @@ mod lab;
 #[path = "load_compare/parse.rs"]
 mod parse;
 
-use lab::{drover_binary, free_ports, Health, Lab, Result, Server, Tools, PLAIN, VARIANTS};
+use lab::{drover_binary, free_ports, pgo_requested, plain_drover_binary, Health, Lab, Result, Server, Tools, NO_PGO, PLAIN, VARIANTS};
 use parse::{self_test, OpenLoopResult, WrkResult};
 
 /// wrk's connection count (`-c`), as in the measured baselines.
@@ -105,6 +107,14 @@ fn run() -> Result<(), Exit> {
             lab.start_drover(&bin, drover_port, admin_port, &backends, &PLAIN)
         }),
     ];
+    // PGO=1: "drover" is the PGO build; the ordinary release build runs beside it.
+    if pgo_requested() {
+        let [port, admin] = free_ports()?;
+        targets.push(Target::start(NO_PGO.name, port, || {
+            let bin = plain_drover_binary()?;
+            lab.start_drover(&bin, port, admin, &backends, &NO_PGO)
+        }));
+    }
     // VARIANTS=1: drover again with passive health off, and with a JSON access log to a file,
     // to show what each costs (issues 3 and 5).
     if std::env::var_os("VARIANTS").is_some_and(|v| v == "1") {
@@ -392,7 +402,7 @@ fn print_max_table(targets: &[Target], rounds: usize) {
 fn print_variant_ratios(targets: &[Target]) {
     let find = |name: &str| targets.iter().find(|t| t.name == name).and_then(Target::median_max);
     let Some(drover) = find("drover") else { return };
-    for variant in VARIANTS {
+    for variant in [NO_PGO].iter().chain(&VARIANTS) {
         if let Some(v) = find(variant.name) {
             println!("{}/drover {:.3}× ({:+.1}%)", variant.name, v / drover, (v / drover - 1.0) * 100.0);
         }

@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub type Result<T, E = String> = std::result::Result<T, E>;
@@ -394,6 +395,13 @@ pub const PLAIN: Variant = Variant {
     static_config: "",
 };
 
+/// drover as shipped, built without PGO: measured beside the PGO build when `PGO=1`.
+pub const NO_PGO: Variant = Variant {
+    name: "drover-nopgo",
+    routes: "",
+    static_config: "",
+};
+
 /// Variants measured with `VARIANTS=1`.
 pub const VARIANTS: [Variant; 2] = [
     Variant {
@@ -417,9 +425,55 @@ pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
     Ok(ports)
 }
 
-/// Builds drover's release binary (or takes `DROVER_BIN`) and returns its path.
+/// Builds drover's release binary (or takes `DROVER_BIN`) and returns its path. With `PGO=1`
+/// the binary is built with profile-guided optimisation by `.ci/pgo-build` (once per run).
 pub fn drover_binary() -> Result<PathBuf> {
-    release_binary("DROVER_BIN", &["-p", "drover", "--bin", "drover"], "drover")
+    static BUILT: OnceLock<Result<PathBuf>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let pgo = std::env::var_os("DROVER_BIN").is_none() && pgo_requested();
+            let bin = if pgo {
+                pgo_binary()
+            } else {
+                release_binary("DROVER_BIN", &["-p", "drover", "--bin", "drover"], "drover")
+            }?;
+            let kind = if pgo { "built with PGO" } else { "as built or given" };
+            println!("drover binary: {} ({kind})", bin.display());
+            Ok(bin)
+        })
+        .clone()
+}
+
+/// `PGO=1`: drover is built with profile-guided optimisation.
+pub fn pgo_requested() -> bool {
+    std::env::var_os("PGO").is_some_and(|v| v == "1")
+}
+
+/// The ordinary release build of drover (or `DROVER_PLAIN_BIN`), for comparison with PGO.
+pub fn plain_drover_binary() -> Result<PathBuf> {
+    release_binary("DROVER_PLAIN_BIN", &["-p", "drover", "--bin", "drover"], "drover")
+}
+
+/// Runs `.ci/pgo-build`, which prints the optimised binary's path on its last line.
+fn pgo_binary() -> Result<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/pgo-build");
+    println!(
+        "building: {} (instrumented build, training load, optimised build)",
+        script.display()
+    );
+    let output = Command::new(&script)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !output.status.success() {
+        return Err(format!("{} failed ({})", script.display(), output.status));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    match stdout.lines().last().map(PathBuf::from) {
+        Some(bin) if bin.is_file() => Ok(bin),
+        _ => Err(format!("{} printed no binary path (stdout: {stdout:?})", script.display())),
+    }
 }
 
 /// Builds the whoami example in release mode (or takes `WHOAMI_BIN`) and returns its path.

@@ -5,6 +5,8 @@
 #
 #   examples/overlay-stack/build-images.sh            # release build (slow, small and fast)
 #   PROFILE=dev examples/overlay-stack/build-images.sh   # debug build (quick)
+#   PGO=1 examples/overlay-stack/build-images.sh       # drover with profile-guided optimisation
+#                                                      # (.ci/pgo-build: needs wrk, h2load, curl)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -18,7 +20,11 @@ out="${CARGO_TARGET_DIR:-target}/$target/$dir"
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
 
-strip -o "$ctx/drover" "$out/drover" 2>/dev/null || cp "$out/drover" "$ctx/drover"
+drover="$out/drover"
+if [ "${PGO:-0}" = 1 ]; then
+  drover="$(EXTRA_RUSTFLAGS='-C target-feature=+crt-static' .ci/pgo-build | tail -1)"
+fi
+strip -o "$ctx/drover" "$drover" 2>/dev/null || cp "$drover" "$ctx/drover"
 cp examples/overlay-stack/drover.toml "$ctx/drover.toml"
 cat > "$ctx/Dockerfile" <<'DOCKERFILE'
 FROM scratch
