@@ -42,7 +42,8 @@ fn a_bad_static_config_exits_non_zero_naming_file_line_and_column() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
-    // A backend that says when the request has reached it, then takes 1.5 s to answer.
+    // A backend that says when the request has reached it, then takes this long to answer.
+    const ANSWER_AFTER: Duration = Duration::from_millis(1500);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let backend = listener.local_addr().unwrap();
     let (arrived, request_arrived) = tokio::sync::oneshot::channel();
@@ -56,7 +57,7 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
             head.extend_from_slice(&buf[..n]);
         }
         let _ = arrived.send(());
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(ANSWER_AFTER).await;
         socket
             .write_all(b"HTTP/1.1 200 OK\r\nx-whoami-name: slow\r\ncontent-length: 2\r\n\r\nok")
             .await
@@ -90,7 +91,7 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "exit status {status:?}; log:\n{}", drover.log());
-    assert!(started.elapsed() >= Duration::from_millis(1500), "it waited for the request");
+    assert!(started.elapsed() >= ANSWER_AFTER, "it waited for the request");
     // New connections are refused once it is gone.
     assert!(tokio::net::TcpStream::connect(drover.web).await.is_err());
     assert!(drover.log().contains("shutting down"), "{}", drover.log());
