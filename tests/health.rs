@@ -251,11 +251,16 @@ async fn a_post_whose_body_was_sent_is_never_retried_but_a_get_is() {
     );
     assert!(statuses.iter().any(|s| s.starts_with("HTTP/1.1 200")), "{statuses:?}");
 
-    // GETs carry no body: a reset before the response is retried on the other server.
+    // GETs carry no body: a reset before the response is retried on the other server, with
+    // the same headers as the first attempt (the client's and drover's forwarding headers).
     let c = client();
     for _ in 0..6 {
-        let a = get(&c, &drover.url("/")).await;
+        let a = send(&c, "GET", &drover.url("/?q=1"), &[("x-trace", "t1")]).await.expect("GET");
         assert_eq!((a.status, a.backend()), (200, "good"));
+        assert_eq!(a.received("x-trace"), Some("t1"), "{}", a.body);
+        assert_eq!(a.received("x-forwarded-for"), Some("127.0.0.1"), "{}", a.body);
+        assert_eq!(a.received("x-forwarded-proto"), Some("http"), "{}", a.body);
+        assert!(a.body.contains("GET /?q=1 HTTP/1.1"), "{}", a.body);
     }
     assert!(resetter.requests() >= 3, "the GETs did reach the resetting server first");
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
+use http::HeaderMap;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -165,13 +166,52 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-fn rebuild(method: &Method, uri: &Uri, headers: &http::HeaderMap) -> Request<RequestBody> {
-    let mut request = Request::new(RequestBody::Empty);
-    *request.method_mut() = method.clone();
-    *request.uri_mut() = uri.clone();
-    *request.version_mut() = Version::HTTP_11;
-    *request.headers_mut() = headers.clone();
-    request
+/// What is kept of a body-less request so that it can be sent again after a server reset it:
+/// the client's own headers (already cleaned), not the forwarding headers drover adds, which
+/// are derived from the connection again. Most clients send a handful of headers, so this is
+/// one small allocation where a copy of the whole header map was two and twice the entries.
+struct Replay {
+    method: Method,
+    uri: Uri,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    client_host: Option<HeaderValue>,
+}
+
+impl Replay {
+    fn keep(method: &Method, uri: &Uri, headers: &HeaderMap, client_host: Option<&HeaderValue>) -> Self {
+        Self {
+            method: method.clone(),
+            uri: uri.clone(),
+            headers: headers.iter().map(|(name, value)| (name.clone(), value.clone())).collect(),
+            client_host: client_host.cloned(),
+        }
+    }
+
+    /// The request as it was first sent.
+    fn rebuild(&self, conn: &Connection, pass_host_header: bool) -> Request<RequestBody> {
+        let mut request = Request::new(RequestBody::Empty);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = Version::HTTP_11;
+        let headers = request.headers_mut();
+        headers.reserve(self.headers.len() + 6);
+        for (name, value) in &self.headers {
+            headers.append(name.clone(), value.clone());
+        }
+        forwarding_headers(conn, headers, self.client_host.clone(), pass_host_header);
+        request
+    }
+}
+
+/// Adds what drover sets on every forwarded request: `X-Forwarded-*`, `X-Real-Ip` and, with
+/// `passHostHeader`, the client's Host.
+fn forwarding_headers(conn: &Connection, headers: &mut HeaderMap, client_host: Option<HeaderValue>, pass_host_header: bool) {
+    conn.forwarded.apply(headers, client_host.as_ref());
+    if pass_host_header {
+        if let Some(host) = client_host {
+            headers.insert(header::HOST, host);
+        }
+    }
 }
 
 /// A header's value when it is visible ASCII (what an access-log line may show).
@@ -316,12 +356,6 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
         None => parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
     headers::clean_request(&mut parts.headers, upgrade);
-    conn.forwarded.apply(&mut parts.headers, client_host.as_ref());
-    if service.pass_host_header {
-        if let Some(host) = client_host {
-            parts.headers.insert(header::HOST, host);
-        }
-    }
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         parts.uri = match parts.uri.path_and_query() {
             Some(pq) => Uri::from(pq.clone()),
@@ -333,7 +367,8 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
     // keep what is needed to rebuild it. Requests with a body are never replayed: what was
     // streamed to the failed server is gone.
     let replay = (retry.attempts > 0 && !upgrade && is_idempotent(&parts.method) && body.is_end_stream())
-        .then(|| (parts.method.clone(), parts.uri.clone(), parts.headers.clone()));
+        .then(|| Replay::keep(&parts.method, &parts.uri, &parts.headers, client_host.as_ref()));
+    forwarding_headers(conn, &mut parts.headers, client_host, service.pass_host_header);
     let body = if body.is_end_stream() {
         RequestBody::Incoming(body)
     } else {
@@ -417,7 +452,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
                     None if error.is_reset_before_response() && retries < retry.attempts => replay
                         .as_ref()
                         .filter(|_| service.budget.withdraw(retry.min_retries_per_second, unix_seconds()))
-                        .map(|(method, uri, headers)| rebuild(method, uri, headers)),
+                        .map(|replay| replay.rebuild(conn, service.pass_host_header)),
                     None => None,
                 };
                 match again {
