@@ -486,6 +486,8 @@ async fn no_request_fails_when_instances_die_before_consul_notices() {
     let (_, web2) = lab.backends.remove("web-2").expect("web-2");
     web2.stop().await;
     expect_backends(&c, &url, &["web-1"], "web-2 out").await;
+    // Keeps the load running a little past the last change, so failures it causes are counted
+    // (a measurement window, not a wait for state).
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let (ok, failures) = load.finish().await;

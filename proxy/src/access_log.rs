@@ -378,7 +378,7 @@ fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// True when `bytes` holds a byte that must be escaped: a control character, `"`, `\\` or DEL.
+/// True when `bytes` holds a byte that must be escaped: a control character, a quote, a backslash or DEL.
 ///
 /// Almost no value does, so this is the hot part of formatting a line. It tests eight bytes at
 /// a time with the classic word tricks: `x - 0x01…01 & !x & 0x80…80` is non-zero exactly when
