@@ -74,6 +74,7 @@ impl Drover {
             dial_timeout: timeouts.dial_timeout.0,
             idle_timeout: timeouts.idle_conn_timeout.0,
             max_idle: config.servers_transport.max_idle_conns_per_host,
+            workers,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
 
@@ -153,6 +154,7 @@ impl Drover {
             let shared = shared.clone();
             let shutdown = shutdown_rx.clone();
             let thread = std::thread::Builder::new().name(format!("drover-worker-{w}")).spawn(move || {
+                crate::upstream::enter_worker(w);
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

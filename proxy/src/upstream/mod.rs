@@ -2,12 +2,17 @@
 //!
 //! An [`Upstream`] is one server address. It lives outside the routing snapshot, in the
 //! [`Upstreams`] registry keyed by address, so a configuration change never drops connections
-//! it can keep: the new snapshot is compiled against the same `Arc<Upstream>`. Every worker
-//! thread shares one pool per server (connection reuse does not depend on which thread accepted
-//! the client).
+//! it can keep: the new snapshot is compiled against the same `Arc<Upstream>`.
+//!
+//! Each worker thread has its own lane of idle connections per server, as Envoy and HAProxy
+//! keep per-thread pools: a hyper connection is driven by a task on the runtime that opened
+//! it, so a request sent on another worker's connection would cross threads twice (request
+//! over, response back), waking both. Lane 0 belongs to every thread that is not a worker
+//! (active health checks on the control thread).
 
 mod pool;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,8 +26,25 @@ pub struct Transport {
     pub dial_timeout: Duration,
     /// Idle pooled connections older than this are closed instead of reused.
     pub idle_timeout: Duration,
-    /// Idle connections kept per server.
+    /// Idle connections kept per server, split evenly across the workers' lanes.
     pub max_idle: usize,
+    /// Worker threads (each gets its own lane of idle connections).
+    pub workers: usize,
+}
+
+thread_local! {
+    static LANE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the calling thread as worker `index` (0-based): the connections it opens, and the idle
+/// connections it reuses, are its own.
+pub fn enter_worker(index: usize) {
+    LANE.with(|lane| lane.set(index + 1));
+}
+
+/// The calling thread's lane: 0 outside workers, 1 + index in worker `index`.
+fn current_lane() -> usize {
+    LANE.with(Cell::get)
 }
 
 impl Default for Transport {
@@ -31,6 +53,7 @@ impl Default for Transport {
             dial_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(90),
             max_idle: 200,
+            workers: 1,
         }
     }
 }

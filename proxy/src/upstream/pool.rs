@@ -1,7 +1,8 @@
 //! One server's connection pool: HTTP/1.1 keep-alive connections, reused lock-free.
 //!
-//! Idle connections sit in a bounded lock-free queue. A request pops one (stale or closed ones are
-//! discarded), or connects a new one. The response body hands its connection back when the
+//! Idle connections sit in bounded lock-free queues, one per lane (worker thread, see the module
+//! above). A request pops one from its own lane (stale or closed ones are discarded), or connects
+//! a new one, which then belongs to that lane. The response body hands its connection back when the
 //! body has been read to the end ([`Pooled`]); a body dropped early closes the connection, since
 //! the rest of its response would still be in the way.
 //!
@@ -24,7 +25,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::Transport;
+use super::{current_lane, Transport};
 use crate::error::Error;
 
 type Sender = http1::SendRequest<RequestBody>;
@@ -86,7 +87,8 @@ pub struct Upstream {
     host_header: HeaderValue,
     socket_addr: Option<SocketAddr>,
     transport: Arc<Transport>,
-    idle: ArrayQueue<Idle>,
+    /// Idle connections by lane.
+    idle: Box<[ArrayQueue<Idle>]>,
     opened: AtomicU64,
     reused: AtomicU64,
 }
@@ -95,7 +97,7 @@ impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
             .field("authority", &self.authority)
-            .field("idle", &self.idle.len())
+            .field("idle", &self.idle_connections())
             .finish()
     }
 }
@@ -107,7 +109,11 @@ impl Upstream {
             // Invariant: authorities come from ServerSpec::parse, which only admits host-name characters.
             host_header: HeaderValue::from_str(authority).expect("a parsed server authority is a valid header value"),
             socket_addr: authority.parse().ok(),
-            idle: ArrayQueue::new(transport.max_idle.max(1)),
+            idle: {
+                let workers = transport.workers.max(1);
+                let per_lane = transport.max_idle.div_ceil(workers).max(1);
+                (0..=workers).map(|_| ArrayQueue::new(per_lane)).collect()
+            },
             transport,
             opened: AtomicU64::new(0),
             reused: AtomicU64::new(0),
@@ -134,13 +140,18 @@ impl Upstream {
         self.reused.load(Ordering::Relaxed)
     }
 
-    /// Idle connections in the pool now.
+    /// Idle connections in the pool now (all lanes).
     pub fn idle_connections(&self) -> usize {
-        self.idle.len()
+        self.idle.iter().map(ArrayQueue::len).sum()
     }
 
-    fn checkout(&self) -> Option<Sender> {
-        while let Some(idle) = self.idle.pop() {
+    /// The calling thread's lane, within this pool's lanes.
+    fn lane(&self) -> usize {
+        current_lane().min(self.idle.len() - 1)
+    }
+
+    fn checkout(&self, lane: usize) -> Option<Sender> {
+        while let Some(idle) = self.idle[lane].pop() {
             if idle.since.elapsed() < self.transport.idle_timeout && idle.sender.is_ready() {
                 return Some(idle.sender);
             }
@@ -148,9 +159,9 @@ impl Upstream {
         None
     }
 
-    fn checkin(&self, sender: Sender) {
-        // A full pool drops the connection, which closes it.
-        let _ = self.idle.push(Idle {
+    fn checkin(&self, lane: usize, sender: Sender) {
+        // A full lane drops the connection, which closes it.
+        let _ = self.idle[lane].push(Idle {
             sender,
             since: Instant::now(),
         });
@@ -185,8 +196,9 @@ impl Upstream {
     /// Sends `req` on a pooled or new connection. On failure the request comes back when none of
     /// it was sent, so the caller may try another server.
     pub async fn send(self: &Arc<Self>, mut req: Request<RequestBody>) -> Result<(Response<Incoming>, Pooled), Box<SendError>> {
+        let lane = self.lane();
         loop {
-            let (mut sender, reused) = match self.checkout() {
+            let (mut sender, reused) = match self.checkout(lane) {
                 Some(sender) => (sender, true),
                 None => match self.connect().await {
                     Ok(mut sender) => match sender.ready().await {
@@ -206,6 +218,7 @@ impl Upstream {
                         Pooled {
                             sender: Some(sender),
                             upstream: self.clone(),
+                            lane,
                         },
                     ));
                 }
@@ -241,6 +254,8 @@ impl SendError {
 pub struct Pooled {
     sender: Option<Sender>,
     upstream: Arc<Upstream>,
+    /// The lane the connection belongs to (where its connection task runs).
+    lane: usize,
 }
 
 impl Pooled {
@@ -248,16 +263,17 @@ impl Pooled {
     pub fn release(&mut self, cx: &mut Context<'_>) {
         let Some(mut sender) = self.sender.take() else { return };
         match sender.poll_ready(cx) {
-            Poll::Ready(Ok(())) => self.upstream.checkin(sender),
+            Poll::Ready(Ok(())) => self.upstream.checkin(self.lane, sender),
             Poll::Ready(Err(_)) => {}
             Poll::Pending => {
                 // The connection is finishing the exchange (e.g. the rest of a request body);
                 // give it back once it is idle, or drop it if that takes too long.
                 let upstream = self.upstream.clone();
+                let lane = self.lane;
                 let limit = upstream.transport.idle_timeout;
                 tokio::spawn(async move {
                     if let Ok(Ok(())) = tokio::time::timeout(limit, sender.ready()).await {
-                        upstream.checkin(sender);
+                        upstream.checkin(lane, sender);
                     }
                 });
             }
