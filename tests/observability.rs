@@ -275,3 +275,108 @@ impl NonBlocking for std::fs::OpenOptions {
         self.custom_flags(libc::O_NONBLOCK)
     }
 }
+
+/// Router and entrypoint `observability` switches: a router can leave the access log, the
+/// metrics or both; an entrypoint sets the default for its routers (and its 404s), which a
+/// router's own switch overrides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observability_switches_leave_out_lines_and_metrics_per_router_and_entrypoint() {
+    let (a, _ha) = whoami::spawn("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let extra = format!(
+        "[entryPoints.quiet]\naddress = \"127.0.0.1:0\"\n[entryPoints.quiet.observability]\naccessLogs = false\nmetrics = false\n\
+         [accessLog]\nfilePath = \"{}\"\nformat = \"json\"\n",
+        log.display()
+    );
+    let routes = format!(
+        "{}{}{}\
+         [http.routers.hush.observability]\naccessLogs = false\nmetrics = false\n\
+         [http.routers.partial.observability]\nmetrics = false\n\
+         [http.routers.back]\nrule = \"PathPrefix(`/back`)\"\nservice = \"loud\"\nentryPoints = [\"quiet\"]\n\
+         [http.routers.back.observability]\naccessLogs = true\n",
+        service_toml("loud", "PathPrefix(`/loud`)", "loud", &[(a, 1)]),
+        service_toml("hush", "PathPrefix(`/hush`)", "hush", &[(a, 1)]),
+        service_toml("partial", "PathPrefix(`/partial`)", "partial", &[(a, 1)]),
+    );
+    let drover = TestDrover::start_with(&routes, &extra).await;
+    let quiet = drover.drover.entry_point("quiet").expect("entrypoint quiet");
+    let c = client();
+    let mut expect_lines = 0;
+    for (url, times, status, logged) in [
+        (format!("http://{quiet}/loud"), 6, 200, false),
+        (format!("http://{quiet}/nowhere"), 2, 404, false),
+        (format!("http://{quiet}/back"), 7, 200, true),
+        (drover.url("/hush"), 4, 200, false),
+        (drover.url("/partial"), 5, 200, true),
+        (drover.url("/nowhere"), 1, 404, true),
+        (drover.url("/loud"), 3, 200, true),
+    ] {
+        for _ in 0..times {
+            assert_eq!(get(&c, &url).await.status, status, "{url}");
+        }
+        if logged {
+            expect_lines += times;
+        }
+    }
+    let text = support::wait_for_text(
+        Duration::from_secs(5),
+        || std::fs::read_to_string(&log).unwrap_or_default(),
+        |t| t.lines().count() >= expect_lines,
+    )
+    .await;
+    let mut by_router = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = format!(
+            "{}@{}",
+            v["RouterName"].as_str().unwrap_or("none"),
+            v["EntryPointName"].as_str().unwrap()
+        );
+        *by_router.entry(key).or_insert(0) += 1;
+    }
+    let want: std::collections::BTreeMap<String, i32> = [
+        ("back@file@quiet", 7),
+        ("partial@file@web", 5),
+        ("none@web", 1),
+        ("loud@file@web", 3),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_string(), n))
+    .collect();
+    assert_eq!(by_router, want, "access-log lines by router and entrypoint");
+
+    let text = support::wait_for_text(
+        Duration::from_secs(2),
+        || drover.drover.metrics_text(),
+        |t| t.contains("router=\"loud@file\""),
+    )
+    .await;
+    let samples = parse_with_prometheus_client(&text);
+    let requests: Vec<(&str, f64)> = samples
+        .iter()
+        .filter(|s| s.starts_with("drover_entrypoint_requests_total") || s.starts_with("drover_router_requests_total"))
+        .map(|s| {
+            let (name, value) = s.rsplit_once(' ').unwrap();
+            (name, value.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        requests,
+        vec![
+            (
+                "drover_entrypoint_requests_total{code=\"200\",entrypoint=\"web\",method=\"GET\",protocol=\"http\"}",
+                3.0
+            ),
+            (
+                "drover_entrypoint_requests_total{code=\"404\",entrypoint=\"web\",method=\"GET\",protocol=\"http\"}",
+                1.0
+            ),
+            (
+                "drover_router_requests_total{code=\"200\",method=\"GET\",protocol=\"http\",router=\"loud@file\",service=\"loud@file\"}",
+                3.0
+            ),
+        ],
+        "only requests whose router (or entrypoint) keeps metrics are counted"
+    );
+}

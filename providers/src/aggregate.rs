@@ -200,6 +200,7 @@ fn validate_router(
         using,
         service,
         middlewares: r.middlewares.clone(),
+        observability: r.observability,
         status,
         errors,
     }
@@ -496,6 +497,44 @@ mod tests {
         assert_eq!(s.status, Status::Warning);
         assert_eq!(s.servers.len(), 1);
         assert!(s.errors.iter().any(|e| e.contains("p2c")));
+    }
+
+    #[test]
+    fn router_observability_is_kept_and_only_tracing_is_reported() {
+        let file = config(
+            r#"
+            [http.routers.r]
+            rule = "Path(`/`)"
+            service = "s"
+            [http.routers.r.observability]
+            accessLogs = false
+            tracing = true
+            [http.routers.plain]
+            rule = "Path(`/p`)"
+            service = "s"
+            [[http.services.s.loadBalancer.servers]]
+            url = "http://127.0.0.1:1"
+            "#,
+        );
+        let rc = merge([("file", &file)], &["web".to_string()]);
+        let r = &rc.routers["r@file"];
+        let o = r.observability.unwrap();
+        assert_eq!((o.access_logs, o.metrics), (Some(false), None));
+        assert_eq!(r.status, Status::Warning);
+        assert!(
+            r.errors.iter().any(|e| e.contains("http.routers.r.observability.tracing")),
+            "{:?}",
+            r.errors
+        );
+        assert!(!r.errors.iter().any(|e| e.contains("observability.accessLogs")));
+        assert_eq!(rc.routers["plain@file"].observability, None);
+        assert_eq!(rc.routers["plain@file"].status, Status::Enabled);
+
+        let err = DynamicConfig::from_toml(
+            "[http.routers.r]\nrule = \"Path(`/`)\"\nservice = \"s\"\n[http.routers.r.observability]\naccessLog = false\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("accessLog"), "{err}");
     }
 
     #[test]

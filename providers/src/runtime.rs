@@ -58,6 +58,9 @@ pub struct RouterInfo {
     pub service: String,
     /// Middlewares as written.
     pub middlewares: Vec<String>,
+    /// Its access-log and metrics switches as written (unset ones follow the entrypoint).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observability: Option<crate::model::RouterObservability>,
     /// Enabled, warning or disabled.
     pub status: Status,
     /// What is wrong, or what was ignored.

@@ -48,6 +48,50 @@ pub struct EntryPoint {
     /// Timeouts and shutdown behaviour.
     #[serde(default)]
     pub transport: EntryPointTransport,
+    /// Access-log and metrics defaults for its routers.
+    #[serde(default)]
+    pub observability: EntryPointObservability,
+}
+
+/// `entryPoints.<name>.observability` (as Traefik v3.1+): whether requests on this entrypoint
+/// are logged and counted. A router's own `observability` overrides each switch it sets;
+/// requests no router matched follow these.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EntryPointObservability {
+    /// Access-log lines (when `[accessLog]` is on). Default true.
+    #[serde(default = "defaults::yes", alias = "accesslogs")]
+    pub access_logs: bool,
+    /// Request metrics. Default true.
+    #[serde(default = "defaults::yes")]
+    pub metrics: bool,
+    /// Accepted for Traefik compatibility; drover has no tracing.
+    #[serde(default)]
+    pub tracing: Option<bool>,
+    /// Accepted for Traefik compatibility; drover has no tracing.
+    #[serde(default, alias = "traceverbosity")]
+    pub trace_verbosity: Option<String>,
+}
+
+impl EntryPointObservability {
+    /// What the entrypoint records by default.
+    pub fn observe(&self) -> crate::snapshot::Observe {
+        crate::snapshot::Observe {
+            access_log: self.access_logs,
+            metrics: self.metrics,
+        }
+    }
+}
+
+impl Default for EntryPointObservability {
+    fn default() -> Self {
+        Self {
+            access_logs: true,
+            metrics: true,
+            tracing: None,
+            trace_verbosity: None,
+        }
+    }
 }
 
 /// `entryPoints.<name>.transport`.

@@ -39,6 +39,36 @@ pub struct Route {
     pub router_id: u32,
     /// Its service.
     pub service: Arc<Service>,
+    /// Its own access-log switch; `None` follows the entrypoint.
+    pub access_log: Option<bool>,
+    /// Its own metrics switch; `None` follows the entrypoint.
+    pub metrics: Option<bool>,
+}
+
+/// What is recorded for requests: an access-log line each, metrics. An entrypoint's defaults,
+/// which a router's own switches override.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Observe {
+    /// Write access-log lines (when the access log is on).
+    pub access_log: bool,
+    /// Record metrics.
+    pub metrics: bool,
+}
+
+impl Observe {
+    /// Everything recorded (the default).
+    pub const ALL: Observe = Observe {
+        access_log: true,
+        metrics: true,
+    };
+
+    /// These defaults with `route`'s own switches applied.
+    pub fn for_route(self, route: &Route) -> Observe {
+        Observe {
+            access_log: route.access_log.unwrap_or(self.access_log),
+            metrics: route.metrics.unwrap_or(self.metrics),
+        }
+    }
 }
 
 /// A load-balanced service.
@@ -311,6 +341,8 @@ impl Snapshot {
                 router_id: metrics.id(name),
                 router: name.as_str().into(),
                 service: service.clone(),
+                access_log: info.observability.and_then(|o| o.access_logs),
+                metrics: info.observability.and_then(|o| o.metrics),
             });
             for (i, ep) in entry_points.iter().enumerate() {
                 if info.using.contains(ep) {

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::model::{DynamicConfig, Ignored, LoadBalancer, Router, Server, Service};
+use crate::model::{DynamicConfig, Ignored, LoadBalancer, Router, RouterObservability, Server, Service};
 use crate::rule;
 pub use template::{normalize, DefaultRule, TemplateVars};
 pub use tree::LabelError;
@@ -58,10 +58,24 @@ pub struct LabelRouter {
     pub middlewares: Option<Vec<String>>,
     /// Not implemented yet.
     pub tls: Option<Ignored>,
-    /// Not implemented.
-    pub observability: Option<Ignored>,
+    /// Access-log and metrics switches.
+    pub observability: Option<LabelObservability>,
     /// drover speaks v3 only.
     pub rulesyntax: Option<Ignored>,
+}
+
+/// `<prefix>.http.routers.<r>.observability.*`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub struct LabelObservability {
+    /// Log this router's requests.
+    pub accesslogs: Option<bool>,
+    /// Count this router's requests in the metrics.
+    pub metrics: Option<bool>,
+    /// drover has no tracing.
+    pub tracing: Option<Ignored>,
+    /// drover has no tracing.
+    pub traceverbosity: Option<Ignored>,
 }
 
 /// `<prefix>.http.services.<s>.*`.
@@ -193,7 +207,11 @@ pub fn parse<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>, prefix: &
                     }
                     for (present, sub) in [
                         (r.tls.is_some(), "tls"),
-                        (r.observability.is_some(), "observability"),
+                        (r.observability.is_some_and(|o| o.tracing.is_some()), "observability.tracing"),
+                        (
+                            r.observability.is_some_and(|o| o.traceverbosity.is_some()),
+                            "observability.traceverbosity",
+                        ),
                         (r.rulesyntax.is_some(), "rulesyntax"),
                     ] {
                         if present {
@@ -369,6 +387,11 @@ impl Labels {
                     service,
                     priority: r.priority.unwrap_or(0),
                     middlewares: r.middlewares.clone().unwrap_or_default(),
+                    observability: r.observability.map(|o| RouterObservability {
+                        access_logs: o.accesslogs,
+                        metrics: o.metrics,
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 },
             );
@@ -493,6 +516,33 @@ mod tests {
         let lb = f.config.http.services["shop"].load_balancer.as_ref().unwrap();
         assert_eq!(lb.servers[0].url, "http://10.0.0.5:8080");
         assert_eq!(lb.pass_host_header, Some(false));
+    }
+
+    #[test]
+    fn observability_labels_switch_logs_and_metrics_and_tracing_is_reported() {
+        let l = parse_pairs(
+            &[
+                ("traefik.http.routers.health.rule", "Path(`/healthz`)"),
+                ("traefik.http.routers.health.observability.accessLogs", "false"),
+                ("traefik.http.routers.health.observability.metrics", "true"),
+                ("traefik.http.routers.health.observability.tracing", "false"),
+                ("traefik.http.services.app.loadbalancer.server.port", "80"),
+            ],
+            "traefik",
+        )
+        .unwrap();
+        assert_eq!(l.ignored, vec!["traefik.http.routers.health.observability.tracing".to_string()]);
+        let target = Target {
+            name: "app",
+            host: "10.0.0.5",
+            port: &port_from,
+        };
+        let f = l.fragment(&target, &DefaultRule::default(), &TemplateVars::default()).unwrap();
+        let o = f.config.http.routers["health"].observability.unwrap();
+        assert_eq!((o.access_logs, o.metrics), (Some(false), Some(true)));
+
+        let bad = parse_pairs(&[("drover.http.routers.r.observability.accesslogs", "sometimes")], "drover").unwrap_err();
+        assert!(bad[0].key.contains("observability.accesslogs"), "{bad:?}");
     }
 
     #[test]

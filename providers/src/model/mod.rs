@@ -81,12 +81,32 @@ pub struct Router {
     /// `tls` (not implemented yet: reported as ignored).
     #[serde(default, skip_serializing)]
     pub tls: Option<Ignored>,
-    /// `observability` (not implemented: reported as ignored).
-    #[serde(default, skip_serializing)]
-    pub observability: Option<Ignored>,
+    /// Access-log and metrics switches for this router (Traefik v3.1+); unset switches follow
+    /// the entrypoint's `observability`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observability: Option<RouterObservability>,
     /// `ruleSyntax` (drover speaks v3 only: reported as ignored).
     #[serde(default, alias = "rulesyntax", skip_serializing)]
     pub rule_syntax: Option<Ignored>,
+}
+
+/// `http.routers.<r>.observability`: whether the router's requests are logged and counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RouterObservability {
+    /// Write an access-log line for each request (when the access log is on). Unset: the
+    /// entrypoint's setting, true by default.
+    #[serde(default, alias = "accesslogs", skip_serializing_if = "Option::is_none")]
+    pub access_logs: Option<bool>,
+    /// Record each request in the metrics. Unset: the entrypoint's setting, true by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<bool>,
+    /// `tracing` (drover has no tracing: reported as ignored).
+    #[serde(default, skip_serializing)]
+    pub tracing: Option<Ignored>,
+    /// `traceVerbosity` (drover has no tracing: reported as ignored).
+    #[serde(default, alias = "traceverbosity", skip_serializing)]
+    pub trace_verbosity: Option<Ignored>,
 }
 
 /// An HTTP service. Only the `loadBalancer` kind exists in drover so far.
@@ -190,7 +210,11 @@ impl DynamicConfig {
         for (name, r) in &self.http.routers {
             for (present, key) in [
                 (r.tls.is_some(), "tls"),
-                (r.observability.is_some(), "observability"),
+                (r.observability.is_some_and(|o| o.tracing.is_some()), "observability.tracing"),
+                (
+                    r.observability.is_some_and(|o| o.trace_verbosity.is_some()),
+                    "observability.traceVerbosity",
+                ),
                 (r.rule_syntax.is_some(), "ruleSyntax"),
             ] {
                 if present {

@@ -144,6 +144,7 @@ fn entry_point_json(ep: &EntryPointInfo) -> Value {
             },
             "lifeCycle": { "graceTimeOut": duration(ep.grace_time_out) },
         },
+        "observability": { "accessLogs": ep.observe.access_log, "metrics": ep.observe.metrics },
     })
 }
 

@@ -82,6 +82,8 @@ pub struct EntryPointInfo {
     pub idle_timeout: std::time::Duration,
     /// `transport.lifeCycle.graceTimeOut`.
     pub grace_time_out: std::time::Duration,
+    /// `observability`: what its routers record by default.
+    pub observe: crate::snapshot::Observe,
 }
 
 impl Info {
@@ -100,6 +102,7 @@ impl Info {
                     header_read_timeout: transport.responding_timeouts.header_read_timeout.0,
                     idle_timeout: transport.responding_timeouts.idle_timeout.0,
                     grace_time_out: transport.life_cycle.grace_time_out.0,
+                    observe: ep.map_or(crate::snapshot::Observe::ALL, |e| e.observability.observe()),
                 }
             })
             .collect();

@@ -284,7 +284,8 @@ fn schemas() -> Value {
         } },
         "Version": { "type": "object", "required": ["Version", "Codename", "startDate"], "properties": {
             "Version": { "type": "string" }, "Codename": { "type": "string" }, "startDate": { "type": "string", "format": "date-time" } } },
-        "EntryPoint": { "type": "object", "required": ["name", "address", "boundAddress", "transport"], "properties": {
+        "EntryPoint": { "type": "object", "required": ["name", "address", "boundAddress", "transport", "observability"], "properties": {
+            "observability": schema_ref("Observability"),
             "name": { "type": "string" }, "address": { "type": "string" }, "boundAddress": { "type": "string" },
             "transport": { "type": "object", "properties": {
                 "respondingTimeouts": { "type": "object", "properties": { "headerReadTimeout": { "type": "string" }, "idleTimeout": { "type": "string" } } },
@@ -292,7 +293,10 @@ fn schemas() -> Value {
         "Router": { "type": "object", "required": ["name", "provider", "rule", "priority", "entryPoints", "using", "service", "middlewares", "status"], "properties": {
             "name": { "type": "string" }, "provider": { "type": "string" }, "rule": { "type": "string" },
             "priority": { "type": "integer" }, "entryPoints": strings(), "using": strings(),
-            "service": { "type": "string" }, "middlewares": strings(), "status": status_enum(), "error": strings() } },
+            "service": { "type": "string" }, "middlewares": strings(), "status": status_enum(), "error": strings(),
+            "observability": schema_ref("Observability") } },
+        "Observability": { "type": "object", "additionalProperties": false, "description": "What is recorded for requests: access-log lines, metrics. A router's switches are shown as written (absent = the entrypoint's).", "properties": {
+            "accessLogs": { "type": "boolean" }, "metrics": { "type": "boolean" } } },
         "ServerHealth": { "type": "object", "required": ["url", "weight", "tier", "state", "connectionFailures", "consecutiveFailures", "consecutive5xx", "totalEjections", "multiplier", "activeDown"], "properties": {
             "url": { "type": "string" }, "weight": { "type": "integer", "minimum": 0 }, "tier": { "type": "integer", "minimum": 0 },
             "state": { "type": "string", "enum": ["up", "ejected", "probation", "slow-start"] },

@@ -1,4 +1,5 @@
-//! What is recorded when a response ends: metrics always, an access-log line when enabled.
+//! What is recorded when a response ends: metrics and an access-log line, each unless the
+//! router's (or its entrypoint's) `observability` turns it off.
 //!
 //! A [`Completion`] rides on the response body and records when the body is dropped — after its
 //! last byte was handed to the client, or when the client went away — so durations and sizes
@@ -21,6 +22,8 @@ pub struct Completion {
     /// Request body bytes, counted as they are forwarded (absent for body-less requests).
     pub(super) bytes_in: Option<Arc<AtomicU64>>,
     pub(super) bytes_out: u64,
+    /// Record the request in the metrics (its router's and entrypoint's `observability`).
+    pub(super) metrics: bool,
     pub(super) access: Option<Box<Entry>>,
 }
 
@@ -29,7 +32,9 @@ impl Drop for Completion {
         let duration = self.start.elapsed();
         let bytes_in = self.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed));
         let shared = &self.request.shared;
-        shared.metrics.record(self.key, duration, bytes_in, self.bytes_out);
+        if self.metrics {
+            shared.metrics.record(self.key, duration, bytes_in, self.bytes_out);
+        }
         if let (Some(mut entry), Some(log)) = (self.access.take(), shared.access_log.as_ref()) {
             entry.size = self.bytes_out;
             entry.request_size = bytes_in;

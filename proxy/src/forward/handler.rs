@@ -29,7 +29,7 @@ use crate::health::{Outcome, ServerHealth};
 use crate::metrics::{method_index, RequestKey, NONE};
 use crate::routing::{normalize_host, RequestView};
 use crate::server::timeouts::{Activity, InFlight};
-use crate::snapshot::{Picked, Snapshot, Tried};
+use crate::snapshot::{Observe, Picked, Route, Snapshot, Tried};
 use crate::upstream::{RequestBody, SendError};
 
 /// State every connection of every worker shares.
@@ -63,6 +63,8 @@ pub struct Connection {
     pub entry_point: usize,
     /// Its name.
     pub entry_point_name: Arc<str>,
+    /// What the entrypoint records by default.
+    pub observe: Observe,
     /// The client's address.
     pub peer: SocketAddr,
     /// Forwarded-header values for this client.
@@ -107,8 +109,16 @@ impl ResponseTimer {
 }
 
 impl Connection {
-    /// The context of a connection from `peer` accepted on entrypoint `entry_point` (bound at `local`).
-    pub fn new(shared: Arc<Shared>, entry_point: usize, entry_point_name: Arc<str>, peer: SocketAddr, local: SocketAddr) -> Self {
+    /// The context of a connection from `peer` accepted on entrypoint `entry_point` (bound at
+    /// `local`, recording what `observe` says).
+    pub fn new(
+        shared: Arc<Shared>,
+        entry_point: usize,
+        entry_point_name: Arc<str>,
+        observe: Observe,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Self {
         let ip = peer.ip().to_canonical();
         let forwarded = Forwarded {
             // Invariant: an IP address and a port number print as valid header values.
@@ -121,6 +131,7 @@ impl Connection {
             shared,
             entry_point,
             entry_point_name,
+            observe,
             peer: SocketAddr::new(ip, peer.port()),
             forwarded,
             activity: Activity::new(),
@@ -238,12 +249,38 @@ fn wants_upgrade(req: &Request<Incoming>) -> bool {
 struct Trace {
     router: u32,
     service: u32,
-    router_name: Option<Arc<str>>,
-    service_name: Option<Arc<str>>,
-    server: Option<Arc<str>>,
+    /// What is recorded: the entrypoint's defaults, then the router's.
+    observe: Observe,
+    /// The access-log entry, when the request is logged.
+    access: Option<Box<Entry>>,
     retries: u32,
     bytes_in: Option<Arc<AtomicU64>>,
     websocket: bool,
+}
+
+/// The start of `req`'s access-log entry; the rest is filled in as it is forwarded.
+fn access_entry(conn: &Connection, req: &Request<Incoming>, route: Option<&Route>) -> Box<Entry> {
+    Box::new(Entry {
+        client: conn.forwarded.client_ip.clone(),
+        start: std::time::SystemTime::now(),
+        method: req.method().clone(),
+        version: req.version(),
+        request: RequestText::new(
+            req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+            header_text(req, header::HOST).or_else(|| req.uri().authority().map(|a| a.as_str())),
+            header_text(req, header::REFERER),
+            header_text(req, header::USER_AGENT),
+        ),
+        status: 0,
+        size: 0,
+        request_size: 0,
+        router: route.map(|r| r.router.clone()),
+        service: route.map(|r| r.service.name.clone()),
+        server: None,
+        entry_point: conn.entry_point_name.clone(),
+        duration: Duration::ZERO,
+        retries: 0,
+    })
 }
 
 /// Handles one request from `conn`. Never fails: every problem becomes a response. Metrics and
@@ -253,44 +290,18 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
     let request = InFlight::start(conn);
     let conn = &**request;
     let method = method_index(req.method());
-    let mut access = conn.shared.access_log.as_ref().map(|_| {
-        Box::new(Entry {
-            client: conn.forwarded.client_ip.clone(),
-            start: std::time::SystemTime::now(),
-            method: req.method().clone(),
-            version: req.version(),
-            request: RequestText::new(
-                req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
-                header_text(&req, header::HOST).or_else(|| req.uri().authority().map(|a| a.as_str())),
-                header_text(&req, header::REFERER),
-                header_text(&req, header::USER_AGENT),
-            ),
-            status: 0,
-            size: 0,
-            request_size: 0,
-            router: None,
-            service: None,
-            server: None,
-            entry_point: conn.entry_point_name.clone(),
-            duration: Duration::ZERO,
-            retries: 0,
-        })
-    });
     let mut trace = Trace {
         router: NONE,
         service: NONE,
-        router_name: None,
-        service_name: None,
-        server: None,
+        observe: conn.observe,
+        access: None,
         retries: 0,
         bytes_in: None,
         websocket: false,
     };
     let response = forward(conn, req, &mut trace).await;
+    let mut access = trace.access;
     if let Some(entry) = access.as_mut() {
-        entry.router = trace.router_name;
-        entry.service = trace.service_name;
-        entry.server = trace.server;
         entry.retries = trace.retries;
     }
     let key = RequestKey {
@@ -307,6 +318,7 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
         start,
         bytes_in: trace.bytes_in,
         bytes_out: 0,
+        metrics: trace.observe.metrics,
         access,
     };
     let (parts, body) = response.into_parts();
@@ -333,13 +345,18 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
             Some(route) => {
                 trace.router = route.router_id;
                 trace.service = route.service.metrics_id;
-                if conn.shared.access_log.is_some() {
-                    trace.router_name = Some(route.router.clone());
-                    trace.service_name = Some(route.service.name.clone());
+                trace.observe = conn.observe.for_route(route);
+                if trace.observe.access_log && conn.shared.access_log.is_some() {
+                    trace.access = Some(access_entry(conn, &req, Some(route)));
                 }
                 route.service.clone()
             }
-            None => return local(StatusCode::NOT_FOUND, "404 Not Found: no router matches this request\n"),
+            None => {
+                if trace.observe.access_log && conn.shared.access_log.is_some() {
+                    trace.access = Some(access_entry(conn, &req, None));
+                }
+                return local(StatusCode::NOT_FOUND, "404 Not Found: no router matches this request\n");
+            }
         }
     };
     drop(host);
@@ -428,8 +445,8 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
                 };
                 service.record(index, outcome, was_probe, Instant::now());
                 trace.retries = retries;
-                if conn.shared.access_log.is_some() {
-                    trace.server = Some(server.url.clone());
+                if let Some(entry) = trace.access.as_mut() {
+                    entry.server = Some(server.url.clone());
                 }
                 break (response, pooled);
             }

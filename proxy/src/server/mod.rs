@@ -143,6 +143,7 @@ impl Drover {
                     index,
                     listener: listener.try_clone()?,
                     name: entry_points[index].0.as_str().into(),
+                    observe: ep.observability.observe(),
                     open_connections: open_connections[index].clone(),
                     limits: timeouts::Limits::new(
                         ep.transport.responding_timeouts.header_read_timeout.0,

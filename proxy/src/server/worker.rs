@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use super::timeouts::{self, Limits, WatchedStream};
 use crate::forward::{handle, Connection, Shared};
+use crate::snapshot::Observe;
 
 /// What a worker needs to serve one entrypoint.
 #[derive(Debug)]
@@ -27,6 +28,8 @@ pub struct EntryPointSocket {
     pub name: Arc<str>,
     /// Open client connections on it (a metrics gauge shared by every worker).
     pub open_connections: Arc<AtomicI64>,
+    /// What it records by default (access log, metrics).
+    pub observe: Observe,
     /// Its listening socket (a clone of the shared one).
     pub listener: std::net::TcpListener,
     /// Client connection timeouts.
@@ -83,6 +86,7 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, shutdown: 
         let mut shutdown = shutdown.clone();
         let index = socket.index;
         let name = socket.name.clone();
+        let observe = socket.observe;
         let open_connections = socket.open_connections.clone();
         let graceful = &graceful;
         accepting.push(async move {
@@ -102,7 +106,7 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, shutdown: 
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = Arc::new(Connection::new(shared.clone(), index, name.clone(), peer, local));
+                let conn = Arc::new(Connection::new(shared.clone(), index, name.clone(), observe, peer, local));
                 let io = TokioIo::new(WatchedStream::new(stream, conn.clone()));
                 let watched = conn.clone();
                 let service = service_fn(move |req| handle(conn.clone(), req));
