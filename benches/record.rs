@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use drover::access_log::{AccessLog, AccessLogConfig, Clock, Entry, Format, RequestText};
+use drover::access_log::{AccessLog, AccessLogConfig, Entry, Format, Memo, RequestText};
 use drover::metrics::{method_index, Metrics, RequestKey};
 use http::{HeaderValue, Method, Version};
 
@@ -51,7 +51,7 @@ fn record(c: &mut Criterion) {
     c.bench_function("access_log_enqueue", |b| b.iter(|| log.send(Box::new(entry()))));
     // The writer thread's share: formatting one line (the write itself is batched, 64 KiB at a time).
     let one = entry();
-    let mut clock = Clock::default();
+    let mut clock = Memo::default();
     let mut out = Vec::with_capacity(1024);
     for (name, format) in [
         ("access_log_format_json", Format::Json),

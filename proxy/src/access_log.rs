@@ -99,21 +99,37 @@ pub struct RequestText {
 impl RequestText {
     /// The text of a request for `target` (its path and query) with these header values.
     pub fn new(target: &str, host: Option<&str>, referer: Option<&str>, user_agent: Option<&str>) -> Self {
+        Self::from_bytes(
+            target.as_bytes(),
+            host.map(str::as_bytes),
+            referer.map(str::as_bytes),
+            user_agent.map(str::as_bytes),
+        )
+    }
+
+    /// [`RequestText::new`] from raw header values, which need not be UTF-8 (the line shows
+    /// what is not as U+FFFD).
+    pub fn from_bytes(target: &[u8], host: Option<&[u8]>, referer: Option<&[u8]>, user_agent: Option<&[u8]>) -> Self {
         let mut text = RequestText::default();
-        text.bytes.extend_from_slice(target.as_bytes());
-        text.ends[0] = text.bytes.len() as u32;
-        for (i, value) in [host, referer, user_agent].into_iter().enumerate() {
-            if let Some(value) = value {
-                text.bytes.extend_from_slice(value.as_bytes());
-                text.present |= 1 << (i + 1);
+        let parts = [Some(target), host, referer, user_agent];
+        // Sized once, then each part copied into place: SmallVec's appends each pay for a
+        // general insert (a capacity check and a move of the bytes after the insertion point).
+        text.bytes.resize(parts.iter().flatten().map(|p| p.len()).sum(), 0);
+        let mut at = 0;
+        for (i, part) in parts.into_iter().enumerate() {
+            if let Some(part) = part {
+                text.bytes[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+                if i > 0 {
+                    text.present |= 1 << i;
+                }
             }
-            text.ends[i + 1] = text.bytes.len() as u32;
+            text.ends[i] = at as u32;
         }
         text
     }
 
-    /// A part as bytes: each was copied from a `&str` whole, so it is UTF-8 (and is written
-    /// as bytes, which spares checking that again).
+    /// A part as bytes (UTF-8 unless a header value was not; [`escaped`] sees to that).
     fn part(&self, i: usize) -> Option<&[u8]> {
         if i > 0 && self.present & (1 << i) == 0 {
             return None;
@@ -244,7 +260,7 @@ impl AccessLog {
 
 fn write_loop(queue: &ArrayQueue<Box<Entry>>, asleep: &AtomicBool, stop: &AtomicBool, mut sink: Box<dyn Write + Send>, format: Format) {
     let mut batch = Vec::with_capacity(BATCH_BYTES + 4096);
-    let mut clock = Clock::default();
+    let mut memo = Memo::default();
     let mut count: u64 = 0;
     let mut broken = false;
     loop {
@@ -255,7 +271,7 @@ fn write_loop(queue: &ArrayQueue<Box<Entry>>, asleep: &AtomicBool, stop: &Atomic
                 continue;
             }
             count += 1;
-            format.write(&entry, count, &mut clock, &mut batch);
+            format.write(&entry, count, &mut memo, &mut batch);
             drop(entry);
             if batch.len() >= BATCH_BYTES {
                 broken = !write_batch(&mut sink, &mut batch);
@@ -288,27 +304,73 @@ fn write_batch(sink: &mut Box<dyn Write + Send>, batch: &mut Vec<u8>) -> bool {
 
 impl Format {
     /// Appends `entry` as one line (with its newline) to `out`; `count` is its request number.
-    pub fn write(self, entry: &Entry, count: u64, clock: &mut Clock, out: &mut Vec<u8>) {
+    pub fn write(self, entry: &Entry, count: u64, memo: &mut Memo, out: &mut Vec<u8>) {
         match self {
-            Format::Common => common(entry, count, clock, out),
-            Format::Json => json(entry, count, clock, out),
+            Format::Common => common(entry, count, memo, out),
+            Format::Json => json(entry, count, memo, out),
         }
+    }
+}
+
+/// What a writer keeps from line to line, so that what most lines share with the line before
+/// is formatted once: the time to the second, and the names (router, service, server,
+/// entrypoint).
+#[derive(Debug, Default)]
+pub struct Memo {
+    clock: Clock,
+    names: Names,
+}
+
+/// The last line's names, as the format renders them.
+#[derive(Debug, Default)]
+struct Names {
+    /// The names `text` shows. Held, not just their addresses: an `Arc` held here cannot be
+    /// freed and its address reused by different text, so the same address means the same name.
+    of: Option<[Option<Arc<str>>; 4]>,
+    text: Vec<u8>,
+}
+
+impl Names {
+    /// `e`'s names as `render` writes them: rendered again only when they differ from the last
+    /// line's (a reload, another router).
+    fn get(&mut self, e: &Entry, render: fn(&Entry, &mut Vec<u8>)) -> &[u8] {
+        fn same(a: &Option<Arc<str>>, b: &Option<Arc<str>>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+        }
+        let hit = self.of.as_ref().is_some_and(|[router, service, server, entry_point]| {
+            same(router, &e.router)
+                && same(service, &e.service)
+                && same(server, &e.server)
+                && entry_point.as_ref().is_some_and(|ep| Arc::ptr_eq(ep, &e.entry_point))
+        });
+        if !hit {
+            self.text.clear();
+            render(e, &mut self.text);
+            self.of = Some([e.router.clone(), e.service.clone(), e.server.clone(), Some(e.entry_point.clone())]);
+        }
+        &self.text
     }
 }
 
 /// Formats request start times, once per second rather than once per line.
 #[derive(Debug, Default)]
-pub struct Clock {
+struct Clock {
     second: Option<u64>,
     /// `21/Nov/2026:23:32:07 +0000`.
     clf: String,
     /// `2026-11-21T23:32:07`, completed with the fraction per line.
     iso: String,
+    /// `1795390327`: the seconds of `StartUnixNano`, completed with the nanoseconds per line.
+    unix: String,
 }
 
 impl Clock {
     /// The times of `t` as text to the second, and `t` since the epoch.
-    fn at(&mut self, t: SystemTime) -> (&str, &str, Duration) {
+    fn at(&mut self, t: SystemTime) -> (&str, &str, &str, Duration) {
         let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
         let second = since.as_secs();
         if self.second != Some(second) {
@@ -322,13 +384,14 @@ impl Clock {
                 c.minute,
                 c.second
             );
+            self.unix = second.to_string();
             self.iso = format!(
                 "{}-{:02}-{:02}T{:02}:{:02}:{:02}",
                 c.year, c.month, c.day, c.hour, c.minute, c.second
             );
             self.second = Some(second);
         }
-        (&self.clf, &self.iso, since)
+        (&self.clf, &self.iso, &self.unix, since)
     }
 }
 
@@ -346,14 +409,17 @@ fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-/// Appends `s` escaped for the inside of a JSON string (also used for the quoted fields of
-/// the common format, so a value can never end its field early or break the line).
+/// Appends `bytes` escaped for the inside of a JSON string (also used for the quoted fields of
+/// the common format, so a value can never end its field early or break the line). Bytes that
+/// are not UTF-8 (a header value may hold any) become U+FFFD, so a line is always valid JSON.
 fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    if !needs_escape(bytes) {
+    if !needs_care(bytes) {
         out.extend_from_slice(bytes);
         return;
     }
+    let lossy = String::from_utf8_lossy(bytes);
+    let bytes = lossy.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {
@@ -378,19 +444,21 @@ fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// True when `bytes` holds a byte that must be escaped: a control character, a quote, a backslash or DEL.
+/// True when `bytes` holds a byte that must be escaped (a control character, a quote, a
+/// backslash or DEL) or that is not ASCII (and so must be checked for UTF-8).
 ///
 /// Almost no value does, so this is the hot part of formatting a line. It tests eight bytes at
 /// a time with the classic word tricks: `x - 0x01…01 & !x & 0x80…80` is non-zero exactly when
 /// some byte of `x` is zero, and with `0x20…20` in place of `0x01…01`, when some byte is below
-/// 0x20. Bytes of 0x80 and above (UTF-8) never match.
-fn needs_escape(bytes: &[u8]) -> bool {
+/// 0x20 (bytes of 0x80 and above never match that, so they are tested by their top bit).
+fn needs_care(bytes: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     fn word_needs_escape(w: u64) -> bool {
         let zero_in = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
         let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-        (control | zero_in(w ^ (ONES * u64::from(b'"'))) | zero_in(w ^ (ONES * u64::from(b'\\'))) | zero_in(w ^ (ONES * 0x7f))) != 0
+        (control | (w & HIGH) | zero_in(w ^ (ONES * u64::from(b'"'))) | zero_in(w ^ (ONES * u64::from(b'\\'))) | zero_in(w ^ (ONES * 0x7f)))
+            != 0
     }
     let (words, rest) = bytes.as_chunks::<8>();
     if words.iter().any(|w| word_needs_escape(u64::from_le_bytes(*w))) {
@@ -403,8 +471,8 @@ fn needs_escape(bytes: &[u8]) -> bool {
 }
 
 /// `client - - [time] "METHOD target PROTO" status size "referer" "ua" count "router" "server" Nms`
-fn common(e: &Entry, count: u64, clock: &mut Clock, out: &mut Vec<u8>) {
-    let (clf, _, _) = clock.at(e.start);
+fn common(e: &Entry, count: u64, memo: &mut Memo, out: &mut Vec<u8>) {
+    let (clf, _, _, _) = memo.clock.at(e.start);
     out.extend_from_slice(e.client.as_bytes());
     out.extend_from_slice(b" - - [");
     out.extend_from_slice(clf.as_bytes());
@@ -424,11 +492,13 @@ fn common(e: &Entry, count: u64, clock: &mut Clock, out: &mut Vec<u8>) {
     escaped(out, e.request.user_agent().unwrap_or(b"-"));
     out.extend_from_slice(b"\" ");
     number(out, count);
-    out.extend_from_slice(b" \"");
-    escaped(out, e.router.as_deref().unwrap_or("-").as_bytes());
-    out.extend_from_slice(b"\" \"");
-    escaped(out, e.server.as_deref().unwrap_or("-").as_bytes());
-    out.extend_from_slice(b"\" ");
+    out.extend_from_slice(memo.names.get(e, |e, out| {
+        out.extend_from_slice(b" \"");
+        escaped(out, e.router.as_deref().unwrap_or("-").as_bytes());
+        out.extend_from_slice(b"\" \"");
+        escaped(out, e.server.as_deref().unwrap_or("-").as_bytes());
+        out.extend_from_slice(b"\" ");
+    }));
     number(out, e.duration.as_millis());
     out.extend_from_slice(b"ms\n");
 }
@@ -436,7 +506,7 @@ fn common(e: &Entry, count: u64, clock: &mut Clock, out: &mut Vec<u8>) {
 /// One JSON object, Traefik's field names, in a fixed order. Every key with its punctuation is
 /// one literal, so each is a fixed-size copy rather than a call; values drover produced itself
 /// (method, protocol, client address, numbers) need no escaping.
-fn json(e: &Entry, count: u64, clock: &mut Clock, out: &mut Vec<u8>) {
+fn json(e: &Entry, count: u64, memo: &mut Memo, out: &mut Vec<u8>) {
     fn optional(out: &mut Vec<u8>, value: Option<&[u8]>) {
         match value {
             Some(v) => {
@@ -447,18 +517,24 @@ fn json(e: &Entry, count: u64, clock: &mut Clock, out: &mut Vec<u8>) {
             None => out.extend_from_slice(b"null"),
         }
     }
-    let (_, iso, since) = clock.at(e.start);
-    let fraction = since.subsec_nanos();
+    let (_, iso, unix, since) = memo.clock.at(e.start);
+    let mut nanos = itoa::Buffer::new();
+    let nanos = nanos.format(since.subsec_nanos()).as_bytes();
+    // The nanoseconds as 9 digits: `StartUnixNano` is the seconds' digits followed by them.
+    let pad = &b"000000000"[..9 - nanos.len()];
     out.reserve(640 + e.request.bytes.len());
     out.extend_from_slice(b"{\"ClientHost\":\"");
     out.extend_from_slice(e.client.as_bytes());
     out.extend_from_slice(b"\",\"StartUnixNano\":");
-    number(out, since.as_nanos() as u64);
+    if since.as_secs() > 0 {
+        out.extend_from_slice(unix.as_bytes());
+        out.extend_from_slice(pad);
+    }
+    out.extend_from_slice(nanos);
     out.extend_from_slice(b",\"StartUTC\":\"");
     out.extend_from_slice(iso.as_bytes());
-    let mut nanos = itoa::Buffer::new();
-    let nanos = nanos.format(fraction).as_bytes();
-    out.extend_from_slice(&b".000000000"[..10 - nanos.len()]);
+    out.push(b'.');
+    out.extend_from_slice(pad);
     out.extend_from_slice(nanos);
     out.extend_from_slice(b"Z\",\"Duration\":");
     number(out, e.duration.as_nanos() as u64);
@@ -476,14 +552,16 @@ fn json(e: &Entry, count: u64, clock: &mut Clock, out: &mut Vec<u8>) {
     number(out, e.status);
     out.extend_from_slice(b",\"DownstreamContentSize\":");
     number(out, e.size);
-    out.extend_from_slice(b",\"RouterName\":");
-    optional(out, e.router.as_deref().map(str::as_bytes));
-    out.extend_from_slice(b",\"ServiceName\":");
-    optional(out, e.service.as_deref().map(str::as_bytes));
-    out.extend_from_slice(b",\"ServiceURL\":");
-    optional(out, e.server.as_deref().map(str::as_bytes));
-    out.extend_from_slice(b",\"EntryPointName\":\"");
-    escaped(out, e.entry_point.as_bytes());
+    out.extend_from_slice(memo.names.get(e, |e, out| {
+        out.extend_from_slice(b",\"RouterName\":");
+        optional(out, e.router.as_deref().map(str::as_bytes));
+        out.extend_from_slice(b",\"ServiceName\":");
+        optional(out, e.service.as_deref().map(str::as_bytes));
+        out.extend_from_slice(b",\"ServiceURL\":");
+        optional(out, e.server.as_deref().map(str::as_bytes));
+        out.extend_from_slice(b",\"EntryPointName\":\"");
+        escaped(out, e.entry_point.as_bytes());
+    }));
     out.extend_from_slice(b"\",\"RetryAttempts\":");
     number(out, e.retries);
     out.extend_from_slice(b",\"RequestCount\":");
@@ -522,7 +600,7 @@ mod tests {
 
     fn line(format: Format, e: &Entry, count: u64) -> String {
         let mut out = Vec::new();
-        format.write(e, count, &mut Clock::default(), &mut out);
+        format.write(e, count, &mut Memo::default(), &mut out);
         String::from_utf8(out).unwrap()
     }
 
@@ -553,6 +631,49 @@ mod tests {
     }
 
     #[test]
+    fn each_line_shows_its_own_names_when_they_change() {
+        for format in [Format::Json, Format::Common] {
+            let mut memo = Memo::default();
+            let mut out = Vec::new();
+            let mut e = entry();
+            format.write(&e, 1, &mut memo, &mut out);
+            e.router = Some("other@docker".into());
+            format.write(&e, 2, &mut memo, &mut out);
+            e.router = None;
+            e.server = None;
+            format.write(&e, 3, &mut memo, &mut out);
+            e = entry();
+            e.entry_point = "websecure".into();
+            format.write(&e, 4, &mut memo, &mut out);
+            format.write(&e, 5, &mut memo, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            let want: [(&str, &str); 5] = [
+                ("web@file", "web"),
+                ("other@docker", "web"),
+                ("-", "web"),
+                ("web@file", "websecure"),
+                ("web@file", "websecure"),
+            ];
+            for (line, (router, entry_point)) in lines.iter().zip(want) {
+                match format {
+                    Format::Json => {
+                        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                        assert_eq!(v["RouterName"].as_str().unwrap_or("-"), router, "{line}");
+                        assert_eq!(v["EntryPointName"], entry_point, "{line}");
+                        assert_eq!(v["ServiceURL"].is_null(), router == "-", "{line}");
+                    }
+                    Format::Common => {
+                        let server = if router == "-" { "-" } else { "http://10.0.0.2:80" };
+                        assert!(line.ends_with(&format!("\"{router}\" \"{server}\" 7ms")), "{line}");
+                    }
+                }
+            }
+            assert_eq!(lines.len(), 5);
+        }
+    }
+
+    #[test]
     fn hostile_values_stay_inside_their_fields() {
         let mut e = entry();
         e.request = RequestText::new("/", None, Some("x\" \"y"), Some("a\"b\\c\td"));
@@ -561,6 +682,10 @@ mod tests {
         assert_eq!(v["request_User-Agent"], "a\"b\\c\td");
         assert_eq!(v["request_Referer"], "x\" \"y");
         assert_eq!(v["StartUTC"], "2026-11-22T23:32:07.000001234Z");
+        assert_eq!(v["StartUnixNano"], 1_795_390_327_000_001_234_u64);
+        e.start = UNIX_EPOCH + Duration::from_nanos(5);
+        let v: serde_json::Value = serde_json::from_str(&line(Format::Json, &e, 1)).unwrap();
+        assert_eq!(v["StartUnixNano"], 5);
         let common = line(Format::Common, &e, 1);
         assert!(common.contains(r#""x\" \"y" "a\"b\\c\td""#), "{common}");
     }
@@ -582,18 +707,27 @@ mod tests {
 
     #[test]
     fn the_word_test_agrees_with_the_byte_test() {
-        let by_byte = |bytes: &[u8]| bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f);
+        let by_byte = |bytes: &[u8]| bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f);
         for len in [1, 7, 8, 9, 16, 19] {
             for position in 0..len {
                 for b in 0..=255u8 {
                     let mut bytes = vec![b'x'; len];
                     bytes[position] = b;
-                    assert_eq!(needs_escape(&bytes), by_byte(&bytes), "byte {b:#04x} at {position} of {len}");
+                    assert_eq!(needs_care(&bytes), by_byte(&bytes), "byte {b:#04x} at {position} of {len}");
                 }
             }
         }
-        assert!(!needs_escape(b""));
-        assert!(!needs_escape("caf\u{e9} \u{1f600} ~!#".as_bytes()));
+        assert!(!needs_care(b""));
+        assert!(!needs_care(b"plain ascii, 32 bytes long ~!#$%"));
+    }
+
+    #[test]
+    fn header_bytes_that_are_not_utf8_become_replacement_characters() {
+        let mut e = entry();
+        e.request = RequestText::from_bytes(b"/", Some(b"h\xff"), None, Some("caf\u{e9} \u{1f600}".as_bytes()));
+        let v: serde_json::Value = serde_json::from_str(&line(Format::Json, &e, 1)).unwrap();
+        assert_eq!(v["RequestHost"], "h\u{fffd}");
+        assert_eq!(v["request_User-Agent"], "caf\u{e9} \u{1f600}");
     }
 
     #[test]

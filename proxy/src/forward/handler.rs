@@ -225,9 +225,9 @@ fn forwarding_headers(conn: &Connection, headers: &mut HeaderMap, client_host: O
     }
 }
 
-/// A header's value when it is visible ASCII (what an access-log line may show).
-fn header_text<B>(req: &Request<B>, name: header::HeaderName) -> Option<&str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok())
+/// A header's value as sent (the access log checks it is UTF-8 on its own thread).
+fn header_bytes<B>(req: &Request<B>, name: header::HeaderName) -> Option<&[u8]> {
+    req.headers().get(name).map(HeaderValue::as_bytes)
 }
 
 fn unix_seconds() -> u64 {
@@ -265,11 +265,11 @@ fn access_entry(conn: &Connection, req: &Request<Incoming>, route: Option<&Route
         start: std::time::SystemTime::now(),
         method: req.method().clone(),
         version: req.version(),
-        request: RequestText::new(
-            req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
-            header_text(req, header::HOST).or_else(|| req.uri().authority().map(|a| a.as_str())),
-            header_text(req, header::REFERER),
-            header_text(req, header::USER_AGENT),
+        request: RequestText::from_bytes(
+            req.uri().path_and_query().map_or("/", |pq| pq.as_str()).as_bytes(),
+            header_bytes(req, header::HOST).or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes())),
+            header_bytes(req, header::REFERER),
+            header_bytes(req, header::USER_AGENT),
         ),
         status: 0,
         size: 0,
