@@ -41,8 +41,10 @@ mod lab;
 #[path = "load_compare/parse.rs"]
 mod parse;
 
-use lab::{drover_binary, free_ports, pgo_requested, plain_drover_binary, Health, Lab, Result, Server, Tools, NO_PGO, PLAIN, VARIANTS};
-use parse::{self_test, OpenLoopResult, WrkResult};
+use lab::{
+    drover_binary, free_ports, pgo_requested, plain_drover_binary, round_order, Health, Lab, Result, Server, Tools, NO_PGO, PLAIN, VARIANTS,
+};
+use parse::{fmt_count, median, self_test, OpenLoopResult, WrkResult};
 
 /// wrk's connection count (`-c`), as in the measured baselines.
 const CONNECTIONS: u32 = 64;
@@ -189,19 +191,6 @@ fn run() -> Result<(), Exit> {
     }
     print_latency_table(&targets, opts.rounds);
     Ok(())
-}
-
-/// The order targets are measured in, in round `round` (from 1): each round starts one target
-/// further on, and every other round goes backwards from there, so no target keeps the first slot or the
-/// same neighbour (a fixed order let slow drifts of the machine favour some positions: a
-/// variant doing ~2% less work measured 5–10% faster, always right after the same target).
-fn round_order(n: usize, round: usize) -> Vec<usize> {
-    let start = (round - 1) % n.max(1);
-    if round.is_multiple_of(2) {
-        (0..n).map(|i| (start + n - i) % n).collect()
-    } else {
-        (0..n).map(|i| (start + i) % n).collect()
-    }
 }
 
 /// `--self-test`: every round measures every target once, and each target comes first in some
@@ -481,34 +470,11 @@ fn first_line(text: Option<&str>) -> &str {
     text.and_then(|t| t.lines().next()).unwrap_or("not measured")
 }
 
-fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let mut values: Vec<f64> = values.collect();
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    match values.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(values[mid]),
-        _ => Some((values[mid - 1] + values[mid]) / 2.0),
-    }
-}
-
 fn median_duration(values: impl Iterator<Item = Duration>) -> Duration {
     median(values.map(|d| d.as_secs_f64())).map_or(Duration::ZERO, Duration::from_secs_f64)
 }
 
 /// `123456.7` → `"123,457"`.
-fn fmt_count(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
 fn fmt_latency(d: Duration) -> String {
     let us = d.as_secs_f64() * 1e6;
     if us < 1000.0 {

@@ -1,9 +1,12 @@
 //! Parsers for what the load generators print, and `--self-test`, which checks them on real
 //! outputs (a `harness = false` bench runs no `#[test]`).
+//!
+//! Shared through `#[path]` by `load_compare.rs` and `observe_cost.rs`; each uses part of it.
+#![allow(dead_code)]
 
 use std::time::Duration;
 
-use super::{fmt_count, median, Result};
+use super::Result;
 
 /// What one closed-loop wrk run measured.
 #[derive(Debug, Clone, PartialEq)]
@@ -260,3 +263,28 @@ requests: 19936 total, 19968 started, 19936 done, 19933 succeeded, 3 failed, 0 e
 status codes: 19933 2xx, 0 3xx, 0 4xx, 3 5xx
 traffic: 2.81MB (2950528) total, 2.05MB (2153088) headers (space savings 0.00%), 19.47KB (19936) data
 ";
+
+/// The median, or None for no values.
+pub fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    match values.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(values[mid]),
+        _ => Some((values[mid - 1] + values[mid]) / 2.0),
+    }
+}
+
+/// `1234567.4` → `1,234,567`.
+pub fn fmt_count(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
