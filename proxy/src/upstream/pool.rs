@@ -290,3 +290,129 @@ impl Pooled {
         &self.upstream
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use http_body_util::BodyExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::upstream::enter_worker;
+
+    /// A keep-alive HTTP/1.1 server on its own thread that answers every request `200 ok`.
+    fn server() -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let (mut stream, _) = listener.accept().await.unwrap();
+                    tokio::spawn(async move {
+                        let mut buf = Vec::new();
+                        let mut chunk = [0; 1024];
+                        loop {
+                            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                buf.drain(..end + 4);
+                                let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                                if stream.write_all(reply).await.is_err() {
+                                    return;
+                                }
+                            }
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                    });
+                }
+            });
+        });
+        addr
+    }
+
+    /// One GET through `upstream`, its body read to the end and the connection given back.
+    /// A request sent on another thread's connection would wait for that thread's runtime,
+    /// which is blocked here: the deadline turns that into a failure rather than a hang.
+    async fn get(upstream: &Arc<Upstream>) {
+        tokio::time::timeout(Duration::from_secs(5), get_once(upstream))
+            .await
+            .expect("the request was answered (on a connection of this thread)");
+    }
+
+    async fn get_once(upstream: &Arc<Upstream>) {
+        let request = Request::builder()
+            .uri("/")
+            .header(http::header::HOST, upstream.host_header().clone())
+            .body(RequestBody::Empty)
+            .unwrap();
+        let (response, mut pooled) = upstream.send(request).await.map_err(|e| e.error).unwrap();
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.unwrap();
+        std::future::poll_fn(|cx| {
+            pooled.release(cx);
+            Poll::Ready(())
+        })
+        .await;
+    }
+
+    /// Runs `requests` GETs on a new thread marked as worker `worker` (or on no worker), whose
+    /// runtime (which drives the connections it opened) lives until `done` is dropped.
+    fn on_thread(upstream: &Arc<Upstream>, worker: Option<usize>, requests: usize) -> mpsc::Sender<()> {
+        let (done, wait) = mpsc::channel::<()>();
+        let (finished, requests_done) = mpsc::channel();
+        let upstream = upstream.clone();
+        std::thread::spawn(move || {
+            if let Some(w) = worker {
+                enter_worker(w);
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                for _ in 0..requests {
+                    get(&upstream).await;
+                }
+            });
+            finished.send(()).unwrap();
+            let _ = wait.recv();
+        });
+        requests_done.recv().expect("the requests ran");
+        done
+    }
+
+    #[test]
+    fn each_worker_reuses_only_the_connections_it_opened() {
+        let addr = server();
+        let transport = Arc::new(Transport {
+            workers: 2,
+            ..Transport::default()
+        });
+        let upstream = Arc::new(Upstream::new(&addr.to_string(), transport));
+        let _a = on_thread(&upstream, Some(0), 3);
+        assert_eq!((upstream.connections_opened(), upstream.connections_reused()), (1, 2));
+        // Worker 1 finds worker 0's idle connection but opens its own: a request on worker 0's
+        // connection would have to cross to worker 0's thread and back.
+        let _b = on_thread(&upstream, Some(1), 3);
+        assert_eq!((upstream.connections_opened(), upstream.connections_reused()), (2, 4));
+        // So does a thread that is no worker (active health checks).
+        let _c = on_thread(&upstream, None, 2);
+        assert_eq!((upstream.connections_opened(), upstream.connections_reused()), (3, 5));
+        assert_eq!(upstream.idle_connections(), 3, "one idle connection in each lane");
+    }
+
+    #[test]
+    fn the_idle_limit_is_split_across_the_lanes() {
+        let transport = Arc::new(Transport {
+            workers: 4,
+            max_idle: 10,
+            ..Transport::default()
+        });
+        let upstream = Upstream::new("127.0.0.1:1", transport);
+        assert_eq!(upstream.idle.len(), 5, "a lane per worker and one for other threads");
+        assert!(upstream.idle.iter().all(|lane| lane.capacity() == 3), "⌈10 / 4⌉ each");
+    }
+}
