@@ -42,7 +42,8 @@ mod lab;
 mod parse;
 
 use lab::{
-    drover_binary, free_ports, pgo_requested, plain_drover_binary, round_order, Health, Lab, Result, Server, Tools, NO_PGO, PLAIN, VARIANTS,
+    drover_binary, env_count, free_ports, pgo_requested, plain_drover_binary, round_order, Health, Lab, Result, Server, Tools, NO_PGO,
+    PLAIN, VARIANTS,
 };
 use parse::{fmt_count, median, self_test, OpenLoopResult, WrkResult};
 
@@ -247,17 +248,6 @@ impl Options {
             workers,
             self_test,
         })
-    }
-}
-
-/// A positive whole number from the environment, or `default` when unset.
-fn env_count(name: &str, default: u32) -> Result<u32> {
-    match std::env::var(name) {
-        Err(_) => Ok(default),
-        Ok(v) => match v.trim().parse::<u32>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!("{name}={v:?} is not a positive whole number")),
-        },
     }
 }
 

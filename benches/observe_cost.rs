@@ -32,7 +32,7 @@ mod lab;
 #[path = "load_compare/parse.rs"]
 mod parse;
 
-use lab::{drover_binary, free_ports, round_order, Lab, Result, Server, Tools, Variant};
+use lab::{drover_binary, env_count, free_ports, round_order, Lab, Result, Server, Tools, Variant};
 use parse::WrkResult;
 
 /// wrk's connection count, as in `load_compare`.
@@ -81,12 +81,12 @@ fn run() -> Result<()> {
     let (rounds, secs) = if quick {
         (2, 2)
     } else {
-        (env_count("ROUNDS", 20)?, env_count("DURATION", 3)? as u32)
+        (env_count("ROUNDS", 20)? as usize, env_count("DURATION", 3)?)
     };
     let workers = env_count("WORKERS", 1)?;
     let tools = Tools::find(true)?;
     let tmp = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
-    let lab = Lab::new(tools, tmp.path(), workers as u32);
+    let lab = Lab::new(tools, tmp.path(), workers);
     let [backend_port, port, admin] = free_ports()?;
     let _backend = lab.start_backend(backend_port)?;
     let bin = drover_binary()?;
@@ -193,15 +193,4 @@ fn quantile(values: &[f64], p: f64) -> f64 {
     let pos = p * (v.len() - 1) as f64;
     let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
     v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
-}
-
-/// A positive whole number from the environment, or `default` when unset.
-fn env_count(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Err(_) => Ok(default),
-        Ok(v) => match v.trim().parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!("{name}={v:?} is not a positive whole number")),
-        },
-    }
 }

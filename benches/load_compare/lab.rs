@@ -431,6 +431,17 @@ pub fn round_order(n: usize, round: usize) -> Vec<usize> {
     }
 }
 
+/// A positive whole number from the environment, or `default` when unset.
+pub fn env_count(name: &str, default: u32) -> Result<u32> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(v) => match v.trim().parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{name}={v:?} is not a positive whole number")),
+        },
+    }
+}
+
 /// Free loopback ports, all bound at once so that none is handed out twice.
 pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
     let listeners = (0..N)
