@@ -29,7 +29,9 @@ pub struct Completion {
 
 impl Drop for Completion {
     fn drop(&mut self) {
-        let duration = self.start.elapsed();
+        let now = Instant::now();
+        let duration = now.saturating_duration_since(self.start);
+        self.request.ends_at(now);
         let bytes_in = self.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed));
         let shared = &self.request.shared;
         if self.metrics {

@@ -286,7 +286,9 @@ fn access_entry(conn: &Connection, req: &Request<Incoming>, route: Option<&Route
 /// Handles one request from `conn`. Never fails: every problem becomes a response. Metrics and
 /// the access log are recorded when the response body ends.
 pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
-    let start = std::time::Instant::now();
+    // Read once and reused for the first attempt's server choice, deadline and pooled
+    // connection check: each read of the clock costs ~20 ns, and a request made ~12 of them.
+    let start = Instant::now();
     let request = InFlight::start(conn);
     let conn = &**request;
     let method = method_index(req.method());
@@ -299,7 +301,7 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
         bytes_in: None,
         websocket: false,
     };
-    let response = forward(conn, req, &mut trace).await;
+    let response = forward(conn, req, &mut trace, start).await;
     let mut access = trace.access;
     if let Some(entry) = access.as_mut() {
         entry.retries = trace.retries;
@@ -315,7 +317,7 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
     let completion = Completion {
         request,
         key,
-        start,
+        start: start.into_std(),
         bytes_in: trace.bytes_in,
         bytes_out: 0,
         metrics: trace.observe.metrics,
@@ -325,7 +327,7 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
     Ok(Response::from_parts(parts, body.with_completion(completion)))
 }
 
-async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trace) -> Response<ProxyBody> {
+async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trace, start: Instant) -> Response<ProxyBody> {
     let raw_host = match req.uri().authority() {
         Some(authority) => Some(authority.as_str()),
         None => req.headers().get(header::HOST).and_then(|h| h.to_str().ok()),
@@ -397,8 +399,14 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
 
     let mut tried = Tried::default();
     let mut retries = 0;
+    let mut first_attempt = true;
     let (mut response, mut pooled) = loop {
-        let (index, server, probe) = match service.pick(tried, Instant::now()) {
+        let now = if std::mem::take(&mut first_attempt) {
+            start
+        } else {
+            Instant::now()
+        };
+        let (index, server, probe) = match service.pick(tried, now) {
             Picked::Server { index, server, probe } => (index, server, probe),
             Picked::NoServers => {
                 return local(
@@ -421,10 +429,10 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
         let probe = ProbeGuard {
             health: probe.then_some(&server.health),
         };
-        let sent = server.upstream.send(request);
+        let sent = server.upstream.send(request, now);
         let result = match conn.shared.response_header_timeout {
             Some(limit) => {
-                let mut timer = conn.response_timer.take(Instant::now() + limit);
+                let mut timer = conn.response_timer.take(now + limit);
                 let result = tokio::select! {
                     biased;
                     result = sent => result,

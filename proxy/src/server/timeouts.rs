@@ -104,9 +104,10 @@ impl Activity {
         self.reading_head.store(false, Ordering::Relaxed);
     }
 
-    fn request_ended(&self) {
+    fn request_ended(&self, now: Instant) {
         if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.since_ms.store(self.now_ms(), Ordering::Relaxed);
+            let since = now.saturating_duration_since(self.epoch).as_millis() as u64;
+            self.since_ms.store(since, Ordering::Relaxed);
         }
     }
 
@@ -161,13 +162,18 @@ impl Default for Activity {
 /// One request of a connection, from its complete head until its response has ended or was
 /// abandoned (dropped): the connection is busy while any of these lives.
 #[derive(Debug)]
-pub struct InFlight(Arc<Connection>);
+pub struct InFlight(Arc<Connection>, Option<Instant>);
 
 impl InFlight {
     /// The request `conn` has just read is being served.
     pub fn start(conn: Arc<Connection>) -> Self {
         conn.activity.request_started();
-        Self(conn)
+        Self(conn, None)
+    }
+
+    /// The request ends at `now` (read by the caller already), when this is dropped.
+    pub fn ends_at(&mut self, now: Instant) {
+        self.1 = Some(now);
     }
 }
 
@@ -181,7 +187,7 @@ impl std::ops::Deref for InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.activity.request_ended();
+        self.0.activity.request_ended(self.1.unwrap_or_else(Instant::now));
     }
 }
 
@@ -286,7 +292,7 @@ mod tests {
         assert_eq!(a.verdict(&limits(), 1_000_000), Verdict::Recheck(Some(Duration::from_secs(30))));
         a.since_ms.store(0, Ordering::Relaxed);
         a.in_flight.store(1, Ordering::Relaxed);
-        a.request_ended();
+        a.request_ended(Instant::now());
         let since = a.since_ms.load(Ordering::Relaxed);
         assert_eq!(
             a.verdict(&limits(), since + 60_000),

@@ -150,9 +150,10 @@ impl Upstream {
         current_lane().min(self.idle.len() - 1)
     }
 
-    fn checkout(&self, lane: usize) -> Option<Sender> {
+    /// An idle connection of `lane` that is still usable at `now`.
+    fn checkout(&self, lane: usize, now: Instant) -> Option<Sender> {
         while let Some(idle) = self.idle[lane].pop() {
-            if idle.since.elapsed() < self.transport.idle_timeout && idle.sender.is_ready() {
+            if now.saturating_duration_since(idle.since) < self.transport.idle_timeout && idle.sender.is_ready() {
                 return Some(idle.sender);
             }
         }
@@ -193,12 +194,17 @@ impl Upstream {
         Ok(sender)
     }
 
-    /// Sends `req` on a pooled or new connection. On failure the request comes back when none of
-    /// it was sent, so the caller may try another server.
-    pub async fn send(self: &Arc<Self>, mut req: Request<RequestBody>) -> Result<(Response<Incoming>, Pooled), Box<SendError>> {
+    /// Sends `req` on a pooled or new connection (`now` is the current time, which the caller
+    /// has read already). On failure the request comes back when none of it was sent, so the
+    /// caller may try another server.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut req: Request<RequestBody>,
+        now: Instant,
+    ) -> Result<(Response<Incoming>, Pooled), Box<SendError>> {
         let lane = self.lane();
         loop {
-            let (mut sender, reused) = match self.checkout(lane) {
+            let (mut sender, reused) = match self.checkout(lane, now) {
                 Some(sender) => (sender, true),
                 None => match self.connect().await {
                     Ok(mut sender) => match sender.ready().await {
@@ -351,7 +357,7 @@ mod tests {
             .header(http::header::HOST, upstream.host_header().clone())
             .body(RequestBody::Empty)
             .unwrap();
-        let (response, mut pooled) = upstream.send(request).await.map_err(|e| e.error).unwrap();
+        let (response, mut pooled) = upstream.send(request, Instant::now()).await.map_err(|e| e.error).unwrap();
         assert_eq!(response.status(), 200);
         response.into_body().collect().await.unwrap();
         std::future::poll_fn(|cx| {
