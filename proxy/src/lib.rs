@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod health;
+pub mod io;
 pub mod metrics;
 pub mod routing;
 pub mod server;

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use super::{current_lane, Transport};
 use crate::error::Error;
+use crate::io::GatheringStream;
 
 type Sender = http1::SendRequest<RequestBody>;
 
@@ -182,7 +183,7 @@ impl Upstream {
         };
         let _ = stream.set_nodelay(true);
         let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(GatheringStream(stream)))
             .await
             .map_err(Error::connect)?;
         tokio::spawn(async move {
