@@ -1,8 +1,9 @@
 //! The access log: one line per request, in Traefik's `common` format or as JSON, written off
 //! the request path.
 //!
-//! A request hands a finished entry to a bounded lock-free queue (`bufferingSize` entries)
-//! without ever waiting. A dedicated thread drains the queue in batches, formats each line by
+//! A request fills in an entry the writer handed back (so it neither allocates one nor reads
+//! the wall clock: the writer turns its monotonic start into wall-clock time) and hands it to
+//! a bounded lock-free queue (`bufferingSize` entries) without ever waiting. A dedicated thread drains the queue in batches, formats each line by
 //! hand into one buffer and writes the batch with a few large writes. The writer wakes on its
 //! own every [`FLUSH_INTERVAL`], or when a sender finds the queue half full, so a request never
 //! pays for waking it (a syscall and a context switch) and a line reaches the sink within about
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::Thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_queue::ArrayQueue;
 
@@ -55,8 +56,11 @@ pub enum Format {
 pub struct Entry {
     /// Client IP.
     pub client: HeaderValue,
-    /// When the request arrived.
-    pub start: SystemTime,
+    /// When the request arrived, on the monotonic clock: the worker reads no wall clock.
+    pub began: Instant,
+    /// When the request arrived, on the wall clock (since the Unix epoch): set by the writer
+    /// from `began`.
+    pub start: Duration,
     /// Method.
     pub method: Method,
     /// Protocol version.
@@ -111,22 +115,29 @@ impl RequestText {
     /// what is not as U+FFFD).
     pub fn from_bytes(target: &[u8], host: Option<&[u8]>, referer: Option<&[u8]>, user_agent: Option<&[u8]>) -> Self {
         let mut text = RequestText::default();
+        text.fill(target, host, referer, user_agent);
+        text
+    }
+
+    /// Replaces the text with that of another request, in place.
+    pub fn fill(&mut self, target: &[u8], host: Option<&[u8]>, referer: Option<&[u8]>, user_agent: Option<&[u8]>) {
         let parts = [Some(target), host, referer, user_agent];
         // Sized once, then each part copied into place: SmallVec's appends each pay for a
         // general insert (a capacity check and a move of the bytes after the insertion point).
-        text.bytes.resize(parts.iter().flatten().map(|p| p.len()).sum(), 0);
+        self.bytes.clear();
+        self.bytes.resize(parts.iter().flatten().map(|p| p.len()).sum(), 0);
+        self.present = 0;
         let mut at = 0;
         for (i, part) in parts.into_iter().enumerate() {
             if let Some(part) = part {
-                text.bytes[at..at + part.len()].copy_from_slice(part);
+                self.bytes[at..at + part.len()].copy_from_slice(part);
                 at += part.len();
                 if i > 0 {
-                    text.present |= 1 << i;
+                    self.present |= 1 << i;
                 }
             }
-            text.ends[i] = at as u32;
+            self.ends[i] = at as u32;
         }
-        text
     }
 
     /// A part as bytes (UTF-8 unless a header value was not; [`escaped`] sees to that).
@@ -172,6 +183,10 @@ pub struct AccessLog {
     /// warm in cache; entries stored inline made every push and pop copy ~450 bytes to or from
     /// a ring several megabytes long, cold by the time a slot came round again.
     queue: Arc<ArrayQueue<Box<Entry>>>,
+    /// Entries the writer is done with, handed back to be filled again: a request then neither
+    /// allocates an entry nor frees one on another thread, and fills it in place rather than
+    /// building ~450 bytes on its stack and copying them to the heap.
+    spare: Arc<ArrayQueue<Box<Entry>>>,
     /// A sender wakes the writer early when this many lines wait.
     wake_at: usize,
     /// True while the writer sleeps.
@@ -214,18 +229,20 @@ impl AccessLog {
         };
         let capacity = config.buffering_size.unwrap_or(16_384).max(1);
         let queue = Arc::new(ArrayQueue::new(capacity));
+        let spare = Arc::new(ArrayQueue::new(capacity.min(MAX_SPARE)));
         let asleep = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let (done, finished) = mpsc::channel();
         let writer = {
-            let (queue, asleep, stop) = (queue.clone(), asleep.clone(), stop.clone());
+            let (queue, spare, asleep, stop) = (queue.clone(), spare.clone(), asleep.clone(), stop.clone());
             std::thread::Builder::new().name("drover-access-log".into()).spawn(move || {
-                write_loop(&queue, &asleep, &stop, sink, format);
+                write_loop(&queue, &spare, &asleep, &stop, sink, format);
                 drop(done);
             })?
         };
         Ok(Self {
             queue,
+            spare,
             wake_at: capacity.div_ceil(2),
             asleep,
             writer: writer.thread().clone(),
@@ -246,6 +263,38 @@ impl AccessLog {
         }
     }
 
+    /// An entry for a request that `began` then, from `client` on `entry_point`, to be filled in
+    /// and [sent](Self::send): a spare one when the writer has handed one back.
+    pub fn entry(&self, began: Instant, client: &HeaderValue, entry_point: &Arc<str>) -> Box<Entry> {
+        match self.spare.pop() {
+            Some(mut entry) => {
+                entry.began = began;
+                entry.client.clone_from(client);
+                if !Arc::ptr_eq(&entry.entry_point, entry_point) {
+                    entry.entry_point = entry_point.clone();
+                }
+                entry
+            }
+            None => Box::new(Entry {
+                client: client.clone(),
+                began,
+                start: Duration::ZERO,
+                method: Method::GET,
+                version: Version::HTTP_11,
+                request: RequestText::default(),
+                status: 0,
+                size: 0,
+                request_size: 0,
+                router: None,
+                service: None,
+                server: None,
+                entry_point: entry_point.clone(),
+                duration: Duration::ZERO,
+                retries: 0,
+            }),
+        }
+    }
+
     /// Queues an entry; false when the queue was full and the line was dropped.
     pub fn send(&self, entry: Box<Entry>) -> bool {
         if self.queue.push(entry).is_err() {
@@ -258,7 +307,17 @@ impl AccessLog {
     }
 }
 
-fn write_loop(queue: &ArrayQueue<Box<Entry>>, asleep: &AtomicBool, stop: &AtomicBool, mut sink: Box<dyn Write + Send>, format: Format) {
+/// At most this many used entries wait to be filled again (~450 bytes each); more are freed.
+const MAX_SPARE: usize = 4096;
+
+fn write_loop(
+    queue: &ArrayQueue<Box<Entry>>,
+    spare: &ArrayQueue<Box<Entry>>,
+    asleep: &AtomicBool,
+    stop: &AtomicBool,
+    mut sink: Box<dyn Write + Send>,
+    format: Format,
+) {
     let mut batch = Vec::with_capacity(BATCH_BYTES + 4096);
     let mut memo = Memo::default();
     let mut count: u64 = 0;
@@ -266,13 +325,22 @@ fn write_loop(queue: &ArrayQueue<Box<Entry>>, asleep: &AtomicBool, stop: &Atomic
     loop {
         // Read before draining: after a stop, one more drain takes whatever was queued before it.
         let stopping = stop.load(Ordering::Acquire);
-        while let Some(entry) = queue.pop() {
+        let clocks = Clocks::now();
+        while let Some(mut entry) = queue.pop() {
+            if !broken {
+                count += 1;
+                entry.start = clocks.wall(entry.began);
+                format.write(&entry, count, &mut memo, &mut batch);
+            }
+            // Names are let go of here, not when the entry is next used: a reload frees them.
+            entry.router = None;
+            entry.service = None;
+            entry.server = None;
+            // A full spare queue frees the entry.
+            let _ = spare.push(entry);
             if broken {
                 continue;
             }
-            count += 1;
-            format.write(&entry, count, &mut memo, &mut batch);
-            drop(entry);
             if batch.len() >= BATCH_BYTES {
                 broken = !write_batch(&mut sink, &mut batch);
             }
@@ -287,6 +355,33 @@ fn write_loop(queue: &ArrayQueue<Box<Entry>>, asleep: &AtomicBool, stop: &Atomic
         asleep.store(true, Ordering::Release);
         std::thread::park_timeout(FLUSH_INTERVAL);
         asleep.store(false, Ordering::Release);
+    }
+}
+
+/// The wall clock and the monotonic clock read together, to turn a request's monotonic start
+/// into wall-clock time without reading the wall clock per request.
+struct Clocks {
+    /// Since the Unix epoch.
+    wall: Duration,
+    monotonic: Instant,
+}
+
+impl Clocks {
+    fn now() -> Self {
+        Self {
+            wall: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default(),
+            monotonic: Instant::now(),
+        }
+    }
+
+    /// The wall-clock time at monotonic `t`, since the Unix epoch.
+    fn wall(&self, t: Instant) -> Duration {
+        // Tested this way round because entries almost always began before the clocks were
+        // read: one subtraction then, where the other order costs three.
+        match self.monotonic.checked_duration_since(t) {
+            Some(before) => self.wall.saturating_sub(before),
+            None => self.wall + t.duration_since(self.monotonic),
+        }
     }
 }
 
@@ -369,9 +464,8 @@ struct Clock {
 }
 
 impl Clock {
-    /// The times of `t` as text to the second, and `t` since the epoch.
-    fn at(&mut self, t: SystemTime) -> (&str, &str, &str, Duration) {
-        let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    /// The times `since` the Unix epoch as text to the second.
+    fn at(&mut self, since: Duration) -> (&str, &str, &str, Duration) {
         let second = since.as_secs();
         if self.second != Some(second) {
             let c = civil(second);
@@ -582,7 +676,8 @@ mod tests {
     fn entry() -> Entry {
         Entry {
             client: HeaderValue::from_static("10.0.0.9"),
-            start: UNIX_EPOCH + Duration::from_secs(1_795_390_327),
+            began: Instant::now(),
+            start: Duration::from_secs(1_795_390_327),
             method: Method::GET,
             version: Version::HTTP_11,
             request: RequestText::new("/a?b=1", Some("shop.local"), None, Some("curl/8")),
@@ -683,7 +778,7 @@ mod tests {
         assert_eq!(v["request_Referer"], "x\" \"y");
         assert_eq!(v["StartUTC"], "2026-11-22T23:32:07.000001234Z");
         assert_eq!(v["StartUnixNano"], 1_795_390_327_000_001_234_u64);
-        e.start = UNIX_EPOCH + Duration::from_nanos(5);
+        e.start = Duration::from_nanos(5);
         let v: serde_json::Value = serde_json::from_str(&line(Format::Json, &e, 1)).unwrap();
         assert_eq!(v["StartUnixNano"], 5);
         let common = line(Format::Common, &e, 1);
@@ -738,12 +833,64 @@ mod tests {
     }
 
     #[test]
+    fn monotonic_starts_become_wall_clock_times_before_and_after_the_reading() {
+        let clocks = Clocks::now();
+        let later = clocks.monotonic + Duration::from_millis(1_500);
+        assert_eq!(clocks.wall(later), clocks.wall + Duration::from_millis(1_500));
+        if let Some(earlier) = clocks.monotonic.checked_sub(Duration::from_micros(250)) {
+            assert_eq!(clocks.wall(earlier), clocks.wall - Duration::from_micros(250));
+        }
+        assert_eq!(clocks.wall(clocks.monotonic), clocks.wall);
+    }
+
+    #[test]
+    fn a_written_entry_comes_back_without_its_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = AccessLogConfig {
+            file_path: Some(dir.path().join("access.log")),
+            format: Some("json".into()),
+            buffering_size: None,
+        };
+        let log = AccessLog::start(&config).unwrap();
+        let (client, entry_point): (HeaderValue, Arc<str>) = (HeaderValue::from_static("10.1.1.1"), "web".into());
+        let mut e = log.entry(Instant::now(), &client, &entry_point);
+        e.router = Some("r@file".into());
+        e.service = Some("s@file".into());
+        e.server = Some("http://10.0.0.2".into());
+        assert!(log.send(e));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while log.spare.is_empty() {
+            assert!(Instant::now() < deadline, "the writer never handed the entry back");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let began = Instant::now();
+        let (client, entry_point): (HeaderValue, Arc<str>) = (HeaderValue::from_static("10.2.2.2"), "websecure".into());
+        let again = log.entry(began, &client, &entry_point);
+        assert!(log.spare.is_empty(), "the spare entry was not used");
+        assert_eq!(
+            (again.router.as_deref(), again.service.as_deref(), again.server.as_deref()),
+            (None, None, None)
+        );
+        assert_eq!(
+            (again.began, again.client.as_bytes(), &*again.entry_point),
+            (began, &b"10.2.2.2"[..], "websecure")
+        );
+        log.finish(Duration::from_secs(5));
+        let text = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(
+            (v["RouterName"].as_str(), v["ClientHost"].as_str()),
+            (Some("r@file"), Some("10.1.1.1"))
+        );
+    }
+
+    #[test]
     fn the_clock_follows_the_seconds() {
         let mut clock = Clock::default();
-        let t = UNIX_EPOCH + Duration::from_secs(1_795_390_327);
+        let t = Duration::from_secs(1_795_390_327);
         assert_eq!(clock.at(t).0, "22/Nov/2026:23:32:07 +0000");
         assert_eq!(clock.at(t + Duration::from_millis(999)).0, "22/Nov/2026:23:32:07 +0000");
         assert_eq!(clock.at(t + Duration::from_secs(1)).1, "2026-11-22T23:32:08");
-        assert_eq!(clock.at(UNIX_EPOCH + Duration::from_secs(951_782_400)).1, "2000-02-29T00:00:00");
+        assert_eq!(clock.at(Duration::from_secs(951_782_400)).1, "2000-02-29T00:00:00");
     }
 }
