@@ -229,8 +229,8 @@ impl Proxy {
                 let [admin] = free_ports()?;
                 lab.start_drover(&binaries.drover, port, admin, backends, &DROVER)
             }
-            Proxy::Haproxy => lab.start_haproxy(port, backends, &HAPROXY),
-            Proxy::Nginx => lab.start_nginx_proxy(port, backends, &NGINX),
+            Proxy::Haproxy => lab.start_haproxy("haproxy", port, backends, &HAPROXY, true),
+            Proxy::Nginx => lab.start_nginx_proxy("nginx", port, backends, &NGINX, true),
         }
     }
 

@@ -12,7 +12,8 @@
 //! `PGO=1` (build drover with profile-guided optimisation by `.ci/pgo-build`, as
 //! `PGO=1 examples/overlay-stack/build-images.sh` does for the image, and measure the ordinary
 //! build beside it as `drover-nopgo`; `DROVER_PLAIN_BIN` names that one), `VARIANTS=1` (drover also without passive health and with a JSON access log),
-//! `TARGETS=drover,drover+accesslog` (measure only these), `LATENCY=0` (skip the open-loop pass).
+//! `BARE_PEERS=1` (nginx and HAProxy also without the forwarding headers, as `nginx-bare` and
+//! `haproxy-bare`), `TARGETS=drover,drover+accesslog` (measure only these), `LATENCY=0` (skip the open-loop pass).
 //! Needs `apt-get install -y nginx-light haproxy wrk`, and `nghttp2-client` for the latency pass.
 //!
 //! Why it is shaped like this: the machines are shared and noisy, so one run of one proxy says
@@ -23,6 +24,9 @@
 //! slowest peer's maximum, because latency at saturation only measures the length of a queue.
 //! The load generator is pinned to CPU 0 and the proxies to the other CPUs, so the generator
 //! never competes with what it measures; the backend floats (see `Lab::start_backend`).
+//! Every proxy does the same job: nginx and HAProxy are told to add the forwarding headers
+//! drover always adds (`X-Forwarded-For`, `-Proto`, `-Host`, `-Port`, `X-Real-Ip`; see
+//! `FORWARDING_NGINX` in `lab.rs`) and to pass the client's Host on, as drover does.
 //! nginx's habit of closing a keep-alive connection after 1,000 requests is lifted
 //! (`keepalive_requests`): HAProxy and drover have no such limit, and h2load's open-loop clients
 //! stop for good when their connection closes.
@@ -104,8 +108,12 @@ fn run() -> Result<(), Exit> {
     let defaults = Health::default();
     let mut targets = vec![
         Target::new("direct", backend_port, None),
-        Target::start("nginx", nginx_port, || lab.start_nginx_proxy(nginx_port, &backends, &defaults)),
-        Target::start("haproxy", haproxy_port, || lab.start_haproxy(haproxy_port, &backends, &defaults)),
+        Target::start("nginx", nginx_port, || {
+            lab.start_nginx_proxy("nginx", nginx_port, &backends, &defaults, true)
+        }),
+        Target::start("haproxy", haproxy_port, || {
+            lab.start_haproxy("haproxy", haproxy_port, &backends, &defaults, true)
+        }),
         Target::start("drover", drover_port, || {
             let bin = drover_binary()?;
             lab.start_drover(&bin, drover_port, admin_port, &backends, &PLAIN)
@@ -117,6 +125,17 @@ fn run() -> Result<(), Exit> {
         targets.push(Target::start(NO_PGO.name, port, || {
             let bin = plain_drover_binary()?;
             lab.start_drover(&bin, port, admin, &backends, &NO_PGO)
+        }));
+    }
+    // BARE_PEERS=1: nginx and HAProxy again without the forwarding headers, to show what that
+    // part of the job costs them.
+    if std::env::var_os("BARE_PEERS").is_some_and(|v| v == "1") {
+        let [nginx, haproxy] = free_ports()?;
+        targets.push(Target::start("nginx-bare", nginx, || {
+            lab.start_nginx_proxy("nginx-bare", nginx, &backends, &defaults, false)
+        }));
+        targets.push(Target::start("haproxy-bare", haproxy, || {
+            lab.start_haproxy("haproxy-bare", haproxy, &backends, &defaults, false)
         }));
     }
     // VARIANTS=1: drover again with passive health off, and with a JSON access log to a file,

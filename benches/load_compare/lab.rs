@@ -95,6 +95,26 @@ pub struct Lab {
     pub server_cpus: Option<String>,
 }
 
+/// What drover adds to every forwarded request, and so what the peers are told to add too: the
+/// comparison is of the same job. drover sets `X-Forwarded-For` (from the socket, dropping the
+/// client's), `X-Real-Ip`, `X-Forwarded-Proto`, `-Host` and `-Port`, and passes the client's
+/// Host on; without this the peers forward ~150 bytes less per request, and the backend parses
+/// less for them (HAProxy measured ~4% faster without it).
+const FORWARDING_NGINX: &str = "            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
+            proxy_set_header X-Forwarded-Port $server_port;
+";
+/// [`FORWARDING_NGINX`] for HAProxy (which passes the Host on by itself).
+const FORWARDING_HAPROXY: &str = "    http-request set-header X-Forwarded-For %[src]
+    http-request set-header X-Real-IP %[src]
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request set-header X-Forwarded-Port %[dst_port]
+";
+
 impl Lab {
     pub fn new(tools: Tools, dir: &Path, workers: u32) -> Self {
         let server_cpus = match std::thread::available_parallelism().map_or(1, |n| n.get()) {
@@ -177,7 +197,9 @@ impl Lab {
     }
 
     /// nginx proxying round robin to `backends`, with `health` added.
-    pub fn start_nginx_proxy(&self, port: u16, backends: &[u16], health: &Health) -> Result<Server> {
+    /// `forwarding`: add drover's forwarding headers ([`FORWARDING_NGINX`]); `name` tells two
+    /// instances apart.
+    pub fn start_nginx_proxy(&self, name: &'static str, port: u16, backends: &[u16], health: &Health, forwarding: bool) -> Result<Server> {
         let servers: String = backends
             .iter()
             .map(|backend| format!("        server {LOOPBACK}:{backend}{};\n", health.server))
@@ -193,11 +215,12 @@ impl Lab {
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
-{block}        }}
+{forward}{block}        }}
     }}",
-            block = indent(health.block, 12)
+            block = indent(health.block, 12),
+            forward = if forwarding { FORWARDING_NGINX } else { "" },
         );
-        self.start_nginx("nginx", self.workers, port, true, &http)
+        self.start_nginx(name, self.workers, port, true, &http)
     }
 
     /// nginx in the foreground with everything under its own prefix: nothing in /etc or /var.
@@ -234,8 +257,9 @@ http {{
     }
 
     /// HAProxy balancing round robin over `backends` (servers `b1`, `b2`…), with `health` added.
-    pub fn start_haproxy(&self, port: u16, backends: &[u16], health: &Health) -> Result<Server> {
-        let conf = self.dir.join("haproxy.cfg");
+    /// `forwarding` and `name` as for [`Lab::start_nginx_proxy`].
+    pub fn start_haproxy(&self, name: &'static str, port: u16, backends: &[u16], health: &Health, forwarding: bool) -> Result<Server> {
+        let conf = self.dir.join(format!("{name}.cfg"));
         let servers: String = (1..)
             .zip(backends)
             .map(|(i, backend)| format!("    server b{i} {LOOPBACK}:{backend}{}\n", health.server))
@@ -252,17 +276,18 @@ defaults
 
 frontend web
     bind {LOOPBACK}:{port}
-    default_backend backend
+{forward}    default_backend backend
 
 backend backend
 {block}{servers}",
             workers = self.workers,
             block = indent(health.block, 4),
+            forward = if forwarding { FORWARDING_HAPROXY } else { "" },
         );
         write_file(&conf, &text)?;
         let mut cmd = self.server(&self.tools.haproxy, true);
         cmd.arg("-db").arg("-f").arg(&conf);
-        Server::spawn("haproxy", cmd, &self.dir)?.wait_ready(&[(port, "/")])
+        Server::spawn(name, cmd, &self.dir)?.wait_ready(&[(port, "/")])
     }
 
     /// drover balancing over `backends`, configured as `variant` says.
