@@ -282,15 +282,17 @@ async fn consul_down_for_ten_seconds_keeps_the_routes_then_resyncs() {
     // Meanwhile the catalog changes: web-3 goes away.
     lab.consul.deregister("node-b", "web-3");
     let mut union = BTreeSet::new();
+    // Samples at a steady pace across the 10 s outage (a measurement window, not a wait for
+    // state).
+    let mut pace = tokio::time::interval(Duration::from_millis(200));
     while down.elapsed() < Duration::from_secs(10) {
+        pace.tick().await;
         let seen = answering(&c, &url, 12).await;
         union.extend(seen.keys().cloned());
         assert!(
             seen.keys().all(|k| k.starts_with("web-")),
             "the last good routes stay while Consul is down: {seen:?}"
         );
-        // Sampling pace across the 10 s outage (a measurement window, not a wait for state).
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(union.len(), 3, "all three kept answering during the outage: {union:?}");
     lab.consul.restart().await;
@@ -476,8 +478,12 @@ async fn no_request_fails_when_instances_die_before_consul_notices() {
     // web-3's process dies; its check goes critical 100 ms later (a check interval).
     let (_, web3) = lab.backends.remove("web-3").expect("web-3");
     web3.stop().await;
-    // Models Consul's check interval: the check lags the death (passive health covers the gap).
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Models Consul's check interval: the check lags the death, and traffic meets the dead
+    // server in the gap (passive health covers it).
+    let at_death = load.ok.load(Ordering::Relaxed);
+    wait_until(Duration::from_secs(5), || load.ok.load(Ordering::Relaxed) >= at_death + 200)
+        .await
+        .expect("the load went on after web-3 died");
     lab.consul.set_check("node-b", "service:web-3", Some("web-3"), "critical");
     expect_backends(&c, &url, &["web-1", "web-2"], "web-3 out").await;
 
@@ -486,9 +492,11 @@ async fn no_request_fails_when_instances_die_before_consul_notices() {
     let (_, web2) = lab.backends.remove("web-2").expect("web-2");
     web2.stop().await;
     expect_backends(&c, &url, &["web-1"], "web-2 out").await;
-    // Keeps the load running a little past the last change, so failures it causes are counted
-    // (a measurement window, not a wait for state).
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Keeps the load running a little past the last change, so failures it causes are counted.
+    let at_last_change = load.ok.load(Ordering::Relaxed);
+    wait_until(Duration::from_secs(5), || load.ok.load(Ordering::Relaxed) >= at_last_change + 100)
+        .await
+        .expect("the load went on after the last change");
 
     let (ok, failures) = load.finish().await;
     eprintln!("{ok} requests, {} failed: {failures:#?}", failures.len());
