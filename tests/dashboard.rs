@@ -177,6 +177,17 @@ async fn script(browser: &Client, js: &str) -> Value {
         .unwrap_or_else(|e| panic!("script failed: {e}\n{js}"))
 }
 
+/// Returns once the browser has painted what the last script changed (a resize, a scroll):
+/// the second animation frame after it comes after that paint. WebDriver waits for the
+/// promise.
+async fn painted(browser: &Client) {
+    script(
+        browser,
+        "return new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => done(1))));",
+    )
+    .await;
+}
+
 /// Polls `js` (an expression) until it is truthy; returns how long it took.
 async fn wait_for(browser: &Client, what: &str, js: &str, limit: Duration) -> Duration {
     let start = Instant::now();
@@ -351,7 +362,7 @@ async fn the_dashboard_shows_routes_health_providers_and_explains_in_a_real_brow
         .unwrap_or(1000);
     browser.set_window_size(1280, height.clamp(800, 4000) as u32).await.expect("resize");
     script(&browser, "window.scrollTo(0, 0); return 1;").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    painted(&browser).await;
     screenshot(&browser, "dashboard.png").await;
     browser.close().await.expect("close the desktop session");
 
@@ -386,7 +397,7 @@ async fn the_dashboard_shows_routes_health_providers_and_explains_in_a_real_brow
     assert!(font.as_f64().is_some_and(|f| f >= 12.0), "text too small on a phone: {font}");
     screenshot(&phone, "dashboard-phone.png").await;
     script(&phone, "document.getElementById('services').scrollIntoView(); return 1;").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    painted(&phone).await;
     screenshot(&phone, "dashboard-phone-services.png").await;
     let errors = console_errors(&phone).await;
     assert!(errors.is_empty(), "console errors on a phone: {errors:#?}");

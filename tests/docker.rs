@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use drover_providers::provider::{Decision, ItemReport, ProviderState, ProviderStatus};
 use support::docker::{self as dk, Scope, ENGINE, WHOAMI_IMAGE};
-use support::{client, send, HttpClient, TestDrover};
+use support::{client, send, wait_until, HttpClient, TestDrover};
 
 /// Labels routing `Host(host)` to port 80 of the container through router and service `name`.
 fn labels(name: &str, host: &str) -> Vec<String> {
@@ -265,7 +265,10 @@ async fn stop_start_and_kill_under_load() {
     let c = client();
     assert_eq!(until_backends(&c, d.web(), "load.test", 3).await.len(), 3);
     let load = Load::start(d.web(), "load.test");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Under way (some answers in) before the first change.
+    wait_until(Duration::from_secs(10), || load.ok.load(Ordering::Relaxed) >= 50)
+        .await
+        .expect("the load got answers");
 
     // 1. docker stop: out of the rotation before it exits, no request fails.
     let before = load.failed();
