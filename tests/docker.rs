@@ -325,7 +325,11 @@ async fn stop_start_and_kill_under_load() {
     let killed = Instant::now();
     let ejected = dk::eventually(Duration::from_secs(3), || (!routed(&d, &names[1])).then_some(killed.elapsed())).await;
     eprintln!("docker kill → out of the provider's routes after {ejected:?}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Keeps the load running past the ejection, so failures the kill causes are counted.
+    let at_ejection = load.ok.load(Ordering::Relaxed);
+    wait_until(Duration::from_secs(10), || load.ok.load(Ordering::Relaxed) >= at_ejection + 200)
+        .await
+        .expect("the load went on after the kill");
     let kill_failures = load.failed() - before;
     let ok = load.finish().await;
     assert!(ok > 200, "the clients kept sending ({ok})");
@@ -560,6 +564,8 @@ async fn a_cut_event_stream_keeps_routes_and_resyncs() {
         "the last good routes stay"
     );
     let b = scope.whoami("b", &net, &labels("b", "b.test"), &[]);
+    // A window for a negative: nothing can signal that drover did not see `b`. 500 ms is
+    // several times what a start takes to reach the routes when the daemon is reachable.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!routed(&d, &b), "nothing new is seen while the daemon is unreachable");
 
