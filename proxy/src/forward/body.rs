@@ -1,7 +1,7 @@
 //! The response body drover sends to clients: streamed from a server, or a short local answer.
 
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -57,7 +57,8 @@ impl ProxyBody {
     }
 }
 
-/// A server's response body; gives the connection back to the pool at a clean end.
+/// A server's response body; drives the connection that feeds it, and gives the connection back
+/// to the pool at a clean end.
 pub struct UpstreamBody {
     inner: Incoming,
     conn: Option<Pooled>,
@@ -68,8 +69,7 @@ impl UpstreamBody {
     pub fn new(inner: Incoming, mut conn: Pooled) -> Self {
         if inner.is_end_stream() {
             // Nothing to read (HEAD, 204, 304, Content-Length: 0): the connection is free now.
-            let waker = futures_util::task::noop_waker();
-            conn.release(&mut Context::from_waker(&waker));
+            conn.release();
             return Self { inner, conn: None };
         }
         Self { inner, conn: Some(conn) }
@@ -82,16 +82,24 @@ impl Body for UpstreamBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let polled = match this.conn.as_mut() {
+            Some(conn) => {
+                // Only the connection's I/O moves the body on, and this task drives it: the
+                // body's own wake-ups would only poll this task once more.
+                conn.drive(cx);
+                Pin::new(&mut this.inner).poll_frame(&mut Context::from_waker(Waker::noop()))
+            }
+            None => Pin::new(&mut this.inner).poll_frame(cx),
+        };
         match &polled {
             Poll::Ready(None) => {
                 if let Some(mut conn) = this.conn.take() {
-                    conn.release(cx);
+                    conn.release();
                 }
             }
             Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => {
                 if let Some(mut conn) = this.conn.take() {
-                    conn.release(cx);
+                    conn.release();
                 }
             }
             Poll::Ready(Some(Err(_))) => {

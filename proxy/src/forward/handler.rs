@@ -508,7 +508,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
     };
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        pooled.discard();
+        pooled.upgrade();
         let Some(client_upgrade) = client_upgrade else {
             // A 101 nobody asked for cannot be tunnelled.
             return local(StatusCode::BAD_GATEWAY, "502 Bad Gateway: the server switched protocols unasked\n");

@@ -28,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::forward::Connection;
+use crate::io::BatchedStream;
 
 /// The HTTP/2 connection preface starts with this.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
@@ -194,14 +195,17 @@ impl Drop for InFlight {
 /// A client's TCP stream that reports the bytes it reads to its connection's [`Activity`].
 #[derive(Debug)]
 pub struct WatchedStream {
-    stream: TcpStream,
+    stream: BatchedStream,
     conn: Arc<Connection>,
 }
 
 impl WatchedStream {
     /// Wraps `stream`, the socket of `conn`.
     pub fn new(stream: TcpStream, conn: Arc<Connection>) -> Self {
-        Self { stream, conn }
+        Self {
+            stream: BatchedStream::new(stream),
+            conn,
+        }
     }
 }
 
@@ -225,7 +229,7 @@ impl AsyncWrite for WatchedStream {
     }
 
     fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        crate::io::poll_write_gathered(Pin::new(&mut self.stream), cx, bufs)
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

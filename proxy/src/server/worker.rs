@@ -62,6 +62,8 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
 /// period ran out).
 pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
     let graceful = GracefulShutdown::new();
+    // Sends the small writes of this worker's connections once per batch (see `crate::io`).
+    let flusher = tokio::spawn(crate::io::run_flusher());
     let mut grace = Duration::ZERO;
     let mut accepting = Vec::new();
     for socket in sockets {
@@ -128,4 +130,5 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, shutdown: 
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("grace period ({grace:?}) ran out with connections still open; closing them");
     }
+    flusher.abort();
 }

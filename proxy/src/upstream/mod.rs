@@ -5,10 +5,10 @@
 //! it can keep: the new snapshot is compiled against the same `Arc<Upstream>`.
 //!
 //! Each worker thread has its own lane of idle connections per server, as Envoy and HAProxy
-//! keep per-thread pools: a hyper connection is driven by a task on the runtime that opened
-//! it, so a request sent on another worker's connection would cross threads twice (request
-//! over, response back), waking both. Lane 0 belongs to every thread that is not a worker
-//! (active health checks on the control thread).
+//! keep per-thread pools: a connection's socket is registered with the I/O driver of the
+//! worker that opened it, so a request sent on it from another worker would get its readiness
+//! through the first worker's thread, waking both. Lane 0 belongs to every thread that is not a
+//! worker (active health checks on the control thread).
 
 mod pool;
 

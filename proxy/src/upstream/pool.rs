@@ -8,12 +8,20 @@
 //!
 //! Sending uses hyper's `try_send_request`: if a pooled connection turns out to be dead before
 //! the request was written, the request comes back untouched and is sent on another connection.
+//!
+//! A connection has no task of its own: the request that uses it drives its I/O ([`Conn`]),
+//! from sending the request head to the end of the response body. A spawned connection task
+//! would have to be woken to write each request and would wake the request's task back with
+//! the response: two more task switches per request, and a second task the backend's answer
+//! waits on. An idle connection is not driven at all; one the server closed meanwhile is found
+//! dead when it is next used, and its request is sent on another.
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
@@ -27,7 +35,7 @@ use tokio::time::Instant;
 
 use super::{current_lane, Transport};
 use crate::error::Error;
-use crate::io::GatheringStream;
+use crate::io::BatchedStream;
 
 type Sender = http1::SendRequest<RequestBody>;
 
@@ -77,8 +85,51 @@ impl Body for RequestBody {
     }
 }
 
-struct Idle {
+/// A connection's I/O: hyper's connection future, with upgrades (its type cannot be named).
+type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+/// One upstream connection: the handle requests are sent on and the future that does its I/O,
+/// which whoever uses the connection polls.
+struct Conn {
     sender: Sender,
+    /// `None` once the connection has ended: a finished driver is dropped at once, which fails
+    /// whatever still waits on it (a response, a body) instead of leaving it pending.
+    driver: Option<Driver>,
+}
+
+impl Conn {
+    /// Does the connection's pending I/O; false once the connection has ended.
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(driver) = self.driver.as_mut() else { return false };
+        match driver.as_mut().poll(cx) {
+            Poll::Pending => true,
+            Poll::Ready(result) => {
+                if let Err(e) = result {
+                    tracing::debug!("upstream connection ended: {e}");
+                }
+                self.driver = None;
+                false
+            }
+        }
+    }
+
+    /// Drives the connection until `exchange` (which only the connection's I/O moves on) is done.
+    /// `exchange` is polled without a waker: its wake-ups would only poll this task once more.
+    fn poll_exchange<F: Future>(&mut self, exchange: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let alive = self.drive(cx);
+        let mut exchange = exchange;
+        let polled = exchange.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        match polled {
+            Poll::Ready(out) => Poll::Ready(out),
+            Poll::Pending if alive => Poll::Pending,
+            // The connection ended and its driver is gone, which failed the exchange.
+            Poll::Pending => exchange.poll(&mut Context::from_waker(Waker::noop())),
+        }
+    }
+}
+
+struct Idle {
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -152,24 +203,24 @@ impl Upstream {
     }
 
     /// An idle connection of `lane` that is still usable at `now`.
-    fn checkout(&self, lane: usize, now: Instant) -> Option<Sender> {
+    fn checkout(&self, lane: usize, now: Instant) -> Option<Box<Conn>> {
         while let Some(idle) = self.idle[lane].pop() {
-            if now.saturating_duration_since(idle.since) < self.transport.idle_timeout && idle.sender.is_ready() {
-                return Some(idle.sender);
+            if now.saturating_duration_since(idle.since) < self.transport.idle_timeout && idle.conn.sender.is_ready() {
+                return Some(idle.conn);
             }
         }
         None
     }
 
-    fn checkin(&self, lane: usize, sender: Sender) {
+    fn checkin(&self, lane: usize, conn: Box<Conn>) {
         // A full lane drops the connection, which closes it.
         let _ = self.idle[lane].push(Idle {
-            sender,
+            conn,
             since: Instant::now(),
         });
     }
 
-    async fn connect(&self) -> Result<Sender, Error> {
+    async fn connect(&self) -> Result<Box<Conn>, Error> {
         let connecting = async {
             match self.socket_addr {
                 Some(addr) => TcpStream::connect(addr).await,
@@ -183,16 +234,14 @@ impl Upstream {
         };
         let _ = stream.set_nodelay(true);
         let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(GatheringStream(stream)))
+            .handshake(TokioIo::new(BatchedStream::new(stream)))
             .await
             .map_err(Error::connect)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!("upstream connection ended: {e}");
-            }
-        });
         self.opened.fetch_add(1, Ordering::Relaxed);
-        Ok(sender)
+        Ok(Box::new(Conn {
+            sender,
+            driver: Some(Box::pin(conn.with_upgrades())),
+        }))
     }
 
     /// Sends `req` on a pooled or new connection (`now` is the current time, which the caller
@@ -205,17 +254,18 @@ impl Upstream {
     ) -> Result<(Response<Incoming>, Pooled), Box<SendError>> {
         let lane = self.lane();
         loop {
-            let (mut sender, reused) = match self.checkout(lane, now) {
-                Some(sender) => (sender, true),
+            // A new connection takes its first request at once; hyper queues it until the
+            // connection is ready.
+            let (mut conn, reused) = match self.checkout(lane, now) {
+                Some(conn) => (conn, true),
                 None => match self.connect().await {
-                    Ok(mut sender) => match sender.ready().await {
-                        Ok(()) => (sender, false),
-                        Err(e) => return Err(SendError::new(Error::not_sent(e), Some(req))),
-                    },
+                    Ok(conn) => (conn, false),
                     Err(e) => return Err(SendError::new(e, Some(req))),
                 },
             };
-            match sender.try_send_request(req).await {
+            let mut exchange = pin!(conn.sender.try_send_request(req));
+            let result = std::future::poll_fn(|cx| conn.poll_exchange(exchange.as_mut(), cx)).await;
+            match result {
                 Ok(response) => {
                     if reused {
                         self.reused.fetch_add(1, Ordering::Relaxed);
@@ -223,7 +273,7 @@ impl Upstream {
                     return Ok((
                         response,
                         Pooled {
-                            sender: Some(sender),
+                            conn: Some(conn),
                             upstream: self.clone(),
                             lane,
                         },
@@ -258,19 +308,31 @@ impl SendError {
 }
 
 /// A connection lent to one response; given back to the pool when the response body is done.
+/// Until then the body's reader drives it ([`Pooled::drive`]): the connection feeds the body.
 pub struct Pooled {
-    sender: Option<Sender>,
+    conn: Option<Box<Conn>>,
     upstream: Arc<Upstream>,
-    /// The lane the connection belongs to (where its connection task runs).
+    /// The lane the connection belongs to (the worker whose reactor its socket is registered with).
     lane: usize,
 }
 
 impl Pooled {
+    /// Does the connection's pending I/O (reading the response body into it, writing the rest of
+    /// the request body); false once the connection has ended or was let go.
+    pub fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        self.conn.as_mut().is_some_and(|conn| conn.drive(cx))
+    }
+
     /// The response ended cleanly: the connection can serve another request.
-    pub fn release(&mut self, cx: &mut Context<'_>) {
-        let Some(mut sender) = self.sender.take() else { return };
-        match sender.poll_ready(cx) {
-            Poll::Ready(Ok(())) => self.upstream.checkin(self.lane, sender),
+    pub fn release(&mut self) {
+        let Some(mut conn) = self.conn.take() else { return };
+        // Nobody waits on an idle connection: what it registers now must wake nobody.
+        let mut idle = Context::from_waker(Waker::noop());
+        if !conn.drive(&mut idle) {
+            return;
+        }
+        match conn.sender.poll_ready(&mut idle) {
+            Poll::Ready(Ok(())) => self.upstream.checkin(self.lane, conn),
             Poll::Ready(Err(_)) => {}
             Poll::Pending => {
                 // The connection is finishing the exchange (e.g. the rest of a request body);
@@ -279,17 +341,35 @@ impl Pooled {
                 let lane = self.lane;
                 let limit = upstream.transport.idle_timeout;
                 tokio::spawn(async move {
-                    if let Ok(Ok(())) = tokio::time::timeout(limit, sender.ready()).await {
-                        upstream.checkin(lane, sender);
+                    let ready = std::future::poll_fn(|cx| {
+                        if !conn.drive(cx) {
+                            return Poll::Ready(false);
+                        }
+                        conn.sender.poll_ready(cx).map(|r| r.is_ok())
+                    });
+                    if let Ok(true) = tokio::time::timeout(limit, ready).await {
+                        upstream.checkin(lane, conn);
                     }
                 });
             }
         }
     }
 
-    /// The connection must not be reused (upgraded, or its response was cut short).
+    /// The connection must not be reused: its response was cut short. Dropping it closes it.
     pub fn discard(&mut self) {
-        self.sender = None;
+        self.conn = None;
+    }
+
+    /// The server switched protocols: the connection is driven on its own until hyper hands its
+    /// socket to the upgrade, and never comes back to the pool.
+    pub fn upgrade(&mut self) {
+        if let Some(driver) = self.conn.take().and_then(|conn| conn.driver) {
+            tokio::spawn(async move {
+                if let Err(e) = driver.await {
+                    tracing::debug!("upstream connection ended before the upgrade: {e}");
+                }
+            });
+        }
     }
 
     /// The upstream this connection belongs to.
@@ -303,7 +383,6 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
-    use http_body_util::BodyExt as _;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     use super::*;
@@ -360,12 +439,17 @@ mod tests {
             .unwrap();
         let (response, mut pooled) = upstream.send(request, Instant::now()).await.map_err(|e| e.error).unwrap();
         assert_eq!(response.status(), 200);
-        response.into_body().collect().await.unwrap();
-        std::future::poll_fn(|cx| {
-            pooled.release(cx);
-            Poll::Ready(())
+        let mut body = response.into_body();
+        // The connection feeds the body: drive it while reading.
+        while let Some(frame) = std::future::poll_fn(|cx| {
+            pooled.drive(cx);
+            Pin::new(&mut body).poll_frame(cx)
         })
-        .await;
+        .await
+        {
+            frame.unwrap();
+        }
+        pooled.release();
     }
 
     /// Runs `requests` GETs on a new thread marked as worker `worker` (or on no worker), whose
@@ -409,6 +493,63 @@ mod tests {
         let _c = on_thread(&upstream, None, 2);
         assert_eq!((upstream.connections_opened(), upstream.connections_reused()), (3, 5));
         assert_eq!(upstream.idle_connections(), 3, "one idle connection in each lane");
+    }
+
+    /// A server that answers one request per connection and closes the connection when told to
+    /// (on the first channel), saying so once closed (on the second).
+    fn closing_server() -> (SocketAddr, mpsc::Sender<()>, mpsc::Receiver<()>) {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (closed, on_close) = mpsc::channel();
+        let (close, when_told) = mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                if when_told.recv().is_err() {
+                    return;
+                }
+                drop(stream);
+                if closed.send(()).is_err() {
+                    return;
+                }
+            }
+        });
+        (addr, close, on_close)
+    }
+
+    /// Idle connections are not driven, so one the server closed is found dead only when next
+    /// used: the request must then go out on a new connection, not fail.
+    #[test]
+    fn a_connection_closed_while_idle_is_replaced_by_a_new_one() {
+        let (addr, close, closed) = closing_server();
+        let upstream = Arc::new(Upstream::new(&addr.to_string(), Arc::new(Transport::default())));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            get(&upstream).await;
+            close.send(()).unwrap();
+            closed.recv().unwrap();
+            // Let the runtime's I/O driver take in the server's FIN, as a busy worker does
+            // between requests (this thread was blocked on the channel meanwhile).
+            tokio::task::yield_now().await;
+            assert_eq!(upstream.idle_connections(), 1, "the closed connection still looks idle");
+            get(&upstream).await;
+            close.send(()).unwrap();
+        });
+        assert_eq!(
+            (upstream.connections_opened(), upstream.connections_reused()),
+            (2, 0),
+            "the second request went out on a second connection"
+        );
     }
 
     #[test]
