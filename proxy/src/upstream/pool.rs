@@ -13,14 +13,21 @@
 //! from sending the request head to the end of the response body. A spawned connection task
 //! would have to be woken to write each request and would wake the request's task back with
 //! the response: two more task switches per request, and a second task the backend's answer
-//! waits on. An idle connection is not driven at all; one the server closed meanwhile is found
-//! dead when it is next used, and its request is sent on another.
+//! waits on.
+//!
+//! Idle connections are watched by one task per lane ([`watch_lane`]), started with the lane's
+//! first idle connection: a connection given back registers that task's waker with its socket,
+//! so when the server closes it (its keep-alive timeout, a restart) the task is woken, finds it
+//! ended and closes drover's side at once, as nginx and HAProxy do, instead of leaving it in
+//! CLOSE_WAIT until it is next picked. The task also closes connections that stayed idle for
+//! the idle timeout. A request that still picks a connection the server is closing just then
+//! finds it dead before sending, and sends on another.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -133,6 +140,15 @@ struct Idle {
     since: Instant,
 }
 
+/// One lane's idle connections and the task that watches them.
+struct Lane {
+    idle: ArrayQueue<Idle>,
+    /// Set when the lane's watcher has been started.
+    watched: AtomicBool,
+    /// The watcher's waker, once it has run: idle connections register it with their sockets.
+    watcher: OnceLock<Waker>,
+}
+
 /// One server address with its pool of idle connections.
 pub struct Upstream {
     authority: Box<str>,
@@ -140,7 +156,7 @@ pub struct Upstream {
     socket_addr: Option<SocketAddr>,
     transport: Arc<Transport>,
     /// Idle connections by lane.
-    idle: Box<[ArrayQueue<Idle>]>,
+    lanes: Box<[Lane]>,
     opened: AtomicU64,
     reused: AtomicU64,
 }
@@ -161,10 +177,16 @@ impl Upstream {
             // Invariant: authorities come from ServerSpec::parse, which only admits host-name characters.
             host_header: HeaderValue::from_str(authority).expect("a parsed server authority is a valid header value"),
             socket_addr: authority.parse().ok(),
-            idle: {
+            lanes: {
                 let workers = transport.workers.max(1);
                 let per_lane = transport.max_idle.div_ceil(workers).max(1);
-                (0..=workers).map(|_| ArrayQueue::new(per_lane)).collect()
+                (0..=workers)
+                    .map(|_| Lane {
+                        idle: ArrayQueue::new(per_lane),
+                        watched: AtomicBool::new(false),
+                        watcher: OnceLock::new(),
+                    })
+                    .collect()
             },
             transport,
             opened: AtomicU64::new(0),
@@ -194,17 +216,17 @@ impl Upstream {
 
     /// Idle connections in the pool now (all lanes).
     pub fn idle_connections(&self) -> usize {
-        self.idle.iter().map(ArrayQueue::len).sum()
+        self.lanes.iter().map(|lane| lane.idle.len()).sum()
     }
 
     /// The calling thread's lane, within this pool's lanes.
     fn lane(&self) -> usize {
-        current_lane().min(self.idle.len() - 1)
+        current_lane().min(self.lanes.len() - 1)
     }
 
     /// An idle connection of `lane` that is still usable at `now`.
     fn checkout(&self, lane: usize, now: Instant) -> Option<Box<Conn>> {
-        while let Some(idle) = self.idle[lane].pop() {
+        while let Some(idle) = self.lanes[lane].idle.pop() {
             if now.saturating_duration_since(idle.since) < self.transport.idle_timeout && idle.conn.sender.is_ready() {
                 return Some(idle.conn);
             }
@@ -212,12 +234,22 @@ impl Upstream {
         None
     }
 
-    fn checkin(&self, lane: usize, conn: Box<Conn>) {
+    /// The waker idle connections of `lane` register: its watcher's, or nobody's until that ran.
+    fn idle_waker(&self, lane: usize) -> &Waker {
+        self.lanes[lane].watcher.get().unwrap_or(Waker::noop())
+    }
+
+    /// Keeps `conn`, which has no exchange left and was last driven with [`Self::idle_waker`],
+    /// as an idle connection of `lane`.
+    fn checkin(self: &Arc<Self>, lane: usize, conn: Box<Conn>) {
         // A full lane drops the connection, which closes it.
-        let _ = self.idle[lane].push(Idle {
+        let _ = self.lanes[lane].idle.push(Idle {
             conn,
             since: Instant::now(),
         });
+        if !self.lanes[lane].watched.swap(true, Ordering::Relaxed) {
+            tokio::spawn(watch_lane(Arc::downgrade(self), lane));
+        }
     }
 
     async fn connect(&self) -> Result<Box<Conn>, Error> {
@@ -290,6 +322,59 @@ impl Upstream {
     }
 }
 
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        // Let the watchers see that their upstream is gone, so that they end.
+        for lane in self.lanes.iter() {
+            if let Some(watcher) = lane.watcher.get() {
+                watcher.wake_by_ref();
+            }
+        }
+    }
+}
+
+/// Watches the idle connections of `upstream`'s `lane`: closes those the server closed (or
+/// that failed) as soon as it is woken for them, and those idle for longer than the idle timeout.
+/// Ends with the upstream.
+async fn watch_lane(upstream: Weak<Upstream>, lane: usize) {
+    let mut expiry: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        // Held only while polled: an idle upstream is not kept alive by its watchers.
+        let Some(upstream) = upstream.upgrade() else {
+            return Poll::Ready(());
+        };
+        let lane = &upstream.lanes[lane];
+        let _ = lane.watcher.set(cx.waker().clone());
+        let timeout = upstream.transport.idle_timeout;
+        let mut now = Instant::now();
+        loop {
+            let mut oldest: Option<Instant> = None;
+            // One pass over the lane; connections put back go behind the others, in order.
+            for _ in 0..lane.idle.len() {
+                let Some(mut idle) = lane.idle.pop() else { break };
+                if now.saturating_duration_since(idle.since) >= timeout || !idle.conn.drive(cx) || !idle.conn.sender.is_ready() {
+                    continue; // dropped: closed
+                }
+                oldest = Some(oldest.map_or(idle.since, |o| o.min(idle.since)));
+                let _ = lane.idle.push(idle);
+            }
+            // With no idle connection, look again one timeout from now: one given back later
+            // (which does not wake this task) cannot be due before that.
+            let deadline = oldest.unwrap_or(now) + timeout;
+            let timer = expiry.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // Expired: another pass closes the oldest (at least those due at `deadline`).
+            now = Instant::now().max(deadline);
+        }
+    })
+    .await
+}
+
 /// A failed send: what went wrong, and the request when none of it was sent. Boxed, since it
 /// is large and rare.
 #[derive(Debug)]
@@ -326,8 +411,8 @@ impl Pooled {
     /// The response ended cleanly: the connection can serve another request.
     pub fn release(&mut self) {
         let Some(mut conn) = self.conn.take() else { return };
-        // Nobody waits on an idle connection: what it registers now must wake nobody.
-        let mut idle = Context::from_waker(Waker::noop());
+        // From now on its lane's watcher, not this request, is told about the connection.
+        let mut idle = Context::from_waker(self.upstream.idle_waker(self.lane));
         if !conn.drive(&mut idle) {
             return;
         }
@@ -348,7 +433,9 @@ impl Pooled {
                         conn.sender.poll_ready(cx).map(|r| r.is_ok())
                     });
                     if let Ok(true) = tokio::time::timeout(limit, ready).await {
-                        upstream.checkin(lane, conn);
+                        if conn.drive(&mut Context::from_waker(upstream.idle_waker(lane))) {
+                            upstream.checkin(lane, conn);
+                        }
                     }
                 });
             }
@@ -527,21 +614,32 @@ mod tests {
         (addr, close, on_close)
     }
 
-    /// Idle connections are not driven, so one the server closed is found dead only when next
-    /// used: the request must then go out on a new connection, not fail.
+    /// Waits until `done()` holds, at most 5 s (of the runtime's clock).
+    async fn wait_until(what: &str, done: impl Fn() -> bool) {
+        let waiting = async {
+            while !done() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(5), waiting).await.is_err() {
+            panic!("not within 5 s: {what}");
+        }
+    }
+
+    /// A connection the server closes while idle (its keep-alive timeout, a restart) is closed
+    /// on drover's side at once, not left in CLOSE_WAIT until a request picks it; the next
+    /// request goes out on a new connection.
     #[test]
-    fn a_connection_closed_while_idle_is_replaced_by_a_new_one() {
+    fn a_connection_the_server_closes_while_idle_is_closed_at_once() {
         let (addr, close, closed) = closing_server();
         let upstream = Arc::new(Upstream::new(&addr.to_string(), Arc::new(Transport::default())));
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             get(&upstream).await;
+            assert_eq!(upstream.idle_connections(), 1, "kept for the next request");
             close.send(()).unwrap();
             closed.recv().unwrap();
-            // Let the runtime's I/O driver take in the server's FIN, as a busy worker does
-            // between requests (this thread was blocked on the channel meanwhile).
-            tokio::task::yield_now().await;
-            assert_eq!(upstream.idle_connections(), 1, "the closed connection still looks idle");
+            wait_until("the closed connection left the pool", || upstream.idle_connections() == 0).await;
             get(&upstream).await;
             close.send(()).unwrap();
         });
@@ -552,6 +650,48 @@ mod tests {
         );
     }
 
+    /// Connections idle for the idle timeout are closed even when no request comes to notice.
+    #[test]
+    fn a_connection_idle_for_the_idle_timeout_is_closed() {
+        let addr = server();
+        let transport = Arc::new(Transport {
+            idle_timeout: Duration::from_secs(90),
+            ..Transport::default()
+        });
+        let upstream = Arc::new(Upstream::new(&addr.to_string(), transport));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            get(&upstream).await;
+            get(&upstream).await;
+            assert_eq!(upstream.idle_connections(), 1);
+            tokio::time::pause();
+            tokio::time::advance(Duration::from_secs(89)).await;
+            assert_eq!(upstream.idle_connections(), 1, "still kept within the idle timeout");
+            tokio::time::advance(Duration::from_secs(2)).await;
+            wait_until("the expired connection was closed", || upstream.idle_connections() == 0).await;
+        });
+        assert_eq!((upstream.connections_opened(), upstream.connections_reused()), (1, 1));
+    }
+
+    /// The watchers end with their upstream, also when they watch no connection just then: no
+    /// task is left behind per removed server.
+    #[test]
+    fn the_watchers_end_with_their_upstream() {
+        let (addr, close, closed) = closing_server();
+        let upstream = Arc::new(Upstream::new(&addr.to_string(), Arc::new(Transport::default())));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            get(&upstream).await;
+            close.send(()).unwrap();
+            closed.recv().unwrap();
+            wait_until("the lane is empty", || upstream.idle_connections() == 0).await;
+            let metrics = tokio::runtime::Handle::current().metrics();
+            assert_eq!(metrics.num_alive_tasks(), 1, "the lane's watcher, waiting for its timer");
+            drop(upstream);
+            wait_until("the watcher ended", || metrics.num_alive_tasks() == 0).await;
+        });
+    }
+
     #[test]
     fn the_idle_limit_is_split_across_the_lanes() {
         let transport = Arc::new(Transport {
@@ -560,7 +700,7 @@ mod tests {
             ..Transport::default()
         });
         let upstream = Upstream::new("127.0.0.1:1", transport);
-        assert_eq!(upstream.idle.len(), 5, "a lane per worker and one for other threads");
-        assert!(upstream.idle.iter().all(|lane| lane.capacity() == 3), "⌈10 / 4⌉ each");
+        assert_eq!(upstream.lanes.len(), 5, "a lane per worker and one for other threads");
+        assert!(upstream.lanes.iter().all(|lane| lane.idle.capacity() == 3), "⌈10 / 4⌉ each");
     }
 }
