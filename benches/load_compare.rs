@@ -35,6 +35,10 @@
 //! stopped when its guard drops (end of run, error or panic) or, through `setpriv --pdeathsig`,
 //! when this process dies without unwinding. This file runs the rounds and prints the tables;
 //! `load_compare/lab.rs` starts the servers, `load_compare/parse.rs` reads the generators' output.
+//!
+//! Beside the throughput it prints the CPU each round cost per request: the proxy's user-space
+//! and kernel time (every thread of it and of its child processes, from `/proc`), the backend's
+//! and wrk's (the shell's `times`). With both CPUs full, throughput follows their sum.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -46,8 +50,8 @@ mod lab;
 mod parse;
 
 use lab::{
-    drover_binary, env_count, free_ports, pgo_requested, plain_drover_binary, round_order, Health, Lab, Result, Server, Tools, NO_PGO,
-    PLAIN, VARIANTS,
+    drover_binary, env_count, free_ports, pgo_requested, plain_drover_binary, round_order, CpuTime, Health, Lab, Result, Server, Tools,
+    NO_PGO, PLAIN, VARIANTS,
 };
 use parse::{fmt_count, median, self_test, OpenLoopResult, WrkResult};
 
@@ -168,15 +172,16 @@ fn run() -> Result<(), Exit> {
         }
     }
     for target in targets.iter_mut() {
-        target.measure_max(&lab, WARMUP_SECS);
+        target.measure_max(&lab, WARMUP_SECS, &backend);
         target.max.clear();
+        target.cpu.clear();
     }
     for round in 1..=opts.rounds {
         let mut line = format!("round {round}/{}:", opts.rounds);
         for i in round_order(targets.len(), round) {
             let target = &mut targets[i];
             let name = target.name;
-            if let Some(result) = target.measure_max(&lab, opts.duration_secs) {
+            if let Some(result) = target.measure_max(&lab, opts.duration_secs, &backend) {
                 let _ = write!(line, "  {name} {:.0}/s", result.requests_per_sec);
             }
         }
@@ -184,6 +189,7 @@ fn run() -> Result<(), Exit> {
         ensure_running(&mut backend)?;
     }
     print_max_table(&targets, opts.rounds);
+    print_cpu_table(&targets, opts.rounds);
 
     if std::env::var_os("LATENCY").is_some_and(|v| v == "0") {
         return Ok(());
@@ -230,7 +236,15 @@ fn check_round_order() -> Result<(), String> {
             return Err(format!("round_order({n}, _) never starts with some target: {first:?}"));
         }
     }
-    println!("load_compare self-test: round order ok");
+    let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 1 0 1 0 0";
+    let times = lab::parse_times("1m2.500000s 0m0.250000s");
+    if times != Some(CpuTime { user: 62.5, system: 0.25 }) || lab::parse_times("0m1s").is_some() {
+        return Err(format!("parse_times: {times:?}"));
+    }
+    if lab::stat_ticks(stat) != Some((250, 75)) {
+        return Err(format!("stat_ticks({stat:?}) = {:?}, not (250, 75)", lab::stat_ticks(stat)));
+    }
+    println!("load_compare self-test: round order and /proc parsing ok");
     Ok(())
 }
 
@@ -286,7 +300,18 @@ struct Target {
     /// Why this target is no longer measured.
     skipped: Option<String>,
     max: Vec<WrkResult>,
+    /// CPU per request in each measured round, beside `max`.
+    cpu: Vec<CpuPerRequest>,
     latency: Vec<OpenLoopResult>,
+}
+
+/// CPU time per request in one closed-loop round, in seconds: the proxy's (none for the backend
+/// served directly), split into user space and kernel, the backend's and the load generator's.
+#[derive(Debug, Clone, Copy)]
+struct CpuPerRequest {
+    proxy: Option<CpuTime>,
+    backend: f64,
+    wrk: f64,
 }
 
 impl Target {
@@ -297,6 +322,7 @@ impl Target {
             server,
             skipped: None,
             max: vec![],
+            cpu: vec![],
             latency: vec![],
         }
     }
@@ -312,6 +338,7 @@ impl Target {
                     server: None,
                     skipped: Some(reason),
                     max: vec![],
+                    cpu: vec![],
                     latency: vec![],
                 }
             }
@@ -339,16 +366,32 @@ impl Target {
         }
     }
 
-    fn measure_max(&mut self, lab: &Lab, secs: u32) -> Option<&WrkResult> {
+    /// One closed-loop round, with the CPU the proxy and `backend` used for it.
+    fn measure_max(&mut self, lab: &Lab, secs: u32, backend: &Server) -> Option<&WrkResult> {
         if self.skipped.is_some() {
             return None;
         }
-        let result = lab.run_wrk(self.port, secs, CONNECTIONS).and_then(|out| WrkResult::parse(&out));
+        let cpu_before = self.cpu_times(backend);
+        let result = lab
+            .run_wrk_timed(self.port, secs, CONNECTIONS)
+            .and_then(|(out, wrk)| Ok((WrkResult::parse(&out)?, wrk)));
+        let cpu_after = self.cpu_times(backend);
         if !self.check_alive() {
             return None;
         }
         match result {
-            Ok(result) => {
+            Ok((result, wrk)) => {
+                if let (Ok((proxy0, backend0)), Ok((proxy1, backend1))) = (cpu_before, cpu_after) {
+                    let per_request = |t: CpuTime| CpuTime {
+                        user: t.user / result.requests.max(1) as f64,
+                        system: t.system / result.requests.max(1) as f64,
+                    };
+                    self.cpu.push(CpuPerRequest {
+                        proxy: proxy0.zip(proxy1).map(|(p0, p1)| per_request(p1.since(p0))),
+                        backend: per_request(backend1.since(backend0)).total(),
+                        wrk: per_request(wrk).total(),
+                    });
+                }
                 self.max.push(result);
                 self.max.last()
             }
@@ -357,6 +400,12 @@ impl Target {
                 None
             }
         }
+    }
+
+    /// CPU used so far by the proxy (None when there is none) and by `backend`.
+    fn cpu_times(&self, backend: &Server) -> Result<(Option<CpuTime>, CpuTime)> {
+        let proxy = self.server.as_ref().map(Server::cpu_time).transpose()?;
+        Ok((proxy, backend.cpu_time()?))
     }
 
     fn measure_latency(&mut self, lab: &Lab, h2load: &Path, rate: f64, secs: u32, round: usize) {
@@ -386,6 +435,35 @@ impl Target {
 
     fn median_max(&self) -> Option<f64> {
         median(self.max.iter().map(|r| r.requests_per_sec))
+    }
+}
+
+/// Where each target's requests spent CPU: the proxy's user-space and kernel time, the
+/// backend's and wrk's, per request, and all of it together. With every CPU busy (wrk, the
+/// backend and the proxy fill both), throughput follows what everyone together spends per
+/// request, not the proxy's share alone; the proxy's kernel time is mostly loopback TCP, the
+/// same four system calls for every proxy.
+fn print_cpu_table(targets: &[Target], rounds: usize) {
+    println!(
+        "\nCPU per request under maximum load (µs, median of {rounds} round(s); /proc/<pid>/task/*/stat, sh `times`)\n\
+         {:<12} {:>10} {:>12} {:>11} {:>9} {:>8} {:>9}",
+        "target", "proxy user", "proxy kernel", "proxy total", "backend", "wrk", "everyone"
+    );
+    let us = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{:.2}", v * 1e6));
+    for t in targets.iter().filter(|t| !t.cpu.is_empty()) {
+        let proxy = |f: fn(CpuTime) -> f64| median(t.cpu.iter().filter_map(|c| c.proxy.map(f)));
+        println!(
+            "{:<12} {:>10} {:>12} {:>11} {:>9} {:>8} {:>9}",
+            t.name,
+            us(proxy(|c| c.user)),
+            us(proxy(|c| c.system)),
+            us(proxy(CpuTime::total)),
+            us(median(t.cpu.iter().map(|c| c.backend))),
+            us(median(t.cpu.iter().map(|c| c.wrk))),
+            us(median(
+                t.cpu.iter().map(|c| c.backend + c.wrk + c.proxy.map_or(0.0, CpuTime::total))
+            )),
+        );
     }
 }
 

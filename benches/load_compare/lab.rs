@@ -358,6 +358,32 @@ watch = false
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// [`Lab::run_wrk`], also returning the CPU time wrk used (what the shell's `times` reports
+    /// for its child).
+    pub fn run_wrk_timed(&self, port: u16, secs: u32, connections: u32) -> Result<(String, CpuTime)> {
+        let wrk = self.tools.wrk.as_ref().ok_or("wrk was not looked for (Tools::find(false))")?;
+        let output = Command::new("sh")
+            .args(["-c", r#""$@"; status=$?; times >&2; exit $status"#, "sh"])
+            .arg(&self.tools.taskset)
+            .args(["-c", self.loadgen_cpus])
+            .arg(wrk)
+            .args(["-t1", &format!("-c{connections}"), &format!("-d{secs}s"), "--latency"])
+            .arg(url(port))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run wrk: {e}"))?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            return Err(format!("wrk failed ({}): {}", output.status, stderr.trim()));
+        }
+        let cpu = stderr
+            .lines()
+            .last()
+            .and_then(parse_times)
+            .ok_or_else(|| format!("no CPU times from the shell's `times`: {stderr:?}"))?;
+        Ok((String::from_utf8_lossy(&output.stdout).into_owned(), cpu))
+    }
+
     /// Runs h2load open-loop at `rate` requests/s in total and returns what it printed and its
     /// per-request log.
     pub fn run_h2load(&self, h2load: &Path, port: u16, rate: f64, secs: u32, clients: u32) -> Result<(String, String)> {
@@ -583,6 +609,12 @@ impl Server {
         Ok(Server { name, child, log })
     }
 
+    /// The CPU time the server (every thread of it and of its child processes: nginx's
+    /// workers) has used so far.
+    pub fn cpu_time(&self) -> Result<CpuTime> {
+        CpuTime::of_tree(self.child.id())
+    }
+
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
@@ -682,4 +714,91 @@ fn http_get(port: u16, path: &str) -> std::io::Result<u16> {
         .filter(|h| h.starts_with("HTTP/1."))
         .and_then(|h| h[9..12].parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP/1 response: {head:?}")))
+}
+
+/// User and kernel CPU time, in seconds, as `/proc` counts it (in ticks of `USER_HZ`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuTime {
+    pub user: f64,
+    pub system: f64,
+}
+
+impl CpuTime {
+    /// What `pid` and its descendants have used so far, every thread counted.
+    pub fn of_tree(pid: u32) -> Result<Self> {
+        let mut total = CpuTime::default();
+        let mut pending = vec![pid];
+        while let Some(pid) = pending.pop() {
+            let tasks = fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| format!("/proc/{pid}/task: {e}"))?;
+            for task in tasks {
+                let task = task.map_err(|e| format!("/proc/{pid}/task: {e}"))?.path();
+                // A thread that ended between the listing and the read took its time with it.
+                let Ok(stat) = fs::read_to_string(task.join("stat")) else {
+                    continue;
+                };
+                let own = Self::parse_stat(&stat).ok_or_else(|| format!("{}: unexpected format", task.join("stat").display()))?;
+                total.user += own.user;
+                total.system += own.system;
+                if let Ok(children) = fs::read_to_string(task.join("children")) {
+                    pending.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// utime and stime of a `/proc/<pid>/stat` line.
+    pub fn parse_stat(stat: &str) -> Option<Self> {
+        let (user, system) = stat_ticks(stat)?;
+        let hz = clock_ticks_per_sec();
+        Some(CpuTime {
+            user: user as f64 / hz,
+            system: system as f64 / hz,
+        })
+    }
+
+    /// `self − earlier`.
+    pub fn since(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user - earlier.user,
+            system: self.system - earlier.system,
+        }
+    }
+
+    pub fn total(self) -> f64 {
+        self.user + self.system
+    }
+}
+
+/// utime and stime of a `/proc/<pid>/stat` line, in ticks (fields 14 and 15; the command name
+/// before them, in parentheses, may itself hold spaces and parentheses).
+pub fn stat_ticks(stat: &str) -> Option<(u64, u64)> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+}
+
+/// A line of the shell's `times`, `0m1.250000s 0m0.750000s`: user and system time.
+pub fn parse_times(line: &str) -> Option<CpuTime> {
+    let seconds = |field: &str| -> Option<f64> {
+        let (minutes, rest) = field.split_once('m')?;
+        Some(minutes.parse::<f64>().ok()? * 60.0 + rest.strip_suffix('s')?.parse::<f64>().ok()?)
+    };
+    let mut fields = line.split_whitespace();
+    let (user, system) = (seconds(fields.next()?)?, seconds(fields.next()?)?);
+    fields.next().is_none().then_some(CpuTime { user, system })
+}
+
+/// `USER_HZ`, the unit of `/proc`'s CPU times (`getconf CLK_TCK`; 100 where that fails).
+fn clock_ticks_per_sec() -> f64 {
+    static HZ: OnceLock<f64> = OnceLock::new();
+    *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
