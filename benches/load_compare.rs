@@ -13,7 +13,9 @@
 //! `PGO=1 examples/overlay-stack/build-images.sh` does for the image, and measure the ordinary
 //! build beside it as `drover-nopgo`; `DROVER_PLAIN_BIN` names that one), `VARIANTS=1` (drover also without passive health and with a JSON access log),
 //! `BARE_PEERS=1` (nginx and HAProxy also without the forwarding headers, as `nginx-bare` and
-//! `haproxy-bare`), `TARGETS=drover,drover+accesslog` (measure only these), `LATENCY=0` (skip the open-loop pass).
+//! `haproxy-bare`), `CEILING=1` (HAProxy as a plain TCP relay, `tcp-relay`: the same system
+//! calls with no HTTP work, the most any proxy can reach on the machine),
+//! `TARGETS=drover,drover+accesslog` (measure only these), `LATENCY=0` (skip the open-loop pass).
 //! Needs `apt-get install -y nginx-light haproxy wrk`, and `nghttp2-client` for the latency pass.
 //!
 //! Why it is shaped like this: the machines are shared and noisy, so one run of one proxy says
@@ -140,6 +142,14 @@ fn run() -> Result<(), Exit> {
         }));
         targets.push(Target::start("haproxy-bare", haproxy, || {
             lab.start_haproxy("haproxy-bare", haproxy, &backends, &defaults, false)
+        }));
+    }
+    // CEILING=1: HAProxy as a TCP relay, which does no HTTP work: the most any proxy can reach
+    // here, where wrk and the backend share a CPU.
+    if std::env::var_os("CEILING").is_some_and(|v| v == "1") {
+        let [port] = free_ports()?;
+        targets.push(Target::start("tcp-relay", port, || {
+            lab.start_haproxy_tcp("tcp-relay", port, &backends)
         }));
     }
     // VARIANTS=1: drover again with passive health off, and with a JSON access log to a file,
@@ -532,6 +542,17 @@ fn print_ratios(targets: &[Target]) {
         .filter_map(|peer| Some(format!("drover/{peer} {:.2}×", drover / find(peer)?)))
         .collect();
     println!("ratios (median req/s): {}", ratios.join("   "));
+    if let Some(relay) = find("tcp-relay") {
+        let ceiling: Vec<_> = PEERS
+            .iter()
+            .filter_map(|peer| Some(format!("tcp-relay/{peer} {:.2}×", relay / find(peer)?)))
+            .collect();
+        println!(
+            "ceiling (a TCP relay, no HTTP work): {}   drover/tcp-relay {:.2}×",
+            ceiling.join("   "),
+            drover / relay
+        );
+    }
 }
 
 fn print_latency_table(targets: &[Target], rounds: usize) {

@@ -290,6 +290,38 @@ backend backend
         Server::spawn(name, cmd, &self.dir)?.wait_ready(&[(port, "/")])
     }
 
+    /// HAProxy as a plain TCP relay (`mode tcp`) to the first of `backends`: each client
+    /// connection gets its own server connection and every byte is passed on unread. It makes
+    /// the same system calls per request as an HTTP proxy and does no HTTP work at all, so its
+    /// throughput is the most any proxy can reach on this machine.
+    pub fn start_haproxy_tcp(&self, name: &'static str, port: u16, backends: &[u16]) -> Result<Server> {
+        let conf = self.dir.join(format!("{name}.cfg"));
+        let backend = backends.first().ok_or("no backend")?;
+        let text = format!(
+            "global
+    nbthread {workers}
+
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+
+frontend relay
+    bind {LOOPBACK}:{port}
+    default_backend backend
+
+backend backend
+    server b1 {LOOPBACK}:{backend}
+",
+            workers = self.workers,
+        );
+        write_file(&conf, &text)?;
+        let mut cmd = self.server(&self.tools.haproxy, true);
+        cmd.arg("-db").arg("-f").arg(&conf);
+        Server::spawn(name, cmd, &self.dir)?.wait_ready(&[(port, "/")])
+    }
+
     /// drover balancing over `backends`, configured as `variant` says.
     pub fn start_drover(&self, bin: &Path, port: u16, admin: u16, backends: &[u16], variant: &Variant) -> Result<Server> {
         let home = self.dir.join(variant.name);
