@@ -344,7 +344,7 @@ async fn watch_lane(upstream: Weak<Upstream>, lane: usize) {
             return Poll::Ready(());
         };
         let lane = &upstream.lanes[lane];
-        let _ = lane.watcher.set(cx.waker().clone());
+        lane.watcher.get_or_init(|| cx.waker().clone());
         let timeout = upstream.transport.idle_timeout;
         let mut now = Instant::now();
         loop {
