@@ -383,7 +383,7 @@ impl Target {
         }
         let cpu_before = self.cpu_times(backend);
         let result = lab
-            .run_wrk_timed(self.port, secs, CONNECTIONS)
+            .run_wrk_timed(self.port, secs, CONNECTIONS, &[])
             .and_then(|(out, wrk)| Ok((WrkResult::parse(&out)?, wrk)));
         let cpu_after = self.cpu_times(backend);
         if !self.check_alive() {

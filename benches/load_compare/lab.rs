@@ -375,24 +375,12 @@ watch = false
 
     /// [`Lab::run_wrk`] with request headers added (`"Host: a.bench"`).
     pub fn run_wrk_with(&self, port: u16, secs: u32, connections: u32, headers: &[&str]) -> Result<String> {
-        let wrk = self.tools.wrk.as_ref().ok_or("wrk was not looked for (Tools::find(false))")?;
-        let output = self
-            .loadgen(wrk)
-            .args(["-t1", &format!("-c{connections}"), &format!("-d{secs}s"), "--latency"])
-            .args(headers.iter().flat_map(|h| ["-H", h]))
-            .arg(url(port))
-            .output()
-            .map_err(|e| format!("cannot run wrk: {e}"))?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(format!("wrk failed ({}): {}", output.status, stderr.trim()));
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        self.run_wrk_timed(port, secs, connections, headers).map(|(out, _)| out)
     }
 
-    /// [`Lab::run_wrk`], also returning the CPU time wrk used (what the shell's `times` reports
-    /// for its child).
-    pub fn run_wrk_timed(&self, port: u16, secs: u32, connections: u32) -> Result<(String, CpuTime)> {
+    /// [`Lab::run_wrk_with`], also returning the CPU time wrk used (what the shell that starts
+    /// it reports for its child with `times`).
+    pub fn run_wrk_timed(&self, port: u16, secs: u32, connections: u32, headers: &[&str]) -> Result<(String, CpuTime)> {
         let wrk = self.tools.wrk.as_ref().ok_or("wrk was not looked for (Tools::find(false))")?;
         let output = Command::new("sh")
             .args(["-c", r#""$@"; status=$?; times >&2; exit $status"#, "sh"])
@@ -400,6 +388,7 @@ watch = false
             .args(["-c", self.loadgen_cpus])
             .arg(wrk)
             .args(["-t1", &format!("-c{connections}"), &format!("-d{secs}s"), "--latency"])
+            .args(headers.iter().flat_map(|h| ["-H", h]))
             .arg(url(port))
             .stdin(Stdio::null())
             .output()

@@ -481,7 +481,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = runtime();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 loop {
@@ -549,7 +549,7 @@ mod tests {
             if let Some(w) = worker {
                 enter_worker(w);
             }
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = runtime();
             runtime.block_on(async {
                 for _ in 0..requests {
                     get(&upstream).await;
@@ -614,6 +614,11 @@ mod tests {
         (addr, close, on_close)
     }
 
+    /// A runtime of the kind a worker runs.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
     /// Waits until `done()` holds, at most 5 s (of the runtime's clock).
     async fn wait_until(what: &str, done: impl Fn() -> bool) {
         let waiting = async {
@@ -633,7 +638,7 @@ mod tests {
     fn a_connection_the_server_closes_while_idle_is_closed_at_once() {
         let (addr, close, closed) = closing_server();
         let upstream = Arc::new(Upstream::new(&addr.to_string(), Arc::new(Transport::default())));
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = runtime();
         runtime.block_on(async {
             get(&upstream).await;
             assert_eq!(upstream.idle_connections(), 1, "kept for the next request");
@@ -659,7 +664,7 @@ mod tests {
             ..Transport::default()
         });
         let upstream = Arc::new(Upstream::new(&addr.to_string(), transport));
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = runtime();
         runtime.block_on(async {
             get(&upstream).await;
             get(&upstream).await;
@@ -679,7 +684,7 @@ mod tests {
     fn the_watchers_end_with_their_upstream() {
         let (addr, close, closed) = closing_server();
         let upstream = Arc::new(Upstream::new(&addr.to_string(), Arc::new(Transport::default())));
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = runtime();
         runtime.block_on(async {
             get(&upstream).await;
             close.send(()).unwrap();
