@@ -244,6 +244,52 @@ async fn a_standby_redirects_the_event_stream_to_the_leader() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_cluster_is_verified_with_the_configured_ca_and_followed() {
+    let (a, _ha) = whoami::spawn("a").await;
+    let (b, _hb) = whoami::spawn("b").await;
+    let cluster = Marathon::start_tls().await;
+    assert!(cluster.standby_url().starts_with("https://"), "{}", cluster.standby_url());
+    let tasks = [marathon::task("/shop/web", 0, a), marathon::task("/shop/web", 1, b)];
+    cluster.put_app(marathon::app("/shop/web", shop_labels(), vec![tasks[0].clone()]));
+    let tls = format!("[providers.marathon.tls]\nca = \"{}\"\n", marathon::TEST_CA);
+    let drover = TestDrover::start_with(FILE_ROUTES, &section(&cluster.standby_url(), &tls)).await;
+    let c = client();
+    wait_servers(&c, &drover, "shop-web@marathon", &[a]).await;
+    // The standby's redirect to the leader stays on https, and the stream is followed there.
+    wait_for("the stream on the leader", || cluster.streams() == 1).await;
+    assert!(cluster
+        .log()
+        .iter()
+        .any(|l| l.instance == "leader" && l.target.starts_with("/v2/events") && l.status == 200));
+    cluster.add_task("/shop/web", tasks[1].clone());
+    wait_servers(&c, &drover, "shop-web@marathon", &[a, b]).await;
+    let answer = send(&c, "GET", &drover.url("/"), &[("host", "shop.test")]).await.expect("request");
+    assert_eq!(answer.status, 200);
+    assert_eq!(marathon_status(&drover).last_error, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_cluster_signed_by_another_ca_is_refused_and_reported() {
+    let (a, _ha) = whoami::spawn("a").await;
+    let cluster = Marathon::start_tls().await;
+    cluster.put_app(marathon::app("/shop/web", shop_labels(), vec![marathon::task("/shop/web", 0, a)]));
+    let tls = format!("[providers.marathon.tls]\nca = \"{}\"\n", marathon::OTHER_CA);
+    let drover = TestDrover::start_with(FILE_ROUTES, &section(&cluster.leader_url(), &tls)).await;
+    wait_for("the refusal to be reported", || marathon_status(&drover).last_error.is_some()).await;
+    let error = marathon_status(&drover).last_error.expect("an error");
+    assert!(
+        error.contains(&cluster.leader_url()) && error.contains("invalid peer certificate"),
+        "{error}"
+    );
+    assert!(error.contains("check providers.marathon.tls.ca"), "{error}");
+    assert!(
+        servers(&client(), &drover, "shop-web@marathon").await.is_empty(),
+        "nothing is routed from an unverified Marathon"
+    );
+    assert!(cluster.log().is_empty(), "no request got past the handshake: {:?}", cluster.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_next_endpoint_takes_over_when_the_leader_dies() {
     let (a, _ha) = whoami::spawn("a").await;
     let (b, _hb) = whoami::spawn("b").await;
@@ -514,7 +560,11 @@ fn bad_marathon_settings_are_refused_at_start_naming_the_key() {
     for (section, expected) in [
         (
             "[providers.marathon]\nendpoint = \"https://m:8443\"\n",
-            "s.toml: [providers.marathon] endpoint: `https://m:8443`: https endpoints are not supported yet",
+            "s.toml: [providers.marathon] tls.ca is required: drover has no system root store",
+        ),
+        (
+            "[providers.marathon]\nendpoint = \"https://m:8443\"\n[providers.marathon.tls]\nca = \"/nonexistent/ca.pem\"\n",
+            "s.toml: [providers.marathon] tls.ca: cannot read /nonexistent/ca.pem",
         ),
         (
             "[providers.marathon]\ndcosToken = \"t\"\n[providers.marathon.basic]\nhttpBasicAuthUser = \"u\"\nhttpBasicPassword = \"p\"\n",

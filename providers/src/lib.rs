@@ -21,6 +21,7 @@ pub mod policy;
 pub mod provider;
 pub mod rule;
 pub mod runtime;
+pub mod tls;
 pub mod toml_error;
 mod yaml_error;
 

@@ -15,6 +15,8 @@
 //!   answers `/v2/events` with a 302 to the leader, query kept; 502 when there is no leader;
 //! * 401 with `WWW-Authenticate: Basic realm="Mesosphere"` for bad credentials; `Authorization:
 //!   token=…` accepted when a DC/OS token is set;
+//! * optionally TLS ([`Marathon::start_tls`]) with the test certificate in
+//!   `providers/testdata/tls` (CA `ca.pem`, leaf for 127.0.0.1);
 //! * controls: change apps and tasks (each helper emits the event Marathon would), change them
 //!   silently, drop every stream, kill the leader and promote the standby.
 #![allow(dead_code)]
@@ -27,8 +29,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -79,12 +81,14 @@ impl Shared {
 struct Instance {
     name: &'static str,
     addr: SocketAddr,
+    https: bool,
     leader: Arc<AtomicBool>,
     task: Option<JoinHandle<()>>,
 }
 
 impl Instance {
-    async fn start(name: &'static str, leader: bool, shared: Arc<Shared>) -> Self {
+    async fn start(name: &'static str, leader: bool, shared: Arc<Shared>, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
+        let https = tls.is_some();
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .expect("marathon: bind 127.0.0.1:0");
@@ -99,7 +103,19 @@ impl Instance {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
                         let _ = stream.set_nodelay(true);
-                        connections.spawn(serve_connection(stream, name, flag.clone(), shared.clone()));
+                        let (flag, shared) = (flag.clone(), shared.clone());
+                        match &tls {
+                            None => { connections.spawn(serve_connection(stream, name, flag, shared)); }
+                            Some(acceptor) => {
+                                let handshake = acceptor.accept(stream);
+                                connections.spawn(async move {
+                                    // A client that refuses the certificate simply goes away.
+                                    if let Ok(stream) = handshake.await {
+                                        serve_connection(stream, name, flag, shared).await;
+                                    }
+                                });
+                            }
+                        }
                     }
                     Some(_) = connections.join_next() => {}
                 }
@@ -108,13 +124,14 @@ impl Instance {
         Self {
             name,
             addr,
+            https,
             leader: is_leader,
             task: Some(task),
         }
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", if self.https { "https" } else { "http" }, self.addr)
     }
 
     fn kill(&mut self) {
@@ -140,6 +157,16 @@ pub struct Marathon {
 impl Marathon {
     /// Starts a leader and a standby on free loopback ports, with no apps and no auth.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// [`Marathon::start`] over TLS: both instances serve `https://` with the test leaf
+    /// certificate (signed by [`TEST_CA`]).
+    pub async fn start_tls() -> Self {
+        Self::start_with(Some(tls_acceptor())).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 apps: BTreeMap::new(),
@@ -151,13 +178,13 @@ impl Marathon {
             }),
             leader_url: Mutex::new(None),
         });
-        let leader = Instance::start("leader", true, shared.clone()).await;
-        let standby = Instance::start("standby", false, shared.clone()).await;
+        let leader = Instance::start("leader", true, shared.clone(), tls.clone()).await;
+        let standby = Instance::start("standby", false, shared.clone(), tls).await;
         *shared.leader_url.lock().unwrap_or_else(PoisonError::into_inner) = Some(leader.url());
         Self { shared, leader, standby }
     }
 
-    /// `http://127.0.0.1:<port>` of the leader.
+    /// `http://127.0.0.1:<port>` (or `https://`) of the leader.
     pub fn leader_url(&self) -> String {
         self.leader.url()
     }
@@ -440,8 +467,28 @@ impl Head {
     }
 }
 
+/// The CA that signed the test server certificate (a PEM file path).
+pub const TEST_CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/providers/testdata/tls/ca.pem");
+/// A CA that did not.
+pub const OTHER_CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/providers/testdata/tls/other-ca.pem");
+
+fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/providers/testdata/tls");
+    let chain = CertificateDer::pem_file_iter(format!("{dir}/leaf.pem"))
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .expect("marathon: test certificate");
+    let key = PrivateKeyDer::from_pem_file(format!("{dir}/leaf-key.pem")).expect("marathon: test key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
+        .expect("marathon: TLS server configuration");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
 /// Reads one request head (GET requests have no body); `None` at EOF or on garbage.
-async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Head> {
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Option<Head> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let text = String::from_utf8_lossy(&buf[..end]).into_owned();
@@ -468,7 +515,7 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Head> {
 }
 
 /// Writes a complete response with a body; false when the connection should close.
-async fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &str, close: bool) -> bool {
+async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, status: &str, headers: &[(&str, String)], body: &str, close: bool) -> bool {
     let mut out = format!(
         "HTTP/1.1 {status}\r\nServer: Jetty(9.3.z-SNAPSHOT)\r\nContent-Length: {}\r\n",
         body.len()
@@ -550,7 +597,12 @@ fn embedded(app: &Value, embed: &[String]) -> Value {
     app
 }
 
-async fn serve_connection(mut stream: TcpStream, instance: &'static str, leader: Arc<AtomicBool>, shared: Arc<Shared>) {
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    instance: &'static str,
+    leader: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+) {
     let mut buf = Vec::new();
     while let Some(head) = read_head(&mut stream, &mut buf).await {
         let close = head.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
@@ -637,7 +689,7 @@ async fn serve_connection(mut stream: TcpStream, instance: &'static str, leader:
 }
 
 /// Serves one event stream until it is dropped (by the cluster) or the client goes away.
-async fn stream_events(mut stream: TcpStream, head: &Head, shared: &Shared) {
+async fn stream_events<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, head: &Head, shared: &Shared) {
     let filter = head.query("event_type");
     let (tx, mut rx) = mpsc::unbounded_channel();
     let heartbeat = {

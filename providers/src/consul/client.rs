@@ -1,6 +1,6 @@
 //! The HTTP client that talks to one Consul agent, and its one error type.
 //!
-//! HTTP/1.1 (plain, or TLS through rustls: [`crate::consul::tls`]) over hyper-util's pooled client: every blocking query holds one connection for
+//! HTTP/1.1 (plain, or TLS through rustls: [`crate::tls`]) over hyper-util's pooled client: every blocking query holds one connection for
 //! its whole wait, and instance lists reuse a few pooled ones, so drover keeps a small, constant
 //! number of connections open to the agent whatever the size of the catalog (see the module
 //! documentation of [`crate::consul`] for why that matters). A blocking request's deadline is
@@ -23,9 +23,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::consul::config::ConsulCatalogConfig;
+use crate::consul::config::{ConsulCatalogConfig, TLS_KEY};
 use crate::consul::health::truncate;
-use crate::consul::tls;
+use crate::tls::Transport;
 
 /// Deadline of a request that does not block.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -119,20 +119,6 @@ struct Inner {
     common: String,
 }
 
-enum Transport {
-    Plain(Client<HttpConnector, Empty<Bytes>>),
-    Tls(Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>),
-}
-
-impl Transport {
-    fn request(&self, request: Request<Empty<Bytes>>) -> hyper_util::client::legacy::ResponseFuture {
-        match self {
-            Transport::Plain(c) => c.request(request),
-            Transport::Tls(c) => c.request(request),
-        }
-    }
-}
-
 impl fmt::Debug for ConsulClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConsulClient")
@@ -150,18 +136,13 @@ impl ConsulClient {
         connector.set_nodelay(true);
         let mut builder = Client::builder(TokioExecutor::new());
         builder.pool_idle_timeout(Duration::from_secs(90)).pool_max_idle_per_host(8);
-        let (transport, scheme) = if config.uses_tls() {
-            let tls = tls::client_config(&config.endpoint.tls.clone().unwrap_or_default())?;
-            connector.enforce_http(false);
-            let https = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(tls)
-                .https_only()
-                .enable_http1()
-                .wrap_connector(connector);
-            (Transport::Tls(builder.build(https)), "https")
+        let (tls, scheme) = if config.uses_tls() {
+            let options = config.endpoint.tls.clone().unwrap_or_default();
+            (Some(crate::tls::client_config(&options, TLS_KEY, "Consul")?), "https")
         } else {
-            (Transport::Plain(builder.build(connector)), "http")
+            (None, "http")
         };
+        let transport = Transport::new(&builder, connector, tls);
         let token = match &config.endpoint.token {
             Some(t) if !t.0.is_empty() => {
                 let mut value = HeaderValue::from_str(&t.0)
@@ -359,50 +340,15 @@ mod tests {
         assert_eq!(encode("web-1.svc_x"), "web-1.svc_x");
     }
 
-    /// A one-shot TLS server (rustls, blocking) answering every connection with `X-Consul-Index: 7`.
+    /// A one-shot TLS server answering every connection with `X-Consul-Index: 7`.
     fn tls_agent() -> std::net::SocketAddr {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        use std::io::{Read, Write};
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/consul/testdata");
-        let chain: Vec<CertificateDer> = CertificateDer::pem_file_iter(format!("{dir}/leaf.pem"))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let key = PrivateKeyDer::from_pem_file(format!("{dir}/leaf-key.pem")).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-        let config = Arc::new(config);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(config.clone()).unwrap(), stream);
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nX-Consul-Index: 7\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
-                let _ = tls.flush();
-                tls.conn.send_close_notify();
-                let _ = tls.flush();
-            }
-        });
-        addr
+        crate::tls::testing::server(b"HTTP/1.1 200 OK\r\nX-Consul-Index: 7\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
     }
 
     #[tokio::test]
     async fn tls_to_consul_verifies_the_agent_with_the_configured_ca() {
         let agent = tls_agent();
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/consul/testdata");
+        let dir = crate::tls::testing::DIR;
         let config = |tls: &str| -> ConsulCatalogConfig {
             toml::from_str(&format!(
                 "[endpoint]\naddress = \"{agent}\"\nscheme = \"https\"\n[endpoint.tls]\n{tls}\n"

@@ -15,6 +15,10 @@ use serde::{Deserialize, Deserializer};
 use crate::duration::ConfigDuration;
 use crate::labels::DefaultRule;
 use crate::model::Ignored;
+pub use crate::tls::TlsOptions;
+
+/// Where Consul's TLS options are set (for messages).
+pub(crate) const TLS_KEY: &str = "providers.consulCatalog.endpoint.tls";
 
 /// Consul's maximum blocking `wait`.
 const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -124,24 +128,6 @@ impl Default for Endpoint {
             http_auth: None,
         }
     }
-}
-
-/// `endpoint.tls`, in Traefik's shape.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct TlsOptions {
-    /// CA bundle path.
-    #[serde(default)]
-    pub ca: Option<String>,
-    /// Client certificate path.
-    #[serde(default)]
-    pub cert: Option<String>,
-    /// Client key path.
-    #[serde(default)]
-    pub key: Option<String>,
-    /// Skip server certificate verification.
-    #[serde(default, alias = "insecureskipverify")]
-    pub insecure_skip_verify: bool,
 }
 
 /// `endpoint.httpAuth`.
@@ -258,7 +244,7 @@ impl ConsulCatalogConfig {
                 ))
             }
             (tls, true) => {
-                crate::consul::tls::client_config(&tls.clone().unwrap_or_default())?;
+                crate::tls::client_config(&tls.clone().unwrap_or_default(), TLS_KEY, "Consul")?;
             }
             (None, false) => {}
         }
@@ -467,7 +453,7 @@ mod tests {
 
     #[test]
     fn tls_settings_are_checked_at_start() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/consul/testdata");
+        let dir = crate::tls::testing::DIR;
         let c = parse(&format!("[endpoint]\nscheme = \"https\"\n[endpoint.tls]\nca = \"{dir}/ca.pem\"\n")).unwrap();
         assert!(c.uses_tls());
         let err = parse("[endpoint]\nscheme = \"https\"\n").unwrap_err();

@@ -23,7 +23,7 @@
 //! # Rooms
 //!
 //! * [`config`]: `[providers.consulCatalog]` (Traefik key names) and its validation.
-//! * [`client`]: the HTTP client and its classified error; [`tls`]: TLS to Consul.
+//! * [`client`]: the HTTP client and its classified error (TLS through [`crate::tls`]).
 //! * [`blocking`]: the blocking-query index rules, the token bucket, the failure backoff.
 //! * [`catalog`]: Consul's JSON, leniently read.
 //! * [`health`]: an instance's aggregate health and `strictChecks`.
@@ -38,7 +38,6 @@ pub mod client;
 pub mod config;
 pub mod health;
 pub mod instance;
-pub mod tls;
 pub mod watch;
 
 pub use config::ConsulCatalogConfig;

@@ -7,6 +7,10 @@
 //! next one in the configured order is tried, as go-marathon's cluster does. A 401 or 403 is
 //! not something another instance would answer differently, so it ends the attempt at once with
 //! a message that says which setting to look at.
+//!
+//! `https://` endpoints go through rustls with the provider's `tls` settings
+//! ([`crate::tls`]). A redirect never leaves TLS: a standby on https that points at an http
+//! leader is refused, since the credentials would then cross the network in the clear.
 
 use std::time::Duration;
 
@@ -23,6 +27,7 @@ use hyper_util::rt::TokioExecutor;
 use super::api::{self, App, AppEnvelope, AppList, SUBSCRIBED_EVENTS};
 use super::config::{Endpoint, Settings};
 use super::sse::ByteStream;
+use crate::tls::Transport;
 
 /// Largest API response read (200 apps × 5 tasks is about 1 MB).
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -93,7 +98,7 @@ pub struct Apps {
 pub struct MarathonClient {
     endpoints: Vec<Endpoint>,
     preferred: usize,
-    http: Client<HttpConnector, Empty<Bytes>>,
+    http: Transport,
     authorization: Option<HeaderValue>,
     timeout: Duration,
 }
@@ -105,10 +110,9 @@ impl MarathonClient {
         connector.set_connect_timeout(Some(settings.dial_timeout));
         connector.set_keepalive(Some(settings.keep_alive));
         connector.set_nodelay(true);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(4)
-            .build(connector);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder.pool_idle_timeout(Duration::from_secs(30)).pool_max_idle_per_host(4);
+        let http = Transport::new(&builder, connector, settings.tls.as_deref().cloned());
         Self {
             endpoints: settings.endpoints.clone(),
             preferred: 0,
@@ -235,14 +239,23 @@ impl MarathonClient {
             let response = tokio::time::timeout(self.timeout, self.http.request(request))
                 .await
                 .map_err(|_| ClientError::new(Kind::Unavailable, format!("{url}: no answer within {:?}", self.timeout)))?
-                .map_err(|e| ClientError::new(Kind::Unavailable, format!("{url}: {}", describe(&e))))?;
+                .map_err(|e| {
+                    let why = describe(&e);
+                    let hint = if why.contains("invalid peer certificate") {
+                        "; check providers.marathon.tls.ca (the CA that signed Marathon's certificate)"
+                    } else {
+                        ""
+                    };
+                    ClientError::new(Kind::Unavailable, format!("{url}: {why}{hint}"))
+                })?;
             let status = response.status();
             if status.is_success() {
                 return Ok((response, url));
             }
             if status.is_redirection() {
                 let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-                url = redirect_target(&url, location).map_err(|why| ClientError::new(Kind::Protocol, format!("{url}: {status}: {why}")))?;
+                url = redirect_target(&url, location, self.http.has_tls())
+                    .map_err(|why| ClientError::new(Kind::Protocol, format!("{url}: {status}: {why}")))?;
                 tracing::debug!(to = %url, "Marathon: following a redirect");
                 continue;
             }
@@ -269,18 +282,31 @@ impl MarathonClient {
     }
 }
 
-/// Where a redirect from `from` to `location` leads (absolute or origin-relative).
-fn redirect_target(from: &str, location: &str) -> Result<String, String> {
+/// Where a redirect from `from` to `location` leads (absolute or origin-relative); `tls` says
+/// whether the client can speak https. A redirect from https to http is refused.
+fn redirect_target(from: &str, location: &str, tls: bool) -> Result<String, String> {
+    let from_https = from.starts_with("https://");
     if location.starts_with("http://") {
+        if from_https {
+            return Err(format!(
+                "redirect to `{location}` refused: it leaves https, and the request (with its credentials) would go unencrypted"
+            ));
+        }
         return Ok(location.to_string());
     }
     if location.starts_with("https://") {
-        return Err(format!("redirect to `{location}`: https is not supported yet"));
+        if !tls {
+            return Err(format!(
+                "redirect to `{location}`: no endpoint is https://, so TLS is not set up; list Marathon's https:// URLs in `endpoint` with `tls` settings"
+            ));
+        }
+        return Ok(location.to_string());
     }
     if location.starts_with('/') && !location.starts_with("//") {
+        let scheme_len = if from_https { "https://".len() } else { "http://".len() };
         let origin_end = from
-            .strip_prefix("http://")
-            .and_then(|rest| rest.find('/').map(|i| i + "http://".len()))
+            .get(scheme_len..)
+            .and_then(|rest| rest.find('/').map(|i| i + scheme_len))
             .unwrap_or(from.len());
         return Ok(format!("{}{location}", &from[..origin_end]));
     }
@@ -320,15 +346,53 @@ mod tests {
     #[test]
     fn redirects() {
         assert_eq!(
-            redirect_target("http://a:8080/v2/events?x=1", "http://b:8080/v2/events?x=1").unwrap(),
+            redirect_target("http://a:8080/v2/events?x=1", "http://b:8080/v2/events?x=1", false).unwrap(),
             "http://b:8080/v2/events?x=1"
         );
         assert_eq!(
-            redirect_target("http://a:8080/v2/events", "/v2/events?y").unwrap(),
+            redirect_target("http://a:8080/v2/events", "/v2/events?y", false).unwrap(),
             "http://a:8080/v2/events?y"
         );
-        assert!(redirect_target("http://a/x", "https://b/x").unwrap_err().contains("https"));
-        assert!(redirect_target("http://a/x", "").is_err());
-        assert!(redirect_target("http://a/x", "//evil/x").is_err());
+        assert_eq!(
+            redirect_target("https://a:8443/marathon/v2/events", "/v2/events?y", true).unwrap(),
+            "https://a:8443/v2/events?y"
+        );
+        assert_eq!(redirect_target("https://a/x", "https://b/x", true).unwrap(), "https://b/x");
+        assert_eq!(redirect_target("http://a/x", "https://b/x", true).unwrap(), "https://b/x");
+        assert!(redirect_target("http://a/x", "https://b/x", false)
+            .unwrap_err()
+            .contains("TLS is not set up"));
+        assert!(redirect_target("https://a/x", "http://b/x", true)
+            .unwrap_err()
+            .contains("leaves https"));
+        assert!(redirect_target("http://a/x", "", false).is_err());
+        assert!(redirect_target("http://a/x", "//evil/x", false).is_err());
+    }
+
+    fn settings(text: &str) -> Settings {
+        toml::from_str::<crate::marathon::config::MarathonConfig>(text)
+            .unwrap()
+            .validate()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn https_endpoints_verify_marathon_with_the_configured_ca() {
+        let marathon = crate::tls::testing::server(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"apps\":[]}",
+        );
+        let dir = crate::tls::testing::DIR;
+        let config = |tls: &str| settings(&format!("endpoint = \"https://{marathon}\"\n[tls]\n{tls}\n"));
+        let mut good = MarathonClient::new(&config(&format!("ca = \"{dir}/ca.pem\"")));
+        let apps = good.apps().await.unwrap();
+        assert!(apps.apps.is_empty() && apps.unreadable.is_empty());
+        let mut wrong = MarathonClient::new(&config(&format!("ca = \"{dir}/other-ca.pem\"")));
+        let err = wrong.apps().await.err().expect("an unknown CA is refused");
+        assert!(
+            err.to_string().contains("invalid peer certificate") && err.to_string().contains("tls.ca"),
+            "{err}"
+        );
+        let mut insecure = MarathonClient::new(&config("insecureSkipVerify = true"));
+        assert!(insecure.apps().await.is_ok());
     }
 }

@@ -5,6 +5,7 @@
 //! provider that retries forever. Credentials are wrapped in [`Secret`], whose `Debug` hides them.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use crate::duration::ConfigDuration;
 use crate::labels::DefaultRule;
 use crate::model::Ignored;
+pub use crate::tls::TlsOptions;
 
 /// `[providers.marathon]` as written.
 #[derive(Clone, Debug, Deserialize)]
@@ -27,7 +29,8 @@ pub struct MarathonConfig {
     /// A DC/OS authentication token, sent as `Authorization: token=<token>`.
     #[serde(default, alias = "dcostoken")]
     pub dcos_token: Option<Secret>,
-    /// TLS to Marathon: accepted, but not supported yet (an `https://` endpoint is an error).
+    /// How `https://` endpoints are verified (a CA bundle, or `insecureSkipVerify`) and the
+    /// client certificate, if Marathon asks for one.
     #[serde(default)]
     pub tls: Option<TlsOptions>,
     /// Route apps that have no `<prefix>.enable` label. Default false.
@@ -59,7 +62,8 @@ pub struct MarathonConfig {
     /// TCP keep-alive period on connections to Marathon. Default 10 s.
     #[serde(default = "defaults::keep_alive", alias = "keepalive")]
     pub keep_alive: ConfigDuration,
-    /// Accepted for Traefik compatibility (TLS is not supported yet).
+    /// Accepted for Traefik compatibility; not applied on its own: the handshake is part of the
+    /// request, which `responseHeaderTimeout` bounds.
     #[serde(default, alias = "tlshandshaketimeout")]
     pub tls_handshake_timeout: Option<ConfigDuration>,
     /// drover: an event stream that delivers no byte for this long is taken as dead and
@@ -84,24 +88,6 @@ pub struct BasicAuth {
     /// Password.
     #[serde(alias = "httpbasicpassword")]
     pub http_basic_password: Secret,
-}
-
-/// `[providers.marathon.tls]`: accepted so a Traefik file loads, not acted on yet.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct TlsOptions {
-    /// CA bundle.
-    #[serde(default)]
-    pub ca: Option<String>,
-    /// Client certificate.
-    #[serde(default)]
-    pub cert: Option<String>,
-    /// Client key.
-    #[serde(default)]
-    pub key: Option<Secret>,
-    /// Skip server verification.
-    #[serde(default, alias = "insecureskipverify")]
-    pub insecure_skip_verify: bool,
 }
 
 /// A credential: deserialises from a string, never shows in `Debug`.
@@ -175,29 +161,35 @@ impl Endpoint {
     /// Parses one endpoint of the `endpoint` list.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        if text.starts_with("https://") {
+        let (scheme, rest) = if let Some(rest) = text.strip_prefix("http://") {
+            ("http", rest)
+        } else if let Some(rest) = text.strip_prefix("https://") {
+            ("https", rest)
+        } else {
             return Err(format!(
-                "`{text}`: https endpoints are not supported yet (TLS to Marathon is not implemented); use http:// or a TLS-terminating sidecar"
+                "`{text}` is not an endpoint; write `http://host:port` or `https://host:port`"
             ));
-        }
-        let rest = text
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("`{text}` is not an endpoint; write `http://host:port`"))?;
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
         };
         if authority.is_empty() || authority.contains('@') || authority.contains(['?', '#']) {
             return Err(format!(
-                "`{text}`: expected `http://host:port` (no credentials in the URL; use `basic`)"
+                "`{text}`: expected `{scheme}://host:port` (no credentials in the URL; use `basic`)"
             ));
         }
         if path.contains(['?', '#']) {
             return Err(format!("`{text}`: an endpoint cannot have a query or fragment"));
         }
-        let base = format!("http://{authority}{}", path.trim_end_matches('/'));
+        let base = format!("{scheme}://{authority}{}", path.trim_end_matches('/'));
         base.parse::<http::Uri>().map_err(|e| format!("`{text}` is not a valid URL: {e}"))?;
         Ok(Self { base })
+    }
+
+    /// Whether the endpoint is reached over TLS.
+    pub fn is_https(&self) -> bool {
+        self.base.starts_with("https://")
     }
 
     /// The URL of `path_and_query` (which starts with `/`) on this instance.
@@ -218,6 +210,8 @@ pub struct Settings {
     pub endpoints: Vec<Endpoint>,
     /// The `Authorization` header value, if any.
     pub authorization: Option<Secret>,
+    /// The TLS client configuration, when an endpoint is `https://`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// See [`MarathonConfig::exposed_by_default`].
     pub exposed_by_default: bool,
     /// The parsed `defaultRule`.
@@ -292,11 +286,20 @@ impl MarathonConfig {
             return Err("eventStreamIdleTimeout must be at least 1s (Marathon's heartbeat is about 10s)".into());
         }
         let mut warnings = Vec::new();
-        if self.tls.is_some() {
-            warnings.push("providers.marathon.tls is not supported yet and is ignored".to_string());
-        }
+        let tls = if endpoints.iter().any(Endpoint::is_https) {
+            let options = self.tls.clone().unwrap_or_default();
+            Some(Arc::new(crate::tls::client_config(&options, "tls", "Marathon")?))
+        } else {
+            if self.tls.is_some() {
+                warnings.push("providers.marathon.tls is not used: no endpoint is https://".to_string());
+            }
+            None
+        };
         if self.tls_handshake_timeout.is_some() {
-            warnings.push("providers.marathon.tlsHandshakeTimeout has no effect (TLS is not supported yet)".to_string());
+            warnings.push(
+                "providers.marathon.tlsHandshakeTimeout is not applied on its own: responseHeaderTimeout bounds the handshake with the request"
+                    .to_string(),
+            );
         }
         if self.trace.is_some() {
             warnings.push("providers.marathon.trace is ignored; use log.level = \"debug\"".to_string());
@@ -304,6 +307,7 @@ impl MarathonConfig {
         Ok(Settings {
             endpoints,
             authorization,
+            tls,
             exposed_by_default: self.exposed_by_default,
             default_rule,
             respect_readiness_checks: self.respect_readiness_checks,
@@ -381,7 +385,8 @@ mod tests {
     #[test]
     fn bad_settings_name_the_key() {
         let err = |text: &str| parse(text).unwrap().validate().unwrap_err();
-        assert!(err("endpoint = \"https://m:8443\"").contains("not supported yet"));
+        assert!(err("endpoint = \"https://m:8443\"").starts_with("tls.ca is required"));
+        assert!(err("endpoint = \"ftp://m:8080\"").starts_with("endpoint:"));
         assert!(err("endpoint = \"m:8080\"").starts_with("endpoint:"));
         assert!(err("endpoint = \" , \"").contains("no Marathon URL"));
         assert!(err("dcosToken = \"t\"\n[basic]\nhttpBasicAuthUser = \"u\"\nhttpBasicPassword = \"p\"").contains("cannot both"));
@@ -389,6 +394,34 @@ mod tests {
         assert!(err("constraints = \"Label(`a`,`b`)\"").contains("not supported"));
         assert!(err("eventStreamIdleTimeout = \"10ms\"").contains("at least 1s"));
         assert!(parse("endpont = \"http://x\"").unwrap_err().to_string().contains("endpont"));
+    }
+
+    #[test]
+    fn https_endpoints_need_a_way_to_verify_marathon() {
+        let dir = crate::tls::testing::DIR;
+        let ok = |text: &str| parse(text).unwrap().validate().unwrap();
+        let err = |text: &str| parse(text).unwrap().validate().unwrap_err();
+        let s = ok(&format!(
+            "endpoint = \"https://m1:8443/marathon/, http://m2:8080\"\n[tls]\nca = \"{dir}/ca.pem\"\n"
+        ));
+        assert!(s.tls.is_some() && s.warnings.is_empty(), "{:?}", s.warnings);
+        assert_eq!(s.endpoints[0].url("/v2/apps"), "https://m1:8443/marathon/v2/apps");
+        assert!(s.endpoints[0].is_https() && !s.endpoints[1].is_https());
+        assert!(ok("endpoint = \"https://m:8443\"\n[tls]\ninsecureSkipVerify = true\n")
+            .tls
+            .is_some());
+        let e = err("endpoint = \"https://m:8443\"\n[tls]\nca = \"/nonexistent/ca.pem\"\n");
+        assert!(e.starts_with("tls.ca: cannot read /nonexistent/ca.pem"), "{e}");
+        let e = err(&format!(
+            "endpoint = \"https://m:8443\"\n[tls]\nca = \"{dir}/ca.pem\"\nkey = \"{dir}/leaf-key.pem\"\n"
+        ));
+        assert!(e.contains("cert and key go together"), "{e}");
+        let s = ok(&format!("[tls]\nca = \"{dir}/ca.pem\"\n"));
+        assert!(
+            s.tls.is_none() && s.warnings[0].contains("no endpoint is https://"),
+            "{:?}",
+            s.warnings
+        );
     }
 
     #[test]
