@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aggregate;
+pub mod backoff;
 pub mod consul;
 pub mod dns;
 pub mod docker;

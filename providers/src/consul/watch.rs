@@ -26,7 +26,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::consul::blocking::{Backoff, Index, Observed, TokenBucket};
+use crate::backoff::Backoff;
+use crate::consul::blocking::{Index, Observed, TokenBucket};
 use crate::consul::catalog::{self, HealthCheck, ServiceEntry};
 use crate::consul::changes::touched_by_checks;
 use crate::consul::client::{encode, ConsulClient, ConsulError};

@@ -220,39 +220,17 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// The rustls configuration for `tls` (the CA is required: the daemon's CA is almost always
+/// private and there is no system root store).
 fn tls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, ApiError> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let read =
-        |path: &std::path::Path| std::fs::read(path).map_err(|e| ApiError::Other(format!("tls: cannot read {}: {e}", path.display())));
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = read(&tls.ca)?;
-    let certs = CertificateDer::pem_slice_iter(&ca)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ApiError::Other(format!("tls: {}: {e}", tls.ca.display())))?;
-    let (added, _) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(ApiError::Other(format!("tls: {} holds no usable CA certificate", tls.ca.display())));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ApiError::Other(format!("tls: {e}")))?
-        .with_root_certificates(roots);
-    match (&tls.cert, &tls.key) {
-        (Some(cert), Some(key)) => {
-            let cert_pem = read(cert)?;
-            let chain = CertificateDer::pem_slice_iter(&cert_pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ApiError::Other(format!("tls: {}: {e}", cert.display())))?;
-            let key_pem = read(key)?;
-            let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| ApiError::Other(format!("tls: {}: {e}", key.display())))?;
-            builder
-                .with_client_auth_cert(chain, key_der)
-                .map_err(|e| ApiError::Other(format!("tls: client certificate: {e}")))
-        }
-        _ => Ok(builder.with_no_client_auth()),
-    }
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let options = crate::tls::TlsOptions {
+        ca: Some(path(&tls.ca)),
+        cert: tls.cert.as_deref().map(path),
+        key: tls.key.as_deref().map(path),
+        insecure_skip_verify: false,
+    };
+    crate::tls::client_config(&options, "tls", "the Docker daemon").map_err(ApiError::Other)
 }
 
 /// Connects to a unix socket whatever the URI says.
@@ -492,6 +470,33 @@ pub fn encode_query(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_tls_daemon_is_verified_with_the_configured_ca() {
+        let daemon = crate::tls::testing::server(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK");
+        let dir = crate::tls::testing::DIR;
+        let endpoint = |ca: &str| Endpoint::Tls {
+            authority: daemon.to_string(),
+            tls: TlsConfig {
+                ca: format!("{dir}/{ca}").into(),
+                cert: None,
+                key: None,
+            },
+        };
+        let good = Transport::new(&endpoint("ca.pem")).unwrap();
+        assert_eq!(good.send(&Method::GET, "/_ping").await.unwrap().status(), 200);
+        let wrong = Transport::new(&endpoint("other-ca.pem")).unwrap();
+        let err = wrong.send(&Method::GET, "/_ping").await.unwrap_err().to_string();
+        assert!(err.contains("invalid peer certificate"), "{err}");
+        let missing = Transport::new(&endpoint("nonexistent.pem"))
+            .err()
+            .expect("a missing CA file is an error")
+            .to_string();
+        assert!(
+            missing.contains("tls.ca: cannot read") && missing.contains("nonexistent.pem"),
+            "{missing}"
+        );
+    }
 
     #[test]
     fn lines_are_split_across_chunks_and_separators_dropped() {

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
+use crate::backoff::Backoff;
 use crate::labels::Merger;
 use crate::model::DynamicConfig;
 use crate::provider::{Decision, ItemReport, ProviderHandle};
@@ -177,33 +178,6 @@ impl Catalog {
         }
         self.last_sent = Some(built.clone());
         handle.send_config_with_items(built.0, built.1)
-    }
-}
-
-/// Exponential reconnect delays: `base`, doubling up to `max`; reset after a good session.
-#[derive(Debug)]
-pub struct Backoff {
-    base: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    /// Delays from `base` to `max`.
-    pub fn new(base: Duration, max: Duration) -> Self {
-        Self { base, max, next: base }
-    }
-
-    /// The delay before the next attempt.
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
-        delay
-    }
-
-    /// Back to `base` (after a session that listed the apps and then lasted).
-    pub fn reset(&mut self) {
-        self.next = self.base;
     }
 }
 
