@@ -20,7 +20,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::Deserialize;
 
 /// The TLS options of a provider's client, in Traefik's shape (`ClientTLS`).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TlsOptions {
     /// CA bundle path.

@@ -220,17 +220,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// The rustls configuration for `tls` (the CA is required: the daemon's CA is almost always
-/// private and there is no system root store).
 fn tls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, ApiError> {
-    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
-    let options = crate::tls::TlsOptions {
-        ca: Some(path(&tls.ca)),
-        cert: tls.cert.as_deref().map(path),
-        key: tls.key.as_deref().map(path),
-        insecure_skip_verify: false,
-    };
-    crate::tls::client_config(&options, "tls", "the Docker daemon").map_err(ApiError::Other)
+    crate::tls::client_config(tls, "tls", "the Docker daemon").map_err(ApiError::Other)
 }
 
 /// Connects to a unix socket whatever the URI says.
@@ -478,9 +469,8 @@ mod tests {
         let endpoint = |ca: &str| Endpoint::Tls {
             authority: daemon.to_string(),
             tls: TlsConfig {
-                ca: format!("{dir}/{ca}").into(),
-                cert: None,
-                key: None,
+                ca: Some(format!("{dir}/{ca}")),
+                ..TlsConfig::default()
             },
         };
         let good = Transport::new(&endpoint("ca.pem")).unwrap();

@@ -77,20 +77,11 @@ pub struct SwarmConfig {
     pub tls: Option<TlsConfig>,
 }
 
-/// TLS client settings for a `tcp://` Docker endpoint (Docker's `ca.pem`, `cert.pem`, `key.pem`).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// CA certificate(s) that signed the daemon's certificate (PEM). Without it the system's
-    /// roots are not consulted: the Docker daemon's CA is almost always private.
-    pub ca: PathBuf,
-    /// Client certificate (PEM), if the daemon verifies clients.
-    #[serde(default)]
-    pub cert: Option<PathBuf>,
-    /// Client key (PEM).
-    #[serde(default)]
-    pub key: Option<PathBuf>,
-}
+/// TLS client settings for a `tcp://` Docker endpoint (Docker's `ca.pem`, `cert.pem`, `key.pem`),
+/// in Traefik's shape: `ca`, `cert`, `key`, `insecureSkipVerify`. The CA is required unless
+/// verification is off: the daemon's CA is almost always private and there is no system root
+/// store.
+pub type TlsConfig = crate::tls::TlsOptions;
 
 fn default_endpoint() -> String {
     DEFAULT_ENDPOINT.to_string()
@@ -185,13 +176,6 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-impl PartialEq for TlsConfig {
-    fn eq(&self, other: &Self) -> bool {
-        (&self.ca, &self.cert, &self.key) == (&other.ca, &other.cert, &other.key)
-    }
-}
-impl Eq for TlsConfig {}
-
 /// Parses `endpoint` (with `tls`), or says what is wrong with it.
 pub fn parse_endpoint(endpoint: &str, tls: Option<&TlsConfig>) -> Result<Endpoint, String> {
     let bad = |why: &str| format!("endpoint `{endpoint}`: {why}");
@@ -221,7 +205,7 @@ pub fn parse_endpoint(endpoint: &str, tls: Option<&TlsConfig>) -> Result<Endpoin
     }
     let use_tls = match (scheme_tls, tls) {
         (Some(false), Some(_)) => return Err(bad("http:// with `tls`: use tcp:// or https://")),
-        (Some(true), None) => return Err(bad("https:// needs [tls] with at least `ca`")),
+        (Some(true), None) => return Err(bad("https:// needs [tls] with `ca` (or insecureSkipVerify)")),
         (_, t) => t.is_some(),
     };
     let has_port = match authority.rsplit_once(':') {
@@ -237,6 +221,9 @@ pub fn parse_endpoint(endpoint: &str, tls: Option<&TlsConfig>) -> Result<Endpoin
         Some(tls) => {
             if tls.cert.is_some() != tls.key.is_some() {
                 return Err("tls: `cert` and `key` go together".into());
+            }
+            if tls.ca.is_none() && !tls.insecure_skip_verify {
+                return Err("tls.ca is required: the CA that signed the daemon's certificate (or insecureSkipVerify = true, which does not verify it)".into());
             }
             Ok(Endpoint::Tls {
                 authority,
@@ -333,9 +320,8 @@ mod tests {
         );
         assert_eq!(parse_endpoint("http://[::1]", None).unwrap(), Endpoint::Tcp("[::1]:2375".into()));
         let tls = TlsConfig {
-            ca: "/c/ca.pem".into(),
-            cert: None,
-            key: None,
+            ca: Some("/c/ca.pem".into()),
+            ..TlsConfig::default()
         };
         assert!(matches!(
             parse_endpoint("tcp://d", Some(&tls)).unwrap(),
@@ -345,6 +331,13 @@ mod tests {
             assert!(parse_endpoint(bad, None).is_err(), "{bad}");
         }
         assert!(parse_endpoint("unix:///s", Some(&tls)).is_err());
+        let no_ca = TlsConfig::default();
+        assert!(parse_endpoint("tcp://d", Some(&no_ca)).unwrap_err().contains("tls.ca is required"));
+        let insecure = TlsConfig {
+            insecure_skip_verify: true,
+            ..TlsConfig::default()
+        };
+        assert!(parse_endpoint("tcp://d", Some(&insecure)).is_ok());
     }
 
     #[test]
