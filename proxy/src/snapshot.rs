@@ -336,7 +336,6 @@ impl Snapshot {
                     continue;
                 }
             };
-            compiled_rules.insert(info.rule.clone(), compiled.clone());
             let route = Arc::new(Route {
                 router_id: metrics.id(name),
                 router: name.as_str().into(),
@@ -355,6 +354,8 @@ impl Snapshot {
                     });
                 }
             }
+            // The original goes to the cache for the next reload; the tables hold clones.
+            compiled_rules.insert(info.rule.clone(), compiled);
         }
         let snapshot = Self {
             config,
