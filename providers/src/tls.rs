@@ -1,6 +1,6 @@
-//! TLS to a provider's API (Consul's `endpoint.tls`, Marathon's `tls`), in Traefik's shape: a CA
-//! bundle, an optional client certificate and key (for servers that verify clients), and
-//! `insecureSkipVerify`.
+//! TLS to a provider's API (Consul's `endpoint.tls`, Marathon's and Docker's `tls`), in
+//! Traefik's shape: a CA bundle, an optional client certificate and key (for servers that verify
+//! clients), and `insecureSkipVerify`.
 //!
 //! drover has no system root store wired in, so a CA bundle is required unless verification is
 //! switched off; a clear error says so at start rather than failing every handshake later.
@@ -38,7 +38,8 @@ pub struct TlsOptions {
 }
 
 /// The rustls client configuration for `options`, set at `key` (`providers.marathon.tls`…) and
-/// used to reach `peer` (`Consul`, `Marathon`, for messages); errors name the key and the file.
+/// used to reach `peer` (`Consul`, `Marathon`, `the Docker daemon`, for messages); errors name the
+/// key and the file.
 pub fn client_config(options: &TlsOptions, key: &str, peer: &str) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
