@@ -1,15 +1,16 @@
 //! Reconfiguration cost: merging and validating a 10,000-router configuration (rules parsed),
-//! then compiling it into a routing snapshot. Traefik's reload costs grow with configuration
+//! then compiling it into a routing snapshot (`drover::compile`). Traefik's reload costs grow with configuration
 //! size (its #13744: ~1.4 CPU-s per rebuild at 80 routes on v3.7); this prints drover's.
 
 use std::sync::Arc;
 
+use criterion::BatchSize;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use drover::compile::Compiler;
 use drover::health::HealthRegistry;
 use drover::metrics::Metrics;
-use drover::snapshot::{CompiledRules, Snapshot};
 use drover::upstream::{Transport, Upstreams};
-use drover_providers::aggregate::{merge, merge_cached, RuleCache};
+use drover_providers::aggregate::{merge, Fragments};
 use drover_providers::DynamicConfig;
 
 /// The allocator the drover binary runs with (`proxy/src/main.rs`): glibc's malloc costs reloads
@@ -48,35 +49,38 @@ fn reload(c: &mut Criterion) {
             b.iter(|| merge([("file", dynamic)], &entry_points))
         });
         let merged = Arc::new(merge([("file", &dynamic)], &entry_points));
-        let upstreams = Upstreams::new(Transport::default());
         let health = HealthRegistry::default();
         let metrics = Metrics::default();
+        // A full compile: nothing cached (a fresh compiler, as at start).
         group.bench_with_input(BenchmarkId::new("compile_snapshot", routers), &merged, |b, merged| {
-            b.iter(|| Snapshot::compile(merged.clone(), &entry_points, &upstreams, &health, &metrics))
+            b.iter_batched(
+                || Compiler::new(entry_points.clone(), Upstreams::new(Transport::default())),
+                |mut compiler| compiler.compile(merged.clone(), &health, &metrics),
+                BatchSize::PerIteration,
+            )
         });
-        // A reload where one router changed: everything else comes from the caches.
-        let mut rules = RuleCache::default();
-        let mut compiled = CompiledRules::default();
-        let _ = merge_cached([("file", &dynamic)], &entry_points, &mut rules);
-        let _ = Snapshot::compile_cached(merged.clone(), &entry_points, &upstreams, &health, &metrics, &mut compiled);
-        let mut changed = dynamic.clone();
+        // A reload where one router changed: everything else comes from the compiler's caches.
+        let mut compiler = Compiler::new(entry_points.clone(), Upstreams::new(Transport::default()));
+        let fragments = |generation, config: &DynamicConfig| Fragments {
+            generation,
+            fragments: vec![("file".into(), Arc::new(config.clone()))],
+        };
+        let (original, mut changed) = (fragments(1, &dynamic), dynamic.clone());
         changed.http.routers.get_mut("r7").expect("router r7").rule = "Path(`/changed`)".into();
+        let changed = fragments(2, &changed);
+        let _ = compiler.reload(&original, &health, &metrics);
         if std::env::var_os("DROVER_BENCH_SPLIT").is_some() {
             for _ in 0..3 {
                 let t = std::time::Instant::now();
-                let merged = Arc::new(merge_cached([("file", &changed)], &entry_points, &mut rules));
-                let t1 = t.elapsed();
-                let _ = Snapshot::compile_cached(merged, &entry_points, &upstreams, &health, &metrics, &mut compiled);
-                eprintln!("{routers}: merge {:?} compile {:?}", t1, t.elapsed() - t1);
+                let _ = compiler.reload(&changed, &health, &metrics);
+                eprintln!("{routers}: reload {:?}", t.elapsed());
             }
         }
         let mut flip = false;
         group.bench_function(BenchmarkId::new("reload_one_change_cached", routers), |b| {
             b.iter(|| {
                 flip = !flip;
-                let config = if flip { &changed } else { &dynamic };
-                let merged = Arc::new(merge_cached([("file", config)], &entry_points, &mut rules));
-                Snapshot::compile_cached(merged, &entry_points, &upstreams, &health, &metrics, &mut compiled)
+                compiler.reload(if flip { &changed } else { &original }, &health, &metrics)
             })
         });
     }

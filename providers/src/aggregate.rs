@@ -1,23 +1,25 @@
 //! Merges every provider's fragment into one validated [`RuntimeConfig`].
 //!
 //! Providers send full fragments, never diffs, so merging is a pure function of the latest
-//! fragment of each provider ([`merge`]). The [`Aggregator`] task keeps those fragments, coalesces
-//! bursts of updates and publishes a new configuration at most once per throttle window.
+//! fragment of each provider ([`merge`]). The [`Aggregator`] task reads each provider's mailbox
+//! (the newest fragment wins, see [`crate::provider`]), coalesces bursts and publishes the set of
+//! fragments ([`Fragments`]) at most once per throttle window; whoever consumes them merges and
+//! compiles, off the task that runs the providers.
 //!
 //! Coalescing is *not* a sliding debounce: the first update of a burst opens a window of
 //! `throttle` (100 ms by default) and whatever arrived by its end is published. A stream of
 //! updates can therefore never postpone a change indefinitely; the worst-case delay is one window.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::model::{DynamicConfig, Service};
 use crate::policy::HealthPolicy;
-use crate::provider::{ProviderState, ProviderStatus, Update};
+use crate::provider::{Mailbox, ProviderHandle, ProviderState, ProviderStatus};
 use crate::rule;
 use crate::runtime::{RouterInfo, RuntimeConfig, ServerSpec, ServiceInfo, Status};
 
@@ -34,45 +36,110 @@ pub fn qualify(name: &str, provider: &str) -> String {
     }
 }
 
-/// Parsed rules by source text, kept across merges so that a change re-parses only the rules
-/// that changed (with thousands of routers, parsing and regex validation dominate a reload).
-#[derive(Debug, Default)]
-pub struct RuleCache {
-    parsed: HashMap<String, Result<rule::Rule, rule::RuleError>>,
-    used: HashSet<String>,
+/// Rules by source text, kept across reloads so that a change parses, validates and compiles only
+/// the rules that changed: with thousands of routers, parsing, regex validation and regex
+/// compilation dominate a reload.
+///
+/// One cache serves both steps: the merge parses ([`RuleCache::parse`]), and whoever compiles
+/// rules into a matchable form `C` keeps that form in the same entry ([`RuleCache::compiled`]),
+/// so a rule text is looked up, kept and forgotten in one place. A merge forgets the rules no
+/// router used.
+#[derive(Debug)]
+pub struct RuleCache<C = ()> {
+    entries: HashMap<String, CachedRule<C>>,
+    /// Bumped by every merge; entries not marked with the current value are forgotten.
+    epoch: u64,
 }
 
-impl RuleCache {
-    fn parse(&mut self, source: &str) -> Result<rule::Rule, rule::RuleError> {
-        if !self.used.contains(source) {
-            self.used.insert(source.to_string());
+#[derive(Debug)]
+struct CachedRule<C> {
+    parsed: Result<rule::Rule, rule::RuleError>,
+    compiled: Option<C>,
+    used: u64,
+}
+
+impl<C> Default for RuleCache<C> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+            epoch: 0,
         }
-        if let Some(hit) = self.parsed.get(source) {
-            return hit.clone();
+    }
+}
+
+impl<C> RuleCache<C> {
+    /// The rule `source` parses to (or why it does not), parsed only the first time.
+    pub fn parse(&mut self, source: &str) -> Result<rule::Rule, rule::RuleError> {
+        let epoch = self.epoch;
+        if let Some(hit) = self.entries.get_mut(source) {
+            hit.used = epoch;
+            return hit.parsed.clone();
         }
         let parsed = rule::parse(source);
-        self.parsed.insert(source.to_string(), parsed.clone());
+        self.entries.insert(
+            source.to_string(),
+            CachedRule {
+                parsed: parsed.clone(),
+                compiled: None,
+                used: epoch,
+            },
+        );
         parsed
     }
 
-    /// Forgets the rules the last merge did not use.
+    /// The compiled form of `source` (whose parsed form is `rule`), made by `compile` the first
+    /// time it is asked for and kept while routers use the rule. Only the merge decides what is
+    /// used; a rule that no merge parsed is kept until the next merge's sweep.
+    pub fn compiled<E>(&mut self, source: &str, rule: &rule::Rule, compile: impl FnOnce(&rule::Rule) -> Result<C, E>) -> Result<&C, E> {
+        if !self.entries.contains_key(source) {
+            self.entries.insert(
+                source.to_string(),
+                CachedRule {
+                    parsed: Ok(rule.clone()),
+                    compiled: None,
+                    used: self.epoch,
+                },
+            );
+        }
+        let Some(entry) = self.entries.get_mut(source) else {
+            unreachable!("the entry for `{source}` was inserted above")
+        };
+        let compiled = match entry.compiled.take() {
+            Some(compiled) => compiled,
+            None => compile(rule)?,
+        };
+        Ok(entry.compiled.insert(compiled))
+    }
+
+    /// Forgets the rules not used since the last sweep; the next merge starts a new round.
     fn sweep(&mut self) {
-        let used = std::mem::take(&mut self.used);
-        self.parsed.retain(|source, _| used.contains(source));
+        let epoch = self.epoch;
+        self.entries.retain(|_, entry| entry.used == epoch);
+        self.epoch += 1;
+    }
+
+    /// How many rule texts are kept.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no rule is kept.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
 /// Merges the fragments (provider name → its config) into a validated runtime configuration.
 /// `entry_points` are the entrypoint names of the static configuration.
 pub fn merge<'a>(fragments: impl IntoIterator<Item = (&'a str, &'a DynamicConfig)>, entry_points: &[String]) -> RuntimeConfig {
-    merge_cached(fragments, entry_points, &mut RuleCache::default())
+    merge_cached(fragments, entry_points, &mut RuleCache::<()>::default())
 }
 
 /// [`merge`], reusing (and refreshing) parsed rules from `cache`.
-pub fn merge_cached<'a>(
+pub fn merge_cached<'a, C>(
     fragments: impl IntoIterator<Item = (&'a str, &'a DynamicConfig)>,
     entry_points: &[String],
-    cache: &mut RuleCache,
+    cache: &mut RuleCache<C>,
 ) -> RuntimeConfig {
     let mut out = RuntimeConfig::default();
     let fragments: Vec<_> = fragments.into_iter().collect();
@@ -132,13 +199,13 @@ fn ignored_keys(unsupported: &[String], prefix: &str, status: &mut Status, error
     }
 }
 
-fn validate_router(
+fn validate_router<C>(
     name: &str,
     provider: &str,
     r: &crate::model::Router,
     entry_points: &[String],
     unsupported: &[String],
-    cache: &mut RuleCache,
+    cache: &mut RuleCache<C>,
 ) -> RouterInfo {
     let mut status = Status::Enabled;
     let mut errors = Vec::new();
@@ -284,31 +351,51 @@ fn validate_service(name: &str, provider: &str, s: &Service, unsupported: &[Stri
     }
 }
 
-struct Fragment {
-    config: DynamicConfig,
+/// What the aggregator publishes: every provider's newest fragment, by provider name. Cheap to
+/// clone (the fragments are shared), so it crosses to the thread that merges and compiles.
+#[derive(Clone, Debug, Default)]
+pub struct Fragments {
+    /// Increases by one with every publication; becomes the configuration's generation.
+    pub generation: u64,
+    /// Provider name → its newest fragment, in name order.
+    pub fragments: Vec<(Arc<str>, Arc<DynamicConfig>)>,
+}
+
+impl Fragments {
+    /// Merges the fragments (see [`merge_cached`]) into the configuration of this generation.
+    pub fn merge<C>(&self, entry_points: &[String], cache: &mut RuleCache<C>) -> RuntimeConfig {
+        let mut config = merge_cached(self.fragments.iter().map(|(p, c)| (&**p, &**c)), entry_points, cache);
+        config.generation = self.generation;
+        config
+    }
+}
+
+/// One provider as the aggregator sees it.
+struct Source {
+    name: Arc<str>,
+    mailbox: Mailbox,
+    /// False once every handle of the provider was dropped (its last word still counts).
+    open: bool,
+    config: Arc<DynamicConfig>,
     status: ProviderStatus,
 }
 
-/// The task that owns every provider's latest fragment and publishes merged configurations.
+/// The task that reads every provider's mailbox and publishes their fragments.
 pub struct Aggregator {
-    entry_points: Vec<String>,
     throttle: Duration,
-    fragments: BTreeMap<Arc<str>, Fragment>,
+    sources: Vec<Source>,
     generation: u64,
     statuses: watch::Sender<Vec<ProviderStatus>>,
-    rules: RuleCache,
 }
 
 impl Aggregator {
-    /// An aggregator for the given static entrypoints, publishing at most once per `throttle`.
-    pub fn new(entry_points: Vec<String>, throttle: Duration) -> Self {
+    /// An aggregator publishing at most once per `throttle`.
+    pub fn new(throttle: Duration) -> Self {
         Self {
-            entry_points,
             throttle,
-            fragments: BTreeMap::new(),
+            sources: Vec::new(),
             generation: 0,
             statuses: watch::channel(Vec::new()).0,
-            rules: RuleCache::default(),
         }
     }
 
@@ -317,99 +404,109 @@ impl Aggregator {
         self.statuses.subscribe()
     }
 
-    /// Registers a provider before it has sent anything, so its status shows `pending`.
-    pub fn expect_provider(&mut self, name: &str) {
-        let status = ProviderStatus {
-            name: name.to_string(),
-            ..Default::default()
-        };
-        self.fragments.entry(name.into()).or_insert(Fragment {
-            config: DynamicConfig::default(),
-            status,
+    /// Registers provider `name` (its status shows `pending` until it speaks) and returns the
+    /// handle it publishes through.
+    pub fn provider(&mut self, name: &str) -> ProviderHandle {
+        let (handle, mailbox) = ProviderHandle::mailbox(name);
+        self.sources.push(Source {
+            name: name.into(),
+            mailbox,
+            open: true,
+            config: Arc::default(),
+            status: ProviderStatus {
+                name: name.to_string(),
+                ..Default::default()
+            },
         });
+        self.sources.sort_by(|a, b| a.name.cmp(&b.name));
         self.publish_statuses();
+        handle
     }
 
-    /// Runs until every sender is dropped, calling `publish` with each new configuration.
-    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Update>, mut publish: impl FnMut(Arc<RuntimeConfig>)) {
-        while let Some(first) = rx.recv().await {
-            let mut changed = self.apply(first);
-            let window_end = Instant::now() + self.throttle;
-            loop {
-                tokio::select! {
-                    update = rx.recv() => match update {
-                        Some(update) => changed |= self.apply(update),
-                        None => break,
-                    },
-                    _ = tokio::time::sleep_until(window_end) => break,
-                }
-            }
+    /// Runs until every provider's handles are dropped, calling `publish` with the fragments
+    /// whenever one of them changed.
+    pub async fn run(mut self, mut publish: impl FnMut(Fragments)) {
+        while self.next_change().await {
+            // Whatever arrives until the window closes is read at once at its end.
+            tokio::time::sleep_until(Instant::now() + self.throttle).await;
+            let changed = self.read_mailboxes();
             self.publish_statuses();
             if changed {
                 self.generation += 1;
-                let mut config = merge_cached(
-                    self.fragments.iter().map(|(p, f)| (&**p, &f.config)),
-                    &self.entry_points,
-                    &mut self.rules,
-                );
-                config.generation = self.generation;
-                tracing::info!(
-                    generation = self.generation,
-                    routers = config.routers.len(),
-                    services = config.services.len(),
-                    "configuration published"
-                );
-                publish(Arc::new(config));
+                publish(self.fragments());
             }
+        }
+        // The providers are gone; what they said last is still shown.
+        self.read_mailboxes();
+        self.publish_statuses();
+    }
+
+    fn fragments(&self) -> Fragments {
+        Fragments {
+            generation: self.generation,
+            fragments: self.sources.iter().map(|s| (s.name.clone(), s.config.clone())).collect(),
         }
     }
 
-    /// Applies one update; true when the merged configuration may have changed.
-    fn apply(&mut self, update: Update) -> bool {
-        match update {
-            Update::Config { provider, config, items } => {
-                let now = SystemTime::now();
-                let fragment = self.fragments.entry(provider.clone()).or_insert_with(|| Fragment {
-                    config: DynamicConfig::default(),
-                    status: ProviderStatus {
-                        name: provider.to_string(),
-                        ..Default::default()
-                    },
-                });
-                let status = &mut fragment.status;
-                status.state = ProviderState::Ok;
-                status.last_sync = Some(now);
-                status.last_error = None;
-                status.last_error_at = None;
-                status.syncs += 1;
-                status.routers = config.http.routers.len();
-                status.services = config.http.services.len();
-                if let Some(items) = items {
-                    status.items = items;
-                }
-                let changed = fragment.config != config;
-                fragment.config = config;
-                changed
+    /// Waits until some provider posts something; false when every provider is gone.
+    async fn next_change(&mut self) -> bool {
+        loop {
+            let (indices, waits): (Vec<usize>, Vec<_>) = self
+                .sources
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, s)| s.open)
+                .map(|(i, s)| (i, Box::pin(s.mailbox.changed())))
+                .unzip();
+            if waits.is_empty() {
+                return false;
             }
-            Update::Error { provider, error } => {
-                let fragment = self.fragments.entry(provider.clone()).or_insert_with(|| Fragment {
-                    config: DynamicConfig::default(),
-                    status: ProviderStatus {
-                        name: provider.to_string(),
-                        ..Default::default()
-                    },
-                });
-                fragment.status.state = ProviderState::Error;
-                fragment.status.errors += 1;
-                fragment.status.last_error = Some(error);
-                fragment.status.last_error_at = Some(SystemTime::now());
-                false
+            let (result, which, _) = futures_util::future::select_all(waits).await;
+            if result.is_ok() {
+                return true;
+            }
+            let index = indices[which];
+            self.sources[index].open = false;
+        }
+    }
+
+    /// Takes in what every provider posted; true when a fragment changed.
+    fn read_mailboxes(&mut self) -> bool {
+        let mut changed = false;
+        for source in &mut self.sources {
+            let posted = source.mailbox.borrow_and_update().clone();
+            if let Some(config) = posted.config {
+                if !Arc::ptr_eq(&config, &source.config) {
+                    changed |= *config != *source.config;
+                    source.config = config;
+                }
+            }
+            let status = &mut source.status;
+            status.state = match (&posted.error, posted.syncs) {
+                (Some(_), _) => ProviderState::Error,
+                (None, 0) => ProviderState::Pending,
+                (None, _) => ProviderState::Ok,
+            };
+            status.last_sync = posted.last_sync;
+            (status.last_error, status.last_error_at) = match posted.error {
+                Some((error, at)) => (Some(error), Some(at)),
+                None => (None, None),
+            };
+            status.syncs = posted.syncs;
+            status.errors = posted.errors;
+            status.routers = source.config.http.routers.len();
+            status.services = source.config.http.services.len();
+            if let Some(items) = posted.items {
+                if *items != status.items {
+                    status.items = items.to_vec();
+                }
             }
         }
+        changed
     }
 
     fn publish_statuses(&self) {
-        let statuses = self.fragments.values().map(|f| f.status.clone()).collect();
+        let statuses = self.sources.iter().map(|s| s.status.clone()).collect();
         self.statuses.send_replace(statuses);
     }
 }
@@ -547,13 +644,15 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_is_coalesced_into_one_publication_within_one_window() {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let agg = Aggregator::new(vec!["web".into()], Duration::from_millis(100));
-        let (pub_tx, mut pub_rx) = mpsc::unbounded_channel();
-        tokio::spawn(agg.run(rx, move |rc| {
-            let _ = pub_tx.send((Instant::now(), rc));
+        let mut agg = Aggregator::new(Duration::from_millis(100));
+        let handle = agg.provider("file");
+        let (pub_tx, mut pub_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(agg.run(move |fragments| {
+            let _ = pub_tx.send((
+                Instant::now(),
+                fragments.merge(&["web".to_string()], &mut RuleCache::<()>::default()),
+            ));
         }));
-        let handle = crate::ProviderHandle::new("file", tx);
         let start = Instant::now();
         for i in 0..20u32 {
             let mut c = DynamicConfig::default();
@@ -567,9 +666,53 @@ mod tests {
             Duration::from_millis(100),
             "published at the end of the first window, not postponed"
         );
-        assert!(first.services.len() == 1);
+        assert_eq!(first.services.len(), 1);
+        assert_eq!(first.generation, 1);
         let (_, second) = pub_rx.recv().await.expect("the rest of the burst");
         assert!(second.services.contains_key("s19@file"));
         assert_eq!(second.generation, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chatty_provider_is_read_newest_first_and_its_counts_stay_exact() {
+        let mut agg = Aggregator::new(Duration::from_millis(100));
+        let statuses = agg.statuses();
+        let handle = agg.provider("docker");
+        // Everything is posted before the aggregator reads anything: only the newest is kept.
+        for i in 0..1_000u32 {
+            let mut c = DynamicConfig::default();
+            c.http.services.insert(format!("s{i}"), Default::default());
+            handle.send_config(c);
+        }
+        handle.report_error("the engine went away");
+        let (pub_tx, mut pub_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(agg.run(move |fragments| {
+            let _ = pub_tx.send(fragments);
+        }));
+        let published = pub_rx.recv().await.expect("a publication");
+        assert_eq!(published.fragments.len(), 1);
+        let (name, config) = &published.fragments[0];
+        assert_eq!(&**name, "docker");
+        assert_eq!(config.http.services.keys().collect::<Vec<_>>(), vec!["s999"]);
+        let status = statuses.borrow()[0].clone();
+        assert_eq!((status.syncs, status.errors), (1_000, 1));
+        assert_eq!(status.state, ProviderState::Error, "an error after the last fragment shows");
+        assert_eq!(status.last_error.as_deref(), Some("the engine went away"));
+        assert_eq!(status.services, 1, "the last good fragment stays in force");
+
+        // A fragment after the error clears it; the same fragment again publishes nothing.
+        handle.send_config((**config).clone());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let status = statuses.borrow()[0].clone();
+        assert_eq!((status.state, status.syncs), (ProviderState::Ok, 1_001));
+        assert!(status.last_error.is_none());
+        assert!(pub_rx.try_recv().is_err(), "an unchanged fragment is not published again");
+
+        // When the provider is gone, the aggregator ends.
+        assert_eq!(published.generation, 1);
+        drop(handle);
+        tokio::time::timeout(Duration::from_secs(1), pub_rx.recv())
+            .await
+            .expect("the aggregator ends with its providers");
     }
 }

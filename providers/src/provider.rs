@@ -4,16 +4,27 @@
 //! ([`ProviderHandle::send_config`]) or a report that its source failed
 //! ([`ProviderHandle::report_error`]). A failure never clears the provider's routes: the
 //! aggregator keeps its last good fragment and shows the error in the provider's status.
+//!
+//! # Why a mailbox, not a queue
+//!
+//! Fragments are full desired states, so only the newest one of a provider matters: one that is
+//! replaced before the aggregator reads it is worth nothing. A queue would hold every fragment a
+//! chatty source produced while the aggregator was busy (a Docker event storm during a 10,000-router
+//! reload: hundreds of full copies). Each provider's handle therefore writes into its own
+//! [`Mailbox`] (a `watch` channel): the newest fragment, the newest error, and counters, so memory
+//! is one fragment per provider whatever the rate, and the counts the admin side shows stay exact.
+//! [`ProviderHandle::new`] gives the other form, every update in order on a queue, for tests and
+//! tools that want to see each one.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::model::DynamicConfig;
 
-/// What a provider tells the aggregator.
+/// What a provider tells a queue made with [`ProviderHandle::new`].
 #[derive(Debug)]
 pub enum Update {
     /// A complete new fragment: replaces everything this provider said before.
@@ -35,17 +46,59 @@ pub enum Update {
     },
 }
 
+/// The newest of what one provider said: what the aggregator reads from its [`Mailbox`].
+#[derive(Clone, Debug, Default)]
+pub struct Posted {
+    /// The newest fragment (`None` before the first).
+    pub config: Option<Arc<DynamicConfig>>,
+    /// The newest list of item decisions (`None` before a provider sends one).
+    pub items: Option<Arc<Vec<ItemReport>>>,
+    /// The newest error and when it happened, if no fragment came after it.
+    pub error: Option<(String, SystemTime)>,
+    /// When the newest fragment arrived.
+    pub last_sync: Option<SystemTime>,
+    /// Fragments sent so far.
+    pub syncs: u64,
+    /// Errors reported so far.
+    pub errors: u64,
+}
+
+/// The receiving side of one provider's handle: always the newest [`Posted`] state.
+pub type Mailbox = watch::Receiver<Posted>;
+
+#[derive(Clone, Debug)]
+enum Sink {
+    /// Latest wins (the aggregator's form).
+    Mailbox(Arc<watch::Sender<Posted>>),
+    /// Every update, in order.
+    Queue(mpsc::UnboundedSender<Update>),
+}
+
 /// The sending side a provider owns. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct ProviderHandle {
     name: Arc<str>,
-    tx: mpsc::UnboundedSender<Update>,
+    sink: Sink,
 }
 
 impl ProviderHandle {
-    /// A handle for provider `name` that sends to the aggregator's channel.
+    /// A handle for provider `name` that sends every update, in order, to `tx` (for tests and
+    /// tools that want each one; the aggregator uses [`ProviderHandle::mailbox`]).
     pub fn new(name: &str, tx: mpsc::UnboundedSender<Update>) -> Self {
-        Self { name: name.into(), tx }
+        Self {
+            name: name.into(),
+            sink: Sink::Queue(tx),
+        }
+    }
+
+    /// A handle for provider `name` whose updates land in the returned [`Mailbox`], newest wins.
+    pub fn mailbox(name: &str) -> (Self, Mailbox) {
+        let (tx, rx) = watch::channel(Posted::default());
+        let handle = Self {
+            name: name.into(),
+            sink: Sink::Mailbox(Arc::new(tx)),
+        };
+        (handle, rx)
     }
 
     /// The provider's name.
@@ -55,37 +108,60 @@ impl ProviderHandle {
 
     /// Sends a complete new fragment. Returns false when the aggregator is gone (shutting down).
     pub fn send_config(&self, config: DynamicConfig) -> bool {
-        self.tx
-            .send(Update::Config {
-                provider: self.name.clone(),
-                config,
-                items: None,
-            })
-            .is_ok()
+        self.post(config, None)
     }
 
     /// Sends a complete new fragment together with the decision taken for every item the
     /// provider saw (shown on the admin side: "why is my container not picked up?").
     pub fn send_config_with_items(&self, config: DynamicConfig, items: Vec<ItemReport>) -> bool {
-        self.tx
-            .send(Update::Config {
-                provider: self.name.clone(),
-                config,
-                items: Some(items),
-            })
-            .is_ok()
+        self.post(config, Some(items))
+    }
+
+    fn post(&self, config: DynamicConfig, items: Option<Vec<ItemReport>>) -> bool {
+        match &self.sink {
+            Sink::Mailbox(tx) => {
+                let now = SystemTime::now();
+                tx.send_modify(|posted| {
+                    posted.config = Some(Arc::new(config));
+                    if let Some(items) = items {
+                        posted.items = Some(Arc::new(items));
+                    }
+                    posted.error = None;
+                    posted.last_sync = Some(now);
+                    posted.syncs += 1;
+                });
+                !tx.is_closed()
+            }
+            Sink::Queue(tx) => tx
+                .send(Update::Config {
+                    provider: self.name.clone(),
+                    config,
+                    items,
+                })
+                .is_ok(),
+        }
     }
 
     /// Reports that the source failed; the last good fragment stays in force.
     pub fn report_error(&self, error: impl Into<String>) -> bool {
         let error = error.into();
         tracing::error!(provider = %self.name, "{error}");
-        self.tx
-            .send(Update::Error {
-                provider: self.name.clone(),
-                error,
-            })
-            .is_ok()
+        match &self.sink {
+            Sink::Mailbox(tx) => {
+                let now = SystemTime::now();
+                tx.send_modify(|posted| {
+                    posted.error = Some((error, now));
+                    posted.errors += 1;
+                });
+                !tx.is_closed()
+            }
+            Sink::Queue(tx) => tx
+                .send(Update::Error {
+                    provider: self.name.clone(),
+                    error,
+                })
+                .is_ok(),
+        }
     }
 }
 

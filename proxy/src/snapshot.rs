@@ -1,23 +1,22 @@
 //! The snapshot: everything a request needs, compiled from one runtime configuration and
 //! published through one `ArcSwap`, so no request can ever see half of a change.
 //!
-//! Compiling resolves each server to its long-lived [`Upstream`] (pool and, later, health) from
-//! the registry, so the snapshot itself is cheap to throw away: a new one is built on every
-//! change and in-flight requests finish on the one they started with.
+//! [`crate::compile`] builds it, resolving each server to its long-lived [`Upstream`] (connection
+//! pool) and [`ServerHealth`] from registries that outlive snapshots, so the snapshot itself is
+//! cheap to throw away: a new one is built on every change and in-flight requests finish on the
+//! one they started with.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use drover_providers::runtime::{RuntimeConfig, Status};
-
 use drover_providers::policy::{AllEjected, HealthPolicy};
+use drover_providers::runtime::RuntimeConfig;
 use tokio::time::Instant;
 
 use crate::balance::SmoothWeighted;
-use crate::health::{Admission, HealthRegistry, Outcome, RetryBudget, ServerHealth};
-use crate::metrics::Metrics;
-use crate::routing::{CompiledRule, RouteEntry, RouteTable};
-use crate::upstream::{Upstream, Upstreams};
+use crate::health::{Admission, Outcome, RetryBudget, ServerHealth};
+use crate::routing::RouteTable;
+use crate::upstream::Upstream;
 
 /// An immutable routing state.
 #[derive(Debug)]
@@ -82,7 +81,7 @@ pub struct Service {
     pub servers: Box<[Server]>,
     /// Failover tiers, lowest (preferred) first, each a smooth weighted round robin over the
     /// indices of its servers in `servers`.
-    tiers: Box<[Tier]>,
+    pub(crate) tiers: Box<[Tier]>,
     /// Send the client's Host header (true) or the server's authority.
     pub pass_host_header: bool,
     /// Passive and active health, retries.
@@ -91,11 +90,12 @@ pub struct Service {
     pub budget: Arc<RetryBudget>,
 }
 
+/// One failover tier of a service.
 #[derive(Debug)]
-struct Tier {
+pub(crate) struct Tier {
     /// Indices into `Service::servers`.
-    members: Box<[u32]>,
-    balancer: SmoothWeighted,
+    pub(crate) members: Box<[u32]>,
+    pub(crate) balancer: SmoothWeighted,
 }
 
 /// One server of a service.
@@ -234,13 +234,6 @@ impl Service {
     }
 }
 
-/// Compiled rules by source text, kept across compilations so a reload compiles (and builds
-/// regexes for) only the rules that changed.
-#[derive(Debug, Default)]
-pub struct CompiledRules {
-    compiled: HashMap<String, CompiledRule>,
-}
-
 impl Snapshot {
     /// A snapshot that routes nothing (before the first configuration arrives).
     pub fn empty(entry_points: usize) -> Self {
@@ -249,122 +242,5 @@ impl Snapshot {
             entry_points: (0..entry_points).map(|_| RouteTable::build(Vec::new())).collect(),
             services: HashMap::new(),
         }
-    }
-
-    /// Compiles `config` for the static entrypoints `entry_points` (by name, in index order).
-    pub fn compile(
-        config: Arc<RuntimeConfig>,
-        entry_points: &[String],
-        upstreams: &Upstreams,
-        health: &HealthRegistry,
-        metrics: &Metrics,
-    ) -> Self {
-        Self::compile_cached(config, entry_points, upstreams, health, metrics, &mut CompiledRules::default())
-    }
-
-    /// [`Snapshot::compile`], reusing compiled rules from `cache` and leaving only the ones in
-    /// use in it.
-    pub fn compile_cached(
-        config: Arc<RuntimeConfig>,
-        entry_points: &[String],
-        upstreams: &Upstreams,
-        health: &HealthRegistry,
-        metrics: &Metrics,
-        cache: &mut CompiledRules,
-    ) -> Self {
-        let mut compiled_rules = HashMap::with_capacity(cache.compiled.len());
-        health.begin();
-        let mut services = HashMap::new();
-        for (name, info) in &config.services {
-            if info.status == Status::Disabled {
-                continue;
-            }
-            let keep_for = info.health.passive.base_ejection_time;
-            let servers: Box<[Server]> = info
-                .servers
-                .iter()
-                .map(|spec| Server {
-                    url: spec.url.as_str().into(),
-                    weight: spec.weight,
-                    tier: spec.tier,
-                    upstream: upstreams.get(&spec.authority),
-                    health: health.server(name, &spec.authority, &spec.url, keep_for),
-                })
-                .collect();
-            let mut tier_numbers: Vec<u32> = servers.iter().filter(|s| s.weight > 0).map(|s| s.tier).collect();
-            tier_numbers.sort_unstable();
-            tier_numbers.dedup();
-            let tiers = tier_numbers
-                .into_iter()
-                .map(|t| {
-                    let members: Box<[u32]> = (0..servers.len() as u32).filter(|i| servers[*i as usize].tier == t).collect();
-                    let weights: Vec<u32> = members.iter().map(|i| servers[*i as usize].weight).collect();
-                    Tier {
-                        balancer: SmoothWeighted::new(&weights),
-                        members,
-                    }
-                })
-                .collect();
-            let service = Service {
-                name: name.as_str().into(),
-                metrics_id: metrics.id(name),
-                tiers,
-                servers,
-                pass_host_header: info.pass_host_header,
-                health: info.health.clone(),
-                budget: health.budget(name),
-            };
-            services.insert(name.clone(), Arc::new(service));
-        }
-        let mut tables: Vec<Vec<RouteEntry<Arc<Route>>>> = entry_points.iter().map(|_| Vec::new()).collect();
-        for (name, info) in &config.routers {
-            if info.status == Status::Disabled {
-                continue;
-            }
-            let (Some(rule), Some(service)) = (&info.parsed, services.get(&info.service)) else {
-                continue;
-            };
-            let cached = cache
-                .compiled
-                .remove(&info.rule)
-                .or_else(|| compiled_rules.get(&info.rule).cloned());
-            let compiled = match cached.map_or_else(|| CompiledRule::compile(rule), Ok) {
-                Ok(c) => c,
-                Err(e) => {
-                    // The providers crate validated the rule; reaching this is a bug worth a log line.
-                    tracing::error!(router = %name, "rule failed to compile: {e}");
-                    continue;
-                }
-            };
-            let route = Arc::new(Route {
-                router_id: metrics.id(name),
-                router: name.as_str().into(),
-                service: service.clone(),
-                access_log: info.observability.and_then(|o| o.access_logs),
-                metrics: info.observability.and_then(|o| o.metrics),
-            });
-            for (i, ep) in entry_points.iter().enumerate() {
-                if info.using.contains(ep) {
-                    tables[i].push(RouteEntry {
-                        name: name.clone(),
-                        priority: info.priority,
-                        rule: compiled.clone(),
-                        hosts: rule.required_hosts(),
-                        payload: route.clone(),
-                    });
-                }
-            }
-            // The original goes to the cache for the next reload; the tables hold clones.
-            compiled_rules.insert(info.rule.clone(), compiled);
-        }
-        let snapshot = Self {
-            config,
-            entry_points: tables.into_iter().map(RouteTable::build).collect(),
-            services,
-        };
-        upstreams.retain_used();
-        health.finish(snapshot.services.keys().cloned());
-        cache.compiled = compiled_rules;
-        snapshot
     }
 }

@@ -39,7 +39,7 @@ use drover_providers::ProviderStatus;
 use tokio::sync::watch;
 
 use crate::config::StaticConfig;
-use crate::forward::Shared;
+use crate::connection::Shared;
 
 /// What the admin handlers read.
 #[derive(Clone)]

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::access_log::Entry;
+use crate::connection::InFlight;
 use crate::metrics::RequestKey;
-use crate::server::timeouts::InFlight;
 
 /// One request's pending record.
 pub struct Completion {

@@ -1,17 +1,15 @@
 //! Forwarding one request.
 //!
-//! The snapshot is loaded once per request and released as soon as a server is chosen; from then
-//! on the request holds only its server's `Arc<Upstream>`, so a configuration change never waits
-//! for slow requests and never changes where an in-flight request goes.
+//! The snapshot is loaded once per request and its guard released as soon as the route is found;
+//! from then on the request holds its route's `Arc<Service>` (and, once picked, that service's
+//! server and pooled connection), so a configuration change never waits for slow requests and
+//! never changes where an in-flight request goes: the old service lives until its last request
+//! ends.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::HeaderMap;
@@ -19,126 +17,18 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::body::{ProxyBody, UpstreamBody};
 use super::completion::Completion;
-use super::headers::{self, Forwarded};
+use super::headers;
 use crate::access_log::{AccessLog, Entry};
+use crate::connection::{Connection, InFlight};
 use crate::health::{Outcome, ServerHealth};
 use crate::metrics::{method_index, RequestKey, NONE};
 use crate::routing::{normalize_host, RequestView};
-use crate::server::timeouts::{Activity, InFlight};
-use crate::snapshot::{Observe, Picked, Route, Snapshot, Tried};
+use crate::snapshot::{Observe, Picked, Route, Tried};
 use crate::upstream::{RequestBody, SendError};
-
-/// State every connection of every worker shares.
-pub struct Shared {
-    /// The routing snapshot, swapped whole on every configuration change.
-    pub snapshot: ArcSwap<Snapshot>,
-    /// Deadline for a server's response head; `None` waits forever.
-    pub response_header_timeout: Option<Duration>,
-    /// Health of every server, kept across snapshots.
-    pub health: crate::health::HealthRegistry,
-    /// Prometheus metrics.
-    pub metrics: crate::metrics::Metrics,
-    /// The access log, when enabled.
-    pub access_log: Option<crate::access_log::AccessLog>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("generation", &self.snapshot.load().config.generation)
-            .finish_non_exhaustive()
-    }
-}
-
-/// One client connection's context, built once when it is accepted.
-#[derive(Debug)]
-pub struct Connection {
-    /// Shared state.
-    pub shared: Arc<Shared>,
-    /// Index of the entrypoint that accepted it.
-    pub entry_point: usize,
-    /// Its name.
-    pub entry_point_name: Arc<str>,
-    /// What the entrypoint records by default.
-    pub observe: Observe,
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// Forwarded-header values for this client.
-    pub forwarded: Forwarded,
-    /// What the connection is doing, for its client timeouts.
-    pub activity: Activity,
-    /// The deadline for server response heads, reused by the connection's requests.
-    response_timer: ResponseTimer,
-}
-
-/// A reusable timer for the response-head deadline, one per client connection and kept between
-/// its requests. Moving a registered timer's deadline later is one atomic store; a new timer per
-/// request would cost an insertion into and a removal from the runtime's timer wheel, each
-/// under its lock. Concurrent requests (HTTP/2) that find it taken use a timer of their own.
-#[derive(Default)]
-struct ResponseTimer(Mutex<Option<Pin<Box<Sleep>>>>);
-
-impl std::fmt::Debug for ResponseTimer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ResponseTimer")
-    }
-}
-
-impl ResponseTimer {
-    /// The connection's timer set to `deadline`, or a new one if another request holds it.
-    fn take(&self, deadline: Instant) -> Pin<Box<Sleep>> {
-        match self.0.try_lock().ok().and_then(|mut kept| kept.take()) {
-            Some(mut timer) => {
-                timer.as_mut().reset(deadline);
-                timer
-            }
-            None => Box::pin(tokio::time::sleep_until(deadline)),
-        }
-    }
-
-    /// Keeps `timer` for the connection's next request.
-    fn give_back(&self, timer: Pin<Box<Sleep>>) {
-        if let Ok(mut kept) = self.0.try_lock() {
-            kept.get_or_insert(timer);
-        }
-    }
-}
-
-impl Connection {
-    /// The context of a connection from `peer` accepted on entrypoint `entry_point` (bound at
-    /// `local`, recording what `observe` says).
-    pub fn new(
-        shared: Arc<Shared>,
-        entry_point: usize,
-        entry_point_name: Arc<str>,
-        observe: Observe,
-        peer: SocketAddr,
-        local: SocketAddr,
-    ) -> Self {
-        let ip = peer.ip().to_canonical();
-        let forwarded = Forwarded {
-            // Invariant: an IP address and a port number print as valid header values.
-            client_ip: HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value"),
-            proto: HeaderValue::from_static("http"),
-            port: HeaderValue::from(local.port()),
-            port_number: local.port(),
-        };
-        Self {
-            shared,
-            entry_point,
-            entry_point_name,
-            observe,
-            peer: SocketAddr::new(ip, peer.port()),
-            forwarded,
-            activity: Activity::new(),
-            response_timer: ResponseTimer::default(),
-        }
-    }
-}
 
 fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     let mut response = Response::new(ProxyBody::local(Bytes::from_static(text.as_bytes())));

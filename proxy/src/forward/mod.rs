@@ -6,4 +6,4 @@ mod handler;
 pub mod headers;
 
 pub use body::ProxyBody;
-pub use handler::{handle, Connection, Shared};
+pub use handler::handle;

@@ -33,7 +33,7 @@ mod matcher;
 mod query;
 mod table;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::net::IpAddr;
 

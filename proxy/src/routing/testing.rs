@@ -6,7 +6,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use super::{normalize_host, RequestView};
 
-pub(super) struct Req {
+pub(crate) struct Req {
     host: String,
     path: String,
     query: Option<String>,
@@ -17,7 +17,7 @@ pub(super) struct Req {
 
 impl Req {
     /// A GET for `host` (normalised here) and `target` (`/path?query`).
-    pub(super) fn get(host: &str, target: &str) -> Self {
+    pub(crate) fn get(host: &str, target: &str) -> Self {
         let (path, query) = match target.split_once('?') {
             Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
             None => (target.to_owned(), None),
@@ -47,7 +47,7 @@ impl Req {
         self
     }
 
-    pub(super) fn view(&self) -> RequestView<'_> {
+    pub(crate) fn view(&self) -> RequestView<'_> {
         RequestView {
             host: &self.host,
             path: &self.path,

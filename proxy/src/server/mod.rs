@@ -1,12 +1,13 @@
 //! Starting and stopping drover: listeners, worker threads, the control plane.
 //!
-//! Threads: one *control* thread runs providers, the aggregator, snapshot compilation and the
-//! admin side on its own runtime; `workers` threads each run a single-threaded runtime for
-//! traffic. The two sides meet only at the `ArcSwap<Snapshot>`: the control plane stores, the
-//! data plane loads.
+//! Threads: one *control* thread runs providers, the aggregator, the reload loop and the admin
+//! side on its own runtime, and compilations on a blocking thread beside it ([`reload`]);
+//! `workers` threads each run a single-threaded runtime for traffic. The two sides meet only at
+//! the `ArcSwap<Snapshot>` in [`Shared`]: the control plane stores, the data plane loads.
 
 mod listener;
 pub mod providers;
+mod reload;
 pub mod timeouts;
 mod worker;
 
@@ -17,16 +18,16 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use drover_providers::aggregate::Aggregator;
-use drover_providers::{ProviderHandle, ProviderStatus};
-use tokio::sync::{mpsc, watch};
+use drover_providers::aggregate::{Aggregator, Fragments};
+use drover_providers::ProviderStatus;
+use tokio::sync::watch;
 
 use crate::admin;
+use crate::compile::Compiler;
 use crate::config::Resolved;
-use crate::forward::Shared;
-use crate::health::active::ActiveChecks;
+use crate::connection::{Limits, Shared};
 use crate::health::HealthRegistry;
-use crate::snapshot::{CompiledRules, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::upstream::{Transport, Upstreams};
 
 /// A running drover.
@@ -78,13 +79,12 @@ impl Drover {
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
 
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut aggregator = Aggregator::new(names.clone(), config.providers.providers_throttle_duration.0);
-        let providers = providers::configured(&config.providers);
-        for provider in &providers {
-            aggregator.expect_provider(provider.name);
-        }
-        let provider_names: Vec<&str> = providers.iter().map(|p| p.name).collect();
+        let mut aggregator = Aggregator::new(config.providers.providers_throttle_duration.0);
+        let providers: Vec<_> = providers::configured(&config.providers)
+            .into_iter()
+            .map(|provider| (aggregator.provider(provider.name), provider))
+            .collect();
+        let provider_names: Vec<&str> = providers.iter().map(|(_, p)| p.name).collect();
         let statuses = aggregator.statuses();
         tracing::info!(
             entrypoints = %entry_points.iter().map(|(n, a)| format!("{n}={a}")).collect::<Vec<_>>().join(" "),
@@ -93,6 +93,7 @@ impl Drover {
             providers = %if provider_names.is_empty() { "none".to_string() } else { provider_names.join(", ") },
             "drover listening"
         );
+        let compiler = Compiler::new(names, upstreams);
 
         let admin_info = admin::Info::new(&config, &entry_points);
         let mut threads = Vec::new();
@@ -106,28 +107,14 @@ impl Drover {
                     .build()
                     .expect("the control runtime starts");
                 runtime.block_on(async move {
-                    for provider in providers {
-                        tokio::spawn((provider.start)(ProviderHandle::new(provider.name, tx.clone())));
+                    for (handle, provider) in providers {
+                        tokio::spawn((provider.start)(handle));
                     }
-                    drop(tx);
-                    let publish_shared = shared.clone();
-                    let mut rules = CompiledRules::default();
-                    let mut checks = ActiveChecks::default();
-                    tokio::spawn(aggregator.run(rx, move |config| {
-                        let started = std::time::Instant::now();
-                        let snapshot = Arc::new(Snapshot::compile_cached(
-                            config,
-                            &names,
-                            &upstreams,
-                            &publish_shared.health,
-                            &publish_shared.metrics,
-                            &mut rules,
-                        ));
-                        checks.reconcile(&snapshot);
-                        publish_shared.snapshot.store(snapshot);
-                        publish_shared.metrics.reloaded();
-                        tracing::debug!(elapsed = ?started.elapsed(), "snapshot swapped");
+                    let (fragments_tx, fragments_rx) = watch::channel(Fragments::default());
+                    tokio::spawn(aggregator.run(move |fragments| {
+                        fragments_tx.send_replace(fragments);
                     }));
+                    tokio::spawn(reload::run(fragments_rx, compiler, shared.clone()));
                     let admin = admin::serve(api_listener, admin::State::new(shared, statuses, admin_info), shutdown.clone());
                     tokio::spawn(admin);
                     let _ = shutdown.wait_for(|stop| *stop).await;
@@ -145,7 +132,7 @@ impl Drover {
                     name: entry_points[index].0.as_str().into(),
                     observe: ep.observability.observe(),
                     open_connections: open_connections[index].clone(),
-                    limits: timeouts::Limits::new(
+                    limits: Limits::new(
                         ep.transport.responding_timeouts.header_read_timeout.0,
                         ep.transport.responding_timeouts.idle_timeout.0,
                     ),

@@ -1,196 +1,23 @@
-//! Client connection timeouts: `headerReadTimeout` and `idleTimeout`, with one lazy timer per
-//! connection instead of a timer per request.
+//! The watchdog of client connections: one lazy timer per connection, instead of a timer per
+//! request, that enforces `headerReadTimeout` and `idleTimeout`.
 //!
-//! A connection is in one of three states, kept in [`Activity`] with a few relaxed atomics:
-//! * **reading a head**: from accept, or from the first bytes that arrive while nothing is in
-//!   flight, until the request head is complete; bounded by `headerReadTimeout` (slow-loris
-//!   clients are cut off);
-//! * **busy**: at least one request in flight; no client timeout applies (the server side has
-//!   its own deadlines);
-//! * **idle**: keep-alive, nothing in flight and no bytes since the last response ended;
-//!   bounded by `idleTimeout`.
-//!
-//! The request path only stamps the state changes (two clock reads per request). [`serve`]
-//! races the connection against one sleep; when the sleep fires it looks at the state, closes
-//! the connection if its deadline has passed and otherwise sleeps until the deadline the state
-//! now implies. HTTP/2 connections (recognised by their preface) are never in "reading a head":
-//! their streams are counted as requests and only `idleTimeout` applies between them.
+//! The request path only stamps state changes into the connection's
+//! [`Activity`](crate::connection::Activity) (two clock reads per request). [`serve`] races the
+//! connection against one sleep; when the sleep fires it asks the activity for its verdict,
+//! closes the connection if its deadline has passed and otherwise sleeps until the deadline the
+//! state now implies.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::forward::Connection;
+use crate::connection::{Activity, Connection, Limits, Verdict};
 use crate::io::BatchedStream;
-
-/// The HTTP/2 connection preface starts with this.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
-
-/// The deadlines of an entrypoint's client connections; `None` disables one.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    /// From the first byte of a request head (or the accept) to the whole head.
-    pub header_read: Option<Duration>,
-    /// Between the end of a response and the first byte of the next request.
-    pub idle: Option<Duration>,
-}
-
-impl Limits {
-    /// Limits from the configured values, where zero means "none".
-    pub fn new(header_read: Duration, idle: Duration) -> Self {
-        Self {
-            header_read: Some(header_read).filter(|d| !d.is_zero()),
-            idle: Some(idle).filter(|d| !d.is_zero()),
-        }
-    }
-
-    /// How often to look again while a request is in flight.
-    fn recheck(&self) -> Option<Duration> {
-        match (self.header_read, self.idle) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-}
-
-/// What a client connection is doing, for its timeouts.
-#[derive(Debug)]
-pub struct Activity {
-    epoch: Instant,
-    in_flight: AtomicU32,
-    /// Milliseconds from `epoch` to the start of the current wait (reading a head, or idle).
-    since_ms: AtomicU64,
-    reading_head: AtomicBool,
-    /// Set once: the client spoke the HTTP/2 preface.
-    http2: AtomicBool,
-    /// Set once the first bytes were seen (the preface check is done).
-    started: AtomicBool,
-}
-
-/// What the watchdog found.
-#[derive(Debug, PartialEq, Eq)]
-enum Verdict {
-    /// The deadline passed: close the connection.
-    Expired(&'static str),
-    /// Look again after this long (`None`: no deadline applies now or later).
-    Recheck(Option<Duration>),
-}
-
-impl Activity {
-    /// A connection accepted now: it is reading its first request head.
-    pub fn new() -> Self {
-        Self {
-            epoch: Instant::now(),
-            in_flight: AtomicU32::new(0),
-            since_ms: AtomicU64::new(0),
-            reading_head: AtomicBool::new(true),
-            http2: AtomicBool::new(false),
-            started: AtomicBool::new(false),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    fn request_started(&self) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.reading_head.store(false, Ordering::Relaxed);
-    }
-
-    fn request_ended(&self, now: Instant) {
-        if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
-            let since = now.saturating_duration_since(self.epoch).as_millis() as u64;
-            self.since_ms.store(since, Ordering::Relaxed);
-        }
-    }
-
-    /// Bytes arrived from the client: the first ones of a new request head if nothing is in flight.
-    fn bytes_read(&self, bytes: &[u8]) {
-        if !self.started.load(Ordering::Relaxed) {
-            self.started.store(true, Ordering::Relaxed);
-            // A first read too short to tell (under 4 bytes) counts as HTTP/1.
-            let n = bytes.len().min(H2_PREFACE.len());
-            if n >= 4 && bytes[..n] == H2_PREFACE[..n] {
-                self.http2.store(true, Ordering::Relaxed);
-                self.reading_head.store(false, Ordering::Relaxed);
-                self.since_ms.store(self.now_ms(), Ordering::Relaxed);
-                return;
-            }
-        }
-        if self.in_flight.load(Ordering::Relaxed) == 0 && !self.reading_head.load(Ordering::Relaxed) && !self.http2.load(Ordering::Relaxed)
-        {
-            self.reading_head.store(true, Ordering::Relaxed);
-            self.since_ms.store(self.now_ms(), Ordering::Relaxed);
-        }
-    }
-
-    fn verdict(&self, limits: &Limits, now_ms: u64) -> Verdict {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return Verdict::Recheck(limits.recheck());
-        }
-        let (limit, what) = if self.reading_head.load(Ordering::Relaxed) {
-            (limits.header_read, "the request head did not arrive within headerReadTimeout")
-        } else {
-            (limits.idle, "the connection was idle for idleTimeout")
-        };
-        let Some(limit) = limit else {
-            // This state has no deadline, but the next one may.
-            return Verdict::Recheck(limits.recheck());
-        };
-        let waited = Duration::from_millis(now_ms.saturating_sub(self.since_ms.load(Ordering::Relaxed)));
-        if waited >= limit {
-            Verdict::Expired(what)
-        } else {
-            Verdict::Recheck(Some(limit - waited))
-        }
-    }
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// One request of a connection, from its complete head until its response has ended or was
-/// abandoned (dropped): the connection is busy while any of these lives.
-#[derive(Debug)]
-pub struct InFlight(Arc<Connection>, Option<Instant>);
-
-impl InFlight {
-    /// The request `conn` has just read is being served.
-    pub fn start(conn: Arc<Connection>) -> Self {
-        conn.activity.request_started();
-        Self(conn, None)
-    }
-
-    /// The request ends at `now` (read by the caller already), when this is dropped.
-    pub fn ends_at(&mut self, now: Instant) {
-        self.1 = Some(now);
-    }
-}
-
-impl std::ops::Deref for InFlight {
-    type Target = Arc<Connection>;
-
-    fn deref(&self) -> &Arc<Connection> {
-        &self.0
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.activity.request_ended(self.1.unwrap_or_else(Instant::now));
-    }
-}
 
 /// A client's TCP stream that reports the bytes it reads to its connection's [`Activity`].
 #[derive(Debug)]
@@ -270,79 +97,5 @@ where
                 Verdict::Recheck(None) => return connection.await,
             },
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limits() -> Limits {
-        Limits::new(Duration::from_secs(30), Duration::from_secs(180))
-    }
-
-    #[test]
-    fn a_new_connection_must_send_a_head_in_time() {
-        let a = Activity::new();
-        assert_eq!(a.verdict(&limits(), 10_000), Verdict::Recheck(Some(Duration::from_secs(20))));
-        assert!(matches!(a.verdict(&limits(), 30_000), Verdict::Expired(w) if w.contains("headerReadTimeout")));
-    }
-
-    #[test]
-    fn busy_connections_never_expire_and_idle_ones_get_the_idle_limit() {
-        let a = Activity::new();
-        a.bytes_read(b"GET / HTTP/1.1\r\n");
-        a.request_started();
-        assert_eq!(a.verdict(&limits(), 1_000_000), Verdict::Recheck(Some(Duration::from_secs(30))));
-        a.since_ms.store(0, Ordering::Relaxed);
-        a.in_flight.store(1, Ordering::Relaxed);
-        a.request_ended(Instant::now());
-        let since = a.since_ms.load(Ordering::Relaxed);
-        assert_eq!(
-            a.verdict(&limits(), since + 60_000),
-            Verdict::Recheck(Some(Duration::from_secs(120)))
-        );
-        assert!(matches!(a.verdict(&limits(), since + 180_000), Verdict::Expired(w) if w.contains("idleTimeout")));
-        // Bytes of the next head switch back to the head deadline, counted from their arrival.
-        a.bytes_read(b"GE");
-        let since = a.since_ms.load(Ordering::Relaxed);
-        assert!(matches!(a.verdict(&limits(), since + 30_000), Verdict::Expired(w) if w.contains("headerReadTimeout")));
-    }
-
-    #[test]
-    fn http2_connections_only_have_the_idle_limit() {
-        let a = Activity::new();
-        a.bytes_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-        let since = a.since_ms.load(Ordering::Relaxed);
-        assert_eq!(
-            a.verdict(&limits(), since + 100_000),
-            Verdict::Recheck(Some(Duration::from_secs(80)))
-        );
-        a.bytes_read(b"ping frame");
-        assert_eq!(
-            a.verdict(&limits(), since + 100_000),
-            Verdict::Recheck(Some(Duration::from_secs(80)))
-        );
-    }
-
-    #[test]
-    fn short_first_reads_count_as_http1() {
-        let a = Activity::new();
-        a.bytes_read(b"PR");
-        assert!(!a.http2.load(Ordering::Relaxed));
-        let b = Activity::new();
-        b.bytes_read(b"PRI * HT");
-        assert!(b.http2.load(Ordering::Relaxed));
-        let c = Activity::new();
-        c.bytes_read(b"POST / HTTP/1.1\r\n");
-        assert!(!c.http2.load(Ordering::Relaxed));
-    }
-
-    #[test]
-    fn zero_disables_a_limit() {
-        let a = Activity::new();
-        let none = Limits::new(Duration::ZERO, Duration::from_secs(5));
-        assert_eq!(a.verdict(&none, 1_000_000), Verdict::Recheck(Some(Duration::from_secs(5))));
-        assert_eq!(Limits::new(Duration::ZERO, Duration::ZERO).recheck(), None);
     }
 }

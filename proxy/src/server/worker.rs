@@ -1,8 +1,9 @@
 //! A worker: one thread running a single-threaded tokio runtime that accepts on every
 //! entrypoint and serves its connections to the end.
 //!
-//! Workers share nothing but the snapshot and the upstream pools, so there is no cross-thread
-//! scheduling on the request path. All workers accept on the same listening sockets; the kernel
+//! Workers share nothing but [`Shared`] (the snapshot, health registry, metrics and access-log
+//! queue, all read or updated without locks on the request path) and the upstream pools, each
+//! split into per-worker lanes, so there is no cross-thread scheduling on the request path. All workers accept on the same listening sockets; the kernel
 //! hands each connection to one of them.
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -15,8 +16,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 
-use super::timeouts::{self, Limits, WatchedStream};
-use crate::forward::{handle, Connection, Shared};
+use super::timeouts::{self, WatchedStream};
+use crate::connection::{Connection, Limits, Shared};
+use crate::forward::handle;
 use crate::snapshot::Observe;
 
 /// What a worker needs to serve one entrypoint.

@@ -1,0 +1,253 @@
+//! Compiling: the providers' fragments become one immutable [`Snapshot`].
+//!
+//! A reload is two steps on one thread: [`Fragments::merge`] validates and namespaces what the
+//! providers said (a [`RuntimeConfig`], which the admin side shows), then [`Compiler::compile`]
+//! turns it into what the data path matches and balances with. Both read one [`RuleCache`], so a
+//! rule text is parsed once, compiled into its matcher once, and forgotten once no router uses
+//! it: a one-router change at 10,000 routers parses and compiles one rule.
+//!
+//! # What it reads and what it changes
+//!
+//! A compilation is a function of the configuration, except for state that must outlive
+//! snapshots, which it looks up by identity rather than builds:
+//! * [`Upstreams`] (owned here: only the compiler creates upstreams): a server's connection pool
+//!   by `host:port`, so a reload keeps pooled connections; upstreams no snapshot uses any more
+//!   are dropped at the end ([`Upstreams::retain_used`]).
+//! * [`HealthRegistry`]: each (service, server)'s passive-health state and each service's retry
+//!   budget, so a reload never makes an ejected server look healthy; servers the new
+//!   configuration lacks are marked removed ([`HealthRegistry::finish`]).
+//! * [`Metrics`]: a stable id per router and service name.
+//!
+//! Active health checks follow the snapshot (`health::active::ActiveChecks::reconcile`), on the
+//! runtime that runs them, after the compilation.
+//!
+//! # Where it runs
+//!
+//! Off the control thread's task loop (`server` hands each compilation to a blocking thread): a
+//! 10,000-router reload takes tens of milliseconds, which must stall neither the providers'
+//! watches nor the admin API.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use drover_providers::aggregate::{Fragments, RuleCache};
+use drover_providers::runtime::{RuntimeConfig, Status};
+
+use crate::balance::SmoothWeighted;
+use crate::health::HealthRegistry;
+use crate::metrics::Metrics;
+use crate::routing::{CompiledRule, RouteEntry, RouteTable};
+use crate::snapshot::{Route, Server, Service, Snapshot, Tier};
+use crate::upstream::Upstreams;
+
+/// Builds snapshots, keeping what one reload can reuse from the previous one.
+#[derive(Debug)]
+pub struct Compiler {
+    /// The static entrypoints' names, in the order of the snapshot's route tables.
+    entry_points: Vec<String>,
+    upstreams: Upstreams,
+    rules: RuleCache<CompiledRule>,
+}
+
+impl Compiler {
+    /// A compiler for the static entrypoints `entry_points` (by name, in index order) whose
+    /// servers are reached through `upstreams`.
+    pub fn new(entry_points: Vec<String>, upstreams: Upstreams) -> Self {
+        Self {
+            entry_points,
+            upstreams,
+            rules: RuleCache::default(),
+        }
+    }
+
+    /// Merges `fragments` and compiles the result: the whole reload.
+    pub fn reload(&mut self, fragments: &Fragments, health: &HealthRegistry, metrics: &Metrics) -> Snapshot {
+        let config = fragments.merge(&self.entry_points, &mut self.rules);
+        self.compile(Arc::new(config), health, metrics)
+    }
+
+    /// Compiles a merged configuration. Rules come from the cache the merge keeps (one merged
+    /// elsewhere has its rules compiled here and kept until the next merge sweeps the cache).
+    pub fn compile(&mut self, config: Arc<RuntimeConfig>, health: &HealthRegistry, metrics: &Metrics) -> Snapshot {
+        health.begin();
+        let services = self.services(&config, health, metrics);
+        let mut tables: Vec<Vec<RouteEntry<Arc<Route>>>> = self.entry_points.iter().map(|_| Vec::new()).collect();
+        for (name, info) in &config.routers {
+            if info.status == Status::Disabled {
+                continue;
+            }
+            let (Some(rule), Some(service)) = (&info.parsed, services.get(&info.service)) else {
+                continue;
+            };
+            let compiled = match self.rules.compiled(&info.rule, rule, CompiledRule::compile) {
+                Ok(compiled) => compiled,
+                Err(e) => {
+                    // The merge validated the rule; reaching this is a bug worth a log line.
+                    tracing::error!(router = %name, "rule failed to compile: {e}");
+                    continue;
+                }
+            };
+            let route = Arc::new(Route {
+                router_id: metrics.id(name),
+                router: name.as_str().into(),
+                service: service.clone(),
+                access_log: info.observability.and_then(|o| o.access_logs),
+                metrics: info.observability.and_then(|o| o.metrics),
+            });
+            for (i, ep) in self.entry_points.iter().enumerate() {
+                if info.using.contains(ep) {
+                    tables[i].push(RouteEntry {
+                        name: name.clone(),
+                        priority: info.priority,
+                        rule: compiled.clone(),
+                        hosts: rule.required_hosts(),
+                        payload: route.clone(),
+                    });
+                }
+            }
+        }
+        let snapshot = Snapshot {
+            config,
+            entry_points: tables.into_iter().map(RouteTable::build).collect(),
+            services,
+        };
+        self.upstreams.retain_used();
+        health.finish(snapshot.services.keys().cloned());
+        snapshot
+    }
+
+    /// Every enabled service, with its servers' upstreams and health looked up.
+    fn services(&self, config: &RuntimeConfig, health: &HealthRegistry, metrics: &Metrics) -> HashMap<String, Arc<Service>> {
+        let mut services = HashMap::new();
+        for (name, info) in &config.services {
+            if info.status == Status::Disabled {
+                continue;
+            }
+            let keep_for = info.health.passive.base_ejection_time;
+            let servers: Box<[Server]> = info
+                .servers
+                .iter()
+                .map(|spec| Server {
+                    url: spec.url.as_str().into(),
+                    weight: spec.weight,
+                    tier: spec.tier,
+                    upstream: self.upstreams.get(&spec.authority),
+                    health: health.server(name, &spec.authority, &spec.url, keep_for),
+                })
+                .collect();
+            let service = Service {
+                name: name.as_str().into(),
+                metrics_id: metrics.id(name),
+                tiers: tiers(&servers),
+                servers,
+                pass_host_header: info.pass_host_header,
+                health: info.health.clone(),
+                budget: health.budget(name),
+            };
+            services.insert(name.clone(), Arc::new(service));
+        }
+        services
+    }
+}
+
+/// The failover tiers of `servers`: one smooth weighted round robin per tier number that has a
+/// server with a positive weight, lowest first.
+fn tiers(servers: &[Server]) -> Box<[Tier]> {
+    let mut numbers: Vec<u32> = servers.iter().filter(|s| s.weight > 0).map(|s| s.tier).collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    numbers
+        .into_iter()
+        .map(|t| {
+            let members: Box<[u32]> = (0..servers.len() as u32).filter(|i| servers[*i as usize].tier == t).collect();
+            let weights: Vec<u32> = members.iter().map(|i| servers[*i as usize].weight).collect();
+            Tier {
+                balancer: SmoothWeighted::new(&weights),
+                members,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use drover_providers::DynamicConfig;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::health::Outcome;
+    use crate::routing::testing::Req;
+    use crate::snapshot::Picked;
+    use crate::upstream::Transport;
+
+    fn fragments(generation: u64, text: &str) -> Fragments {
+        let config = DynamicConfig::from_toml(text).expect("test config parses");
+        Fragments {
+            generation,
+            fragments: vec![("file".into(), Arc::new(config))],
+        }
+    }
+
+    const TWO_ROUTERS: &str = r#"
+        [http.routers.a]
+        rule = "Host(`a.test`)"
+        service = "s"
+        [http.routers.b]
+        rule = "PathPrefix(`/b`)"
+        service = "s"
+        entryPoints = ["admin"]
+        [[http.services.s.loadBalancer.servers]]
+        url = "http://127.0.0.1:9001"
+        [[http.services.s.loadBalancer.servers]]
+        url = "http://127.0.0.1:9002"
+        weight = 3
+        tier = 1
+    "#;
+
+    #[test]
+    fn a_reload_routes_by_entrypoint_and_builds_tiers() {
+        let mut compiler = Compiler::new(vec!["web".into(), "admin".into()], Upstreams::new(Transport::default()));
+        let (health, metrics) = (HealthRegistry::default(), Metrics::default());
+        let snapshot = compiler.reload(&fragments(7, TWO_ROUTERS), &health, &metrics);
+        assert_eq!(snapshot.config.generation, 7);
+        let web = Req::get("a.test", "/b");
+        assert_eq!(snapshot.entry_points[0].find(&web.view()).map(|r| &*r.router), Some("a@file"));
+        let admin = Req::get("x.test", "/b/c");
+        assert_eq!(snapshot.entry_points[1].find(&admin.view()).map(|r| &*r.router), Some("b@file"));
+        assert!(snapshot.entry_points[0].find(&admin.view()).is_none(), "b is not on web");
+        let service = &snapshot.services["s@file"];
+        assert_eq!(service.tiers.len(), 2);
+        let Picked::Server { server, .. } = service.pick(Default::default(), Instant::now()) else {
+            panic!("a server is picked")
+        };
+        assert_eq!(&*server.url, "http://127.0.0.1:9001", "tier 0 is preferred");
+        assert_eq!(compiler.rules.len(), 2);
+    }
+
+    #[test]
+    fn a_reload_keeps_pools_and_health_and_forgets_what_is_gone() {
+        let mut compiler = Compiler::new(vec!["web".into()], Upstreams::new(Transport::default()));
+        let (health, metrics) = (HealthRegistry::default(), Metrics::default());
+        let first = compiler.reload(&fragments(1, TWO_ROUTERS), &health, &metrics);
+        let service = &first.services["s@file"];
+        let policy = service.health.passive.clone();
+        for _ in 0..policy.consecutive_local_failures.max(1) {
+            service.record(0, Outcome::LocalFailure, false, Instant::now());
+        }
+        assert!(service.servers[0].health.is_out(), "the test ejects server 0");
+
+        // The same service in a changed configuration: the same pool, still ejected.
+        let changed = TWO_ROUTERS.replace("PathPrefix(`/b`)", "PathPrefix(`/c`)");
+        let second = compiler.reload(&fragments(2, &changed), &health, &metrics);
+        let again = &second.services["s@file"];
+        assert!(Arc::ptr_eq(&service.servers[0].upstream, &again.servers[0].upstream));
+        assert!(again.servers[0].health.is_out(), "a reload must not readmit an ejected server");
+        assert_eq!(compiler.rules.len(), 2, "the old rule text was forgotten, the new one kept");
+        drop((first, second));
+
+        // Nothing uses the servers any more: their upstreams are dropped from the registry.
+        let _third = compiler.reload(&fragments(3, ""), &health, &metrics);
+        assert!(compiler.upstreams.all().is_empty());
+        assert!(compiler.rules.is_empty());
+    }
+}

@@ -1,0 +1,136 @@
+//! What client connections share, and what each one carries.
+//!
+//! [`Shared`] is the process-wide state every worker's connections read: the snapshot (swapped
+//! whole by the control plane), the health registry, metrics and the access log. A
+//! [`Connection`] is built once per accepted client connection and handed to each of its requests:
+//! where it came from, the forwarded-header values derived from that ([`Forwarded`]), and what it
+//! is doing for its timeouts ([`Activity`]).
+//!
+//! This module sits below the data path: `server` accepts and builds connections, `forward`
+//! serves their requests, and both import from here, never the other way round.
+
+mod activity;
+mod forwarded;
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+use tokio::time::{Instant, Sleep};
+
+pub(crate) use activity::Verdict;
+pub use activity::{Activity, InFlight, Limits};
+pub use forwarded::{Forwarded, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PROTO, X_REAL_IP};
+
+use crate::snapshot::{Observe, Snapshot};
+
+/// State every connection of every worker shares.
+pub struct Shared {
+    /// The routing snapshot, swapped whole on every configuration change.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Deadline for a server's response head; `None` waits forever.
+    pub response_header_timeout: Option<Duration>,
+    /// Health of every server, kept across snapshots.
+    pub health: crate::health::HealthRegistry,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
+    /// The access log, when enabled.
+    pub access_log: Option<crate::access_log::AccessLog>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("generation", &self.snapshot.load().config.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One client connection's context, built once when it is accepted.
+#[derive(Debug)]
+pub struct Connection {
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// Index of the entrypoint that accepted it.
+    pub entry_point: usize,
+    /// Its name.
+    pub entry_point_name: Arc<str>,
+    /// What the entrypoint records by default.
+    pub observe: Observe,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Forwarded-header values for this client.
+    pub forwarded: Forwarded,
+    /// What the connection is doing, for its client timeouts.
+    pub activity: Activity,
+    /// The deadline for server response heads, reused by the connection's requests.
+    pub(crate) response_timer: ResponseTimer,
+}
+
+/// A reusable timer for the response-head deadline, one per client connection and kept between
+/// its requests. Moving a registered timer's deadline later is one atomic store; a new timer per
+/// request would cost an insertion into and a removal from the runtime's timer wheel, each
+/// under its lock. Concurrent requests (HTTP/2) that find it taken use a timer of their own.
+#[derive(Default)]
+pub(crate) struct ResponseTimer(Mutex<Option<Pin<Box<Sleep>>>>);
+
+impl std::fmt::Debug for ResponseTimer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResponseTimer")
+    }
+}
+
+impl ResponseTimer {
+    /// The connection's timer set to `deadline`, or a new one if another request holds it.
+    pub(crate) fn take(&self, deadline: Instant) -> Pin<Box<Sleep>> {
+        match self.0.try_lock().ok().and_then(|mut kept| kept.take()) {
+            Some(mut timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+
+    /// Keeps `timer` for the connection's next request.
+    pub(crate) fn give_back(&self, timer: Pin<Box<Sleep>>) {
+        if let Ok(mut kept) = self.0.try_lock() {
+            kept.get_or_insert(timer);
+        }
+    }
+}
+
+impl Connection {
+    /// The context of a connection from `peer` accepted on entrypoint `entry_point` (bound at
+    /// `local`, recording what `observe` says).
+    pub fn new(
+        shared: Arc<Shared>,
+        entry_point: usize,
+        entry_point_name: Arc<str>,
+        observe: Observe,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Self {
+        let ip = peer.ip().to_canonical();
+        let forwarded = Forwarded {
+            // Invariant: an IP address and a port number print as valid header values.
+            client_ip: HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value"),
+            proto: HeaderValue::from_static("http"),
+            port: HeaderValue::from(local.port()),
+            port_number: local.port(),
+        };
+        Self {
+            shared,
+            entry_point,
+            entry_point_name,
+            observe,
+            peer: SocketAddr::new(ip, peer.port()),
+            forwarded,
+            activity: Activity::new(),
+            response_timer: ResponseTimer::default(),
+        }
+    }
+}
