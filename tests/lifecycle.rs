@@ -96,3 +96,26 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
     assert!(tokio::net::TcpStream::connect(drover.web).await.is_err());
     assert!(drover.log().contains("shutting down"), "{}", drover.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_start_answers_its_first_requests_from_its_first_configuration() {
+    let (backend, _whoami) = support::whoami::spawn("first").await;
+    let routes = service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)]);
+    // A request sent the moment drover has bound its port, before the file provider's first
+    // fragment has been compiled: it must wait for the routes, not be answered 404.
+    for round in 0..5 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let routes_path = dir.path().join("routes.toml");
+        std::fs::write(&routes_path, &routes).expect("write routes");
+        let text = format!(
+            "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[api]\naddress = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[providers.file]\nfilename = \"{}\"\n",
+            routes_path.display()
+        );
+        let resolved = drover::config::StaticConfig::parse(std::path::Path::new("test.toml"), &text).expect("static config");
+        let drover = drover::Drover::start(resolved, 1).expect("drover starts");
+        let url = format!("http://{}/", drover.entry_point("web").expect("web"));
+        let answer = send(&client(), "GET", &url, &[]).await.expect("an answer");
+        assert_eq!(answer.status, 200, "round {round}: {}", answer.body);
+        assert_eq!(answer.backend(), "first");
+    }
+}

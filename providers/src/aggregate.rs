@@ -380,6 +380,17 @@ struct Source {
     status: ProviderStatus,
 }
 
+impl Source {
+    /// The provider sent a fragment or reported an error at least once (or is gone).
+    fn has_spoken(&self) -> bool {
+        let posted = self.mailbox.borrow();
+        posted.syncs > 0 || posted.errors > 0 || !self.open
+    }
+}
+
+/// How long the first publication waits for every provider's first fragment or error.
+pub const FIRST_WORDS: Duration = Duration::from_secs(5);
+
 /// The task that reads every provider's mailbox and publishes their fragments.
 pub struct Aggregator {
     throttle: Duration,
@@ -425,7 +436,27 @@ impl Aggregator {
 
     /// Runs until every provider's handles are dropped, calling `publish` with the fragments
     /// whenever one of them changed.
+    ///
+    /// The first publication waits until every provider has spoken once (a fragment or an error),
+    /// for at most [`FIRST_WORDS`]: a configuration with the file's routes but not yet Docker's
+    /// would answer 404 for every container for a moment after each start. It is made even when
+    /// empty, so that "a first configuration is in force" always comes true.
     pub async fn run(mut self, mut publish: impl FnMut(Fragments)) {
+        let deadline = Instant::now() + FIRST_WORDS;
+        while !self.everyone_spoke() {
+            tokio::select! {
+                open = self.next_change() => if !open { break },
+                () = tokio::time::sleep_until(deadline) => {
+                    let silent: Vec<&str> = self.sources.iter().filter(|s| !s.has_spoken()).map(|s| &*s.name).collect();
+                    tracing::warn!("providers {} said nothing within {FIRST_WORDS:?}; starting without them", silent.join(", "));
+                    break;
+                }
+            }
+        }
+        self.read_mailboxes();
+        self.publish_statuses();
+        self.generation += 1;
+        publish(self.fragments());
         while self.next_change().await {
             // Whatever arrives until the window closes is read at once at its end.
             tokio::time::sleep_until(Instant::now() + self.throttle).await;
@@ -446,6 +477,10 @@ impl Aggregator {
             generation: self.generation,
             fragments: self.sources.iter().map(|s| (s.name.clone(), s.config.clone())).collect(),
         }
+    }
+
+    fn everyone_spoke(&self) -> bool {
+        self.sources.iter().all(Source::has_spoken)
     }
 
     /// Waits until some provider posts something; false when every provider is gone.
@@ -653,7 +688,11 @@ mod tests {
                 fragments.merge(&["web".to_string()], &mut RuleCache::<()>::default()),
             ));
         }));
+        handle.send_config(DynamicConfig::default());
+        let (at, initial) = pub_rx.recv().await.expect("the first publication");
+        assert_eq!(initial.generation, 1);
         let start = Instant::now();
+        assert_eq!(at, start, "the first publication does not wait once every provider spoke");
         for i in 0..20u32 {
             let mut c = DynamicConfig::default();
             c.http.services.insert(format!("s{i}"), Default::default());
@@ -667,10 +706,10 @@ mod tests {
             "published at the end of the first window, not postponed"
         );
         assert_eq!(first.services.len(), 1);
-        assert_eq!(first.generation, 1);
+        assert_eq!(first.generation, 2);
         let (_, second) = pub_rx.recv().await.expect("the rest of the burst");
         assert!(second.services.contains_key("s19@file"));
-        assert_eq!(second.generation, 2);
+        assert_eq!(second.generation, 3);
     }
 
     #[tokio::test(start_paused = true)]
@@ -714,5 +753,40 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), pub_rx.recv())
             .await
             .expect("the aggregator ends with its providers");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_publication_waits_for_every_provider_but_not_forever() {
+        let mut agg = Aggregator::new(Duration::from_millis(100));
+        let file = agg.provider("file");
+        let _silent = agg.provider("consulCatalog");
+        let docker = agg.provider("docker");
+        let (pub_tx, mut pub_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(agg.run(move |fragments| {
+            let _ = pub_tx.send((Instant::now(), fragments));
+        }));
+        let start = Instant::now();
+        file.send_config(config("[[http.services.s.loadBalancer.servers]]\nurl = \"http://127.0.0.1:1\"\n"));
+        docker.report_error("no engine");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(pub_rx.try_recv().is_err(), "consulCatalog has not spoken yet");
+        let (at, first) = pub_rx.recv().await.expect("a first publication");
+        assert_eq!(at - start, FIRST_WORDS);
+        assert_eq!(first.generation, 1);
+        assert_eq!(
+            first.fragments.iter().map(|(n, _)| &**n).collect::<Vec<_>>(),
+            vec!["consulCatalog", "docker", "file"]
+        );
+        assert_eq!(first.fragments[2].1.http.services.len(), 1);
+
+        // With no provider at all there is a first (empty) configuration at once.
+        let (pub_tx, mut pub_rx) = tokio::sync::mpsc::unbounded_channel();
+        let none = Aggregator::new(Duration::from_millis(100));
+        let at = Instant::now();
+        tokio::spawn(none.run(move |fragments| {
+            let _ = pub_tx.send((Instant::now(), fragments));
+        }));
+        let (when, empty) = pub_rx.recv().await.expect("an empty first configuration");
+        assert_eq!((when, empty.generation, empty.fragments.len()), (at, 1, 0));
     }
 }

@@ -78,6 +78,9 @@ impl Drover {
             workers,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
+        // Workers accept once the first configuration is in force: until then connections wait
+        // in the listen backlog instead of being answered 404 for want of routes.
+        let (in_force, in_force_rx) = watch::channel(0u64);
 
         let mut aggregator = Aggregator::new(config.providers.providers_throttle_duration.0);
         let providers: Vec<_> = providers::configured(&config.providers)
@@ -114,7 +117,7 @@ impl Drover {
                     tokio::spawn(aggregator.run(move |fragments| {
                         fragments_tx.send_replace(fragments);
                     }));
-                    tokio::spawn(reload::run(fragments_rx, compiler, shared.clone()));
+                    tokio::spawn(reload::run(fragments_rx, compiler, shared.clone(), in_force));
                     let admin = admin::serve(api_listener, admin::State::new(shared, statuses, admin_info), shutdown.clone());
                     tokio::spawn(admin);
                     let _ = shutdown.wait_for(|stop| *stop).await;
@@ -141,13 +144,14 @@ impl Drover {
             }
             let shared = shared.clone();
             let shutdown = shutdown_rx.clone();
+            let in_force = in_force_rx.clone();
             let thread = std::thread::Builder::new().name(format!("drover-worker-{w}")).spawn(move || {
                 crate::upstream::enter_worker(w);
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("a worker runtime starts");
-                runtime.block_on(worker::run(worker_sockets, shared, shutdown));
+                runtime.block_on(worker::run(worker_sockets, shared, in_force, shutdown));
             })?;
             threads.push(thread);
         }

@@ -16,8 +16,9 @@ use crate::compile::Compiler;
 use crate::connection::Shared;
 use crate::health::active::ActiveChecks;
 
-/// Compiles and swaps in every new set of fragments until the aggregator is gone.
-pub async fn run(mut fragments: watch::Receiver<Fragments>, mut compiler: Compiler, shared: Arc<Shared>) {
+/// Compiles and swaps in every new set of fragments until the aggregator is gone, telling
+/// `in_force` the generation of each configuration once it is in force.
+pub async fn run(mut fragments: watch::Receiver<Fragments>, mut compiler: Compiler, shared: Arc<Shared>, in_force: watch::Sender<u64>) {
     let mut checks = ActiveChecks::default();
     while fragments.changed().await.is_ok() {
         let latest = fragments.borrow_and_update().clone();
@@ -47,6 +48,7 @@ pub async fn run(mut fragments: watch::Receiver<Fragments>, mut compiler: Compil
         );
         shared.snapshot.store(snapshot);
         shared.metrics.reloaded();
+        in_force.send_replace(generation);
         tracing::info!(generation, routers, services, elapsed = ?started.elapsed(), "configuration in force");
     }
 }

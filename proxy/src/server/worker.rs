@@ -61,8 +61,15 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
 }
 
 /// Runs one worker until `shutdown` turns true and its connections have finished (or the grace
-/// period ran out).
-pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+/// period ran out). It starts accepting once `in_force` says a first configuration is in force.
+pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_force: watch::Receiver<u64>, shutdown: watch::Receiver<bool>) {
+    {
+        let mut stop = shutdown.clone();
+        tokio::select! {
+            _ = in_force.wait_for(|generation| *generation >= 1) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
     let graceful = GracefulShutdown::new();
     // Sends the small writes of this worker's connections once per batch (see `crate::io`).
     let flusher = tokio::spawn(crate::io::run_flusher());
