@@ -51,6 +51,84 @@ pub struct EntryPoint {
     /// Access-log and metrics defaults for its routers.
     #[serde(default)]
     pub observability: EntryPointObservability,
+    /// Request hygiene for its HTTP requests.
+    #[serde(default)]
+    pub http: EntryPointHttp,
+}
+
+/// `entryPoints.<name>.http`: how requests are checked before routing (Traefik's keys).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EntryPointHttp {
+    /// Normalise paths before routing: dot segments removed, `//` merged, encoded unreserved
+    /// characters decoded. Default true.
+    #[serde(default = "defaults::yes", alias = "sanitizepath")]
+    pub sanitize_path: bool,
+    /// Encoded characters allowed in paths (all refused with 400 by default).
+    #[serde(default, alias = "encodedcharacters")]
+    pub encoded_characters: EncodedCharacters,
+}
+
+impl Default for EntryPointHttp {
+    fn default() -> Self {
+        Self {
+            sanitize_path: true,
+            encoded_characters: EncodedCharacters::default(),
+        }
+    }
+}
+
+impl EntryPointHttp {
+    /// The policy its connections carry.
+    pub fn path_policy(&self) -> crate::connection::PathPolicy {
+        use crate::connection::Encoded;
+        let c = &self.encoded_characters;
+        let allowed = [
+            (c.allow_encoded_slash, Encoded::SLASH),
+            (c.allow_encoded_back_slash, Encoded::BACKSLASH),
+            (c.allow_encoded_null_character, Encoded::NUL),
+            (c.allow_encoded_semicolon, Encoded::SEMICOLON),
+            (c.allow_encoded_percent, Encoded::PERCENT),
+            (c.allow_encoded_question_mark, Encoded::QUESTION_MARK),
+            (c.allow_encoded_hash, Encoded::HASH),
+        ]
+        .into_iter()
+        .filter(|(allow, _)| *allow)
+        .fold(0, |bits, (_, bit)| bits | bit);
+        crate::connection::PathPolicy {
+            sanitize: self.sanitize_path,
+            allowed,
+        }
+    }
+}
+
+/// `entryPoints.<name>.http.encodedCharacters` (Traefik's keys): which encoded characters a path
+/// may carry. Each is refused with 400 unless allowed, because servers disagree on whether to
+/// decode them before or after routing.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EncodedCharacters {
+    /// `%2F` (`/`).
+    #[serde(default, alias = "allowencodedslash")]
+    pub allow_encoded_slash: bool,
+    /// `%5C` (`\`).
+    #[serde(default, alias = "allowencodedbackslash")]
+    pub allow_encoded_back_slash: bool,
+    /// `%00`.
+    #[serde(default, alias = "allowencodednullcharacter")]
+    pub allow_encoded_null_character: bool,
+    /// `%3B` (`;`).
+    #[serde(default, alias = "allowencodedsemicolon")]
+    pub allow_encoded_semicolon: bool,
+    /// `%25` (`%`).
+    #[serde(default, alias = "allowencodedpercent")]
+    pub allow_encoded_percent: bool,
+    /// `%3F` (`?`).
+    #[serde(default, alias = "allowencodedquestionmark")]
+    pub allow_encoded_question_mark: bool,
+    /// `%23` (`#`).
+    #[serde(default, alias = "allowencodedhash")]
+    pub allow_encoded_hash: bool,
 }
 
 /// `entryPoints.<name>.observability` (as Traefik v3.1+): whether requests on this entrypoint

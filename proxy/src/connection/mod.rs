@@ -11,6 +11,7 @@
 
 mod activity;
 mod forwarded;
+mod policy;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -24,6 +25,7 @@ use tokio::time::{Instant, Sleep};
 pub(crate) use activity::Verdict;
 pub use activity::{Activity, InFlight, Limits};
 pub use forwarded::{Forwarded, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PROTO, X_REAL_IP};
+pub use policy::{Encoded, PathPolicy};
 
 use crate::snapshot::{Observe, Snapshot};
 
@@ -60,6 +62,8 @@ pub struct Connection {
     pub entry_point_name: Arc<str>,
     /// What the entrypoint records by default.
     pub observe: Observe,
+    /// How the entrypoint checks and normalises request paths.
+    pub path_policy: PathPolicy,
     /// The client's address.
     pub peer: SocketAddr,
     /// Forwarded-header values for this client.
@@ -105,12 +109,13 @@ impl ResponseTimer {
 
 impl Connection {
     /// The context of a connection from `peer` accepted on entrypoint `entry_point` (bound at
-    /// `local`, recording what `observe` says).
+    /// `local`, recording what `observe` says, checking paths as `path_policy` says).
     pub fn new(
         shared: Arc<Shared>,
         entry_point: usize,
         entry_point_name: Arc<str>,
         observe: Observe,
+        path_policy: PathPolicy,
         peer: SocketAddr,
         local: SocketAddr,
     ) -> Self {
@@ -127,6 +132,7 @@ impl Connection {
             entry_point,
             entry_point_name,
             observe,
+            path_policy,
             peer: SocketAddr::new(ip, peer.port()),
             forwarded,
             activity: Activity::new(),

@@ -6,6 +6,7 @@
 //! never changes where an in-flight request goes: the old service lives until its last request
 //! ends.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use tokio::time::Instant;
 use super::body::{ProxyBody, UpstreamBody};
 use super::completion::Completion;
 use super::headers;
+use super::target::{self, Refusal};
 use crate::access_log::{AccessLog, Entry};
 use crate::connection::{Connection, InFlight};
 use crate::health::{Outcome, ServerHealth};
@@ -221,17 +223,38 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
     Ok(Response::from_parts(parts, body.with_completion(completion)))
 }
 
-async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trace, start: Instant) -> Response<ProxyBody> {
-    let raw_host = match req.uri().authority() {
-        Some(authority) => Some(authority.as_str()),
-        None => req.headers().get(header::HOST).and_then(|h| h.to_str().ok()),
+/// The request's one authority and its path as routed (`None`: the path as it came), or why it
+/// is refused before routing (see [`target`]).
+fn checked_target(conn: &Connection, req: &Request<Incoming>) -> Result<(Option<HeaderValue>, Option<String>), Refusal> {
+    target::check_request(req)?;
+    let authority = target::authority(req)?;
+    let path = match target::normalize_path(req.uri().path(), conn.path_policy)? {
+        Cow::Borrowed(_) => None,
+        Cow::Owned(normalized) => Some(normalized),
     };
-    let host = normalize_host(raw_host.unwrap_or(""));
+    Ok((authority, path))
+}
+
+async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trace, start: Instant) -> Response<ProxyBody> {
+    let (authority, routed_path) = match checked_target(conn, &req) {
+        Ok(checked) => checked,
+        Err(refusal) => {
+            if let Some(log) = conn.shared.access_log.as_ref().filter(|_| trace.observe.access_log) {
+                trace.access = Some(access_entry(log, conn, &req, None, start));
+            }
+            return match refusal {
+                Refusal::BadRequest(why) => local(StatusCode::BAD_REQUEST, why),
+                Refusal::MethodNotAllowed(why) => local(StatusCode::METHOD_NOT_ALLOWED, why),
+            };
+        }
+    };
+    // Validated as a host[:port] made of visible ASCII, so it reads as text.
+    let host = normalize_host(authority.as_ref().and_then(|a| a.to_str().ok()).unwrap_or(""));
     let service = {
         let snapshot = conn.shared.snapshot.load();
         let view = RequestView {
             host: &host,
-            path: req.uri().path(),
+            path: routed_path.as_deref().unwrap_or(req.uri().path()),
             query: req.uri().query(),
             method: req.method(),
             headers: req.headers(),
@@ -264,12 +287,20 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
     let upgrade = wants_upgrade(&req);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    let client_host = match parts.headers.get(header::HOST) {
-        Some(h) => Some(h.clone()),
-        None => parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-    };
+    // The authority that routed the request is the one forwarded (see `target`).
+    let client_host = authority;
     headers::clean_request(&mut parts.headers, upgrade);
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+    if let Some(path) = routed_path {
+        let target = match parts.uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        parts.uri = match Uri::try_from(target) {
+            Ok(uri) => uri,
+            // Only unreserved characters were decoded, so this cannot happen; refuse if it does.
+            Err(_) => return local(StatusCode::BAD_REQUEST, "400 Bad Request: the normalised path is not a valid URI\n"),
+        };
+    } else if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         parts.uri = match parts.uri.path_and_query() {
             Some(pq) => Uri::from(pq.clone()),
             None => Uri::from_static("/"),

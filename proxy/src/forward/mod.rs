@@ -4,6 +4,7 @@ pub mod body;
 mod completion;
 mod handler;
 pub mod headers;
+pub mod target;
 
 pub use body::ProxyBody;
 pub use handler::handle;

@@ -134,6 +134,7 @@ impl Drover {
                     listener: listener.try_clone()?,
                     name: entry_points[index].0.as_str().into(),
                     observe: ep.observability.observe(),
+                    path_policy: ep.http.path_policy(),
                     open_connections: open_connections[index].clone(),
                     limits: Limits::new(
                         ep.transport.responding_timeouts.header_read_timeout.0,

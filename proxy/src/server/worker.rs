@@ -17,7 +17,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 
 use super::timeouts::{self, WatchedStream};
-use crate::connection::{Connection, Limits, Shared};
+use crate::connection::{Connection, Limits, PathPolicy, Shared};
 use crate::forward::handle;
 use crate::snapshot::Observe;
 
@@ -32,6 +32,8 @@ pub struct EntryPointSocket {
     pub open_connections: Arc<AtomicI64>,
     /// What it records by default (access log, metrics).
     pub observe: Observe,
+    /// How it checks and normalises request paths.
+    pub path_policy: PathPolicy,
     /// Its listening socket (a clone of the shared one).
     pub listener: std::net::TcpListener,
     /// Client connection timeouts.
@@ -98,6 +100,7 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
         let index = socket.index;
         let name = socket.name.clone();
         let observe = socket.observe;
+        let path_policy = socket.path_policy;
         let open_connections = socket.open_connections.clone();
         let graceful = &graceful;
         accepting.push(async move {
@@ -117,7 +120,15 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = Arc::new(Connection::new(shared.clone(), index, name.clone(), observe, peer, local));
+                let conn = Arc::new(Connection::new(
+                    shared.clone(),
+                    index,
+                    name.clone(),
+                    observe,
+                    path_policy,
+                    peer,
+                    local,
+                ));
                 let io = TokioIo::new(WatchedStream::new(stream, conn.clone()));
                 let watched = conn.clone();
                 let service = service_fn(move |req| handle(conn.clone(), req));

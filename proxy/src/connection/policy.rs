@@ -1,0 +1,41 @@
+//! What an entrypoint asks of the requests it accepts (`entryPoints.<name>.http`), carried by
+//! each of its connections so a request reads it without a lookup.
+
+/// Per-entrypoint request hygiene (`entryPoints.<name>.http`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathPolicy {
+    /// Normalise paths before routing (`sanitizePath`, default true).
+    pub sanitize: bool,
+    /// Encoded characters allowed in paths, as [`Encoded`] bits.
+    pub allowed: u8,
+}
+
+impl Default for PathPolicy {
+    fn default() -> Self {
+        Self {
+            sanitize: true,
+            allowed: 0,
+        }
+    }
+}
+
+/// Encoded characters whose meaning depends on who decodes them, as bits of
+/// [`PathPolicy::allowed`].
+pub struct Encoded;
+
+impl Encoded {
+    /// `%2F`: `/`.
+    pub const SLASH: u8 = 1 << 0;
+    /// `%5C`: `\`.
+    pub const BACKSLASH: u8 = 1 << 1;
+    /// `%00`.
+    pub const NUL: u8 = 1 << 2;
+    /// `%3B`: `;`.
+    pub const SEMICOLON: u8 = 1 << 3;
+    /// `%25`: `%`.
+    pub const PERCENT: u8 = 1 << 4;
+    /// `%3F`: `?`.
+    pub const QUESTION_MARK: u8 = 1 << 5;
+    /// `%23`: `#`.
+    pub const HASH: u8 = 1 << 6;
+}

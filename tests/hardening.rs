@@ -1,0 +1,264 @@
+//! Hardening (issue #20): what an attacker or an unlucky operator sends, on raw sockets, against
+//! backends that record exactly what they received.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use support::TestDrover;
+
+/// A backend that answers `200 <name>` to every request and keeps each request head it received
+/// (lower-cased header names, as sent).
+struct Recorder {
+    addr: SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    async fn spawn(name: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind recorder");
+        let addr = listener.local_addr().expect("recorder address");
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let kept = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let mut pending = Vec::new();
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+                            let body: usize = head
+                                .lines()
+                                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(0);
+                            if pending.len() < end + 4 + body {
+                                break;
+                            }
+                            pending.drain(..end + 4 + body);
+                            kept.lock().unwrap().push(head);
+                            let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{name}", name.len());
+                            if stream.write_all(answer.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, heads }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+
+    /// The value of header `name` in the only request received.
+    fn only_header(&self, name: &str) -> Option<String> {
+        let heads = self.heads();
+        assert_eq!(heads.len(), 1, "{heads:?}");
+        heads[0].lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
+    fn only_request_line(&self) -> String {
+        let heads = self.heads();
+        assert_eq!(heads.len(), 1, "{heads:?}");
+        heads[0].lines().next().unwrap_or_default().to_string()
+    }
+}
+
+/// Sends `raw` on a new connection and reads one response: its status and body.
+async fn raw(addr: SocketAddr, raw: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect to drover");
+    stream.write_all(raw).await.expect("send");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let read = async {
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + len {
+                    return;
+                }
+            }
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("an answer within 10 s");
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn router(name: &str, rule: &str, backend: SocketAddr) -> String {
+    format!(
+        "[http.routers.{name}]\nrule = \"{rule}\"\nservice = \"{name}\"\n[[http.services.{name}.loadBalancer.servers]]\nurl = \"http://{backend}\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authority_that_routed_a_request_is_the_one_forwarded() {
+    let a = Recorder::spawn("a").await;
+    let b = Recorder::spawn("b").await;
+    let routes = router("a", "Host(`a.test`)", a.addr) + &router("b", "Host(`b.test`)", b.addr);
+    let drover = TestDrover::start(&routes).await;
+    let (status, body) = raw(drover.web(), b"GET http://a.test/x HTTP/1.1\r\nHost: b.test\r\n\r\n").await;
+    assert_eq!((status, body.as_str()), (200, "a"));
+    assert!(b.heads().is_empty(), "b.test's backend saw nothing");
+    assert_eq!(a.only_header("host").as_deref(), Some("a.test"));
+    assert_eq!(a.only_header("x-forwarded-host").as_deref(), Some("a.test"));
+    assert_eq!(a.only_request_line(), "GET /x HTTP/1.1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_host_header_that_differs_from_the_authority_is_refused() {
+    let a = Recorder::spawn("a").await;
+    let b = Recorder::spawn("b").await;
+    let routes = router("a", "Host(`a.test`)", a.addr) + &router("b", "Host(`b.test`)", b.addr);
+    let drover = TestDrover::start(&routes).await;
+    let web = drover.web();
+    let send = |host: Option<&'static str>| async move {
+        let mut request = http::Request::builder().uri(format!("http://a.test:{}/x", web.port()));
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        let request = request.body(Empty::<Bytes>::new()).unwrap();
+        // h2c with prior knowledge; the URI above becomes :authority.
+        let stream = TcpStream::connect(web).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        sender.send_request(request).await.map(|r| r.status().as_u16())
+    };
+    assert_eq!(send(Some("b.test")).await.expect("an answer"), 400);
+    assert!(a.heads().is_empty() && b.heads().is_empty(), "nothing was forwarded");
+    assert_eq!(send(None).await.expect("an answer"), 200);
+    assert!(a.only_header("host").is_some_and(|h| h.starts_with("a.test")), "{:?}", a.heads());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_repeated_and_invalid_hosts_get_400() {
+    let a = Recorder::spawn("a").await;
+    let drover = TestDrover::start(&router("a", "PathPrefix(`/`)", a.addr)).await;
+    for request in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: a.test\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a.test:99999\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a.test:8o\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a test\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+    ] {
+        let (status, _) = raw(drover.web(), request).await;
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(request));
+    }
+    assert!(a.heads().is_empty(), "nothing was forwarded: {:?}", a.heads());
+    // HTTP/1.0 may come without a Host.
+    let (status, body) = raw(drover.web(), b"GET / HTTP/1.0\r\n\r\n").await;
+    assert_eq!((status, body.as_str()), (200, "a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_are_normalised_before_routing_and_forwarded_as_routed() {
+    let api = Recorder::spawn("api").await;
+    let admin = Recorder::spawn("admin").await;
+    let routes = router("api", "PathPrefix(`/api`)", api.addr) + &router("admin", "PathPrefix(`/admin`)", admin.addr);
+    let drover = TestDrover::start(&routes).await;
+    for (target, line) in [
+        ("/api/../admin/x?q=%2e", "GET /admin/x?q=%2e HTTP/1.1"),
+        ("/api/%2e%2e/admin/x", "GET /admin/x HTTP/1.1"),
+        ("/api/%2E%2E/admin/./x", "GET /admin/x HTTP/1.1"),
+        ("//admin//x", "GET /admin/x HTTP/1.1"),
+    ] {
+        admin.heads.lock().unwrap().clear();
+        let request = format!("GET {target} HTTP/1.1\r\nHost: a.test\r\n\r\n");
+        let (status, body) = raw(drover.web(), request.as_bytes()).await;
+        assert_eq!((status, body.as_str()), (200, "admin"), "{target}");
+        assert_eq!(admin.only_request_line(), line, "{target}");
+    }
+    assert!(api.heads().is_empty(), "the /api router never saw them: {:?}", api.heads());
+    // Encoded characters that servers decode differently are refused.
+    for target in [
+        "/api/a%2Fb",
+        "/api/a%5Cb",
+        "/api/a%00",
+        "/api/a%3Bb",
+        "/api/a%25b",
+        "/api/a%3Fb",
+        "/api/a%23b",
+        "/api/%zz",
+    ] {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: a.test\r\n\r\n");
+        let (status, _) = raw(drover.web(), request.as_bytes()).await;
+        assert_eq!(status, 400, "{target}");
+    }
+    assert!(api.heads().is_empty(), "{:?}", api.heads());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entrypoint_may_allow_an_encoded_slash_which_is_then_kept() {
+    let api = Recorder::spawn("api").await;
+    let drover = TestDrover::start_with(
+        &router("api", "PathPrefix(`/api`)", api.addr),
+        "[entryPoints.web.http.encodedCharacters]\nallowEncodedSlash = true\n",
+    )
+    .await;
+    let (status, _) = raw(drover.web(), b"GET /api/a%2Fb HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
+    assert_eq!(status, 200);
+    assert_eq!(api.only_request_line(), "GET /api/a%2Fb HTTP/1.1");
+    let (status, _) = raw(drover.web(), b"GET /api/a%3Bb HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
+    assert_eq!(status, 400, "only the slash was allowed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_and_the_asterisk_form_are_answered_locally_and_double_framing_never_leaves() {
+    let a = Recorder::spawn("a").await;
+    let drover = TestDrover::start(&router("a", "PathPrefix(`/`)", a.addr)).await;
+    let (status, _) = raw(drover.web(), b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n").await;
+    assert_eq!(status, 405);
+    let (status, _) = raw(drover.web(), b"GET * HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
+    assert_eq!(status, 400);
+    assert!(a.heads().is_empty(), "nothing was forwarded: {:?}", a.heads());
+    // Content-Length with Transfer-Encoding: the body is read as chunked and forwarded with one
+    // framing only, never both.
+    let (status, _) = raw(
+        drover.web(),
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let head = a.heads().first().expect("the POST was forwarded").to_ascii_lowercase();
+    assert!(
+        head.contains("transfer-encoding: chunked") != head.contains("content-length:"),
+        "exactly one framing: {head}"
+    );
+}
