@@ -262,3 +262,23 @@ async fn connect_and_the_asterisk_form_are_answered_locally_and_double_framing_n
         "exactly one framing: {head}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_never_left_drover_goes_on_to_every_other_server() {
+    let live = Recorder::spawn("live").await;
+    // Three servers that refuse connections: ports that were free a moment ago.
+    let dead: Vec<SocketAddr> = (0..3).map(|_| support::free_port()).collect();
+    let mut routes = "[http.routers.r]\nrule = \"PathPrefix(`/`)\"\nservice = \"s\"\n".to_string();
+    for addr in dead.iter().chain([&live.addr]) {
+        routes.push_str(&format!("[[http.services.s.loadBalancer.servers]]\nurl = \"http://{addr}\"\n"));
+    }
+    // Retries of requests that reached a server are off: failing over is not a retry.
+    routes.push_str("[http.services.s.loadBalancer.retry]\nattempts = 0\n");
+    let drover = TestDrover::start(&routes).await;
+    let c = support::client();
+    for i in 0..40 {
+        let answer = support::get(&c, &drover.url(&format!("/{i}"))).await;
+        assert_eq!((answer.status, answer.body.as_str()), (200, "live"), "request {i}");
+    }
+    assert_eq!(live.heads().len(), 40);
+}

@@ -324,6 +324,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
 
     let mut tried = Tried::default();
     let mut retries = 0;
+    let mut failovers = 0;
     let mut first_attempt = true;
     let (mut response, mut pooled) = loop {
         let now = if std::mem::take(&mut first_attempt) {
@@ -377,7 +378,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
                     Outcome::Success
                 };
                 service.record(index, outcome, was_probe, Instant::now());
-                trace.retries = retries;
+                trace.retries = retries + failovers;
                 if let Some(entry) = trace.access.as_mut() {
                     entry.server = Some(server.url.clone());
                 }
@@ -394,23 +395,31 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
                 }
                 service.record(index, Outcome::LocalFailure, was_probe, Instant::now());
                 tracing::debug!(service = %service.name, server = %server.url, "attempt failed: {error}");
-                // A request that never left drover adds no load anywhere when sent elsewhere, so
-                // it is bounded by `attempts` only; sending again one that a server received
-                // (a replay) also needs the retry budget.
+                // A request that never left drover (connect refused or timed out, a pooled
+                // connection found dead) adds no load anywhere when sent elsewhere: it goes on
+                // to every other usable server, in tier order (`pick` skips the tried ones),
+                // before a 502, as nginx's `proxy_next_upstream` does, and counts against
+                // neither `attempts` nor the budget. Sending again one that a server received
+                // (a replay) needs both.
                 let again = match back {
-                    Some(back) => Some(back),
-                    None if error.is_reset_before_response() && retries < retry.attempts => replay
-                        .as_ref()
-                        .filter(|_| service.budget.withdraw(retry.min_retries_per_second, unix_seconds()))
-                        .map(|replay| replay.rebuild(conn, service.pass_host_header)),
+                    Some(back) if (failovers as usize) < service.servers.len() => {
+                        failovers += 1;
+                        Some(back)
+                    }
+                    Some(_) => None,
+                    None if error.is_reset_before_response() && retries < retry.attempts => {
+                        let replayed = replay
+                            .as_ref()
+                            .filter(|_| service.budget.withdraw(retry.min_retries_per_second, unix_seconds()))
+                            .map(|replay| replay.rebuild(conn, service.pass_host_header));
+                        retries += u32::from(replayed.is_some());
+                        replayed
+                    }
                     None => None,
                 };
                 match again {
-                    Some(again) if retries < retry.attempts => {
-                        retries += 1;
-                        request = again;
-                    }
-                    _ => {
+                    Some(again) => request = again,
+                    None => {
                         return if error.is_timeout() {
                             local(
                                 StatusCode::GATEWAY_TIMEOUT,
