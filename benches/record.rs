@@ -61,6 +61,7 @@ fn record(c: &mut Criterion) {
         entry_point: "web".into(),
         duration: Duration::from_micros(250),
         retries: 0,
+        forwarded_for: Vec::new(),
     };
     // The writer thread's share: formatting one line (the write itself is batched, 64 KiB at a time).
     let mut clock = Memo::default();

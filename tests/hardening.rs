@@ -282,3 +282,64 @@ async fn a_request_that_never_left_drover_goes_on_to_every_other_server() {
     }
     assert_eq!(live.heads().len(), 40);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxys_forwarding_headers_are_kept_and_appended_to() {
+    let a = Recorder::spawn("a").await;
+    let routes = router("a", "PathPrefix(`/`)", a.addr) + &router("spoofed", "ClientIP(`192.0.2.9`)", a.addr);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("access.json");
+    let drover = TestDrover::start_with(
+        &routes,
+        &format!(
+            "[entryPoints.web.forwardedHeaders]\ntrustedIPs = [\"10.0.0.0/8\", \"127.0.0.1\"]\n[accessLog]\nfilePath = \"{}\"\nformat = \"json\"\n",
+            log.display()
+        ),
+    )
+    .await;
+    let (status, _) = raw(
+        drover.web(),
+        b"GET /t HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 192.0.2.9\r\nX-Forwarded-Proto: https\r\nX-Real-Ip: 192.0.2.9\r\nX_Forwarded_Host: evil.test\r\n\r\n",
+    )
+    .await;
+    // ClientIP matches the socket's address, never a forwarded one: the `spoofed` router
+    // (longer rule, so tried first) did not take it.
+    assert_eq!(status, 200);
+    assert_eq!(a.only_header("x-forwarded-for").as_deref(), Some("192.0.2.9, 127.0.0.1"));
+    assert_eq!(a.only_header("x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(a.only_header("x-real-ip").as_deref(), Some("192.0.2.9"));
+    assert_eq!(
+        a.only_header("x-forwarded-host").as_deref(),
+        Some("a.test"),
+        "underscore spellings never pass"
+    );
+    let line = support::wait_for_text(
+        Duration::from_secs(5),
+        || std::fs::read_to_string(&log).unwrap_or_default(),
+        |t| t.contains('\n'),
+    )
+    .await;
+    let entry: serde_json::Value = serde_json::from_str(line.lines().next().expect("an access-log line")).expect("JSON");
+    assert_eq!(entry["ClientHost"], "127.0.0.1");
+    assert_eq!(entry["request_X-Forwarded-For"], "192.0.2.9");
+    assert_eq!(entry["RouterName"], "a@file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_peers_forwarding_headers_are_replaced() {
+    let a = Recorder::spawn("a").await;
+    let drover = TestDrover::start_with(
+        &router("a", "PathPrefix(`/`)", a.addr),
+        "[entryPoints.web.forwardedHeaders]\ntrustedIPs = [\"10.0.0.0/8\"]\n",
+    )
+    .await;
+    let (status, _) = raw(
+        drover.web(),
+        b"GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 192.0.2.9\r\nX-Forwarded-Proto: https\r\nX-Real-Ip: 192.0.2.9\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(a.only_header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(a.only_header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(a.only_header("x-real-ip").as_deref(), Some("127.0.0.1"));
+}

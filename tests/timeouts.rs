@@ -134,3 +134,164 @@ async fn zero_disables_the_limits() {
     let answer = exchange(&mut stream, "/late").await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+fn forwarding(response_header: &str, body_idle: &str) -> String {
+    format!("[serversTransport.forwardingTimeouts]\nresponseHeaderTimeout = \"{response_header}\"\nbodyIdleTimeout = \"{body_idle}\"\n")
+}
+
+/// Reads one response (it has a Content-Length) within 10 s.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("a response within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed before the response ended: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&seen);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .expect("a Content-Length");
+            if seen.len() >= end + 4 + length {
+                return text.into_owned();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_slower_than_the_response_header_timeout_is_not_cut_while_it_moves() {
+    let (backend, _w) = whoami::spawn("up").await;
+    let routes = service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)]);
+    let drover = TestDrover::start_with(&routes, &forwarding("500ms", "2s")).await;
+    let mut stream = TcpStream::connect(drover.web()).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: t.local\r\nContent-Length: 10\r\n\r\n")
+        .await
+        .unwrap();
+    // One byte every 150 ms: the body takes 1.5 s, three times the response-header timeout.
+    let started = Instant::now();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stream.write_all(b"x").await.unwrap();
+    }
+    let answer = read_response(&mut stream).await;
+    assert!(started.elapsed() >= Duration::from_millis(1_500));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("Body-Length: 10"), "the server read the whole body: {answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_response_header_timeout_runs_from_the_end_of_the_body() {
+    let (backend, _w) = whoami::spawn("slow").await;
+    let routes = service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)]);
+    let drover = TestDrover::start_with(&routes, &forwarding("500ms", "2s")).await;
+    let mut stream = TcpStream::connect(drover.web()).await.unwrap();
+    let started = Instant::now();
+    stream
+        .write_all(b"POST /slow?delay=3s HTTP/1.1\r\nHost: t.local\r\nContent-Length: 3\r\n\r\nabc")
+        .await
+        .unwrap();
+    let answer = read_response(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_millis(2_500),
+        "{took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_is_cut_after_body_idle_timeout_with_408() {
+    let (backend, _w) = whoami::spawn("up").await;
+    let routes = service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)]);
+    let drover = TestDrover::start_with(&routes, &forwarding("5s", "400ms")).await;
+    let mut stream = TcpStream::connect(drover.web()).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: t.local\r\nContent-Length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    let stalled = Instant::now();
+    let answer = read_response(&mut stream).await;
+    let took = stalled.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(4), "{took:?}");
+    // The client's stall is not the server's failure: it still answers.
+    let mut again = TcpStream::connect(drover.web()).await.unwrap();
+    assert!(exchange(&mut again, "/").await.starts_with("HTTP/1.1 200"));
+}
+
+/// A backend that answers every request with a 100-byte body, sending 10 bytes every `every`
+/// (`None`: the first 10, then nothing).
+async fn trickling_backend(every: Option<Duration>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789").await;
+                let Some(every) = every else {
+                    // Stall with the connection open until the test ends.
+                    let _ = socket.read(&mut buf).await;
+                    return;
+                };
+                for _ in 0..9 {
+                    tokio::time::sleep(every).await;
+                    if socket.write_all(b"0123456789").await.is_err() {
+                        return;
+                    }
+                }
+                let _ = socket.read(&mut buf).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_body_that_stalls_is_cut_after_body_idle_timeout() {
+    let backend = trickling_backend(None).await;
+    let routes = service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)]);
+    let drover = TestDrover::start_with(&routes, &forwarding("5s", "400ms")).await;
+    let mut stream = TcpStream::connect(drover.web()).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: t.local\r\n\r\n").await.unwrap();
+    let started = Instant::now();
+    let (closed, seen) = until_closed(&mut stream, Duration::from_secs(5)).await;
+    let closed = closed.expect("drover closes the client connection");
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert_eq!(body, "0123456789", "the truncated body is not made to look complete");
+    assert!(
+        closed >= Duration::from_millis(400) && started.elapsed() < Duration::from_secs(4),
+        "{closed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_body_that_keeps_moving_is_never_cut() {
+    // 1.35 s in all, a chunk every 150 ms: longer than bodyIdleTimeout, never idle that long.
+    let backend = trickling_backend(Some(Duration::from_millis(150))).await;
+    let routes = service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)]);
+    let drover = TestDrover::start_with(&routes, &forwarding("5s", "400ms")).await;
+    let mut stream = TcpStream::connect(drover.web()).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: t.local\r\n\r\n").await.unwrap();
+    let answer = read_response(&mut stream).await;
+    assert!(answer.ends_with(&"0123456789".repeat(10)), "{answer}");
+}

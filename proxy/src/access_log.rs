@@ -87,6 +87,9 @@ pub struct Entry {
     pub duration: Duration,
     /// Retries spent.
     pub retries: u32,
+    /// What a trusted proxy said the client was (its `X-Forwarded-For`, as received); empty
+    /// when the peer is not trusted or sent none. `client` stays the socket's address.
+    pub forwarded_for: Vec<u8>,
 }
 
 /// The request's own text an access-log line shows, copied into one small buffer (inline up to
@@ -278,6 +281,7 @@ impl AccessLog {
             Some(mut entry) => {
                 entry.began = began;
                 entry.client.clone_from(client);
+                entry.forwarded_for.clear();
                 if !Arc::ptr_eq(&entry.entry_point, entry_point) {
                     entry.entry_point = entry_point.clone();
                 }
@@ -299,6 +303,7 @@ impl AccessLog {
                 entry_point: entry_point.clone(),
                 duration: Duration::ZERO,
                 retries: 0,
+                forwarded_for: Vec::new(),
             }),
         }
     }
@@ -672,6 +677,8 @@ fn json(e: &Entry, count: u64, memo: &mut Memo, out: &mut Vec<u8>) {
     optional(out, e.request.referer());
     out.extend_from_slice(b",\"request_User-Agent\":");
     optional(out, e.request.user_agent());
+    out.extend_from_slice(b",\"request_X-Forwarded-For\":");
+    optional(out, Some(&e.forwarded_for[..]).filter(|f| !f.is_empty()));
     out.extend_from_slice(b"}\n");
 }
 
@@ -698,6 +705,7 @@ mod tests {
             entry_point: "web".into(),
             duration: Duration::from_millis(7),
             retries: 0,
+            forwarded_for: Vec::new(),
         }
     }
 

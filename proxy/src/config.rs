@@ -54,6 +54,42 @@ pub struct EntryPoint {
     /// Request hygiene for its HTTP requests.
     #[serde(default)]
     pub http: EntryPointHttp,
+    /// Peers whose forwarding headers are kept.
+    #[serde(default, alias = "forwardedheaders")]
+    pub forwarded_headers: ForwardedHeaders,
+}
+
+/// `entryPoints.<name>.forwardedHeaders` (Traefik's keys): from these peers, incoming
+/// `X-Forwarded-*` and `X-Real-Ip` are kept and `X-Forwarded-For` appended to; from anyone
+/// else they are dropped and rebuilt from the socket. `ClientIP` rules always match the socket
+/// address.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ForwardedHeaders {
+    /// Addresses or CIDR ranges (`10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32`).
+    #[serde(default, rename = "trustedIPs", alias = "trustedips")]
+    pub trusted_ips: Vec<Spanned<String>>,
+    /// Trust every peer (only behind something that sets the headers itself).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+impl ForwardedHeaders {
+    /// `text` as a range: a CIDR range, or one address.
+    fn range(text: &str) -> Result<ipnet::IpNet, String> {
+        text.parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| format!("`{text}` is not an IP address or CIDR range"))
+    }
+
+    /// What the entrypoint's connections check their peer against (ranges were validated by
+    /// [`StaticConfig::parse`]).
+    pub fn trusted(&self) -> crate::connection::TrustedProxies {
+        crate::connection::TrustedProxies {
+            insecure: self.insecure,
+            ranges: self.trusted_ips.iter().filter_map(|t| Self::range(t.get_ref()).ok()).collect(),
+        }
+    }
 }
 
 /// `entryPoints.<name>.http`: how requests are checked before routing (Traefik's keys).
@@ -372,9 +408,14 @@ pub struct ForwardingTimeouts {
     /// Connecting to a server. Default 5 s.
     #[serde(default = "defaults::dial", alias = "dialtimeout")]
     pub dial_timeout: ConfigDuration,
-    /// From the request sent to the response head received. Default 60 s; 0 disables.
+    /// From the end of the request body (a body-less request: from sending it) to the response
+    /// head. Default 60 s; 0 disables.
     #[serde(default = "defaults::response_header", alias = "responseheadertimeout")]
     pub response_header_timeout: ConfigDuration,
+    /// A request body that moves no byte for this long is cut (408), and so is a response body
+    /// (the client's connection ends without the body's end). Default 60 s; 0 disables.
+    #[serde(default = "defaults::body_idle", alias = "bodyidletimeout")]
+    pub body_idle_timeout: ConfigDuration,
     /// An idle pooled connection older than this is closed. Default 90 s.
     #[serde(default = "defaults::idle_conn", alias = "idleconntimeout")]
     pub idle_conn_timeout: ConfigDuration,
@@ -385,6 +426,7 @@ impl Default for ForwardingTimeouts {
         Self {
             dial_timeout: defaults::dial(),
             response_header_timeout: defaults::response_header(),
+            body_idle_timeout: defaults::body_idle(),
             idle_conn_timeout: defaults::idle_conn(),
         }
     }
@@ -409,6 +451,9 @@ mod defaults {
         Duration::from_secs(5).into()
     }
     pub fn response_header() -> ConfigDuration {
+        Duration::from_secs(60).into()
+    }
+    pub fn body_idle() -> ConfigDuration {
         Duration::from_secs(60).into()
     }
     pub fn idle_conn() -> ConfigDuration {
@@ -471,6 +516,10 @@ impl StaticConfig {
         let mut entry_points = Vec::new();
         for (name, ep) in &config.entry_points {
             let addr = parse_address(ep.address.get_ref()).map_err(|why| at(&ep.address, &format!("entryPoints.{name}.address"), why))?;
+            for (i, range) in ep.forwarded_headers.trusted_ips.iter().enumerate() {
+                ForwardedHeaders::range(range.get_ref())
+                    .map_err(|why| at(range, &format!("entryPoints.{name}.forwardedHeaders.trustedIPs[{i}]"), why))?;
+            }
             entry_points.push((name.clone(), addr));
         }
         let api = parse_address(config.api.address.get_ref()).map_err(|why| at(&config.api.address, "api.address", why))?;
@@ -557,6 +606,29 @@ pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entrypoint_request_hygiene_and_trusted_proxies_are_read_and_checked() {
+        let text = "[entryPoints.web]\naddress = \":80\"\n[entryPoints.web.http]\nsanitizePath = false\n[entryPoints.web.http.encodedCharacters]\nallowEncodedSlash = true\nallowEncodedHash = true\n[entryPoints.web.forwardedHeaders]\ntrustedIPs = [\"10.0.0.0/8\", \"192.0.2.7\"]\n";
+        let r = StaticConfig::parse(Path::new("s.toml"), text).expect("valid");
+        let ep = &r.config.entry_points["web"];
+        let policy = ep.http.path_policy();
+        assert!(!policy.sanitize);
+        assert_eq!(policy.allowed, crate::connection::Encoded::SLASH | crate::connection::Encoded::HASH);
+        let trusted = ep.forwarded_headers.trusted();
+        assert!(trusted.trusts("10.1.2.3".parse().unwrap()));
+        assert!(
+            trusted.trusts("::ffff:192.0.2.7".parse().unwrap()),
+            "IPv4-mapped peers match IPv4 ranges"
+        );
+        assert!(!trusted.trusts("192.0.2.8".parse().unwrap()));
+        let bad = text.replace("192.0.2.7", "192.0.2.300");
+        let err = StaticConfig::parse(Path::new("s.toml"), &bad).unwrap_err().to_string();
+        assert!(
+            err.contains("s.toml:9:29:") && err.contains("trustedIPs[1]") && err.contains("192.0.2.300"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn embedded_default_listens_on_8080_and_admin_on_loopback() {

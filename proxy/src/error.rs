@@ -27,6 +27,12 @@ enum Kind {
     BadResponse,
     /// The client's side failed (its request body broke off): not the server's fault.
     ClientGone,
+    /// The client's request body moved no byte for `bodyIdleTimeout`: not the server's fault.
+    ClientIdle,
+    /// The server's response body failed after its head was sent on.
+    ResponseBody,
+    /// The server's response body moved no byte for `bodyIdleTimeout`.
+    ResponseBodyIdle,
 }
 
 impl Error {
@@ -55,6 +61,24 @@ impl Error {
     pub(crate) fn response_timeout() -> Self {
         Self {
             kind: Kind::ResponseTimeout,
+            cause: None,
+        }
+    }
+
+    pub(crate) fn client_idle() -> Self {
+        Self {
+            kind: Kind::ClientIdle,
+            cause: None,
+        }
+    }
+
+    pub(crate) fn response_body(cause: impl Into<Cause>) -> Self {
+        Self::new(Kind::ResponseBody, cause)
+    }
+
+    pub(crate) fn response_body_idle() -> Self {
+        Self {
+            kind: Kind::ResponseBodyIdle,
             cause: None,
         }
     }
@@ -105,6 +129,12 @@ impl Error {
         self.kind == Kind::ClientGone
     }
 
+    /// The client's request body stalled (nothing arrived for `bodyIdleTimeout`): answered 408,
+    /// never held against the server.
+    pub fn is_client_idle(&self) -> bool {
+        self.kind == Kind::ClientIdle
+    }
+
     /// True when no byte of the request reached the server, so a retry is safe for any method.
     pub fn nothing_sent(&self) -> bool {
         self.is_connect()
@@ -121,6 +151,9 @@ impl fmt::Display for Error {
             Kind::ResponseTimeout => "the server did not answer in time",
             Kind::BadResponse => "the server sent an invalid response",
             Kind::ClientGone => "the client's request body broke off",
+            Kind::ClientIdle => "the client's request body stalled for bodyIdleTimeout",
+            Kind::ResponseBody => "the server's response body broke off",
+            Kind::ResponseBodyIdle => "the server's response body stalled for bodyIdleTimeout",
         };
         match &self.cause {
             Some(cause) => write!(f, "{what}: {cause}"),

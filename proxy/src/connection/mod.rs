@@ -25,7 +25,7 @@ use tokio::time::{Instant, Sleep};
 pub(crate) use activity::Verdict;
 pub use activity::{Activity, InFlight, Limits};
 pub use forwarded::{Forwarded, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PROTO, X_REAL_IP};
-pub use policy::{Encoded, PathPolicy};
+pub use policy::{Encoded, PathPolicy, TrustedProxies};
 
 use crate::snapshot::{Observe, Snapshot};
 
@@ -35,6 +35,9 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     /// Deadline for a server's response head; `None` waits forever.
     pub response_header_timeout: Option<Duration>,
+    /// How long a request or response body may move no byte before it is cut; `None` waits
+    /// forever.
+    pub body_idle_timeout: Option<Duration>,
     /// Health of every server, kept across snapshots.
     pub health: crate::health::HealthRegistry,
     /// Prometheus metrics.
@@ -49,6 +52,21 @@ impl std::fmt::Debug for Shared {
             .field("generation", &self.snapshot.load().config.generation)
             .finish_non_exhaustive()
     }
+}
+
+/// What a connection takes from the entrypoint that accepted it.
+#[derive(Clone, Debug)]
+pub struct EntryPointRules {
+    /// Index of the entrypoint in the snapshot's tables.
+    pub index: usize,
+    /// The entrypoint's name.
+    pub name: Arc<str>,
+    /// What it records by default (access log, metrics).
+    pub observe: Observe,
+    /// How it checks and normalises request paths.
+    pub path_policy: PathPolicy,
+    /// Peers whose forwarding headers it keeps.
+    pub trusted: Arc<TrustedProxies>,
 }
 
 /// One client connection's context, built once when it is accepted.
@@ -108,17 +126,9 @@ impl ResponseTimer {
 }
 
 impl Connection {
-    /// The context of a connection from `peer` accepted on entrypoint `entry_point` (bound at
-    /// `local`, recording what `observe` says, checking paths as `path_policy` says).
-    pub fn new(
-        shared: Arc<Shared>,
-        entry_point: usize,
-        entry_point_name: Arc<str>,
-        observe: Observe,
-        path_policy: PathPolicy,
-        peer: SocketAddr,
-        local: SocketAddr,
-    ) -> Self {
+    /// The context of a connection from `peer` accepted at `local` by the entrypoint `rules`
+    /// describe.
+    pub fn new(shared: Arc<Shared>, rules: &EntryPointRules, peer: SocketAddr, local: SocketAddr) -> Self {
         let ip = peer.ip().to_canonical();
         let forwarded = Forwarded {
             // Invariant: an IP address and a port number print as valid header values.
@@ -126,13 +136,14 @@ impl Connection {
             proto: HeaderValue::from_static("http"),
             port: HeaderValue::from(local.port()),
             port_number: local.port(),
+            trusted: rules.trusted.trusts(ip),
         };
         Self {
             shared,
-            entry_point,
-            entry_point_name,
-            observe,
-            path_policy,
+            entry_point: rules.index,
+            entry_point_name: rules.name.clone(),
+            observe: rules.observe,
+            path_policy: rules.path_policy,
             peer: SocketAddr::new(ip, peer.port()),
             forwarded,
             activity: Activity::new(),

@@ -39,3 +39,20 @@ impl Encoded {
     /// `%23`: `#`.
     pub const HASH: u8 = 1 << 6;
 }
+
+/// Which peers may send forwarding headers that are kept (`forwardedHeaders`, Traefik's keys).
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies {
+    /// Every peer (`insecure = true`).
+    pub insecure: bool,
+    /// Peers in these ranges (`trustedIPs`).
+    pub ranges: Vec<ipnet::IpNet>,
+}
+
+impl TrustedProxies {
+    /// Does the entrypoint trust forwarding headers from `peer`?
+    pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.insecure || self.ranges.iter().any(|range| range.contains(&peer))
+    }
+}

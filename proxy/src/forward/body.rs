@@ -1,13 +1,23 @@
 //! The response body drover sends to clients: streamed from a server, or a short local answer.
+//!
+//! A server's body that moves no byte for `bodyIdleTimeout` is cut: the client's connection
+//! ends without the body's proper end (so a truncated response never looks complete) and the
+//! server's connection is discarded. The check costs a flag per frame; one timer, allocated only
+//! if the body ever has to wait, looks at the flag once per idle period, so a stall is noticed
+//! between one and two periods after the last byte.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
 
 use super::completion::Completion;
+use crate::error::Error;
 use crate::upstream::Pooled;
 
 /// A response body. Upstream bodies are passed through frame by frame, never collected. When
@@ -62,25 +72,62 @@ impl ProxyBody {
 pub struct UpstreamBody {
     inner: Incoming,
     conn: Option<Pooled>,
+    idle: Option<IdleWatch>,
+}
+
+/// Notices a body that stopped moving (see the module docs).
+struct IdleWatch {
+    limit: Duration,
+    /// A frame arrived since the timer was last set.
+    moved: bool,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl IdleWatch {
+    /// On a body that has to wait: true when it has not moved for a whole period (the timer,
+    /// set when it first waits, fired with no frame since); otherwise the timer is (re)set.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(self.limit)));
+        while timer.as_mut().poll(cx).is_ready() {
+            if !std::mem::take(&mut self.moved) {
+                return true;
+            }
+            timer.as_mut().reset(Instant::now() + self.limit);
+        }
+        false
+    }
 }
 
 impl UpstreamBody {
-    /// Wraps `inner`, returning `conn` to its pool once `inner` ends.
-    pub fn new(inner: Incoming, mut conn: Pooled) -> Self {
+    /// Wraps `inner`, returning `conn` to its pool once `inner` ends; a body that moves no byte
+    /// for `idle` is cut.
+    pub fn new(inner: Incoming, mut conn: Pooled, idle: Option<Duration>) -> Self {
         if inner.is_end_stream() {
             // Nothing to read (HEAD, 204, 304, Content-Length: 0): the connection is free now.
             conn.release();
-            return Self { inner, conn: None };
+            return Self {
+                inner,
+                conn: None,
+                idle: None,
+            };
         }
-        Self { inner, conn: Some(conn) }
+        Self {
+            inner,
+            conn: Some(conn),
+            idle: idle.map(|limit| IdleWatch {
+                limit,
+                moved: false,
+                timer: None,
+            }),
+        }
     }
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = &mut *self;
         let polled = match this.conn.as_mut() {
             Some(conn) => {
@@ -91,6 +138,20 @@ impl Body for UpstreamBody {
             }
             None => Pin::new(&mut this.inner).poll_frame(cx),
         };
+        let polled = polled.map(|frame| frame.map(|result| result.map_err(Error::response_body)));
+        if let Some(idle) = this.idle.as_mut() {
+            match &polled {
+                Poll::Ready(Some(Ok(_))) => idle.moved = true,
+                Poll::Pending if idle.stalled(cx) => {
+                    if let Some(mut conn) = this.conn.take() {
+                        conn.discard();
+                    }
+                    this.idle = None;
+                    return Poll::Ready(Some(Err(Error::response_body_idle())));
+                }
+                _ => {}
+            }
+        }
         match &polled {
             Poll::Ready(None) => {
                 if let Some(mut conn) = this.conn.take() {
@@ -123,9 +184,9 @@ impl Body for UpstreamBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = self.get_mut();
         let polled = match &mut this.inner {
             Inner::Upstream(body) => Pin::new(body).poll_frame(cx),

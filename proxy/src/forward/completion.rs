@@ -5,13 +5,13 @@
 //! last byte was handed to the client, or when the client went away — so durations and sizes
 //! cover the whole response, not just its head.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::access_log::Entry;
 use crate::connection::InFlight;
 use crate::metrics::RequestKey;
+use crate::upstream::BodyProgress;
 
 /// One request's pending record.
 pub struct Completion {
@@ -20,7 +20,7 @@ pub struct Completion {
     pub(super) key: RequestKey,
     pub(super) start: Instant,
     /// Request body bytes, counted as they are forwarded (absent for body-less requests).
-    pub(super) bytes_in: Option<Arc<AtomicU64>>,
+    pub(super) bytes_in: Option<Arc<BodyProgress>>,
     pub(super) bytes_out: u64,
     /// Record the request in the metrics (its router's and entrypoint's `observability`).
     pub(super) metrics: bool,
@@ -32,7 +32,7 @@ impl Drop for Completion {
         let now = Instant::now();
         let duration = now.saturating_duration_since(self.start);
         self.request.ends_at(now);
-        let bytes_in = self.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed));
+        let bytes_in = self.bytes_in.as_ref().map_or(0, |b| b.bytes());
         let shared = &self.request.shared;
         if self.metrics {
             shared.metrics.record(self.key, duration, bytes_in, self.bytes_out);

@@ -8,8 +8,8 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
@@ -25,12 +25,12 @@ use super::completion::Completion;
 use super::headers;
 use super::target::{self, Refusal};
 use crate::access_log::{AccessLog, Entry};
-use crate::connection::{Connection, InFlight};
+use crate::connection::{Connection, InFlight, X_FORWARDED_FOR};
 use crate::health::{Outcome, ServerHealth};
 use crate::metrics::{method_index, RequestKey, NONE};
 use crate::routing::{normalize_host, RequestView};
 use crate::snapshot::{Observe, Picked, Route, Tried};
-use crate::upstream::{RequestBody, SendError};
+use crate::upstream::{BodyProgress, Pooled, RequestBody, SendError};
 
 fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     let mut response = Response::new(ProxyBody::local(Bytes::from_static(text.as_bytes())));
@@ -141,7 +141,7 @@ struct Trace {
     /// The access-log entry, when the request is logged.
     access: Option<Box<Entry>>,
     retries: u32,
-    bytes_in: Option<Arc<AtomicU64>>,
+    bytes_in: Option<Arc<BodyProgress>>,
     websocket: bool,
 }
 
@@ -160,6 +160,13 @@ fn access_entry(log: &AccessLog, conn: &Connection, req: &Request<Incoming>, rou
         } else if name == header::USER_AGENT {
             &mut user_agent
         } else {
+            if conn.forwarded.trusted && name == X_FORWARDED_FOR {
+                // A trusted proxy's word on the client, beside the socket's address.
+                if !entry.forwarded_for.is_empty() {
+                    entry.forwarded_for.extend_from_slice(b", ");
+                }
+                entry.forwarded_for.extend_from_slice(value.as_bytes());
+            }
             continue;
         };
         if slot.is_none() {
@@ -221,6 +228,74 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
     };
     let (parts, body) = response.into_parts();
     Ok(Response::from_parts(parts, body.with_completion(completion)))
+}
+
+/// Waits for the server's response head to `sent` (a request sent at `now`).
+///
+/// `responseHeaderTimeout` runs from the end of the request body, not from its head: an upload
+/// slower than the timeout is not cut while it still moves (the server cannot answer before it
+/// has read it). A body that moves no byte for `bodyIdleTimeout` is cut instead, so a stalled
+/// client cannot hold the server forever. One timer per connection serves both: when it fires,
+/// the deadline the body's progress now implies is worked out, and it is set again or it fails.
+async fn wait_for_head(
+    sent: impl std::future::Future<Output = Result<(Response<Incoming>, Pooled), Box<SendError>>>,
+    conn: &Connection,
+    body: Option<&BodyProgress>,
+    now: Instant,
+) -> Result<(Response<Incoming>, Pooled), Box<SendError>> {
+    let head_limit = conn.shared.response_header_timeout;
+    let idle_limit = conn.shared.body_idle_timeout.filter(|_| body.is_some());
+    let Some(first) = deadline_after(now, body, head_limit, idle_limit, (0, now)) else {
+        return sent.await;
+    };
+    let mut sent = std::pin::pin!(sent);
+    let mut timer = conn.response_timer.take(first);
+    // The body's bytes at the last look, and since when they have not moved.
+    let mut last_move = (0, now);
+    let result = loop {
+        tokio::select! {
+            biased;
+            result = &mut sent => break result,
+            () = &mut timer => {
+                let at = Instant::now();
+                if let Some(body) = body.filter(|b| b.ended().is_none()) {
+                    if body.bytes() != last_move.0 {
+                        last_move = (body.bytes(), at);
+                    } else if idle_limit.is_some_and(|idle| at >= last_move.1 + idle) {
+                        break Err(SendError::new(crate::error::Error::client_idle(), None));
+                    }
+                }
+                match deadline_after(now, body, head_limit, idle_limit, last_move) {
+                    Some(next) if next > at => timer.as_mut().reset(next),
+                    Some(_) => break Err(SendError::new(crate::error::Error::response_timeout(), None)),
+                    None => break sent.await,
+                }
+            }
+        }
+    };
+    conn.response_timer.give_back(timer);
+    result
+}
+
+/// The next moment [`wait_for_head`] must look: while the body streams, when it would have been
+/// idle too long (or, with no idle limit, one head timeout later, to see whether it has ended);
+/// once it has ended (or with no body), the head deadline. `None`: nothing to wait for.
+fn deadline_after(
+    sent_at: Instant,
+    body: Option<&BodyProgress>,
+    head_limit: Option<Duration>,
+    idle_limit: Option<Duration>,
+    (_, moved_at): (u64, Instant),
+) -> Option<Instant> {
+    match body.map(|b| b.ended()) {
+        Some(None) => match (idle_limit, head_limit) {
+            (Some(idle), _) => Some(moved_at + idle),
+            (None, Some(head)) => Some(Instant::now() + head),
+            (None, None) => None,
+        },
+        Some(Some(ended)) => head_limit.map(|head| ended.max(sent_at) + head),
+        None => head_limit.map(|head| sent_at + head),
+    }
 }
 
 /// The request's one authority and its path as routed (`None`: the path as it came), or why it
@@ -289,7 +364,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
     let (mut parts, body) = req.into_parts();
     // The authority that routed the request is the one forwarded (see `target`).
     let client_host = authority;
-    headers::clean_request(&mut parts.headers, upgrade);
+    headers::clean_request(&mut parts.headers, upgrade, conn.forwarded.trusted);
     if let Some(path) = routed_path {
         let target = match parts.uri.query() {
             Some(query) => format!("{path}?{query}"),
@@ -316,9 +391,9 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
     let body = if body.is_end_stream() {
         RequestBody::Incoming(body)
     } else {
-        let counter = Arc::new(AtomicU64::new(0));
-        trace.bytes_in = Some(counter.clone());
-        RequestBody::Counted(body, counter)
+        let progress = Arc::new(BodyProgress::new(start));
+        trace.bytes_in = Some(progress.clone());
+        RequestBody::Counted(body, progress)
     };
     let mut request = Request::from_parts(parts, body);
 
@@ -356,19 +431,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
             health: probe.then_some(&server.health),
         };
         let sent = server.upstream.send(request, now);
-        let result = match conn.shared.response_header_timeout {
-            Some(limit) => {
-                let mut timer = conn.response_timer.take(now + limit);
-                let result = tokio::select! {
-                    biased;
-                    result = sent => result,
-                    () = &mut timer => Err(SendError::new(crate::error::Error::response_timeout(), None)),
-                };
-                conn.response_timer.give_back(timer);
-                result
-            }
-            None => sent.await,
-        };
+        let result = wait_for_head(sent, conn, trace.bytes_in.as_deref(), now).await;
         let was_probe = probe.disarm();
         match result {
             Ok((response, pooled)) => {
@@ -386,12 +449,19 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
             }
             Err(failed) => {
                 let SendError { error, request: back } = *failed;
-                if error.is_client_gone() {
-                    // Client cancellations never count against a server.
+                if error.is_client_gone() || error.is_client_idle() {
+                    // The client's failures never count against a server.
                     if was_probe {
                         server.health.release_probe();
                     }
-                    return local(StatusCode::BAD_REQUEST, "400 Bad Request: the request body broke off\n");
+                    return if error.is_client_idle() {
+                        local(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "408 Request Timeout: the request body stalled for bodyIdleTimeout\n",
+                        )
+                    } else {
+                        local(StatusCode::BAD_REQUEST, "400 Bad Request: the request body broke off\n")
+                    };
                 }
                 service.record(index, Outcome::LocalFailure, was_probe, Instant::now());
                 tracing::debug!(service = %service.name, server = %server.url, "attempt failed: {error}");
@@ -466,5 +536,8 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
     headers::strip_hop_by_hop(&mut parts.headers, false);
     // The client's connection decides its own version; the server's (maybe 1.0) must not leak.
     parts.version = Version::HTTP_11;
-    Response::from_parts(parts, ProxyBody::upstream(UpstreamBody::new(body, pooled)))
+    Response::from_parts(
+        parts,
+        ProxyBody::upstream(UpstreamBody::new(body, pooled, conn.shared.body_idle_timeout)),
+    )
 }

@@ -5,8 +5,9 @@
 //! Order matters: hop-by-hop headers (including every header the `Connection` header names) are
 //! removed first and drover's forwarded headers are set afterwards, so a client that lists
 //! `X-Forwarded-For` in `Connection` cannot remove what drover adds. Incoming forwarded headers
-//! are dropped (also their underscore spellings, which some servers treat as the same header):
-//! drover does not trust any peer yet.
+//! are dropped (also their underscore spellings, which some servers treat as the same header),
+//! except from a peer the entrypoint trusts (`forwardedHeaders.trustedIPs`), whose canonical
+//! ones are kept and appended to (see [`crate::connection::Forwarded`]).
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -84,13 +85,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 /// A client's request headers made fit to forward: hop-by-hop headers removed (see
-/// [`strip_hop_by_hop`]) and so are forwarding headers the client sent
-/// (in any spelling), with one pass over the names.
-pub fn clean_request(headers: &mut HeaderMap, keep_upgrade: bool) {
+/// [`strip_hop_by_hop`]) and so are forwarding headers the client sent (in any spelling; from a
+/// `trusted` peer only the underscore spellings), with one pass over the names.
+pub fn clean_request(headers: &mut HeaderMap, keep_upgrade: bool, trusted: bool) {
     let found = scan(headers);
     remove_hop_by_hop(headers, found.hop_by_hop, keep_upgrade);
     if found.forwarding {
-        remove_forwarding(headers);
+        remove_forwarding(headers, trusted);
     }
 }
 
@@ -135,12 +136,13 @@ fn remove_listed(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Removes forwarding headers a client sent, in any spelling, so only drover's reach the server.
-fn remove_forwarding(headers: &mut HeaderMap) {
+/// Removes forwarding headers a client sent, in any spelling (with `keep_canonical`, only the
+/// underscore spellings), so only drover's, or a trusted proxy's, reach the server.
+fn remove_forwarding(headers: &mut HeaderMap, keep_canonical: bool) {
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| match kind(name) {
-            Kind::Forwarding => true,
+            Kind::Forwarding => !keep_canonical,
             Kind::Underscored => {
                 let dashed = name.as_str().replace('_', "-");
                 dashed.starts_with("x-forwarded-") || dashed == "x-real-ip" || dashed == "forwarded"
@@ -176,12 +178,13 @@ mod tests {
             ("te", "trailers"),
             ("x-keep", "y"),
         ]);
-        clean_request(&mut h, false);
+        clean_request(&mut h, false, false);
         let fwd = Forwarded {
             client_ip: HeaderValue::from_static("10.1.1.1"),
             proto: HeaderValue::from_static("http"),
             port: HeaderValue::from_static("80"),
             port_number: 80,
+            trusted: false,
         };
         fwd.apply(&mut h, Some(&HeaderValue::from_static("a.local:8443")));
         assert!(h.get("x-secret").is_none() && h.get("connection").is_none() && h.get("keep-alive").is_none() && h.get("te").is_none());
@@ -200,7 +203,7 @@ mod tests {
             ("forwarded", "for=1.2.3.4"),
             ("x_other", "kept"),
         ]);
-        clean_request(&mut h, false);
+        clean_request(&mut h, false, false);
         assert_eq!(h.len(), 1);
         assert_eq!(h["x_other"], "kept");
     }
@@ -226,7 +229,7 @@ mod tests {
     #[test]
     fn a_clean_request_keeps_everything_and_a_keep_alive_response_loses_only_that() {
         let mut h = map(&[("host", "a"), ("user-agent", "x"), ("accept", "*/*")]);
-        clean_request(&mut h, false);
+        clean_request(&mut h, false, false);
         assert_eq!(h.len(), 3);
         let mut h = map(&[("connection", "keep-alive"), ("keep-alive", "timeout=5"), ("content-length", "1")]);
         strip_hop_by_hop(&mut h, false);
@@ -237,5 +240,18 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1);
         assert_eq!(h["x-b"], "2");
+    }
+
+    #[test]
+    fn a_trusted_peers_forwarding_headers_are_kept_but_not_their_underscore_spellings() {
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x_forwarded_for", "6.6.6.6"),
+            ("x-real-ip", "1.2.3.4"),
+        ]);
+        clean_request(&mut h, false, true);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4");
+        assert!(h.get("x_forwarded_for").is_none());
     }
 }

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use crate::admin;
 use crate::compile::Compiler;
 use crate::config::Resolved;
-use crate::connection::{Limits, Shared};
+use crate::connection::{EntryPointRules, Limits, Shared};
 use crate::health::HealthRegistry;
 use crate::snapshot::Snapshot;
 use crate::upstream::{Transport, Upstreams};
@@ -63,6 +63,7 @@ impl Drover {
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::empty(names.len())),
             response_header_timeout: Some(timeouts.response_header_timeout.0).filter(|d| !d.is_zero()),
+            body_idle_timeout: Some(timeouts.body_idle_timeout.0).filter(|d| !d.is_zero()),
             health: HealthRegistry::default(),
             metrics: crate::metrics::Metrics::default(),
             access_log: match &config.access_log {
@@ -130,11 +131,14 @@ impl Drover {
             for (index, listener) in sockets.iter().enumerate() {
                 let ep = &config.entry_points[&entry_points[index].0];
                 worker_sockets.push(worker::EntryPointSocket {
-                    index,
+                    rules: EntryPointRules {
+                        index,
+                        name: entry_points[index].0.as_str().into(),
+                        observe: ep.observability.observe(),
+                        path_policy: ep.http.path_policy(),
+                        trusted: Arc::new(ep.forwarded_headers.trusted()),
+                    },
                     listener: listener.try_clone()?,
-                    name: entry_points[index].0.as_str().into(),
-                    observe: ep.observability.observe(),
-                    path_policy: ep.http.path_policy(),
                     open_connections: open_connections[index].clone(),
                     limits: Limits::new(
                         ep.transport.responding_timeouts.header_read_timeout.0,

@@ -17,23 +17,16 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 
 use super::timeouts::{self, WatchedStream};
-use crate::connection::{Connection, Limits, PathPolicy, Shared};
+use crate::connection::{Connection, EntryPointRules, Limits, Shared};
 use crate::forward::handle;
-use crate::snapshot::Observe;
 
 /// What a worker needs to serve one entrypoint.
 #[derive(Debug)]
 pub struct EntryPointSocket {
-    /// Index of the entrypoint in the snapshot's tables.
-    pub index: usize,
-    /// The entrypoint's name.
-    pub name: Arc<str>,
+    /// What its connections take from it.
+    pub rules: EntryPointRules,
     /// Open client connections on it (a metrics gauge shared by every worker).
     pub open_connections: Arc<AtomicI64>,
-    /// What it records by default (access log, metrics).
-    pub observe: Observe,
-    /// How it checks and normalises request paths.
-    pub path_policy: PathPolicy,
     /// Its listening socket (a clone of the shared one).
     pub listener: std::net::TcpListener,
     /// Client connection timeouts.
@@ -97,10 +90,7 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
         let limits = socket.limits;
         let shared = shared.clone();
         let mut shutdown = shutdown.clone();
-        let index = socket.index;
-        let name = socket.name.clone();
-        let observe = socket.observe;
-        let path_policy = socket.path_policy;
+        let rules = socket.rules;
         let open_connections = socket.open_connections.clone();
         let graceful = &graceful;
         accepting.push(async move {
@@ -120,15 +110,7 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = Arc::new(Connection::new(
-                    shared.clone(),
-                    index,
-                    name.clone(),
-                    observe,
-                    path_policy,
-                    peer,
-                    local,
-                ));
+                let conn = Arc::new(Connection::new(shared.clone(), &rules, peer, local));
                 let io = TokioIo::new(WatchedStream::new(stream, conn.clone()));
                 let watched = conn.clone();
                 let service = service_fn(move |req| handle(conn.clone(), req));

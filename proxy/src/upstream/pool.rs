@@ -37,6 +37,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -46,13 +47,54 @@ use crate::io::BatchedStream;
 
 type Sender = http1::SendRequest<RequestBody>;
 
+/// How far a streamed request body has got: the bytes forwarded and when it ended. The body
+/// writes it; the request's deadlines and its access-log line read it.
+#[derive(Debug)]
+pub struct BodyProgress {
+    started: Instant,
+    bytes: AtomicU64,
+    /// Milliseconds from `started` to the body's end; `u64::MAX` while it streams.
+    ended_ms: AtomicU64,
+}
+
+impl BodyProgress {
+    /// A body whose request began at `started`.
+    pub fn new(started: Instant) -> Self {
+        Self {
+            started,
+            bytes: AtomicU64::new(0),
+            ended_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Bytes forwarded so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// When the whole body had been read, if it has.
+    pub fn ended(&self) -> Option<Instant> {
+        match self.ended_ms.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ms => Some(self.started + Duration::from_millis(ms)),
+        }
+    }
+
+    fn end(&self) {
+        if self.ended_ms.load(Ordering::Relaxed) == u64::MAX {
+            let ms = Instant::now().saturating_duration_since(self.started).as_millis() as u64;
+            self.ended_ms.store(ms.min(u64::MAX - 1), Ordering::Relaxed);
+        }
+    }
+}
+
 /// The body of a request sent upstream: the client's, streamed, or none.
 #[derive(Debug)]
 pub enum RequestBody {
     /// The client's body, streamed as it arrives.
     Incoming(Incoming),
-    /// The client's body, with the bytes forwarded counted into the shared counter.
-    Counted(Incoming, Arc<AtomicU64>),
+    /// The client's body, its progress recorded.
+    Counted(Incoming, Arc<BodyProgress>),
     /// No body (probes, replays of body-less requests).
     Empty,
 }
@@ -64,12 +106,19 @@ impl Body for RequestBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             RequestBody::Incoming(body) => Pin::new(body).poll_frame(cx),
-            RequestBody::Counted(body, count) => {
-                let polled = Pin::new(body).poll_frame(cx);
-                if let Poll::Ready(Some(Ok(frame))) = &polled {
-                    if let Some(data) = frame.data_ref() {
-                        count.fetch_add(data.len() as u64, Ordering::Relaxed);
+            RequestBody::Counted(body, progress) => {
+                let polled = Pin::new(&mut *body).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        }
+                        if body.is_end_stream() {
+                            progress.end();
+                        }
                     }
+                    Poll::Ready(None) => progress.end(),
+                    _ => {}
                 }
                 polled
             }
