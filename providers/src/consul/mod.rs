@@ -27,7 +27,7 @@
 //! * [`blocking`]: the blocking-query index rules, the token bucket, the failure backoff.
 //! * [`catalog`]: Consul's JSON, leniently read.
 //! * [`health`]: an instance's aggregate health and `strictChecks`.
-//! * [`instance`]: instance → decision → routers and services.
+//! * [`translate`]: instance → decision → routers and services.
 //! * [`changes`]: which services a check change touches.
 //! * [`watch`]: the task that ties them together.
 
@@ -37,7 +37,7 @@ pub mod changes;
 pub mod client;
 pub mod config;
 pub mod health;
-pub mod instance;
+pub mod translate;
 pub mod watch;
 
 pub use config::ConsulCatalogConfig;
@@ -80,7 +80,7 @@ impl ConsulCatalog {
                 return;
             }
         };
-        let settings = instance::Settings {
+        let settings = translate::Settings {
             prefix: config.prefix.clone(),
             exposed_by_default: config.exposed_by_default,
             default_rule,

@@ -31,7 +31,7 @@ use crate::consul::blocking::{Index, Observed, TokenBucket};
 use crate::consul::catalog::{self, HealthCheck, ServiceEntry};
 use crate::consul::changes::touched_by_checks;
 use crate::consul::client::{encode, ConsulClient, ConsulError};
-use crate::consul::instance::{self, Built, Settings};
+use crate::consul::translate::{self, Built, Settings};
 use crate::provider::{Decision, ItemReport, ProviderHandle};
 
 /// Instance lists fetched at the same time (each holds one connection to the agent).
@@ -375,7 +375,7 @@ impl State {
     /// Sends the fragment when it differs from the last one (or an error must be cleared).
     fn publish(&mut self, handle: &ProviderHandle) -> bool {
         let Some(catalog) = &self.catalog else { return true };
-        let mut built = instance::build(catalog, &self.held, &self.settings);
+        let mut built = translate::build(catalog, &self.held, &self.settings);
         if self.filtered_by_acls {
             built.items.insert(
                 0,

@@ -5,11 +5,11 @@
 //! embedded DNS (`tasks.<service>`). Each configured service becomes `<name>@dns`, usable from
 //! any provider's routers, and optionally gets a router of its own.
 //!
-//! The pieces, each in its own file:
+//! Rooms:
 //! * [`config`]: `[providers.dns]` and its validation;
 //! * [`resolve`]: asking nameservers, and sorting outcomes into answers, authoritative
 //!   "nothing here" (NXDOMAIN/NODATA) and transient failures (SERVFAIL, REFUSED, timeouts);
-//! * [`srv`]: RFC 2782 semantics mapped onto one load balancer (priority → failover tier,
+//! * [`translate`]: RFC 2782 semantics mapped onto one load balancer (priority → failover tier,
 //!   weight → balancer weight);
 //! * [`watch`]: one task per service that re-asks exactly when a TTL runs out (clamped), keeps
 //!   the last good answer through failures and backs off.
@@ -22,7 +22,7 @@
 
 pub mod config;
 pub mod resolve;
-pub mod srv;
+pub mod translate;
 pub mod watch;
 
 use std::sync::Arc;

@@ -28,7 +28,7 @@ use crate::provider::{Decision, ItemReport};
 
 use super::config::{Lookup, ServiceSpec};
 use super::resolve::{display, AddressRecord, Dns, LookupFailure, SrvRecord};
-use super::srv::{self, Mapping, TargetAddresses};
+use super::translate::{self, Mapping, TargetAddresses};
 
 /// Longest pause between retries of a failing query.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -291,9 +291,9 @@ impl ServiceState {
                         )
                     })
                     .collect();
-                srv::map_srv(owner, records, &targets)
+                translate::map_srv(owner, records, &targets)
             }
-            (Answer::Addresses(ips), Lookup::Address { name, port }) => srv::map_addresses(name, *port, ips),
+            (Answer::Addresses(ips), Lookup::Address { name, port }) => translate::map_addresses(name, *port, ips),
             _ => Mapping::default(),
         };
         let servers: Vec<model::Server> = mapping

@@ -21,9 +21,9 @@ use tokio::sync::mpsc;
 
 use super::client::{encode_query, ApiError, Client, LineSplitter};
 use super::config::{Common, DockerConfig};
-use super::container::{assemble, decide, enable_label, parse_labels, Context, Observed};
 use super::events::{is_stop_signal, Effect, Event};
 use super::network::{own_container_candidates, SelfContainer};
+use super::translate::{assemble, decide, enable_label, parse_labels, Context, Observed};
 use crate::labels::{LabelError, Labels};
 use crate::model::DynamicConfig;
 use crate::provider::{ItemReport, ProviderHandle};

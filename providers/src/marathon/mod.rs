@@ -3,7 +3,7 @@
 //! Traefik dropped Marathon in v3, so sites still running it have no maintained
 //! self-configuring proxy; this provider reads the same labels Traefik v2 read (with prefix
 //! `traefik`, a labelled cluster works unchanged) and keeps Traefik's choices of tasks, hosts and
-//! ports, except where they were wrong (see [`decide`]).
+//! ports, except where they were wrong (see [`translate`]).
 //!
 //! How it stays current, and why it is shaped this way:
 //!
@@ -22,15 +22,15 @@
 //!   `/api/providers/marathon`) and the last good fragment stays in force while the provider
 //!   retries with backoff and fails over between the configured endpoints ([`client`]).
 //!
-//! Layout: [`config`] (static settings), [`client`] (HTTP, failover, redirects, auth), [`api`]
-//! (Marathon's JSON and which apps an event names), [`sse`] (the event stream), [`decide`] (app and
+//! Rooms: [`config`] (static settings), [`client`] (HTTP, failover, redirects, auth), [`api`]
+//! (Marathon's JSON and which apps an event names), [`sse`] (the event stream), [`translate`] (app and
 //! task → routers, services, decisions), [`watch`] (the task that ties them together).
 
 pub mod api;
 pub mod client;
 pub mod config;
-pub mod decide;
 pub mod sse;
+pub mod translate;
 pub mod watch;
 
 pub use config::{MarathonConfig, Settings};

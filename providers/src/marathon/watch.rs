@@ -19,8 +19,8 @@ use crate::provider::{Decision, ItemReport, ProviderHandle};
 use super::api::{self, Affected, App};
 use super::client::{Apps, MarathonClient};
 use super::config::Settings;
-use super::decide::{self, AppOutcome, Rules};
 use super::sse::EventStream;
+use super::translate::{self, AppOutcome, Rules};
 
 /// The provider name (`name@marathon`).
 pub const PROVIDER: &str = "marathon";
@@ -42,7 +42,7 @@ impl Catalog {
         self.apps.clear();
         self.unreadable.clear();
         for app in list.apps {
-            let outcome = decide::evaluate(&app, rules, now);
+            let outcome = translate::evaluate(&app, rules, now);
             self.apps.insert(app.id.clone(), (app, outcome));
         }
         for (id, why) in list.unreadable {
@@ -60,7 +60,7 @@ impl Catalog {
                 self.unreadable.insert(id.to_string(), why);
             }
             Some(Ok(app)) => {
-                let outcome = decide::evaluate(&app, rules, now);
+                let outcome = translate::evaluate(&app, rules, now);
                 // Keyed by the ID asked for, so a later event for it finds this entry.
                 self.apps.insert(id.to_string(), (app, outcome));
             }
@@ -72,7 +72,7 @@ impl Catalog {
         let mut any = false;
         for (app, outcome) in self.apps.values_mut() {
             if outcome.recheck_at.is_some_and(|at| at <= now) {
-                *outcome = decide::evaluate(app, rules, now);
+                *outcome = translate::evaluate(app, rules, now);
                 any = true;
             }
         }
