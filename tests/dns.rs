@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use drover_providers::dns::resolve::{Dns, DnsClient, LookupFailure};
 use drover_providers::dns::{DnsConfig, DnsProvider, DnsService};
-use drover_providers::{ProviderHandle, Update};
+use drover_providers::{Provider, ProviderHandle, Update};
 use fake_dns::{address, cname, srv, FakeDns, Mode};
 use support::bind::{Bind, ZoneSpec};
 use support::{client, send, whoami, HttpClient, TestDrover};

@@ -18,12 +18,31 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
+use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::error::ProviderError;
 use crate::model::DynamicConfig;
-use crate::provider::ProviderHandle;
+use crate::provider::{Provider, ProviderHandle};
 use crate::{toml_error, yaml_error};
+
+/// `[providers.file]`: exactly one of `filename` and `directory`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// One file.
+    pub filename: Option<PathBuf>,
+    /// A directory of `*.toml`, `*.yaml` and `*.yml` files.
+    pub directory: Option<PathBuf>,
+    /// Re-read on change (default true).
+    #[serde(default = "watch_by_default")]
+    pub watch: bool,
+}
+
+fn watch_by_default() -> bool {
+    true
+}
 
 /// Where the provider reads from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,7 +68,7 @@ pub struct FileProvider {
 
 impl FileProvider {
     /// A provider for `source` with default debouncing (25 ms quiet, at most 100 ms).
-    pub fn new(source: Source, watch: bool) -> Self {
+    pub fn from_source(source: Source, watch: bool) -> Self {
         Self {
             source,
             watch,
@@ -59,7 +78,7 @@ impl FileProvider {
     }
 
     /// Reads the source once.
-    pub fn load(&self) -> Result<DynamicConfig, String> {
+    pub fn load(&self) -> Result<DynamicConfig, ProviderError> {
         match &self.source {
             Source::File(path) => load_file(path, Syntax::of(path).unwrap_or(Syntax::Toml)),
             Source::Directory(dir) => load_directory(dir),
@@ -68,17 +87,17 @@ impl FileProvider {
 
     /// Sends the current configuration, then (when watching) a new one after every change, until
     /// the aggregator goes away.
-    pub async fn run(self, handle: ProviderHandle) {
+    async fn follow(self, handle: ProviderHandle) {
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         // Kept alive for as long as this task runs: dropping the watcher stops the events.
         let _watcher = if self.watch {
             match self.watch_source(tx) {
                 Ok(w) => Some(w),
                 Err(e) => {
-                    handle.report_error(format!(
+                    handle.report_error(&ProviderError::unreachable(format!(
                         "cannot watch {}: {e}; changes will not be picked up",
                         self.watched_dir().display()
-                    ));
+                    )));
                     None
                 }
             }
@@ -111,7 +130,7 @@ impl FileProvider {
     fn send(&self, handle: &ProviderHandle) -> bool {
         match self.load() {
             Ok(config) => handle.send_config(config),
-            Err(e) => handle.report_error(format!("{e}; keeping the last good configuration")),
+            Err(e) => handle.report_error(&e.note("keeping the last good configuration")),
         }
     }
 
@@ -145,6 +164,29 @@ impl FileProvider {
     }
 }
 
+impl Provider for FileProvider {
+    const NAME: &'static str = "file";
+    type Config = FileConfig;
+
+    fn new(config: &FileConfig) -> Result<Self, ProviderError> {
+        let source = match (&config.filename, &config.directory) {
+            (Some(file), None) => Source::File(file.clone()),
+            (None, Some(dir)) => Source::Directory(dir.clone()),
+            _ => {
+                return Err(ProviderError::config(
+                    "providers.file",
+                    "needs exactly one of `filename` or `directory`",
+                ))
+            }
+        };
+        Ok(Self::from_source(source, config.watch))
+    }
+
+    fn run(self, handle: ProviderHandle) -> impl std::future::Future<Output = ()> + Send {
+        self.follow(handle)
+    }
+}
+
 /// The syntax of a dynamic-configuration file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Syntax {
@@ -166,16 +208,18 @@ impl Syntax {
     }
 }
 
-fn load_file(path: &Path, syntax: Syntax) -> Result<DynamicConfig, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+fn load_file(path: &Path, syntax: Syntax) -> Result<DynamicConfig, ProviderError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ProviderError::unreachable(format!("{}: cannot read: {e}", path.display())))?;
     match syntax {
         Syntax::Toml => DynamicConfig::from_toml(&text).map_err(|e| toml_error::describe(path, &text, &e)),
         Syntax::Yaml => DynamicConfig::from_yaml(&text).map_err(|e| yaml_error::describe(path, &e)),
     }
+    .map_err(ProviderError::bad_answer)
 }
 
-fn load_directory(dir: &Path) -> Result<DynamicConfig, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: cannot read directory: {e}", dir.display()))?;
+fn load_directory(dir: &Path) -> Result<DynamicConfig, ProviderError> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| ProviderError::unreachable(format!("{}: cannot read directory: {e}", dir.display())))?;
     let mut files: Vec<(PathBuf, Syntax)> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter_map(|p| Syntax::of(&p).map(|syntax| (p, syntax)))
@@ -189,21 +233,21 @@ fn load_directory(dir: &Path) -> Result<DynamicConfig, String> {
         let config = load_file(&file, syntax)?;
         for (name, router) in config.http.routers {
             if let Some(first) = router_origin.insert(name.clone(), file.clone()) {
-                return Err(format!(
+                return Err(ProviderError::bad_answer(format!(
                     "{}: router `{name}` is already defined in {}",
                     file.display(),
                     first.display()
-                ));
+                )));
             }
             merged.http.routers.insert(name, router);
         }
         for (name, service) in config.http.services {
             if let Some(first) = service_origin.insert(name.clone(), file.clone()) {
-                return Err(format!(
+                return Err(ProviderError::bad_answer(format!(
                     "{}: service `{name}` is already defined in {}",
                     file.display(),
                     first.display()
-                ));
+                )));
             }
             merged.http.services.insert(name, service);
         }
@@ -329,7 +373,9 @@ http:
     fn load_one(dir: &Path, name: &str, text: &str) -> Result<DynamicConfig, String> {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
-        FileProvider::new(Source::File(path), false).load()
+        FileProvider::from_source(Source::File(path), false)
+            .load()
+            .map_err(|e| e.to_string())
     }
 
     /// The first update `accept` takes within 5 s; others are skipped, since one save can raise
@@ -352,7 +398,10 @@ http:
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("routes.toml");
         std::fs::write(&path, "[http.routers.r]\nrule = \"Path(`/`)\"\nservice = 5\n").unwrap();
-        let err = FileProvider::new(Source::File(path.clone()), false).load().unwrap_err();
+        let err = FileProvider::from_source(Source::File(path.clone()), false)
+            .load()
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with(&format!("{}:3:", path.display())), "{err}");
     }
 
@@ -366,7 +415,7 @@ http:
         )
         .unwrap();
         std::fs::write(dir.path().join("ignored.txt"), "not toml").unwrap();
-        let provider = FileProvider::new(Source::Directory(dir.path().to_path_buf()), false);
+        let provider = FileProvider::from_source(Source::Directory(dir.path().to_path_buf()), false);
         let config = provider.load().unwrap();
         assert_eq!(config.http.routers.len(), 2);
         std::fs::write(
@@ -374,7 +423,7 @@ http:
             "[http.routers.x]\nrule = \"Path(`/y`)\"\nservice = \"s\"\n",
         )
         .unwrap();
-        let err = provider.load().unwrap_err();
+        let err = provider.load().unwrap_err().to_string();
         assert!(err.contains("router `x` is already defined in"), "{err}");
     }
 
@@ -384,7 +433,7 @@ http:
         let path = dir.path().join("routes.toml");
         std::fs::write(&path, GOOD).unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        tokio::spawn(FileProvider::new(Source::File(path.clone()), true).run(ProviderHandle::new("file", tx)));
+        tokio::spawn(FileProvider::from_source(Source::File(path.clone()), true).run(ProviderHandle::new("file", tx)));
         async fn next(rx: &mut mpsc::UnboundedReceiver<Update>) -> Update {
             tokio::time::timeout(Duration::from_secs(5), rx.recv())
                 .await
@@ -447,7 +496,10 @@ http:
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("routes.yml");
         std::fs::write(&path, "http:\n  routers:\n    r:\n     rule: x\n      service: s\n").unwrap();
-        let err = FileProvider::new(Source::File(path.clone()), false).load().unwrap_err();
+        let err = FileProvider::from_source(Source::File(path.clone()), false)
+            .load()
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             format!("{}:5:14: mapping values are not allowed in this context", path.display())
@@ -461,7 +513,10 @@ http:
             .enumerate()
             .find_map(|(i, l)| l.find("abc").map(|at| (i + 1, at + 1)))
             .unwrap();
-        let err = FileProvider::new(Source::File(path.clone()), false).load().unwrap_err();
+        let err = FileProvider::from_source(Source::File(path.clone()), false)
+            .load()
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             format!(
@@ -510,7 +565,7 @@ http:
         )
         .unwrap();
         std::fs::write(dir.path().join("notes.txt"), "http: [not read]").unwrap();
-        let provider = FileProvider::new(Source::Directory(dir.path().to_path_buf()), false);
+        let provider = FileProvider::from_source(Source::Directory(dir.path().to_path_buf()), false);
         let config = provider.load().unwrap();
         assert_eq!(config.http.routers.keys().collect::<Vec<_>>(), ["r", "x"]);
         assert_eq!(config.http.routers["x"].rule, "Path(`/x`)");
@@ -523,7 +578,7 @@ http:
             "http:\n  routers:\n    x:\n      rule: Path(`/y`)\n      service: s\n",
         )
         .unwrap();
-        let err = provider.load().unwrap_err();
+        let err = provider.load().unwrap_err().to_string();
         assert!(err.contains("c.YAML: router `x` is already defined in"), "{err}");
         assert!(err.ends_with("b.yml"), "{err}");
     }
@@ -533,7 +588,7 @@ http:
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.toml"), GOOD).unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let provider = FileProvider::new(Source::Directory(dir.path().to_path_buf()), true);
+        let provider = FileProvider::from_source(Source::Directory(dir.path().to_path_buf()), true);
         tokio::spawn(provider.run(ProviderHandle::new("file", tx)));
         let routers = |u: &Update| match u {
             Update::Config { config, .. } => Some(config.http.routers.clone()),

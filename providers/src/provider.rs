@@ -1,17 +1,40 @@
-//! The one channel every provider talks through.
+//! The one shape of a provider, and the one channel every provider talks through.
 //!
-//! A provider owns a [`ProviderHandle`] and sends either a complete new fragment
+//! Every provider is a [`Provider`]: a `NAME`, a constructor that checks its `[providers.<name>]`
+//! settings at start (so a wrong setting is refused before anything runs, with a
+//! [`ProviderError`] naming the key), and `run`, one task that watches the source. The runtime
+//! starts any of them the same way, so adding a provider adds no code there.
+//!
+//! A running provider owns a [`ProviderHandle`] and sends either a complete new fragment
 //! ([`ProviderHandle::send_config`]) or a report that its source failed
 //! ([`ProviderHandle::report_error`]). A failure never clears the provider's routes: the
 //! aggregator keeps its last good fragment and shows the error in the provider's status.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::error::ProviderError;
 use crate::model::DynamicConfig;
+
+/// A source of dynamic configuration: checked at start, then run as one task.
+pub trait Provider: Sized + Send + 'static {
+    /// Its name, as in `name@provider` and `[providers.<NAME>]`.
+    const NAME: &'static str;
+
+    /// Its static settings, `[providers.<NAME>]`.
+    type Config;
+
+    /// Checks `config` and builds the provider; the error names the key that is wrong.
+    fn new(config: &Self::Config) -> Result<Self, ProviderError>;
+
+    /// Watches the source and sends a full fragment after every change, until the aggregator
+    /// goes away.
+    fn run(self, handle: ProviderHandle) -> impl Future<Output = ()> + Send;
+}
 
 /// What a provider tells the aggregator.
 #[derive(Debug)]
@@ -30,7 +53,7 @@ pub enum Update {
     Error {
         /// Provider name.
         provider: Arc<str>,
-        /// What went wrong and where (file and line, endpoint, …).
+        /// What went wrong and where (file and line, endpoint, …): the [`ProviderError`]'s text.
         error: String,
     },
 }
@@ -77,13 +100,12 @@ impl ProviderHandle {
     }
 
     /// Reports that the source failed; the last good fragment stays in force.
-    pub fn report_error(&self, error: impl Into<String>) -> bool {
-        let error = error.into();
+    pub fn report_error(&self, error: &ProviderError) -> bool {
         tracing::error!(provider = %self.name, "{error}");
         self.tx
             .send(Update::Error {
                 provider: self.name.clone(),
-                error,
+                error: error.to_string(),
             })
             .is_ok()
     }

@@ -25,6 +25,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::consul::config::{ConsulCatalogConfig, TLS_KEY};
 use crate::consul::health::truncate;
+use crate::error::ProviderError;
 use crate::tls::Transport;
 
 /// Deadline of a request that does not block.
@@ -101,6 +102,16 @@ impl fmt::Display for ConsulError {
 }
 
 impl std::error::Error for ConsulError {}
+
+impl From<ConsulError> for ProviderError {
+    fn from(e: ConsulError) -> Self {
+        match e.kind {
+            Kind::Forbidden => ProviderError::refused(e.message),
+            Kind::Connect | Kind::Timeout | Kind::Server => ProviderError::unreachable(e.message),
+            Kind::Status | Kind::BadResponse => ProviderError::bad_answer(e.message),
+        }
+    }
+}
 
 /// A client of one Consul agent. Cheap to clone.
 #[derive(Clone)]

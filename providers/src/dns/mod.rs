@@ -32,8 +32,9 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::error::ProviderError;
 use crate::model::{DynamicConfig, LoadBalancer, Router, Service};
-use crate::provider::{ItemReport, ProviderHandle};
+use crate::provider::{ItemReport, Provider, ProviderHandle};
 
 pub use config::{DnsConfig, DnsService};
 pub use resolve::{Dns, DnsClient};
@@ -54,22 +55,26 @@ pub struct DnsProvider {
     config: Validated,
 }
 
-impl DnsProvider {
+impl Provider for DnsProvider {
+    const NAME: &'static str = "dns";
+    type Config = DnsConfig;
+
     /// Validates `config` (see [`DnsConfig::validate`]).
-    pub fn new(config: &DnsConfig) -> Result<Self, String> {
+    fn new(config: &DnsConfig) -> Result<Self, ProviderError> {
         Ok(Self {
-            config: config.validate()?,
+            config: config.validate().map_err(|e| ProviderError::config("providers.dns", e))?,
         })
     }
 
     /// Watches every configured service, asking the configured nameservers (or the system's),
     /// until the aggregator goes away.
-    pub async fn run(self, handle: ProviderHandle) {
+    async fn run(self, handle: ProviderHandle) {
         let client = loop {
             match DnsClient::new(&self.config.nameservers, self.config.timeout) {
                 Ok(client) => break client,
                 Err(e) => {
-                    if !handle.report_error(format!("{e}; retrying in {}", humantime::format_duration(SETUP_RETRY))) {
+                    let retry = format!("retrying in {}", humantime::format_duration(SETUP_RETRY));
+                    if !handle.report_error(&ProviderError::unreachable(e).note(retry)) {
                         return;
                     }
                     tokio::time::sleep(SETUP_RETRY).await;
@@ -78,8 +83,10 @@ impl DnsProvider {
         };
         self.run_with(Arc::new(client), handle).await;
     }
+}
 
-    /// [`DnsProvider::run`] with any [`Dns`] implementation.
+impl DnsProvider {
+    /// [`Provider::run`] with any [`Dns`] implementation.
     pub async fn run_with<D: Dns>(self, dns: Arc<D>, handle: ProviderHandle) {
         let provider = handle.name().to_string();
         let timing = Timing {
@@ -143,7 +150,7 @@ impl DnsProvider {
                 }
                 last_sent = Some((config, items));
                 let errors: Vec<&str> = views.iter().flat_map(|v| v.errors.iter().map(String::as_str)).collect();
-                if !errors.is_empty() && !handle.report_error(errors.join("; ")) {
+                if !errors.is_empty() && !handle.report_error(&ProviderError::unreachable(errors.join("; "))) {
                     return;
                 }
             }

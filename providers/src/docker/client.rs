@@ -29,6 +29,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::config::{Endpoint, TlsConfig};
+use crate::error::ProviderError;
 
 /// Lowest API version drover reads (Engine 1.12; health checks and the fields used exist since).
 pub const MIN_API_MINOR: u32 = 24;
@@ -105,6 +106,17 @@ impl ApiError {
                 message: "timed out waiting for the answer".into(),
             },
             other => ApiError::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<ApiError> for ProviderError {
+    fn from(e: ApiError) -> Self {
+        match &e {
+            ApiError::Unreachable { .. } => ProviderError::unreachable(e),
+            ApiError::Status { status: 401 | 403, .. } => ProviderError::refused(e),
+            ApiError::Status { status, .. } if *status >= 500 => ProviderError::unreachable(e),
+            ApiError::Status { .. } | ApiError::Decode { .. } | ApiError::Other(_) => ProviderError::bad_answer(e),
         }
     }
 }

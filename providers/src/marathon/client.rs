@@ -27,6 +27,7 @@ use hyper_util::rt::TokioExecutor;
 use super::api::{self, App, AppEnvelope, AppList, SUBSCRIBED_EVENTS};
 use super::config::{Endpoint, Settings};
 use super::sse::ByteStream;
+use crate::error::ProviderError;
 use crate::tls::Transport;
 
 /// Largest API response read (200 apps × 5 tasks is about 1 MB).
@@ -77,6 +78,16 @@ impl std::fmt::Display for ClientError {
 }
 
 impl std::error::Error for ClientError {}
+
+impl From<ClientError> for ProviderError {
+    fn from(e: ClientError) -> Self {
+        match e.kind {
+            Kind::Unauthorized => ProviderError::refused(e.message),
+            Kind::Unavailable => ProviderError::unreachable(e.message),
+            Kind::NotFound | Kind::Protocol => ProviderError::bad_answer(e.message),
+        }
+    }
+}
 
 /// A connected event stream and where it came from.
 pub struct Events {

@@ -35,7 +35,8 @@ pub mod watch;
 
 pub use config::{MarathonConfig, Settings};
 
-use crate::provider::ProviderHandle;
+use crate::error::ProviderError;
+use crate::provider::{Provider, ProviderHandle};
 
 /// A configured Marathon provider, ready to run.
 #[derive(Clone, Debug)]
@@ -43,16 +44,19 @@ pub struct MarathonProvider {
     settings: Settings,
 }
 
-impl MarathonProvider {
+impl Provider for MarathonProvider {
+    const NAME: &'static str = "marathon";
+    type Config = MarathonConfig;
+
     /// Checks `config`; the error names the offending key.
-    pub fn new(config: &MarathonConfig) -> Result<Self, String> {
+    fn new(config: &MarathonConfig) -> Result<Self, ProviderError> {
         Ok(Self {
-            settings: config.validate()?,
+            settings: config.validate().map_err(|e| ProviderError::config("providers.marathon", e))?,
         })
     }
 
     /// Runs until the aggregator goes away, sending a full fragment after every change.
-    pub async fn run(self, handle: ProviderHandle) {
-        watch::run(self.settings, handle).await
+    fn run(self, handle: ProviderHandle) -> impl std::future::Future<Output = ()> + Send {
+        watch::run(self.settings, handle)
     }
 }

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
 use crate::backoff::Backoff;
+use crate::error::ProviderError;
 use crate::labels::Merger;
 use crate::model::DynamicConfig;
 use crate::provider::{Decision, ItemReport, ProviderHandle};
@@ -213,7 +214,7 @@ pub async fn run(settings: Settings, handle: ProviderHandle) {
             }
             Err(e) => {
                 catalog.invalidate();
-                if !handle.report_error(format!("{e}; keeping the last good configuration, retrying")) {
+                if !handle.report_error(&e.note("keeping the last good configuration, retrying")) {
                     return;
                 }
             }
@@ -240,17 +241,17 @@ async fn session(
     catalog: &mut Catalog,
     handle: &ProviderHandle,
     listed: &mut bool,
-) -> Result<Ended, String> {
+) -> Result<Ended, ProviderError> {
     let rules = rules(settings);
     let mut stream = if settings.watch {
-        let events = client.events().await.map_err(|e| e.to_string())?;
+        let events = client.events().await?;
         tracing::info!(provider = PROVIDER, url = %events.url, "Marathon event stream attached");
         Some(EventStream::new(events.body, settings.idle_timeout))
     } else {
         None
     };
     let started = std::time::Instant::now();
-    let apps = client.apps().await.map_err(|e| e.to_string())?;
+    let apps = client.apps().await?;
     let count = apps.apps.len();
     catalog.replace_all(apps, &rules, SystemTime::now());
     *listed = true;
@@ -280,7 +281,7 @@ async fn session(
         let mut ended = false;
         let mut next = Some(first);
         while let Some(event) = next.take() {
-            match event.map_err(|e| e.to_string())? {
+            match event? {
                 None => {
                     ended = true;
                     break;
@@ -297,11 +298,11 @@ async fn session(
             next = stream.try_next();
         }
         if full {
-            let apps = client.apps().await.map_err(|e| e.to_string())?;
+            let apps = client.apps().await?;
             catalog.replace_all(apps, &rules, SystemTime::now());
         } else {
             for id in &ids {
-                let app = client.app(id).await.map_err(|e| e.to_string())?;
+                let app = client.app(id).await?;
                 catalog.update_app(id, app, &rules, SystemTime::now());
             }
         }

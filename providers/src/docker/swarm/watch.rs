@@ -13,8 +13,9 @@ use crate::docker::events::{is_stop_signal, Event};
 use crate::docker::network::{own_container_candidates, SelfContainer};
 use crate::docker::translate::Observed;
 use crate::docker::watch::read_events;
+use crate::error::ProviderError;
 use crate::model::DynamicConfig;
-use crate::provider::{ItemReport, ProviderHandle};
+use crate::provider::{ItemReport, Provider, ProviderHandle};
 
 /// The Swarm provider.
 #[derive(Clone, Debug)]
@@ -24,16 +25,27 @@ pub struct SwarmProvider {
     refresh: Duration,
 }
 
-impl SwarmProvider {
+impl Provider for SwarmProvider {
+    const NAME: &'static str = "swarm";
+    type Config = SwarmConfig;
+
     /// A provider for these settings; the error names the key that is wrong.
-    pub fn new(config: &SwarmConfig) -> Result<Self, String> {
+    fn new(config: &SwarmConfig) -> Result<Self, ProviderError> {
         Ok(Self {
-            common: config.check()?,
+            common: config.check().map_err(|e| ProviderError::config("providers.swarm", e))?,
             watch: config.watch,
             refresh: config.refresh_seconds.0,
         })
     }
 
+    /// Runs until the aggregator goes away: a refresh every `refreshSeconds`, and at once on
+    /// service events and task-container events.
+    fn run(self, handle: ProviderHandle) -> impl std::future::Future<Output = ()> + Send {
+        self.follow(handle)
+    }
+}
+
+impl SwarmProvider {
     /// Reads services, running tasks and swarm networks.
     pub async fn read(client: &Client) -> Result<SwarmState, ApiError> {
         let networks: Vec<SwarmNetwork> = client
@@ -46,9 +58,7 @@ impl SwarmProvider {
         Ok(SwarmState { services, tasks, networks })
     }
 
-    /// Runs until the aggregator goes away: a refresh every `refreshSeconds`, and at once on
-    /// service events and task-container events.
-    pub async fn run(self, handle: ProviderHandle) {
+    async fn follow(self, handle: ProviderHandle) {
         let mut client: Option<Client> = None;
         let mut me: Option<SelfContainer> = None;
         let mut stopping: HashSet<String> = HashSet::new();
@@ -91,14 +101,14 @@ impl SwarmProvider {
                             c
                         }
                         Err(e) => {
-                            if !handle.report_error(format!("swarm: {e}; keeping the last good routes")) {
+                            if !handle.report_error(&ProviderError::from(e).at("swarm").note("keeping the last good routes")) {
                                 return;
                             }
                             continue;
                         }
                     },
                     Err(e) => {
-                        if !handle.report_error(format!("swarm: {e}")) {
+                        if !handle.report_error(&ProviderError::from(e).at("swarm")) {
                             return;
                         }
                         continue;
@@ -140,7 +150,7 @@ impl SwarmProvider {
                             r.abort();
                         }
                     }
-                    if !handle.report_error(format!("swarm: {e}; keeping the last good routes")) {
+                    if !handle.report_error(&ProviderError::from(e).at("swarm").note("keeping the last good routes")) {
                         return;
                     }
                 }
