@@ -16,6 +16,7 @@ pub mod docker;
 pub mod duration;
 pub mod error;
 pub mod file;
+mod http_client;
 pub mod labels;
 pub mod marathon;
 pub mod model;

@@ -30,9 +30,10 @@ use crate::backoff::Backoff;
 use crate::consul::blocking::{Index, Observed, TokenBucket};
 use crate::consul::catalog::{self, HealthCheck, ServiceEntry};
 use crate::consul::changes::touched_by_checks;
-use crate::consul::client::{encode, ConsulClient, ConsulError};
+use crate::consul::client::{ConsulClient, ConsulError};
 use crate::consul::translate::{self, Built, Settings};
 use crate::error::ProviderError;
+use crate::http_client::encode;
 use crate::provider::{Decision, ItemReport, ProviderHandle};
 
 /// Instance lists fetched at the same time (each holds one connection to the agent).

@@ -19,13 +19,14 @@ use futures_util::stream::{self, StreamExt};
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 
-use super::client::{encode_query, ApiError, Client, LineSplitter};
+use super::client::{ApiError, Client, LineSplitter};
 use super::config::{Common, DockerConfig};
 use super::events::{is_stop_signal, Effect, Event};
 use super::network::{own_container_candidates, SelfContainer};
 use super::translate::{assemble, decide, enable_label, parse_labels, Context, Observed};
 use crate::backoff::Backoff;
 use crate::error::ProviderError;
+use crate::http_client::encode;
 use crate::labels::{LabelError, Labels};
 use crate::model::DynamicConfig;
 use crate::provider::{ItemReport, Provider, ProviderHandle};
@@ -128,7 +129,7 @@ impl DockerProvider {
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map(|d| format!("since={}&", d.as_secs().saturating_sub(1)))
                 .unwrap_or_default();
-            let filters = encode_query(r#"{"type":["container","network"]}"#);
+            let filters = encode(r#"{"type":["container","network"]}"#);
             match client.stream(&format!("/events?{since}filters={filters}")).await {
                 Ok(body) => Some(AbortOnDrop(tokio::spawn(read_events(body, tx)))),
                 Err(e) => return lost(e),

@@ -7,13 +7,14 @@ use std::time::{Duration, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 use super::translate::{decide_all, SwarmNetwork, SwarmService, SwarmState, SwarmTask};
-use crate::docker::client::{encode_query, ApiError, Client};
+use crate::docker::client::{ApiError, Client};
 use crate::docker::config::{Common, SwarmConfig};
 use crate::docker::events::{is_stop_signal, Event};
 use crate::docker::network::{own_container_candidates, SelfContainer};
 use crate::docker::translate::Observed;
 use crate::docker::watch::read_events;
 use crate::error::ProviderError;
+use crate::http_client::encode;
 use crate::model::DynamicConfig;
 use crate::provider::{ItemReport, Provider, ProviderHandle};
 
@@ -49,11 +50,11 @@ impl SwarmProvider {
     /// Reads services, running tasks and swarm networks.
     pub async fn read(client: &Client) -> Result<SwarmState, ApiError> {
         let networks: Vec<SwarmNetwork> = client
-            .get_json(&format!("/networks?filters={}", encode_query(r#"{"scope":["swarm"]}"#)))
+            .get_json(&format!("/networks?filters={}", encode(r#"{"scope":["swarm"]}"#)))
             .await?;
         let services: Vec<SwarmService> = client.get_json("/services").await?;
         let tasks: Vec<SwarmTask> = client
-            .get_json(&format!("/tasks?filters={}", encode_query(r#"{"desired-state":["running"]}"#)))
+            .get_json(&format!("/tasks?filters={}", encode(r#"{"desired-state":["running"]}"#)))
             .await?;
         Ok(SwarmState { services, tasks, networks })
     }
@@ -116,7 +117,7 @@ impl SwarmProvider {
                 },
             };
             if self.watch && reader.as_ref().is_none_or(|r| r.is_finished()) {
-                let filters = encode_query(r#"{"type":["service","container"]}"#);
+                let filters = encode(r#"{"type":["service","container"]}"#);
                 let since = std::time::SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map(|d| d.as_secs().saturating_sub(1))
