@@ -92,6 +92,7 @@ impl DnsProvider {
         let timing = Timing {
             min_ttl: self.config.min_ttl,
             max_ttl: self.config.max_ttl,
+            jitter: true,
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let permits = Arc::new(Semaphore::new(CONCURRENT_LOOKUPS));

@@ -9,7 +9,7 @@
 //!
 //! When the stream ends or the daemon cannot be reached, the session ends: the error goes to the
 //! provider's status, the last good fragment stays in force, and a new session (with a full
-//! resync) starts after a backoff of 200 ms doubling to 10 s.
+//! resync) starts after a backoff of 200 ms doubling to 10 s (with [`crate::backoff`]'s jitter).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, UNIX_EPOCH};
