@@ -172,12 +172,7 @@ impl Provider for FileProvider {
         let source = match (&config.filename, &config.directory) {
             (Some(file), None) => Source::File(file.clone()),
             (None, Some(dir)) => Source::Directory(dir.clone()),
-            _ => {
-                return Err(ProviderError::config(
-                    "providers.file",
-                    "needs exactly one of `filename` or `directory`",
-                ))
-            }
+            _ => return Err(Self::refuse("needs exactly one of `filename` or `directory`")),
         };
         Ok(Self::from_source(source, config.watch))
     }

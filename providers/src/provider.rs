@@ -34,6 +34,11 @@ pub trait Provider: Sized + Send + 'static {
     /// Watches the source and sends a full fragment after every change, until the aggregator
     /// goes away.
     fn run(self, handle: ProviderHandle) -> impl Future<Output = ()> + Send;
+
+    /// The error for settings under `[providers.<NAME>]` that cannot be used.
+    fn refuse(why: impl std::fmt::Display) -> ProviderError {
+        ProviderError::config(&format!("providers.{}", Self::NAME), why)
+    }
 }
 
 /// What a provider tells the aggregator.

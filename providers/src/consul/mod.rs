@@ -66,12 +66,11 @@ impl Provider for ConsulCatalog {
     /// Checks `config` ([`ConsulCatalogConfig::validate`]) and builds the client: a TLS file that
     /// cannot be read is refused here, before anything runs.
     fn new(config: &ConsulCatalogConfig) -> Result<Self, ProviderError> {
-        let refuse = |e: String| ProviderError::config("providers.consulCatalog", e);
-        config.validate().map_err(refuse)?;
+        config.validate().map_err(Self::refuse)?;
         Ok(Self {
-            client: client::ConsulClient::new(config).map_err(refuse)?,
-            default_rule: DefaultRule::parse(&config.default_rule).map_err(refuse)?,
-            admitted: config.admitted().map_err(refuse)?,
+            client: client::ConsulClient::new(config).map_err(Self::refuse)?,
+            default_rule: DefaultRule::parse(&config.default_rule).map_err(Self::refuse)?,
+            admitted: config.admitted().map_err(Self::refuse)?,
             config: config.clone(),
         })
     }

@@ -7,7 +7,7 @@
 //!
 //! Rooms:
 //! * [`config`]: `[providers.dns]` and its validation;
-//! * [`resolve`]: asking nameservers, and sorting outcomes into answers, authoritative
+//! * [`client`]: asking nameservers, and sorting outcomes into answers, authoritative
 //!   "nothing here" (NXDOMAIN/NODATA) and transient failures (SERVFAIL, REFUSED, timeouts);
 //! * [`translate`]: RFC 2782 semantics mapped onto one load balancer (priority → failover tier,
 //!   weight → balancer weight);
@@ -20,8 +20,8 @@
 //! also reported as the provider's error, so the admin side shows them next to the item that
 //! explains which servers are being kept.
 
+pub mod client;
 pub mod config;
-pub mod resolve;
 pub mod translate;
 pub mod watch;
 
@@ -36,8 +36,8 @@ use crate::error::ProviderError;
 use crate::model::{DynamicConfig, LoadBalancer, Router, Service};
 use crate::provider::{ItemReport, Provider, ProviderHandle};
 
+pub use client::{Dns, DnsClient};
 pub use config::{DnsConfig, DnsService};
-pub use resolve::{Dns, DnsClient};
 
 use config::Validated;
 use watch::{ServiceState, ServiceView, Timing};
@@ -62,7 +62,7 @@ impl Provider for DnsProvider {
     /// Validates `config` (see [`DnsConfig::validate`]).
     fn new(config: &DnsConfig) -> Result<Self, ProviderError> {
         Ok(Self {
-            config: config.validate().map_err(|e| ProviderError::config("providers.dns", e))?,
+            config: config.validate().map_err(Self::refuse)?,
         })
     }
 
@@ -207,7 +207,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::dns::resolve::{AddressRecord, LookupFailure, SrvAnswer, SrvRecord};
+    use crate::dns::client::{AddressRecord, LookupFailure, SrvAnswer, SrvRecord};
     use crate::provider::{Decision, Update};
 
     /// Answers from a table that tests change while the provider runs.

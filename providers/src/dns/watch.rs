@@ -28,8 +28,8 @@ use crate::backoff::Backoff;
 use crate::model;
 use crate::provider::{Decision, ItemReport};
 
+use super::client::{display, AddressRecord, Dns, LookupFailure, SrvRecord};
 use super::config::{Lookup, ServiceSpec};
-use super::resolve::{display, AddressRecord, Dns, LookupFailure, SrvRecord};
 use super::translate::{self, Mapping, TargetAddresses};
 
 /// Longest pause between retries of a failing query.
@@ -413,7 +413,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::dns::resolve::SrvAnswer;
+    use crate::dns::client::SrvAnswer;
 
     /// A scripted nameserver: each query pops the next scripted outcome for its name (the last
     /// one repeats) and is logged with the (paused) time it was asked at.

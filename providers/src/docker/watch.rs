@@ -81,7 +81,7 @@ impl Provider for DockerProvider {
     /// A provider for these settings; the error names the key that is wrong.
     fn new(config: &DockerConfig) -> Result<Self, ProviderError> {
         Ok(Self {
-            common: config.check().map_err(|e| ProviderError::config("providers.docker", e))?,
+            common: config.check().map_err(Self::refuse)?,
             watch: config.watch,
         })
     }

@@ -51,7 +51,7 @@ impl Provider for MarathonProvider {
     /// Checks `config`; the error names the offending key.
     fn new(config: &MarathonConfig) -> Result<Self, ProviderError> {
         Ok(Self {
-            settings: config.validate().map_err(|e| ProviderError::config("providers.marathon", e))?,
+            settings: config.validate().map_err(Self::refuse)?,
         })
     }
 

@@ -27,6 +27,8 @@ pub struct Configured {
 
 /// Every provider the static configuration enables.
 pub fn configured(providers: &Providers) -> Vec<Configured> {
+    // The proxy's FileProviderConfig has the same fields; once it is a re-export of FileConfig,
+    // this copy goes.
     let file = providers.file.as_ref().map(|file| FileConfig {
         filename: file.filename.clone(),
         directory: file.directory.clone(),

@@ -33,7 +33,7 @@ impl Provider for SwarmProvider {
     /// A provider for these settings; the error names the key that is wrong.
     fn new(config: &SwarmConfig) -> Result<Self, ProviderError> {
         Ok(Self {
-            common: config.check().map_err(|e| ProviderError::config("providers.swarm", e))?,
+            common: config.check().map_err(Self::refuse)?,
             watch: config.watch,
             refresh: config.refresh_seconds.0,
         })
