@@ -20,7 +20,7 @@ use drover::config::StaticConfig;
 use drover::Drover;
 use drover_providers::labels::DefaultRule;
 use drover_providers::marathon::client::MarathonClient;
-use drover_providers::marathon::decide::Rules;
+use drover_providers::marathon::translate::Rules;
 use drover_providers::marathon::watch::Catalog;
 use drover_providers::marathon::MarathonConfig;
 use marathon::Marathon;

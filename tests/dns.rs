@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use drover_providers::dns::resolve::{Dns, DnsClient, LookupFailure};
+use drover_providers::dns::client::{Dns, DnsClient, LookupFailure};
 use drover_providers::dns::{DnsConfig, DnsProvider, DnsService};
-use drover_providers::{ProviderHandle, Update};
+use drover_providers::{Provider, ProviderHandle, Update};
 use fake_dns::{address, cname, srv, FakeDns, Mode};
 use support::bind::{Bind, ZoneSpec};
 use support::{client, send, whoami, HttpClient, TestDrover};
@@ -516,7 +516,7 @@ async fn the_dns_client_classifies_answers_and_copes_with_odd_ones() {
     assert_eq!(unavailable.records[0].target, ".");
 
     // Addresses: both families, a CNAME chain, AAAA only, none.
-    let ips = |r: Vec<drover_providers::dns::resolve::AddressRecord>| {
+    let ips = |r: Vec<drover_providers::dns::client::AddressRecord>| {
         let mut ips: Vec<IpAddr> = r.into_iter().map(|a| a.ip).collect();
         ips.sort();
         ips

@@ -524,7 +524,7 @@ impl Aggregator {
             };
             status.last_sync = posted.last_sync;
             (status.last_error, status.last_error_at) = match posted.error {
-                Some((error, at)) => (Some(error), Some(at)),
+                Some((error, at)) => (Some(error.to_string()), Some(at)),
                 None => (None, None),
             };
             status.syncs = posted.syncs;
@@ -723,7 +723,7 @@ mod tests {
             c.http.services.insert(format!("s{i}"), Default::default());
             handle.send_config(c);
         }
-        handle.report_error("the engine went away");
+        handle.report_error(&crate::ProviderError::unreachable("the engine went away"));
         let (pub_tx, mut pub_rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(agg.run(move |fragments| {
             let _ = pub_tx.send(fragments);
@@ -767,7 +767,7 @@ mod tests {
         }));
         let start = Instant::now();
         file.send_config(config("[[http.services.s.loadBalancer.servers]]\nurl = \"http://127.0.0.1:1\"\n"));
-        docker.report_error("no engine");
+        docker.report_error(&crate::ProviderError::unreachable("no engine"));
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(pub_rx.try_recv().is_err(), "consulCatalog has not spoken yet");
         let (at, first) = pub_rx.recv().await.expect("a first publication");

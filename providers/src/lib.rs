@@ -14,7 +14,9 @@ pub mod consul;
 pub mod dns;
 pub mod docker;
 pub mod duration;
+pub mod error;
 pub mod file;
+mod http_client;
 pub mod labels;
 pub mod marathon;
 pub mod model;
@@ -26,6 +28,7 @@ pub mod tls;
 pub mod toml_error;
 mod yaml_error;
 
+pub use error::ProviderError;
 pub use model::DynamicConfig;
-pub use provider::{Decision, ItemReport, ProviderHandle, ProviderStatus, Update};
+pub use provider::{Decision, ItemReport, Provider, ProviderHandle, ProviderStatus, Update};
 pub use runtime::RuntimeConfig;

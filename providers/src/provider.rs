@@ -1,6 +1,11 @@
-//! The one channel every provider talks through.
+//! The one shape of a provider, and the one channel every provider talks through.
 //!
-//! A provider owns a [`ProviderHandle`] and sends either a complete new fragment
+//! Every provider is a [`Provider`]: a `NAME`, a constructor that checks its `[providers.<name>]`
+//! settings at start (so a wrong setting is refused before anything runs, with a
+//! [`ProviderError`] naming the key), and `run`, one task that watches the source. The runtime
+//! starts any of them the same way, so adding a provider adds no code there.
+//!
+//! A running provider owns a [`ProviderHandle`] and sends either a complete new fragment
 //! ([`ProviderHandle::send_config`]) or a report that its source failed
 //! ([`ProviderHandle::report_error`]). A failure never clears the provider's routes: the
 //! aggregator keeps its last good fragment and shows the error in the provider's status.
@@ -16,13 +21,36 @@
 //! [`ProviderHandle::new`] gives the other form, every update in order on a queue, for tests and
 //! tools that want to see each one.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
+use crate::error::ProviderError;
 use crate::model::DynamicConfig;
+
+/// A source of dynamic configuration: checked at start, then run as one task.
+pub trait Provider: Sized + Send + 'static {
+    /// Its name, as in `name@provider` and `[providers.<NAME>]`.
+    const NAME: &'static str;
+
+    /// Its static settings, `[providers.<NAME>]`.
+    type Config;
+
+    /// Checks `config` and builds the provider; the error names the key that is wrong.
+    fn new(config: &Self::Config) -> Result<Self, ProviderError>;
+
+    /// Watches the source and sends a full fragment after every change, until the aggregator
+    /// goes away.
+    fn run(self, handle: ProviderHandle) -> impl Future<Output = ()> + Send;
+
+    /// The error for settings under `[providers.<NAME>]` that cannot be used.
+    fn refuse(why: impl std::fmt::Display) -> ProviderError {
+        ProviderError::config(&format!("providers.{}", Self::NAME), why)
+    }
+}
 
 /// What a provider tells a queue made with [`ProviderHandle::new`].
 #[derive(Debug)]
@@ -42,7 +70,7 @@ pub enum Update {
         /// Provider name.
         provider: Arc<str>,
         /// What went wrong and where (file and line, endpoint, …).
-        error: String,
+        error: ProviderError,
     },
 }
 
@@ -54,7 +82,7 @@ pub struct Posted {
     /// The newest list of item decisions (`None` before a provider sends one).
     pub items: Option<Arc<Vec<ItemReport>>>,
     /// The newest error and when it happened, if no fragment came after it.
-    pub error: Option<(String, SystemTime)>,
+    pub error: Option<(ProviderError, SystemTime)>,
     /// When the newest fragment arrived.
     pub last_sync: Option<SystemTime>,
     /// Fragments sent so far.
@@ -143,9 +171,9 @@ impl ProviderHandle {
     }
 
     /// Reports that the source failed; the last good fragment stays in force.
-    pub fn report_error(&self, error: impl Into<String>) -> bool {
-        let error = error.into();
+    pub fn report_error(&self, error: &ProviderError) -> bool {
         tracing::error!(provider = %self.name, "{error}");
+        let error = error.clone();
         match &self.sink {
             Sink::Mailbox(tx) => {
                 let now = SystemTime::now();

@@ -2,16 +2,13 @@
 //! Traefik's shape: a CA bundle, an optional client certificate and key (for servers that verify
 //! clients), and `insecureSkipVerify`.
 //!
+//! The client that uses this configuration is the providers' one HTTP client (`http_client`).
+//!
 //! drover has no system root store wired in, so a CA bundle is required unless verification is
 //! switched off; a clear error says so at start rather than failing every handshake later.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::Request;
-use http_body_util::Empty;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::{Builder, Client, ResponseFuture};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -86,43 +83,6 @@ pub fn client_config(options: &TlsOptions, key: &str, peer: &str) -> Result<rust
         }
         (None, None) => Ok(builder.with_no_client_auth()),
         _ => Err(format!("{key}: cert and key go together; set both or neither")),
-    }
-}
-
-/// A provider's HTTP/1.1 client: plain, or with TLS for `https://` URLs (`http://` URLs still
-/// work through it).
-pub(crate) enum Transport {
-    Plain(Client<HttpConnector, Empty<Bytes>>),
-    Tls(Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>),
-}
-
-impl Transport {
-    /// A client built by `builder` over `connector`, speaking TLS with `tls` when given.
-    pub(crate) fn new(builder: &Builder, mut connector: HttpConnector, tls: Option<rustls::ClientConfig>) -> Self {
-        match tls {
-            Some(tls) => {
-                connector.enforce_http(false);
-                let https = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(tls)
-                    .https_or_http()
-                    .enable_http1()
-                    .wrap_connector(connector);
-                Self::Tls(builder.build(https))
-            }
-            None => Self::Plain(builder.build(connector)),
-        }
-    }
-
-    pub(crate) fn request(&self, request: Request<Empty<Bytes>>) -> ResponseFuture {
-        match self {
-            Self::Plain(c) => c.request(request),
-            Self::Tls(c) => c.request(request),
-        }
-    }
-
-    /// Whether `https://` URLs can be reached.
-    pub(crate) fn has_tls(&self) -> bool {
-        matches!(self, Self::Tls(_))
     }
 }
 

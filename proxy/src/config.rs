@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use drover_providers::duration::ConfigDuration;
@@ -350,18 +350,8 @@ impl Default for Providers {
     }
 }
 
-/// `[providers.file]`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileProviderConfig {
-    /// One file.
-    pub filename: Option<PathBuf>,
-    /// A directory of `*.toml` files.
-    pub directory: Option<PathBuf>,
-    /// Re-read on change (default true).
-    #[serde(default = "defaults::yes")]
-    pub watch: bool,
-}
+/// `[providers.file]`: the file provider's own settings type.
+pub use drover_providers::file::FileConfig as FileProviderConfig;
 
 /// `[log]`.
 #[derive(Clone, Debug, Deserialize)]

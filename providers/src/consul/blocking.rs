@@ -14,7 +14,7 @@
 //!   case. A [`TokenBucket`] lets a burst of queries through at once and, when the watched data
 //!   churns, degrades to one query per refill interval.
 //!
-//! [`Backoff`] is separate: it spaces attempts after a *failure* (Consul unreachable, 5xx, 403),
+//! [`Backoff`](crate::backoff::Backoff) is separate: it spaces attempts after a *failure* (Consul unreachable, 5xx, 403),
 //! which is not churn and must not spend the bucket.
 
 use std::time::Duration;

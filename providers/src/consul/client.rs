@@ -1,6 +1,6 @@
 //! The HTTP client that talks to one Consul agent, and its one error type.
 //!
-//! HTTP/1.1 (plain, or TLS through rustls: [`crate::tls`]) over hyper-util's pooled client: every blocking query holds one connection for
+//! HTTP/1.1 (plain, or TLS through rustls: [`crate::tls`]) over the providers' pooled client: every blocking query holds one connection for
 //! its whole wait, and instance lists reuse a few pooled ones, so drover keeps a small, constant
 //! number of connections open to the agent whatever the size of the catalog (see the module
 //! documentation of [`crate::consul`] for why that matters). A blocking request's deadline is
@@ -19,13 +19,11 @@ use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use crate::consul::config::{ConsulCatalogConfig, TLS_KEY};
 use crate::consul::health::truncate;
-use crate::tls::Transport;
+use crate::error::ProviderError;
+use crate::http_client::{basic_auth, encode, error_chain, Pool, Transport};
 
 /// Deadline of a request that does not block.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -102,6 +100,16 @@ impl fmt::Display for ConsulError {
 
 impl std::error::Error for ConsulError {}
 
+impl From<ConsulError> for ProviderError {
+    fn from(e: ConsulError) -> Self {
+        match e.kind {
+            Kind::Forbidden => ProviderError::refused(e.message),
+            Kind::Connect | Kind::Timeout | Kind::Server => ProviderError::unreachable(e.message),
+            Kind::Status | Kind::BadResponse => ProviderError::bad_answer(e.message),
+        }
+    }
+}
+
 /// A client of one Consul agent. Cheap to clone.
 #[derive(Clone)]
 pub struct ConsulClient {
@@ -131,18 +139,19 @@ impl ConsulClient {
     /// A client for the configured endpoint; fails when its TLS files cannot be used.
     pub fn new(config: &ConsulCatalogConfig) -> Result<Self, String> {
         let authority = config.authority()?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout.0));
-        connector.set_nodelay(true);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder.pool_idle_timeout(Duration::from_secs(90)).pool_max_idle_per_host(8);
+        let pool = Pool {
+            connect_timeout: Some(config.connect_timeout.0),
+            keepalive: None,
+            idle_timeout: Duration::from_secs(90),
+            max_idle_per_host: 8,
+        };
         let (tls, scheme) = if config.uses_tls() {
             let options = config.endpoint.tls.clone().unwrap_or_default();
             (Some(crate::tls::client_config(&options, TLS_KEY, "Consul")?), "https")
         } else {
             (None, "http")
         };
-        let transport = Transport::new(&builder, connector, tls);
+        let transport = Transport::new(&pool, tls);
         let token = match &config.endpoint.token {
             Some(t) if !t.0.is_empty() => {
                 let mut value = HeaderValue::from_str(&t.0)
@@ -154,8 +163,7 @@ impl ConsulClient {
         };
         let basic = match &config.endpoint.http_auth {
             Some(auth) => {
-                let encoded = base64(format!("{}:{}", auth.username, auth.password.0).as_bytes());
-                let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
+                let mut value = HeaderValue::from_str(&basic_auth(&auth.username, &auth.password.0))
                     .map_err(|_| "providers.consulCatalog.endpoint.httpAuth: not a valid header value".to_string())?;
                 value.set_sensitive(true);
                 Some(value)
@@ -235,7 +243,7 @@ impl ConsulClient {
                 } else {
                     "the connection failed"
                 };
-                fail(Kind::Connect, None, format!("{why} ({})", chain(&e)))
+                fail(Kind::Connect, None, format!("{why} ({})", error_chain(&e)))
             })?;
             let status = response.status();
             let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -281,64 +289,9 @@ impl ConsulClient {
     }
 }
 
-/// The error and its sources, joined (`client error (Connect): tcp connect error: Connection refused`).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
-/// Percent-encodes one path segment or query value (everything but RFC 3986 unreserved bytes).
-pub fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Standard base64 with padding (for the basic-auth header).
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_and_percent_encoding() {
-        assert_eq!(base64(b"Aladdin:open sesame"), "QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
-        assert_eq!(base64(b"ab"), "YWI=");
-        assert_eq!(base64(b"abc"), "YWJj");
-        assert_eq!(base64(b""), "");
-        assert_eq!(encode("web api/v1"), "web%20api%2Fv1");
-        assert_eq!(encode("web-1.svc_x"), "web-1.svc_x");
-    }
 
     /// A one-shot TLS server answering every connection with `X-Consul-Index: 7`.
     fn tls_agent() -> std::net::SocketAddr {

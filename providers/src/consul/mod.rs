@@ -27,7 +27,7 @@
 //! * [`blocking`]: the blocking-query index rules, the token bucket, the failure backoff.
 //! * [`catalog`]: Consul's JSON, leniently read.
 //! * [`health`]: an instance's aggregate health and `strictChecks`.
-//! * [`instance`]: instance → decision → routers and services.
+//! * [`translate`]: instance → decision → routers and services.
 //! * [`changes`]: which services a check change touches.
 //! * [`watch`]: the task that ties them together.
 
@@ -37,50 +37,57 @@ pub mod changes;
 pub mod client;
 pub mod config;
 pub mod health;
-pub mod instance;
+pub mod translate;
 pub mod watch;
 
 pub use config::ConsulCatalogConfig;
 
+use crate::consul::config::Admitted;
+use crate::error::ProviderError;
 use crate::labels::DefaultRule;
-use crate::provider::ProviderHandle;
+use crate::provider::{Provider, ProviderHandle};
 
 /// The provider's name, as in `web@consulCatalog`.
 pub const NAME: &str = "consulCatalog";
 
-/// A configured Consul catalog provider.
+/// A configured Consul catalog provider: its settings checked, its client built.
 #[derive(Debug, Clone)]
 pub struct ConsulCatalog {
     config: ConsulCatalogConfig,
+    client: client::ConsulClient,
+    default_rule: DefaultRule,
+    admitted: Vec<Admitted>,
 }
 
-impl ConsulCatalog {
-    /// A provider with these settings (checked by [`ConsulCatalogConfig::validate`] at start-up).
-    pub fn new(config: ConsulCatalogConfig) -> Self {
-        Self { config }
+impl Provider for ConsulCatalog {
+    const NAME: &'static str = NAME;
+    type Config = ConsulCatalogConfig;
+
+    /// Checks `config` ([`ConsulCatalogConfig::validate`]) and builds the client: a TLS file that
+    /// cannot be read is refused here, before anything runs.
+    fn new(config: &ConsulCatalogConfig) -> Result<Self, ProviderError> {
+        config.validate().map_err(Self::refuse)?;
+        Ok(Self {
+            client: client::ConsulClient::new(config).map_err(Self::refuse)?,
+            default_rule: DefaultRule::parse(&config.default_rule).map_err(Self::refuse)?,
+            admitted: config.admitted().map_err(Self::refuse)?,
+            config: config.clone(),
+        })
     }
 
     /// Watches Consul and sends a full fragment after every change, until the aggregator goes
-    /// away. Settings that cannot be used (a TLS file gone since start-up) are reported.
-    pub async fn run(self, handle: ProviderHandle) {
-        let config = self.config;
+    /// away.
+    async fn run(self, handle: ProviderHandle) {
+        let Self {
+            config,
+            client,
+            default_rule,
+            admitted,
+        } = self;
         for note in config.ignored() {
             tracing::warn!(provider = NAME, "{note}; ignored");
         }
-        let prepared = config.validate().and_then(|()| {
-            let client = client::ConsulClient::new(&config)?;
-            let default_rule = DefaultRule::parse(&config.default_rule)?;
-            let admitted = config.admitted()?;
-            Ok((client, default_rule, admitted))
-        });
-        let (client, default_rule, admitted) = match prepared {
-            Ok(p) => p,
-            Err(e) => {
-                handle.report_error(e);
-                return;
-            }
-        };
-        let settings = instance::Settings {
+        let settings = translate::Settings {
             prefix: config.prefix.clone(),
             exposed_by_default: config.exposed_by_default,
             default_rule,
@@ -100,5 +107,25 @@ impl ConsulCatalog {
             "watching the Consul catalog"
         );
         watch::run(client, settings, pace, handle).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_refused_at_construction_naming_the_key() {
+        let config = |text: &str| -> ConsulCatalogConfig { toml::from_str(text).unwrap() };
+        assert!(ConsulCatalog::new(&config("")).is_ok());
+        let err = ConsulCatalog::new(&config("strictChecks = []")).unwrap_err();
+        assert!(err.is_config(), "{err}");
+        assert!(err.to_string().starts_with("providers.consulCatalog.strictChecks: empty"), "{err}");
+        let err = ConsulCatalog::new(&config(
+            "[endpoint]\nscheme = \"https\"\n[endpoint.tls]\nca = \"/nonexistent/ca.pem\"\n",
+        ))
+        .unwrap_err();
+        assert!(err.is_config(), "{err}");
+        assert!(err.to_string().contains("tls.ca: cannot read /nonexistent/ca.pem"), "{err}");
     }
 }

@@ -30,8 +30,10 @@ use crate::backoff::Backoff;
 use crate::consul::blocking::{Index, Observed, TokenBucket};
 use crate::consul::catalog::{self, HealthCheck, ServiceEntry};
 use crate::consul::changes::touched_by_checks;
-use crate::consul::client::{encode, ConsulClient, ConsulError};
-use crate::consul::instance::{self, Built, Settings};
+use crate::consul::client::{ConsulClient, ConsulError};
+use crate::consul::translate::{self, Built, Settings};
+use crate::error::ProviderError;
+use crate::http_client::encode;
 use crate::provider::{Decision, ItemReport, ProviderHandle};
 
 /// Instance lists fetched at the same time (each holds one connection to the agent).
@@ -141,10 +143,15 @@ pub async fn run(client: ConsulClient, settings: Settings, pace: Pace, handle: P
             let delay = refresh_backoff.next_delay();
             retry_at = Some(Instant::now() + delay);
             let list: Vec<String> = failures.iter().map(|(name, e)| format!("`{name}`: {e}")).collect();
-            state.refresh_error = Some(format!(
+            let message = format!(
                 "listing instances failed for {}; keeping their last known instances, retrying in {delay:?}",
                 list.join("; ")
-            ));
+            );
+            // Classified as the first failure: one cause (an outage, a token) usually fails them all.
+            state.refresh_error = failures
+                .into_iter()
+                .next()
+                .map(|(_, first)| ProviderError::from(first).retold(message));
         }
         if !state.publish(&handle) {
             return;
@@ -243,9 +250,9 @@ struct State {
     /// so the provider's status returns to ok.
     failing: bool,
     /// The last error of each watch, until it answers again.
-    watch_errors: [Option<String>; 2],
+    watch_errors: [Option<ProviderError>; 2],
     /// Instance lists that could not be read, until they are.
-    refresh_error: Option<String>,
+    refresh_error: Option<ProviderError>,
 }
 
 impl State {
@@ -313,9 +320,10 @@ impl State {
             }
             Event::Failed { watch, error, retry_in } => {
                 self.failing = true;
-                let message = format!("{error}; keeping the last good routes, retrying in {retry_in:?}");
-                self.watch_errors[watch as usize] = Some(message.clone());
-                handle.report_error(message)
+                let error = ProviderError::from(error).note(format!("keeping the last good routes, retrying in {retry_in:?}"));
+                let sent = handle.report_error(&error);
+                self.watch_errors[watch as usize] = Some(error);
+                sent
             }
         }
     }
@@ -375,7 +383,7 @@ impl State {
     /// Sends the fragment when it differs from the last one (or an error must be cleared).
     fn publish(&mut self, handle: &ProviderHandle) -> bool {
         let Some(catalog) = &self.catalog else { return true };
-        let mut built = instance::build(catalog, &self.held, &self.settings);
+        let mut built = translate::build(catalog, &self.held, &self.settings);
         if self.filtered_by_acls {
             built.items.insert(
                 0,
@@ -396,7 +404,7 @@ impl State {
             return match &self.refresh_error {
                 Some(error) => {
                     self.failing = true;
-                    handle.report_error(error.clone())
+                    handle.report_error(error)
                 }
                 None => true,
             };
@@ -407,7 +415,10 @@ impl State {
         self.sent = Some(built);
         self.failing = !healthy;
         // A fragment clears the provider's error; whatever is still failing is said again.
-        let errors: Vec<String> = self.watch_errors.iter().flatten().chain(&self.refresh_error).cloned().collect();
-        errors.into_iter().all(|e| handle.report_error(e))
+        self.watch_errors
+            .iter()
+            .flatten()
+            .chain(&self.refresh_error)
+            .all(|e| handle.report_error(e))
     }
 }

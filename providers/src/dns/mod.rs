@@ -5,11 +5,11 @@
 //! embedded DNS (`tasks.<service>`). Each configured service becomes `<name>@dns`, usable from
 //! any provider's routers, and optionally gets a router of its own.
 //!
-//! The pieces, each in its own file:
+//! Rooms:
 //! * [`config`]: `[providers.dns]` and its validation;
-//! * [`resolve`]: asking nameservers, and sorting outcomes into answers, authoritative
+//! * [`client`]: asking nameservers, and sorting outcomes into answers, authoritative
 //!   "nothing here" (NXDOMAIN/NODATA) and transient failures (SERVFAIL, REFUSED, timeouts);
-//! * [`srv`]: RFC 2782 semantics mapped onto one load balancer (priority → failover tier,
+//! * [`translate`]: RFC 2782 semantics mapped onto one load balancer (priority → failover tier,
 //!   weight → balancer weight);
 //! * [`watch`]: one task per service that re-asks exactly when a TTL runs out (clamped), keeps
 //!   the last good answer through failures and backs off.
@@ -20,9 +20,9 @@
 //! also reported as the provider's error, so the admin side shows them next to the item that
 //! explains which servers are being kept.
 
+pub mod client;
 pub mod config;
-pub mod resolve;
-pub mod srv;
+pub mod translate;
 pub mod watch;
 
 use std::sync::Arc;
@@ -32,11 +32,12 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::error::ProviderError;
 use crate::model::{DynamicConfig, LoadBalancer, Router, Service};
-use crate::provider::{ItemReport, ProviderHandle};
+use crate::provider::{ItemReport, Provider, ProviderHandle};
 
+pub use client::{Dns, DnsClient};
 pub use config::{DnsConfig, DnsService};
-pub use resolve::{Dns, DnsClient};
 
 use config::Validated;
 use watch::{ServiceState, ServiceView, Timing};
@@ -54,22 +55,26 @@ pub struct DnsProvider {
     config: Validated,
 }
 
-impl DnsProvider {
+impl Provider for DnsProvider {
+    const NAME: &'static str = "dns";
+    type Config = DnsConfig;
+
     /// Validates `config` (see [`DnsConfig::validate`]).
-    pub fn new(config: &DnsConfig) -> Result<Self, String> {
+    fn new(config: &DnsConfig) -> Result<Self, ProviderError> {
         Ok(Self {
-            config: config.validate()?,
+            config: config.validate().map_err(Self::refuse)?,
         })
     }
 
     /// Watches every configured service, asking the configured nameservers (or the system's),
     /// until the aggregator goes away.
-    pub async fn run(self, handle: ProviderHandle) {
+    async fn run(self, handle: ProviderHandle) {
         let client = loop {
             match DnsClient::new(&self.config.nameservers, self.config.timeout) {
                 Ok(client) => break client,
                 Err(e) => {
-                    if !handle.report_error(format!("{e}; retrying in {}", humantime::format_duration(SETUP_RETRY))) {
+                    let retry = format!("retrying in {}", humantime::format_duration(SETUP_RETRY));
+                    if !handle.report_error(&ProviderError::unreachable(e).note(retry)) {
                         return;
                     }
                     tokio::time::sleep(SETUP_RETRY).await;
@@ -78,13 +83,16 @@ impl DnsProvider {
         };
         self.run_with(Arc::new(client), handle).await;
     }
+}
 
-    /// [`DnsProvider::run`] with any [`Dns`] implementation.
+impl DnsProvider {
+    /// [`Provider::run`] with any [`Dns`] implementation.
     pub async fn run_with<D: Dns>(self, dns: Arc<D>, handle: ProviderHandle) {
         let provider = handle.name().to_string();
         let timing = Timing {
             min_ttl: self.config.min_ttl,
             max_ttl: self.config.max_ttl,
+            jitter: true,
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let permits = Arc::new(Semaphore::new(CONCURRENT_LOOKUPS));
@@ -143,7 +151,7 @@ impl DnsProvider {
                 }
                 last_sent = Some((config, items));
                 let errors: Vec<&str> = views.iter().flat_map(|v| v.errors.iter().map(String::as_str)).collect();
-                if !errors.is_empty() && !handle.report_error(errors.join("; ")) {
+                if !errors.is_empty() && !handle.report_error(&ProviderError::unreachable(errors.join("; "))) {
                     return;
                 }
             }
@@ -199,7 +207,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::dns::resolve::{AddressRecord, LookupFailure, SrvAnswer, SrvRecord};
+    use crate::dns::client::{AddressRecord, LookupFailure, SrvAnswer, SrvRecord};
     use crate::provider::{Decision, Update};
 
     /// Answers from a table that tests change while the provider runs.
@@ -331,6 +339,7 @@ mod tests {
         let Update::Error { error, .. } = next(&mut rx).await else {
             panic!("then the error")
         };
+        let error = error.to_string();
         assert!(error.contains("SRV _http._tcp.api.example.: SERVFAIL"), "{error}");
         assert!(error.contains("keeping the servers of the last good answer"), "{error}");
 

@@ -12,7 +12,8 @@
 //! * NXDOMAIN or NODATA is authoritative: the service (or the target) is emptied, and asked
 //!   again after the negative-caching TTL of the SOA, clamped the same way;
 //! * SERVFAIL, REFUSED, a timeout keep the last good answer and retry with exponential backoff
-//!   (`minTtl`, doubling, at most 30 s or `maxTtl` if shorter), and the failure is reported.
+//!   (`minTtl`, doubling, at most 30 s or `maxTtl` if shorter, with [`crate::backoff`]'s jitter),
+//!   and the failure is reported.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -23,12 +24,13 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::backoff::Backoff;
 use crate::model;
 use crate::provider::{Decision, ItemReport};
 
+use super::client::{display, AddressRecord, Dns, LookupFailure, SrvRecord};
 use super::config::{Lookup, ServiceSpec};
-use super::resolve::{display, AddressRecord, Dns, LookupFailure, SrvRecord};
-use super::srv::{self, Mapping, TargetAddresses};
+use super::translate::{self, Mapping, TargetAddresses};
 
 /// Longest pause between retries of a failing query.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -40,6 +42,8 @@ pub struct Timing {
     pub min_ttl: Duration,
     /// Upper TTL bound.
     pub max_ttl: Duration,
+    /// Retry delays with jitter ([`Backoff`]); off only where tests count exact instants.
+    pub jitter: bool,
 }
 
 impl Timing {
@@ -48,11 +52,14 @@ impl Timing {
         Duration::from_secs(u64::from(secs)).clamp(self.min_ttl, self.max_ttl.max(self.min_ttl))
     }
 
-    /// The pause before retry number `failures` (1 for the first).
-    pub fn backoff(&self, failures: u32) -> Duration {
+    /// The retry schedule of one lookup: `minTtl`, doubling, at most 30 s or `maxTtl` if shorter.
+    pub fn backoff(&self) -> Backoff {
         let cap = MAX_BACKOFF.min(self.max_ttl).max(self.min_ttl);
-        let factor = 1u32 << failures.saturating_sub(1).min(20);
-        self.min_ttl.saturating_mul(factor).min(cap)
+        if self.jitter {
+            Backoff::new(self.min_ttl, cap)
+        } else {
+            Backoff::exact(self.min_ttl, cap)
+        }
     }
 }
 
@@ -86,7 +93,7 @@ enum Answer {
 struct Target {
     ips: Vec<IpAddr>,
     due: Instant,
-    failures: u32,
+    backoff: Backoff,
     note: Option<String>,
 }
 
@@ -99,7 +106,7 @@ pub struct ServiceState {
     /// TTL of the answer as received (seconds), for the report.
     answer_ttl: u32,
     due: Instant,
-    failures: u32,
+    backoff: Backoff,
     error: Option<String>,
     attempted: bool,
     targets: BTreeMap<String, Target>,
@@ -114,7 +121,7 @@ impl ServiceState {
             answer: Answer::Pending,
             answer_ttl: 0,
             due: Instant::now(),
-            failures: 0,
+            backoff: timing.backoff(),
             error: None,
             attempted: false,
             targets: BTreeMap::new(),
@@ -164,7 +171,7 @@ impl ServiceState {
                 self.answer = answer;
                 self.answer_ttl = ttl;
                 self.due = now + self.timing.ttl(ttl);
-                self.failures = 0;
+                self.backoff.reset();
                 self.error = None;
                 self.apply_glue(&glue, now);
             }
@@ -173,13 +180,12 @@ impl ServiceState {
                 self.answer = Answer::Empty(failure.describe());
                 self.answer_ttl = negative_ttl.unwrap_or(0);
                 self.due = now + self.timing.ttl(self.answer_ttl);
-                self.failures = 0;
+                self.backoff.reset();
                 self.error = None;
                 self.targets.clear();
             }
             Err(LookupFailure::Transient(why)) => {
-                self.failures += 1;
-                let wait = self.timing.backoff(self.failures);
+                let wait = self.backoff.next_delay();
                 self.due = now + wait;
                 let kept = match &self.answer {
                     Answer::Pending => "no answer yet, so no servers".to_string(),
@@ -189,7 +195,7 @@ impl ServiceState {
                 self.error = Some(format!(
                     "{}: {why}; {kept}; retry {} in {}",
                     self.spec.lookup.describe(),
-                    self.failures,
+                    self.backoff.failures(),
                     humantime::format_duration(wait)
                 ));
             }
@@ -211,7 +217,7 @@ impl ServiceState {
                 Target {
                     ips: sorted(found.iter().map(|g| g.ip)),
                     due: now + self.timing.ttl(ttl),
-                    failures: 0,
+                    backoff: self.timing.backoff(),
                     note: None,
                 },
             );
@@ -237,7 +243,7 @@ impl ServiceState {
                         Target {
                             ips: sorted(addrs.iter().map(|a| a.ip)),
                             due: now + self.timing.ttl(ttl),
-                            failures: 0,
+                            backoff: self.timing.backoff(),
                             note: None,
                         },
                     );
@@ -249,7 +255,7 @@ impl ServiceState {
                         Target {
                             ips: Vec::new(),
                             due: now + self.timing.ttl(negative_ttl.unwrap_or(0)),
-                            failures: 0,
+                            backoff: self.timing.backoff(),
                             note: Some(note),
                         },
                     );
@@ -258,11 +264,10 @@ impl ServiceState {
                     let target = self.targets.entry(name).or_insert_with(|| Target {
                         ips: Vec::new(),
                         due: now,
-                        failures: 0,
+                        backoff: self.timing.backoff(),
                         note: None,
                     });
-                    target.failures += 1;
-                    target.due = now + self.timing.backoff(target.failures);
+                    target.due = now + target.backoff.next_delay();
                     target.note = Some(if target.ips.is_empty() {
                         format!("no address yet: {why}")
                     } else {
@@ -291,9 +296,9 @@ impl ServiceState {
                         )
                     })
                     .collect();
-                srv::map_srv(owner, records, &targets)
+                translate::map_srv(owner, records, &targets)
             }
-            (Answer::Addresses(ips), Lookup::Address { name, port }) => srv::map_addresses(name, *port, ips),
+            (Answer::Addresses(ips), Lookup::Address { name, port }) => translate::map_addresses(name, *port, ips),
             _ => Mapping::default(),
         };
         let servers: Vec<model::Server> = mapping
@@ -333,7 +338,7 @@ impl ServiceState {
         }
         let mut errors: Vec<String> = self.error.iter().cloned().collect();
         for (name, t) in &self.targets {
-            if t.failures > 0 {
+            if t.backoff.failures() > 0 {
                 if let Some(note) = &t.note {
                     errors.push(format!("{} target {}: {note}", self.spec.lookup.describe(), display(name)));
                 }
@@ -408,7 +413,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::dns::resolve::SrvAnswer;
+    use crate::dns::client::SrvAnswer;
 
     /// A scripted nameserver: each query pops the next scripted outcome for its name (the last
     /// one repeats) and is logged with the (paused) time it was asked at.
@@ -468,6 +473,7 @@ mod tests {
     const TIMING: Timing = Timing {
         min_ttl: Duration::from_secs(1),
         max_ttl: Duration::from_secs(300),
+        jitter: false,
     };
 
     fn rec(priority: u16, weight: u16, port: u16, target: &str, ttl: u32) -> SrvRecord {
@@ -533,15 +539,23 @@ mod tests {
         assert_eq!(TIMING.ttl(0), Duration::from_secs(1), "TTL 0 is not a busy loop");
         assert_eq!(TIMING.ttl(5), Duration::from_secs(5));
         assert_eq!(TIMING.ttl(600), Duration::from_secs(300), "Docker's 600 s is capped");
-        let delays: Vec<u64> = (1..=8).map(|n| TIMING.backoff(n).as_secs()).collect();
+        let mut backoff = TIMING.backoff();
+        let delays: Vec<u64> = (1..=8).map(|_| backoff.next_delay().as_secs()).collect();
         assert_eq!(delays, vec![1, 2, 4, 8, 16, 30, 30, 30]);
-        assert_eq!(TIMING.backoff(u32::MAX), Duration::from_secs(30));
         let short = Timing {
             min_ttl: Duration::from_millis(200),
             max_ttl: Duration::from_secs(2),
+            jitter: false,
         };
-        assert_eq!(short.backoff(1), Duration::from_millis(200));
-        assert_eq!(short.backoff(5), Duration::from_secs(2), "never longer than maxTtl");
+        let delays: Vec<Duration> = (1..=5).scan(short.backoff(), |b, _| Some(b.next_delay())).collect();
+        assert_eq!(delays[0], Duration::from_millis(200));
+        assert_eq!(delays[4], Duration::from_secs(2), "never longer than maxTtl");
+        // With jitter (as the provider runs): never longer, at most a fifth shorter.
+        let mut jittered = Timing { jitter: true, ..TIMING }.backoff();
+        for nominal in [1000, 2000, 4000, 8000, 16_000, 30_000] {
+            let d = jittered.next_delay().as_millis();
+            assert!(nominal - nominal / 5 <= d && d <= nominal, "{d} ms, nominal {nominal} ms");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,5 +1,6 @@
-//! The Docker Engine API client: one HTTP/1.1 transport (unix socket, TCP or TLS) shared by bollard
-//! and by the few calls drover reads with its own types.
+//! The Docker Engine API client: one HTTP/1.1 transport (unix socket, or TCP and TLS through the
+//! providers' one HTTP client) shared by bollard and by the few calls drover reads with its own
+//! types.
 //!
 //! Why our own transport under bollard:
 //! * **Read-only by construction.** Every request, bollard's included, passes through
@@ -22,13 +23,14 @@ use futures_util::future::BoxFuture;
 use http::{Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::config::{Endpoint, TlsConfig};
+use crate::error::ProviderError;
+use crate::http_client::{error_chain, Pool};
 
 /// Lowest API version drover reads (Engine 1.12; health checks and the fields used exist since).
 pub const MIN_API_MINOR: u32 = 24;
@@ -109,11 +111,30 @@ impl ApiError {
     }
 }
 
+impl From<ApiError> for ProviderError {
+    fn from(e: ApiError) -> Self {
+        match &e {
+            ApiError::Unreachable { .. } => ProviderError::unreachable(e),
+            ApiError::Status { status: 401 | 403, .. } => ProviderError::refused(e),
+            ApiError::Status { status, .. } if *status >= 500 => ProviderError::unreachable(e),
+            ApiError::Status { .. } | ApiError::Decode { .. } | ApiError::Other(_) => ProviderError::bad_answer(e),
+        }
+    }
+}
+
 enum Inner {
     Unix(HttpClient<UnixConnector, Empty<Bytes>>),
-    Http(HttpClient<HttpConnector, Empty<Bytes>>),
-    Https(HttpClient<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>),
+    Tcp(crate::http_client::Transport),
 }
+
+/// How connections to the daemon are pooled (no connect deadline of its own: every call has
+/// the provider's `httpClientTimeout`).
+const POOL: Pool = Pool {
+    connect_timeout: None,
+    keepalive: None,
+    idle_timeout: Duration::from_secs(30),
+    max_idle_per_host: usize::MAX,
+};
 
 /// The HTTP transport under every API call: GET/HEAD only, versioned paths.
 pub struct Transport {
@@ -126,31 +147,24 @@ pub struct Transport {
 
 impl Transport {
     fn new(endpoint: &Endpoint) -> Result<Self, ApiError> {
-        let builder = || {
-            let mut b = HttpClient::builder(TokioExecutor::new());
-            b.pool_idle_timeout(Duration::from_secs(30));
-            b
-        };
         let (inner, base) = match endpoint {
-            Endpoint::Unix(path) => (
-                Inner::Unix(builder().build(UnixConnector {
+            Endpoint::Unix(path) => {
+                let mut builder = HttpClient::builder(TokioExecutor::new());
+                builder.pool_idle_timeout(POOL.idle_timeout);
+                let connector = UnixConnector {
                     path: Arc::new(path.clone()),
-                })),
+                };
                 // The host is a dummy (the socket is the address), as the Go client does.
-                "http://api.moby.localhost".to_string(),
-            ),
-            Endpoint::Tcp(authority) => (Inner::Http(builder().build_http()), format!("http://{authority}")),
-            Endpoint::Tls { authority, tls } => {
-                let config = tls_config(tls)?;
-                let mut http = HttpConnector::new();
-                http.enforce_http(false);
-                let https = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(config)
-                    .https_only()
-                    .enable_http1()
-                    .wrap_connector(http);
-                (Inner::Https(builder().build(https)), format!("https://{authority}"))
+                (Inner::Unix(builder.build(connector)), "http://api.moby.localhost".to_string())
             }
+            Endpoint::Tcp(authority) => (
+                Inner::Tcp(crate::http_client::Transport::new(&POOL, None)),
+                format!("http://{authority}"),
+            ),
+            Endpoint::Tls { authority, tls } => (
+                Inner::Tcp(crate::http_client::Transport::new(&POOL, Some(tls_config(tls)?))),
+                format!("https://{authority}"),
+            ),
         };
         Ok(Self {
             inner,
@@ -197,27 +211,12 @@ impl Transport {
                 let f = c.request(request);
                 Box::pin(async move { f.await.map_err(unreachable) })
             }
-            Inner::Http(c) => {
-                let f = c.request(request);
-                Box::pin(async move { f.await.map_err(unreachable) })
-            }
-            Inner::Https(c) => {
-                let f = c.request(request);
+            Inner::Tcp(t) => {
+                let f = t.request(request);
                 Box::pin(async move { f.await.map_err(unreachable) })
             }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn tls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, ApiError> {
@@ -445,19 +444,6 @@ impl LineSplitter {
     }
 }
 
-/// Percent-encodes a query value (filters are JSON).
-pub fn encode_query(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() * 3);
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,14 +480,6 @@ mod tests {
         assert!(s.push(b"{\"a\":1}\n{\"b\"").unwrap().len() == 1);
         let lines = s.push(b":2}\n\x1e{\"c\":3}\n\n").unwrap();
         assert_eq!(lines, vec![b"{\"b\":2}".to_vec(), b"{\"c\":3}".to_vec()]);
-    }
-
-    #[test]
-    fn query_encoding() {
-        assert_eq!(
-            encode_query("{\"type\":[\"container\"]}"),
-            "%7B%22type%22%3A%5B%22container%22%5D%7D"
-        );
     }
 
     #[tokio::test]

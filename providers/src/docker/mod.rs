@@ -13,16 +13,18 @@
 //!   and the client only ever sends `GET` (see [`client`]).
 //! * **Health.** A container with a health check receives traffic only while `healthy`.
 //!
-//! Layout: [`client`] (transport, version negotiation), [`events`] (the stream and what each
-//! event means), [`container`] (inspect data → decision), [`network`] (address and port choice,
-//! drover's own container), [`watch`] (the container provider's task), [`swarm`], [`config`].
+//! Rooms, by role as in every provider: [`config`] (both providers' settings), [`client`]
+//! (transport, version negotiation), [`translate`] (inspect data → decision → routers and
+//! services), [`watch`] (the container provider's task); then what only Docker has: [`events`]
+//! (the stream and what each event means), [`network`] (address and port choice, drover's own
+//! container), and [`swarm`], split into the same `translate` and `watch` rooms.
 
 pub mod client;
 pub mod config;
-pub mod container;
 pub mod events;
 pub mod network;
 pub mod swarm;
+pub mod translate;
 pub mod watch;
 
 pub use config::{DockerConfig, SwarmConfig, TlsConfig};

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::container::Observed;
+use super::translate::Observed;
 
 /// drover's own container, when it runs in one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -252,7 +252,7 @@ fn hex_ids(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docker::container::Attachment;
+    use crate::docker::translate::Attachment;
 
     fn container(nets: &[(&str, &str, &str)]) -> Observed {
         Observed {

@@ -9,7 +9,7 @@
 //!
 //! When the stream ends or the daemon cannot be reached, the session ends: the error goes to the
 //! provider's status, the last good fragment stays in force, and a new session (with a full
-//! resync) starts after a backoff of 200 ms doubling to 10 s.
+//! resync) starts after a backoff of 200 ms doubling to 10 s (with [`crate::backoff`]'s jitter).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, UNIX_EPOCH};
@@ -19,18 +19,23 @@ use futures_util::stream::{self, StreamExt};
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 
-use super::client::{encode_query, ApiError, Client, LineSplitter};
+use super::client::{ApiError, Client, LineSplitter};
 use super::config::{Common, DockerConfig};
-use super::container::{assemble, decide, enable_label, parse_labels, Context, Observed};
 use super::events::{is_stop_signal, Effect, Event};
 use super::network::{own_container_candidates, SelfContainer};
+use super::translate::{assemble, decide, enable_label, parse_labels, Context, Observed};
+use crate::backoff::Backoff;
+use crate::error::ProviderError;
+use crate::http_client::encode;
 use crate::labels::{LabelError, Labels};
 use crate::model::DynamicConfig;
-use crate::provider::{ItemReport, ProviderHandle};
+use crate::provider::{ItemReport, Provider, ProviderHandle};
 
 /// How many inspects run at once during a sync.
 const INSPECT_CONCURRENCY: usize = 16;
+/// First pause before a new session; doubles up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
+/// Longest pause between sessions.
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// The Docker provider (plain containers).
@@ -57,7 +62,7 @@ enum End {
     /// The aggregator is gone: stop.
     Shutdown,
     /// The daemon or the stream failed; `synced` tells whether this session had sent a fragment.
-    Lost { error: String, synced: bool },
+    Lost { error: ProviderError, synced: bool },
 }
 
 struct Session<'a> {
@@ -69,42 +74,44 @@ struct Session<'a> {
     last_sent: Option<(DynamicConfig, Vec<ItemReport>)>,
 }
 
-impl DockerProvider {
+impl Provider for DockerProvider {
+    const NAME: &'static str = "docker";
+    type Config = DockerConfig;
+
     /// A provider for these settings; the error names the key that is wrong.
-    pub fn new(config: &DockerConfig) -> Result<Self, String> {
+    fn new(config: &DockerConfig) -> Result<Self, ProviderError> {
         Ok(Self {
-            common: config.check()?,
+            common: config.check().map_err(Self::refuse)?,
             watch: config.watch,
         })
     }
 
     /// Runs until the aggregator goes away.
-    pub async fn run(self, handle: ProviderHandle) {
-        let mut backoff = BACKOFF_MIN;
+    async fn run(self, handle: ProviderHandle) {
+        let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         loop {
             match self.session(&handle).await {
                 End::Shutdown => return,
                 End::Lost { error, synced } => {
                     if synced {
-                        backoff = BACKOFF_MIN;
+                        backoff.reset();
                     }
-                    let sent = handle.report_error(format!(
-                        "{error}; keeping the last good routes; reconnecting in {} ms",
-                        backoff.as_millis()
-                    ));
-                    if !sent {
+                    let delay = backoff.next_delay();
+                    let note = format!("keeping the last good routes; reconnecting in {} ms", delay.as_millis());
+                    if !handle.report_error(&error.note(note)) {
                         return;
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    tokio::time::sleep(delay).await;
                 }
             }
         }
     }
+}
 
+impl DockerProvider {
     async fn session(&self, handle: &ProviderHandle) -> End {
         let lost = |e: ApiError| End::Lost {
-            error: e.to_string(),
+            error: e.into(),
             synced: false,
         };
         let client = match Client::new(&self.common.endpoint, self.common.timeout) {
@@ -122,7 +129,7 @@ impl DockerProvider {
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map(|d| format!("since={}&", d.as_secs().saturating_sub(1)))
                 .unwrap_or_default();
-            let filters = encode_query(r#"{"type":["container","network"]}"#);
+            let filters = encode(r#"{"type":["container","network"]}"#);
             match client.stream(&format!("/events?{since}filters={filters}")).await {
                 Ok(body) => Some(AbortOnDrop(tokio::spawn(read_events(body, tx)))),
                 Err(e) => return lost(e),
@@ -157,7 +164,7 @@ impl DockerProvider {
         loop {
             let Some(first) = rx.recv().await else {
                 return End::Lost {
-                    error: "the Docker events stream ended".into(),
+                    error: ProviderError::unreachable("the Docker events stream ended"),
                     synced: true,
                 };
             };
@@ -169,12 +176,17 @@ impl DockerProvider {
             for item in batch {
                 match item {
                     Ok(e) => events.push(e),
-                    Err(error) => return End::Lost { error, synced: true },
+                    Err(error) => {
+                        return End::Lost {
+                            error: ProviderError::unreachable(error),
+                            synced: true,
+                        }
+                    }
                 }
             }
             if let Err(e) = session.apply(events).await {
                 return End::Lost {
-                    error: e.to_string(),
+                    error: e.into(),
                     synced: true,
                 };
             }

@@ -20,14 +20,12 @@ use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyDataStream, BodyExt, Empty, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use super::api::{self, App, AppEnvelope, AppList, SUBSCRIBED_EVENTS};
 use super::config::{Endpoint, Settings};
 use super::sse::ByteStream;
-use crate::tls::Transport;
+use crate::error::ProviderError;
+use crate::http_client::{error_chain, Pool, Transport};
 
 /// Largest API response read (200 apps × 5 tasks is about 1 MB).
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -78,6 +76,16 @@ impl std::fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
+impl From<ClientError> for ProviderError {
+    fn from(e: ClientError) -> Self {
+        match e.kind {
+            Kind::Unauthorized => ProviderError::refused(e.message),
+            Kind::Unavailable => ProviderError::unreachable(e.message),
+            Kind::NotFound | Kind::Protocol => ProviderError::bad_answer(e.message),
+        }
+    }
+}
+
 /// A connected event stream and where it came from.
 pub struct Events {
     /// The body, as chunks.
@@ -106,13 +114,13 @@ pub struct MarathonClient {
 impl MarathonClient {
     /// A client with the provider's settings.
     pub fn new(settings: &Settings) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.dial_timeout));
-        connector.set_keepalive(Some(settings.keep_alive));
-        connector.set_nodelay(true);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder.pool_idle_timeout(Duration::from_secs(30)).pool_max_idle_per_host(4);
-        let http = Transport::new(&builder, connector, settings.tls.as_deref().cloned());
+        let pool = Pool {
+            connect_timeout: Some(settings.dial_timeout),
+            keepalive: Some(settings.keep_alive),
+            idle_timeout: Duration::from_secs(30),
+            max_idle_per_host: 4,
+        };
+        let http = Transport::new(&pool, settings.tls.as_deref().cloned());
         Self {
             endpoints: settings.endpoints.clone(),
             preferred: 0,
@@ -240,7 +248,7 @@ impl MarathonClient {
                 .await
                 .map_err(|_| ClientError::new(Kind::Unavailable, format!("{url}: no answer within {:?}", self.timeout)))?
                 .map_err(|e| {
-                    let why = describe(&e);
+                    let why = error_chain(&e);
                     let hint = if why.contains("invalid peer certificate") {
                         "; check providers.marathon.tls.ca (the CA that signed Marathon's certificate)"
                     } else {
@@ -325,18 +333,6 @@ async fn short_body(response: Response<Incoming>) -> String {
     text.insert_str(0, " (");
     text.push(')');
     text
-}
-
-/// A hyper-util client error with its cause chain (the top level says only "client error").
-fn describe(e: &hyper_util::client::legacy::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! Traefik dropped Marathon in v3, so sites still running it have no maintained
 //! self-configuring proxy; this provider reads the same labels Traefik v2 read (with prefix
 //! `traefik`, a labelled cluster works unchanged) and keeps Traefik's choices of tasks, hosts and
-//! ports, except where they were wrong (see [`decide`]).
+//! ports, except where they were wrong (see [`translate`]).
 //!
 //! How it stays current, and why it is shaped this way:
 //!
@@ -22,20 +22,21 @@
 //!   `/api/providers/marathon`) and the last good fragment stays in force while the provider
 //!   retries with backoff and fails over between the configured endpoints ([`client`]).
 //!
-//! Layout: [`config`] (static settings), [`client`] (HTTP, failover, redirects, auth), [`api`]
-//! (Marathon's JSON and which apps an event names), [`sse`] (the event stream), [`decide`] (app and
+//! Rooms: [`config`] (static settings), [`client`] (HTTP, failover, redirects, auth), [`api`]
+//! (Marathon's JSON and which apps an event names), [`sse`] (the event stream), [`translate`] (app and
 //! task → routers, services, decisions), [`watch`] (the task that ties them together).
 
 pub mod api;
 pub mod client;
 pub mod config;
-pub mod decide;
 pub mod sse;
+pub mod translate;
 pub mod watch;
 
 pub use config::{MarathonConfig, Settings};
 
-use crate::provider::ProviderHandle;
+use crate::error::ProviderError;
+use crate::provider::{Provider, ProviderHandle};
 
 /// A configured Marathon provider, ready to run.
 #[derive(Clone, Debug)]
@@ -43,16 +44,19 @@ pub struct MarathonProvider {
     settings: Settings,
 }
 
-impl MarathonProvider {
+impl Provider for MarathonProvider {
+    const NAME: &'static str = "marathon";
+    type Config = MarathonConfig;
+
     /// Checks `config`; the error names the offending key.
-    pub fn new(config: &MarathonConfig) -> Result<Self, String> {
+    fn new(config: &MarathonConfig) -> Result<Self, ProviderError> {
         Ok(Self {
-            settings: config.validate()?,
+            settings: config.validate().map_err(Self::refuse)?,
         })
     }
 
     /// Runs until the aggregator goes away, sending a full fragment after every change.
-    pub async fn run(self, handle: ProviderHandle) {
-        watch::run(self.settings, handle).await
+    fn run(self, handle: ProviderHandle) -> impl std::future::Future<Output = ()> + Send {
+        watch::run(self.settings, handle)
     }
 }

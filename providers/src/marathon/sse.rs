@@ -49,6 +49,12 @@ pub enum StreamError {
     Read(String),
 }
 
+impl From<StreamError> for crate::error::ProviderError {
+    fn from(e: StreamError) -> Self {
+        crate::error::ProviderError::unreachable(e)
+    }
+}
+
 impl std::fmt::Display for StreamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
 use crate::backoff::Backoff;
+use crate::error::ProviderError;
 use crate::labels::Merger;
 use crate::model::DynamicConfig;
 use crate::provider::{Decision, ItemReport, ProviderHandle};
@@ -19,8 +20,8 @@ use crate::provider::{Decision, ItemReport, ProviderHandle};
 use super::api::{self, Affected, App};
 use super::client::{Apps, MarathonClient};
 use super::config::Settings;
-use super::decide::{self, AppOutcome, Rules};
 use super::sse::EventStream;
+use super::translate::{self, AppOutcome, Rules};
 
 /// The provider name (`name@marathon`).
 pub const PROVIDER: &str = "marathon";
@@ -42,7 +43,7 @@ impl Catalog {
         self.apps.clear();
         self.unreadable.clear();
         for app in list.apps {
-            let outcome = decide::evaluate(&app, rules, now);
+            let outcome = translate::evaluate(&app, rules, now);
             self.apps.insert(app.id.clone(), (app, outcome));
         }
         for (id, why) in list.unreadable {
@@ -60,7 +61,7 @@ impl Catalog {
                 self.unreadable.insert(id.to_string(), why);
             }
             Some(Ok(app)) => {
-                let outcome = decide::evaluate(&app, rules, now);
+                let outcome = translate::evaluate(&app, rules, now);
                 // Keyed by the ID asked for, so a later event for it finds this entry.
                 self.apps.insert(id.to_string(), (app, outcome));
             }
@@ -72,7 +73,7 @@ impl Catalog {
         let mut any = false;
         for (app, outcome) in self.apps.values_mut() {
             if outcome.recheck_at.is_some_and(|at| at <= now) {
-                *outcome = decide::evaluate(app, rules, now);
+                *outcome = translate::evaluate(app, rules, now);
                 any = true;
             }
         }
@@ -213,7 +214,7 @@ pub async fn run(settings: Settings, handle: ProviderHandle) {
             }
             Err(e) => {
                 catalog.invalidate();
-                if !handle.report_error(format!("{e}; keeping the last good configuration, retrying")) {
+                if !handle.report_error(&e.note("keeping the last good configuration, retrying")) {
                     return;
                 }
             }
@@ -240,17 +241,17 @@ async fn session(
     catalog: &mut Catalog,
     handle: &ProviderHandle,
     listed: &mut bool,
-) -> Result<Ended, String> {
+) -> Result<Ended, ProviderError> {
     let rules = rules(settings);
     let mut stream = if settings.watch {
-        let events = client.events().await.map_err(|e| e.to_string())?;
+        let events = client.events().await?;
         tracing::info!(provider = PROVIDER, url = %events.url, "Marathon event stream attached");
         Some(EventStream::new(events.body, settings.idle_timeout))
     } else {
         None
     };
     let started = std::time::Instant::now();
-    let apps = client.apps().await.map_err(|e| e.to_string())?;
+    let apps = client.apps().await?;
     let count = apps.apps.len();
     catalog.replace_all(apps, &rules, SystemTime::now());
     *listed = true;
@@ -280,7 +281,7 @@ async fn session(
         let mut ended = false;
         let mut next = Some(first);
         while let Some(event) = next.take() {
-            match event.map_err(|e| e.to_string())? {
+            match event? {
                 None => {
                     ended = true;
                     break;
@@ -297,11 +298,11 @@ async fn session(
             next = stream.try_next();
         }
         if full {
-            let apps = client.apps().await.map_err(|e| e.to_string())?;
+            let apps = client.apps().await?;
             catalog.replace_all(apps, &rules, SystemTime::now());
         } else {
             for id in &ids {
-                let app = client.app(id).await.map_err(|e| e.to_string())?;
+                let app = client.app(id).await?;
                 catalog.update_app(id, app, &rules, SystemTime::now());
             }
         }
@@ -439,15 +440,19 @@ mod tests {
     async fn backoff_doubles_to_its_cap_and_resets() {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         let start = tokio::time::Instant::now();
-        let mut delays = Vec::new();
-        for _ in 0..9 {
-            let d = backoff.next_delay();
-            tokio::time::sleep(d).await;
-            delays.push(d.as_millis());
+        let nominal = [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000];
+        for n in nominal {
+            let d = backoff.next_delay().as_millis();
+            assert!(n - n / 5 <= d && d <= n, "{d} ms, nominal {n} ms");
+            tokio::time::sleep(Duration::from_millis(d as u64)).await;
         }
-        assert_eq!(delays, vec![100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]);
-        assert_eq!(start.elapsed(), Duration::from_millis(32_700));
+        // Nine failures in a row wait between 26.2 s and 32.7 s in all.
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(26_160) && waited <= Duration::from_millis(32_700),
+            "{waited:?}"
+        );
         backoff.reset();
-        assert_eq!(backoff.next_delay(), Duration::from_millis(100));
+        assert!(backoff.next_delay() <= Duration::from_millis(100));
     }
 }

@@ -1,5 +1,6 @@
 //! Which providers run, from the static configuration. Each provider is one task on the control
-//! runtime that owns a [`ProviderHandle`]; adding a provider means adding one entry here.
+//! runtime that owns a [`ProviderHandle`]; every one is started the same way ([`Provider`]), so
+//! adding a provider means adding one line here.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,9 +8,9 @@ use std::pin::Pin;
 use drover_providers::consul::ConsulCatalog;
 use drover_providers::dns::DnsProvider;
 use drover_providers::docker::{DockerProvider, SwarmProvider};
-use drover_providers::file::{FileProvider, Source};
+use drover_providers::file::FileProvider;
 use drover_providers::marathon::MarathonProvider;
-use drover_providers::ProviderHandle;
+use drover_providers::{Provider, ProviderHandle};
 
 use crate::config::Providers;
 
@@ -26,93 +27,29 @@ pub struct Configured {
 
 /// Every provider the static configuration enables.
 pub fn configured(providers: &Providers) -> Vec<Configured> {
-    let mut out = Vec::new();
-    if let Some(file) = &providers.file {
-        let source = match (&file.filename, &file.directory) {
-            (Some(f), _) => Source::File(f.clone()),
-            (None, Some(d)) => Source::Directory(d.clone()),
-            (None, None) => unreachable!("StaticConfig::parse requires filename or directory"),
-        };
-        let provider = FileProvider::new(source, file.watch);
-        out.push(Configured {
-            name: "file",
-            start: Box::new(move |handle| Box::pin(provider.run(handle))),
-        });
-    }
-    if let Some(dns) = &providers.dns {
-        match DnsProvider::new(dns) {
-            Ok(provider) => out.push(Configured {
-                name: "dns",
-                start: Box::new(move |handle| Box::pin(provider.run(handle))),
-            }),
-            // StaticConfig::parse validated it already; should it still be refused, the provider
-            // reports why instead of taking drover down.
-            Err(why) => out.push(Configured {
-                name: "dns",
-                start: Box::new(move |handle| {
-                    Box::pin(async move {
-                        handle.report_error(format!("[providers.dns]: {why}"));
-                    })
-                }),
-            }),
-        }
-    }
-    if let Some(docker) = &providers.docker {
-        match DockerProvider::new(docker) {
-            Ok(provider) => out.push(Configured {
-                name: "docker",
-                start: Box::new(move |handle| Box::pin(provider.run(handle))),
-            }),
-            Err(why) => out.push(Configured {
-                name: "docker",
-                start: Box::new(move |handle| {
-                    Box::pin(async move {
-                        handle.report_error(format!("[providers.docker]: {why}"));
-                    })
-                }),
-            }),
-        }
-    }
-    if let Some(swarm) = &providers.swarm {
-        match SwarmProvider::new(swarm) {
-            Ok(provider) => out.push(Configured {
-                name: "swarm",
-                start: Box::new(move |handle| Box::pin(provider.run(handle))),
-            }),
-            Err(why) => out.push(Configured {
-                name: "swarm",
-                start: Box::new(move |handle| {
-                    Box::pin(async move {
-                        handle.report_error(format!("[providers.swarm]: {why}"));
-                    })
-                }),
-            }),
-        }
-    }
-    if let Some(marathon) = &providers.marathon {
-        match MarathonProvider::new(marathon) {
-            Ok(provider) => out.push(Configured {
-                name: "marathon",
-                start: Box::new(move |handle| Box::pin(provider.run(handle))),
-            }),
-            Err(why) => out.push(Configured {
-                name: "marathon",
-                start: Box::new(move |handle| {
-                    Box::pin(async move {
-                        handle.report_error(format!("[providers.marathon]: {why}"));
-                    })
-                }),
-            }),
-        }
-    }
-    if let Some(consul) = &providers.consul_catalog {
-        // Validated by StaticConfig::parse; what cannot be honoured at run time (TLS) is reported
-        // by the provider itself.
-        let provider = ConsulCatalog::new(consul.clone());
-        out.push(Configured {
-            name: drover_providers::consul::NAME,
-            start: Box::new(move |handle| Box::pin(provider.run(handle))),
-        });
-    }
-    out
+    [
+        providers.file.as_ref().map(one::<FileProvider>),
+        providers.dns.as_ref().map(one::<DnsProvider>),
+        providers.docker.as_ref().map(one::<DockerProvider>),
+        providers.swarm.as_ref().map(one::<SwarmProvider>),
+        providers.marathon.as_ref().map(one::<MarathonProvider>),
+        providers.consul_catalog.as_ref().map(one::<ConsulCatalog>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Provider `P` built from `config`. `StaticConfig::parse` validated it already; should it still be
+/// refused (a TLS file gone since), the task reports why instead of taking drover down.
+fn one<P: Provider>(config: &P::Config) -> Configured {
+    let start: Start = match P::new(config) {
+        Ok(provider) => Box::new(move |handle| Box::pin(provider.run(handle))),
+        Err(why) => Box::new(move |handle| {
+            Box::pin(async move {
+                handle.report_error(&why);
+            })
+        }),
+    };
+    Configured { name: P::NAME, start }
 }

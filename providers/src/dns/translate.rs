@@ -37,7 +37,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::provider::{Decision, ItemReport};
 
-use super::resolve::{display, SrvRecord};
+use super::client::{display, SrvRecord};
 
 /// One server derived from DNS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,160 +1,39 @@
-//! The file provider: Traefik's dynamic-file schema in TOML or YAML, one file or a directory of
-//! them, optionally watched.
+//! From files to one fragment: the syntax a file's extension names, a directory's files merged,
+//! and errors that name the file, line and column.
 //!
 //! The extension tells the syntax, as in Traefik: `.yaml` and `.yml` are YAML, `.toml` is TOML,
 //! whatever the letter case. A single `filename` with another extension is read as TOML, as it
 //! was before drover read YAML; a `directory` reads only files with those three extensions and
 //! may mix them. Both syntaxes fill the same model, so a file and its translation configure
 //! exactly the same routes, and both report errors the same way.
-//!
-//! The parent directory is watched rather than the file itself, so editors that save by writing a
-//! temporary file and renaming it over the original (vim, most tools, `mv`) are followed. Events
-//! are debounced (a short quiet period, capped) so a file being written in several steps is read
-//! once it is complete. A file that fails to parse is reported with file, line and column, and the
-//! last good configuration stays in force.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
-use tokio::sync::mpsc;
-use tokio::time::Instant;
-
+use super::Source;
+use crate::error::ProviderError;
 use crate::model::DynamicConfig;
-use crate::provider::ProviderHandle;
 use crate::{toml_error, yaml_error};
 
-/// Where the provider reads from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// One file: YAML if it ends in `.yaml` or `.yml`, TOML otherwise.
-    File(PathBuf),
-    /// Every `*.toml`, `*.yaml` and `*.yml` file directly in a directory, merged.
-    Directory(PathBuf),
-}
-
-/// The file provider's settings.
-#[derive(Clone, Debug)]
-pub struct FileProvider {
-    /// What to read.
-    pub source: Source,
-    /// Re-read on change.
-    pub watch: bool,
-    /// Quiet period after the last change event before the file is read.
-    pub quiet: Duration,
-    /// Longest a stream of events may postpone a read.
-    pub max_delay: Duration,
-}
-
-impl FileProvider {
-    /// A provider for `source` with default debouncing (25 ms quiet, at most 100 ms).
-    pub fn new(source: Source, watch: bool) -> Self {
-        Self {
-            source,
-            watch,
-            quiet: Duration::from_millis(25),
-            max_delay: Duration::from_millis(100),
-        }
-    }
-
-    /// Reads the source once.
-    pub fn load(&self) -> Result<DynamicConfig, String> {
-        match &self.source {
-            Source::File(path) => load_file(path, Syntax::of(path).unwrap_or(Syntax::Toml)),
-            Source::Directory(dir) => load_directory(dir),
-        }
-    }
-
-    /// Sends the current configuration, then (when watching) a new one after every change, until
-    /// the aggregator goes away.
-    pub async fn run(self, handle: ProviderHandle) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-        // Kept alive for as long as this task runs: dropping the watcher stops the events.
-        let _watcher = if self.watch {
-            match self.watch_source(tx) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    handle.report_error(format!(
-                        "cannot watch {}: {e}; changes will not be picked up",
-                        self.watched_dir().display()
-                    ));
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        if !self.send(&handle) {
-            return;
-        }
-        if _watcher.is_none() {
-            // Nothing more will come; stay alive so the provider's status remains meaningful.
-            return;
-        }
-        while rx.recv().await.is_some() {
-            let first = Instant::now();
-            loop {
-                let deadline = (Instant::now() + self.quiet).min(first + self.max_delay);
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(())) => continue,
-                    Ok(None) => return,
-                    Err(_) => break,
-                }
-            }
-            if !self.send(&handle) {
-                return;
-            }
-        }
-    }
-
-    fn send(&self, handle: &ProviderHandle) -> bool {
-        match self.load() {
-            Ok(config) => handle.send_config(config),
-            Err(e) => handle.report_error(format!("{e}; keeping the last good configuration")),
-        }
-    }
-
-    fn watched_dir(&self) -> PathBuf {
-        match &self.source {
-            Source::Directory(dir) => dir.clone(),
-            Source::File(file) => match file.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            },
-        }
-    }
-
-    fn watch_source(&self, tx: mpsc::UnboundedSender<()>) -> notify::Result<notify::RecommendedWatcher> {
-        let source = self.source.clone();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let Ok(event) = event else { return };
-            if event.kind.is_access() {
-                return;
-            }
-            let relevant = event.paths.iter().any(|p| match &source {
-                Source::File(file) => p.file_name() == file.file_name(),
-                Source::Directory(_) => Syntax::of(p).is_some(),
-            });
-            if relevant {
-                let _ = tx.send(());
-            }
-        })?;
-        watcher.watch(&self.watched_dir(), RecursiveMode::NonRecursive)?;
-        Ok(watcher)
+/// Reads `source` once: a file that cannot be read is [`ProviderError::is_unreachable`], one that
+/// does not parse (or a directory that defines a name twice) [`ProviderError::is_bad_answer`].
+pub fn load(source: &Source) -> Result<DynamicConfig, ProviderError> {
+    match source {
+        Source::File(path) => load_file(path, Syntax::of(path).unwrap_or(Syntax::Toml)),
+        Source::Directory(dir) => load_directory(dir),
     }
 }
 
 /// The syntax of a dynamic-configuration file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Syntax {
+pub(super) enum Syntax {
     Toml,
     Yaml,
 }
 
 impl Syntax {
     /// The syntax `path`'s extension names, if it names one drover reads.
-    fn of(path: &Path) -> Option<Self> {
+    pub(super) fn of(path: &Path) -> Option<Self> {
         let extension = path.extension()?;
         if extension.eq_ignore_ascii_case("toml") {
             Some(Self::Toml)
@@ -166,16 +45,18 @@ impl Syntax {
     }
 }
 
-fn load_file(path: &Path, syntax: Syntax) -> Result<DynamicConfig, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+fn load_file(path: &Path, syntax: Syntax) -> Result<DynamicConfig, ProviderError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ProviderError::unreachable(format!("{}: cannot read: {e}", path.display())))?;
     match syntax {
         Syntax::Toml => DynamicConfig::from_toml(&text).map_err(|e| toml_error::describe(path, &text, &e)),
         Syntax::Yaml => DynamicConfig::from_yaml(&text).map_err(|e| yaml_error::describe(path, &e)),
     }
+    .map_err(ProviderError::bad_answer)
 }
 
-fn load_directory(dir: &Path) -> Result<DynamicConfig, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: cannot read directory: {e}", dir.display()))?;
+fn load_directory(dir: &Path) -> Result<DynamicConfig, ProviderError> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| ProviderError::unreachable(format!("{}: cannot read directory: {e}", dir.display())))?;
     let mut files: Vec<(PathBuf, Syntax)> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter_map(|p| Syntax::of(&p).map(|syntax| (p, syntax)))
@@ -189,21 +70,21 @@ fn load_directory(dir: &Path) -> Result<DynamicConfig, String> {
         let config = load_file(&file, syntax)?;
         for (name, router) in config.http.routers {
             if let Some(first) = router_origin.insert(name.clone(), file.clone()) {
-                return Err(format!(
+                return Err(ProviderError::bad_answer(format!(
                     "{}: router `{name}` is already defined in {}",
                     file.display(),
                     first.display()
-                ));
+                )));
             }
             merged.http.routers.insert(name, router);
         }
         for (name, service) in config.http.services {
             if let Some(first) = service_origin.insert(name.clone(), file.clone()) {
-                return Err(format!(
+                return Err(ProviderError::bad_answer(format!(
                     "{}: service `{name}` is already defined in {}",
                     file.display(),
                     first.display()
-                ));
+                )));
             }
             merged.http.services.insert(name, service);
         }
@@ -217,11 +98,13 @@ fn load_directory(dir: &Path) -> Result<DynamicConfig, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::provider::Update;
+pub(super) mod tests {
+    use std::time::Duration;
 
-    const GOOD: &str =
+    use super::super::FileProvider;
+    use super::*;
+
+    pub(crate) const GOOD: &str =
         "[http.routers.r]\nrule = \"Path(`/`)\"\nservice = \"s\"\n[[http.services.s.loadBalancer.servers]]\nurl = \"http://127.0.0.1:1\"\n";
 
     /// A realistic Traefik v3 dynamic file, and below the same in YAML.
@@ -329,22 +212,9 @@ http:
     fn load_one(dir: &Path, name: &str, text: &str) -> Result<DynamicConfig, String> {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
-        FileProvider::new(Source::File(path), false).load()
-    }
-
-    /// The first update `accept` takes within 5 s; others are skipped, since one save can raise
-    /// several events and so several reads.
-    async fn wait_for<T>(rx: &mut mpsc::UnboundedReceiver<Update>, mut accept: impl FnMut(&Update) -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let update = tokio::time::timeout_at(deadline, rx.recv())
-                .await
-                .expect("the awaited update within 5 s")
-                .expect("channel open");
-            if let Some(found) = accept(&update) {
-                return found;
-            }
-        }
+        FileProvider::from_source(Source::File(path), false)
+            .load()
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -352,7 +222,10 @@ http:
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("routes.toml");
         std::fs::write(&path, "[http.routers.r]\nrule = \"Path(`/`)\"\nservice = 5\n").unwrap();
-        let err = FileProvider::new(Source::File(path.clone()), false).load().unwrap_err();
+        let err = FileProvider::from_source(Source::File(path.clone()), false)
+            .load()
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with(&format!("{}:3:", path.display())), "{err}");
     }
 
@@ -366,7 +239,7 @@ http:
         )
         .unwrap();
         std::fs::write(dir.path().join("ignored.txt"), "not toml").unwrap();
-        let provider = FileProvider::new(Source::Directory(dir.path().to_path_buf()), false);
+        let provider = FileProvider::from_source(Source::Directory(dir.path().to_path_buf()), false);
         let config = provider.load().unwrap();
         assert_eq!(config.http.routers.len(), 2);
         std::fs::write(
@@ -374,36 +247,8 @@ http:
             "[http.routers.x]\nrule = \"Path(`/y`)\"\nservice = \"s\"\n",
         )
         .unwrap();
-        let err = provider.load().unwrap_err();
+        let err = provider.load().unwrap_err().to_string();
         assert!(err.contains("router `x` is already defined in"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn watching_follows_renames_and_reports_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("routes.toml");
-        std::fs::write(&path, GOOD).unwrap();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        tokio::spawn(FileProvider::new(Source::File(path.clone()), true).run(ProviderHandle::new("file", tx)));
-        async fn next(rx: &mut mpsc::UnboundedReceiver<Update>) -> Update {
-            tokio::time::timeout(Duration::from_secs(5), rx.recv())
-                .await
-                .expect("an update within 5 s")
-                .expect("channel open")
-        }
-        assert!(matches!(next(&mut rx).await, Update::Config { .. }));
-        std::fs::write(&path, "[http.routers.r\n").unwrap();
-        match next(&mut rx).await {
-            Update::Error { error, .. } => assert!(error.contains("routes.toml:1:"), "{error}"),
-            other => panic!("expected an error, got {other:?}"),
-        }
-        let tmp = dir.path().join(".routes.toml.tmp");
-        std::fs::write(&tmp, GOOD.replace("Path(`/`)", "Path(`/new`)")).unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
-        match next(&mut rx).await {
-            Update::Config { config, .. } => assert_eq!(config.http.routers["r"].rule, "Path(`/new`)"),
-            other => panic!("expected the renamed file's config, got {other:?}"),
-        }
     }
 
     #[test]
@@ -447,7 +292,10 @@ http:
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("routes.yml");
         std::fs::write(&path, "http:\n  routers:\n    r:\n     rule: x\n      service: s\n").unwrap();
-        let err = FileProvider::new(Source::File(path.clone()), false).load().unwrap_err();
+        let err = FileProvider::from_source(Source::File(path.clone()), false)
+            .load()
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             format!("{}:5:14: mapping values are not allowed in this context", path.display())
@@ -461,7 +309,10 @@ http:
             .enumerate()
             .find_map(|(i, l)| l.find("abc").map(|at| (i + 1, at + 1)))
             .unwrap();
-        let err = FileProvider::new(Source::File(path.clone()), false).load().unwrap_err();
+        let err = FileProvider::from_source(Source::File(path.clone()), false)
+            .load()
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             format!(
@@ -510,7 +361,7 @@ http:
         )
         .unwrap();
         std::fs::write(dir.path().join("notes.txt"), "http: [not read]").unwrap();
-        let provider = FileProvider::new(Source::Directory(dir.path().to_path_buf()), false);
+        let provider = FileProvider::from_source(Source::Directory(dir.path().to_path_buf()), false);
         let config = provider.load().unwrap();
         assert_eq!(config.http.routers.keys().collect::<Vec<_>>(), ["r", "x"]);
         assert_eq!(config.http.routers["x"].rule, "Path(`/x`)");
@@ -523,44 +374,8 @@ http:
             "http:\n  routers:\n    x:\n      rule: Path(`/y`)\n      service: s\n",
         )
         .unwrap();
-        let err = provider.load().unwrap_err();
+        let err = provider.load().unwrap_err().to_string();
         assert!(err.contains("c.YAML: router `x` is already defined in"), "{err}");
         assert!(err.ends_with("b.yml"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn watching_a_directory_follows_yaml_files() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.toml"), GOOD).unwrap();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let provider = FileProvider::new(Source::Directory(dir.path().to_path_buf()), true);
-        tokio::spawn(provider.run(ProviderHandle::new("file", tx)));
-        let routers = |u: &Update| match u {
-            Update::Config { config, .. } => Some(config.http.routers.clone()),
-            Update::Error { .. } => None,
-        };
-        assert_eq!(wait_for(&mut rx, routers).await.len(), 1);
-
-        let path = dir.path().join("b.yaml");
-        std::fs::write(&path, "http:\n  routers:\n    x:\n      rule: Path(`/x`)\n      service: s\n").unwrap();
-        let found = wait_for(&mut rx, |u| routers(u).filter(|r| r.contains_key("x"))).await;
-        assert_eq!(found["x"].rule, "Path(`/x`)");
-
-        std::fs::write(&path, "http:\n  routers:\n    x: [\n").unwrap();
-        let error = wait_for(&mut rx, |u| match u {
-            Update::Error { error, .. } => Some(error.clone()),
-            Update::Config { .. } => None,
-        })
-        .await;
-        assert!(error.contains("b.yaml:3:"), "{error}");
-
-        let tmp = dir.path().join(".b.yaml.tmp");
-        std::fs::write(&tmp, "http:\n  routers:\n    x:\n      rule: Path(`/new`)\n      service: s\n").unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
-        let found = wait_for(&mut rx, |u| {
-            routers(u).filter(|r| r.get("x").is_some_and(|x| x.rule == "Path(`/new`)"))
-        })
-        .await;
-        assert_eq!(found.len(), 2, "a.toml's router is still there");
     }
 }
