@@ -2,8 +2,8 @@
 //! `nsupdate`), drover in-process, whoami backends, and an in-process DNS server for the
 //! answers BIND will not give on demand (SERVFAIL, REFUSED, silence, the TC bit, TTL 0).
 //!
-//! BIND tests need `named` and `nsupdate` (`apt-get install bind9 bind9-utils bind9-dnsutils`)
-//! and fail, naming that command, when they are missing.
+//! BIND tests need `named` and `nsupdate` (`tests/setup.sh` installs them) and fail, naming that
+//! command, when they are missing.
 
 mod support;
 

@@ -4,8 +4,8 @@
 //! answer that breaks its schema — with credentials configured (every protected operation must
 //! refuse a request without them) and without.
 //!
-//! Needs `schemathesis` and `openapi-spec-validator` from PyPI (CI installs the pinned versions;
-//! see `.ci/run`). The SSE stream `/api/events` is described but not fuzzed: it never ends.
+//! Needs `schemathesis` and `openapi-spec-validator` from PyPI (`tests/setup.sh` installs the
+//! pinned versions). The SSE stream `/api/events` is described but not fuzzed: it never ends.
 
 mod support;
 
@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use support::{client, get, whoami, TestDrover};
 
-const INSTALL: &str = "pip install schemathesis==4.32.5 openapi-spec-validator==0.7.2";
 /// bcrypt (cost 4) of `wonderland`.
 const BASIC_HASH: &str = "$2y$04$yythxO6/jQjD/4PhSF0eFOII9IsbKmurAnVdbco1o1enHBcHOh6R6";
 const TOKEN: &str = "fuzz-token";
@@ -27,7 +26,7 @@ fn on_path(name: &str) -> Option<PathBuf> {
 
 fn tools() -> (PathBuf, PathBuf) {
     let (Some(schemathesis), Some(python)) = (on_path("schemathesis"), on_path("python3")) else {
-        panic!("the OpenAPI test needs schemathesis and python3; install them with: {INSTALL}");
+        panic!("the OpenAPI test needs schemathesis and python3; install them with `{}`", support::SETUP);
     };
     let validator = std::process::Command::new(&python)
         .args(["-c", "import openapi_spec_validator"])
@@ -35,7 +34,7 @@ fn tools() -> (PathBuf, PathBuf) {
         .is_ok_and(|s| s.success());
     assert!(
         validator,
-        "the OpenAPI test needs openapi-spec-validator; install it with: {INSTALL}"
+        "the OpenAPI test needs openapi-spec-validator; install it with `{}`", support::SETUP
     );
     (schemathesis, python)
 }

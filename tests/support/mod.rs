@@ -21,6 +21,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+/// The command that installs every program the tests talk to (the README's test command runs it).
+pub const SETUP: &str = "tests/setup.sh";
+
 /// A drover started in-process on 127.0.0.1:0 with a watched routes file.
 pub struct TestDrover {
     pub drover: Drover,
