@@ -50,22 +50,7 @@ async fn start(api_keys: &str) -> (TestDrover, whoami::WhoamiHandle) {
          [[http.services.web.loadBalancer.servers]]\nurl = \"http://{live}\"\n\
          [[http.services.web.loadBalancer.servers]]\nurl = \"http://127.0.0.1:9\"\n"
     );
-    let dir = tempfile::tempdir().expect("temp dir");
-    let routes_path = dir.path().join("routes.toml");
-    std::fs::write(&routes_path, routes).expect("write routes");
-    let text = format!(
-        "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[api]\naddress = \"127.0.0.1:0\"\n{api_keys}[log]\nlevel = \"error\"\n[providers.file]\nfilename = \"{}\"\n",
-        routes_path.display()
-    );
-    let resolved = drover::config::StaticConfig::parse(Path::new("test.toml"), &text).expect("test static config");
-    let drover = drover::Drover::start(resolved, 1).expect("drover starts");
-    let d = TestDrover {
-        drover,
-        dir,
-        routes: routes_path,
-    };
-    d.wait_for_generation(1).await;
-    (d, handle)
+    (TestDrover::start_with_api(&routes, api_keys, "").await, handle)
 }
 
 async fn validate_document(python: &Path, d: &TestDrover) -> String {

@@ -32,7 +32,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpSocket;
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Consul's default `wait`.
@@ -226,25 +226,16 @@ impl ConsulServer {
         let listener = socket.listen(1024).expect("listen");
         let local = listener.local_addr().expect("local addr");
         let shared = self.shared.clone();
-        let task = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        let shared = shared.clone();
-                        connections.spawn(async move {
-                            let service = service_fn(move |req| {
-                                let shared = shared.clone();
-                                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
-                            });
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await;
-                        });
-                    }
-                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                }
+        let task = super::serve::accept_loop(listener, None, move |stream| {
+            let shared = shared.clone();
+            async move {
+                let service = service_fn(move |req| {
+                    let shared = shared.clone();
+                    async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             }
         });
         *self.accept.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);

@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// A timestamp for events and tasks (Marathon's format).
 pub const TIMESTAMP: &str = "2025-07-20T10:00:00.000Z";
@@ -95,32 +95,7 @@ impl Instance {
         let addr = listener.local_addr().expect("marathon: local address");
         let is_leader = Arc::new(AtomicBool::new(leader));
         let flag = is_leader.clone();
-        let task = tokio::spawn(async move {
-            // Connections live in this set: aborting the accept task closes them all.
-            let mut connections = JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        let _ = stream.set_nodelay(true);
-                        let (flag, shared) = (flag.clone(), shared.clone());
-                        match &tls {
-                            None => { connections.spawn(serve_connection(stream, name, flag, shared)); }
-                            Some(acceptor) => {
-                                let handshake = acceptor.accept(stream);
-                                connections.spawn(async move {
-                                    // A client that refuses the certificate simply goes away.
-                                    if let Ok(stream) = handshake.await {
-                                        serve_connection(stream, name, flag, shared).await;
-                                    }
-                                });
-                            }
-                        }
-                    }
-                    Some(_) = connections.join_next() => {}
-                }
-            }
-        });
+        let task = super::serve::accept_loop(listener, tls, move |stream| serve_connection(stream, name, flag.clone(), shared.clone()));
         Self {
             name,
             addr,

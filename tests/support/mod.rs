@@ -7,6 +7,7 @@ pub mod consul;
 pub mod docker;
 pub mod marathon;
 pub mod scripted;
+pub mod serve;
 #[path = "../../examples/whoami/server.rs"]
 pub mod whoami;
 
@@ -45,15 +46,25 @@ impl TestDrover {
     /// Like [`TestDrover::start_with`], with the routes in a file named `file_name` (its
     /// extension tells drover the syntax).
     pub async fn start_with_file(file_name: &str, routes: &str, extra_static: &str) -> Self {
+        Self::launch(file_name, routes, "", extra_static, 2).await
+    }
+
+    /// Like [`TestDrover::start_with`], with `api_keys` in the `[api]` table (TOML cannot reopen
+    /// it in `extra_static`) and one worker, so which server is picked next is predictable.
+    pub async fn start_with_api(routes: &str, api_keys: &str, extra_static: &str) -> Self {
+        Self::launch("routes.toml", routes, api_keys, extra_static, 1).await
+    }
+
+    async fn launch(file_name: &str, routes: &str, api_keys: &str, extra_static: &str, workers: usize) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let routes_path = dir.path().join(file_name);
         std::fs::write(&routes_path, routes).expect("write routes");
         let text = format!(
-            "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[api]\naddress = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[providers.file]\nfilename = \"{}\"\nwatch = true\n{extra_static}",
+            "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[api]\naddress = \"127.0.0.1:0\"\n{api_keys}[log]\nlevel = \"warn\"\n[providers.file]\nfilename = \"{}\"\nwatch = true\n{extra_static}",
             routes_path.display()
         );
         let resolved = StaticConfig::parse(Path::new("test.toml"), &text).expect("test static config");
-        let drover = Drover::start(resolved, 2).expect("drover starts");
+        let drover = Drover::start(resolved, workers).expect("drover starts");
         let this = Self {
             drover,
             dir,
