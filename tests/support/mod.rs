@@ -176,6 +176,17 @@ pub async fn get(client: &HttpClient, url: &str) -> Answer {
     send(client, "GET", url, &[]).await.unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
 
+/// The server URLs of `service` (`name@provider`) in the configuration in force, from
+/// `/api/rawdata` (empty if it does not exist).
+pub async fn servers_in_force(c: &HttpClient, drover: &TestDrover, service: &str) -> std::collections::BTreeSet<String> {
+    let raw = get(c, &format!("http://{}/api/rawdata", drover.drover.api())).await.body;
+    let raw: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
+    raw["services"][service]["loadBalancer"]["servers"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|s| s["url"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
 /// Routes TOML for one service `name` over `servers` (url, weight) behind `rule`.
 pub fn service_toml(router: &str, rule: &str, service: &str, servers: &[(SocketAddr, u32)]) -> String {
     let mut out = format!(
