@@ -165,9 +165,11 @@ async fn tasks_follow_events_and_reconnects_under_load() {
     let add_delay = added_at.elapsed();
 
     // Quiet for longer than the idle timeout (2 s): heartbeats (every 300 ms) keep the stream up.
-    let events_before = cluster.count("/v2/events");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Nine heartbeats on the stream span at least 2.4 s of quiet.
+    let (events_before, beats) = (cluster.count("/v2/events"), cluster.heartbeats());
+    wait_for("nine heartbeats", || cluster.heartbeats() >= beats + 9).await;
     assert_eq!(cluster.count("/v2/events"), events_before, "no reconnect while heartbeats arrive");
+    assert_eq!(cluster.streams(), 1, "the stream is still attached");
 
     // The stream drops and a change happens while nobody listens: the reconnect re-lists.
     let lists_before = cluster.count("/v2/apps?");

@@ -59,6 +59,7 @@ struct Inner {
     credentials: Option<(String, String)>,
     token: Option<String>,
     heartbeat: Duration,
+    heartbeats: u64,
     log: Vec<Logged>,
 }
 
@@ -149,6 +150,7 @@ impl Marathon {
                 credentials: None,
                 token: None,
                 heartbeat: Duration::from_secs(10),
+                heartbeats: 0,
                 log: Vec::new(),
             }),
             leader_url: Mutex::new(None),
@@ -177,6 +179,11 @@ impl Marathon {
     /// Requires `Authorization: token=<token>` from now on.
     pub fn require_token(&self, token: &str) {
         self.shared.lock().token = Some(token.into());
+    }
+
+    /// Heartbeats written to event streams so far.
+    pub fn heartbeats(&self) -> u64 {
+        self.shared.lock().heartbeats
     }
 
     /// Sets the heartbeat period for streams opened from now on.
@@ -693,7 +700,11 @@ async fn stream_events<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, head: &
                 Some(frame) => stream.write_all(&frame).await,
                 None => return, // dropped by the cluster: close the connection
             },
-            _ = ticks.tick() => stream.write_all(b"\r\n").await,
+            _ = ticks.tick() => {
+                let written = stream.write_all(b"\r\n").await;
+                shared.lock().heartbeats += u64::from(written.is_ok());
+                written
+            }
             read = stream.read(&mut scratch) => match read {
                 Ok(0) | Err(_) => return, // the client went away
                 Ok(_) => continue,
