@@ -362,7 +362,10 @@ async fn an_index_stuck_at_zero_does_not_make_a_busy_loop() {
         .await
         .expect("the watches keep asking");
     let took = since.elapsed();
-    assert!(took >= Duration::from_millis(600), "six requests in {took:?} with the index stuck at 0");
+    assert!(
+        took >= Duration::from_millis(600),
+        "six requests in {took:?} with the index stuck at 0"
+    );
     lab.consul.set_zero_index(false);
     lab.consul.set_check("node-b", "service:web-2", Some("web-2"), "critical");
     expect_backends(&c, &url, &["web-1", "web-3"], "a change after the index recovered").await;
@@ -387,7 +390,11 @@ async fn idle_means_two_open_blocking_queries_and_churn_is_rate_limited() {
         wait_until(Duration::from_secs(5), || lab.consul.requests_to(watch) >= asked + 2)
             .await
             .unwrap_or_else(|| panic!("{watch}: the expired query was not sent again"));
-        assert_eq!(lab.consul.requests_to(watch), asked + 2, "{watch}: idle, only expired queries are sent again");
+        assert_eq!(
+            lab.consul.requests_to(watch),
+            asked + 2,
+            "{watch}: idle, only expired queries are sent again"
+        );
         let blocked = lab.consul.expired_on(watch).split_off(expired);
         assert!(
             blocked.len() == 2 && blocked.iter().all(|d| *d >= Duration::from_secs(1)),

@@ -262,13 +262,18 @@ async fn nsupdate_adds_and_deletes_take_effect_within_the_ttl_and_fail_no_reques
     let without_b: std::collections::BTreeSet<String> = [a, c_addr].iter().map(|s| format!("http://{s}")).collect();
     let deleted = Instant::now();
     while support::servers_in_force(&c, &drover, "web@dns").await != without_b {
-        assert!(deleted.elapsed() <= Duration::from_secs(TTL + 2), "b still routed TTL + 2 s after its deletion");
+        assert!(
+            deleted.elapsed() <= Duration::from_secs(TTL + 2),
+            "b still routed TTL + 2 s after its deletion"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Requests already sent to b before the swap finish within the next few dozen requests.
     let served = || load.count("a") + load.count("c");
     let settled = served() + 40;
-    support::wait_until(Duration::from_secs(10), || served() >= settled).await.expect("traffic flows");
+    support::wait_until(Duration::from_secs(10), || served() >= settled)
+        .await
+        .expect("traffic flows");
     let (b_then, more) = (load.count("b"), served() + 200);
     support::wait_until(Duration::from_secs(10), || served() >= more)
         .await
@@ -642,7 +647,9 @@ fn run_provider(dns: &Arc<ScriptedDns>, min_ttl: Duration) -> (tokio::task::Join
         ..Default::default()
     };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let provider = DnsProvider::new(&config).expect("valid").run_with(dns.clone(), ProviderHandle::new("dns", tx));
+    let provider = DnsProvider::new(&config)
+        .expect("valid")
+        .run_with(dns.clone(), ProviderHandle::new("dns", tx));
     (tokio::spawn(provider), rx)
 }
 

@@ -179,7 +179,10 @@ async fn a_killed_backend_costs_no_failed_request_and_comes_back_after_restart()
         if server_entry(&s, a.addr)["totalEjections"].as_u64() >= Some(3) {
             break;
         }
-        assert!(killed.elapsed() < Duration::from_secs(5), "failed probes did not eject it again: {s}");
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "failed probes did not eject it again: {s}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     a.restart().await;

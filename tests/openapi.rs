@@ -26,7 +26,10 @@ fn on_path(name: &str) -> Option<PathBuf> {
 
 fn tools() -> (PathBuf, PathBuf) {
     let (Some(schemathesis), Some(python)) = (on_path("schemathesis"), on_path("python3")) else {
-        panic!("the OpenAPI test needs schemathesis and python3; install them with `{}`", support::SETUP);
+        panic!(
+            "the OpenAPI test needs schemathesis and python3; install them with `{}`",
+            support::SETUP
+        );
     };
     let validator = std::process::Command::new(&python)
         .args(["-c", "import openapi_spec_validator"])
@@ -34,7 +37,8 @@ fn tools() -> (PathBuf, PathBuf) {
         .is_ok_and(|s| s.success());
     assert!(
         validator,
-        "the OpenAPI test needs openapi-spec-validator; install it with `{}`", support::SETUP
+        "the OpenAPI test needs openapi-spec-validator; install it with `{}`",
+        support::SETUP
     );
     (schemathesis, python)
 }

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
-
 /// How long `named` may take to load its zones and answer.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 

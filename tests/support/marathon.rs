@@ -96,7 +96,9 @@ impl Instance {
         let addr = listener.local_addr().expect("marathon: local address");
         let is_leader = Arc::new(AtomicBool::new(leader));
         let flag = is_leader.clone();
-        let task = super::serve::accept_loop(listener, tls, move |stream| serve_connection(stream, name, flag.clone(), shared.clone()));
+        let task = super::serve::accept_loop(listener, tls, move |stream| {
+            serve_connection(stream, name, flag.clone(), shared.clone())
+        });
         Self {
             name,
             addr,
