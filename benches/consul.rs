@@ -18,6 +18,8 @@
 
 #[path = "../tests/support/consul.rs"]
 mod consul;
+#[path = "../tests/support/serve.rs"]
+mod serve;
 
 use std::net::SocketAddr;
 use std::path::Path;

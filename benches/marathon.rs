@@ -12,6 +12,8 @@
 
 #[path = "../tests/support/marathon.rs"]
 mod marathon;
+#[path = "../tests/support/serve.rs"]
+mod serve;
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};

@@ -294,34 +294,14 @@ fn basic_header(user: &str, password: &str) -> String {
     format!("Basic {out}")
 }
 
-/// A test drover whose `[api]` table has `api_keys` too (TOML cannot reopen `[api]` afterwards,
-/// so this writes the static configuration itself).
-async fn start_with_api(routes: &str, api_keys: &str) -> TestDrover {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let routes_path = dir.path().join("routes.toml");
-    std::fs::write(&routes_path, routes).expect("write routes");
-    let text = format!(
-        "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[api]\naddress = \"127.0.0.1:0\"\n{api_keys}[log]\nlevel = \"warn\"\n[providers.file]\nfilename = \"{}\"\n",
-        routes_path.display()
-    );
-    let resolved = drover::config::StaticConfig::parse(std::path::Path::new("test.toml"), &text).expect("test static config");
-    let drover = drover::Drover::start(resolved, 1).expect("drover starts");
-    let d = TestDrover {
-        drover,
-        dir,
-        routes: routes_path,
-    };
-    d.wait_for_generation(1).await;
-    d
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_and_bearer_token_protect_the_admin_side_and_never_show() {
     let (a, _ha) = whoami::spawn("a").await;
     let routes = support::service_toml("web", "PathPrefix(`/`)", "web", &[(a, 1)]);
-    let d = start_with_api(
+    let d = TestDrover::start_with_api(
         &routes,
         &format!("basicAuth = [\"{BASIC_USER}:{BASIC_HASH}\"]\nbearerToken = \"{TOKEN}\"\n"),
+        "",
     )
     .await;
     let c = client();

@@ -349,19 +349,23 @@ async fn an_index_stuck_at_zero_does_not_make_a_busy_loop() {
     let url = drover.url("/");
     expect_backends(&c, &url, &["web-1", "web-2", "web-3"], "all up").await;
     lab.consul.set_zero_index(true);
-    // Wait until both watches have been answered since the switch (each then holds index 0),
-    // then count requests over a 2 s measurement window to show there is no busy loop (absence
-    // of traffic can only be shown over time).
+    // Wait until both watches have been answered since the switch (each then holds index 0).
     let switched = lab.consul.requests();
     wait_until(Duration::from_secs(5), || lab.consul.requests() >= switched + 2)
         .await
         .expect("both watches were answered with index 0");
-    let before = lab.consul.requests();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let during = lab.consul.requests() - before;
-    // Two watches each blocking ~300 ms (+ jitter) per request: ~14 in 2 s. A loop that sent
-    // index=0 would not block at all and send thousands.
-    assert!(during <= 30, "{during} requests in 2 s with the index stuck at 0");
+    // The signal: six more requests. Each watch's requests block ~300 ms apart, so one of them
+    // sent at least three, spanning 600 ms or more; a loop that sent index=0 would not block at
+    // all and send the six within milliseconds.
+    let (before, since) = (lab.consul.requests(), Instant::now());
+    wait_until(Duration::from_secs(5), || lab.consul.requests() >= before + 6)
+        .await
+        .expect("the watches keep asking");
+    let took = since.elapsed();
+    assert!(
+        took >= Duration::from_millis(600),
+        "six requests in {took:?} with the index stuck at 0"
+    );
     lab.consul.set_zero_index(false);
     lab.consul.set_check("node-b", "service:web-2", Some("web-2"), "critical");
     expect_backends(&c, &url, &["web-1", "web-3"], "a change after the index recovered").await;
@@ -370,18 +374,36 @@ async fn an_index_stuck_at_zero_does_not_make_a_busy_loop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_means_two_open_blocking_queries_and_churn_is_rate_limited() {
     let lab = Lab::start().await;
-    // The default token bucket: burst 2, then one query per second per watch.
-    let drover = lab.drover("").await;
+    // The default token bucket: burst 2, then one query per second per watch; `wait` 1 s, so
+    // that an idle watch's query expires and is sent again within the test.
+    let drover = lab.drover("wait = \"1s\"").await;
     let c = client();
     let url = drover.url("/");
     expect_backends(&c, &url, &["web-1", "web-2", "web-3"], "all up").await;
     wait_until(Duration::from_secs(5), || lab.consul.blocked() == 2)
         .await
         .expect("both watches block");
-    let before = lab.consul.requests();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(lab.consul.requests() - before, 0, "idle: nothing but the two open blocking queries");
-    assert_eq!(lab.consul.blocked(), 2);
+    // Idle, each watch sends its next query only when the open one has blocked for the whole
+    // `wait` and expired; the signal is two such expiries on each watch.
+    for watch in ["/v1/catalog/services", "/v1/health/state/any"] {
+        let (asked, expired) = (lab.consul.requests_to(watch), lab.consul.expired_on(watch).len());
+        wait_until(Duration::from_secs(5), || lab.consul.requests_to(watch) >= asked + 2)
+            .await
+            .unwrap_or_else(|| panic!("{watch}: the expired query was not sent again"));
+        assert_eq!(
+            lab.consul.requests_to(watch),
+            asked + 2,
+            "{watch}: idle, only expired queries are sent again"
+        );
+        let blocked = lab.consul.expired_on(watch).split_off(expired);
+        assert!(
+            blocked.len() == 2 && blocked.iter().all(|d| *d >= Duration::from_secs(1)),
+            "{watch}: each query must block for the whole wait (1 s) before the next: {blocked:?}"
+        );
+    }
+    wait_until(Duration::from_secs(5), || lab.consul.blocked() == 2)
+        .await
+        .expect("both watches block again");
 
     // The catalog's index churns every 5 ms for 3 s.
     let before = lab.consul.requests_to("/v1/catalog/services");

@@ -21,8 +21,6 @@ use serde_json::{json, Value};
 use support::marathon::{self, Marathon};
 use support::{client, send, whoami, TestDrover};
 
-const INSTALL: &str = "apt-get update && apt-get install -y chromium chromium-driver";
-
 fn find_tool(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path).chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/lib/chromium")]) {
@@ -67,7 +65,13 @@ impl Driver {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}; install it with: {INSTALL}", chromedriver.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e}; install it with `{}` (Debian: chromium-driver)",
+                    chromedriver.display(),
+                    support::SETUP
+                )
+            });
         let url = format!("http://127.0.0.1:{port}");
         let c = client();
         let status = format!("{url}/status");
@@ -222,7 +226,10 @@ fn server_state(url: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_routes_health_providers_and_explains_in_a_real_browser() {
     let (Some(chromium), Some(chromedriver)) = (find_tool(&["chromium", "chromium-browser"]), find_tool(&["chromedriver"])) else {
-        panic!("the dashboard test needs Chromium and its WebDriver; install them with: {INSTALL}");
+        panic!(
+            "the dashboard test needs Chromium and its WebDriver; install them with `{}` (Debian: chromium, chromium-driver)",
+            support::SETUP
+        );
     };
 
     // Backends: `web` over two, `api` over two (one will be killed), one Marathon task.

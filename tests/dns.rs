@@ -2,8 +2,8 @@
 //! `nsupdate`), drover in-process, whoami backends, and an in-process DNS server for the
 //! answers BIND will not give on demand (SERVFAIL, REFUSED, silence, the TC bit, TTL 0).
 //!
-//! BIND tests need `named` and `nsupdate` (`apt-get install bind9 bind9-utils bind9-dnsutils`)
-//! and fail, naming that command, when they are missing.
+//! BIND tests need `named` and `nsupdate` (`tests/setup.sh` installs them) and fail, naming that
+//! command, when they are missing.
 
 mod support;
 
@@ -13,16 +13,17 @@ mod fake_dns;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use drover_providers::dns::client::{Dns, DnsClient, LookupFailure};
+use drover_providers::dns::client::{AddressRecord, Dns, DnsClient, LookupFailure, SrvAnswer, SrvRecord};
 use drover_providers::dns::{DnsConfig, DnsProvider, DnsService};
 use drover_providers::{Provider, ProviderHandle, Update};
 use fake_dns::{address, cname, srv, FakeDns, Mode};
 use support::bind::{Bind, ZoneSpec};
 use support::{client, send, whoami, HttpClient, TestDrover};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
@@ -250,21 +251,34 @@ async fn nsupdate_adds_and_deletes_take_effect_within_the_ttl_and_fail_no_reques
     }
     eprintln!("nsupdate add → first request to c: {:?}", added.elapsed());
 
-    // A deleted registration stops receiving traffic within its TTL + 1 s.
+    // A deleted registration leaves the configuration in force when its TTL runs out (exactly
+    // when: `records_are_asked_again_when_their_ttl_runs_out`, with paused time), and then gets
+    // no more traffic while the others keep serving.
     bind.update(
         "example.",
         &format!("update delete _http._tcp.web.example. SRV 10 50 {} b.example.", b.port()),
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(TTL + 1)).await;
-    let (b_then, a_then) = (load.count("b"), load.count("a"));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        load.count("b"),
-        b_then,
-        "b still gets traffic more than TTL + 1 s after its deletion"
-    );
-    assert!(load.count("a") > a_then, "the others keep serving");
+    let without_b: std::collections::BTreeSet<String> = [a, c_addr].iter().map(|s| format!("http://{s}")).collect();
+    let deleted = Instant::now();
+    while support::servers_in_force(&c, &drover, "web@dns").await != without_b {
+        assert!(
+            deleted.elapsed() <= Duration::from_secs(TTL + 2),
+            "b still routed TTL + 2 s after its deletion"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Requests already sent to b before the swap finish within the next few dozen requests.
+    let served = || load.count("a") + load.count("c");
+    let settled = served() + 40;
+    support::wait_until(Duration::from_secs(10), || served() >= settled)
+        .await
+        .expect("traffic flows");
+    let (b_then, more) = (load.count("b"), served() + 200);
+    support::wait_until(Duration::from_secs(10), || served() >= more)
+        .await
+        .expect("the others keep serving");
+    assert_eq!(load.count("b"), b_then, "b still gets traffic after it left the configuration");
 
     let (counts, failures) = load.finish().await;
     eprintln!("during the updates: {counts:?}");
@@ -568,49 +582,132 @@ async fn the_dns_client_classifies_answers_and_copes_with_odd_ones() {
     }
 }
 
-/// Consul answers with TTL 0: drover must ask once per `minTtl`, not in a loop.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ttl_of_zero_is_asked_once_per_min_ttl() {
-    let fake = FakeDns::start().await;
-    fake.zone(|z| {
-        z.records = vec![
-            srv("web.service.consul.", 0, 1, 1, 8080, "node-a.node.dc1.consul."),
-            address("node-a.node.dc1.consul.", 0, LOCALHOST),
-        ];
-    });
+/// A resolver the DNS provider takes in place of [`DnsClient`] (`DnsProvider::run_with`): SRV
+/// answers from a table the test changes, every question counted. No sockets, so tests run on
+/// paused time and see exactly when the provider asks (a real server cannot follow paused time).
+#[derive(Default)]
+struct ScriptedDns {
+    srv: Mutex<BTreeMap<String, SrvAnswer>>,
+    srv_asked: Mutex<Vec<tokio::time::Instant>>,
+    addresses_asked: AtomicU64,
+}
+
+impl ScriptedDns {
+    /// SRV records of `name`, each `(port, ttl)`, all on target `a.example.` with its glue.
+    fn set(&self, name: &str, records: &[(u16, u32)]) {
+        let answer = SrvAnswer {
+            records: records
+                .iter()
+                .map(|&(port, ttl)| SrvRecord {
+                    priority: 10,
+                    weight: 1,
+                    port,
+                    target: "a.example.".into(),
+                    ttl,
+                })
+                .collect(),
+            glue: vec![AddressRecord {
+                name: "a.example.".into(),
+                ip: LOCALHOST,
+                ttl: records.iter().map(|r| r.1).min().unwrap_or(0),
+            }],
+        };
+        self.srv.lock().unwrap().insert(name.into(), answer);
+    }
+}
+
+impl Dns for ScriptedDns {
+    async fn srv(&self, name: &str) -> Result<SrvAnswer, LookupFailure> {
+        self.srv_asked.lock().unwrap().push(tokio::time::Instant::now());
+        let found = self.srv.lock().unwrap().get(name).cloned();
+        found.ok_or(LookupFailure::NoRecords {
+            nx_domain: true,
+            negative_ttl: None,
+        })
+    }
+
+    async fn addresses(&self, _: &str) -> Result<Vec<AddressRecord>, LookupFailure> {
+        self.addresses_asked.fetch_add(1, Ordering::SeqCst);
+        Err(LookupFailure::NoRecords {
+            nx_domain: true,
+            negative_ttl: None,
+        })
+    }
+}
+
+/// Runs the DNS provider over `dns` for one SRV service `web`; its fragments arrive on the receiver.
+fn run_provider(dns: &Arc<ScriptedDns>, min_ttl: Duration) -> (tokio::task::JoinHandle<()>, UnboundedReceiver<Update>) {
     let config = DnsConfig {
-        nameservers: vec![fake.addr.to_string()],
-        min_ttl: Duration::from_millis(500).into(),
+        min_ttl: min_ttl.into(),
         services: vec![DnsService {
             name: "web".into(),
-            srv: Some("web.service.consul.".into()),
+            srv: Some("_http._tcp.web.example.".into()),
             ..Default::default()
         }],
         ..Default::default()
     };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let provider = tokio::spawn(DnsProvider::new(&config).expect("valid").run(ProviderHandle::new("dns", tx)));
-    let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let provider = DnsProvider::new(&config)
+        .expect("valid")
+        .run_with(dns.clone(), ProviderHandle::new("dns", tx));
+    (tokio::spawn(provider), rx)
+}
+
+/// The next fragment's server URLs of `web`.
+async fn next_servers(rx: &mut UnboundedReceiver<Update>) -> Vec<String> {
+    let update = tokio::time::timeout(Duration::from_secs(600), rx.recv())
         .await
-        .expect("a fragment")
-        .expect("open");
-    let Update::Config { config, .. } = first else {
-        panic!("a fragment, got {first:?}")
+        .expect("a fragment within 10 minutes of paused time")
+        .expect("the provider runs");
+    let Update::Config { config, .. } = update else {
+        panic!("a fragment, got {update:?}")
     };
-    assert_eq!(
-        config.http.services["web"].load_balancer.as_ref().unwrap().servers[0].url,
-        "http://127.0.0.1:8080"
-    );
-    let start = fake.queries();
-    tokio::time::sleep(Duration::from_millis(2_250)).await;
-    let asked = fake.queries() - start;
+    let servers = &config.http.services["web"].load_balancer.as_ref().expect("a load balancer").servers;
+    servers.iter().map(|s| s.url.clone()).collect()
+}
+
+/// A record set is asked again exactly when its TTL runs out: a new record is routed then, not
+/// before, and a deleted one leaves then.
+#[tokio::test(start_paused = true)]
+async fn records_are_asked_again_when_their_ttl_runs_out() {
+    const TTL: Duration = Duration::from_secs(30);
+    let dns = Arc::new(ScriptedDns::default());
+    dns.set("_http._tcp.web.example.", &[(8080, 30)]);
+    let started = tokio::time::Instant::now();
+    let (provider, mut rx) = run_provider(&dns, Duration::from_secs(1));
+    assert_eq!(next_servers(&mut rx).await, ["http://127.0.0.1:8080"]);
+
+    tokio::time::advance(Duration::from_secs(1)).await;
+    dns.set("_http._tcp.web.example.", &[(8080, 30), (8081, 30)]);
+    assert_eq!(next_servers(&mut rx).await, ["http://127.0.0.1:8080", "http://127.0.0.1:8081"]);
+    assert_eq!(started.elapsed(), TTL, "the new record is seen when the TTL runs out");
+
+    dns.set("_http._tcp.web.example.", &[(8081, 30)]);
+    assert_eq!(next_servers(&mut rx).await, ["http://127.0.0.1:8081"]);
+    assert_eq!(started.elapsed(), TTL * 2, "the deleted record leaves one TTL later");
+    assert_eq!(dns.srv_asked.lock().unwrap().len(), 3, "asked once per TTL");
     provider.abort();
-    assert!(
-        (2..=6).contains(&asked),
-        "TTL 0 with minTtl 500 ms: about 4 SRV queries in 2.25 s, got {asked}"
+}
+
+/// Consul answers with TTL 0: drover must ask once per `minTtl`, not in a loop.
+#[tokio::test(start_paused = true)]
+async fn a_ttl_of_zero_is_asked_once_per_min_ttl() {
+    let dns = Arc::new(ScriptedDns::default());
+    dns.set("_http._tcp.web.example.", &[(8080, 0)]);
+    let (provider, mut rx) = run_provider(&dns, Duration::from_millis(500));
+    assert_eq!(next_servers(&mut rx).await, ["http://127.0.0.1:8080"]);
+    // Paused time: the first query was at 0; this sleep ends between two queries.
+    tokio::time::sleep(Duration::from_millis(2_250)).await;
+    let asked = dns.srv_asked.lock().unwrap().clone();
+    let gaps: Vec<Duration> = asked.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        gaps,
+        [Duration::from_millis(500); 4],
+        "TTL 0 with minTtl 500 ms: one SRV query every 500 ms"
     );
-    assert_eq!(fake.queries_of("A") + fake.queries_of("AAAA"), 0, "glue answered the target");
+    assert_eq!(dns.addresses_asked.load(Ordering::SeqCst), 0, "the glue answered the target");
     assert!(rx.try_recv().is_err(), "an unchanged answer sends nothing");
+    provider.abort();
 }
 
 #[test]

@@ -564,9 +564,14 @@ async fn a_cut_event_stream_keeps_routes_and_resyncs() {
         "the last good routes stay"
     );
     let b = scope.whoami("b", &net, &labels("b", "b.test"), &[]);
-    // A window for a negative: nothing can signal that drover did not see `b`. 500 ms is
-    // several times what a start takes to reach the routes when the daemon is reachable.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The signal that drover looked for the daemon after `b` started: two more failed reconnects
+    // (the second one began after the first had failed, so after `b` was running).
+    let errors = docker_status(&d, "docker").map_or(0, |s| s.errors);
+    dk::eventually(Duration::from_secs(30), || {
+        docker_status(&d, "docker").filter(|s| s.errors >= errors + 2)
+    })
+    .await
+    .expect("drover keeps trying to reconnect");
     assert!(!routed(&d, &b), "nothing new is seen while the daemon is unreachable");
 
     proxy.restore();
@@ -599,6 +604,7 @@ impl Drop for SwarmGuard {
                 if dk::docker(&["network", "rm", n]).is_ok() || dk::docker(&["network", "inspect", n]).is_err() {
                     break;
                 }
+                // Drop cannot await: a bounded retry (the network is busy until its tasks are gone).
                 std::thread::sleep(Duration::from_millis(200));
             }
         }

@@ -88,22 +88,7 @@ service = "dead"
 
 /// Two entrypoints (`web`, `internal`), the file provider with `routes`.
 async fn start(routes: &str) -> TestDrover {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let routes_path = dir.path().join("routes.toml");
-    std::fs::write(&routes_path, routes).expect("write routes");
-    let text = format!(
-        "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[entryPoints.internal]\naddress = \"127.0.0.1:0\"\n[api]\naddress = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[providers.file]\nfilename = \"{}\"\n",
-        routes_path.display()
-    );
-    let resolved = drover::config::StaticConfig::parse(std::path::Path::new("test.toml"), &text).expect("test static config");
-    let drover = drover::Drover::start(resolved, 1).expect("drover starts");
-    let d = TestDrover {
-        drover,
-        dir,
-        routes: routes_path,
-    };
-    d.wait_for_generation(1).await;
-    d
+    TestDrover::start_with_api(routes, "", "[entryPoints.internal]\naddress = \"127.0.0.1:0\"\n").await
 }
 
 fn encode(value: &str) -> String {

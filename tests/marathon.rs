@@ -28,22 +28,12 @@ fn shop_labels() -> Value {
     json!({"drover.enable": "true", "drover.http.routers.shop.rule": "Host(`shop.test`)"})
 }
 
-/// The server URLs of `service` in the configuration in force (empty if it does not exist).
-async fn servers(c: &HttpClient, drover: &TestDrover, service: &str) -> BTreeSet<String> {
-    let raw = support::get(c, &format!("http://{}/api/rawdata", drover.drover.api())).await.body;
-    let raw: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
-    raw["services"][service]["loadBalancer"]["servers"]
-        .as_array()
-        .map(|s| s.iter().filter_map(|s| s["url"].as_str().map(str::to_string)).collect())
-        .unwrap_or_default()
-}
-
 /// Waits until `service` has exactly `expected` as servers; returns how long it took.
 async fn wait_servers(c: &HttpClient, drover: &TestDrover, service: &str, expected: &[SocketAddr]) -> Duration {
     let want: BTreeSet<String> = expected.iter().map(|a| format!("http://{a}")).collect();
     let start = Instant::now();
     loop {
-        let seen = servers(c, drover, service).await;
+        let seen = support::servers_in_force(c, drover, service).await;
         if seen == want {
             return start.elapsed();
         }
@@ -175,9 +165,11 @@ async fn tasks_follow_events_and_reconnects_under_load() {
     let add_delay = added_at.elapsed();
 
     // Quiet for longer than the idle timeout (2 s): heartbeats (every 300 ms) keep the stream up.
-    let events_before = cluster.count("/v2/events");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Nine heartbeats on the stream span at least 2.4 s of quiet.
+    let (events_before, beats) = (cluster.count("/v2/events"), cluster.heartbeats());
+    wait_for("nine heartbeats", || cluster.heartbeats() >= beats + 9).await;
     assert_eq!(cluster.count("/v2/events"), events_before, "no reconnect while heartbeats arrive");
+    assert_eq!(cluster.streams(), 1, "the stream is still attached");
 
     // The stream drops and a change happens while nobody listens: the reconnect re-lists.
     let lists_before = cluster.count("/v2/apps?");
@@ -283,7 +275,7 @@ async fn an_https_cluster_signed_by_another_ca_is_refused_and_reported() {
     );
     assert!(error.contains("check providers.marathon.tls.ca"), "{error}");
     assert!(
-        servers(&client(), &drover, "shop-web@marathon").await.is_empty(),
+        support::servers_in_force(&client(), &drover, "shop-web@marathon").await.is_empty(),
         "nothing is routed from an unverified Marathon"
     );
     assert!(cluster.log().is_empty(), "no request got past the handshake: {:?}", cluster.log());
@@ -331,7 +323,7 @@ async fn an_outage_keeps_the_last_routes_is_reported_and_recovery_clears_it() {
         "{error}"
     );
     assert_eq!(
-        servers(&c, &drover, "shop-web@marathon").await.len(),
+        support::servers_in_force(&c, &drover, "shop-web@marathon").await.len(),
         1,
         "the last good routes stay"
     );
@@ -377,7 +369,7 @@ async fn credentials_basic_token_and_a_clear_error_when_refused() {
         "{providers}"
     );
     let c = client();
-    assert!(servers(&c, &wrong, "shop-web@marathon").await.is_empty());
+    assert!(support::servers_in_force(&c, &wrong, "shop-web@marathon").await.is_empty());
     // Once Marathon accepts that password, the provider's retries get through.
     cluster.require_basic("drover", "wrong-pw");
     wait_servers(&c, &wrong, "shop-web@marathon", &[a]).await;

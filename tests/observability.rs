@@ -25,13 +25,13 @@ print("\n".join(sorted(out)))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("python3 runs (CI installs prometheus_client with pip)");
+        .expect("python3 runs (tests/setup.sh installs prometheus_client)");
     use std::io::Write;
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "the exposition did not parse (pip install prometheus_client if it is missing): {}\n{text}",
+        "the exposition did not parse (`tests/setup.sh` installs prometheus_client): {}\n{text}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()

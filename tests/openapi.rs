@@ -4,8 +4,8 @@
 //! answer that breaks its schema — with credentials configured (every protected operation must
 //! refuse a request without them) and without.
 //!
-//! Needs `schemathesis` and `openapi-spec-validator` from PyPI (CI installs the pinned versions;
-//! see `.ci/run`). The SSE stream `/api/events` is described but not fuzzed: it never ends.
+//! Needs `schemathesis` and `openapi-spec-validator` from PyPI (`tests/setup.sh` installs the
+//! pinned versions). The SSE stream `/api/events` is described but not fuzzed: it never ends.
 
 mod support;
 
@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use support::{client, get, whoami, TestDrover};
 
-const INSTALL: &str = "pip install schemathesis==4.32.5 openapi-spec-validator==0.7.2";
 /// bcrypt (cost 4) of `wonderland`.
 const BASIC_HASH: &str = "$2y$04$yythxO6/jQjD/4PhSF0eFOII9IsbKmurAnVdbco1o1enHBcHOh6R6";
 const TOKEN: &str = "fuzz-token";
@@ -27,7 +26,10 @@ fn on_path(name: &str) -> Option<PathBuf> {
 
 fn tools() -> (PathBuf, PathBuf) {
     let (Some(schemathesis), Some(python)) = (on_path("schemathesis"), on_path("python3")) else {
-        panic!("the OpenAPI test needs schemathesis and python3; install them with: {INSTALL}");
+        panic!(
+            "the OpenAPI test needs schemathesis and python3; install them with `{}`",
+            support::SETUP
+        );
     };
     let validator = std::process::Command::new(&python)
         .args(["-c", "import openapi_spec_validator"])
@@ -35,7 +37,8 @@ fn tools() -> (PathBuf, PathBuf) {
         .is_ok_and(|s| s.success());
     assert!(
         validator,
-        "the OpenAPI test needs openapi-spec-validator; install it with: {INSTALL}"
+        "the OpenAPI test needs openapi-spec-validator; install it with `{}`",
+        support::SETUP
     );
     (schemathesis, python)
 }
@@ -51,22 +54,7 @@ async fn start(api_keys: &str) -> (TestDrover, whoami::WhoamiHandle) {
          [[http.services.web.loadBalancer.servers]]\nurl = \"http://{live}\"\n\
          [[http.services.web.loadBalancer.servers]]\nurl = \"http://127.0.0.1:9\"\n"
     );
-    let dir = tempfile::tempdir().expect("temp dir");
-    let routes_path = dir.path().join("routes.toml");
-    std::fs::write(&routes_path, routes).expect("write routes");
-    let text = format!(
-        "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[api]\naddress = \"127.0.0.1:0\"\n{api_keys}[log]\nlevel = \"error\"\n[providers.file]\nfilename = \"{}\"\n",
-        routes_path.display()
-    );
-    let resolved = drover::config::StaticConfig::parse(Path::new("test.toml"), &text).expect("test static config");
-    let drover = drover::Drover::start(resolved, 1).expect("drover starts");
-    let d = TestDrover {
-        drover,
-        dir,
-        routes: routes_path,
-    };
-    d.wait_for_generation(1).await;
-    (d, handle)
+    (TestDrover::start_with_api(&routes, api_keys, "").await, handle)
 }
 
 async fn validate_document(python: &Path, d: &TestDrover) -> String {

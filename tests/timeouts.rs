@@ -95,7 +95,8 @@ async fn an_idle_keep_alive_connection_lives_for_idle_timeout_not_header_read_ti
     let mut stream = TcpStream::connect(drover.web()).await.unwrap();
     let answer = exchange(&mut stream, "/first").await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    // Still usable after more than headerReadTimeout of idleness…
+    // Still usable after more than headerReadTimeout of idleness… (idleness is what is tested
+    // here: it can only be shown over time, on a drover whose runtime paused time cannot reach)
     tokio::time::sleep(Duration::from_millis(1_800)).await;
     let answer = exchange(&mut stream, "/second").await;
     assert!(

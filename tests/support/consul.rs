@@ -32,7 +32,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpSocket;
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Consul's default `wait`.
@@ -99,6 +99,8 @@ struct Shared {
     wake: watch::Sender<u64>,
     requests: AtomicU64,
     by_path: Mutex<BTreeMap<String, u64>>,
+    /// Blocking queries that ran out their `wait`: path and how long they blocked.
+    expired: Mutex<Vec<(String, Duration)>>,
     blocked: AtomicI64,
     rng: AtomicU64,
 }
@@ -190,6 +192,7 @@ impl ConsulServer {
             wake: watch::channel(0).0,
             requests: AtomicU64::new(0),
             by_path: Mutex::new(BTreeMap::new()),
+            expired: Mutex::new(Vec::new()),
             blocked: AtomicI64::new(0),
             rng: AtomicU64::new(seed),
         });
@@ -226,25 +229,16 @@ impl ConsulServer {
         let listener = socket.listen(1024).expect("listen");
         let local = listener.local_addr().expect("local addr");
         let shared = self.shared.clone();
-        let task = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        let shared = shared.clone();
-                        connections.spawn(async move {
-                            let service = service_fn(move |req| {
-                                let shared = shared.clone();
-                                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
-                            });
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await;
-                        });
-                    }
-                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                }
+        let task = super::serve::accept_loop(listener, None, move |stream| {
+            let shared = shared.clone();
+            async move {
+                let service = service_fn(move |req| {
+                    let shared = shared.clone();
+                    async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             }
         });
         *self.accept.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
@@ -526,6 +520,13 @@ impl ConsulServer {
             .sum()
     }
 
+    /// How long each blocking query on a path starting with `prefix` blocked before its `wait`
+    /// ran out (answered unchanged), oldest first.
+    pub fn expired_on(&self, prefix: &str) -> Vec<Duration> {
+        let expired = self.shared.expired.lock().unwrap_or_else(PoisonError::into_inner);
+        expired.iter().filter(|(p, _)| p.starts_with(prefix)).map(|(_, d)| *d).collect()
+    }
+
     /// Queries blocked right now.
     pub fn blocked(&self) -> i64 {
         self.shared.blocked.load(Ordering::SeqCst)
@@ -680,7 +681,8 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         };
         let jitter_range = (wait / 16).as_nanos() as u64;
         let jitter = if jitter_range == 0 { 0 } else { shared.random() % jitter_range };
-        let deadline = Instant::now() + wait + Duration::from_nanos(jitter);
+        let blocked_at = Instant::now();
+        let deadline = blocked_at + wait + Duration::from_nanos(jitter);
         let mut wake = shared.wake.subscribe();
         let epoch = shared.state().epoch;
         shared.blocked.fetch_add(1, Ordering::SeqCst);
@@ -693,7 +695,12 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
             }
             match tokio::time::timeout_at(deadline, wake.changed()).await {
                 Ok(Ok(())) => continue,
-                _ => break,
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    let mut expired = shared.expired.lock().unwrap_or_else(PoisonError::into_inner);
+                    expired.push((path.clone(), blocked_at.elapsed()));
+                    break;
+                }
             }
         }
         shared.blocked.fetch_sub(1, Ordering::SeqCst);

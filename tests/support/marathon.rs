@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// A timestamp for events and tasks (Marathon's format).
 pub const TIMESTAMP: &str = "2025-07-20T10:00:00.000Z";
@@ -59,6 +59,7 @@ struct Inner {
     credentials: Option<(String, String)>,
     token: Option<String>,
     heartbeat: Duration,
+    heartbeats: u64,
     log: Vec<Logged>,
 }
 
@@ -95,31 +96,8 @@ impl Instance {
         let addr = listener.local_addr().expect("marathon: local address");
         let is_leader = Arc::new(AtomicBool::new(leader));
         let flag = is_leader.clone();
-        let task = tokio::spawn(async move {
-            // Connections live in this set: aborting the accept task closes them all.
-            let mut connections = JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        let _ = stream.set_nodelay(true);
-                        let (flag, shared) = (flag.clone(), shared.clone());
-                        match &tls {
-                            None => { connections.spawn(serve_connection(stream, name, flag, shared)); }
-                            Some(acceptor) => {
-                                let handshake = acceptor.accept(stream);
-                                connections.spawn(async move {
-                                    // A client that refuses the certificate simply goes away.
-                                    if let Ok(stream) = handshake.await {
-                                        serve_connection(stream, name, flag, shared).await;
-                                    }
-                                });
-                            }
-                        }
-                    }
-                    Some(_) = connections.join_next() => {}
-                }
-            }
+        let task = super::serve::accept_loop(listener, tls, move |stream| {
+            serve_connection(stream, name, flag.clone(), shared.clone())
         });
         Self {
             name,
@@ -174,6 +152,7 @@ impl Marathon {
                 credentials: None,
                 token: None,
                 heartbeat: Duration::from_secs(10),
+                heartbeats: 0,
                 log: Vec::new(),
             }),
             leader_url: Mutex::new(None),
@@ -202,6 +181,11 @@ impl Marathon {
     /// Requires `Authorization: token=<token>` from now on.
     pub fn require_token(&self, token: &str) {
         self.shared.lock().token = Some(token.into());
+    }
+
+    /// Heartbeats written to event streams so far.
+    pub fn heartbeats(&self) -> u64 {
+        self.shared.lock().heartbeats
     }
 
     /// Sets the heartbeat period for streams opened from now on.
@@ -718,7 +702,11 @@ async fn stream_events<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, head: &
                 Some(frame) => stream.write_all(&frame).await,
                 None => return, // dropped by the cluster: close the connection
             },
-            _ = ticks.tick() => stream.write_all(b"\r\n").await,
+            _ = ticks.tick() => {
+                let written = stream.write_all(b"\r\n").await;
+                shared.lock().heartbeats += u64::from(written.is_ok());
+                written
+            }
             read = stream.read(&mut scratch) => match read {
                 Ok(0) | Err(_) => return, // the client went away
                 Ok(_) => continue,

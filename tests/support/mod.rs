@@ -7,6 +7,7 @@ pub mod consul;
 pub mod docker;
 pub mod marathon;
 pub mod scripted;
+pub mod serve;
 #[path = "../../examples/whoami/server.rs"]
 pub mod whoami;
 
@@ -20,6 +21,9 @@ use drover::Drover;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+
+/// The command that installs every program the tests talk to (the README's test command runs it).
+pub const SETUP: &str = "tests/setup.sh";
 
 /// A drover started in-process on 127.0.0.1:0 with a watched routes file.
 pub struct TestDrover {
@@ -42,15 +46,25 @@ impl TestDrover {
     /// Like [`TestDrover::start_with`], with the routes in a file named `file_name` (its
     /// extension tells drover the syntax).
     pub async fn start_with_file(file_name: &str, routes: &str, extra_static: &str) -> Self {
+        Self::launch(file_name, routes, "", extra_static, 2).await
+    }
+
+    /// Like [`TestDrover::start_with`], with `api_keys` in the `[api]` table (TOML cannot reopen
+    /// it in `extra_static`) and one worker, so which server is picked next is predictable.
+    pub async fn start_with_api(routes: &str, api_keys: &str, extra_static: &str) -> Self {
+        Self::launch("routes.toml", routes, api_keys, extra_static, 1).await
+    }
+
+    async fn launch(file_name: &str, routes: &str, api_keys: &str, extra_static: &str, workers: usize) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let routes_path = dir.path().join(file_name);
         std::fs::write(&routes_path, routes).expect("write routes");
         let text = format!(
-            "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[api]\naddress = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[providers.file]\nfilename = \"{}\"\nwatch = true\n{extra_static}",
+            "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[api]\naddress = \"127.0.0.1:0\"\n{api_keys}[log]\nlevel = \"warn\"\n[providers.file]\nfilename = \"{}\"\nwatch = true\n{extra_static}",
             routes_path.display()
         );
         let resolved = StaticConfig::parse(Path::new("test.toml"), &text).expect("test static config");
-        let drover = Drover::start(resolved, 2).expect("drover starts");
+        let drover = Drover::start(resolved, workers).expect("drover starts");
         let this = Self {
             drover,
             dir,
@@ -160,6 +174,17 @@ pub async fn send(client: &HttpClient, method: &str, url: &str, headers: &[(&str
 
 pub async fn get(client: &HttpClient, url: &str) -> Answer {
     send(client, "GET", url, &[]).await.unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// The server URLs of `service` (`name@provider`) in the configuration in force, from
+/// `/api/rawdata` (empty if it does not exist).
+pub async fn servers_in_force(c: &HttpClient, drover: &TestDrover, service: &str) -> std::collections::BTreeSet<String> {
+    let raw = get(c, &format!("http://{}/api/rawdata", drover.drover.api())).await.body;
+    let raw: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
+    raw["services"][service]["loadBalancer"]["servers"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|s| s["url"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
 }
 
 /// Routes TOML for one service `name` over `servers` (url, weight) behind `rule`.

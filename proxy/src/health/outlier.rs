@@ -47,7 +47,9 @@ pub enum Outcome {
 pub enum Admission {
     /// Yes.
     Admit,
-    /// Yes, as the single probation request: report its outcome (or drop the [`Probe`]).
+    /// Yes, as the single probation request: report its outcome with `probe` set
+    /// ([`ServerHealth::record`]), or free the slot with [`ServerHealth::release_probe`] if it
+    /// will not report.
     Probe,
     /// No: ejected, its probe is in flight, or its slow-start share is used up.
     Refuse,
@@ -540,6 +542,50 @@ mod tests {
         tokio::time::advance(Duration::from_secs(3_600)).await;
         fail(&h, &p, 3);
         assert_eq!(h.report(Instant::now()).multiplier, 1, "decayed to a first ejection");
+    }
+
+    /// A killed server that comes back, with the short times of `tests/health.rs`: while it is
+    /// dead every probation request fails and each ejection is longer, up to `maxEjectionTime`;
+    /// once it answers, the next probe readmits it at most the cap (+ jitter) later, and after
+    /// `slowStart` it takes its full share.
+    #[tokio::test(start_paused = true)]
+    async fn a_server_that_comes_back_is_readmitted_within_the_capped_ejection() {
+        let p = PassivePolicy {
+            base_ejection_time: Duration::from_millis(500),
+            max_ejection_time: Duration::from_secs(2),
+            slow_start: Duration::from_millis(500),
+            ..Default::default()
+        };
+        let step = Duration::from_millis(10);
+        let h = ServerHealth::new("s", "http://a");
+        let until_probe = || async {
+            let start = Instant::now();
+            while h.admit(&p, Instant::now()) != Admission::Probe {
+                tokio::time::advance(step).await;
+            }
+            Instant::now() - start
+        };
+        fail(&h, &p, 3);
+        for expected_ms in [500, 1_000, 1_500, 2_000, 2_000] {
+            let length = until_probe().await;
+            let expected = Duration::from_millis(expected_ms);
+            assert!(
+                length >= expected && length <= expected + expected / 10 + step,
+                "ejected for {length:?}, expected {expected:?} + up to 10%"
+            );
+            h.record(Outcome::LocalFailure, true, &p, Instant::now(), || true);
+            assert_eq!(h.state(), State::Ejected, "a failed probe ejects it again");
+        }
+        // It answers again: the next probe, at most the capped ejection later, readmits it.
+        let back = until_probe().await;
+        assert!(back <= Duration::from_millis(2_200) + step, "probed again after {back:?}");
+        h.record(Outcome::Success, true, &p, Instant::now(), || true);
+        assert_eq!(h.state(), State::SlowStart);
+        assert!(!h.is_out());
+        tokio::time::advance(p.slow_start).await;
+        let admitted = (0..100).filter(|_| h.admit(&p, Instant::now()) == Admission::Admit).count();
+        assert_eq!(admitted, 100, "its full share after slowStart");
+        assert_eq!(h.state(), State::Up);
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what the test suite talks to, and nothing when it is all there already (then it
+# takes well under a second):
+#
+#   tests/setup.sh && cargo test --workspace      # the README's test command; .ci/run runs it too
+#
+# The tests use real peers, not mocks: BIND 9 and nsupdate (DNS provider), a headless Chromium
+# with chromedriver (the dashboard), curl, and three pinned Python tools: schemathesis and
+# openapi-spec-validator (the admin API's OpenAPI document) and prometheus_client (Prometheus'
+# reference parser for /metrics). Written for Debian 12 with a Rust toolchain; system packages
+# need root (or sudo).
+set -euo pipefail
+
+as_root=()
+if ((EUID != 0)); then
+  command -v sudo >/dev/null || { echo "tests/setup.sh: installing needs root or sudo" >&2; exit 1; }
+  as_root=(sudo)
+fi
+
+# System packages, each looked for by the program the tests run.
+need=()
+command -v curl >/dev/null || need+=(curl)
+command -v named >/dev/null || [[ -x /usr/sbin/named ]] || need+=(bind9 bind9-utils)   # BIND 9
+command -v nsupdate >/dev/null || need+=(bind9-dnsutils)   # Debian ships nsupdate apart from bind9-utils
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
+command -v pip3 >/dev/null || command -v pip >/dev/null || need+=(python3-pip)
+if ((${#need[@]})); then
+  echo "tests/setup.sh: installing ${need[*]}"
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+
+# Python tools, pinned.
+py_need=()
+command -v schemathesis >/dev/null || py_need+=(schemathesis==4.32.5)
+python3 -c 'import openapi_spec_validator' 2>/dev/null || py_need+=(openapi-spec-validator==0.7.2)
+python3 -c 'import prometheus_client' 2>/dev/null || py_need+=(prometheus_client==0.21.1)
+if ((${#py_need[@]})); then
+  echo "tests/setup.sh: installing ${py_need[*]}"
+  pip=("${as_root[@]}" python3 -m pip install -q --disable-pip-version-check)
+  # A Debian-managed Python refuses system-wide installs unless told to.
+  "${pip[@]}" "${py_need[@]}" || "${pip[@]}" --break-system-packages "${py_need[@]}"
+fi
