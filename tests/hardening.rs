@@ -343,3 +343,101 @@ async fn an_untrusted_peers_forwarding_headers_are_replaced() {
     assert_eq!(a.only_header("x-forwarded-proto").as_deref(), Some("http"));
     assert_eq!(a.only_header("x-real-ip").as_deref(), Some("127.0.0.1"));
 }
+
+fn open_connections(drover: &TestDrover) -> i64 {
+    let text = drover.drover.metrics_text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("drover_open_connections{entrypoint=\"web\",protocol=\"TCP\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no open-connections gauge for web in:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_connection_is_counted_and_closed_when_idle() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (backend, _whoami) = support::whoami::spawn("ws").await;
+    let drover = TestDrover::start_with(
+        &router("ws", "PathPrefix(`/`)", backend),
+        "[entryPoints.web.transport.respondingTimeouts]\nidleTimeout = \"500ms\"\n",
+    )
+    .await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/echo", drover.web()))
+        .await
+        .expect("a WebSocket through drover");
+    ws.send(Message::text("hello")).await.expect("send");
+    let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("an echo in time");
+    assert!(
+        matches!(echoed, Some(Ok(Message::Text(ref t))) if t.as_str() == "hello"),
+        "{echoed:?}"
+    );
+    assert_eq!(open_connections(&drover), 1, "the tunnel is one open connection");
+    // Silence both ways: drover closes it after idleTimeout (between one and two periods).
+    let silent = std::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the idle tunnel was not closed within 5 s");
+    assert!(silent.elapsed() >= Duration::from_millis(500), "{:?}", silent.elapsed());
+    support::wait_until(Duration::from_secs(2), || open_connections(&drover) == 0)
+        .await
+        .expect("the gauge goes back to 0");
+}
+
+/// A backend that answers each request with `answer` and counts the connections it accepted.
+async fn answering(answer: &'static [u8]) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, connections)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_answer_with_broken_framing_becomes_a_502_and_its_connection_is_dropped() {
+    for answer in [
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    ] {
+        let (backend, connections) = answering(answer).await;
+        let drover = TestDrover::start(&router("r", "PathPrefix(`/`)", backend)).await;
+        for round in 1..=2 {
+            let (status, body) = raw(drover.web(), b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
+            assert_eq!(status, 502, "{}: {body}", String::from_utf8_lossy(answer));
+            assert_eq!(
+                connections.load(std::sync::atomic::Ordering::SeqCst),
+                round,
+                "a connection that answered badly is never reused"
+            );
+        }
+    }
+}

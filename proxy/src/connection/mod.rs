@@ -15,6 +15,7 @@ mod policy;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +43,8 @@ pub struct Shared {
     pub health: crate::health::HealthRegistry,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Turns true when drover shuts down (upgraded connections close then).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// The access log, when enabled.
     pub access_log: Option<crate::access_log::AccessLog>,
 }
@@ -67,6 +70,10 @@ pub struct EntryPointRules {
     pub path_policy: PathPolicy,
     /// Peers whose forwarding headers it keeps.
     pub trusted: Arc<TrustedProxies>,
+    /// Its open-connections gauge (shared by every worker).
+    pub open_connections: Arc<AtomicI64>,
+    /// How long an upgraded connection (WebSocket) may be silent: its `idleTimeout`.
+    pub tunnel_idle: Option<Duration>,
 }
 
 /// One client connection's context, built once when it is accepted.
@@ -82,6 +89,10 @@ pub struct Connection {
     pub observe: Observe,
     /// How the entrypoint checks and normalises request paths.
     pub path_policy: PathPolicy,
+    /// The entrypoint's open-connections gauge; upgraded connections count there too.
+    pub open_connections: Arc<AtomicI64>,
+    /// How long an upgraded connection may be silent.
+    pub tunnel_idle: Option<Duration>,
     /// The client's address.
     pub peer: SocketAddr,
     /// Forwarded-header values for this client.
@@ -144,6 +155,8 @@ impl Connection {
             entry_point_name: rules.name.clone(),
             observe: rules.observe,
             path_policy: rules.path_policy,
+            open_connections: rules.open_connections.clone(),
+            tunnel_idle: rules.tunnel_idle,
             peer: SocketAddr::new(ip, peer.port()),
             forwarded,
             activity: Activity::new(),

@@ -73,6 +73,8 @@ pub struct UpstreamBody {
     inner: Incoming,
     conn: Option<Pooled>,
     idle: Option<IdleWatch>,
+    /// A frame read by [`UpstreamBody::peek`], handed out first.
+    peeked: Option<Frame<Bytes>>,
 }
 
 /// Notices a body that stopped moving (see the module docs).
@@ -109,6 +111,7 @@ impl UpstreamBody {
                 inner,
                 conn: None,
                 idle: None,
+                peeked: None,
             };
         }
         Self {
@@ -119,6 +122,23 @@ impl UpstreamBody {
                 moved: false,
                 timer: None,
             }),
+            peeked: None,
+        }
+    }
+
+    /// Reads the first frame if it is already there, so that a body broken from its first bytes
+    /// is known before the response head goes to the client; the frame is kept for the client.
+    pub fn peek(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
+        if self.peeked.is_some() || self.conn.is_none() {
+            return Ok(());
+        }
+        match Pin::new(&mut *self).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                self.peeked = Some(frame);
+                Ok(())
+            }
+            Poll::Ready(Some(Err(e))) => Err(e),
+            Poll::Ready(None) | Poll::Pending => Ok(()),
         }
     }
 }
@@ -129,6 +149,9 @@ impl Body for UpstreamBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = &mut *self;
+        if let Some(frame) = this.peeked.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
         let polled = match this.conn.as_mut() {
             Some(conn) => {
                 // Only the connection's I/O moves the body on, and this task drives it: the
@@ -174,11 +197,24 @@ impl Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.peeked.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.peeked {
+            // hyper checks the hint against Content-Length: count the kept frame back in.
+            Some(frame) => {
+                let kept = frame.data_ref().map_or(0, |d| d.len() as u64);
+                let rest = self.inner.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower() + kept);
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + kept);
+                }
+                hint
+            }
+            None => self.inner.size_hint(),
+        }
     }
 }
 

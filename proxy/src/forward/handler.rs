@@ -24,6 +24,7 @@ use super::body::{ProxyBody, UpstreamBody};
 use super::completion::Completion;
 use super::headers;
 use super::target::{self, Refusal};
+use super::tunnel::Tunnel;
 use crate::access_log::{AccessLog, Entry};
 use crate::connection::{Connection, InFlight, X_FORWARDED_FOR};
 use crate::health::{Outcome, ServerHealth};
@@ -434,7 +435,17 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
         let result = wait_for_head(sent, conn, trace.bytes_in.as_deref(), now).await;
         let was_probe = probe.disarm();
         match result {
-            Ok((response, pooled)) => {
+            Ok((response, mut pooled)) => {
+                if response.headers().contains_key(header::TRANSFER_ENCODING) && response.headers().contains_key(header::CONTENT_LENGTH) {
+                    // RFC 9112 §6.3: a sign of response splitting. Neither framing can be trusted,
+                    // so neither is forwarded, and the connection is not used again.
+                    pooled.discard();
+                    service.record(index, Outcome::LocalFailure, was_probe, Instant::now());
+                    return local(
+                        StatusCode::BAD_GATEWAY,
+                        "502 Bad Gateway: the server answered with both Content-Length and Transfer-Encoding\n",
+                    );
+                }
                 let outcome = if response.status().is_server_error() {
                     Outcome::ServerError
                 } else {
@@ -514,15 +525,14 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
             return local(StatusCode::BAD_GATEWAY, "502 Bad Gateway: the server switched protocols unasked\n");
         };
         let server_upgrade = hyper::upgrade::on(&mut response);
+        let tunnel = Tunnel {
+            open: conn.open_connections.clone(),
+            idle: conn.tunnel_idle,
+            shutdown: conn.shared.shutdown.clone(),
+        };
         tokio::spawn(async move {
             match tokio::try_join!(client_upgrade, server_upgrade) {
-                Ok((client, server)) => {
-                    let mut client = TokioIo::new(client);
-                    let mut server = TokioIo::new(server);
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut server).await {
-                        tracing::debug!("upgraded connection ended: {e}");
-                    }
-                }
+                Ok((client, server)) => tunnel.run(TokioIo::new(client), TokioIo::new(server)).await,
                 Err(e) => tracing::debug!("upgrade failed: {e}"),
             }
         });
@@ -536,8 +546,14 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
     headers::strip_hop_by_hop(&mut parts.headers, false);
     // The client's connection decides its own version; the server's (maybe 1.0) must not leak.
     parts.version = Version::HTTP_11;
-    Response::from_parts(
-        parts,
-        ProxyBody::upstream(UpstreamBody::new(body, pooled, conn.shared.body_idle_timeout)),
-    )
+    let mut body = UpstreamBody::new(body, pooled, conn.shared.body_idle_timeout);
+    // A body already broken at its first bytes (an invalid chunk size) is answered 502 while
+    // nothing has gone to the client yet; later breaks can only cut the response short.
+    if std::future::poll_fn(|cx| std::task::Poll::Ready(body.peek(cx))).await.is_err() {
+        return local(
+            StatusCode::BAD_GATEWAY,
+            "502 Bad Gateway: the server's response body is malformed\n",
+        );
+    }
+    Response::from_parts(parts, ProxyBody::upstream(body))
 }

@@ -5,6 +5,7 @@ mod completion;
 mod handler;
 pub mod headers;
 pub mod target;
+mod tunnel;
 
 pub use body::ProxyBody;
 pub use handler::handle;

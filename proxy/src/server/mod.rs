@@ -60,12 +60,14 @@ impl Drover {
 
         let names: Vec<String> = entry_points.iter().map(|(n, _)| n.clone()).collect();
         let timeouts = &config.servers_transport.forwarding_timeouts;
+        let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::empty(names.len())),
             response_header_timeout: Some(timeouts.response_header_timeout.0).filter(|d| !d.is_zero()),
             body_idle_timeout: Some(timeouts.body_idle_timeout.0).filter(|d| !d.is_zero()),
             health: HealthRegistry::default(),
             metrics: crate::metrics::Metrics::default(),
+            shutdown: shutdown_rx.clone(),
             access_log: match &config.access_log {
                 Some(c) => Some(crate::access_log::AccessLog::start(c)?),
                 None => None,
@@ -78,7 +80,6 @@ impl Drover {
             max_idle: config.servers_transport.max_idle_conns_per_host,
             workers,
         });
-        let (shutdown, shutdown_rx) = watch::channel(false);
         // Workers accept once the first configuration is in force: until then connections wait
         // in the listen backlog instead of being answered 404 for want of routes.
         let (in_force, in_force_rx) = watch::channel(0u64);
@@ -137,9 +138,10 @@ impl Drover {
                         observe: ep.observability.observe(),
                         path_policy: ep.http.path_policy(),
                         trusted: Arc::new(ep.forwarded_headers.trusted()),
+                        open_connections: open_connections[index].clone(),
+                        tunnel_idle: Some(ep.transport.responding_timeouts.idle_timeout.0).filter(|d| !d.is_zero()),
                     },
                     listener: listener.try_clone()?,
-                    open_connections: open_connections[index].clone(),
                     limits: Limits::new(
                         ep.transport.responding_timeouts.header_read_timeout.0,
                         ep.transport.responding_timeouts.idle_timeout.0,

@@ -6,7 +6,7 @@
 //! split into per-worker lanes, so there is no cross-thread scheduling on the request path. All workers accept on the same listening sockets; the kernel
 //! hands each connection to one of them.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +25,6 @@ use crate::forward::handle;
 pub struct EntryPointSocket {
     /// What its connections take from it.
     pub rules: EntryPointRules,
-    /// Open client connections on it (a metrics gauge shared by every worker).
-    pub open_connections: Arc<AtomicI64>,
     /// Its listening socket (a clone of the shared one).
     pub listener: std::net::TcpListener,
     /// Client connection timeouts.
@@ -91,7 +89,7 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
         let shared = shared.clone();
         let mut shutdown = shutdown.clone();
         let rules = socket.rules;
-        let open_connections = socket.open_connections.clone();
+        let open_connections = rules.open_connections.clone();
         let graceful = &graceful;
         accepting.push(async move {
             loop {
