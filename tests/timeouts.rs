@@ -296,3 +296,22 @@ async fn a_response_body_that_keeps_moving_is_never_cut() {
     let answer = read_response(&mut stream).await;
     assert!(answer.ends_with(&"0123456789".repeat(10)), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_that_never_sends_a_request_is_cut_off_after_header_read_timeout() {
+    let (backend, _w) = whoami::spawn("h2").await;
+    let routes = service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)]);
+    let drover = TestDrover::start_with(&routes, &timeouts("300ms", "10s")).await;
+    let mut stream = TcpStream::connect(drover.web()).await.unwrap();
+    // The preface and an empty SETTINGS frame, then nothing: no header block ever comes.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let (closed, _) = until_closed(&mut stream, Duration::from_secs(5)).await;
+    let closed = closed.expect("drover closes the connection, long before idleTimeout (10 s)");
+    assert!(
+        closed >= Duration::from_millis(250) && closed < Duration::from_secs(3),
+        "{closed:?}"
+    );
+}

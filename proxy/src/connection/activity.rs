@@ -10,9 +10,12 @@
 //! * **idle**: keep-alive, nothing in flight and no bytes since the last response ended;
 //!   bounded by `idleTimeout`.
 //!
-//! HTTP/2 connections (recognised by their preface) are never in "reading a head": their
-//! streams are counted as requests and only `idleTimeout` applies between them. The watchdog
-//! that acts on the verdicts is the runtime's (`server::timeouts`).
+//! An HTTP/2 connection (recognised by its preface) is "reading a head" from accept until its
+//! first request is complete: preface, SETTINGS and the first header block must arrive within
+//! `headerReadTimeout`, as an HTTP/1 head must. After that its streams are counted as requests
+//! and only `idleTimeout` applies between them (a frame between streams cannot be told from a
+//! PING without parsing HTTP/2, so it does not start a head deadline). The watchdog that acts on
+//! the verdicts is the runtime's (`server::timeouts`).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -110,9 +113,8 @@ impl Activity {
             // A first read too short to tell (under 4 bytes) counts as HTTP/1.
             let n = bytes.len().min(H2_PREFACE.len());
             if n >= 4 && bytes[..n] == H2_PREFACE[..n] {
+                // Still reading its first head, since the accept.
                 self.http2.store(true, Ordering::Relaxed);
-                self.reading_head.store(false, Ordering::Relaxed);
-                self.since_ms.store(self.now_ms(), Ordering::Relaxed);
                 return;
             }
         }
@@ -221,9 +223,15 @@ mod tests {
     }
 
     #[test]
-    fn http2_connections_only_have_the_idle_limit() {
+    fn http2_connections_must_send_a_first_request_in_time_then_only_have_the_idle_limit() {
         let a = Activity::new();
         a.bytes_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        assert!(
+            matches!(a.verdict(&limits(), 30_000), Verdict::Expired(w) if w.contains("headerReadTimeout")),
+            "preface, SETTINGS and a first request within headerReadTimeout of the accept"
+        );
+        a.request_started();
+        a.request_ended(Instant::now());
         let since = a.since_ms.load(Ordering::Relaxed);
         assert_eq!(
             a.verdict(&limits(), since + 100_000),
