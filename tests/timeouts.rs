@@ -38,30 +38,7 @@ async fn exchange(stream: &mut TcpStream, path: &str) -> String {
         .write_all(format!("GET {path} HTTP/1.1\r\nHost: t.local\r\n\r\n").as_bytes())
         .await
         .unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
-            .await
-            .expect("a response within 10 s")
-            .unwrap();
-        assert!(n > 0, "closed before the response ended: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&seen);
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length: usize = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .expect("a Content-Length");
-            if seen.len() >= end + 4 + length {
-                return text.into_owned();
-            }
-        }
-    }
+    read_response(stream).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
