@@ -247,6 +247,24 @@ async fn connect_and_the_asterisk_form_are_answered_locally_and_double_framing_n
     assert_eq!(status, 405);
     let (status, _) = raw(drover.web(), b"GET * HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
     assert_eq!(status, 400);
+    // Transfer-Encodings a server behind drover might read otherwise than hyper does.
+    for te in [
+        "Transfer-Encoding: chunked, chunked",
+        "Transfer-Encoding: ,chunked",
+        "Transfer-Encoding: gzip, chunked",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+        "Transfer-Encoding: identity",
+    ] {
+        let request = format!("POST / HTTP/1.1\r\nHost: a.test\r\n{te}\r\n\r\n4\r\nabcd\r\n0\r\n\r\n");
+        let (status, _) = raw(drover.web(), request.as_bytes()).await;
+        assert_eq!(status, 400, "{te}");
+    }
+    let (status, _) = raw(
+        drover.web(),
+        b"POST / HTTP/1.0\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 400, "chunked on HTTP/1.0");
     assert!(a.heads().is_empty(), "nothing was forwarded: {:?}", a.heads());
     // Content-Length with Transfer-Encoding: the body is read as chunked and forwarded with one
     // framing only, never both.

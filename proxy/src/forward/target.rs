@@ -49,10 +49,21 @@ pub enum Refusal {
     MethodNotAllowed(&'static str),
 }
 
-/// Checks what `req` asks for that no router may see: `CONNECT` and the asterisk form.
+/// Checks what `req` asks for that no router may see: `CONNECT`, the asterisk form, and any
+/// Transfer-Encoding but one `chunked` line (`chunked, chunked`, `,chunked`, two lines, `gzip,
+/// chunked`, or any on HTTP/1.0: hyper reads some of these as chunked, a server behind drover may
+/// not, which is how requests are smuggled; RFC 9112 §6.1, as nginx refuses them).
 /// (Content-Length with Transfer-Encoding never gets here: hyper drops the length and reads the
 /// chunked body, and drover re-frames what it forwards, so only one framing ever leaves.)
 pub fn check_request<B>(req: &Request<B>) -> Result<(), Refusal> {
+    let mut codings = req.headers().get_all(header::TRANSFER_ENCODING).iter();
+    if let Some(first) = codings.next() {
+        if codings.next().is_some() || !first.as_bytes().eq_ignore_ascii_case(b"chunked") || req.version() == Version::HTTP_10 {
+            return Err(Refusal::BadRequest(
+                "400 Bad Request: Transfer-Encoding must be one `chunked` on HTTP/1.1\n",
+            ));
+        }
+    }
     if req.method() == Method::CONNECT {
         return Err(Refusal::MethodNotAllowed(
             "405 Method Not Allowed: drover does not tunnel CONNECT requests\n",
