@@ -292,3 +292,139 @@ async fn an_http2_client_that_never_sends_a_request_is_cut_off_after_header_read
         "{closed:?}"
     );
 }
+
+fn responding(read: &str, write: &str) -> String {
+    format!("[entryPoints.web.transport.respondingTimeouts]\nreadTimeout = \"{read}\"\nwriteTimeout = \"{write}\"\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_timeout_caps_the_whole_request_even_while_it_moves() {
+    let (backend, _w) = whoami::spawn("up").await;
+    let routes = service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)]);
+    let drover = TestDrover::start_with(&routes, &(responding("600ms", "0s") + &forwarding("5s", "5s"))).await;
+    let stream = TcpStream::connect(drover.web()).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let started = Instant::now();
+    write
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: t.local\r\nContent-Length: 30\r\n\r\n")
+        .await
+        .unwrap();
+    // One byte every 100 ms: it never stalls (bodyIdleTimeout is 5 s), but would take 3 s.
+    let upload = tokio::spawn(async move {
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if write.write_all(b"x").await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), read.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed without an answer");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let took = started.elapsed();
+    let answer = String::from_utf8_lossy(&seen);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        took >= Duration::from_millis(600) && took < Duration::from_millis(2_500),
+        "{took:?}"
+    );
+    upload.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_timeout_answers_504_while_the_server_has_not_answered() {
+    let (backend, _w) = whoami::spawn("slow").await;
+    let routes = service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)]);
+    let drover = TestDrover::start_with(&routes, &(responding("0s", "600ms") + &forwarding("5s", "5s"))).await;
+    let mut stream = TcpStream::connect(drover.web()).await.unwrap();
+    let started = Instant::now();
+    let answer = exchange(&mut stream, "/slow?delay=3s").await;
+    let took = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(
+        took >= Duration::from_millis(600) && took < Duration::from_millis(2_500),
+        "{took:?}"
+    );
+    // A quick answer is untouched.
+    assert!(exchange(&mut stream, "/").await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_timeout_cuts_a_response_body_still_running_at_it() {
+    // 1.35 s in all, a chunk every 150 ms: never idle, but longer than writeTimeout.
+    let backend = trickling_backend(Some(Duration::from_millis(150))).await;
+    let routes = service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)]);
+    let drover = TestDrover::start_with(&routes, &(responding("0s", "600ms") + &forwarding("5s", "5s"))).await;
+    let mut stream = TcpStream::connect(drover.web()).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: t.local\r\n\r\n").await.unwrap();
+    let (closed, seen) = until_closed(&mut stream, Duration::from_secs(5)).await;
+    let closed = closed.expect("drover closes the client connection");
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert!(body.len() < 100, "the body was cut, not completed: {body}");
+    assert!(
+        closed >= Duration::from_millis(600) && closed < Duration::from_millis(1_300),
+        "{closed:?}"
+    );
+}
+
+/// A backend that answers every request with an endless chunked body, and says (once) when a
+/// write to drover failed: drover dropped its connection.
+async fn endless_backend() -> (std::net::SocketAddr, tokio::sync::mpsc::Receiver<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (dropped, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let dropped = dropped.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").await;
+                while socket.write_all(chunk.as_bytes()).await.is_ok() {}
+                let _ = dropped.try_send(());
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_after_body_idle_timeout() {
+    let (backend, mut dropped) = endless_backend().await;
+    let routes = service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)]);
+    // The watchdog looks once per its shortest limit, so a stall is noticed within two.
+    let drover = TestDrover::start_with(&routes, &(forwarding("5s", "500ms") + &timeouts("500ms", "180s"))).await;
+    let mut stream = TcpStream::connect(drover.web()).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: t.local\r\n\r\n").await.unwrap();
+    let started = Instant::now();
+    // The client reads nothing; drover must let go of both sides.
+    tokio::time::timeout(Duration::from_secs(10), dropped.recv())
+        .await
+        .expect("drover drops the server's connection within 10 s")
+        .expect("the backend says so");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    let (closed, seen) = until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "drover closed the client connection");
+    assert!(
+        seen.len() < 64 << 20,
+        "what drover held for the client is bounded: {} bytes",
+        seen.len()
+    );
+}

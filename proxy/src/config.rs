@@ -228,10 +228,19 @@ pub struct RespondingTimeouts {
     /// next request on an idle keep-alive connection counts too. Default 30 s.
     #[serde(default = "defaults::header_read", alias = "headerreadtimeout")]
     pub header_read_timeout: ConfigDuration,
-    /// Accepted for Traefik compatibility; idle keep-alive connections are bounded by
-    /// `headerReadTimeout` for now. Default 180 s.
+    /// Keep-alive idleness between requests, and silence on an upgraded connection. Default
+    /// 180 s.
     #[serde(default = "defaults::idle", alias = "idletimeout")]
     pub idle_timeout: ConfigDuration,
+    /// Traefik's cap on reading a whole request, body included (408). Default none (Traefik: 60 s),
+    /// since a whole-request cap cuts every upload longer than it; `bodyIdleTimeout` bounds slow
+    /// bodies instead.
+    #[serde(default, alias = "readtimeout")]
+    pub read_timeout: ConfigDuration,
+    /// Traefik's cap on a whole response, from the request's start (504 before the head, cut
+    /// after). Default none.
+    #[serde(default, alias = "writetimeout")]
+    pub write_timeout: ConfigDuration,
 }
 
 impl Default for RespondingTimeouts {
@@ -239,6 +248,8 @@ impl Default for RespondingTimeouts {
         Self {
             header_read_timeout: defaults::header_read(),
             idle_timeout: defaults::idle(),
+            read_timeout: ConfigDuration::default(),
+            write_timeout: ConfigDuration::default(),
         }
     }
 }

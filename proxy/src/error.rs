@@ -29,10 +29,14 @@ enum Kind {
     ClientGone,
     /// The client's request body moved no byte for `bodyIdleTimeout`: not the server's fault.
     ClientIdle,
+    /// The client's request was not read whole within `readTimeout`: not the server's fault.
+    ClientReadTimeout,
     /// The server's response body failed after its head was sent on.
     ResponseBody,
     /// The server's response body moved no byte for `bodyIdleTimeout`.
     ResponseBodyIdle,
+    /// The response was still running at `writeTimeout`.
+    ResponseWriteTimeout,
 }
 
 impl Error {
@@ -65,6 +69,13 @@ impl Error {
         }
     }
 
+    pub(crate) fn client_read_timeout() -> Self {
+        Self {
+            kind: Kind::ClientReadTimeout,
+            cause: None,
+        }
+    }
+
     pub(crate) fn client_idle() -> Self {
         Self {
             kind: Kind::ClientIdle,
@@ -74,6 +85,13 @@ impl Error {
 
     pub(crate) fn response_body(cause: impl Into<Cause>) -> Self {
         Self::new(Kind::ResponseBody, cause)
+    }
+
+    pub(crate) fn response_write_timeout() -> Self {
+        Self {
+            kind: Kind::ResponseWriteTimeout,
+            cause: None,
+        }
     }
 
     pub(crate) fn response_body_idle() -> Self {
@@ -132,7 +150,7 @@ impl Error {
     /// The client's request body stalled (nothing arrived for `bodyIdleTimeout`): answered 408,
     /// never held against the server.
     pub fn is_client_idle(&self) -> bool {
-        self.kind == Kind::ClientIdle
+        matches!(self.kind, Kind::ClientIdle | Kind::ClientReadTimeout)
     }
 
     /// True when no byte of the request reached the server, so a retry is safe for any method.
@@ -152,8 +170,10 @@ impl fmt::Display for Error {
             Kind::BadResponse => "the server sent an invalid response",
             Kind::ClientGone => "the client's request body broke off",
             Kind::ClientIdle => "the client's request body stalled for bodyIdleTimeout",
+            Kind::ClientReadTimeout => "the client's request was not read within readTimeout",
             Kind::ResponseBody => "the server's response body broke off",
             Kind::ResponseBodyIdle => "the server's response body stalled for bodyIdleTimeout",
+            Kind::ResponseWriteTimeout => "the response was not complete within writeTimeout",
         };
         match &self.cause {
             Some(cause) => write!(f, "{what}: {cause}"),

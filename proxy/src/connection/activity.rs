@@ -16,6 +16,14 @@
 //! and only `idleTimeout` applies between them (a frame between streams cannot be told from a
 //! PING without parsing HTTP/2, so it does not start a head deadline). The watchdog that acts on
 //! the verdicts is the runtime's (`server::timeouts`).
+//!
+//! Whatever the state, a client that stops reading is noticed: a write to it that cannot go on
+//! (the socket's send buffer is full) stamps the moment, the next write that goes through clears
+//! it, and a connection whose writes have been stuck for `bodyIdleTimeout` is closed (a slow
+//! reader would otherwise hold its connection and a server's for ever). The watchdog looks once
+//! per its shortest limit, so the close comes between one and two of them after the stall. Only
+//! stalls of the socket are seen: an HTTP/2 client that keeps its flow-control window shut stalls
+//! h2's streams, not the socket, and is bounded by h2's own limits.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,6 +41,8 @@ pub struct Limits {
     pub header_read: Option<Duration>,
     /// Between the end of a response and the first byte of the next request.
     pub idle: Option<Duration>,
+    /// How long writes to the client may stay stuck (`bodyIdleTimeout`).
+    pub write_stall: Option<Duration>,
 }
 
 impl Limits {
@@ -41,15 +51,19 @@ impl Limits {
         Self {
             header_read: Some(header_read).filter(|d| !d.is_zero()),
             idle: Some(idle).filter(|d| !d.is_zero()),
+            write_stall: None,
         }
+    }
+
+    /// Also closes connections whose writes have been stuck for `limit` (zero: never).
+    pub fn with_write_stall(mut self, limit: Option<Duration>) -> Self {
+        self.write_stall = limit.filter(|d| !d.is_zero());
+        self
     }
 
     /// How often to look again while a request is in flight.
     pub(crate) fn recheck(&self) -> Option<Duration> {
-        match (self.header_read, self.idle) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.header_read, self.idle, self.write_stall].into_iter().flatten().min()
     }
 }
 
@@ -65,6 +79,9 @@ pub struct Activity {
     http2: AtomicBool,
     /// Set once the first bytes were seen (the preface check is done).
     started: AtomicBool,
+    /// Milliseconds from `epoch` plus one to the moment a write to the client got stuck; 0
+    /// while writes go through.
+    write_stuck_ms: AtomicU64,
 }
 
 /// What the watchdog found.
@@ -86,6 +103,21 @@ impl Activity {
             reading_head: AtomicBool::new(true),
             http2: AtomicBool::new(false),
             started: AtomicBool::new(false),
+            write_stuck_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// A write to the client could not go on: it is stuck from now, unless it already was.
+    pub(crate) fn write_stuck(&self) {
+        if self.write_stuck_ms.load(Ordering::Relaxed) == 0 {
+            self.write_stuck_ms.store(self.now_ms() + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// A write to the client went through.
+    pub(crate) fn write_moved(&self) {
+        if self.write_stuck_ms.load(Ordering::Relaxed) != 0 {
+            self.write_stuck_ms.store(0, Ordering::Relaxed);
         }
     }
 
@@ -127,6 +159,13 @@ impl Activity {
 
     /// What the watchdog should do now.
     pub(crate) fn verdict(&self, limits: &Limits, now_ms: u64) -> Verdict {
+        let stuck = self.write_stuck_ms.load(Ordering::Relaxed);
+        if let (Some(limit), true) = (limits.write_stall, stuck != 0) {
+            let waited = Duration::from_millis(now_ms.saturating_sub(stuck - 1));
+            if waited >= limit {
+                return Verdict::Expired("the client read nothing of its response for bodyIdleTimeout");
+            }
+        }
         if self.in_flight.load(Ordering::Relaxed) > 0 {
             return Verdict::Recheck(limits.recheck());
         }
@@ -241,6 +280,25 @@ mod tests {
         assert_eq!(
             a.verdict(&limits(), since + 100_000),
             Verdict::Recheck(Some(Duration::from_secs(80)))
+        );
+    }
+
+    #[test]
+    fn a_client_that_stops_reading_is_closed_after_the_write_stall_limit() {
+        let stall = limits().with_write_stall(Some(Duration::from_secs(60)));
+        let a = Activity::new();
+        a.bytes_read(b"GET / HTTP/1.1\r\n");
+        a.request_started();
+        assert_eq!(a.verdict(&stall, 1_000_000), Verdict::Recheck(Some(Duration::from_secs(30))));
+        a.write_stuck_ms.store(1_000_001, Ordering::Relaxed);
+        a.write_stuck(); // already stuck: the first moment counts
+        assert_eq!(a.verdict(&stall, 1_059_999), Verdict::Recheck(Some(Duration::from_secs(30))));
+        assert!(matches!(a.verdict(&stall, 1_060_000), Verdict::Expired(w) if w.contains("read nothing")));
+        a.write_moved();
+        assert_eq!(a.verdict(&stall, 2_000_000), Verdict::Recheck(Some(Duration::from_secs(30))));
+        assert!(
+            !matches!(a.verdict(&limits(), 1_060_000), Verdict::Expired(_)),
+            "no limit, no close"
         );
     }
 

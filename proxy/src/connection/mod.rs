@@ -74,6 +74,10 @@ pub struct EntryPointRules {
     pub open_connections: Arc<AtomicI64>,
     /// How long an upgraded connection (WebSocket) may be silent: its `idleTimeout`.
     pub tunnel_idle: Option<Duration>,
+    /// `readTimeout`: the whole request within this of its start.
+    pub read_timeout: Option<Duration>,
+    /// `writeTimeout`: the whole response within this of the request's start.
+    pub write_timeout: Option<Duration>,
 }
 
 /// One client connection's context, built once when it is accepted.
@@ -93,6 +97,10 @@ pub struct Connection {
     pub open_connections: Arc<AtomicI64>,
     /// How long an upgraded connection may be silent.
     pub tunnel_idle: Option<Duration>,
+    /// `readTimeout`: the whole request within this of its start.
+    pub read_timeout: Option<Duration>,
+    /// `writeTimeout`: the whole response within this of the request's start.
+    pub write_timeout: Option<Duration>,
     /// The client's address.
     pub peer: SocketAddr,
     /// Forwarded-header values for this client.
@@ -157,6 +165,8 @@ impl Connection {
             path_policy: rules.path_policy,
             open_connections: rules.open_connections.clone(),
             tunnel_idle: rules.tunnel_idle,
+            read_timeout: rules.read_timeout,
+            write_timeout: rules.write_timeout,
             peer: SocketAddr::new(ip, peer.port()),
             forwarded,
             activity: Activity::new(),

@@ -1,10 +1,15 @@
 //! The response body drover sends to clients: streamed from a server, or a short local answer.
 //!
-//! A server's body that moves no byte for `bodyIdleTimeout` is cut: the client's connection
-//! ends without the body's proper end (so a truncated response never looks complete) and the
-//! server's connection is discarded. The check costs a flag per frame; one timer, allocated only
-//! if the body ever has to wait, looks at the flag once per idle period, so a stall is noticed
-//! between one and two periods after the last byte.
+//! A server's body that moves no byte for `bodyIdleTimeout`, or is still running at the
+//! entrypoint's `writeTimeout` (a cap on the whole response, off by default), is cut: the
+//! client's connection ends without the body's proper end (so a truncated response never looks
+//! complete) and the server's connection is discarded. The idle check costs a flag per frame
+//! (and a clock read when `writeTimeout` is set); one timer, allocated only if the body ever has
+//! to wait, looks at the flag once per idle period, so a stall is noticed between one and two
+//! periods after the last byte.
+//!
+//! A client that stops reading is the connection watchdog's business (`server::timeouts`): the
+//! body is then not polled at all.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -72,56 +77,87 @@ impl ProxyBody {
 pub struct UpstreamBody {
     inner: Incoming,
     conn: Option<Pooled>,
-    idle: Option<IdleWatch>,
+    watch: Option<Watch>,
     /// A frame read by [`UpstreamBody::peek`], handed out first.
     peeked: Option<Frame<Bytes>>,
 }
 
-/// Notices a body that stopped moving (see the module docs).
-struct IdleWatch {
-    limit: Duration,
+/// Notices a body that stopped moving or outlived its deadline (see the module docs).
+struct Watch {
+    /// `bodyIdleTimeout`.
+    idle: Option<Duration>,
+    /// `writeTimeout`, from the request's start.
+    deadline: Option<Instant>,
     /// A frame arrived since the timer was last set.
     moved: bool,
     timer: Option<Pin<Box<Sleep>>>,
 }
 
-impl IdleWatch {
-    /// On a body that has to wait: true when it has not moved for a whole period (the timer,
-    /// set when it first waits, fired with no frame since); otherwise the timer is (re)set.
-    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
-        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(self.limit)));
-        while timer.as_mut().poll(cx).is_ready() {
-            if !std::mem::take(&mut self.moved) {
-                return true;
-            }
-            timer.as_mut().reset(Instant::now() + self.limit);
+impl Watch {
+    fn new(idle: Option<Duration>, deadline: Option<Instant>) -> Option<Self> {
+        (idle.is_some() || deadline.is_some()).then_some(Self {
+            idle,
+            deadline,
+            moved: false,
+            timer: None,
+        })
+    }
+
+    /// When to look next, from `now`.
+    fn next(idle: Option<Duration>, deadline: Option<Instant>, now: Instant) -> Instant {
+        match (idle.map(|idle| now + idle), deadline) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(now),
         }
-        false
+    }
+
+    /// A frame arrived: the error that cuts the body if its deadline has passed.
+    fn frame(&mut self) -> Option<Error> {
+        self.moved = true;
+        self.deadline
+            .filter(|&d| Instant::now() >= d)
+            .map(|_| Error::response_write_timeout())
+    }
+
+    /// On a body that has to wait: the error that cuts it when it has not moved for a whole
+    /// idle period (the timer, set when it first waits, fired with no frame since) or its
+    /// deadline has passed; otherwise the timer is (re)set.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> Option<Error> {
+        let (idle, deadline) = (self.idle, self.deadline);
+        let first = Self::next(idle, deadline, Instant::now());
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(first)));
+        while timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Some(Error::response_write_timeout());
+            }
+            if idle.is_some() && !std::mem::take(&mut self.moved) {
+                return Some(Error::response_body_idle());
+            }
+            timer.as_mut().reset(Self::next(idle, deadline, now));
+        }
+        None
     }
 }
 
 impl UpstreamBody {
     /// Wraps `inner`, returning `conn` to its pool once `inner` ends; a body that moves no byte
-    /// for `idle` is cut.
-    pub fn new(inner: Incoming, mut conn: Pooled, idle: Option<Duration>) -> Self {
+    /// for `idle`, or is still running at `deadline`, is cut.
+    pub fn new(inner: Incoming, mut conn: Pooled, idle: Option<Duration>, deadline: Option<Instant>) -> Self {
         if inner.is_end_stream() {
             // Nothing to read (HEAD, 204, 304, Content-Length: 0): the connection is free now.
             conn.release();
             return Self {
                 inner,
                 conn: None,
-                idle: None,
+                watch: None,
                 peeked: None,
             };
         }
         Self {
             inner,
             conn: Some(conn),
-            idle: idle.map(|limit| IdleWatch {
-                limit,
-                moved: false,
-                timer: None,
-            }),
+            watch: Watch::new(idle, deadline),
             peeked: None,
         }
     }
@@ -162,17 +198,18 @@ impl Body for UpstreamBody {
             None => Pin::new(&mut this.inner).poll_frame(cx),
         };
         let polled = polled.map(|frame| frame.map(|result| result.map_err(Error::response_body)));
-        if let Some(idle) = this.idle.as_mut() {
-            match &polled {
-                Poll::Ready(Some(Ok(_))) => idle.moved = true,
-                Poll::Pending if idle.stalled(cx) => {
-                    if let Some(mut conn) = this.conn.take() {
-                        conn.discard();
-                    }
-                    this.idle = None;
-                    return Poll::Ready(Some(Err(Error::response_body_idle())));
+        if let Some(watch) = this.watch.as_mut() {
+            let cut = match &polled {
+                Poll::Ready(Some(Ok(_))) => watch.frame(),
+                Poll::Pending => watch.stalled(cx),
+                _ => None,
+            };
+            if let Some(error) = cut {
+                if let Some(mut conn) = this.conn.take() {
+                    conn.discard();
                 }
-                _ => {}
+                this.watch = None;
+                return Poll::Ready(Some(Err(error)));
             }
         }
         match &polled {

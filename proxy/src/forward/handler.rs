@@ -9,7 +9,6 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
@@ -22,6 +21,7 @@ use tokio::time::Instant;
 
 use super::body::{ProxyBody, UpstreamBody};
 use super::completion::Completion;
+use super::deadline::wait_for_head;
 use super::headers;
 use super::target::{self, Refusal};
 use super::tunnel::Tunnel;
@@ -31,7 +31,7 @@ use crate::health::{Outcome, ServerHealth};
 use crate::metrics::{method_index, RequestKey, NONE};
 use crate::routing::{normalize_host, RequestView};
 use crate::snapshot::{Observe, Picked, Route, Tried};
-use crate::upstream::{BodyProgress, Pooled, RequestBody, SendError};
+use crate::upstream::{BodyProgress, RequestBody, SendError};
 
 fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     let mut response = Response::new(ProxyBody::local(Bytes::from_static(text.as_bytes())));
@@ -231,74 +231,6 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
     Ok(Response::from_parts(parts, body.with_completion(completion)))
 }
 
-/// Waits for the server's response head to `sent` (a request sent at `now`).
-///
-/// `responseHeaderTimeout` runs from the end of the request body, not from its head: an upload
-/// slower than the timeout is not cut while it still moves (the server cannot answer before it
-/// has read it). A body that moves no byte for `bodyIdleTimeout` is cut instead, so a stalled
-/// client cannot hold the server forever. One timer per connection serves both: when it fires,
-/// the deadline the body's progress now implies is worked out, and it is set again or it fails.
-async fn wait_for_head(
-    sent: impl std::future::Future<Output = Result<(Response<Incoming>, Pooled), Box<SendError>>>,
-    conn: &Connection,
-    body: Option<&BodyProgress>,
-    now: Instant,
-) -> Result<(Response<Incoming>, Pooled), Box<SendError>> {
-    let head_limit = conn.shared.response_header_timeout;
-    let idle_limit = conn.shared.body_idle_timeout.filter(|_| body.is_some());
-    let Some(first) = deadline_after(now, body, head_limit, idle_limit, (0, now)) else {
-        return sent.await;
-    };
-    let mut sent = std::pin::pin!(sent);
-    let mut timer = conn.response_timer.take(first);
-    // The body's bytes at the last look, and since when they have not moved.
-    let mut last_move = (0, now);
-    let result = loop {
-        tokio::select! {
-            biased;
-            result = &mut sent => break result,
-            () = &mut timer => {
-                let at = Instant::now();
-                if let Some(body) = body.filter(|b| b.ended().is_none()) {
-                    if body.bytes() != last_move.0 {
-                        last_move = (body.bytes(), at);
-                    } else if idle_limit.is_some_and(|idle| at >= last_move.1 + idle) {
-                        break Err(SendError::new(crate::error::Error::client_idle(), None));
-                    }
-                }
-                match deadline_after(now, body, head_limit, idle_limit, last_move) {
-                    Some(next) if next > at => timer.as_mut().reset(next),
-                    Some(_) => break Err(SendError::new(crate::error::Error::response_timeout(), None)),
-                    None => break sent.await,
-                }
-            }
-        }
-    };
-    conn.response_timer.give_back(timer);
-    result
-}
-
-/// The next moment [`wait_for_head`] must look: while the body streams, when it would have been
-/// idle too long (or, with no idle limit, one head timeout later, to see whether it has ended);
-/// once it has ended (or with no body), the head deadline. `None`: nothing to wait for.
-fn deadline_after(
-    sent_at: Instant,
-    body: Option<&BodyProgress>,
-    head_limit: Option<Duration>,
-    idle_limit: Option<Duration>,
-    (_, moved_at): (u64, Instant),
-) -> Option<Instant> {
-    match body.map(|b| b.ended()) {
-        Some(None) => match (idle_limit, head_limit) {
-            (Some(idle), _) => Some(moved_at + idle),
-            (None, Some(head)) => Some(Instant::now() + head),
-            (None, None) => None,
-        },
-        Some(Some(ended)) => head_limit.map(|head| ended.max(sent_at) + head),
-        None => head_limit.map(|head| sent_at + head),
-    }
-}
-
 /// The request's one authority and its path as routed (`None`: the path as it came), or why it
 /// is refused before routing (see [`target`]).
 fn checked_target(conn: &Connection, req: &Request<Incoming>) -> Result<(Option<HeaderValue>, Option<String>), Refusal> {
@@ -432,7 +364,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
             health: probe.then_some(&server.health),
         };
         let sent = server.upstream.send(request, now);
-        let result = wait_for_head(sent, conn, trace.bytes_in.as_deref(), now).await;
+        let result = wait_for_head(sent, conn, trace.bytes_in.as_deref(), now, start).await;
         let was_probe = probe.disarm();
         match result {
             Ok((response, mut pooled)) => {
@@ -468,7 +400,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
                     return if error.is_client_idle() {
                         local(
                             StatusCode::REQUEST_TIMEOUT,
-                            "408 Request Timeout: the request body stalled for bodyIdleTimeout\n",
+                            "408 Request Timeout: the request body stalled, or was not read within readTimeout\n",
                         )
                     } else {
                         local(StatusCode::BAD_REQUEST, "400 Bad Request: the request body broke off\n")
@@ -546,7 +478,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
     headers::strip_hop_by_hop(&mut parts.headers, false);
     // The client's connection decides its own version; the server's (maybe 1.0) must not leak.
     parts.version = Version::HTTP_11;
-    let mut body = UpstreamBody::new(body, pooled, conn.shared.body_idle_timeout);
+    let mut body = UpstreamBody::new(body, pooled, conn.shared.body_idle_timeout, conn.write_timeout.map(|t| start + t));
     // A body already broken at its first bytes (an invalid chunk size) is answered 502 while
     // nothing has gone to the client yet; later breaks can only cut the response short.
     if std::future::poll_fn(|cx| std::task::Poll::Ready(body.peek(cx))).await.is_err() {

@@ -2,6 +2,7 @@
 
 pub mod body;
 mod completion;
+mod deadline;
 mod handler;
 pub mod headers;
 pub mod target;

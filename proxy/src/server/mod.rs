@@ -140,12 +140,15 @@ impl Drover {
                         trusted: Arc::new(ep.forwarded_headers.trusted()),
                         open_connections: open_connections[index].clone(),
                         tunnel_idle: Some(ep.transport.responding_timeouts.idle_timeout.0).filter(|d| !d.is_zero()),
+                        read_timeout: Some(ep.transport.responding_timeouts.read_timeout.0).filter(|d| !d.is_zero()),
+                        write_timeout: Some(ep.transport.responding_timeouts.write_timeout.0).filter(|d| !d.is_zero()),
                     },
                     listener: listener.try_clone()?,
                     limits: Limits::new(
                         ep.transport.responding_timeouts.header_read_timeout.0,
                         ep.transport.responding_timeouts.idle_timeout.0,
-                    ),
+                    )
+                    .with_write_stall(Some(timeouts.body_idle_timeout.0)),
                     grace: ep.transport.life_cycle.grace_time_out.0,
                 });
             }

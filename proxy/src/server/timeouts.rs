@@ -19,7 +19,8 @@ use tokio::net::TcpStream;
 use crate::connection::{Activity, Connection, Limits, Verdict};
 use crate::io::BatchedStream;
 
-/// A client's TCP stream that reports the bytes it reads to its connection's [`Activity`].
+/// A client's TCP stream that reports the bytes it reads, and writes that cannot go on, to its
+/// connection's [`Activity`].
 #[derive(Debug)]
 pub struct WatchedStream {
     stream: BatchedStream,
@@ -50,13 +51,28 @@ impl AsyncRead for WatchedStream {
     }
 }
 
+impl WatchedStream {
+    /// Tells the activity whether a write went through or is stuck.
+    fn note_write(&self, polled: &Poll<io::Result<usize>>) {
+        match polled {
+            Poll::Pending => self.conn.activity.write_stuck(),
+            Poll::Ready(Ok(n)) if *n > 0 => self.conn.activity.write_moved(),
+            Poll::Ready(_) => {}
+        }
+    }
+}
+
 impl AsyncWrite for WatchedStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.note_write(&polled);
+        polled
     }
 
     fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.note_write(&polled);
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
