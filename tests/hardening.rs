@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Empty;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
+use tokio::net::TcpStream;
+
+use support::wire::{exchange, router, Wire};
 use support::TestDrover;
 
 /// A backend that answers `200 <name>` to every request and keeps each request head it received
-/// (lower-cased header names, as sent).
+/// (as sent, without the blank line).
 struct Recorder {
     addr: SocketAddr,
     heads: Arc<Mutex<Vec<String>>>,
@@ -23,43 +24,15 @@ struct Recorder {
 
 impl Recorder {
     async fn spawn(name: &'static str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind recorder");
-        let addr = listener.local_addr().expect("recorder address");
         let heads = Arc::new(Mutex::new(Vec::new()));
         let kept = heads.clone();
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let kept = kept.clone();
-                tokio::spawn(async move {
-                    let mut pending = Vec::new();
-                    let mut buf = [0u8; 16 * 1024];
-                    loop {
-                        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
-                            let body: usize = head
-                                .lines()
-                                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
-                                .and_then(|v| v.parse().ok())
-                                .unwrap_or(0);
-                            if pending.len() < end + 4 + body {
-                                break;
-                            }
-                            pending.drain(..end + 4 + body);
-                            kept.lock().unwrap().push(head);
-                            let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{name}", name.len());
-                            if stream.write_all(answer.as_bytes()).await.is_err() {
-                                return;
-                            }
-                        }
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => pending.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                });
-            }
-        });
-        Self { addr, heads }
+        let backend = Wire::spawn(move |request| {
+            let head = request.split_once("\r\n\r\n").map_or(request, |(head, _)| head);
+            kept.lock().unwrap().push(head.to_string());
+            Some(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{name}", name.len()).into_bytes())
+        })
+        .await;
+        Self { addr: backend.addr, heads }
     }
 
     fn heads(&self) -> Vec<String> {
@@ -83,53 +56,13 @@ impl Recorder {
     }
 }
 
-/// Sends `raw` on a new connection and reads one response: its status and body.
-async fn raw(addr: SocketAddr, raw: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect to drover");
-    stream.write_all(raw).await.expect("send");
-    let mut got = Vec::new();
-    let mut buf = [0u8; 8192];
-    let read = async {
-        loop {
-            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                if got.len() >= end + 4 + len {
-                    return;
-                }
-            }
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .expect("an answer within 10 s");
-    let text = String::from_utf8_lossy(&got).into_owned();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
-}
-
-fn router(name: &str, rule: &str, backend: SocketAddr) -> String {
-    format!(
-        "[http.routers.{name}]\nrule = \"{rule}\"\nservice = \"{name}\"\n[[http.services.{name}.loadBalancer.servers]]\nurl = \"http://{backend}\"\n"
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_authority_that_routed_a_request_is_the_one_forwarded() {
     let a = Recorder::spawn("a").await;
     let b = Recorder::spawn("b").await;
     let routes = router("a", "Host(`a.test`)", a.addr) + &router("b", "Host(`b.test`)", b.addr);
     let drover = TestDrover::start(&routes).await;
-    let (status, body) = raw(drover.web(), b"GET http://a.test/x HTTP/1.1\r\nHost: b.test\r\n\r\n").await;
+    let (status, body) = exchange(drover.web(), b"GET http://a.test/x HTTP/1.1\r\nHost: b.test\r\n\r\n").await;
     assert_eq!((status, body.as_str()), (200, "a"));
     assert!(b.heads().is_empty(), "b.test's backend saw nothing");
     assert_eq!(a.only_header("host").as_deref(), Some("a.test"));
@@ -178,12 +111,12 @@ async fn missing_repeated_and_invalid_hosts_get_400() {
         b"GET / HTTP/1.1\r\nHost: a test\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
     ] {
-        let (status, _) = raw(drover.web(), request).await;
+        let (status, _) = exchange(drover.web(), request).await;
         assert_eq!(status, 400, "{}", String::from_utf8_lossy(request));
     }
     assert!(a.heads().is_empty(), "nothing was forwarded: {:?}", a.heads());
     // HTTP/1.0 may come without a Host.
-    let (status, body) = raw(drover.web(), b"GET / HTTP/1.0\r\n\r\n").await;
+    let (status, body) = exchange(drover.web(), b"GET / HTTP/1.0\r\n\r\n").await;
     assert_eq!((status, body.as_str()), (200, "a"));
 }
 
@@ -201,7 +134,7 @@ async fn paths_are_normalised_before_routing_and_forwarded_as_routed() {
     ] {
         admin.heads.lock().unwrap().clear();
         let request = format!("GET {target} HTTP/1.1\r\nHost: a.test\r\n\r\n");
-        let (status, body) = raw(drover.web(), request.as_bytes()).await;
+        let (status, body) = exchange(drover.web(), request.as_bytes()).await;
         assert_eq!((status, body.as_str()), (200, "admin"), "{target}");
         assert_eq!(admin.only_request_line(), line, "{target}");
     }
@@ -218,7 +151,7 @@ async fn paths_are_normalised_before_routing_and_forwarded_as_routed() {
         "/api/%zz",
     ] {
         let request = format!("GET {target} HTTP/1.1\r\nHost: a.test\r\n\r\n");
-        let (status, _) = raw(drover.web(), request.as_bytes()).await;
+        let (status, _) = exchange(drover.web(), request.as_bytes()).await;
         assert_eq!(status, 400, "{target}");
     }
     assert!(api.heads().is_empty(), "{:?}", api.heads());
@@ -232,10 +165,10 @@ async fn an_entrypoint_may_allow_an_encoded_slash_which_is_then_kept() {
         "[entryPoints.web.http.encodedCharacters]\nallowEncodedSlash = true\n",
     )
     .await;
-    let (status, _) = raw(drover.web(), b"GET /api/a%2Fb HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
+    let (status, _) = exchange(drover.web(), b"GET /api/a%2Fb HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
     assert_eq!(status, 200);
     assert_eq!(api.only_request_line(), "GET /api/a%2Fb HTTP/1.1");
-    let (status, _) = raw(drover.web(), b"GET /api/a%3Bb HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
+    let (status, _) = exchange(drover.web(), b"GET /api/a%3Bb HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
     assert_eq!(status, 400, "only the slash was allowed");
 }
 
@@ -243,9 +176,9 @@ async fn an_entrypoint_may_allow_an_encoded_slash_which_is_then_kept() {
 async fn connect_and_the_asterisk_form_are_answered_locally_and_double_framing_never_leaves() {
     let a = Recorder::spawn("a").await;
     let drover = TestDrover::start(&router("a", "PathPrefix(`/`)", a.addr)).await;
-    let (status, _) = raw(drover.web(), b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n").await;
+    let (status, _) = exchange(drover.web(), b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n").await;
     assert_eq!(status, 405);
-    let (status, _) = raw(drover.web(), b"GET * HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
+    let (status, _) = exchange(drover.web(), b"GET * HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
     assert_eq!(status, 400);
     // Transfer-Encodings a server behind drover might read otherwise than hyper does.
     for te in [
@@ -256,10 +189,10 @@ async fn connect_and_the_asterisk_form_are_answered_locally_and_double_framing_n
         "Transfer-Encoding: identity",
     ] {
         let request = format!("POST / HTTP/1.1\r\nHost: a.test\r\n{te}\r\n\r\n4\r\nabcd\r\n0\r\n\r\n");
-        let (status, _) = raw(drover.web(), request.as_bytes()).await;
+        let (status, _) = exchange(drover.web(), request.as_bytes()).await;
         assert_eq!(status, 400, "{te}");
     }
-    let (status, _) = raw(
+    let (status, _) = exchange(
         drover.web(),
         b"POST / HTTP/1.0\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n",
     )
@@ -268,7 +201,7 @@ async fn connect_and_the_asterisk_form_are_answered_locally_and_double_framing_n
     assert!(a.heads().is_empty(), "nothing was forwarded: {:?}", a.heads());
     // Content-Length with Transfer-Encoding: the body is read as chunked and forwarded with one
     // framing only, never both.
-    let (status, _) = raw(
+    let (status, _) = exchange(
         drover.web(),
         b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n",
     )
@@ -315,7 +248,7 @@ async fn a_trusted_proxys_forwarding_headers_are_kept_and_appended_to() {
         ),
     )
     .await;
-    let (status, _) = raw(
+    let (status, _) = exchange(
         drover.web(),
         b"GET /t HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 192.0.2.9\r\nX-Forwarded-Proto: https\r\nX-Real-Ip: 192.0.2.9\r\nX_Forwarded_Host: evil.test\r\n\r\n",
     )
@@ -351,7 +284,7 @@ async fn an_untrusted_peers_forwarding_headers_are_replaced() {
         "[entryPoints.web.forwardedHeaders]\ntrustedIPs = [\"10.0.0.0/8\"]\n",
     )
     .await;
-    let (status, _) = raw(
+    let (status, _) = exchange(
         drover.web(),
         b"GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 192.0.2.9\r\nX-Forwarded-Proto: https\r\nX-Real-Ip: 192.0.2.9\r\n\r\n",
     )
@@ -410,49 +343,19 @@ async fn an_upgraded_connection_is_counted_and_closed_when_idle() {
         .expect("the gauge goes back to 0");
 }
 
-/// A backend that answers each request with `answer` and counts the connections it accepted.
-async fn answering(answer: &'static [u8]) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut pending = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-                        pending.drain(..end + 4);
-                        if stream.write_all(answer).await.is_err() {
-                            return;
-                        }
-                    }
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => pending.extend_from_slice(&buf[..n]),
-                    }
-                }
-            });
-        }
-    });
-    (addr, connections)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_answer_with_broken_framing_becomes_a_502_and_its_connection_is_dropped() {
     for answer in [
         &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"[..],
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
     ] {
-        let (backend, connections) = answering(answer).await;
-        let drover = TestDrover::start(&router("r", "PathPrefix(`/`)", backend)).await;
+        let backend = Wire::answering(answer).await;
+        let drover = TestDrover::start(&router("r", "PathPrefix(`/`)", backend.addr)).await;
         for round in 1..=2 {
-            let (status, body) = raw(drover.web(), b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
+            let (status, body) = exchange(drover.web(), b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
             assert_eq!(status, 502, "{}: {body}", String::from_utf8_lossy(answer));
             assert_eq!(
-                connections.load(std::sync::atomic::Ordering::SeqCst),
+                backend.connections().len(),
                 round,
                 "a connection that answered badly is never reused"
             );

@@ -10,6 +10,7 @@ pub mod scripted;
 pub mod serve;
 #[path = "../../examples/whoami/server.rs"]
 pub mod whoami;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
