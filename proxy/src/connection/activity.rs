@@ -17,6 +17,12 @@
 //! PING without parsing HTTP/2, so it does not start a head deadline). The watchdog that acts on
 //! the verdicts is the runtime's (`server::timeouts`).
 //!
+//! While an HTTP/1 head is read, the connection also remembers whether its request line has
+//! ended (a `\n` arrived). hyper answers a head that outgrows its buffer with 431 whatever part
+//! overflowed; with this bit, the stream that writes the answer can say 414 when it was the
+//! request line (see `server::timeouts`). Pipelined heads read while a request is in flight are
+//! not followed, and keep hyper's 431.
+//!
 //! Whatever the state, a client that stops reading is noticed: a write to it that cannot go on
 //! (the socket's send buffer is full) stamps the moment, the next write that goes through clears
 //! it, and a connection whose writes have been stuck for `bodyIdleTimeout` is closed (a slow
@@ -79,6 +85,8 @@ pub struct Activity {
     http2: AtomicBool,
     /// Set once the first bytes were seen (the preface check is done).
     started: AtomicBool,
+    /// The HTTP/1 head being read has not finished its request line yet.
+    request_line_open: AtomicBool,
     /// Milliseconds from `epoch` plus one to the moment a write to the client got stuck; 0
     /// while writes go through.
     write_stuck_ms: AtomicU64,
@@ -103,6 +111,7 @@ impl Activity {
             reading_head: AtomicBool::new(true),
             http2: AtomicBool::new(false),
             started: AtomicBool::new(false),
+            request_line_open: AtomicBool::new(true),
             write_stuck_ms: AtomicU64::new(0),
         }
     }
@@ -150,11 +159,23 @@ impl Activity {
                 return;
             }
         }
-        if self.in_flight.load(Ordering::Relaxed) == 0 && !self.reading_head.load(Ordering::Relaxed) && !self.http2.load(Ordering::Relaxed)
-        {
+        if self.in_flight.load(Ordering::Relaxed) != 0 || self.http2.load(Ordering::Relaxed) {
+            return;
+        }
+        if !self.reading_head.load(Ordering::Relaxed) {
             self.reading_head.store(true, Ordering::Relaxed);
             self.since_ms.store(self.now_ms(), Ordering::Relaxed);
+            self.request_line_open.store(true, Ordering::Relaxed);
         }
+        if self.request_line_open.load(Ordering::Relaxed) && bytes.contains(&b'\n') {
+            self.request_line_open.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// The HTTP/1 head being read has not finished its request line: a head too large for the
+    /// buffer is a URI too long.
+    pub(crate) fn request_line_open(&self) -> bool {
+        self.reading_head.load(Ordering::Relaxed) && self.request_line_open.load(Ordering::Relaxed)
     }
 
     /// What the watchdog should do now.
@@ -300,6 +321,23 @@ mod tests {
             !matches!(a.verdict(&limits(), 1_060_000), Verdict::Expired(_)),
             "no limit, no close"
         );
+    }
+
+    #[test]
+    fn the_request_line_is_open_until_its_line_feed_in_each_head() {
+        let a = Activity::new();
+        assert!(a.request_line_open());
+        a.bytes_read(b"GET /aaaa");
+        a.bytes_read(b"aaaa");
+        assert!(a.request_line_open());
+        a.bytes_read(b"a HTTP/1.1\r\nHost: x\r\n");
+        assert!(!a.request_line_open(), "now the headers are being read");
+        a.request_started();
+        a.bytes_read(b"body bytes without a line feed");
+        assert!(!a.request_line_open(), "not while a request is in flight");
+        a.request_ended(Instant::now());
+        a.bytes_read(b"GET /next");
+        assert!(a.request_line_open(), "a new head, a new request line");
     }
 
     #[test]

@@ -51,7 +51,24 @@ impl AsyncRead for WatchedStream {
     }
 }
 
+/// hyper's answer to a head larger than its buffer, and ours when what overflowed was the
+/// request line: the same length (the reason phrase is padded), so it can replace it in place.
+const HEAD_TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\n";
+const URI_TOO_LONG: &[u8] = b"HTTP/1.1 414 URI Too Long                   \r\n";
+const _: () = assert!(HEAD_TOO_LARGE.len() == URI_TOO_LONG.len());
+
 impl WatchedStream {
+    /// `bytes`, about to be written, with hyper's 431 turned into a 414 when the head that
+    /// overflowed had not finished its request line (RFC 9110 §15.5.15); `None` when unchanged.
+    fn uri_too_long(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        if !bytes.starts_with(HEAD_TOO_LARGE) || !self.conn.activity.request_line_open() {
+            return None;
+        }
+        let mut fixed = bytes.to_vec();
+        fixed[..URI_TOO_LONG.len()].copy_from_slice(URI_TOO_LONG);
+        Some(fixed)
+    }
+
     /// Tells the activity whether a write went through or is stuck.
     fn note_write(&self, polled: &Poll<io::Result<usize>>) {
         match polled {
@@ -64,12 +81,19 @@ impl WatchedStream {
 
 impl AsyncWrite for WatchedStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        let fixed = self.uri_too_long(buf);
+        let polled = Pin::new(&mut self.stream).poll_write(cx, fixed.as_deref().unwrap_or(buf));
         self.note_write(&polled);
         polled
     }
 
     fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        if let Some(fixed) = bufs.first().and_then(|first| self.uri_too_long(first)) {
+            // Rare (one answer per refused connection): the first slice alone, fixed.
+            let polled = Pin::new(&mut self.stream).poll_write(cx, &fixed);
+            self.note_write(&polled);
+            return polled;
+        }
         let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
         self.note_write(&polled);
         polled
