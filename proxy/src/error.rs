@@ -29,6 +29,9 @@ enum Kind {
     ClientGone,
     /// The client's request body moved no byte for `bodyIdleTimeout`: not the server's fault.
     ClientIdle,
+    /// The server took no byte of the request body for `bodyIdleTimeout` while the client had
+    /// more to give.
+    UploadStalled,
     /// The client's request was not read whole within `readTimeout`: not the server's fault.
     ClientReadTimeout,
     /// The server's response body failed after its head was sent on.
@@ -65,6 +68,13 @@ impl Error {
     pub(crate) fn response_timeout() -> Self {
         Self {
             kind: Kind::ResponseTimeout,
+            cause: None,
+        }
+    }
+
+    pub(crate) fn upload_stalled() -> Self {
+        Self {
+            kind: Kind::UploadStalled,
             cause: None,
         }
     }
@@ -121,9 +131,10 @@ impl Error {
         matches!(self.kind, Kind::Connect | Kind::ConnectTimeout | Kind::NotSent)
     }
 
-    /// A deadline passed (connecting or waiting for the response head).
+    /// A deadline passed (connecting, sending the request body, or waiting for the response
+    /// head).
     pub fn is_timeout(&self) -> bool {
-        matches!(self.kind, Kind::ConnectTimeout | Kind::ResponseTimeout)
+        matches!(self.kind, Kind::ConnectTimeout | Kind::UploadStalled | Kind::ResponseTimeout)
     }
 
     /// Waiting for the response head timed out (the server may have received the request).
@@ -170,6 +181,7 @@ impl fmt::Display for Error {
             Kind::BadResponse => "the server sent an invalid response",
             Kind::ClientGone => "the client's request body broke off",
             Kind::ClientIdle => "the client's request body stalled for bodyIdleTimeout",
+            Kind::UploadStalled => "the server stopped reading the request body for bodyIdleTimeout",
             Kind::ClientReadTimeout => "the client's request was not read within readTimeout",
             Kind::ResponseBody => "the server's response body broke off",
             Kind::ResponseBodyIdle => "the server's response body stalled for bodyIdleTimeout",

@@ -3,8 +3,10 @@
 //! * `responseHeaderTimeout` runs from the end of the request body, not from its head: an upload
 //!   slower than the timeout is not cut while it still moves (the server cannot answer before it
 //!   has read it).
-//! * `bodyIdleTimeout`: a request body that moves no byte for it is cut (408), so a stalled
-//!   client cannot hold the server forever.
+//! * `bodyIdleTimeout`: a request body that moves no byte for it is cut, so a stalled client
+//!   cannot hold the server forever (408), nor a server that stopped reading hold the client
+//!   (504, counted against the server). Which side stalled is the body's last read: nothing
+//!   there is the client's stall, a read frame not taken is the server's.
 //! * `readTimeout` (Traefik's key, off by default): the whole request, body included, must have
 //!   been read within it of the request's start (408).
 //! * `writeTimeout` (Traefik's key, off by default): the whole response within it of the
@@ -107,7 +109,11 @@ impl Limits {
             if body.bytes() != last_move.0 {
                 *last_move = (body.bytes(), at);
             } else if self.idle.is_some_and(|idle| at >= last_move.1 + idle) {
-                return Verdict::Fail(Error::client_idle());
+                return Verdict::Fail(if body.waiting_on_client() {
+                    Error::client_idle()
+                } else {
+                    Error::upload_stalled()
+                });
             }
             if self.read_by.is_some_and(|by| at >= by) {
                 return Verdict::Fail(Error::client_read_timeout());

@@ -47,12 +47,15 @@ use crate::io::BatchedStream;
 
 type Sender = http1::SendRequest<RequestBody>;
 
-/// How far a streamed request body has got: the bytes forwarded and when it ended. The body
-/// writes it; the request's deadlines and its access-log line read it.
+/// How far a streamed request body has got: the bytes forwarded, when it ended, and who it waits
+/// for. The body writes it; the request's deadlines and its access-log line read it.
 #[derive(Debug)]
 pub struct BodyProgress {
     started: Instant,
     bytes: AtomicU64,
+    /// The last read of the client's body found nothing there: a stall now is the client's.
+    /// Otherwise the server is not taking what was read (or has not asked for it yet).
+    waiting_on_client: AtomicBool,
     /// Milliseconds from `started` to the body's end; `u64::MAX` while it streams.
     ended_ms: AtomicU64,
 }
@@ -63,6 +66,7 @@ impl BodyProgress {
         Self {
             started,
             bytes: AtomicU64::new(0),
+            waiting_on_client: AtomicBool::new(false),
             ended_ms: AtomicU64::new(u64::MAX),
         }
     }
@@ -70,6 +74,11 @@ impl BodyProgress {
     /// Bytes forwarded so far.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The body is stalled on the client (its last read found nothing), not on the server.
+    pub fn waiting_on_client(&self) -> bool {
+        self.waiting_on_client.load(Ordering::Relaxed)
     }
 
     /// When the whole body had been read, if it has.
@@ -108,6 +117,7 @@ impl Body for RequestBody {
             RequestBody::Incoming(body) => Pin::new(body).poll_frame(cx),
             RequestBody::Counted(body, progress) => {
                 let polled = Pin::new(&mut *body).poll_frame(cx);
+                progress.waiting_on_client.store(polled.is_pending(), Ordering::Relaxed);
                 match &polled {
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Some(data) = frame.data_ref() {
