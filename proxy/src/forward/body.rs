@@ -80,6 +80,11 @@ pub struct UpstreamBody {
     watch: Option<Watch>,
     /// A frame read by [`UpstreamBody::peek`], handed out first.
     peeked: Option<Frame<Bytes>>,
+    /// A failure held back for one poll, so the data handed out before it is flushed to the
+    /// client first (hyper drops what it has buffered when a body fails).
+    failed: Option<Error>,
+    /// The last poll handed out a frame.
+    after_frame: bool,
 }
 
 /// Notices a body that stopped moving or outlived its deadline (see the module docs).
@@ -152,6 +157,8 @@ impl UpstreamBody {
                 conn: None,
                 watch: None,
                 peeked: None,
+                failed: None,
+                after_frame: false,
             };
         }
         Self {
@@ -159,6 +166,8 @@ impl UpstreamBody {
             conn: Some(conn),
             watch: Watch::new(idle, deadline),
             peeked: None,
+            failed: None,
+            after_frame: false,
         }
     }
 
@@ -179,12 +188,11 @@ impl UpstreamBody {
     }
 }
 
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let this = &mut *self;
+impl UpstreamBody {
+    /// The next frame from the server, cut by the watch, with the connection released or
+    /// discarded at the end.
+    fn poll_upstream(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = self;
         if let Some(frame) = this.peeked.take() {
             return Poll::Ready(Some(Ok(frame)));
         }
@@ -232,9 +240,36 @@ impl Body for UpstreamBody {
         }
         polled
     }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        if let Some(error) = this.failed.take() {
+            return Poll::Ready(Some(Err(error)));
+        }
+        match this.poll_upstream(cx) {
+            // A failure right after data: one Pending first, on which hyper flushes that data,
+            // so the client gets everything the server sent before the break (and still sees
+            // the break: a short body and a close, or a reset stream).
+            Poll::Ready(Some(Err(error))) if this.after_frame => {
+                this.after_frame = false;
+                this.failed = Some(error);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            polled => {
+                this.after_frame = matches!(polled, Poll::Ready(Some(Ok(_))));
+                polled
+            }
+        }
+    }
 
     fn is_end_stream(&self) -> bool {
-        self.peeked.is_none() && self.inner.is_end_stream()
+        self.peeked.is_none() && self.failed.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
