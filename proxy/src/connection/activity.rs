@@ -26,10 +26,11 @@
 //! Whatever the state, a client that stops reading is noticed: a write to it that cannot go on
 //! (the socket's send buffer is full) stamps the moment, the next write that goes through clears
 //! it, and a connection whose writes have been stuck for `bodyIdleTimeout` is closed (a slow
-//! reader would otherwise hold its connection and a server's for ever). The watchdog looks once
-//! per its shortest limit, so the close comes between one and two of them after the stall. Only
-//! stalls of the socket are seen: an HTTP/2 client that keeps its flow-control window shut stalls
-//! h2's streams, not the socket, and is bounded by h2's own limits.
+//! reader would otherwise hold its connection and a server's for ever). Flushes count as writes:
+//! HTTP/2 frames and small HTTP/1 writes are kept and leave on a flush (`io`). The watchdog looks
+//! once per its shortest limit, so the close comes between one and two of them after the stall.
+//! Only stalls of the socket are seen: an HTTP/2 client that keeps its flow-control window shut
+//! stalls h2's streams, not the socket.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;

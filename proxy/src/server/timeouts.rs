@@ -104,7 +104,15 @@ impl AsyncWrite for WatchedStream {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        // Small writes are kept and sent by the flush (see `io`): a flush that cannot go on is
+        // a stuck write too (HTTP/2 writes its frames this way).
+        let polled = Pin::new(&mut self.stream).poll_flush(cx);
+        match polled {
+            Poll::Pending => self.conn.activity.write_stuck(),
+            Poll::Ready(Ok(())) => self.conn.activity.write_moved(),
+            Poll::Ready(Err(_)) => {}
+        }
+        polled
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -119,7 +127,8 @@ where
     F: Future<Output = Result<(), E>>,
 {
     let mut connection = std::pin::pin!(connection);
-    let Some(first) = limits.header_read.or(limits.idle) else {
+    // The first look comes at the shortest limit: a write stall can start before any head.
+    let Some(first) = limits.recheck() else {
         return connection.await;
     };
     let sleep = tokio::time::sleep(first);
