@@ -376,37 +376,9 @@ async fn write_timeout_cuts_a_response_body_still_running_at_it() {
     );
 }
 
-/// A backend that answers every request with an endless chunked body, and says (once) when a
-/// write to drover failed: drover dropped its connection.
-async fn endless_backend() -> (std::net::SocketAddr, tokio::sync::mpsc::Receiver<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (dropped, rx) = tokio::sync::mpsc::channel(1);
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let dropped = dropped.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
-                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").await;
-                while socket.write_all(chunk.as_bytes()).await.is_ok() {}
-                let _ = dropped.try_send(());
-            });
-        }
-    });
-    (addr, rx)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_closed_after_body_idle_timeout() {
-    let (backend, mut dropped) = endless_backend().await;
+    let (backend, mut dropped) = support::wire::endless().await;
     let routes = service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)]);
     // The watchdog looks once per its shortest limit, so a stall is noticed within two.
     let drover = TestDrover::start_with(&routes, &(forwarding("5s", "500ms") + &timeouts("500ms", "180s"))).await;

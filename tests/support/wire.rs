@@ -191,3 +191,31 @@ pub fn counter() -> Arc<AtomicUsize> {
 pub fn count(counter: &AtomicUsize) -> usize {
     counter.load(Ordering::SeqCst)
 }
+
+/// A backend that answers every request with an endless chunked body, and says (once) when a
+/// write to drover failed: drover dropped its connection.
+pub async fn endless() -> (SocketAddr, tokio::sync::mpsc::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind endless backend");
+    let addr = listener.local_addr().expect("endless backend address");
+    let (dropped, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let dropped = dropped.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").await;
+                while socket.write_all(chunk.as_bytes()).await.is_ok() {}
+                let _ = dropped.try_send(());
+            });
+        }
+    });
+    (addr, rx)
+}
