@@ -24,6 +24,8 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 /// Bits of [`HOP_BY_HOP`] that survive when an upgrade is being forwarded.
 const UPGRADE_PAIR: u8 = 1 << 0 | 1 << 7;
+/// The bit of `TE` in [`HOP_BY_HOP`].
+const TE_BIT: u8 = 1 << 4;
 
 /// Where a header name stands for the hygiene rules. Requests and responses are checked with
 /// one pass over their names, so the common case (nothing to remove) costs no hashing at all.
@@ -45,7 +47,7 @@ fn kind(name: &HeaderName) -> Kind {
         "keep-alive" => Kind::HopByHop(1 << 1),
         "proxy-connection" => Kind::HopByHop(1 << 2),
         "proxy-authenticate" => Kind::HopByHop(1 << 3),
-        "te" => Kind::HopByHop(1 << 4),
+        "te" => Kind::HopByHop(TE_BIT),
         "trailer" => Kind::HopByHop(1 << 5),
         "transfer-encoding" => Kind::HopByHop(1 << 6),
         "upgrade" => Kind::HopByHop(1 << 7),
@@ -102,6 +104,9 @@ fn remove_hop_by_hop(headers: &mut HeaderMap, mut present: u8, keep_upgrade: boo
     if keep_upgrade {
         present &= !UPGRADE_PAIR;
     }
+    // `trailers` is the one TE value that goes end to end (RFC 9110 §10.1.4): it tells the
+    // server the client takes trailers (gRPC needs it), which drover passes through.
+    let trailers = present & TE_BIT != 0 && accepts_trailers(headers);
     for (i, name) in HOP_BY_HOP.iter().enumerate() {
         if present & (1 << i) != 0 {
             headers.remove(name);
@@ -110,8 +115,19 @@ fn remove_hop_by_hop(headers: &mut HeaderMap, mut present: u8, keep_upgrade: boo
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    // `TE: trailers` is the one TE value allowed end to end; drover does not forward trailers
-    // over HTTP/1 yet, so it is dropped with the rest.
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Some `TE` value lists `trailers`.
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers.get_all(header::TE).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers")))
+        })
+    })
 }
 
 /// Removes the headers every `Connection` value lists (the fixed hop-by-hop set is removed by
@@ -187,7 +203,8 @@ mod tests {
             trusted: false,
         };
         fwd.apply(&mut h, Some(&HeaderValue::from_static("a.local:8443")));
-        assert!(h.get("x-secret").is_none() && h.get("connection").is_none() && h.get("keep-alive").is_none() && h.get("te").is_none());
+        assert!(h.get("x-secret").is_none() && h.get("connection").is_none() && h.get("keep-alive").is_none());
+        assert_eq!(h["te"], "trailers", "the one TE value that goes end to end");
         assert_eq!(h["x-keep"], "y");
         assert_eq!(h["x-forwarded-for"], "10.1.1.1");
         assert_eq!(h["x-forwarded-port"], "8443");
