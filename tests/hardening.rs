@@ -149,6 +149,7 @@ async fn paths_are_normalised_before_routing_and_forwarded_as_routed() {
         "/api/a%3Fb",
         "/api/a%23b",
         "/api/%zz",
+        "/api\\..\\admin/x",
     ] {
         let request = format!("GET {target} HTTP/1.1\r\nHost: a.test\r\n\r\n");
         let (status, _) = exchange(drover.web(), request.as_bytes()).await;

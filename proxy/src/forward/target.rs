@@ -210,6 +210,13 @@ pub fn normalize_path<'a>(path: &'a str, policy: PathPolicy) -> Result<Cow<'a, s
                 }
                 needs_work |= policy.sanitize && unreserved(decoded);
             }
+            // Servers on Windows read a raw `\` as `/`: a path drover routes as one segment
+            // would be served as two. Refused unless the encoded form is allowed.
+            b'\\' if policy.allowed & Encoded::BACKSLASH == 0 => {
+                return Err(Refusal::BadRequest(
+                    "400 Bad Request: a backslash in the path is not allowed here\n",
+                ));
+            }
             b'/' if policy.sanitize => {
                 // `//`, `/.` at a segment start (dot segments), or a trailing `/.`.
                 needs_work |= matches!(bytes.get(i + 1), Some(b'/' | b'.'));
@@ -390,6 +397,7 @@ mod tests {
             ("/a%2Fb", Encoded::SLASH),
             ("/a%2fb", Encoded::SLASH),
             ("/a%5Cb", Encoded::BACKSLASH),
+            ("/a\\..\\b", Encoded::BACKSLASH),
             ("/a%00", Encoded::NUL),
             ("/a%3Bb", Encoded::SEMICOLON),
             ("/a%25b", Encoded::PERCENT),
