@@ -218,6 +218,10 @@ pub struct EntryPointTransport {
     /// Graceful shutdown.
     #[serde(default, alias = "lifecycle")]
     pub life_cycle: LifeCycle,
+    /// Client connections open at once, across every worker; beyond it new connections wait in
+    /// the kernel's listen backlog. 0 (the default) is no limit.
+    #[serde(default, alias = "maxconnections")]
+    pub max_connections: usize,
 }
 
 /// `respondingTimeouts`: deadlines on the client side.
@@ -670,5 +674,12 @@ mod tests {
             r.config.servers_transport.forwarding_timeouts.dial_timeout.0,
             Duration::from_secs(2)
         );
+        assert_eq!(r.config.entry_points["web"].transport.max_connections, 0, "no limit unless set");
+        let limited = StaticConfig::parse(
+            Path::new("s.toml"),
+            "[entryPoints.web]\naddress = \":80\"\n[entryPoints.web.transport]\nmaxConnections = 2\n",
+        )
+        .unwrap();
+        assert_eq!(limited.config.entry_points["web"].transport.max_connections, 2);
     }
 }

@@ -236,6 +236,12 @@ pub struct DroverProcess {
 impl DroverProcess {
     /// Starts the binary with `routes`, on free loopback ports, and waits until it routes.
     pub async fn start(routes: &str, workers: usize) -> Self {
+        Self::start_with(routes, workers, "", |_| {}).await
+    }
+
+    /// Like [`DroverProcess::start`], with `extra_static` appended to the static configuration
+    /// and `configure` applied to the command before it is spawned (resource limits…).
+    pub async fn start_with(routes: &str, workers: usize, extra_static: &str, configure: impl FnOnce(&mut std::process::Command)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let routes_path = dir.path().join("routes.toml");
         std::fs::write(&routes_path, routes).expect("write routes");
@@ -244,18 +250,19 @@ impl DroverProcess {
         let config = dir.path().join("static.toml");
         std::fs::write(
             &config,
-            format!("[entryPoints.web]\naddress = \"{web}\"\n[api]\naddress = \"{api}\"\n[log]\nlevel = \"info\"\n[providers.file]\nfilename = \"{}\"\n", routes_path.display()),
+            format!("[entryPoints.web]\naddress = \"{web}\"\n[api]\naddress = \"{api}\"\n[log]\nlevel = \"info\"\n[providers.file]\nfilename = \"{}\"\n{extra_static}", routes_path.display()),
         )
         .expect("write static config");
-        let child = std::process::Command::new(drover_binary())
+        let mut command = std::process::Command::new(drover_binary());
+        command
             .arg("--config")
             .arg(&config)
             .arg("--workers")
             .arg(workers.to_string())
             .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("drover.log")).expect("log file"))
-            .spawn()
-            .expect("drover starts");
+            .stderr(std::fs::File::create(dir.path().join("drover.log")).expect("log file"));
+        configure(&mut command);
+        let child = command.spawn().expect("drover starts");
         let this = Self { child, web, api, dir };
         let c = client();
         let ping = format!("http://{api}/api/rawdata");
@@ -294,6 +301,35 @@ impl Drop for DroverProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Reads one HTTP/1.1 response that has a Content-Length from `stream`, within `limit`: `None`
+/// when none came in time (or the connection closed first), else its text.
+pub async fn read_response(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let reading = async {
+        loop {
+            let n = stream.read(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&seen);
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text[..end].lines().find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .and_then(|v| v.trim().parse().ok())
+                })?;
+                if seen.len() >= end + 4 + length {
+                    return Some(text.into_owned());
+                }
+            }
+        }
+    };
+    tokio::time::timeout(limit, reading).await.ok().flatten()
 }
 
 /// A loopback address with a port that was free a moment ago.

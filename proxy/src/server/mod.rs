@@ -5,6 +5,7 @@
 //! `workers` threads each run a single-threaded runtime for traffic. The two sides meet only at
 //! the `ArcSwap<Snapshot>` in [`Shared`]: the control plane stores, the data plane loads.
 
+mod admission;
 mod listener;
 pub mod providers;
 mod reload;
@@ -127,6 +128,13 @@ impl Drover {
             };
             threads.push(std::thread::Builder::new().name("drover-control".into()).spawn(control)?);
         }
+        let admissions: Vec<Arc<admission::Admission>> = entry_points
+            .iter()
+            .map(|(name, _)| {
+                let max = config.entry_points[name].transport.max_connections;
+                Arc::new(admission::Admission::new(name.as_str().into(), max))
+            })
+            .collect();
         for w in 0..workers {
             let mut worker_sockets = Vec::new();
             for (index, listener) in sockets.iter().enumerate() {
@@ -150,6 +158,7 @@ impl Drover {
                     )
                     .with_write_stall(Some(timeouts.body_idle_timeout.0)),
                     grace: ep.transport.life_cycle.grace_time_out.0,
+                    admission: admissions[index].clone(),
                 });
             }
             let shared = shared.clone();

@@ -15,24 +15,29 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::connection::{Activity, Connection, Limits, Verdict};
 use crate::io::BatchedStream;
 
 /// A client's TCP stream that reports the bytes it reads, and writes that cannot go on, to its
-/// connection's [`Activity`].
+/// connection's [`Activity`]. It holds the connection's slot of its entrypoint's
+/// `maxConnections`, if there is a limit, for as long as the socket is open (an upgraded
+/// connection's tunnel included).
 #[derive(Debug)]
 pub struct WatchedStream {
     stream: BatchedStream,
     conn: Arc<Connection>,
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 impl WatchedStream {
-    /// Wraps `stream`, the socket of `conn`.
-    pub fn new(stream: TcpStream, conn: Arc<Connection>) -> Self {
+    /// Wraps `stream`, the socket of `conn`, holding `slot` until it closes.
+    pub fn new(stream: TcpStream, conn: Arc<Connection>, slot: Option<OwnedSemaphorePermit>) -> Self {
         Self {
             stream: BatchedStream::new(stream),
             conn,
+            _slot: slot,
         }
     }
 }

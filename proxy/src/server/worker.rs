@@ -16,6 +16,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 
+use super::admission::Admission;
 use super::timeouts::{self, WatchedStream};
 use crate::connection::{Connection, EntryPointRules, Limits, Shared};
 use crate::forward::handle;
@@ -31,6 +32,8 @@ pub struct EntryPointSocket {
     pub limits: Limits,
     /// Grace period for in-flight requests at shutdown.
     pub grace: Duration,
+    /// Its connection limit and accept-failure report (shared by every worker).
+    pub admission: Arc<Admission>,
 }
 
 /// hyper's own header read timeout is off: it arms a timer for every request, where
@@ -89,27 +92,40 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
         let shared = shared.clone();
         let mut shutdown = shutdown.clone();
         let rules = socket.rules;
+        let admission = socket.admission;
         let open_connections = rules.open_connections.clone();
         let graceful = &graceful;
         accepting.push(async move {
             loop {
+                // Over `maxConnections`, the next connection waits in the backlog, unaccepted.
+                let slot = tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    slot = admission.slot() => slot,
+                };
                 let accepted = tokio::select! {
                     biased;
                     _ = shutdown.wait_for(|stop| *stop) => break,
                     accepted = listener.accept() => accepted,
                 };
                 let (stream, peer) = match accepted {
-                    Ok(ok) => ok,
+                    Ok(ok) => {
+                        admission.accepted();
+                        ok
+                    }
                     Err(e) => {
-                        // Out of file descriptors or similar: back off briefly instead of spinning.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        // Out of descriptors or memory: back off instead of spinning, and say
+                        // so once in a while rather than each time.
+                        let pause = admission.accept_failed(&e);
+                        if !pause.is_zero() {
+                            tokio::time::sleep(pause).await;
+                        }
                         continue;
                     }
                 };
                 let _ = stream.set_nodelay(true);
                 let conn = Arc::new(Connection::new(shared.clone(), &rules, peer, local));
-                let io = TokioIo::new(WatchedStream::new(stream, conn.clone()));
+                let io = TokioIo::new(WatchedStream::new(stream, conn.clone(), slot));
                 let watched = conn.clone();
                 let service = service_fn(move |req| handle(conn.clone(), req));
                 let serving = builder.serve_connection_with_upgrades(io, service).into_owned();
