@@ -363,3 +363,17 @@ async fn a_backend_answer_with_broken_framing_becomes_a_502_and_its_connection_i
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_side_is_never_served_on_a_traffic_entrypoint() {
+    let a = Recorder::spawn("a").await;
+    let drover = TestDrover::start(&router("a", "Host(`a.test`)", a.addr)).await;
+    for path in ["/api/rawdata", "/api/overview", "/metrics", "/dashboard/", "/ping", "/openapi.json"] {
+        let (status, body) = exchange(drover.web(), format!("GET {path} HTTP/1.1\r\nHost: admin.test\r\n\r\n").as_bytes()).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body.contains("no router"), "{path}: drover's own 404, not the admin side: {body}");
+    }
+    // On a host a router takes, the path goes to that router's server like any other.
+    let (status, body) = exchange(drover.web(), b"GET /metrics HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
+    assert_eq!((status, body.as_str()), (200, "a"));
+}

@@ -644,6 +644,24 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_side_may_not_share_an_entrypoints_address() {
+        let err = StaticConfig::parse(
+            Path::new("s.toml"),
+            "[entryPoints.web]\naddress = \"127.0.0.1:8080\"\n[api]\naddress = \"127.0.0.1:8080\"\n",
+        )
+        .unwrap_err()
+        .0;
+        assert!(err.contains("`web`") && err.contains("127.0.0.1:8080"), "{err}");
+        let err = StaticConfig::parse(
+            Path::new("s.toml"),
+            "[entryPoints.a]\naddress = \":9000\"\n[entryPoints.b]\naddress = \":9000\"\n",
+        )
+        .unwrap_err()
+        .0;
+        assert!(err.contains(":9000"), "{err}");
+    }
+
+    #[test]
     fn errors_name_file_line_and_column() {
         let err = StaticConfig::parse(Path::new("s.toml"), "[entryPoints.web]\naddress = \":80x\"\n")
             .unwrap_err()
