@@ -419,6 +419,9 @@ impl Client {
 #[derive(Default)]
 pub struct LineSplitter {
     buf: Vec<u8>,
+    /// Bytes of `buf` already known to hold no line end: a long line arriving in small pieces is
+    /// scanned once, not once per piece.
+    scanned: usize,
 }
 
 /// The longest line accepted (an event carries every label of its container).
@@ -429,7 +432,12 @@ impl LineSplitter {
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         self.buf.extend_from_slice(bytes);
         let mut lines = Vec::new();
-        while let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
+        while let Some(end) = self.buf[self.scanned..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map(|at| self.scanned + at)
+        {
+            self.scanned = 0;
             let mut line: Vec<u8> = self.buf.drain(..=end).collect();
             line.pop();
             let line: Vec<u8> = line.into_iter().filter(|b| *b != 0x1e && *b != b'\r').collect();
@@ -437,6 +445,7 @@ impl LineSplitter {
                 lines.push(line);
             }
         }
+        self.scanned = self.buf.len();
         if self.buf.len() > MAX_LINE {
             return Err(format!("an event is longer than {MAX_LINE} bytes"));
         }
@@ -447,6 +456,22 @@ impl LineSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_split_across_pieces_and_capped() {
+        let mut s = LineSplitter::default();
+        assert!(s.push(b"\x1e{\"a\"").unwrap().is_empty());
+        assert!(s.push(b":1").unwrap().is_empty());
+        assert_eq!(
+            s.push(b"}\r\n\n{\"b\":2}\n{").unwrap(),
+            [b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec()]
+        );
+        assert_eq!(s.push(b"}\n").unwrap(), [b"{}".to_vec()]);
+        let piece = vec![b'x'; 64 * 1024];
+        let mut endless = LineSplitter::default();
+        let failed = (0..100).find_map(|_| endless.push(&piece).err());
+        assert!(failed.is_some_and(|e| e.contains("longer than")), "a line past 4 MiB is refused");
+    }
 
     #[tokio::test]
     async fn a_tls_daemon_is_verified_with_the_configured_ca() {
