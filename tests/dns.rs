@@ -297,6 +297,56 @@ async fn nsupdate_adds_and_deletes_take_effect_within_the_ttl_and_fail_no_reques
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_of_four_srv_servers_killed_at_once_cost_no_request() {
+    let mut servers = Vec::new();
+    let mut records = String::new();
+    for name in ["s1", "s2", "s3", "s4"] {
+        let (addr, handle) = whoami::spawn(name).await;
+        records.push_str(&format!(
+            "{name} IN A 127.0.0.1\n_http._tcp.web IN SRV 10 10 {} {name}\n",
+            addr.port()
+        ));
+        servers.push(handle);
+    }
+    let bind = Bind::start(&[ZoneSpec {
+        origin: "example.",
+        ttl: 60,
+        negative_ttl: 1,
+        records: &records,
+    }])
+    .await;
+    let drover = TestDrover::start_with("", &dns_section(bind.addr, "", &srv_service("web", "_http._tcp.web.example."))).await;
+    let c = client();
+    let url = drover.url("/");
+    until_answered_by(&c, &url, &["s1", "s2", "s3", "s4"], Duration::from_secs(10)).await;
+
+    // Under load, three of the four die at once; DNS still lists them (TTL 60 s).
+    let load = Load::start(&url, 4);
+    let before = Instant::now();
+    while load.count("s4") < 50 {
+        assert!(before.elapsed() < Duration::from_secs(10), "the load never reached s4");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let survivor = servers.pop().expect("four servers");
+    for handle in servers {
+        handle.stop().await;
+    }
+    let after_kill = load.count("s4");
+    while load.count("s4") < after_kill + 500 {
+        assert!(before.elapsed() < Duration::from_secs(30), "s4 did not take the traffic");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (counts, failures) = load.finish().await;
+    assert!(
+        failures.is_empty(),
+        "{} requests failed after three of four servers died (first: {:?}); answered: {counts:?}",
+        failures.len(),
+        failures.first()
+    );
+    drop(survivor);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn priority_failover_takes_over_with_no_failed_get_and_traffic_returns() {
     let (a, a_handle) = whoami::spawn("a").await;
     let (b, b_handle) = whoami::spawn("b").await;
