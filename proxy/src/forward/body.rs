@@ -82,7 +82,7 @@ pub struct UpstreamBody {
     peeked: Option<Frame<Bytes>>,
     /// A failure held back for one poll, so the data handed out before it is flushed to the
     /// client first (hyper drops what it has buffered when a body fails).
-    failed: Option<Error>,
+    failed: Option<Box<Error>>,
     /// The last poll handed out a frame.
     after_frame: bool,
 }
@@ -249,7 +249,7 @@ impl Body for UpstreamBody {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = &mut *self;
         if let Some(error) = this.failed.take() {
-            return Poll::Ready(Some(Err(error)));
+            return Poll::Ready(Some(Err(*error)));
         }
         match this.poll_upstream(cx) {
             // A failure right after data: one Pending first, on which hyper flushes that data,
@@ -257,7 +257,7 @@ impl Body for UpstreamBody {
             // the break: a short body and a close, or a reset stream).
             Poll::Ready(Some(Err(error))) if this.after_frame => {
                 this.after_frame = false;
-                this.failed = Some(error);
+                this.failed = Some(Box::new(error));
                 cx.waker().wake_by_ref();
                 Poll::Pending
             }
