@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use drover::config::StaticConfig;
+use drover::server::upgrade::Takeover;
 use drover::Drover;
 use tracing_subscriber::EnvFilter;
 
@@ -27,11 +28,18 @@ struct Cli {
     /// Check the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// Unix socket to serve upgrades on and to take over from (overrides `[upgrade] socket`).
+    #[arg(long, env = "DROVER_UPGRADE_SOCKET")]
+    upgrade_socket: Option<PathBuf>,
+    /// Take the listening sockets over from the drover running at the upgrade socket; it stops
+    /// accepting, drains and exits once this one's configuration is in force.
+    #[arg(long)]
+    takeover: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let resolved = match &cli.config {
+    let mut resolved = match &cli.config {
         Some(path) => match StaticConfig::load(path) {
             Ok(r) => r,
             Err(e) => {
@@ -47,6 +55,13 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_writer(std::io::stderr)
         .init();
+    if let Some(path) = &cli.upgrade_socket {
+        resolved.config.upgrade.socket = Some(path.clone());
+    }
+    if cli.takeover && resolved.config.upgrade.socket.is_none() {
+        eprintln!("drover: --takeover needs the running drover's upgrade socket: --upgrade-socket or [upgrade] socket");
+        return ExitCode::from(2);
+    }
     if cli.check {
         println!("configuration is valid");
         return ExitCode::SUCCESS;
@@ -57,7 +72,20 @@ fn main() -> ExitCode {
     let workers = cli
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let drover = match Drover::start(resolved, workers) {
+    let takeover = match (&resolved.config.upgrade.socket, cli.takeover) {
+        (Some(path), true) => match Takeover::connect(path) {
+            Ok(t) => {
+                tracing::info!("taking over from the drover at {} (pid {})", path.display(), t.pid());
+                Some(t)
+            }
+            Err(e) => {
+                tracing::error!("cannot take over: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        _ => None,
+    };
+    let drover = match Drover::start_with(resolved, workers, takeover) {
         Ok(d) => d,
         Err(e) => {
             tracing::error!("cannot start: {e}");
@@ -66,10 +94,14 @@ fn main() -> ExitCode {
     };
     let signals = tokio::runtime::Builder::new_current_thread().enable_all().build();
     match signals {
-        Ok(rt) => rt.block_on(wait_for_signal()),
+        Ok(rt) => rt.block_on(async {
+            tokio::select! {
+                () = wait_for_signal() => tracing::info!("shutting down: no new connections; waiting for in-flight requests"),
+                pid = drover.handed_over() => tracing::info!("handed over to pid {pid}: no new connections; waiting for in-flight requests"),
+            }
+        }),
         Err(e) => tracing::error!("cannot wait for signals: {e}"),
     }
-    tracing::info!("shutting down: no new connections; waiting for in-flight requests");
     drover.shutdown();
     drover.wait();
     tracing::info!("stopped");
