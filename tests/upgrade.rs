@@ -18,6 +18,8 @@ struct Host {
     web: SocketAddr,
     api: SocketAddr,
     socket: PathBuf,
+    /// Stands in for systemd's notification socket (`$NOTIFY_SOCKET`).
+    systemd: std::os::unix::net::UnixDatagram,
 }
 
 impl Host {
@@ -25,10 +27,13 @@ impl Host {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("routes.toml"), routes).expect("write routes");
         let socket = dir.path().join("upgrade.sock");
+        let systemd = std::os::unix::net::UnixDatagram::bind(dir.path().join("notify.sock")).expect("bind the notify socket");
+        systemd.set_nonblocking(true).expect("non-blocking");
         Self {
             web: free_port(),
             api: free_port(),
             socket,
+            systemd,
             dir,
         }
     }
@@ -59,7 +64,18 @@ impl Host {
         if takeover {
             command.arg("--takeover");
         }
+        command.env("NOTIFY_SOCKET", self.dir.path().join("notify.sock"));
         Drover(command.spawn().expect("drover starts"))
+    }
+
+    /// The notifications sent to systemd so far.
+    fn notifications(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.systemd.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        out
     }
 
     fn log_path(&self, name: &str) -> PathBuf {
@@ -215,10 +231,12 @@ async fn two_takeovers_under_wrk_load_fail_no_request_and_the_old_drovers_exit()
 
     // Two takeovers, each by a fresh process, while the load runs: the old drover exits once
     // the new one is ready, and the new one serves (its own counters show it).
+    let mut pids = vec![first.id()];
     let mut old = first;
     let mut old_name = "first";
     for name in ["second", "third"] {
         let mut new = host.start(name, true, "");
+        pids.push(new.id());
         let status = exited(&mut old, Duration::from_secs(15)).await.unwrap_or_else(|| {
             panic!(
                 "{old_name} did not exit after {name} took over; its log:\n{}\n{name}'s log:\n{}",
@@ -254,6 +272,16 @@ async fn two_takeovers_under_wrk_load_fail_no_request_and_the_old_drovers_exit()
     let answer = send(&c, "GET", &host.url("/after"), &[]).await.expect("an answer");
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert!(host.socket.exists(), "the upgrade socket is gone");
+    // systemd was told, by each in turn, that it was ready and the service's main process.
+    let notifications = host.notifications();
+    let ready: Vec<&String> = notifications.iter().filter(|n| n.contains("READY=1")).collect();
+    let expected: Vec<String> = pids.iter().map(|pid| format!("READY=1\nMAINPID={pid}")).collect();
+    assert_eq!(ready, expected.iter().collect::<Vec<_>>(), "{notifications:?}");
+    assert_eq!(
+        notifications.iter().filter(|n| *n == "STOPPING=1").count(),
+        2,
+        "the two old drovers said they were stopping: {notifications:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,8 +289,10 @@ async fn a_successor_that_dies_before_it_is_ready_leaves_the_running_drover_serv
     let (backend, _whoami) = whoami::spawn("a").await;
     let host = Host::new(&service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)]));
     let c = client();
-    let mut running = host.start("running", false, "");
+    // --takeover with no drover at the upgrade socket starts fresh (one command for all).
+    let mut running = host.start("running", true, "");
     host.wait_in_force(&c, "running").await;
+    assert!(host.log("running").contains("starting fresh"), "log:\n{}", host.log("running"));
     let serves = |what: &'static str| {
         let c = c.clone();
         let url = host.url("/");

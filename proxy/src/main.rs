@@ -33,6 +33,7 @@ struct Cli {
     upgrade_socket: Option<PathBuf>,
     /// Take the listening sockets over from the drover running at the upgrade socket; it stops
     /// accepting, drains and exits once this one's configuration is in force.
+    /// With no drover there, start fresh.
     #[arg(long)]
     takeover: bool,
 }
@@ -74,9 +75,13 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let takeover = match (&resolved.config.upgrade.socket, cli.takeover) {
         (Some(path), true) => match Takeover::connect(path) {
-            Ok(t) => {
+            Ok(Some(t)) => {
                 tracing::info!("taking over from the drover at {} (pid {})", path.display(), t.pid());
                 Some(t)
+            }
+            Ok(None) => {
+                tracing::info!("no drover serves upgrades at {}: starting fresh", path.display());
+                None
             }
             Err(e) => {
                 tracing::error!("cannot take over: {e}");
@@ -102,6 +107,7 @@ fn main() -> ExitCode {
         }),
         Err(e) => tracing::error!("cannot wait for signals: {e}"),
     }
+    drover::server::systemd::stopping();
     drover.shutdown();
     drover.wait();
     tracing::info!("stopped");

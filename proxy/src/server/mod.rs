@@ -14,6 +14,7 @@ mod handover;
 mod listener;
 pub mod providers;
 mod reload;
+pub mod systemd;
 pub mod timeouts;
 pub mod upgrade;
 mod worker;
@@ -186,17 +187,20 @@ impl Drover {
                         fragments_tx.send_replace(fragments);
                     }));
                     tokio::spawn(reload::run(fragments_rx, compiler, shared.clone(), in_force));
-                    if let Some(socket) = upgrade_socket {
-                        let predecessor = predecessor.map(|(_, stream)| stream);
-                        tokio::spawn(upgrade::run(
-                            socket,
-                            predecessor,
-                            offer,
-                            in_force_rx,
-                            handed_over_tx,
-                            shutdown.clone(),
-                        ));
-                    }
+                    let mut ready_gate = in_force_rx.clone();
+                    let mut stop = shutdown.clone();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = ready_gate.wait_for(|generation| *generation >= 1) => {}
+                            _ = stop.wait_for(|stop| *stop) => return,
+                        }
+                        // systemd first: it must follow this process before the old one exits.
+                        systemd::ready();
+                        if let Some(socket) = upgrade_socket {
+                            let predecessor = predecessor.map(|(_, stream)| stream);
+                            upgrade::run(socket, predecessor, offer, in_force_rx, handed_over_tx, stop).await;
+                        }
+                    });
                     let admin = admin::serve(api_listener, admin::State::new(shared, statuses, admin_info), shutdown.clone());
                     let mut stop = shutdown.clone();
                     tokio::spawn(async move {

@@ -47,17 +47,27 @@ pub struct Takeover {
 
 impl Takeover {
     /// Connects to the running drover's upgrade socket at `path` and receives its listening
-    /// sockets.
-    pub fn connect(path: &Path) -> io::Result<Self> {
-        let stream = std::os::unix::net::UnixStream::connect(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("no drover answers at {}: {e}", path.display())))?;
+    /// sockets; `None` when no drover listens there (no socket file, or nobody accepting on
+    /// it), so that the same command starts the first drover and its successors. If another
+    /// drover holds the ports without serving upgrades there, binding them says so.
+    pub fn connect(path: &Path) -> io::Result<Option<Self>> {
+        let stream = match std::os::unix::net::UnixStream::connect(path) {
+            Ok(stream) => stream,
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) => return Ok(None),
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot reach the drover at {}: {e}", path.display()),
+                ))
+            }
+        };
         let received = handover::receive(&stream, RECEIVE_LIMIT).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("the drover at {} did not hand over its sockets: {e}", path.display()),
             )
         })?;
-        Ok(Self { stream, received })
+        Ok(Some(Self { stream, received }))
     }
 
     /// The running drover's process id.
