@@ -4,11 +4,11 @@
 //! Both sides run the same code, in this order:
 //!
 //! * **Taking over** (the new one, before it starts anything): it connects to the configured
-//!   upgrade socket and receives the running drover's listening sockets ([`handover`]). The
+//!   upgrade socket and receives the running drover's listening sockets (`server::handover`). The
 //!   server keeps each one whose name and address it is configured with and binds the others.
 //! * **Its own upgrade socket** is bound at once, on a temporary path next to the configured
 //!   one, where nobody looks for it yet.
-//! * **Ready** (the task [`run`]): once the first configuration is in force, workers start
+//! * **Ready** (the task `run`): once the first configuration is in force, workers start
 //!   accepting (they wait for the same moment; connections queue in the backlog meanwhile), and
 //!   this task tells the old drover `ready`, then renames its socket over the configured path.
 //!   From then on the next upgrade finds the new one. The old one stops accepting, drains and
