@@ -119,3 +119,35 @@ async fn a_fresh_start_answers_its_first_requests_from_its_first_configuration()
         assert_eq!(answer.backend(), "first");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_answers_an_idle_keep_alive_connection_once_more_then_closes_it() {
+    let (backend, _whoami) = support::whoami::spawn("a").await;
+    let drover = support::TestDrover::start(&service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)])).await;
+    let mut idle = tokio::net::TcpStream::connect(drover.web()).await.expect("connect");
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: t.local\r\n\r\n");
+    idle.write_all(get("/first").as_bytes()).await.expect("send");
+    let answer = support::read_response(&mut idle, Duration::from_secs(10)).await.expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // Draining begins; once no new connection is accepted, the idle one sends its next request
+    // (as a keep-alive client does at any moment): it is answered, not reset.
+    drover.drover.shutdown();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(drover.web()).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting 5 s after shutdown");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    idle.write_all(get("/second").as_bytes()).await.expect("send");
+    let answer = support::read_response(&mut idle, Duration::from_secs(5))
+        .await
+        .expect("the request on the idle connection is answered while draining");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{answer}");
+    let mut rest = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut rest))
+        .await
+        .expect("closed after that answer")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "nothing follows the last answer");
+}

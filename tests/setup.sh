@@ -5,9 +5,9 @@
 #   tests/setup.sh && cargo test --workspace      # the README's test command; .ci/run runs it too
 #
 # The tests use real peers, not mocks: BIND 9 and nsupdate (DNS provider), a headless Chromium
-# with chromedriver (the dashboard), curl, and three pinned Python tools: schemathesis and
-# openapi-spec-validator (the admin API's OpenAPI document) and prometheus_client (Prometheus'
-# reference parser for /metrics). Written for Debian 12 with a Rust toolchain; system packages
+# with chromedriver (the dashboard), curl, wrk (load across upgrades), and three pinned Python
+# tools: schemathesis and openapi-spec-validator (the admin API's OpenAPI document) and
+# prometheus_client (Prometheus' reference parser for /metrics). Written for Debian 12 with a Rust toolchain; system packages
 # need root (or sudo).
 set -euo pipefail
 
@@ -20,6 +20,7 @@ fi
 # System packages, each looked for by the program the tests run.
 need=()
 command -v curl >/dev/null || need+=(curl)
+command -v wrk >/dev/null || need+=(wrk)   # load during zero-downtime upgrades (tests/upgrade.rs)
 command -v named >/dev/null || [[ -x /usr/sbin/named ]] || need+=(bind9 bind9-utils)   # BIND 9
 command -v nsupdate >/dev/null || need+=(bind9-dnsutils)   # Debian ships nsupdate apart from bind9-utils
 command -v chromium >/dev/null || need+=(chromium)

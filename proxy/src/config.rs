@@ -37,6 +37,20 @@ pub struct StaticConfig {
     /// The access log (off unless present).
     #[serde(default, alias = "accesslog")]
     pub access_log: Option<crate::access_log::AccessLogConfig>,
+    /// Zero-downtime upgrades.
+    #[serde(default)]
+    pub upgrade: Upgrade,
+}
+
+/// `[upgrade]` (drover's own; Traefik has none): where a new drover started with `--takeover`
+/// finds the running one to take its listening sockets over.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upgrade {
+    /// The Unix socket the running drover listens on for its successor (e.g.
+    /// `/run/drover/upgrade.sock`); none: no takeover possible.
+    #[serde(default)]
+    pub socket: Option<std::path::PathBuf>,
 }
 
 /// One entrypoint.

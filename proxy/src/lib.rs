@@ -12,9 +12,10 @@
 //!   └──► admin ──► connection, snapshot, health, metrics
 //! ```
 //!
-//! * [`server`]: the runtime. Binds listeners, runs the worker threads (one single-threaded
-//!   runtime each) and the control thread (providers, aggregator, reload loop, admin side), and
-//!   owns client-connection deadlines ([`server::timeouts`]).
+//! * [`server`]: the runtime. Binds listeners (or takes them over from a running drover:
+//!   [`server::upgrade`]), runs the worker threads (one single-threaded runtime each) and the
+//!   control thread (providers, aggregator, reload loop, admin side), and owns client-connection
+//!   deadlines ([`server::timeouts`]).
 //! * [`connection`]: what client connections share ([`connection::Shared`]: the snapshot, health,
 //!   metrics, access log) and what each one carries ([`connection::Connection`]).
 //! * [`forward`]: one request, from route to response body; header hygiene.

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use drover::config::StaticConfig;
+use drover::server::upgrade::Takeover;
 use drover::Drover;
 use tracing_subscriber::EnvFilter;
 
@@ -27,11 +28,19 @@ struct Cli {
     /// Check the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// Unix socket to serve upgrades on and to take over from (overrides `[upgrade] socket`).
+    #[arg(long, env = "DROVER_UPGRADE_SOCKET")]
+    upgrade_socket: Option<PathBuf>,
+    /// Take the listening sockets over from the drover running at the upgrade socket; it stops
+    /// accepting, drains and exits once this one's configuration is in force.
+    /// With no drover there, start fresh.
+    #[arg(long)]
+    takeover: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let resolved = match &cli.config {
+    let mut resolved = match &cli.config {
         Some(path) => match StaticConfig::load(path) {
             Ok(r) => r,
             Err(e) => {
@@ -49,6 +58,13 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
+    if let Some(path) = &cli.upgrade_socket {
+        resolved.config.upgrade.socket = Some(path.clone());
+    }
+    if cli.takeover && resolved.config.upgrade.socket.is_none() {
+        eprintln!("drover: --takeover needs the running drover's upgrade socket: --upgrade-socket or [upgrade] socket");
+        return ExitCode::from(2);
+    }
     if cli.check {
         println!("configuration is valid");
         return ExitCode::SUCCESS;
@@ -59,7 +75,24 @@ fn main() -> ExitCode {
     let workers = cli
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let drover = match Drover::start(resolved, workers) {
+    let takeover = match (&resolved.config.upgrade.socket, cli.takeover) {
+        (Some(path), true) => match Takeover::connect(path) {
+            Ok(Some(t)) => {
+                tracing::info!("taking over from the drover at {} (pid {})", path.display(), t.pid());
+                Some(t)
+            }
+            Ok(None) => {
+                tracing::info!("no drover serves upgrades at {}: starting fresh", path.display());
+                None
+            }
+            Err(e) => {
+                tracing::error!("cannot take over: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        _ => None,
+    };
+    let drover = match Drover::start_with(resolved, workers, takeover) {
         Ok(d) => d,
         Err(e) => {
             tracing::error!("cannot start: {e}");
@@ -68,10 +101,15 @@ fn main() -> ExitCode {
     };
     let signals = tokio::runtime::Builder::new_current_thread().enable_all().build();
     match signals {
-        Ok(rt) => rt.block_on(wait_for_signal()),
+        Ok(rt) => rt.block_on(async {
+            tokio::select! {
+                () = wait_for_signal() => tracing::info!("shutting down: no new connections; waiting for in-flight requests"),
+                pid = drover.handed_over() => tracing::info!("handed over to pid {pid}: no new connections; waiting for in-flight requests"),
+            }
+        }),
         Err(e) => tracing::error!("cannot wait for signals: {e}"),
     }
-    tracing::info!("shutting down: no new connections; waiting for in-flight requests");
+    drover::server::systemd::stopping();
     drover.shutdown();
     drover.wait();
     tracing::info!("stopped");

@@ -4,12 +4,19 @@
 //! side on its own runtime, and compilations on a blocking thread beside it ([`reload`]);
 //! `workers` threads each run a single-threaded runtime for traffic. The two sides meet only at
 //! the `ArcSwap<Snapshot>` in [`Shared`]: the control plane stores, the data plane loads.
+//!
+//! Listening sockets are bound here, or taken over from a running drover ([`upgrade`]): either
+//! way nothing accepts before the first configuration is in force, so a connection made during
+//! start-up waits in the backlog instead of being answered 404 for want of routes.
 
 mod admission;
+mod handover;
 mod listener;
 pub mod providers;
 mod reload;
+pub mod systemd;
 pub mod timeouts;
+pub mod upgrade;
 mod worker;
 
 use std::io;
@@ -39,25 +46,78 @@ pub struct Drover {
     statuses: watch::Receiver<Vec<ProviderStatus>>,
     shutdown: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
+    handed_over: watch::Receiver<Option<u32>>,
+    upgrade_socket: Option<upgrade::Cleanup>,
 }
 
 impl Drover {
     /// Binds every listener, then starts the control thread and `workers` worker threads.
     /// Fails (before serving anything) when a listener cannot be bound.
     pub fn start(resolved: Resolved, workers: usize) -> io::Result<Self> {
+        Self::start_with(resolved, workers, None)
+    }
+
+    /// Like [`Drover::start`], reusing the listening sockets `takeover` received from a running
+    /// drover where name and address match (binding the others), and telling that drover once
+    /// this one is ready to serve.
+    pub fn start_with(resolved: Resolved, workers: usize, mut takeover: Option<upgrade::Takeover>) -> io::Result<Self> {
         let config = resolved.config;
         let workers = workers.max(1);
         let mut sockets = Vec::new();
         let mut entry_points = Vec::new();
+        let mut offer = upgrade::Offer::new();
         for (name, addr) in &resolved.entry_points {
-            let listener =
-                listener::bind(*addr).map_err(|e| io::Error::new(e.kind(), format!("entrypoint `{name}` cannot listen on {addr}: {e}")))?;
-            entry_points.push((name.clone(), listener.local_addr()?));
+            let inherited = takeover.as_mut().and_then(|t| t.take(handover::Role::EntryPoint, name, *addr));
+            let listener = match inherited {
+                Some(listener) => listener,
+                None => listener::bind(*addr)
+                    .map_err(|e| io::Error::new(e.kind(), format!("entrypoint `{name}` cannot listen on {addr}: {e}")))?,
+            };
+            let address = listener.local_addr()?;
+            entry_points.push((name.clone(), address));
+            offer.push((
+                handover::Described {
+                    role: handover::Role::EntryPoint,
+                    name: name.clone(),
+                    address,
+                },
+                listener.try_clone()?,
+            ));
             sockets.push(listener);
         }
-        let api_listener = listener::bind(resolved.api)
-            .map_err(|e| io::Error::new(e.kind(), format!("the admin side cannot listen on {}: {e}", resolved.api)))?;
+        let api_listener = match takeover.as_mut().and_then(|t| t.take(handover::Role::Api, "api", resolved.api)) {
+            Some(listener) => listener,
+            None => listener::bind(resolved.api)
+                .map_err(|e| io::Error::new(e.kind(), format!("the admin side cannot listen on {}: {e}", resolved.api)))?,
+        };
         let api = api_listener.local_addr()?;
+        offer.push((
+            handover::Described {
+                role: handover::Role::Api,
+                name: "api".into(),
+                address: api,
+            },
+            api_listener.try_clone()?,
+        ));
+        if let Some(takeover) = &takeover {
+            for unused in takeover.unused() {
+                tracing::info!(
+                    "not reusing the running drover's {} `{}` on {}: this configuration does not have it there",
+                    if unused.role == handover::Role::Api {
+                        "admin side"
+                    } else {
+                        "entrypoint"
+                    },
+                    unused.name,
+                    unused.address
+                );
+            }
+        }
+        let upgrade_socket = match &config.upgrade.socket {
+            Some(path) => Some(upgrade::UpgradeSocket::bind(path)?),
+            None => None,
+        };
+        let predecessor = takeover.map(|t| (t.pid(), t.into_stream()));
 
         let names: Vec<String> = entry_points.iter().map(|(n, _)| n.clone()).collect();
         let timeouts = &config.servers_transport.forwarding_timeouts;
@@ -95,6 +155,7 @@ impl Drover {
         tracing::info!(
             entrypoints = %entry_points.iter().map(|(n, a)| format!("{n}={a}")).collect::<Vec<_>>().join(" "),
             admin = %api,
+            taken_over_from = %predecessor.as_ref().map_or("none".to_string(), |(pid, _)| format!("pid {pid}")),
             workers,
             providers = %if provider_names.is_empty() { "none".to_string() } else { provider_names.join(", ") },
             "drover listening"
@@ -102,11 +163,16 @@ impl Drover {
         let compiler = Compiler::new(names, upstreams);
 
         let admin_info = admin::Info::new(&config, &entry_points);
+        let (handed_over_tx, handed_over) = watch::channel(None);
+        let cleanup = upgrade_socket.as_ref().map(upgrade::UpgradeSocket::cleanup);
         let mut threads = Vec::new();
         {
             let shared = shared.clone();
             let mut shutdown = shutdown_rx.clone();
             let statuses = statuses.clone();
+            let in_force_rx = in_force_rx.clone();
+            let mut admin_gate = in_force_rx.clone();
+            let taking_over = predecessor.is_some();
             let control = move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -121,8 +187,34 @@ impl Drover {
                         fragments_tx.send_replace(fragments);
                     }));
                     tokio::spawn(reload::run(fragments_rx, compiler, shared.clone(), in_force));
+                    let mut ready_gate = in_force_rx.clone();
+                    let mut stop = shutdown.clone();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = ready_gate.wait_for(|generation| *generation >= 1) => {}
+                            _ = stop.wait_for(|stop| *stop) => return,
+                        }
+                        // systemd first: it must follow this process before the old one exits.
+                        systemd::ready();
+                        if let Some(socket) = upgrade_socket {
+                            let predecessor = predecessor.map(|(_, stream)| stream);
+                            upgrade::run(socket, predecessor, offer, in_force_rx, handed_over_tx, stop).await;
+                        }
+                    });
                     let admin = admin::serve(api_listener, admin::State::new(shared, statuses, admin_info), shutdown.clone());
-                    tokio::spawn(admin);
+                    let mut stop = shutdown.clone();
+                    tokio::spawn(async move {
+                        // A successor shares the admin socket with the drover it replaces: it
+                        // answers there once it is ready, as on its entrypoints. A fresh start
+                        // answers at once (`/ping`, provider statuses while it starts).
+                        if taking_over {
+                            tokio::select! {
+                                _ = admin_gate.wait_for(|generation| *generation >= 1) => {}
+                                _ = stop.wait_for(|stop| *stop) => return,
+                            }
+                        }
+                        admin.await
+                    });
                     let _ = shutdown.wait_for(|stop| *stop).await;
                 });
             };
@@ -181,7 +273,20 @@ impl Drover {
             statuses,
             shutdown,
             threads,
+            handed_over,
+            upgrade_socket: cleanup,
         })
+    }
+
+    /// Resolves with the successor's pid once a new drover took the listening sockets over and
+    /// is ready; never without an upgrade socket. Then this one should [`Drover::shutdown`].
+    pub async fn handed_over(&self) -> u32 {
+        let mut handed_over = self.handed_over.clone();
+        let pid = match handed_over.wait_for(Option::is_some).await {
+            Ok(pid) => pid.unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        };
+        pid
     }
 
     /// The bound address of each entrypoint, by name.
@@ -223,6 +328,9 @@ impl Drover {
     pub fn wait(mut self) {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
+        }
+        if let Some(socket) = &self.upgrade_socket {
+            socket.finish(self.handed_over.borrow().is_some());
         }
         // Every request has ended: the last access-log lines go out before the process does.
         if let Some(log) = &self.shared.access_log {

@@ -5,16 +5,28 @@
 //! queue, all read or updated without locks on the request path) and the upstream pools, each
 //! split into per-worker lanes, so there is no cross-thread scheduling on the request path. All workers accept on the same listening sockets; the kernel
 //! hands each connection to one of them.
+//!
+//! **Draining** (SIGTERM, or a successor took the sockets over) must not close a keep-alive
+//! connection under its client's next request: a client that sends a request on a connection
+//! just as the server closes it sees a reset, not an answer, and cannot know whether to retry.
+//! So for [`LINGER`] (within the grace period) nothing is closed: each HTTP/1 response says
+//! `Connection: close` and the connection ends after it, and a busy client reconnects (to the
+//! successor, after an upgrade) between two requests of its own. Only then does hyper's
+//! graceful shutdown close what is still idle (a client silent all that time) and send
+//! HTTP/2 clients GOAWAY, and whatever is still open when the grace period ends is cut.
 
+use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+use http::{header, HeaderValue, StatusCode, Version};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::admission::Admission;
 use super::timeouts::{self, WatchedStream};
@@ -35,6 +47,10 @@ pub struct EntryPointSocket {
     /// Its connection limit and accept-failure report (shared by every worker).
     pub admission: Arc<Admission>,
 }
+
+/// How long a draining worker lets its connections end after a response of their own before
+/// it closes the idle ones.
+pub const LINGER: Duration = Duration::from_secs(1);
 
 /// hyper's own header read timeout is off: it arms a timer for every request, where
 /// [`timeouts::serve`] keeps one per connection and also tells idle from slow.
@@ -67,6 +83,8 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
         }
     }
     let graceful = GracefulShutdown::new();
+    // Told each time one of this worker's connections ends, while draining.
+    let ended = Arc::new(Notify::new());
     // Sends the small writes of this worker's connections once per batch (see `crate::io`).
     let flusher = tokio::spawn(crate::io::run_flusher());
     let mut grace = Duration::ZERO;
@@ -95,6 +113,7 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
         let admission = socket.admission;
         let open_connections = rules.open_connections.clone();
         let graceful = &graceful;
+        let ended = &ended;
         accepting.push(async move {
             loop {
                 // Over `maxConnections`, the next connection waits in the backlog, unaccepted.
@@ -127,24 +146,52 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
                 let conn = Arc::new(Connection::new(shared.clone(), &rules, peer, local));
                 let io = TokioIo::new(WatchedStream::new(stream, conn.clone(), slot));
                 let watched = conn.clone();
-                let service = service_fn(move |req| handle(conn.clone(), req));
+                let service = service_fn(move |req| serve_request(conn.clone(), req));
                 let serving = builder.serve_connection_with_upgrades(io, service).into_owned();
                 let serving = graceful.watcher().watch(serving);
                 let open = open_connections.clone();
                 open.fetch_add(1, Ordering::Relaxed);
+                let ended = ended.clone();
                 tokio::spawn(async move {
                     if let Err(e) = timeouts::serve(serving, &watched.activity, limits).await {
                         tracing::debug!("client connection ended: {e}");
                     }
                     open.fetch_sub(1, Ordering::Relaxed);
+                    ended.notify_one();
                 });
             }
         });
     }
     futures_util::future::join_all(accepting).await;
     tracing::debug!(connections = graceful.count(), "worker draining connections");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    let deadline = tokio::time::Instant::now() + grace;
+    // First, connections end after a response of their own (see the module's notes).
+    let linger = tokio::time::Instant::now() + LINGER.min(grace);
+    while graceful.count() > 0 {
+        tokio::select! {
+            () = ended.notified() => {}
+            () = tokio::time::sleep_until(linger) => break,
+        }
+    }
+    if tokio::time::timeout_at(deadline, graceful.shutdown()).await.is_err() {
         tracing::warn!("grace period ({grace:?}) ran out with connections still open; closing them");
     }
     flusher.abort();
+}
+
+/// Serves one request; while drover drains, an HTTP/1 response also closes its connection, so
+/// that the client's next request goes to a new connection rather than into a closing one.
+async fn serve_request(
+    conn: Arc<Connection>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<crate::forward::ProxyBody>, Infallible> {
+    let http1 = req.version() < Version::HTTP_2;
+    let Ok(mut response) = handle(conn.clone(), req).await;
+    // The shutdown flag only ever turns true; `has_changed` is one atomic load (an error means
+    // drover is going away too).
+    let draining = conn.shared.shutdown.has_changed().unwrap_or(true);
+    if draining && http1 && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(response)
 }
