@@ -66,7 +66,8 @@ impl WatchedStream {
     /// `bytes`, about to be written, with hyper's 431 turned into a 414 when the head that
     /// overflowed had not finished its request line (RFC 9110 §15.5.15); `None` when unchanged.
     fn uri_too_long(&self, bytes: &[u8]) -> Option<Vec<u8>> {
-        if !bytes.starts_with(HEAD_TOO_LARGE) || !self.conn.activity.request_line_open() {
+        // While a response is written the request line is never open: one load, no comparison.
+        if !self.conn.activity.request_line_open() || !bytes.starts_with(HEAD_TOO_LARGE) {
             return None;
         }
         let mut fixed = bytes.to_vec();
