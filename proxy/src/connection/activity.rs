@@ -168,7 +168,7 @@ impl Activity {
             self.since_ms.store(self.now_ms(), Ordering::Relaxed);
             self.request_line_open.store(true, Ordering::Relaxed);
         }
-        if self.request_line_open.load(Ordering::Relaxed) && bytes.contains(&b'\n') {
+        if self.request_line_open.load(Ordering::Relaxed) && memchr::memchr(b'\n', bytes).is_some() {
             self.request_line_open.store(false, Ordering::Relaxed);
         }
     }

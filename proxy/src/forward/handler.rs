@@ -196,6 +196,7 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
     let request = InFlight::start(conn);
     let conn = &**request;
     let method = method_index(req.method());
+    let http1 = req.version() < Version::HTTP_2;
     let mut trace = Trace {
         router: NONE,
         service: NONE,
@@ -218,6 +219,11 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
         method,
         protocol: u8::from(trace.websocket),
     };
+    // While drover drains, an HTTP/1 response also closes its connection, so that the client's
+    // next request goes to a new connection (maybe the next drover's) rather than into a
+    // closing one. The flag only ever turns true; `has_changed` is one atomic load (an error
+    // means drover is going away too).
+    let close = http1 && response.status() != StatusCode::SWITCHING_PROTOCOLS && conn.shared.shutdown.has_changed().unwrap_or(true);
     let completion = Completion {
         request,
         key,
@@ -227,7 +233,10 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
         metrics: trace.observe.metrics,
         access,
     };
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
+    if close {
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     Ok(Response::from_parts(parts, body.with_completion(completion)))
 }
 

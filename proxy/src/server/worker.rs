@@ -15,12 +15,9 @@
 //! graceful shutdown close what is still idle (a client silent all that time) and send
 //! HTTP/2 clients GOAWAY, and whatever is still open when the grace period ends is cut.
 
-use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-use http::{header, HeaderValue, StatusCode, Version};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -146,7 +143,7 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
                 let conn = Arc::new(Connection::new(shared.clone(), &rules, peer, local));
                 let io = TokioIo::new(WatchedStream::new(stream, conn.clone(), slot));
                 let watched = conn.clone();
-                let service = service_fn(move |req| serve_request(conn.clone(), req));
+                let service = service_fn(move |req| handle(conn.clone(), req));
                 let serving = builder.serve_connection_with_upgrades(io, service).into_owned();
                 let serving = graceful.watcher().watch(serving);
                 let open = open_connections.clone();
@@ -177,21 +174,4 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
         tracing::warn!("grace period ({grace:?}) ran out with connections still open; closing them");
     }
     flusher.abort();
-}
-
-/// Serves one request; while drover drains, an HTTP/1 response also closes its connection, so
-/// that the client's next request goes to a new connection rather than into a closing one.
-async fn serve_request(
-    conn: Arc<Connection>,
-    req: hyper::Request<hyper::body::Incoming>,
-) -> Result<hyper::Response<crate::forward::ProxyBody>, Infallible> {
-    let http1 = req.version() < Version::HTTP_2;
-    let Ok(mut response) = handle(conn.clone(), req).await;
-    // The shutdown flag only ever turns true; `has_changed` is one atomic load (an error means
-    // drover is going away too).
-    let draining = conn.shared.shutdown.has_changed().unwrap_or(true);
-    if draining && http1 && response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    Ok(response)
 }
