@@ -14,14 +14,19 @@ impl ConfigDuration {
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         if let Ok(secs) = text.parse::<f64>() {
-            if secs.is_finite() && secs >= 0.0 {
-                return Ok(Self(Duration::from_secs_f64(secs)));
-            }
-            return Err(format!("`{text}` is not a valid duration (negative or not finite)"));
+            return Self::from_secs(secs).map_err(|why| format!("`{text}` is not a valid duration ({why})"));
         }
         humantime::parse_duration(text)
             .map(Self)
             .map_err(|e| format!("`{text}` is not a valid duration ({e}); write e.g. \"100ms\", \"10s\" or \"1m30s\""))
+    }
+
+    /// A number of seconds that a [`Duration`] can hold (not negative, finite, at most about
+    /// 585 billion years), or why not.
+    fn from_secs(secs: f64) -> Result<Self, &'static str> {
+        Duration::try_from_secs_f64(secs)
+            .map(Self)
+            .map_err(|_| "negative, not finite or too long")
     }
 }
 
@@ -42,8 +47,9 @@ impl<'de> Deserialize<'de> for ConfigDuration {
         }
         match Raw::deserialize(de)? {
             Raw::Int(secs) => Ok(Self(Duration::from_secs(secs))),
-            Raw::Float(secs) if secs.is_finite() && secs >= 0.0 => Ok(Self(Duration::from_secs_f64(secs))),
-            Raw::Float(secs) => Err(serde::de::Error::custom(format!("`{secs}` is not a valid duration"))),
+            Raw::Float(secs) => {
+                Self::from_secs(secs).map_err(|why| serde::de::Error::custom(format!("`{secs}` is not a valid duration ({why})")))
+            }
             Raw::Text(text) => Self::parse(&text).map_err(serde::de::Error::custom),
         }
     }
@@ -66,5 +72,19 @@ mod tests {
         assert_eq!(ConfigDuration::parse("10").unwrap().0, Duration::from_secs(10));
         assert!(ConfigDuration::parse("ten seconds").unwrap_err().contains("ten seconds"));
         assert!(ConfigDuration::parse("-1").is_err());
+    }
+
+    #[test]
+    fn more_seconds_than_a_duration_holds_is_an_error() {
+        // Found by the static_config fuzz target (#20 item 8): a finite number of seconds past
+        // u64::MAX panicked in Duration::from_secs_f64, in any file or label with a duration.
+        let huge = "0000000000666666666666666666000000000000000000";
+        assert!(ConfigDuration::parse(huge).unwrap_err().contains("too long"));
+        let err = serde_json::from_str::<ConfigDuration>("1e30").unwrap_err().to_string();
+        assert!(err.contains("too long"), "{err}");
+        assert_eq!(
+            serde_json::from_str::<ConfigDuration>("1.5").unwrap().0,
+            Duration::from_millis(1500)
+        );
     }
 }

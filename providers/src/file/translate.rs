@@ -26,14 +26,16 @@ pub fn load(source: &Source) -> Result<DynamicConfig, ProviderError> {
 
 /// The syntax of a dynamic-configuration file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Syntax {
+pub enum Syntax {
+    /// TOML.
     Toml,
+    /// YAML.
     Yaml,
 }
 
 impl Syntax {
     /// The syntax `path`'s extension names, if it names one drover reads.
-    pub(super) fn of(path: &Path) -> Option<Self> {
+    pub fn of(path: &Path) -> Option<Self> {
         let extension = path.extension()?;
         if extension.eq_ignore_ascii_case("toml") {
             Some(Self::Toml)
@@ -47,9 +49,15 @@ impl Syntax {
 
 fn load_file(path: &Path, syntax: Syntax) -> Result<DynamicConfig, ProviderError> {
     let text = std::fs::read_to_string(path).map_err(|e| ProviderError::unreachable(format!("{}: cannot read: {e}", path.display())))?;
+    parse(path, &text, syntax)
+}
+
+/// Parses the text of one dynamic-configuration file; `path` only names it in the error
+/// ([`ProviderError::is_bad_answer`], with the line and column).
+pub fn parse(path: &Path, text: &str, syntax: Syntax) -> Result<DynamicConfig, ProviderError> {
     match syntax {
-        Syntax::Toml => DynamicConfig::from_toml(&text).map_err(|e| toml_error::describe(path, &text, &e)),
-        Syntax::Yaml => DynamicConfig::from_yaml(&text).map_err(|e| yaml_error::describe(path, &e)),
+        Syntax::Toml => DynamicConfig::from_toml(text).map_err(|e| toml_error::describe(path, text, &e)),
+        Syntax::Yaml => DynamicConfig::from_yaml(text).map_err(|e| yaml_error::describe(path, &e)),
     }
     .map_err(ProviderError::bad_answer)
 }

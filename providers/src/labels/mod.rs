@@ -134,10 +134,9 @@ pub fn parse<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>, prefix: &
     let mut errors = Vec::new();
     let mut http = Node::default();
     for (key, value) in labels {
-        if key.len() <= prefix_dot.len() || !key[..prefix_dot.len()].eq_ignore_ascii_case(&prefix_dot) {
+        let Some(rest) = strip_prefix_ignore_case(key, &prefix_dot).filter(|rest| !rest.is_empty()) else {
             continue;
-        }
-        let rest = &key[prefix_dot.len()..];
+        };
         let segments: Vec<&str> = rest.split('.').collect();
         if segments.iter().any(|s| s.is_empty()) {
             errors.push(LabelError {
@@ -268,6 +267,14 @@ pub fn parse<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>, prefix: &
     } else {
         Err(errors)
     }
+}
+
+/// `key` without `prefix`, whose ASCII letters match in any case; `None` when `key` does not
+/// start with it. (A label key is any UTF-8: its byte at the prefix's length need not start a
+/// character.)
+fn strip_prefix_ignore_case<'a>(key: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = key.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then(|| &key[prefix.len()..])
 }
 
 /// Where an item can be reached, as the provider found it.
@@ -486,6 +493,19 @@ mod tests {
             Some(p) => p.parse().map_err(|_| format!("port `{p}` is not a number")),
             None => Ok(80),
         }
+    }
+
+    #[test]
+    fn a_key_with_a_character_across_the_prefix_end_is_not_ours() {
+        // Found by fuzzing (#20 item 8): `ғ` takes bytes 6 and 7, so byte 7 (the length of
+        // `drover.`) is inside it, and slicing the key there panicked the provider.
+        let l = parse_pairs(&[("drover\u{493}nable", "true"), ("drover.enable", "true")], "drover").unwrap();
+        assert_eq!(l.enable, Some(true));
+        assert!(l.ignored.is_empty() && l.options.is_empty());
+        assert_eq!(
+            parse_pairs(&[("DROVER\u{e9}", "x"), ("\u{e9}", "y")], "drover").unwrap(),
+            Labels::default()
+        );
     }
 
     #[test]

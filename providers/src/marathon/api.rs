@@ -380,12 +380,17 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
         millis = padded.parse::<i64>().ok()?;
         rest = &frac[digits..];
     }
-    let offset_minutes = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            let (h, m) = (rest[1..3].parse::<i64>().ok()?, rest[4..6].parse::<i64>().ok()?);
-            sign * (h * 60 + m)
+    let offset_minutes = match rest.as_bytes() {
+        b"Z" | b"z" => 0,
+        // Compared as bytes: the text after the seconds may hold any character.
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let at = text.len() - rest.len();
+            let (h, m) = (num(at + 1..at + 3)?, num(at + 4..at + 6)?);
+            if *sign == b'-' {
+                -(h * 60 + m)
+            } else {
+                h * 60 + m
+            }
         }
         _ => return None,
     };
@@ -418,6 +423,11 @@ mod tests {
             "2025-07-20T10:02:03",
             "2025-07-20T10:02:03.Z",
             "x025-07-20T10:02:03Z",
+            // Found with the marathon fuzz target (#20 item 8): an offset-sized tail that starts
+            // inside a character panicked the provider when it sliced the tail's first byte.
+            "2025-07-20T10:00:04\u{e9}1:00",
+            "2025-07-20T10:00:04+0\u{e9}00",
+            "2025-07-20T10:00:04+-1:00",
         ] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
         }

@@ -102,6 +102,23 @@ pub struct Apps {
     pub unreadable: Vec<(String, String)>,
 }
 
+impl Apps {
+    /// Reads a `GET /v2/apps` body; an app that cannot be read is listed in `unreadable` and
+    /// does not fail the others.
+    pub fn from_json(body: &[u8]) -> Result<Self, serde_json::Error> {
+        let list: AppList = serde_json::from_slice(body)?;
+        let mut apps = Vec::with_capacity(list.apps.len());
+        let mut unreadable = Vec::new();
+        for (i, value) in list.apps.into_iter().enumerate() {
+            match api::read_app(value, i) {
+                Ok(app) => apps.push(app),
+                Err(bad) => unreadable.push(bad),
+            }
+        }
+        Ok(Apps { apps, unreadable })
+    }
+}
+
 /// A client for one Marathon cluster.
 pub struct MarathonClient {
     endpoints: Vec<Endpoint>,
@@ -147,17 +164,7 @@ impl MarathonClient {
     /// `GET /v2/apps` with the tasks, deployments and readiness embeds.
     pub async fn apps(&mut self) -> Result<Apps, ClientError> {
         let (body, url) = self.get(APPS_QUERY, "application/json").await?;
-        let list: AppList =
-            serde_json::from_slice(&body).map_err(|e| ClientError::new(Kind::Protocol, format!("{url}: cannot read the app list: {e}")))?;
-        let mut apps = Vec::with_capacity(list.apps.len());
-        let mut unreadable = Vec::new();
-        for (i, value) in list.apps.into_iter().enumerate() {
-            match api::read_app(value, i) {
-                Ok(app) => apps.push(app),
-                Err(bad) => unreadable.push(bad),
-            }
-        }
-        Ok(Apps { apps, unreadable })
+        Apps::from_json(&body).map_err(|e| ClientError::new(Kind::Protocol, format!("{url}: cannot read the app list: {e}")))
     }
 
     /// `GET /v2/apps/{id}` with the same embeds; `Ok(None)` when the app does not exist (any

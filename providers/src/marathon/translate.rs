@@ -336,14 +336,13 @@ fn readiness(app: &App, task: &Task, now: SystemTime) -> Readiness {
         return Readiness::NotReady("no readiness result yet and no readable startedAt: not ready".into(), None);
     };
     let started = UNIX_EPOCH + Duration::from_millis(started.max(0).unsigned_abs());
-    let ready_at = started + grace;
-    if now >= ready_at {
-        Readiness::Ready(format!("no readiness result, but started more than {grace:?} ago"))
-    } else {
-        Readiness::NotReady(
+    // A timeout too long for the clock to represent never runs out: no re-check is asked for.
+    match started.checked_add(grace) {
+        Some(ready_at) if now >= ready_at => Readiness::Ready(format!("no readiness result, but started more than {grace:?} ago")),
+        ready_at => Readiness::NotReady(
             format!("no readiness result yet: not ready until {grace:?} after the task started"),
-            Some(ready_at),
-        )
+            ready_at,
+        ),
     }
 }
 
@@ -631,6 +630,13 @@ mod tests {
         let mut done = a.clone();
         done.deployments.clear();
         assert_eq!(routed(&evaluate(&done, &r, now())), vec!["h:31000"], "only during deployments");
+        // Found with the marathon fuzz target (#20 item 8): start + timeout overflowed SystemTime
+        // and panicked.
+        let mut endless = a.clone();
+        endless.readiness_checks[0].timeout_seconds = Some(i64::MAX);
+        let waiting = evaluate(&endless, &r, now());
+        assert!(routed(&waiting).is_empty());
+        assert_eq!(waiting.recheck_at, None);
     }
 
     #[test]
