@@ -154,6 +154,20 @@ impl Load {
     }
 }
 
+/// BIND serving `records` in `example.` (TTL 60 s), and drover routing every path to the service
+/// `web` over `_http._tcp.web.example.`.
+async fn web_over_srv(records: &str) -> (Bind, TestDrover) {
+    let bind = Bind::start(&[ZoneSpec {
+        origin: "example.",
+        ttl: 60,
+        negative_ttl: 1,
+        records,
+    }])
+    .await;
+    let drover = TestDrover::start_with("", &dns_section(bind.addr, "", &srv_service("web", "_http._tcp.web.example."))).await;
+    (bind, drover)
+}
+
 fn dns_status(drover: &TestDrover) -> drover_providers::ProviderStatus {
     drover
         .drover
@@ -175,14 +189,7 @@ async fn a_weighted_srv_set_60_40_0_splits_traffic_by_weight() {
         b.port(),
         c_addr.port()
     );
-    let bind = Bind::start(&[ZoneSpec {
-        origin: "example.",
-        ttl: 60,
-        negative_ttl: 1,
-        records: &records,
-    }])
-    .await;
-    let drover = TestDrover::start_with("", &dns_section(bind.addr, "", &srv_service("web", "_http._tcp.web.example."))).await;
+    let (_bind, drover) = web_over_srv(&records).await;
     let c = client();
     until_answered_by(&c, &drover.url("/"), &["a", "b"], Duration::from_secs(10)).await;
 
@@ -308,14 +315,7 @@ async fn three_of_four_srv_servers_killed_at_once_cost_no_request() {
         ));
         servers.push(handle);
     }
-    let bind = Bind::start(&[ZoneSpec {
-        origin: "example.",
-        ttl: 60,
-        negative_ttl: 1,
-        records: &records,
-    }])
-    .await;
-    let drover = TestDrover::start_with("", &dns_section(bind.addr, "", &srv_service("web", "_http._tcp.web.example."))).await;
+    let (_bind, drover) = web_over_srv(&records).await;
     let c = client();
     let url = drover.url("/");
     until_answered_by(&c, &url, &["s1", "s2", "s3", "s4"], Duration::from_secs(10)).await;
@@ -358,14 +358,7 @@ async fn priority_failover_takes_over_with_no_failed_get_and_traffic_returns() {
         b.port(),
         backup.port()
     );
-    let bind = Bind::start(&[ZoneSpec {
-        origin: "example.",
-        ttl: 60,
-        negative_ttl: 1,
-        records: &records,
-    }])
-    .await;
-    let drover = TestDrover::start_with("", &dns_section(bind.addr, "", &srv_service("web", "_http._tcp.web.example."))).await;
+    let (_bind, drover) = web_over_srv(&records).await;
     let c = client();
     let url = drover.url("/");
     until_answered_by(&c, &url, &["a", "b"], Duration::from_secs(10)).await;

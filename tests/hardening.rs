@@ -296,14 +296,6 @@ async fn an_untrusted_peers_forwarding_headers_are_replaced() {
     assert_eq!(a.only_header("x-real-ip").as_deref(), Some("127.0.0.1"));
 }
 
-fn open_connections(drover: &TestDrover) -> i64 {
-    let text = drover.drover.metrics_text();
-    text.lines()
-        .find_map(|l| l.strip_prefix("drover_open_connections{entrypoint=\"web\",protocol=\"TCP\"} "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no open-connections gauge for web in:\n{text}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgraded_connection_is_counted_and_closed_when_idle() {
     use futures_util::{SinkExt, StreamExt};
@@ -325,7 +317,11 @@ async fn an_upgraded_connection_is_counted_and_closed_when_idle() {
         matches!(echoed, Some(Ok(Message::Text(ref t))) if t.as_str() == "hello"),
         "{echoed:?}"
     );
-    assert_eq!(open_connections(&drover), 1, "the tunnel is one open connection");
+    assert_eq!(
+        drover.open_connections().expect("an open-connections gauge for web"),
+        1,
+        "the tunnel is one open connection"
+    );
     // Silence both ways: drover closes it after idleTimeout (between one and two periods).
     let silent = std::time::Instant::now();
     let end = tokio::time::timeout(Duration::from_secs(5), async {
@@ -339,9 +335,11 @@ async fn an_upgraded_connection_is_counted_and_closed_when_idle() {
     .await;
     assert!(end.is_ok(), "the idle tunnel was not closed within 5 s");
     assert!(silent.elapsed() >= Duration::from_millis(500), "{:?}", silent.elapsed());
-    support::wait_until(Duration::from_secs(2), || open_connections(&drover) == 0)
-        .await
-        .expect("the gauge goes back to 0");
+    support::wait_until(Duration::from_secs(2), || {
+        drover.open_connections().expect("an open-connections gauge for web") == 0
+    })
+    .await
+    .expect("the gauge goes back to 0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -322,14 +322,7 @@ async fn an_http2_client_that_opens_its_window_and_reads_nothing_is_closed() {
         .expect("drover let go of the server's connection within 15 s")
         .expect("the backend says so");
     assert!(started.elapsed() >= Duration::from_millis(500), "{:?}", started.elapsed());
-    let gauge = || {
-        drover
-            .drover
-            .metrics_text()
-            .lines()
-            .find_map(|l| l.strip_prefix("drover_open_connections{entrypoint=\"web\",protocol=\"TCP\"} "))
-            .and_then(|v| v.trim().parse::<i64>().ok())
-    };
+    let gauge = || drover.open_connections();
     support::wait_until(Duration::from_secs(5), || gauge() == Some(0))
         .await
         .unwrap_or_else(|| panic!("the client connection is still counted open: {:?}", gauge()));

@@ -7,7 +7,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use support::wire::{exchange, router, status_of, until_closed, Wire};
+use support::wire::{breaking_off, exchange, router, status_of, until_closed, Wire};
 use support::TestDrover;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -221,16 +221,7 @@ async fn a_backend_that_breaks_off_mid_answer_never_yields_a_complete_looking_on
             format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n", part.len()),
         ),
     ] {
-        let answer = format!("{head}{part}");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf).await;
-                let _ = stream.write_all(answer.as_bytes()).await;
-            }
-        });
+        let addr = breaking_off(format!("{head}{part}").into_bytes()).await;
         let drover = TestDrover::start(&router("a", "PathPrefix(`/`)", addr)).await;
         let got = until_closed(drover.web(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", Duration::from_secs(10)).await;
         // What the server sent before the break is passed on, and the break shows.
@@ -259,15 +250,7 @@ async fn a_backend_that_breaks_off_mid_answer_never_yields_a_complete_looking_on
     }
 
     // Over HTTP/2 the stream is reset, never ended cleanly.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf).await;
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789").await;
-        }
-    });
+    let addr = breaking_off(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789".to_vec()).await;
     let drover = TestDrover::start(&router("a", "PathPrefix(`/`)", addr)).await;
     let stream = TcpStream::connect(drover.web()).await.unwrap();
     let (mut sender, conn) =
@@ -323,14 +306,7 @@ async fn a_client_that_leaves_cancels_its_upstream_request() {
         .expect("drover closed the upstream connection after its client left")
         .unwrap();
     assert!(closed_at.duration_since(left) < Duration::from_secs(2));
-    let gauge = || {
-        drover
-            .drover
-            .metrics_text()
-            .lines()
-            .find_map(|l| l.strip_prefix("drover_open_connections{entrypoint=\"web\",protocol=\"TCP\"} "))
-            .and_then(|v| v.trim().parse::<i64>().ok())
-    };
+    let gauge = || drover.open_connections();
     support::wait_until(Duration::from_secs(5), || gauge() == Some(0))
         .await
         .unwrap_or_else(|| panic!("open connections stayed at {:?}", gauge()));

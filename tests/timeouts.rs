@@ -215,14 +215,10 @@ async fn trickling_backend(every: Option<Duration>) -> std::net::SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if !support::wire::read_head(&mut socket).await {
+                    return;
                 }
+                let mut buf = [0u8; 1024];
                 let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789").await;
                 let Some(every) = every else {
                     // Stall with the connection open until the test ends.

@@ -91,6 +91,15 @@ impl TestDrover {
     }
 
     /// Replaces the routes file atomically (write, then rename), as deploy tools do.
+    /// The web entrypoint's open-connections gauge, if drover shows one.
+    pub fn open_connections(&self) -> Option<i64> {
+        self.drover
+            .metrics_text()
+            .lines()
+            .find_map(|l| l.strip_prefix("drover_open_connections{entrypoint=\"web\",protocol=\"TCP\"} "))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     pub fn write_routes(&self, routes: &str) {
         let tmp = self.dir.path().join(".routes.toml.tmp");
         std::fs::write(&tmp, routes).expect("write routes");

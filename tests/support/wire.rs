@@ -202,13 +202,8 @@ pub async fn endless() -> (SocketAddr, tokio::sync::mpsc::Receiver<()>) {
         while let Ok((mut socket, _)) = listener.accept().await {
             let dropped = dropped.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if !read_head(&mut socket).await {
+                    return;
                 }
                 let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
                 let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").await;
@@ -218,4 +213,33 @@ pub async fn endless() -> (SocketAddr, tokio::sync::mpsc::Receiver<()>) {
         }
     });
     (addr, rx)
+}
+
+/// Reads from `socket` until a request head has ended; false when the peer went away first.
+pub async fn read_head(socket: &mut TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
+}
+
+/// A backend that answers each connection's first request with `answer` and closes it: a
+/// server that breaks off wherever `answer` ends.
+pub async fn breaking_off(answer: Vec<u8>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind breaking-off backend");
+    let addr = listener.local_addr().expect("breaking-off backend address");
+    let answer = Arc::new(answer);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            if read_head(&mut stream).await {
+                let _ = stream.write_all(&answer).await;
+            }
+        }
+    });
+    addr
 }
