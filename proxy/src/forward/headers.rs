@@ -98,15 +98,16 @@ pub fn clean_request(headers: &mut HeaderMap, keep_upgrade: bool, trusted: bool)
 }
 
 fn remove_hop_by_hop(headers: &mut HeaderMap, mut present: u8, keep_upgrade: bool) {
+    // `trailers` is the one TE value that goes end to end (RFC 9110 §10.1.4): it tells the
+    // server the client takes trailers (gRPC needs it), which drover passes through. Read
+    // before `Connection` is applied: a client that sends TE also lists it there, as it must.
+    let trailers = present & TE_BIT != 0 && accepts_trailers(headers);
     if present & 1 != 0 {
         remove_listed(headers, keep_upgrade);
     }
     if keep_upgrade {
         present &= !UPGRADE_PAIR;
     }
-    // `trailers` is the one TE value that goes end to end (RFC 9110 §10.1.4): it tells the
-    // server the client takes trailers (gRPC needs it), which drover passes through.
-    let trailers = present & TE_BIT != 0 && accepts_trailers(headers);
     for (i, name) in HOP_BY_HOP.iter().enumerate() {
         if present & (1 << i) != 0 {
             headers.remove(name);
@@ -188,7 +189,7 @@ mod tests {
     #[test]
     fn connection_listed_headers_are_removed_but_cannot_remove_ours() {
         let mut h = map(&[
-            ("connection", "close, x-forwarded-for, x-secret"),
+            ("connection", "close, x-forwarded-for, x-secret, te"),
             ("x-secret", "1"),
             ("keep-alive", "5"),
             ("te", "trailers"),
