@@ -134,6 +134,23 @@ impl RawH2 {
     fn ended(&self) -> bool {
         *self.closed.lock().unwrap() || self.goaway().is_some()
     }
+
+    /// Sends `burst(i)` for i in 0..`count` until drover stops taking them or ends the
+    /// connection, then waits (10 s at most) for the GOAWAY or close that must come; how many
+    /// bursts went out.
+    async fn flood_until_ended(&mut self, count: u32, what: &str, burst: impl Fn(u32) -> Vec<u8>) -> u32 {
+        let mut sent = 0;
+        for i in 0..count {
+            if self.ended() || self.send(&burst(i)).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        support::wait_until(Duration::from_secs(10), || self.ended())
+            .await
+            .unwrap_or_else(|| panic!("{sent} {what} and no GOAWAY or close"));
+        sent
+    }
 }
 
 async fn read_frame(reader: &mut (impl AsyncReadExt + Unpin)) -> Option<Frame> {
@@ -186,20 +203,14 @@ async fn rapid_reset_is_bounded_and_ends_in_goaway() {
     let drover = TestDrover::start(&router("a", "PathPrefix(`/`)", backend.addr)).await;
     let (mut client, _) = RawH2::connect(drover.web(), true).await;
     let block = get("a", &[]);
-    let pairs = 20_000u32;
-    let mut sent = 0;
-    for i in 0..pairs {
-        let id = 2 * i + 1;
-        let mut burst = frame(HEADERS, END_STREAM | END_HEADERS, id, &block);
-        burst.extend_from_slice(&frame(RST_STREAM, 0, id, &CANCEL.to_be_bytes()));
-        if client.send(&burst).await.is_err() {
-            break;
-        }
-        sent += 1;
-    }
-    support::wait_until(Duration::from_secs(10), || client.ended())
-        .await
-        .unwrap_or_else(|| panic!("{sent} HEADERS+RST_STREAM pairs and no GOAWAY or close"));
+    let sent = client
+        .flood_until_ended(20_000, "HEADERS+RST_STREAM pairs", |i| {
+            let id = 2 * i + 1;
+            let mut burst = frame(HEADERS, END_STREAM | END_HEADERS, id, &block);
+            burst.extend_from_slice(&frame(RST_STREAM, 0, id, &CANCEL.to_be_bytes()));
+            burst
+        })
+        .await;
     others_are_served(&drover).await;
     let reached = requests.load(Ordering::SeqCst);
     assert!(
@@ -217,20 +228,11 @@ async fn streams_drover_must_reset_end_in_goaway() {
     // A connection-specific header makes each request malformed (RFC 9113 §8.2.2): h2 resets
     // the stream itself, which costs drover work and the client nothing.
     let block = get("a", &[("connection", "close")]);
-    let mut sent = 0;
-    for i in 0..3_000u32 {
-        if client
-            .send(&frame(HEADERS, END_STREAM | END_HEADERS, 2 * i + 1, &block))
-            .await
-            .is_err()
-        {
-            break;
-        }
-        sent += 1;
-    }
-    support::wait_until(Duration::from_secs(10), || client.ended())
-        .await
-        .unwrap_or_else(|| panic!("{sent} malformed streams and no GOAWAY or close"));
+    client
+        .flood_until_ended(3_000, "malformed streams", |i| {
+            frame(HEADERS, END_STREAM | END_HEADERS, 2 * i + 1, &block)
+        })
+        .await;
     let resets = client.frames().iter().filter(|f| f.kind == RST_STREAM).count();
     assert!(resets <= 1_100, "{resets} resets before the connection ended");
     assert_eq!(requests.load(Ordering::SeqCst), 0, "no malformed request was forwarded");
@@ -248,19 +250,9 @@ async fn a_header_block_that_never_ends_is_cut_off_in_bounded_memory() {
     let value = "v".repeat(120);
     let fields: Vec<(&str, &str)> = (0..128).map(|_| ("x-flood", value.as_str())).collect();
     let fragment = get("a", &fields)[7..].to_vec();
-    let mut sent = 0;
-    for _ in 0..10_000 {
-        if client.send(&frame(CONTINUATION, 0, 1, &fragment)).await.is_err() {
-            break;
-        }
-        sent += 1;
-        if client.ended() {
-            break;
-        }
-    }
-    support::wait_until(Duration::from_secs(10), || client.ended())
-        .await
-        .unwrap_or_else(|| panic!("{sent} CONTINUATION frames and no GOAWAY or close"));
+    let sent = client
+        .flood_until_ended(10_000, "CONTINUATION frames", |_| frame(CONTINUATION, 0, 1, &fragment))
+        .await;
     let grew = support::rss_bytes(std::process::id()).saturating_sub(rss_before);
     assert!(grew < 64 << 20, "RSS grew by {} MiB over {sent} frames", grew >> 20);
     assert_eq!(requests.load(Ordering::SeqCst), 0);
@@ -275,8 +267,7 @@ async fn a_ping_and_settings_flood_from_a_client_that_reads_nothing_stays_bounde
     let (mut client, _) = RawH2::connect(drover.web(), false).await;
     // h2 keeps one PONG (and one SETTINGS ack) pending at most and reads no further while it
     // cannot write it: what a client that reads nothing can make drover hold is the socket
-    // buffers.
-    // PINGs and SETTINGS, each asking for an answer.
+    // buffers. PINGs and SETTINGS, each asking for an answer:
     let mut pair = frame(PING, 0, 0, &[7; 8]);
     pair.extend_from_slice(&frame(SETTINGS, 0, 0, &[]));
     let burst: Vec<u8> = pair.iter().copied().cycle().take(pair.len() * 500).collect();
