@@ -21,7 +21,7 @@ use crate::model::{DynamicConfig, Service};
 use crate::policy::HealthPolicy;
 use crate::provider::{Mailbox, ProviderHandle, ProviderState, ProviderStatus};
 use crate::rule;
-use crate::runtime::{RouterInfo, RuntimeConfig, ServerSpec, ServiceInfo, Status};
+use crate::runtime::{RouterInfo, RuntimeConfig, ServerSpec, ServiceInfo, Status, TlsOptionsInfo, TlsRuntime};
 
 /// Middlewares drover implements (none yet). A router naming any other is disabled rather than
 /// run without it: skipping an auth or allow-list middleware would expose what it protects.
@@ -144,6 +144,9 @@ pub fn merge_cached<'a, C>(
     let mut out = RuntimeConfig::default();
     let fragments: Vec<_> = fragments.into_iter().collect();
     for (provider, config) in &fragments {
+        merge_tls(&mut out.tls, provider, &config.tls);
+    }
+    for (provider, config) in &fragments {
         let unsupported = config.unsupported();
         for (name, service) in &config.http.services {
             let info = validate_service(name, provider, service, &unsupported);
@@ -179,6 +182,63 @@ pub fn merge_cached<'a, C>(
     }
     cache.sweep();
     out
+}
+
+/// The qualified name of TLS options named `name` by `provider`: `default` is global.
+pub fn qualify_tls_options(name: &str, provider: &str) -> String {
+    if name == "default" || name.starts_with("default@") {
+        "default".to_string()
+    } else {
+        qualify(name, provider)
+    }
+}
+
+fn merge_tls(out: &mut TlsRuntime, provider: &str, tls: &crate::model::TlsConfig) {
+    for (name, options) in &tls.options {
+        let qualified = qualify_tls_options(name, provider);
+        if let Some(first) = out.options.get(&qualified) {
+            out.errors.push(format!(
+                "tls.options.{name} from {provider}: `{qualified}` is already defined by {}; this one is left out",
+                first.provider
+            ));
+            continue;
+        }
+        out.options.insert(
+            qualified.clone(),
+            TlsOptionsInfo {
+                name: qualified,
+                provider: provider.to_string(),
+                options: options.clone(),
+                status: Status::Enabled,
+                errors: Vec::new(),
+                used_by: Vec::new(),
+            },
+        );
+    }
+    for certificate in &tls.certificates {
+        if let Some(store) = certificate.stores.iter().find(|s| *s != "default") {
+            out.errors.push(format!(
+                "tls.certificates from {provider}: store `{store}` does not exist (only `default` does); the certificate goes to `default`"
+            ));
+        }
+        out.certificates.push((provider.to_string(), certificate.clone()));
+    }
+    for (name, store) in &tls.stores {
+        if name != "default" {
+            out.errors.push(format!(
+                "tls.stores.{name} from {provider}: only the store named `default` is used; this one is ignored"
+            ));
+            continue;
+        }
+        if let Some(certificate) = &store.default_certificate {
+            match &out.default_certificate {
+                Some((first, _)) => out.errors.push(format!(
+                    "tls.stores.default.defaultCertificate from {provider}: {first} already set one; this one is ignored"
+                )),
+                None => out.default_certificate = Some((provider.to_string(), certificate.clone())),
+            }
+        }
+    }
 }
 
 fn disable(status: &mut Status, errors: &mut Vec<String>, why: String) {
@@ -267,6 +327,10 @@ fn validate_router<C>(
         using,
         service,
         middlewares: r.middlewares.clone(),
+        tls: r.tls.as_ref().map(|t| crate::model::RouterTls {
+            options: t.options.as_ref().map(|o| qualify_tls_options(o, provider)),
+            ..t.clone()
+        }),
         observability: r.observability,
         status,
         errors,
@@ -624,11 +688,52 @@ mod tests {
         assert_eq!(t.status, Status::Warning);
         assert_eq!(t.using, vec!["web".to_string()]);
         assert!(t.errors.iter().any(|e| e.contains("`nope` does not exist")));
-        assert!(t.errors.iter().any(|e| e.contains("http.routers.t.tls")));
+        assert_eq!(t.tls, Some(Default::default()), "an empty tls section makes a TLS router");
         let s = &rc.services["s@file"];
         assert_eq!(s.status, Status::Warning);
         assert_eq!(s.servers.len(), 1);
         assert!(s.errors.iter().any(|e| e.contains("p2c")));
+    }
+
+    #[test]
+    fn tls_options_are_namespaced_and_default_is_global() {
+        let file = config(
+            r#"
+            [http.routers.r]
+            rule = "Host(`a.test`)"
+            service = "s@docker"
+            [http.routers.r.tls]
+            options = "modern"
+            [tls.options.modern]
+            minVersion = "VersionTLS13"
+            [tls.options.default]
+            sniStrict = true
+            [[tls.certificates]]
+            certFile = "/a.pem"
+            keyFile = "/a.key"
+            stores = ["other"]
+            [tls.stores.default.defaultCertificate]
+            certFile = "/d.pem"
+            keyFile = "/d.key"
+            "#,
+        );
+        let docker = config("[tls.options.default]\n[tls.stores.default.defaultCertificate]\ncertFile = \"x\"\nkeyFile = \"y\"\n");
+        let rc = merge([("file", &file), ("docker", &docker)], &["web".to_string()]);
+        assert_eq!(
+            rc.routers["r@file"].tls.as_ref().and_then(|t| t.options.as_deref()),
+            Some("modern@file")
+        );
+        assert!(rc.tls.options.contains_key("modern@file") && rc.tls.options.contains_key("default"));
+        assert_eq!(rc.tls.options["default"].provider, "file", "the first default stays");
+        assert_eq!(rc.tls.certificates.len(), 1);
+        assert_eq!(
+            rc.tls.default_certificate.as_ref().map(|(p, c)| (p.as_str(), c.cert_file.as_str())),
+            Some(("file", "/d.pem"))
+        );
+        let errors = rc.tls.errors.join("\n");
+        assert!(errors.contains("`default` is already defined by file"), "{errors}");
+        assert!(errors.contains("store `other` does not exist"), "{errors}");
+        assert!(errors.contains("docker: file already set one"), "{errors}");
     }
 
     #[test]

@@ -19,8 +19,47 @@ pub struct RuntimeConfig {
     pub routers: BTreeMap<String, RouterInfo>,
     /// HTTP services by qualified name.
     pub services: BTreeMap<String, ServiceInfo>,
+    /// TLS options and certificates of every provider.
+    pub tls: TlsRuntime,
     /// Increases by one with every configuration published.
     pub generation: u64,
+}
+
+/// Every provider's `[tls]`, namespaced like routers (options `modern@file`; the options named
+/// `default` stay `default`, as in Traefik).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TlsRuntime {
+    /// Options by qualified name.
+    pub options: BTreeMap<String, TlsOptionsInfo>,
+    /// Certificates, each with the provider that named it.
+    #[serde(skip)]
+    pub certificates: Vec<(String, model::Certificate)>,
+    /// The default store's default certificate, if a provider set one.
+    #[serde(skip)]
+    pub default_certificate: Option<(String, model::Certificate)>,
+    /// Problems with the section as a whole (a second default certificate, a store other than
+    /// `default`).
+    #[serde(rename = "error", skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// One set of TLS options after merging.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsOptionsInfo {
+    /// Qualified name.
+    pub name: String,
+    /// The provider it came from.
+    pub provider: String,
+    /// The options as written.
+    pub options: model::TlsOptions,
+    /// Enabled, warning (a name ignored) or disabled (an unknown name).
+    pub status: Status,
+    /// What is wrong, or what was ignored.
+    #[serde(rename = "error", skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// Routers whose hosts use these options.
+    pub used_by: Vec<String>,
 }
 
 /// Whether an object takes part in routing.
@@ -58,6 +97,10 @@ pub struct RouterInfo {
     pub service: String,
     /// Middlewares as written.
     pub middlewares: Vec<String>,
+    /// Its `tls` section with the options name qualified; `None`: plain HTTP only (unless its
+    /// entrypoint sets TLS for all its routers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<model::RouterTls>,
     /// Its access-log and metrics switches as written (unset ones follow the entrypoint).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observability: Option<crate::model::RouterObservability>,

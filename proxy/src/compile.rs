@@ -31,6 +31,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use drover_providers::aggregate::{Fragments, RuleCache};
+use drover_providers::model::RouterTls;
 use drover_providers::runtime::{RuntimeConfig, Status};
 
 use crate::balance::SmoothWeighted;
@@ -38,6 +39,7 @@ use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
 use crate::routing::{CompiledRule, RouteEntry, RouteTable};
 use crate::snapshot::{Route, Server, Service, Snapshot, Tier};
+use crate::tls::TlsCompiler;
 use crate::upstream::Upstreams;
 
 /// Builds snapshots, keeping what one reload can reuse from the previous one.
@@ -47,6 +49,7 @@ pub struct Compiler {
     entry_points: Vec<String>,
     upstreams: Upstreams,
     rules: RuleCache<CompiledRule>,
+    tls: TlsCompiler,
 }
 
 impl Compiler {
@@ -54,10 +57,23 @@ impl Compiler {
     /// servers are reached through `upstreams`.
     pub fn new(entry_points: Vec<String>, upstreams: Upstreams) -> Self {
         Self {
+            tls: TlsCompiler::new(vec![None; entry_points.len()]),
             entry_points,
             upstreams,
             rules: RuleCache::default(),
         }
+    }
+
+    /// Sets each entrypoint's `http.tls` defaults (index order): every router on such an
+    /// entrypoint is a TLS router there.
+    pub fn with_entry_point_tls(mut self, defaults: Vec<Option<RouterTls>>) -> Self {
+        self.tls.entry_points = defaults;
+        self
+    }
+
+    /// The certificate files the last compilation read, for the watcher.
+    pub fn certificate_files(&self) -> Vec<std::path::PathBuf> {
+        self.tls.files()
     }
 
     /// Merges `fragments` and compiles the result: the whole reload.
@@ -68,10 +84,14 @@ impl Compiler {
 
     /// Compiles a merged configuration. Rules come from the cache the merge keeps (one merged
     /// elsewhere has its rules compiled here and kept until the next merge sweeps the cache).
-    pub fn compile(&mut self, config: Arc<RuntimeConfig>, health: &HealthRegistry, metrics: &Metrics) -> Snapshot {
+    pub fn compile(&mut self, mut config: Arc<RuntimeConfig>, health: &HealthRegistry, metrics: &Metrics) -> Snapshot {
         health.begin();
+        // TLS may disable routers (missing or invalid options) and adds its findings to the
+        // configuration the API shows, so it runs before the configuration is frozen.
+        let (tls, tls_routers) = self.tls.compile(Arc::make_mut(&mut config), &self.entry_points);
         let services = self.services(&config, health, metrics);
         let mut tables: Vec<Vec<RouteEntry<Arc<Route>>>> = self.entry_points.iter().map(|_| Vec::new()).collect();
+        let mut tls_tables: Vec<Vec<RouteEntry<Arc<Route>>>> = self.entry_points.iter().map(|_| Vec::new()).collect();
         for (name, info) in &config.routers {
             if info.status == Status::Disabled {
                 continue;
@@ -94,9 +114,15 @@ impl Compiler {
                 access_log: info.observability.and_then(|o| o.access_logs),
                 metrics: info.observability.and_then(|o| o.metrics),
             });
+            let on_tls = tls_routers.get(name);
             for (i, ep) in self.entry_points.iter().enumerate() {
                 if info.using.contains(ep) {
-                    tables[i].push(RouteEntry {
+                    let table = if on_tls.is_some_and(|on| on[i]) {
+                        &mut tls_tables[i]
+                    } else {
+                        &mut tables[i]
+                    };
+                    table.push(RouteEntry {
                         name: name.clone(),
                         priority: info.priority,
                         rule: compiled.clone(),
@@ -109,6 +135,8 @@ impl Compiler {
         let snapshot = Snapshot {
             config,
             entry_points: tables.into_iter().map(RouteTable::build).collect(),
+            tls_entry_points: tls_tables.into_iter().map(RouteTable::build).collect(),
+            tls: Arc::new(tls),
             services,
         };
         self.upstreams.retain_used();

@@ -117,6 +117,14 @@ pub struct EntryPointHttp {
     /// Encoded characters allowed in paths (all refused with 400 by default).
     #[serde(default, alias = "encodedcharacters")]
     pub encoded_characters: EncodedCharacters,
+    /// `tls` (`options`, `certResolver`, `domains`): every router on this entrypoint is served
+    /// on TLS, with these defaults where the router sets none.
+    #[serde(default)]
+    pub tls: Option<drover_providers::model::RouterTls>,
+    /// `redirections.entryPoint`: every plain-HTTP request here is redirected to another
+    /// entrypoint (HTTP → HTTPS).
+    #[serde(default)]
+    pub redirections: Option<Redirections>,
 }
 
 impl Default for EntryPointHttp {
@@ -124,8 +132,37 @@ impl Default for EntryPointHttp {
         Self {
             sanitize_path: true,
             encoded_characters: EncodedCharacters::default(),
+            tls: None,
+            redirections: None,
         }
     }
+}
+
+/// `entryPoints.<name>.http.redirections` (Traefik's keys).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Redirections {
+    /// Redirect to another entrypoint.
+    #[serde(default, alias = "entrypoint")]
+    pub entry_point: Option<EntryPointRedirection>,
+}
+
+/// `redirections.entryPoint`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EntryPointRedirection {
+    /// The target entrypoint's name (its port goes into the `Location`).
+    pub to: Spanned<String>,
+    /// The scheme of the `Location` (default `https`).
+    #[serde(default = "defaults::https")]
+    pub scheme: String,
+    /// 301/308 (default) rather than 302/307.
+    #[serde(default = "defaults::yes")]
+    pub permanent: bool,
+    /// Traefik's priority of the generated router; drover redirects before routing, so it is
+    /// accepted and has no effect.
+    #[serde(default)]
+    pub priority: Option<i64>,
 }
 
 impl EntryPointHttp {
@@ -484,6 +521,9 @@ mod defaults {
     pub fn yes() -> bool {
         true
     }
+    pub fn https() -> String {
+        "https".into()
+    }
     pub fn log_level() -> String {
         "info".into()
     }
@@ -540,6 +580,21 @@ impl StaticConfig {
                     .map_err(|why| at(range, &format!("entryPoints.{name}.forwardedHeaders.trustedIPs[{i}]"), why))?;
             }
             entry_points.push((name.clone(), addr));
+        }
+        for (name, ep) in &config.entry_points {
+            if let Some(to) = ep.http.redirections.as_ref().and_then(|r| r.entry_point.as_ref()).map(|r| &r.to) {
+                if !config.entry_points.contains_key(to.get_ref()) || to.get_ref() == name {
+                    return Err(at(
+                        to,
+                        &format!("entryPoints.{name}.http.redirections.entryPoint.to"),
+                        format!(
+                            "`{}` is not another entrypoint (known: {})",
+                            to.get_ref(),
+                            config.entry_points.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+            }
         }
         let api = parse_address(config.api.address.get_ref()).map_err(|why| at(&config.api.address, "api.address", why))?;
         crate::admin::auth::check(&config.api).map_err(|why| ConfigError(format!("{}: {why}", path.display())))?;

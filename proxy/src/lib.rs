@@ -78,6 +78,7 @@ pub mod metrics;
 pub mod routing;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 pub mod upstream;
 
 pub use server::Drover;

@@ -23,8 +23,13 @@ use crate::upstream::Upstream;
 pub struct Snapshot {
     /// The configuration it was compiled from.
     pub config: Arc<RuntimeConfig>,
-    /// Route tables, indexed like the static entrypoints.
+    /// Route tables for plain-HTTP connections, indexed like the static entrypoints.
     pub entry_points: Vec<RouteTable<Arc<Route>>>,
+    /// Route tables for TLS connections (routers with `tls`, or on an entrypoint with
+    /// `http.tls`), indexed the same way.
+    pub tls_entry_points: Vec<RouteTable<Arc<Route>>>,
+    /// Certificates and TLS options.
+    pub tls: Arc<crate::tls::TlsSnapshot>,
     /// Services by qualified name.
     pub services: HashMap<String, Arc<Service>>,
 }
@@ -235,11 +240,22 @@ impl Service {
 }
 
 impl Snapshot {
+    /// The route table of entrypoint `index` for a plain (`tls` false) or TLS connection.
+    pub fn table(&self, index: usize, tls: bool) -> Option<&RouteTable<Arc<Route>>> {
+        if tls {
+            self.tls_entry_points.get(index)
+        } else {
+            self.entry_points.get(index)
+        }
+    }
+
     /// A snapshot that routes nothing (before the first configuration arrives).
     pub fn empty(entry_points: usize) -> Self {
         Self {
             config: Arc::new(RuntimeConfig::default()),
             entry_points: (0..entry_points).map(|_| RouteTable::build(Vec::new())).collect(),
+            tls_entry_points: (0..entry_points).map(|_| RouteTable::build(Vec::new())).collect(),
+            tls: Arc::new(crate::tls::TlsSnapshot::empty(entry_points)),
             services: HashMap::new(),
         }
     }

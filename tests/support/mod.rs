@@ -6,6 +6,7 @@ pub mod bind;
 pub mod consul;
 pub mod docker;
 pub mod marathon;
+pub mod pki;
 pub mod scripted;
 pub mod serve;
 #[path = "../../examples/whoami/server.rs"]

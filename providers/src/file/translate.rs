@@ -74,6 +74,8 @@ fn load_directory(dir: &Path) -> Result<DynamicConfig, ProviderError> {
     let mut merged = DynamicConfig::default();
     let mut router_origin: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut service_origin: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut options_origin: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut store_origin: BTreeMap<String, PathBuf> = BTreeMap::new();
     for (file, syntax) in files {
         let config = load_file(&file, syntax)?;
         for (name, router) in config.http.routers {
@@ -100,7 +102,27 @@ fn load_directory(dir: &Path) -> Result<DynamicConfig, ProviderError> {
         merged.http.servers_transports.extend(config.http.servers_transports);
         merged.tcp = merged.tcp.or(config.tcp);
         merged.udp = merged.udp.or(config.udp);
-        merged.tls = merged.tls.or(config.tls);
+        merged.tls.certificates.extend(config.tls.certificates);
+        for (name, options) in config.tls.options {
+            if let Some(first) = options_origin.insert(name.clone(), file.clone()) {
+                return Err(ProviderError::bad_answer(format!(
+                    "{}: TLS options `{name}` are already defined in {}",
+                    file.display(),
+                    first.display()
+                )));
+            }
+            merged.tls.options.insert(name, options);
+        }
+        for (name, store) in config.tls.stores {
+            if let Some(first) = store_origin.insert(name.clone(), file.clone()) {
+                return Err(ProviderError::bad_answer(format!(
+                    "{}: TLS store `{name}` is already defined in {}",
+                    file.display(),
+                    first.display()
+                )));
+            }
+            merged.tls.stores.insert(name, store);
+        }
     }
     Ok(merged)
 }

@@ -56,12 +56,77 @@ pub struct LabelRouter {
     pub priority: Option<i64>,
     /// Middlewares (comma-separated).
     pub middlewares: Option<Vec<String>>,
-    /// Not implemented yet.
-    pub tls: Option<Ignored>,
+    /// `tls=true`, `tls.options`, `tls.certresolver`, `tls.domains[n].main/sans` (read by
+    /// [`router_tls`], not by serde: `tls` is both a value and a parent).
+    #[serde(skip)]
+    pub tls: Option<crate::model::RouterTls>,
     /// Access-log and metrics switches.
     pub observability: Option<LabelObservability>,
     /// drover speaks v3 only.
     pub rulesyntax: Option<Ignored>,
+}
+
+/// A router's `tls` labels: `tls=true` (or `false`), `tls.options`, `tls.certresolver`,
+/// `tls.domains[n].main`, `tls.domains[n].sans` (comma-separated), `tls.passthrough`.
+fn router_tls(node: &Node, key: &str) -> Result<Option<crate::model::RouterTls>, LabelError> {
+    let bad = |key: String, message: String| LabelError { key, message };
+    let on = match node.value.as_deref().map(str::trim) {
+        None => true,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(other) => return Err(bad(key.to_string(), format!("`{other}` is not true or false"))),
+    };
+    if !on {
+        return Ok(None);
+    }
+    let mut tls = crate::model::RouterTls::default();
+    let leaf = |child: &Node, at: String| -> Result<String, LabelError> {
+        match (&child.value, child.children.is_empty()) {
+            (Some(v), true) => Ok(v.trim().to_string()),
+            _ => Err(bad(at, "expected a value".into())),
+        }
+    };
+    let mut domains: BTreeMap<usize, crate::model::Domain> = BTreeMap::new();
+    for (name, child) in &node.children {
+        let at = format!("{key}.{name}");
+        match name.as_str() {
+            "options" => tls.options = Some(leaf(child, at)?),
+            "certresolver" => tls.cert_resolver = Some(leaf(child, at)?),
+            "passthrough" => tls.passthrough = Some(leaf(child, at.clone())?.eq_ignore_ascii_case("true")),
+            other => {
+                let index = other
+                    .strip_prefix("domains[")
+                    .and_then(|i| i.strip_suffix(']'))
+                    .and_then(|i| i.parse::<usize>().ok())
+                    .ok_or_else(|| {
+                        bad(
+                            at.clone(),
+                            "unknown key (expected options, certresolver, domains[n].main, domains[n].sans)".into(),
+                        )
+                    })?;
+                let domain = domains.entry(index).or_default();
+                for (field, value) in &child.children {
+                    let at = format!("{at}.{field}");
+                    match field.as_str() {
+                        "main" => domain.main = leaf(value, at)?,
+                        "sans" => {
+                            domain.sans = leaf(value, at)?
+                                .split(',')
+                                .map(|s| s.trim().to_string())
+                                .filter(|s| !s.is_empty())
+                                .collect()
+                        }
+                        _ => return Err(bad(at, "unknown key (expected main or sans)".into())),
+                    }
+                }
+                if domain.main.is_empty() {
+                    return Err(bad(format!("{at}.main"), "a domain needs its main name".into()));
+                }
+            }
+        }
+    }
+    tls.domains = domains.into_values().collect();
+    Ok(Some(tls))
 }
 
 /// `<prefix>.http.routers.<r>.observability.*`.
@@ -193,8 +258,18 @@ pub fn parse<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>, prefix: &
                 });
                 continue;
             }
-            match LabelRouter::deserialize(NodeDeserializer::new(node, key.clone())) {
-                Ok(r) => {
+            let mut rest = node.clone();
+            let tls = rest.children.remove("tls").map(|tls| router_tls(&tls, &format!("{key}.tls")));
+            match LabelRouter::deserialize(NodeDeserializer::new(&rest, key.clone())) {
+                Ok(mut r) => {
+                    match tls {
+                        Some(Err(e)) => {
+                            errors.push(e);
+                            continue;
+                        }
+                        Some(Ok(tls)) => r.tls = tls,
+                        None => {}
+                    }
                     if let Some(rule_text) = &r.rule {
                         if let Err(e) = rule::parse(rule_text) {
                             errors.push(LabelError {
@@ -205,7 +280,7 @@ pub fn parse<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>, prefix: &
                         }
                     }
                     for (present, sub) in [
-                        (r.tls.is_some(), "tls"),
+                        (r.tls.as_ref().is_some_and(|t| t.passthrough.is_some()), "tls.passthrough"),
                         (r.observability.is_some_and(|o| o.tracing.is_some()), "observability.tracing"),
                         (
                             r.observability.is_some_and(|o| o.traceverbosity.is_some()),
@@ -394,6 +469,7 @@ impl Labels {
                     service,
                     priority: r.priority.unwrap_or(0),
                     middlewares: r.middlewares.clone().unwrap_or_default(),
+                    tls: r.tls.clone(),
                     observability: r.observability.map(|o| RouterObservability {
                         access_logs: o.accesslogs,
                         metrics: o.metrics,

@@ -6,6 +6,7 @@
 //! keys nobody knows are an error naming the key, so a typo cannot pass for configuration.
 
 mod health;
+mod tls;
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ use serde::de::IgnoredAny;
 
 pub use health::{FailureRate, HealthCheck, PassiveHealthCheck, Retry};
 use serde::{Deserialize, Serialize};
+pub use tls::{Certificate, ClientAuth, Domain, RouterTls, TlsConfig, TlsOptions, TlsStore};
 
 /// One provider's complete desired state. Names are local to the provider (`web`, not `web@file`),
 /// except references to another provider's objects (`svc@docker`).
@@ -28,9 +30,9 @@ pub struct DynamicConfig {
     /// `[udp]` (not implemented: reported as ignored).
     #[serde(default, skip_serializing)]
     pub udp: Option<Ignored>,
-    /// `[tls]` (not implemented yet: reported as ignored).
-    #[serde(default, skip_serializing)]
-    pub tls: Option<Ignored>,
+    /// `[tls]`: certificates, options, the default certificate.
+    #[serde(default, skip_serializing_if = "TlsConfig::is_empty")]
+    pub tls: TlsConfig,
 }
 
 /// A Traefik key drover accepts but does not act on yet.
@@ -78,9 +80,9 @@ pub struct Router {
     /// Middleware names, in order.
     #[serde(default)]
     pub middlewares: Vec<String>,
-    /// `tls` (not implemented yet: reported as ignored).
-    #[serde(default, skip_serializing)]
-    pub tls: Option<Ignored>,
+    /// `tls`: the router serves TLS connections (and only those).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RouterTls>,
     /// Access-log and metrics switches for this router (Traefik v3.1+); unset switches follow
     /// the entrypoint's `observability`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -196,20 +198,21 @@ impl DynamicConfig {
     /// told rather than left guessing.
     pub fn unsupported(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for (present, key) in [
-            (self.tcp.is_some(), "tcp"),
-            (self.udp.is_some(), "udp"),
-            (self.tls.is_some(), "tls"),
-        ] {
+        for (present, key) in [(self.tcp.is_some(), "tcp"), (self.udp.is_some(), "udp")] {
             if present {
                 out.push(key.to_string());
+            }
+        }
+        for (name, store) in &self.tls.stores {
+            if store.default_generated_cert.is_some() {
+                out.push(format!("tls.stores.{name}.defaultGeneratedCert"));
             }
         }
         out.extend(self.http.middlewares.keys().map(|m| format!("http.middlewares.{m}")));
         out.extend(self.http.servers_transports.keys().map(|t| format!("http.serversTransports.{t}")));
         for (name, r) in &self.http.routers {
             for (present, key) in [
-                (r.tls.is_some(), "tls"),
+                (r.tls.as_ref().is_some_and(|t| t.passthrough.is_some()), "tls.passthrough"),
                 (r.observability.is_some_and(|o| o.tracing.is_some()), "observability.tracing"),
                 (
                     r.observability.is_some_and(|o| o.trace_verbosity.is_some()),

@@ -24,6 +24,7 @@ mod explain;
 mod openapi;
 mod params;
 mod redact;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -192,6 +193,8 @@ fn router(state: State, terminating: watch::Receiver<bool>) -> Router {
         .route("/api/udp/routers/{name}", get(api::no_such_object))
         .route("/api/udp/services", get(api::empty_list))
         .route("/api/udp/services/{name}", get(api::no_such_object))
+        .route("/api/tls/certificates", get(tls::certificates))
+        .route("/api/tls/options", get(tls::options))
         .route("/api/providers", get(api::providers))
         .route("/api/providers/{name}", get(api::provider))
         .route("/api/explain", get(explain::explain))

@@ -26,7 +26,7 @@ use tokio::time::{Instant, Sleep};
 pub(crate) use activity::Verdict;
 pub use activity::{Activity, InFlight, Limits};
 pub use forwarded::{Forwarded, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PROTO, X_REAL_IP};
-pub use policy::{Encoded, PathPolicy, TrustedProxies};
+pub use policy::{Encoded, PathPolicy, Redirect, TrustedProxies};
 
 use crate::snapshot::{Observe, Snapshot};
 
@@ -78,6 +78,8 @@ pub struct EntryPointRules {
     pub read_timeout: Option<Duration>,
     /// `writeTimeout`: the whole response within this of the request's start.
     pub write_timeout: Option<Duration>,
+    /// `http.redirections.entryPoint`: plain-HTTP requests are redirected.
+    pub redirect: Option<Arc<Redirect>>,
 }
 
 /// One client connection's context, built once when it is accepted.
@@ -101,6 +103,10 @@ pub struct Connection {
     pub read_timeout: Option<Duration>,
     /// `writeTimeout`: the whole response within this of the request's start.
     pub write_timeout: Option<Duration>,
+    /// Where its plain-HTTP requests are redirected, if anywhere.
+    pub redirect: Option<Arc<Redirect>>,
+    /// What its TLS handshake negotiated; `None` for a plain connection.
+    pub tls: Option<crate::tls::TlsSession>,
     /// The client's address.
     pub peer: SocketAddr,
     /// Forwarded-header values for this client.
@@ -145,6 +151,13 @@ impl ResponseTimer {
 }
 
 impl Connection {
+    /// Marks the connection as TLS-terminated with `session` (its forwarded proto is `https`).
+    pub fn with_tls(mut self, session: crate::tls::TlsSession) -> Self {
+        self.tls = Some(session);
+        self.forwarded.proto = HeaderValue::from_static("https");
+        self
+    }
+
     /// The context of a connection from `peer` accepted at `local` by the entrypoint `rules`
     /// describe.
     pub fn new(shared: Arc<Shared>, rules: &EntryPointRules, peer: SocketAddr, local: SocketAddr) -> Self {
@@ -167,6 +180,8 @@ impl Connection {
             tunnel_idle: rules.tunnel_idle,
             read_timeout: rules.read_timeout,
             write_timeout: rules.write_timeout,
+            redirect: rules.redirect.clone(),
+            tls: None,
             peer: SocketAddr::new(ip, peer.port()),
             forwarded,
             activity: Activity::new(),

@@ -56,3 +56,15 @@ impl TrustedProxies {
         self.insecure || self.ranges.iter().any(|range| range.contains(&peer))
     }
 }
+
+/// `entryPoints.<name>.http.redirections.entryPoint`: every plain-HTTP request on the
+/// entrypoint is answered with a redirect to another one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    /// The `Location`'s scheme (`https`).
+    pub scheme: http::uri::Scheme,
+    /// The target entrypoint's port; `None` when it is the scheme's default (443 for https).
+    pub port: Option<u16>,
+    /// 301/308 rather than 302/307.
+    pub permanent: bool,
+}

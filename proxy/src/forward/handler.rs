@@ -267,8 +267,22 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
     };
     // Validated as a host[:port] made of visible ASCII, so it reads as text.
     let host = normalize_host(authority.as_ref().and_then(|a| a.to_str().ok()).unwrap_or(""));
+    if let Some(redirect) = conn.redirect.as_deref().filter(|_| conn.tls.is_none()) {
+        return super::redirect::to_entry_point(redirect, &req, &host);
+    }
     let service = {
         let snapshot = conn.shared.snapshot.load();
+        if let Some(tls) = &conn.tls {
+            // The Host must map to the options the handshake used: presenting one host's SNI
+            // must not skip another host's client-certificate check (domain fronting).
+            let wanted = snapshot.tls.options_for((!host.is_empty()).then_some(&*host));
+            if wanted.is_some_and(|o| o.name != tls.options) {
+                return local(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "421 Misdirected Request: this host needs another TLS connection (its TLS options differ from this connection's)\n",
+                );
+            }
+        }
         let view = RequestView {
             host: &host,
             path: routed_path.as_deref().unwrap_or(req.uri().path()),
@@ -277,7 +291,10 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
             headers: req.headers(),
             client_ip: conn.peer.ip(),
         };
-        match snapshot.entry_points.get(conn.entry_point).and_then(|table| table.find(&view)) {
+        match snapshot
+            .table(conn.entry_point, conn.tls.is_some())
+            .and_then(|table| table.find(&view))
+        {
             Some(route) => {
                 trace.router = route.router_id;
                 trace.service = route.service.metrics_id;

@@ -221,6 +221,28 @@ pub fn encode(metrics: &Metrics, snapshot: &Snapshot, providers: &[ProviderStatu
         gauges: vec![
             ("drover_open_connections", "Open client connections, by entrypoint.", open),
             (
+                "drover_tls_certs_not_after",
+                "Unix time a certificate expires, by its common name, serial and SANs (Traefik's labels).",
+                snapshot
+                    .tls
+                    .certificates
+                    .iter()
+                    .filter(|c| c.not_after_unix > 0)
+                    .map(|c| {
+                        let cn = c
+                            .subject
+                            .split(", ")
+                            .find_map(|p| p.strip_prefix("CN="))
+                            .unwrap_or_default()
+                            .to_string();
+                        (
+                            vec![("cn", cn), ("serial", c.serial.clone()), ("sans", c.sans.join(","))],
+                            c.not_after_unix,
+                        )
+                    })
+                    .collect(),
+            ),
+            (
                 "drover_service_server_up",
                 "1 when the server takes traffic, 0 when it is ejected or weighted 0.",
                 server_up,

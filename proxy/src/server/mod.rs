@@ -11,6 +11,7 @@
 
 mod admission;
 mod handover;
+mod handshake;
 mod listener;
 pub mod providers;
 mod reload;
@@ -48,6 +49,20 @@ pub struct Drover {
     threads: Vec<JoinHandle<()>>,
     handed_over: watch::Receiver<Option<u32>>,
     upgrade_socket: Option<upgrade::Cleanup>,
+}
+
+/// The redirect of entrypoint `ep` (`http.redirections.entryPoint`), to the port its target
+/// entrypoint is bound to.
+fn redirect(ep: &crate::config::EntryPoint, bound: &[(String, SocketAddr)]) -> Option<Arc<crate::connection::Redirect>> {
+    let r = ep.http.redirections.as_ref()?.entry_point.as_ref()?;
+    let port = bound.iter().find(|(n, _)| n == r.to.get_ref()).map(|(_, a)| a.port())?;
+    let scheme = http::uri::Scheme::try_from(r.scheme.as_str()).ok()?;
+    let default = if scheme == http::uri::Scheme::HTTPS { 443 } else { 80 };
+    Some(Arc::new(crate::connection::Redirect {
+        scheme,
+        port: (port != default).then_some(port),
+        permanent: r.permanent,
+    }))
 }
 
 impl Drover {
@@ -160,7 +175,8 @@ impl Drover {
             providers = %if provider_names.is_empty() { "none".to_string() } else { provider_names.join(", ") },
             "drover listening"
         );
-        let compiler = Compiler::new(names, upstreams);
+        let compiler = Compiler::new(names, upstreams)
+            .with_entry_point_tls(entry_points.iter().map(|(n, _)| config.entry_points[n].http.tls.clone()).collect());
 
         let admin_info = admin::Info::new(&config, &entry_points);
         let (handed_over_tx, handed_over) = watch::channel(None);
@@ -242,6 +258,7 @@ impl Drover {
                         tunnel_idle: Some(ep.transport.responding_timeouts.idle_timeout.0).filter(|d| !d.is_zero()),
                         read_timeout: Some(ep.transport.responding_timeouts.read_timeout.0).filter(|d| !d.is_zero()),
                         write_timeout: Some(ep.transport.responding_timeouts.write_timeout.0).filter(|d| !d.is_zero()),
+                        redirect: redirect(ep, &entry_points),
                     },
                     listener: listener.try_clone()?,
                     limits: Limits::new(

@@ -15,12 +15,40 @@ use tokio::sync::watch;
 use crate::compile::Compiler;
 use crate::connection::Shared;
 use crate::health::active::ActiveChecks;
+use crate::tls::watch::CertWatcher;
+
+/// How long after a certificate file changes it is read: writers replace a certificate and its
+/// key one after the other.
+const CERT_SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Compiles and swaps in every new set of fragments until the aggregator is gone, telling
 /// `in_force` the generation of each configuration once it is in force.
+///
+/// The certificate files the configuration names are watched: a change recompiles the
+/// configuration in force (after [`CERT_SETTLE`], so a certificate and its key written one after
+/// the other are read together).
 pub async fn run(mut fragments: watch::Receiver<Fragments>, mut compiler: Compiler, shared: Arc<Shared>, in_force: watch::Sender<u64>) {
     let mut checks = ActiveChecks::default();
-    while fragments.changed().await.is_ok() {
+    let (cert_changed, mut cert_changes) = watch::channel(0u64);
+    let mut watcher = match CertWatcher::new(cert_changed) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("certificate files cannot be watched ({e}); a changed certificate is read at the next configuration change");
+            None
+        }
+    };
+    loop {
+        tokio::select! {
+            changed = fragments.changed() => if changed.is_err() { break },
+            changed = cert_changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                tokio::time::sleep(CERT_SETTLE).await;
+                cert_changes.borrow_and_update();
+                tracing::info!("certificate files changed: reading them again");
+            }
+        }
         let latest = fragments.borrow_and_update().clone();
         let started = Instant::now();
         let registries = shared.clone();
@@ -41,6 +69,9 @@ pub async fn run(mut fragments: watch::Receiver<Fragments>, mut compiler: Compil
             }
         };
         checks.reconcile(&snapshot);
+        if let Some(watcher) = &mut watcher {
+            watcher.follow(compiler.certificate_files());
+        }
         let (generation, routers, services) = (
             snapshot.config.generation,
             snapshot.config.routers.len(),

@@ -24,9 +24,12 @@ use crate::io::BatchedStream;
 /// connection's [`Activity`]. It holds the connection's slot of its entrypoint's
 /// `maxConnections`, if there is a limit, for as long as the socket is open (an upgraded
 /// connection's tunnel included).
+///
+/// `S` is the byte stream hyper reads: the socket itself, or the TLS stream over it (whose
+/// plaintext is what the activity must see).
 #[derive(Debug)]
-pub struct WatchedStream {
-    stream: BatchedStream,
+pub struct WatchedStream<S = BatchedStream> {
+    stream: S,
     conn: Arc<Connection>,
     _slot: Option<OwnedSemaphorePermit>,
 }
@@ -34,15 +37,19 @@ pub struct WatchedStream {
 impl WatchedStream {
     /// Wraps `stream`, the socket of `conn`, holding `slot` until it closes.
     pub fn new(stream: TcpStream, conn: Arc<Connection>, slot: Option<OwnedSemaphorePermit>) -> Self {
-        Self {
-            stream: BatchedStream::new(stream),
-            conn,
-            _slot: slot,
-        }
+        Self::over(BatchedStream::new(stream), conn, slot)
     }
 }
 
-impl AsyncRead for WatchedStream {
+impl<S> WatchedStream<S> {
+    /// Wraps `stream` (already over `conn`'s socket: a TLS stream), holding `slot` until it
+    /// closes.
+    pub fn over(stream: S, conn: Arc<Connection>, slot: Option<OwnedSemaphorePermit>) -> Self {
+        Self { stream, conn, _slot: slot }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WatchedStream<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
@@ -62,7 +69,7 @@ const HEAD_TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\n
 const URI_TOO_LONG: &[u8] = b"HTTP/1.1 414 URI Too Long                   \r\n";
 const _: () = assert!(HEAD_TOO_LARGE.len() == URI_TOO_LONG.len());
 
-impl WatchedStream {
+impl<S> WatchedStream<S> {
     /// `bytes`, about to be written, with hyper's 431 turned into a 414 when the head that
     /// overflowed had not finished its request line (RFC 9110 §15.5.15); `None` when unchanged.
     fn uri_too_long(&self, bytes: &[u8]) -> Option<Vec<u8>> {
@@ -85,7 +92,7 @@ impl WatchedStream {
     }
 }
 
-impl AsyncWrite for WatchedStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedStream<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let fixed = self.uri_too_long(buf);
         let polled = Pin::new(&mut self.stream).poll_write(cx, fixed.as_deref().unwrap_or(buf));
@@ -106,7 +113,7 @@ impl AsyncWrite for WatchedStream {
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        self.stream.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

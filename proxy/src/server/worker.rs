@@ -26,6 +26,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::{watch, Notify};
 
 use super::admission::Admission;
+use super::handshake::{self, Accepted};
 use super::timeouts::{self, WatchedStream};
 use crate::connection::{Connection, EntryPointRules, Limits, Shared};
 use crate::forward::handle;
@@ -44,6 +45,9 @@ pub struct EntryPointSocket {
     /// Its connection limit and accept-failure report (shared by every worker).
     pub admission: Arc<Admission>,
 }
+
+/// The TLS handshake's deadline when the entrypoint has no `headerReadTimeout`.
+const HANDSHAKE_FALLBACK: Duration = Duration::from_secs(60);
 
 /// How long a draining worker lets its connections end after a response of their own before
 /// it closes the idle ones.
@@ -102,7 +106,7 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
                 continue;
             }
         };
-        let builder = connection_builder();
+        let builder = Arc::new(connection_builder());
         let limits = socket.limits;
         let shared = shared.clone();
         let mut shutdown = shutdown.clone();
@@ -111,6 +115,7 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
         let open_connections = rules.open_connections.clone();
         let graceful = &graceful;
         let ended = &ended;
+        let rules = Arc::new(rules);
         accepting.push(async move {
             loop {
                 // Over `maxConnections`, the next connection waits in the backlog, unaccepted.
@@ -140,18 +145,30 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = Arc::new(Connection::new(shared.clone(), &rules, peer, local));
-                let io = TokioIo::new(WatchedStream::new(stream, conn.clone(), slot));
-                let watched = conn.clone();
-                let service = service_fn(move |req| handle(conn.clone(), req));
-                let serving = builder.serve_connection_with_upgrades(io, service).into_owned();
-                let serving = graceful.watcher().watch(serving);
                 let open = open_connections.clone();
                 open.fetch_add(1, Ordering::Relaxed);
-                let ended = ended.clone();
+                let serving = Serving {
+                    builder: builder.clone(),
+                    watcher: graceful.watcher(),
+                    limits,
+                };
+                let (shared, rules, ended) = (shared.clone(), rules.clone(), ended.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = timeouts::serve(serving, &watched.activity, limits).await {
-                        tracing::debug!("client connection ended: {e}");
+                    let snapshot = shared.snapshot.load_full();
+                    let deadline = limits.header_read.unwrap_or(HANDSHAKE_FALLBACK);
+                    match handshake::accept(stream, &snapshot, rules.index, deadline).await {
+                        Ok(Some(Accepted::Plain(stream))) => {
+                            drop(snapshot);
+                            let conn = Arc::new(Connection::new(shared, &rules, peer, local));
+                            serving.run(WatchedStream::new(stream, conn.clone(), slot), conn).await;
+                        }
+                        Ok(Some(Accepted::Tls(stream, session))) => {
+                            drop(snapshot);
+                            let conn = Arc::new(Connection::new(shared, &rules, peer, local).with_tls(session));
+                            serving.run(WatchedStream::over(*stream, conn.clone(), slot), conn).await;
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                     }
                     open.fetch_sub(1, Ordering::Relaxed);
                     ended.notify_one();
@@ -174,4 +191,27 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
         tracing::warn!("grace period ({grace:?}) ran out with connections still open; closing them");
     }
     flusher.abort();
+}
+
+/// What serving one accepted connection takes from its entrypoint.
+struct Serving {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: hyper_util::server::graceful::Watcher,
+    limits: Limits,
+}
+
+impl Serving {
+    /// Serves `conn` over `io` until it ends or a client timeout closes it.
+    async fn run<S>(self, io: WatchedStream<S>, conn: Arc<Connection>)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let watched = conn.clone();
+        let service = service_fn(move |req| handle(conn.clone(), req));
+        let serving = self.builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+        let serving = self.watcher.watch(serving);
+        if let Err(e) = timeouts::serve(serving, &watched.activity, self.limits).await {
+            tracing::debug!("client connection ended: {e}");
+        }
+    }
 }

@@ -1,0 +1,69 @@
+//! What a new client connection is: plain HTTP, or a TLS handshake to terminate.
+//!
+//! Only entrypoints whose snapshot has TLS routers look (see [`crate::tls`]); others hand the
+//! socket to hyper untouched. Looking is one `peek` of the first byte: `0x16` opens a TLS
+//! handshake record. The ClientHello is then read before any options are chosen, so the
+//! options (versions, suites, client certificates, ALPN) are those of the SNI's host. The whole
+//! handshake shares one deadline, the entrypoint's `headerReadTimeout`: a client that opens a
+//! connection and stalls mid-handshake holds it no longer than one that stalls mid-head.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::timeout_at;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::LazyConfigAcceptor;
+
+use crate::io::BatchedStream;
+use crate::snapshot::Snapshot;
+use crate::tls::TlsSession;
+
+/// The first byte of a TLS handshake record.
+const HANDSHAKE: u8 = 0x16;
+
+/// A new connection, sorted.
+pub enum Accepted {
+    /// Plain HTTP (or whatever the client speaks that is not TLS).
+    Plain(TcpStream),
+    /// A completed TLS handshake.
+    Tls(Box<TlsStream<BatchedStream>>, TlsSession),
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the TLS handshake did not finish in time")
+}
+
+/// Sorts `stream`, accepted by entrypoint `index`, terminating TLS when it opens with a
+/// handshake and the snapshot has TLS routers there. `Ok(None)`: the client left first.
+pub async fn accept(stream: TcpStream, snapshot: &Arc<Snapshot>, index: usize, deadline: Duration) -> io::Result<Option<Accepted>> {
+    if !snapshot.tls.terminates(index) {
+        return Ok(Some(Accepted::Plain(stream)));
+    }
+    let deadline = tokio::time::Instant::now() + deadline;
+    let mut first = [0u8; 1];
+    match timeout_at(deadline, stream.peek(&mut first)).await {
+        Err(_) => return Err(timed_out()),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(0)) => return Ok(None),
+        Ok(Ok(_)) => {}
+    }
+    if first[0] != HANDSHAKE {
+        return Ok(Some(Accepted::Plain(stream)));
+    }
+    let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), BatchedStream::new(stream));
+    let start = timeout_at(deadline, acceptor).await.map_err(|_| timed_out())??;
+    let hello = start.client_hello();
+    let sni: Option<Box<str>> = hello.server_name().map(|s| s.to_ascii_lowercase().into_boxed_str());
+    let Some(options) = snapshot.tls.options_for(sni.as_deref()) else {
+        return Err(io::Error::other("TLS is not configured yet"));
+    };
+    let session = TlsSession {
+        options: options.name.clone(),
+        sni,
+    };
+    let config = options.config.clone();
+    let tls = timeout_at(deadline, start.into_stream(config)).await.map_err(|_| timed_out())??;
+    Ok(Some(Accepted::Tls(Box::new(tls), session)))
+}
