@@ -439,3 +439,127 @@ async fn loop_until_error(drover: &TestDrover) -> String {
     }
     last
 }
+
+/// sslyze (PyPI; tests/setup.sh installs it) scans a TLS entrypoint: no protocol below TLS 1.2,
+/// every accepted suite with forward secrecy (ECDHE, or TLS 1.3), a chain valid against the CA,
+/// no compression, no insecure renegotiation, and Mozilla's `intermediate` profile met.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_scanner_finds_only_modern_protocols_forward_secret_suites_and_a_valid_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("Scan CA");
+    let server = ca.leaf(dir.path(), "server", &["localhost"]);
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let (backend, _whoami) = support::whoami::spawn("tls").await;
+    let routes = [
+        router("a", "Host(`localhost`)", "s", "[http.routers.a.tls]\n"),
+        service("s", backend),
+        server.toml(),
+    ]
+    .concat();
+    let drover = TestDrover::start(&routes).await;
+    let json = dir.path().join("scan.json");
+    let out = tokio::process::Command::new("sslyze")
+        .args([
+            &format!("--json_out={}", json.display()),
+            &format!("--certinfo_ca_file={}", ca_file.display()),
+            "--mozilla_config=disable",
+            "--sslv2",
+            "--sslv3",
+            "--tlsv1",
+            "--tlsv1_1",
+            "--tlsv1_2",
+            "--tlsv1_3",
+            "--certinfo",
+            "--compression",
+            "--reneg",
+            "--resum",
+            &format!("localhost:{}{{127.0.0.1}}", drover.web().port()),
+        ])
+        .output()
+        .await
+        .expect("sslyze runs (tests/setup.sh installs it)");
+    let text = std::fs::read_to_string(&json).unwrap_or_else(|e| {
+        panic!(
+            "no scan result ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let scan: serde_json::Value = serde_json::from_str(&text).expect("sslyze JSON");
+    let result = &scan["server_scan_results"][0]["scan_result"];
+    assert!(!result.is_null(), "{text}");
+    let accepted = |protocol: &str| -> Vec<String> {
+        result[protocol]["result"]["accepted_cipher_suites"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{protocol} scanned: {}", result[protocol]))
+            .iter()
+            .filter_map(|s| s["cipher_suite"]["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    for old in [
+        "ssl_2_0_cipher_suites",
+        "ssl_3_0_cipher_suites",
+        "tls_1_0_cipher_suites",
+        "tls_1_1_cipher_suites",
+    ] {
+        assert!(accepted(old).is_empty(), "{old} accepted: {:?}", accepted(old));
+    }
+    let tls12 = accepted("tls_1_2_cipher_suites");
+    assert!(!tls12.is_empty(), "TLS 1.2 is offered");
+    assert!(tls12.iter().all(|s| s.contains("ECDHE")), "forward secrecy only: {tls12:?}");
+    assert!(!accepted("tls_1_3_cipher_suites").is_empty(), "TLS 1.3 is offered");
+    let deployment = &result["certificate_info"]["result"]["certificate_deployments"][0];
+    let trusted = deployment["path_validation_results"]
+        .as_array()
+        .expect("path validation results")
+        .iter()
+        .any(|v| v["trust_store"]["name"] == "Supplied CA file" && v["was_validation_successful"] == true);
+    assert!(trusted, "the chain is valid against the CA: {deployment}");
+    println!(
+        "{}",
+        serde_json::json!({"compression": result["tls_compression"]["result"], "reneg": result["session_renegotiation"]["result"], "resumption": result["session_resumption"]["result"], "tls12": tls12})
+    );
+    assert_eq!(result["tls_compression"]["result"]["supports_compression"], false);
+    assert_eq!(
+        result["session_renegotiation"]["result"]["is_vulnerable_to_client_renegotiation_dos"],
+        false
+    );
+    assert_eq!(result["session_renegotiation"]["result"]["supports_secure_renegotiation"], true);
+    let resumption = &result["session_resumption"]["result"];
+    assert_eq!(
+        resumption["session_id_resumption_result"], "FULLY_SUPPORTED",
+        "sessions resume: {resumption}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_works_over_tls() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("CA");
+    let server = ca.leaf(dir.path(), "server", &["ws.test"]);
+    let (backend, _whoami) = support::whoami::spawn("ws").await;
+    let routes = [
+        router("ws", "Host(`ws.test`)", "s", "[http.routers.ws.tls]\n"),
+        service("s", backend),
+        server.toml(),
+    ]
+    .concat();
+    let drover = TestDrover::start(&routes).await;
+    let tls = Client::new(&["http/1.1"], None)
+        .connect(drover.web(), "ws.test")
+        .await
+        .expect("TLS");
+    let (mut ws, _) = tokio_tungstenite::client_async("wss://ws.test/echo", tls)
+        .await
+        .expect("a WebSocket over TLS");
+    ws.send(Message::text("over tls")).await.expect("send");
+    let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("an echo in time");
+    assert!(
+        matches!(echoed, Some(Ok(Message::Text(ref t))) if t.as_str() == "over tls"),
+        "{echoed:?}"
+    );
+}

@@ -63,6 +63,8 @@ impl Ca {
             rcgen::ExtendedKeyUsagePurpose::ServerAuth,
             rcgen::ExtendedKeyUsagePurpose::ClientAuth,
         ];
+        // Strict validators (sslyze's) require it.
+        params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
         let leaf = Leaf {
             cert_pem: cert.pem(),

@@ -615,6 +615,43 @@ mod tests {
     }
 
     #[test]
+    fn tls_labels_make_a_tls_router_with_options_resolver_and_domains() {
+        let l = parse_pairs(
+            &[
+                ("traefik.http.routers.web.rule", "Host(`shop.local`)"),
+                ("traefik.http.routers.web.tls", "true"),
+                ("traefik.http.routers.web.tls.options", "modern@file"),
+                ("traefik.http.routers.web.tls.certresolver", "le"),
+                ("traefik.http.routers.web.tls.domains[0].main", "shop.local"),
+                ("traefik.http.routers.web.tls.domains[0].sans", "a.shop.local, b.shop.local"),
+                ("traefik.http.routers.plain.rule", "Host(`plain.local`)"),
+                ("traefik.http.routers.plain.tls", "false"),
+                ("traefik.http.services.shop.loadbalancer.server.port", "80"),
+            ],
+            "traefik",
+        )
+        .unwrap();
+        let tls = l.routers["web"].tls.as_ref().expect("a TLS router");
+        assert_eq!(tls.options.as_deref(), Some("modern@file"));
+        assert_eq!(tls.cert_resolver.as_deref(), Some("le"));
+        assert_eq!(tls.domains[0].main, "shop.local");
+        assert_eq!(tls.domains[0].sans, vec!["a.shop.local", "b.shop.local"]);
+        assert!(l.routers["plain"].tls.is_none(), "tls=false is no TLS");
+        let target = Target {
+            name: "shop-1",
+            host: "10.0.0.5",
+            port: &port_from,
+        };
+        let f = l.fragment(&target, &DefaultRule::default(), &TemplateVars::default()).unwrap();
+        assert_eq!(f.config.http.routers["web"].tls.as_ref(), Some(tls));
+
+        let bad = parse_pairs(&[("traefik.http.routers.web.tls.domains[x].main", "a")], "traefik").unwrap_err();
+        assert!(bad[0].key.ends_with("tls.domains[x]"), "{bad:?}");
+        let bad = parse_pairs(&[("traefik.http.routers.web.tls", "yes")], "traefik").unwrap_err();
+        assert!(bad[0].message.contains("not true or false"), "{bad:?}");
+    }
+
+    #[test]
     fn observability_labels_switch_logs_and_metrics_and_tracing_is_reported() {
         let l = parse_pairs(
             &[
