@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::pem::PemObject;
+
 use support::pki::{Ca, Client};
 use support::{get, TestDrover};
 
@@ -562,4 +564,56 @@ async fn a_websocket_works_over_tls() {
         matches!(echoed, Some(Ok(Message::Text(ref t))) if t.as_str() == "over tls"),
         "{echoed:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ecdsa_and_an_rsa_certificate_for_one_name_are_chosen_by_the_clients_signature_schemes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("CA");
+    let ecdsa = ca.leaf(dir.path(), "ecdsa", &["dual.test"]);
+    // rcgen cannot make RSA keys: openssl can.
+    let (rsa_cert, rsa_key) = (dir.path().join("rsa.pem"), dir.path().join("rsa.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=dual.test",
+        ])
+        .args(["-addext", "subjectAltName=DNS:dual.test", "-keyout"])
+        .arg(&rsa_key)
+        .arg("-out")
+        .arg(&rsa_cert)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (backend, _whoami) = support::whoami::spawn("tls").await;
+    let routes = [
+        router("d", "Host(`dual.test`)", "s", "[http.routers.d.tls]\n"),
+        service("s", backend),
+        format!(
+            "[[tls.certificates]]\ncertFile = \"{}\"\nkeyFile = \"{}\"\n",
+            rsa_cert.display(),
+            rsa_key.display()
+        ),
+        ecdsa.toml(),
+    ]
+    .concat();
+    let drover = TestDrover::start(&routes).await;
+    let presented = Client::new(&["http/1.1"], None)
+        .presented(drover.web(), "dual.test")
+        .await
+        .expect("handshake");
+    assert_eq!(presented, ecdsa.der, "a client that takes both gets the cheaper ECDSA one");
+    let presented = Client::rsa_only()
+        .presented(drover.web(), "dual.test")
+        .await
+        .expect("an RSA-only handshake");
+    let rsa_der = rustls::pki_types::CertificateDer::from_pem_file(&rsa_cert).expect("RSA PEM");
+    assert_eq!(presented, rsa_der.to_vec(), "an RSA-only client gets the RSA one");
 }

@@ -97,7 +97,7 @@ pub struct Client {
 
 /// Accepts any server certificate (the test reads which one it was instead).
 #[derive(Debug)]
-struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+struct AnyServer(Arc<rustls::crypto::CryptoProvider>, bool);
 
 impl rustls::client::danger::ServerCertVerifier for AnyServer {
     fn verify_server_cert(
@@ -127,19 +127,34 @@ impl rustls::client::danger::ServerCertVerifier for AnyServer {
         rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        let all = self.0.signature_verification_algorithms.supported_schemes();
+        if self.1 {
+            // An RSA-only client: the ClientHello offers RSA signature schemes alone.
+            all.into_iter().filter(|s| format!("{s:?}").starts_with("RSA")).collect()
+        } else {
+            all
+        }
     }
 }
 
 impl Client {
     /// A client that accepts any server certificate, offers `alpn`, and presents `identity`.
     pub fn new(alpn: &[&str], identity: Option<&Leaf>) -> Self {
+        Self::build(alpn, identity, false)
+    }
+
+    /// A client whose ClientHello offers only RSA signature schemes.
+    pub fn rsa_only() -> Self {
+        Self::build(&["http/1.1"], None, true)
+    }
+
+    fn build(alpn: &[&str], identity: Option<&Leaf>, rsa_only: bool) -> Self {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .expect("versions")
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServer(provider)));
+            .with_custom_certificate_verifier(Arc::new(AnyServer(provider, rsa_only)));
         let mut config = match identity {
             Some(leaf) => builder
                 .with_client_auth_cert(

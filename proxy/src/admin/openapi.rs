@@ -216,6 +216,22 @@ fn paths() -> Map<String, Value> {
             schema_ref("ProviderStatus"),
         ),
     );
+    p.insert(
+        "/api/tls/certificates".into(),
+        plain_operation(
+            "Every certificate TLS serves: subject, SANs, issuer, expiry, source, the routers it serves, and errors of its files.",
+            "tls",
+            json!({ "type": "array", "items": { "type": "object" } }),
+        ),
+    );
+    p.insert(
+        "/api/tls/options".into(),
+        plain_operation(
+            "Every set of TLS options with its status, errors, warnings and the routers using it.",
+            "tls",
+            json!({ "type": "object" }),
+        ),
+    );
     p.insert("/api/explain".into(), json!({ "get": {
         "summary": "Which router a request would take, why the others did not, and where it would go.",
         "tags": ["explain"],
@@ -396,7 +412,7 @@ pub(super) fn build(basic: bool, bearer: bool) -> Value {
         },
         "tags": [
             { "name": "api" }, { "name": "entrypoints" }, { "name": "http" }, { "name": "tcp" }, { "name": "udp" },
-            { "name": "providers" }, { "name": "explain" }, { "name": "health" }, { "name": "dashboard" },
+            { "name": "providers" }, { "name": "tls" }, { "name": "explain" }, { "name": "health" }, { "name": "dashboard" },
         ],
         "paths": paths,
         "components": { "schemas": schemas(), "securitySchemes": security_schemes },

@@ -312,6 +312,18 @@ mod tests {
     }
 
     #[test]
+    fn inline_pem_loads_like_a_file_and_is_not_watched() {
+        let (cert, key) = pair(&["inline.test"]);
+        let mut cache = CertCache::default();
+        let (loaded, error) = cache.load(&(cert, key));
+        assert!(error.is_none(), "{error:?}");
+        let loaded = loaded.expect("inline PEM loads");
+        assert_eq!(loaded.names, vec!["inline.test"]);
+        assert_eq!(loaded.info.source, "inline PEM");
+        assert!(cache.files().is_empty(), "nothing to watch");
+    }
+
+    #[test]
     fn a_broken_replacement_keeps_the_last_good_pair() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("c.key"));

@@ -180,24 +180,21 @@ impl TlsCompiler {
             })
         });
         self.certs.retain(&used_pairs);
-        let default_pair = match configured_default {
+        match configured_default {
             Some((good, info)) => {
                 index.set_default(good.key.clone());
                 infos.push(info);
-                Some(good)
             }
+            // Generated only when something terminates TLS: a plain-HTTP setup logs no warning.
+            None if routers.is_empty() && self.entry_points.iter().all(Option::is_none) => {}
             None => match self.certs.generated() {
                 Ok(generated) => {
                     index.set_default(generated.key.clone());
                     infos.push(generated.info.clone());
-                    Some(generated)
                 }
-                Err(e) => {
-                    tracing::error!("no default certificate: {e}");
-                    None
-                }
+                Err(e) => tracing::error!("no default certificate: {e}"),
             },
-        };
+        }
         index.finish();
         let index = Arc::new(index);
 
@@ -338,8 +335,7 @@ impl TlsCompiler {
                 }
             }
             if !hosts.iter().any(|h| index.names(h)) {
-                if let (Some(default), Some(info)) = (&default_pair, infos.iter_mut().find(|i| i.default)) {
-                    let _ = default;
+                if let Some(info) = infos.iter_mut().find(|i| i.default) {
                     info.used_by.push(name.clone());
                 }
             }

@@ -220,14 +220,38 @@
     replace($("provider-list"), state.providers.length ? state.providers.map(providerCard) : [el("div", { class: "empty", text: "No provider is configured." })]);
   }
 
+  function certificateCard(c) {
+    const days = c.notAfterUnix ? Math.floor((c.notAfterUnix * 1000 - Date.now()) / 86400000) : null;
+    const health = c.error && c.error.length ? "warning" : (days !== null && days < 14 ? "warning" : "enabled");
+    return el("div", { class: "panel", "data-certificate": (c.sans || []).join(",") },
+      el("div", { class: "panel-head" },
+        el("span", {}, badge(health), " ", el("span", { class: "mono", text: (c.sans || []).join(", ") || c.source })),
+        c.default ? el("span", { class: "small muted", text: "default" }) : null),
+      el("dl", { class: "kv" },
+        el("dt", { text: "subject" }), el("dd", { class: "mono", text: c.subject || "" }),
+        el("dt", { text: "issuer" }), el("dd", { class: "mono", text: c.issuer || "" }),
+        el("dt", { text: "expires" }), el("dd", { text: (c.notAfter || "") + (days !== null ? " (" + plural(days, "day") + ")" : "") }),
+        el("dt", { text: "source" }), el("dd", { class: "mono", text: c.source + (c.provider ? " @" + c.provider : "") }),
+        el("dt", { text: "used by" }), el("dd", { class: "mono", text: (c.usedBy || []).join(", ") || "none" }),
+        c.error && c.error.length ? el("dt", { text: "error" }) : null,
+        c.error && c.error.length ? el("dd", { class: "bad-text", text: c.error.join("; ") }) : null));
+  }
+
+  function renderCertificates() {
+    const certs = state.certificates || [];
+    $("certificates-count").textContent = certs.length ? "(" + certs.length + ")" : "";
+    replace($("certificate-list"), certs.length ? certs.map(certificateCard) : [el("div", { class: "empty", text: "No certificate: no router uses TLS." })]);
+  }
+
   // ---------- refresh ----------
   async function refresh() {
     if (state.refreshing) { state.again = true; return; }
     state.refreshing = true;
     try {
-      const [overview, routers, services, providers] = await Promise.all([
-        api("/overview"), all("/http/routers"), all("/http/services"), api("/providers"),
+      const [overview, routers, services, providers, certificates] = await Promise.all([
+        api("/overview"), all("/http/routers"), all("/http/services"), api("/providers"), api("/tls/certificates"),
       ]);
+      state.certificates = certificates.body || [];
       state.overview = overview.body;
       state.routers = routers;
       state.services = services;
@@ -236,6 +260,7 @@
       renderRouters();
       renderServices();
       renderProviders();
+      renderCertificates();
       showError(null);
     } catch (e) {
       if (!(e instanceof AuthNeeded)) showError("Cannot reach the admin API: " + e.message);
