@@ -6,6 +6,7 @@
 //! keys nobody knows are an error naming the key, so a typo cannot pass for configuration.
 
 mod health;
+mod transport;
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ use serde::de::IgnoredAny;
 
 pub use health::{FailureRate, HealthCheck, PassiveHealthCheck, Retry};
 use serde::{Deserialize, Serialize};
+pub use transport::{ClientCertificate, ServersTransport, TransportTimeouts};
 
 /// One provider's complete desired state. Names are local to the provider (`web`, not `web@file`),
 /// except references to another provider's objects (`svc@docker`).
@@ -56,9 +58,9 @@ pub struct HttpConfig {
     /// Middlewares (not implemented yet: reported as ignored).
     #[serde(default, skip_serializing)]
     pub middlewares: BTreeMap<String, Ignored>,
-    /// `serversTransports` (not implemented yet: reported as ignored).
+    /// Servers transports by local name: how services reach their servers (TLS, HTTP/2).
     #[serde(default, rename = "serversTransports", alias = "serverstransports", skip_serializing)]
-    pub servers_transports: BTreeMap<String, Ignored>,
+    pub servers_transports: BTreeMap<String, ServersTransport>,
 }
 
 /// An HTTP router: which requests (rule, entrypoints) go to which service.
@@ -152,9 +154,10 @@ pub struct LoadBalancer {
     /// `retry` (drover): retries on another server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
-    /// `serversTransport` (not implemented yet: reported as ignored).
-    #[serde(default, alias = "serverstransport", skip_serializing)]
-    pub servers_transport: Option<Ignored>,
+    /// `serversTransport`: the servers transport to use, `name` or `name@provider`; unset, the
+    /// static `[serversTransport]`.
+    #[serde(default, alias = "serverstransport", skip_serializing_if = "Option::is_none")]
+    pub servers_transport: Option<String>,
     /// `responseForwarding` (drover always streams: reported as ignored).
     #[serde(default, alias = "responseforwarding", skip_serializing)]
     pub response_forwarding: Option<Ignored>,
@@ -206,7 +209,6 @@ impl DynamicConfig {
             }
         }
         out.extend(self.http.middlewares.keys().map(|m| format!("http.middlewares.{m}")));
-        out.extend(self.http.servers_transports.keys().map(|t| format!("http.serversTransports.{t}")));
         for (name, r) in &self.http.routers {
             for (present, key) in [
                 (r.tls.is_some(), "tls"),
@@ -226,7 +228,6 @@ impl DynamicConfig {
             if let Some(lb) = &s.load_balancer {
                 for (present, key) in [
                     (lb.sticky.is_some(), "sticky"),
-                    (lb.servers_transport.is_some(), "serversTransport"),
                     (lb.response_forwarding.is_some(), "responseForwarding"),
                 ] {
                     if present {
