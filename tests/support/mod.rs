@@ -8,6 +8,7 @@ pub mod docker;
 pub mod marathon;
 pub mod scripted;
 pub mod serve;
+pub mod tls_backend;
 #[path = "../../examples/whoami/server.rs"]
 pub mod whoami;
 pub mod wire;
