@@ -5,9 +5,10 @@
 #   tests/setup.sh && cargo test --workspace      # the README's test command; .ci/run runs it too
 #
 # The tests use real peers, not mocks: BIND 9 and nsupdate (DNS provider), a headless Chromium
-# with chromedriver (the dashboard), curl, wrk (load across upgrades), and four pinned Python
+# with chromedriver (the dashboard), curl, wrk (load across upgrades), and pinned Python
 # tools: schemathesis and openapi-spec-validator (the admin API's OpenAPI document),
-# prometheus_client (Prometheus' reference parser for /metrics) and sslyze (the TLS scan). Written for Debian 12 with a Rust toolchain; system packages
+# prometheus_client (Prometheus' reference parser for /metrics), sslyze (the TLS scan) and
+# grpcio (gRPC through drover). Written for Debian 12 with a Rust toolchain; system packages
 # need root (or sudo).
 set -euo pipefail
 
@@ -38,6 +39,8 @@ command -v schemathesis >/dev/null || py_need+=(schemathesis==4.32.5)
 python3 -c 'import openapi_spec_validator' 2>/dev/null || py_need+=(openapi-spec-validator==0.7.2)
 python3 -c 'import prometheus_client' 2>/dev/null || py_need+=(prometheus_client==0.21.1)
 command -v sslyze >/dev/null || py_need+=(sslyze==6.3.1)   # the TLS scan (tests/tls.rs)
+# A real gRPC client and server (tests/grpc.rs); messages are raw bytes, so no protobuf codegen.
+python3 -c 'import grpc' 2>/dev/null || py_need+=(grpcio==1.68.1)
 if ((${#py_need[@]})); then
   echo "tests/setup.sh: installing ${py_need[*]}"
   pip=("${as_root[@]}" python3 -m pip install -q --disable-pip-version-check)

@@ -21,7 +21,7 @@ use crate::model::{DynamicConfig, Service};
 use crate::policy::HealthPolicy;
 use crate::provider::{Mailbox, ProviderHandle, ProviderState, ProviderStatus};
 use crate::rule;
-use crate::runtime::{RouterInfo, RuntimeConfig, ServerSpec, ServiceInfo, Status, TlsOptionsInfo, TlsRuntime};
+use crate::runtime::{RouterInfo, RuntimeConfig, ServerSpec, ServiceInfo, Status, TlsOptionsInfo, TlsRuntime, TransportInfo};
 
 /// Middlewares drover implements (none yet). A router naming any other is disabled rather than
 /// run without it: skipping an auth or allow-list middleware would expose what it protects.
@@ -152,7 +152,19 @@ pub fn merge_cached<'a, C>(
             let info = validate_service(name, provider, service, &unsupported);
             out.services.insert(info.name.clone(), info);
         }
+        for (name, transport) in &config.http.servers_transports {
+            let info = TransportInfo {
+                name: qualify(name, provider),
+                provider: provider.to_string(),
+                transport: transport.clone(),
+                status: Status::Enabled,
+                errors: Vec::new(),
+                used_by: Vec::new(),
+            };
+            out.servers_transports.insert(info.name.clone(), info);
+        }
     }
+    link_transports(&mut out);
     for (provider, config) in &fragments {
         let unsupported = config.unsupported();
         for (name, router) in &config.http.routers {
@@ -236,6 +248,24 @@ fn merge_tls(out: &mut TlsRuntime, provider: &str, tls: &crate::model::TlsConfig
                     "tls.stores.default.defaultCertificate from {provider}: {first} already set one; this one is ignored"
                 )),
                 None => out.default_certificate = Some((provider.to_string(), certificate.clone())),
+            }
+        }
+    }
+}
+
+/// Each service's `serversTransport` must exist: a service whose transport is missing is disabled
+/// (its routers with it) rather than sent through another transport, which could skip the
+/// certificate checks or client certificate it was meant to use.
+fn link_transports(out: &mut RuntimeConfig) {
+    for service in out.services.values_mut() {
+        let Some(transport) = &service.servers_transport else { continue };
+        match out.servers_transports.get_mut(transport) {
+            Some(info) => info.used_by.push(service.name.clone()),
+            None => {
+                let local = service.name.split('@').next().unwrap_or(&service.name);
+                let why =
+                    format!("http.services.{local}.loadBalancer.serversTransport: the servers transport `{transport}` does not exist");
+                disable(&mut service.status, &mut service.errors, why);
             }
         }
     }
@@ -412,6 +442,11 @@ fn validate_service(name: &str, provider: &str, s: &Service, unsupported: &[Stri
         status,
         errors,
         used_by: Vec::new(),
+        servers_transport: s
+            .load_balancer
+            .as_ref()
+            .and_then(|lb| lb.servers_transport.as_deref())
+            .map(|t| qualify(t, provider)),
     }
 }
 
@@ -679,7 +714,7 @@ mod tests {
             [[http.services.s.loadBalancer.servers]]
             url = "http://127.0.0.1:1"
             [[http.services.s.loadBalancer.servers]]
-            url = "https://127.0.0.1:2"
+            url = "ftp://127.0.0.1:2"
             "#,
         );
         let rc = merge([("file", &file)], &["web".to_string()]);
@@ -734,6 +769,45 @@ mod tests {
         assert!(errors.contains("`default` is already defined by file"), "{errors}");
         assert!(errors.contains("store `other` does not exist"), "{errors}");
         assert!(errors.contains("docker: file already set one"), "{errors}");
+    }
+
+    #[test]
+    fn a_service_naming_a_missing_servers_transport_is_disabled_with_its_routers() {
+        let file = config(
+            r#"
+            [http.serversTransports.private]
+            serverName = "api.internal"
+            [http.routers.a]
+            rule = "Path(`/a`)"
+            service = "a"
+            [http.routers.b]
+            rule = "Path(`/b`)"
+            service = "b"
+            [http.services.a.loadBalancer]
+            serversTransport = "private"
+            [[http.services.a.loadBalancer.servers]]
+            url = "https://10.0.0.1"
+            [http.services.b.loadBalancer]
+            serversTransport = "private@docker"
+            [[http.services.b.loadBalancer.servers]]
+            url = "h2c://10.0.0.2:50051"
+            "#,
+        );
+        let rc = merge([("file", &file)], &["web".to_string()]);
+        assert_eq!(rc.services["a@file"].status, Status::Enabled);
+        assert_eq!(rc.services["a@file"].servers_transport.as_deref(), Some("private@file"));
+        assert_eq!(rc.servers_transports["private@file"].used_by, vec!["a@file".to_string()]);
+        let b = &rc.services["b@file"];
+        assert_eq!(b.status, Status::Disabled);
+        assert!(
+            b.errors
+                .iter()
+                .any(|e| e.contains("http.services.b.loadBalancer.serversTransport") && e.contains("`private@docker` does not exist")),
+            "{:?}",
+            b.errors
+        );
+        assert_eq!(rc.routers["b@file"].status, Status::Disabled);
+        assert_eq!(rc.routers["a@file"].status, Status::Enabled);
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub struct RuntimeConfig {
     pub services: BTreeMap<String, ServiceInfo>,
     /// TLS options and certificates of every provider.
     pub tls: TlsRuntime,
+    /// Servers transports by qualified name.
+    #[serde(rename = "serversTransports")]
+    pub servers_transports: BTreeMap<String, TransportInfo>,
     /// Increases by one with every configuration published.
     pub generation: u64,
 }
@@ -137,6 +140,29 @@ pub struct ServiceInfo {
     pub errors: Vec<String>,
     /// Routers that use this service.
     pub used_by: Vec<String>,
+    /// The qualified servers transport its servers are reached through; none: the static
+    /// `[serversTransport]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub servers_transport: Option<String>,
+}
+
+/// One servers transport after validation.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransportInfo {
+    /// Qualified name, `name@provider`.
+    pub name: String,
+    /// The provider it came from.
+    pub provider: String,
+    /// The transport as the provider gave it.
+    pub transport: model::ServersTransport,
+    /// Enabled, warning or disabled.
+    pub status: Status,
+    /// What is wrong, or what was ignored.
+    #[serde(rename = "error", skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// Services that use this transport.
+    pub used_by: Vec<String>,
 }
 
 /// Scheme spoken to a server.
@@ -145,6 +171,10 @@ pub struct ServiceInfo {
 pub enum Scheme {
     /// Plain HTTP/1.1.
     Http,
+    /// TLS; HTTP/2 when the server offers it by ALPN, else HTTP/1.1.
+    Https,
+    /// Cleartext HTTP/2 with prior knowledge (gRPC servers).
+    H2c,
 }
 
 /// One server, parsed from its URL.
@@ -173,17 +203,17 @@ impl fmt::Display for BadServerUrl {
 }
 
 impl ServerSpec {
-    /// Parses `http://host[:port][/]` with a weight.
+    /// Parses `http://`, `https://` or `h2c://` `host[:port][/]` with a weight.
     pub fn parse(url: &str, weight: u32) -> Result<Self, BadServerUrl> {
         let bad = |why: &str| BadServerUrl(format!("server url `{url}`: {why}"));
         let (scheme, rest, default_port) = if let Some(rest) = url.strip_prefix("http://") {
             (Scheme::Http, rest, 80)
-        } else if url.starts_with("https://") || url.starts_with("h2c://") {
-            return Err(bad(
-                "only http:// servers are supported so far (TLS to backends is not implemented yet)",
-            ));
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (Scheme::Https, rest, 443)
+        } else if let Some(rest) = url.strip_prefix("h2c://") {
+            (Scheme::H2c, rest, 80)
         } else {
-            return Err(bad("expected `http://host:port`"));
+            return Err(bad("expected `http://`, `https://` or `h2c://` and `host:port`"));
         };
         let (hostport, path) = match rest.find(['/', '?', '#']) {
             Some(i) => rest.split_at(i),
@@ -253,6 +283,10 @@ mod tests {
         assert_eq!(ServerSpec::parse("http://Web/", 2).unwrap().authority, "web:80");
         assert_eq!(ServerSpec::parse("http://[::1]:9000", 1).unwrap().authority, "[::1]:9000");
         assert_eq!(ServerSpec::parse("http://[::1]", 1).unwrap().authority, "[::1]:80");
+        let tls = ServerSpec::parse("https://Api.example", 1).unwrap();
+        assert_eq!((tls.scheme, tls.authority.as_str()), (Scheme::Https, "api.example:443"));
+        let h2c = ServerSpec::parse("h2c://10.0.0.2:50051", 1).unwrap();
+        assert_eq!((h2c.scheme, h2c.authority.as_str()), (Scheme::H2c, "10.0.0.2:50051"));
         for bad in [
             "ftp://x",
             "http://",
@@ -262,7 +296,8 @@ mod tests {
             "http://x/path",
             "http://[zz]:1",
             "http://a b:1",
-            "https://x",
+            "https://x:0",
+            "h2c://",
         ] {
             assert!(ServerSpec::parse(bad, 1).is_err(), "{bad} should be rejected");
         }

@@ -86,6 +86,12 @@ pub fn client_config(options: &TlsOptions, key: &str, peer: &str) -> Result<rust
     }
 }
 
+/// The verifier of `insecureSkipVerify`, for any client configuration that offers the switch
+/// (the servers transports too): accepts any certificate, still checks handshake signatures.
+pub fn no_verification(provider: Arc<CryptoProvider>) -> Arc<dyn ServerCertVerifier> {
+    Arc::new(NoVerification(provider))
+}
+
 /// `insecureSkipVerify`: accepts any certificate, still checks handshake signatures.
 #[derive(Debug)]
 struct NoVerification(Arc<CryptoProvider>);

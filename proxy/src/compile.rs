@@ -40,7 +40,7 @@ use crate::metrics::Metrics;
 use crate::routing::{CompiledRule, RouteEntry, RouteTable};
 use crate::snapshot::{Route, Server, Service, Snapshot, Tier};
 use crate::tls::TlsCompiler;
-use crate::upstream::Upstreams;
+use crate::upstream::{Transport, Upstreams};
 
 /// Builds snapshots, keeping what one reload can reuse from the previous one.
 #[derive(Debug)]
@@ -89,7 +89,8 @@ impl Compiler {
         // TLS may disable routers (missing or invalid options) and adds its findings to the
         // configuration the API shows, so it runs before the configuration is frozen.
         let (tls, tls_routers) = self.tls.compile(Arc::make_mut(&mut config), &self.entry_points);
-        let services = self.services(&config, health, metrics);
+        let transports = self.upstreams.resolve_transports(&mut config);
+        let services = self.services(&config, &transports, health, metrics);
         let mut tables: Vec<Vec<RouteEntry<Arc<Route>>>> = self.entry_points.iter().map(|_| Vec::new()).collect();
         let mut tls_tables: Vec<Vec<RouteEntry<Arc<Route>>>> = self.entry_points.iter().map(|_| Vec::new()).collect();
         for (name, info) in &config.routers {
@@ -145,12 +146,26 @@ impl Compiler {
     }
 
     /// Every enabled service, with its servers' upstreams and health looked up.
-    fn services(&self, config: &RuntimeConfig, health: &HealthRegistry, metrics: &Metrics) -> HashMap<String, Arc<Service>> {
+    fn services(
+        &self,
+        config: &RuntimeConfig,
+        transports: &HashMap<String, Arc<Transport>>,
+        health: &HealthRegistry,
+        metrics: &Metrics,
+    ) -> HashMap<String, Arc<Service>> {
         let mut services = HashMap::new();
         for (name, info) in &config.services {
             if info.status == Status::Disabled {
                 continue;
             }
+            let transport = match &info.servers_transport {
+                Some(name) => match transports.get(name) {
+                    Some(transport) => Some(transport),
+                    // The merge and the transports' resolution disable such a service.
+                    None => continue,
+                },
+                None => None,
+            };
             let keep_for = info.health.passive.base_ejection_time;
             let servers: Box<[Server]> = info
                 .servers
@@ -159,7 +174,7 @@ impl Compiler {
                     url: spec.url.as_str().into(),
                     weight: spec.weight,
                     tier: spec.tier,
-                    upstream: self.upstreams.get(&spec.authority),
+                    upstream: self.upstreams.get_with(spec.scheme, &spec.authority, transport),
                     health: health.server(name, &spec.authority, &spec.url, keep_for),
                 })
                 .collect();
@@ -206,7 +221,6 @@ mod tests {
     use crate::health::Outcome;
     use crate::routing::testing::Req;
     use crate::snapshot::Picked;
-    use crate::upstream::Transport;
 
     fn fragments(generation: u64, text: &str) -> Fragments {
         let config = DynamicConfig::from_toml(text).expect("test config parses");

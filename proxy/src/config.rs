@@ -446,6 +446,19 @@ pub struct ServersTransport {
     /// Upstream deadlines.
     #[serde(default, alias = "forwardingtimeouts")]
     pub forwarding_timeouts: ForwardingTimeouts,
+    /// Accept any certificate from `https://` servers (not verified).
+    #[serde(default, alias = "insecureskipverify")]
+    pub insecure_skip_verify: bool,
+    /// CA certificates (PEM files) to verify `https://` servers with instead of the bundled
+    /// Mozilla roots.
+    #[serde(default, rename = "rootCAs", alias = "rootcas")]
+    pub root_cas: Vec<String>,
+    /// drover: client certificates for servers that ask for one (mTLS).
+    #[serde(default)]
+    pub certificates: Vec<drover_providers::model::ClientCertificate>,
+    /// drover: never speak HTTP/2 to TLS servers.
+    #[serde(default, rename = "disableHTTP2", alias = "disablehttp2")]
+    pub disable_http2: bool,
 }
 
 impl Default for ServersTransport {
@@ -453,6 +466,10 @@ impl Default for ServersTransport {
         Self {
             max_idle_conns_per_host: defaults::max_idle(),
             forwarding_timeouts: ForwardingTimeouts::default(),
+            insecure_skip_verify: false,
+            root_cas: Vec::new(),
+            certificates: Vec::new(),
+            disable_http2: false,
         }
     }
 }
@@ -475,6 +492,12 @@ pub struct ForwardingTimeouts {
     /// An idle pooled connection older than this is closed. Default 90 s.
     #[serde(default = "defaults::idle_conn", alias = "idleconntimeout")]
     pub idle_conn_timeout: ConfigDuration,
+    /// HTTP/2: ping a server connection that received no frame for this long. Default 0 (never).
+    #[serde(default, alias = "readidletimeout")]
+    pub read_idle_timeout: ConfigDuration,
+    /// HTTP/2: a ping unanswered for this long closes the connection. Default 15 s.
+    #[serde(default = "defaults::ping", alias = "pingtimeout")]
+    pub ping_timeout: ConfigDuration,
 }
 
 impl Default for ForwardingTimeouts {
@@ -484,6 +507,8 @@ impl Default for ForwardingTimeouts {
             response_header_timeout: defaults::response_header(),
             body_idle_timeout: defaults::body_idle(),
             idle_conn_timeout: defaults::idle_conn(),
+            read_idle_timeout: ConfigDuration::default(),
+            ping_timeout: defaults::ping(),
         }
     }
 }
@@ -514,6 +539,9 @@ mod defaults {
     }
     pub fn idle_conn() -> ConfigDuration {
         Duration::from_secs(90).into()
+    }
+    pub fn ping() -> ConfigDuration {
+        Duration::from_secs(15).into()
     }
     pub fn max_idle() -> usize {
         200

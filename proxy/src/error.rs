@@ -17,6 +17,8 @@ enum Kind {
     Connect,
     /// Connecting took longer than the dial timeout.
     ConnectTimeout,
+    /// The TLS handshake with the server failed; says why in words a user can act on.
+    Tls(&'static str),
     /// The connection failed before any byte of the request was written.
     NotSent,
     /// The connection closed or reset after the request was (partly) sent, before a response head.
@@ -52,6 +54,10 @@ impl Error {
 
     pub(crate) fn connect(cause: impl Into<Cause>) -> Self {
         Self::new(Kind::Connect, cause)
+    }
+
+    pub(crate) fn tls(reason: &'static str, cause: impl Into<Cause>) -> Self {
+        Self::new(Kind::Tls(reason), cause)
     }
 
     pub(crate) fn connect_timeout() -> Self {
@@ -128,7 +134,15 @@ impl Error {
     /// connection failed before anything was written). Nothing was sent: any request may be
     /// retried elsewhere.
     pub fn is_connect(&self) -> bool {
-        matches!(self.kind, Kind::Connect | Kind::ConnectTimeout | Kind::NotSent)
+        matches!(self.kind, Kind::Connect | Kind::ConnectTimeout | Kind::NotSent | Kind::Tls(_))
+    }
+
+    /// The TLS handshake with the server failed: why, in words a user can act on.
+    pub fn tls_failure(&self) -> Option<&'static str> {
+        match self.kind {
+            Kind::Tls(reason) => Some(reason),
+            _ => None,
+        }
     }
 
     /// A deadline passed (connecting, sending the request body, or waiting for the response
@@ -175,6 +189,7 @@ impl fmt::Display for Error {
         let what = match self.kind {
             Kind::Connect => "connecting to the server failed",
             Kind::ConnectTimeout => "connecting to the server timed out",
+            Kind::Tls(reason) => reason,
             Kind::NotSent => "the connection failed before the request was sent",
             Kind::ResetBeforeResponse => "the connection closed before a response",
             Kind::ResponseTimeout => "the server did not answer in time",

@@ -9,6 +9,7 @@ pub mod marathon;
 pub mod pki;
 pub mod scripted;
 pub mod serve;
+pub mod tls_backend;
 #[path = "../../examples/whoami/server.rs"]
 pub mod whoami;
 pub mod wire;

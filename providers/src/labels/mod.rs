@@ -169,8 +169,8 @@ pub struct LabelLoadBalancer {
     pub passivehealthcheck: Option<crate::model::PassiveHealthCheck>,
     /// Retries (drover).
     pub retry: Option<crate::model::Retry>,
-    /// Not implemented yet.
-    pub serverstransport: Option<Ignored>,
+    /// The servers transport, `name` or `name@provider` (transports are defined in files).
+    pub serverstransport: Option<String>,
     /// drover always streams.
     pub responseforwarding: Option<Ignored>,
 }
@@ -314,7 +314,6 @@ pub fn parse<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>, prefix: &
                         let lb_key = format!("{key}.loadbalancer");
                         for (present, sub) in [
                             (lb.sticky.is_some(), "sticky"),
-                            (lb.serverstransport.is_some(), "serverstransport"),
                             (lb.responseforwarding.is_some(), "responseforwarding"),
                         ] {
                             if present {
@@ -427,6 +426,7 @@ impl Labels {
                         health_check: lb.healthcheck.clone(),
                         passive_health_check: lb.passivehealthcheck.clone(),
                         retry: lb.retry.clone(),
+                        servers_transport: lb.serverstransport.clone(),
                         ..Default::default()
                     }),
                     ..Default::default()
@@ -649,6 +649,30 @@ mod tests {
         assert!(bad[0].key.ends_with("tls.domains[x]"), "{bad:?}");
         let bad = parse_pairs(&[("traefik.http.routers.web.tls", "yes")], "traefik").unwrap_err();
         assert!(bad[0].message.contains("not true or false"), "{bad:?}");
+    }
+
+    #[test]
+    fn a_services_servers_transport_and_scheme_come_from_labels() {
+        let l = parse_pairs(
+            &[
+                ("drover.http.routers.api.rule", "Host(`api.local`)"),
+                ("drover.http.services.api.loadbalancer.server.port", "8443"),
+                ("drover.http.services.api.loadbalancer.server.scheme", "https"),
+                ("drover.http.services.api.loadbalancer.serverstransport", "private@file"),
+            ],
+            "drover",
+        )
+        .unwrap();
+        assert!(l.ignored.is_empty(), "{:?}", l.ignored);
+        let target = Target {
+            name: "api-1",
+            host: "10.0.0.7",
+            port: &port_from,
+        };
+        let f = l.fragment(&target, &DefaultRule::default(), &TemplateVars::default()).unwrap();
+        let lb = f.config.http.services["api"].load_balancer.as_ref().unwrap();
+        assert_eq!(lb.servers[0].url, "https://10.0.0.7:8443");
+        assert_eq!(lb.servers_transport.as_deref(), Some("private@file"));
     }
 
     #[test]

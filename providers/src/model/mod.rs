@@ -7,6 +7,7 @@
 
 mod health;
 mod tls;
+mod transport;
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,7 @@ use serde::de::IgnoredAny;
 pub use health::{FailureRate, HealthCheck, PassiveHealthCheck, Retry};
 use serde::{Deserialize, Serialize};
 pub use tls::{Certificate, ClientAuth, Domain, RouterTls, TlsConfig, TlsOptions, TlsStore};
+pub use transport::{ClientCertificate, ServersTransport, TransportTimeouts};
 
 /// One provider's complete desired state. Names are local to the provider (`web`, not `web@file`),
 /// except references to another provider's objects (`svc@docker`).
@@ -58,9 +60,9 @@ pub struct HttpConfig {
     /// Middlewares (not implemented yet: reported as ignored).
     #[serde(default, skip_serializing)]
     pub middlewares: BTreeMap<String, Ignored>,
-    /// `serversTransports` (not implemented yet: reported as ignored).
+    /// Servers transports by local name: how services reach their servers (TLS, HTTP/2).
     #[serde(default, rename = "serversTransports", alias = "serverstransports", skip_serializing)]
-    pub servers_transports: BTreeMap<String, Ignored>,
+    pub servers_transports: BTreeMap<String, ServersTransport>,
 }
 
 /// An HTTP router: which requests (rule, entrypoints) go to which service.
@@ -154,9 +156,10 @@ pub struct LoadBalancer {
     /// `retry` (drover): retries on another server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
-    /// `serversTransport` (not implemented yet: reported as ignored).
-    #[serde(default, alias = "serverstransport", skip_serializing)]
-    pub servers_transport: Option<Ignored>,
+    /// `serversTransport`: the servers transport to use, `name` or `name@provider`; unset, the
+    /// static `[serversTransport]`.
+    #[serde(default, alias = "serverstransport", skip_serializing_if = "Option::is_none")]
+    pub servers_transport: Option<String>,
     /// `responseForwarding` (drover always streams: reported as ignored).
     #[serde(default, alias = "responseforwarding", skip_serializing)]
     pub response_forwarding: Option<Ignored>,
@@ -209,7 +212,6 @@ impl DynamicConfig {
             }
         }
         out.extend(self.http.middlewares.keys().map(|m| format!("http.middlewares.{m}")));
-        out.extend(self.http.servers_transports.keys().map(|t| format!("http.serversTransports.{t}")));
         for (name, r) in &self.http.routers {
             for (present, key) in [
                 (r.tls.as_ref().is_some_and(|t| t.passthrough.is_some()), "tls.passthrough"),
@@ -229,7 +231,6 @@ impl DynamicConfig {
             if let Some(lb) = &s.load_balancer {
                 for (present, key) in [
                     (lb.sticky.is_some(), "sticky"),
-                    (lb.servers_transport.is_some(), "serversTransport"),
                     (lb.response_forwarding.is_some(), "responseForwarding"),
                 ] {
                     if present {

@@ -242,6 +242,37 @@ pub(super) async fn http_service(Extract(state): Extract<State>, path: Result<Pa
     }
 }
 
+/// `GET /api/http/serversTransports`.
+pub(super) async fn http_servers_transports(Extract(state): Extract<State>, RawQuery(query): RawQuery) -> Response {
+    let query = match ListQuery::parse(query.as_deref()) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
+    let snapshot = state.shared.snapshot.load();
+    let items = snapshot
+        .config
+        .servers_transports
+        .values()
+        .filter(|t| query.status.is_none_or(|st| st == t.status))
+        .filter(|t| query.found_in([t.name.as_str()]))
+        .map(|t| serde_json::to_value(t).unwrap_or_default())
+        .collect();
+    list(items, &query)
+}
+
+/// `GET /api/http/serversTransports/{name}`.
+pub(super) async fn http_servers_transport(Extract(state): Extract<State>, path: Result<Path<String>, PathRejection>) -> Response {
+    let name = match name_of(path, "servers transport") {
+        Ok(n) => n,
+        Err(r) => return r.into_response(),
+    };
+    let snapshot = state.shared.snapshot.load();
+    match snapshot.config.servers_transports.get(&name) {
+        Some(t) => json(serde_json::to_value(t).unwrap_or_default()),
+        None => not_found("servers transport", &name),
+    }
+}
+
 /// Traefik's `serverStatus`: `url → UP | DOWN`.
 fn server_status(snapshot: &Snapshot, name: &str) -> Value {
     let mut out = Map::new();

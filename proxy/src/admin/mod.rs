@@ -181,6 +181,8 @@ fn router(state: State, terminating: watch::Receiver<bool>) -> Router {
         .route("/api/http/routers/{name}", get(api::http_router))
         .route("/api/http/services", get(api::http_services))
         .route("/api/http/services/{name}", get(api::http_service))
+        .route("/api/http/serversTransports", get(api::http_servers_transports))
+        .route("/api/http/serversTransports/{name}", get(api::http_servers_transport))
         .route("/api/http/middlewares", get(api::empty_list))
         .route("/api/http/middlewares/{name}", get(api::no_such_object))
         .route("/api/tcp/routers", get(api::empty_list))

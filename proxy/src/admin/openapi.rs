@@ -170,6 +170,24 @@ fn paths() -> Map<String, Value> {
         ),
     );
     p.insert(
+        "/api/http/serversTransports".into(),
+        list_operation(
+            "Servers transports: how services reach their servers (TLS, HTTP/2).",
+            "http",
+            schema_ref("ServersTransport"),
+            false,
+        ),
+    );
+    p.insert(
+        "/api/http/serversTransports/{name}".into(),
+        detail_operation(
+            "One servers transport.",
+            "http",
+            "servers transport",
+            schema_ref("ServersTransport"),
+        ),
+    );
+    p.insert(
         "/api/http/middlewares".into(),
         list_operation("HTTP middlewares (none yet).", "http", schema_ref("Middleware"), false),
     );
@@ -324,6 +342,7 @@ fn schemas() -> Value {
             "name": { "type": "string" }, "provider": { "type": "string" },
             "loadBalancer": { "type": "object", "nullable": true, "description": "The service as the provider gave it (secrets redacted)." },
             "status": status_enum(), "error": strings(), "usedBy": strings(), "type": { "type": "string" },
+            "serversTransport": { "type": "string", "description": "The servers transport its servers are reached through (absent: the static one)." },
             "serverStatus": { "type": "object", "additionalProperties": { "type": "string", "enum": ["UP", "DOWN"] } },
             "servers": { "type": "array", "items": schema_ref("ServerHealth") },
             "health": { "type": "object", "description": "Passive and active health and retry settings, resolved." },
@@ -331,14 +350,19 @@ fn schemas() -> Value {
         "RawService": { "type": "object", "required": ["name", "provider", "status", "usedBy", "serverStatus"], "properties": {
             "name": { "type": "string" }, "provider": { "type": "string" },
             "loadBalancer": { "type": "object", "nullable": true },
-            "status": status_enum(), "error": strings(), "usedBy": strings(),
+            "status": status_enum(), "error": strings(), "usedBy": strings(), "serversTransport": { "type": "string" },
             "serverStatus": { "type": "object", "additionalProperties": { "type": "string", "enum": ["UP", "DOWN"] } } } },
+        "ServersTransport": { "type": "object", "required": ["name", "provider", "transport", "status", "usedBy"], "properties": {
+            "name": { "type": "string" }, "provider": { "type": "string" },
+            "transport": { "type": "object", "description": "The transport as the provider gave it (inline private keys redacted)." },
+            "status": status_enum(), "error": strings(), "usedBy": strings() } },
         "Middleware": { "type": "object", "required": ["name", "provider", "status"], "properties": {
             "name": { "type": "string" }, "provider": { "type": "string" }, "type": { "type": "string" },
             "status": status_enum(), "error": strings(), "usedBy": strings() } },
         "RawData": { "type": "object", "required": ["routers", "services", "middlewares", "generation"], "properties": {
             "routers": { "type": "object", "additionalProperties": schema_ref("Router") },
             "services": { "type": "object", "additionalProperties": schema_ref("RawService") },
+            "serversTransports": { "type": "object", "additionalProperties": schema_ref("ServersTransport") },
             "middlewares": { "type": "object" },
             "generation": { "type": "integer", "minimum": 0 } } },
         "ItemReport": { "type": "object", "required": ["kind", "name", "decision", "reasons"], "properties": {

@@ -163,7 +163,8 @@ impl UpstreamBody {
         }
         Self {
             inner,
-            conn: Some(conn),
+            // An HTTP/2 stream's connection runs on its own: the body is then woken by it.
+            conn: conn.lent(),
             watch: Watch::new(idle, deadline),
             peeked: None,
             failed: None,

@@ -30,16 +30,18 @@ use crate::upstream::{BodyProgress, Pooled, SendError};
 type Sent = Result<(Response<Incoming>, Pooled), Box<SendError>>;
 
 /// Waits for the server's response head to `sent`, a request that began at `started` and was
-/// sent at `sent_at`, whose streamed body (if any) reports to `body`.
+/// sent at `sent_at`, whose streamed body (if any) reports to `body`. `head` is the servers
+/// transport's own `responseHeaderTimeout`, if it sets one.
 pub(super) async fn wait_for_head(
     sent: impl Future<Output = Sent>,
+    head: Option<Option<Duration>>,
     conn: &Connection,
     body: Option<&BodyProgress>,
     sent_at: Instant,
     started: Instant,
 ) -> Sent {
     let limits = Limits {
-        head: conn.shared.response_header_timeout,
+        head: head.unwrap_or(conn.shared.response_header_timeout),
         idle: conn.shared.body_idle_timeout.filter(|_| body.is_some()),
         read_by: conn.read_timeout.filter(|_| body.is_some()).map(|t| started + t),
         write_by: conn.write_timeout.map(|t| started + t),

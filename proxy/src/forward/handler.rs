@@ -42,6 +42,17 @@ fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     response
 }
 
+/// The 502 for a server drover would not (or could not) speak TLS with, saying why.
+#[cold]
+fn tls_refused(reason: &'static str) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::local(format!("502 Bad Gateway: {reason}\n")));
+    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
 /// Releases an ejected server's probation slot if the request ends without an outcome (the
 /// client went away): client cancellations never count against a server.
 struct ProbeGuard<'a> {
@@ -360,6 +371,8 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
     let mut retries = 0;
     let mut failovers = 0;
     let mut first_attempt = true;
+    // Why TLS with the last server tried failed, if it did: said in the 502 when none is left.
+    let mut tls_failure = None;
     let (mut response, mut pooled) = loop {
         let now = if std::mem::take(&mut first_attempt) {
             start
@@ -380,7 +393,12 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
                     "503 Service Unavailable: all servers of the service are ejected\n",
                 )
             }
-            Picked::Exhausted => return local(StatusCode::BAD_GATEWAY, "502 Bad Gateway: every server of the service failed\n"),
+            Picked::Exhausted => {
+                return match tls_failure {
+                    Some(reason) => tls_refused(reason),
+                    None => local(StatusCode::BAD_GATEWAY, "502 Bad Gateway: every server of the service failed\n"),
+                }
+            }
         };
         tried.add(index);
         if !service.pass_host_header || !request.headers().contains_key(header::HOST) {
@@ -390,7 +408,8 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
             health: probe.then_some(&server.health),
         };
         let sent = server.upstream.send(request, now);
-        let result = wait_for_head(sent, conn, trace.bytes_in.as_deref(), now, start).await;
+        let head = server.upstream.transport().response_header_timeout;
+        let result = wait_for_head(sent, head, conn, trace.bytes_in.as_deref(), now, start).await;
         let was_probe = probe.disarm();
         match result {
             Ok((response, mut pooled)) => {
@@ -418,6 +437,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
             }
             Err(failed) => {
                 let SendError { error, request: back } = *failed;
+                tls_failure = error.tls_failure();
                 if error.is_client_gone() || error.is_client_idle() {
                     // The client's failures never count against a server.
                     if was_probe {
@@ -459,6 +479,9 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
                 match again {
                     Some(again) => request = again,
                     None => {
+                        if let Some(reason) = error.tls_failure() {
+                            return tls_refused(reason);
+                        }
                         return if error.is_timeout() {
                             local(
                                 StatusCode::GATEWAY_TIMEOUT,

@@ -37,7 +37,7 @@ use crate::config::Resolved;
 use crate::connection::{EntryPointRules, Limits, Shared};
 use crate::health::HealthRegistry;
 use crate::snapshot::Snapshot;
-use crate::upstream::{Transport, Upstreams};
+use crate::upstream::Upstreams;
 
 /// A running drover.
 pub struct Drover {
@@ -150,12 +150,9 @@ impl Drover {
             },
         });
         let open_connections = shared.metrics.set_entry_points(&names);
-        let upstreams = Upstreams::new(Transport {
-            dial_timeout: timeouts.dial_timeout.0,
-            idle_timeout: timeouts.idle_conn_timeout.0,
-            max_idle: config.servers_transport.max_idle_conns_per_host,
-            workers,
-        });
+        let (transport, tls_defaults) = crate::upstream::transports::from_static(&config.servers_transport, workers)
+            .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
+        let upstreams = Upstreams::with_tls_defaults(transport, tls_defaults);
         // Workers accept once the first configuration is in force: until then connections wait
         // in the listen backlog instead of being answered 404 for want of routes.
         let (in_force, in_force_rx) = watch::channel(0u64);

@@ -41,6 +41,11 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use drover_providers::runtime::Scheme;
+use rustls::pki_types::ServerName;
+
+use super::h2::{self, Multiplexed};
+use super::tls::CLIENT_CERT_REFUSED;
 use super::{current_lane, Transport};
 use crate::error::Error;
 use crate::io::BatchedStream;
@@ -161,6 +166,8 @@ struct Conn {
     /// `None` once the connection has ended: a finished driver is dropped at once, which fails
     /// whatever still waits on it (a response, a body) instead of leaving it pending.
     driver: Option<Driver>,
+    /// Its TLS server asked for a client certificate (see [`super::tls::Handshake`]).
+    client_cert_asked: bool,
 }
 
 impl Conn {
@@ -211,6 +218,11 @@ struct Lane {
 /// One server address with its pool of idle connections.
 pub struct Upstream {
     authority: Box<str>,
+    scheme: Scheme,
+    /// The name TLS verifies and sends in SNI (`https://` only), or why the host cannot be one.
+    server_name: Option<Result<ServerName<'static>, String>>,
+    /// Each lane's HTTP/2 connection (`https://` and `h2c://` only).
+    multiplexed: Option<Multiplexed>,
     host_header: HeaderValue,
     socket_addr: Option<SocketAddr>,
     transport: Arc<Transport>,
@@ -229,10 +241,26 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
+/// A new connection: lent to one request at a time (HTTP/1.1), or shared by the lane (HTTP/2).
+enum Connected {
+    Http1(Box<Conn>),
+    Http2(h2::Sender),
+}
+
 impl Upstream {
+    #[cfg(test)]
     pub(super) fn new(authority: &str, transport: Arc<Transport>) -> Self {
+        Self::with_scheme(Scheme::Http, authority, transport)
+    }
+
+    pub(super) fn with_scheme(scheme: Scheme, authority: &str, transport: Arc<Transport>) -> Self {
+        let workers = transport.workers.max(1);
+        let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host);
         Self {
             authority: authority.into(),
+            scheme,
+            server_name: (scheme == Scheme::Https).then(|| transport.tls_client().server_name(host)),
+            multiplexed: (scheme != Scheme::Http).then(|| Multiplexed::new(workers + 1)),
             // Invariant: authorities come from ServerSpec::parse, which only admits host-name characters.
             host_header: HeaderValue::from_str(authority).expect("a parsed server authority is a valid header value"),
             socket_addr: authority.parse().ok(),
@@ -256,6 +284,16 @@ impl Upstream {
     /// `host:port`.
     pub fn authority(&self) -> &str {
         &self.authority
+    }
+
+    /// The transport its connections are made with.
+    pub fn transport(&self) -> &Arc<Transport> {
+        &self.transport
+    }
+
+    /// Open HTTP/2 connections (one per lane at most).
+    pub fn http2_connections(&self) -> usize {
+        self.multiplexed.as_ref().map_or(0, Multiplexed::open)
     }
 
     /// `host:port` as a `Host` header value (used when `passHostHeader = false`).
@@ -301,6 +339,9 @@ impl Upstream {
     /// Keeps `conn`, which has no exchange left and was last driven with [`Self::idle_waker`],
     /// as an idle connection of `lane`.
     fn checkin(self: &Arc<Self>, lane: usize, conn: Box<Conn>) {
+        if self.transport.max_idle == 0 {
+            return; // a negative maxIdleConnsPerHost: no reuse
+        }
         // A full lane drops the connection, which closes it.
         let _ = self.lanes[lane].idle.push(Idle {
             conn,
@@ -311,7 +352,21 @@ impl Upstream {
         }
     }
 
-    async fn connect(&self) -> Result<Box<Conn>, Error> {
+    /// Classifies a failed exchange: a TLS refusal (a server that wants another client
+    /// certificate says so after the handshake, on the first read) is told apart.
+    #[cold]
+    fn classify(&self, error: hyper::Error, otherwise: fn(hyper::Error) -> Error) -> Error {
+        if self.scheme == Scheme::Https {
+            if let Some(reason) = super::tls::failure_in(&error) {
+                tracing::warn!(server = %self.authority, transport = self.transport.name.as_deref().unwrap_or("static"), "{reason}: {error}");
+                return Error::tls(reason, error);
+            }
+        }
+        otherwise(error)
+    }
+
+    /// A TCP connection to the server, within the dial timeout.
+    async fn dial(&self) -> Result<TcpStream, Error> {
         let connecting = async {
             match self.socket_addr {
                 Some(addr) => TcpStream::connect(addr).await,
@@ -324,15 +379,128 @@ impl Upstream {
             Ok(Ok(stream)) => stream,
         };
         let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    async fn connect(&self) -> Result<Connected, Error> {
+        if self.scheme != Scheme::Http {
+            // Boxed: the TLS handshake's state would make every plain request's future larger.
+            return Box::pin(self.connect_other(true)).await;
+        }
+        let stream = self.dial().await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(BatchedStream::new(stream)))
             .await
             .map_err(Error::connect)?;
         self.opened.fetch_add(1, Ordering::Relaxed);
-        Ok(Box::new(Conn {
+        Ok(Connected::Http1(Box::new(Conn {
             sender,
             driver: Some(Box::pin(conn.with_upgrades())),
-        }))
+            client_cert_asked: false,
+        })))
+    }
+
+    /// A connection to an `https://` server (HTTP/2 if `http2` and the server chooses it, else
+    /// HTTP/1.1) or an `h2c://` one.
+    async fn connect_other(&self, http2: bool) -> Result<Connected, Error> {
+        let stream = self.dial().await?;
+        let connected = match self.scheme {
+            Scheme::Https => {
+                let name = match &self.server_name {
+                    Some(Ok(name)) => name.clone(),
+                    Some(Err(why)) => return Err(Error::tls("the server's name cannot be checked by TLS", why.clone())),
+                    None => unreachable!("an https upstream has a server name (set in Upstream::with_scheme)"),
+                };
+                let handshake = self
+                    .transport
+                    .tls_client()
+                    .handshake(stream, name, http2 && self.transport.http2.enabled);
+                let done = match tokio::time::timeout(self.transport.dial_timeout, handshake).await {
+                    Err(_) => return Err(Error::connect_timeout()),
+                    Ok(Err(e)) => {
+                        tracing::warn!(server = %self.authority, transport = self.transport.name.as_deref().unwrap_or("static"), "{e}");
+                        return Err(e);
+                    }
+                    Ok(Ok(done)) => done,
+                };
+                let asked = done.client_cert_asked;
+                if done.http2 {
+                    let handshake = h2::handshake(TokioIo::new(done.stream), &self.transport, asked).await;
+                    Connected::Http2(handshake.map_err(|e| self.classify(e, Error::connect))?)
+                } else {
+                    let (sender, conn) = http1::Builder::new()
+                        .handshake(TokioIo::new(done.stream))
+                        .await
+                        .map_err(Error::connect)?;
+                    Connected::Http1(Box::new(Conn {
+                        sender,
+                        driver: Some(Box::pin(conn.with_upgrades())),
+                        client_cert_asked: asked,
+                    }))
+                }
+            }
+            Scheme::H2c | Scheme::Http => {
+                let handshake = h2::handshake(TokioIo::new(stream), &self.transport, false).await;
+                Connected::Http2(handshake.map_err(Error::connect)?)
+            }
+        };
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        Ok(connected)
+    }
+
+    /// Sends `req` on `lane`'s HTTP/2 connection `sender` (`reused`: it served requests before).
+    /// A request that comes back unsent is restored for an HTTP/1.1 connection.
+    async fn send_h2(
+        self: &Arc<Self>,
+        mut sender: h2::Sender,
+        mut req: Request<RequestBody>,
+        lane: usize,
+        reused: bool,
+    ) -> Result<(Response<Incoming>, Pooled), Box<SendError>> {
+        let scheme = if self.scheme == Scheme::Https {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        };
+        h2::prepare(&mut req, scheme);
+        match sender.requests.try_send_request(req).await {
+            Ok(response) => {
+                sender.answered.store(true, Ordering::Relaxed);
+                if reused {
+                    self.reused.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok((
+                    response,
+                    Pooled {
+                        conn: None,
+                        upstream: self.clone(),
+                        lane,
+                    },
+                ))
+            }
+            Err(mut failed) => match failed.take_message() {
+                Some(mut back) => {
+                    h2::unprepare(&mut back);
+                    if let Some(multiplexed) = &self.multiplexed {
+                        multiplexed.forget(lane);
+                    }
+                    let error = failed.into_error();
+                    let error = match sender.tls_failure.get() {
+                        Some(reason) => Error::tls(reason, error),
+                        None => self.classify(error, Error::not_sent),
+                    };
+                    Err(SendError::new(error, Some(back)))
+                }
+                None => {
+                    let error = failed.into_error();
+                    let error = match sender.tls_failure.get() {
+                        Some(reason) => Error::tls(reason, error),
+                        None => self.classify(error, Error::from_hyper),
+                    };
+                    Err(SendError::new(error, None))
+                }
+            },
+        }
     }
 
     /// Sends `req` on a pooled or new connection (`now` is the current time, which the caller
@@ -344,13 +512,37 @@ impl Upstream {
         now: Instant,
     ) -> Result<(Response<Incoming>, Pooled), Box<SendError>> {
         let lane = self.lane();
+        // HTTP/2 cannot carry an HTTP/1.1 upgrade (a WebSocket): such a request goes on HTTP/1.1.
+        let upgrade = self.multiplexed.is_some() && req.headers().contains_key(http::header::UPGRADE);
         loop {
+            if let Some(multiplexed) = self.multiplexed.as_ref().filter(|_| !upgrade) {
+                if let Some(sender) = multiplexed.ready(lane, now, self.transport.idle_timeout) {
+                    match Box::pin(self.send_h2(sender, req, lane, true)).await {
+                        // The connection closed meanwhile: try a new one.
+                        Err(failed) if failed.request.is_some() => {
+                            req = failed.request.unwrap_or_else(|| unreachable!("checked by the guard"));
+                            continue;
+                        }
+                        sent => return sent,
+                    }
+                }
+            }
             // A new connection takes its first request at once; hyper queues it until the
             // connection is ready.
             let (mut conn, reused) = match self.checkout(lane, now) {
                 Some(conn) => (conn, true),
-                None => match self.connect().await {
-                    Ok(conn) => (conn, false),
+                None => match if upgrade {
+                    Box::pin(self.connect_other(false)).await
+                } else {
+                    self.connect().await
+                } {
+                    Ok(Connected::Http1(conn)) => (conn, false),
+                    Ok(Connected::Http2(sender)) => {
+                        if let Some(multiplexed) = &self.multiplexed {
+                            multiplexed.keep(lane, sender.clone());
+                        }
+                        return Box::pin(self.send_h2(sender, req, lane, false)).await;
+                    }
                     Err(e) => return Err(SendError::new(e, Some(req))),
                 },
             };
@@ -373,8 +565,14 @@ impl Upstream {
                 Err(mut failed) => match failed.take_message() {
                     // A pooled connection died before anything was written: use another one.
                     Some(back) if reused => req = back,
-                    Some(back) => return Err(SendError::new(Error::not_sent(failed.into_error()), Some(back))),
-                    None => return Err(SendError::new(Error::from_hyper(failed.into_error()), None)),
+                    Some(back) if conn.client_cert_asked => {
+                        return Err(SendError::new(Error::tls(CLIENT_CERT_REFUSED, failed.into_error()), Some(back)))
+                    }
+                    Some(back) => return Err(SendError::new(self.classify(failed.into_error(), Error::not_sent), Some(back))),
+                    None if !reused && conn.client_cert_asked => {
+                        return Err(SendError::new(Error::tls(CLIENT_CERT_REFUSED, failed.into_error()), None))
+                    }
+                    None => return Err(SendError::new(self.classify(failed.into_error(), Error::from_hyper), None)),
                 },
             }
         }
@@ -521,6 +719,12 @@ impl Pooled {
     /// The upstream this connection belongs to.
     pub fn upstream(&self) -> &Arc<Upstream> {
         &self.upstream
+    }
+
+    /// The connection when it is lent to this response alone, which then drives it; `None` for
+    /// an HTTP/2 stream, whose connection runs in its own task.
+    pub fn lent(self) -> Option<Self> {
+        self.conn.is_some().then_some(self)
     }
 }
 

@@ -1,0 +1,211 @@
+//! Servers transports: the static `[serversTransport]`, and each dynamic
+//! `[http.serversTransports.<name>]` laid over it (a key the dynamic one leaves unset keeps the
+//! static value).
+//!
+//! Resolving reads the transport's files (CA bundles, client certificates) when a snapshot is
+//! compiled, so a transport that cannot be built is known before any request needs it: it is
+//! disabled with an error naming the key and the file, and so are the services that use it (and
+//! their routers), since sending their traffic through another transport could skip the
+//! verification or the client certificate it asks for. Everything else keeps serving.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_providers::model::{ClientCertificate, ServersTransport};
+use drover_providers::runtime::{RuntimeConfig, Status};
+
+use super::tls::{self, TlsSettings};
+use super::{Http2, Transport};
+use crate::config;
+
+/// The static transport's TLS keys, which dynamic transports inherit.
+#[derive(Clone, Debug, Default)]
+pub struct TlsDefaults {
+    /// `insecureSkipVerify`.
+    pub insecure_skip_verify: bool,
+    /// `rootCAs`.
+    pub root_cas: Vec<String>,
+    /// `certificates`.
+    pub certificates: Vec<ClientCertificate>,
+}
+
+/// The static `[serversTransport]` for `workers` workers, with the TLS keys dynamic transports
+/// inherit; an error names the key and the file.
+pub fn from_static(st: &config::ServersTransport, workers: usize) -> Result<(Transport, TlsDefaults), String> {
+    let timeouts = &st.forwarding_timeouts;
+    let defaults = TlsDefaults {
+        insecure_skip_verify: st.insecure_skip_verify,
+        root_cas: st.root_cas.clone(),
+        certificates: st.certificates.clone(),
+    };
+    let mut hasher = DefaultHasher::new();
+    let tls = if st.insecure_skip_verify || !st.root_cas.is_empty() || !st.certificates.is_empty() {
+        let settings = TlsSettings {
+            insecure_skip_verify: st.insecure_skip_verify,
+            root_cas: &st.root_cas,
+            certificates: &st.certificates,
+            ..TlsSettings::default()
+        };
+        let built = tls::build(&settings, "serversTransport")?;
+        for warning in &built.warnings {
+            tracing::warn!("{warning}");
+        }
+        built.files.hash(&mut hasher);
+        Some(Arc::new(built.client))
+    } else {
+        None
+    };
+    let transport = Transport {
+        dial_timeout: timeouts.dial_timeout.0,
+        idle_timeout: timeouts.idle_conn_timeout.0,
+        max_idle: st.max_idle_conns_per_host,
+        workers,
+        name: None,
+        tls,
+        http2: Http2 {
+            enabled: !st.disable_http2,
+            read_idle_timeout: Some(timeouts.read_idle_timeout.0).filter(|d| !d.is_zero()),
+            ping_timeout: timeouts.ping_timeout.0,
+        },
+        response_header_timeout: None,
+        fingerprint: hasher.finish(),
+    };
+    Ok((transport, defaults))
+}
+
+/// `transport` (named `name`, `name@provider`) laid over `base`, or why it cannot be used; the
+/// warnings name what is accepted but not in force.
+pub fn resolve(
+    name: &str,
+    transport: &ServersTransport,
+    base: &Transport,
+    defaults: &TlsDefaults,
+) -> Result<(Transport, Vec<String>), String> {
+    let local = name.split('@').next().unwrap_or(name);
+    let key = format!("http.serversTransports.{local}");
+    if transport.peer_cert_uri.is_some() {
+        return Err(format!(
+            "{key}.peerCertURI is not supported by drover; the transport is refused rather than used without the check"
+        ));
+    }
+    if transport.spiffe.is_some() {
+        return Err(format!("{key}.spiffe is not supported by drover; the transport is refused"));
+    }
+    let mut hasher = DefaultHasher::new();
+    name.hash(&mut hasher);
+    format!("{transport:?}").hash(&mut hasher);
+    base.fingerprint.hash(&mut hasher);
+    let sets_tls = transport.server_name.is_some()
+        || transport.insecure_skip_verify.is_some()
+        || transport.root_cas.is_some()
+        || transport.certificates.is_some()
+        || transport.cipher_suites.is_some()
+        || transport.min_version.is_some()
+        || transport.max_version.is_some();
+    let mut warnings = Vec::new();
+    let tls = if sets_tls {
+        let settings = TlsSettings {
+            server_name: transport.server_name.as_deref(),
+            insecure_skip_verify: transport.insecure_skip_verify.unwrap_or(defaults.insecure_skip_verify),
+            root_cas: transport.root_cas.as_deref().unwrap_or(&defaults.root_cas),
+            certificates: transport.certificates.as_deref().unwrap_or(&defaults.certificates),
+            cipher_suites: transport.cipher_suites.as_deref(),
+            min_version: transport.min_version.as_deref(),
+            max_version: transport.max_version.as_deref(),
+        };
+        let built = tls::build(&settings, &key)?;
+        built.files.hash(&mut hasher);
+        warnings = built.warnings;
+        Some(Arc::new(built.client))
+    } else {
+        base.tls.clone()
+    };
+    let timeouts = transport.forwarding_timeouts.unwrap_or_default();
+    let nonzero = |d: Duration| Some(d).filter(|d| !d.is_zero());
+    let max_idle = match transport.max_idle_conns_per_host {
+        Some(n) if n < 0 => 0,
+        Some(0) | None => base.max_idle,
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+    let resolved = Transport {
+        dial_timeout: timeouts.dial_timeout.map_or(base.dial_timeout, |d| d.0),
+        idle_timeout: timeouts.idle_conn_timeout.map_or(base.idle_timeout, |d| d.0),
+        max_idle,
+        workers: base.workers,
+        name: Some(name.into()),
+        tls,
+        http2: Http2 {
+            enabled: !transport.disable_http2.unwrap_or(!base.http2.enabled),
+            read_idle_timeout: timeouts.read_idle_timeout.map_or(base.http2.read_idle_timeout, |d| nonzero(d.0)),
+            ping_timeout: timeouts.ping_timeout.map_or(base.http2.ping_timeout, |d| d.0),
+        },
+        response_header_timeout: timeouts.response_header_timeout.map(|d| nonzero(d.0)),
+        fingerprint: hasher.finish(),
+    };
+    Ok((resolved, warnings))
+}
+
+/// Resolves every servers transport of `config` over `base`. One that cannot be built is
+/// disabled in `config`, with the services that use it and their routers; `config` is copied
+/// only when something is written to it.
+pub fn resolve_all(config: &mut Arc<RuntimeConfig>, base: &Transport, defaults: &TlsDefaults) -> HashMap<String, Arc<Transport>> {
+    let mut resolved = HashMap::new();
+    let mut verdicts = Vec::new();
+    for (name, info) in &config.servers_transports {
+        match resolve(name, &info.transport, base, defaults) {
+            Ok((transport, warnings)) => {
+                resolved.insert(name.clone(), Arc::new(transport));
+                if !warnings.is_empty() {
+                    verdicts.push((name.clone(), Ok(warnings)));
+                }
+            }
+            Err(why) => verdicts.push((name.clone(), Err(why))),
+        }
+    }
+    if verdicts.is_empty() {
+        return resolved;
+    }
+    let config = Arc::make_mut(config);
+    for (name, verdict) in verdicts {
+        match verdict {
+            Ok(warnings) => {
+                if let Some(info) = config.servers_transports.get_mut(&name) {
+                    for warning in warnings {
+                        tracing::warn!(transport = %name, "{warning}");
+                        if info.status == Status::Enabled {
+                            info.status = Status::Warning;
+                        }
+                        info.errors.push(warning);
+                    }
+                }
+            }
+            Err(why) => disable(config, &name, why),
+        }
+    }
+    resolved
+}
+
+/// Disables transport `name` for `why`, and the services that use it and their routers.
+fn disable(config: &mut RuntimeConfig, name: &str, why: String) {
+    let Some(info) = config.servers_transports.get_mut(name) else {
+        return;
+    };
+    tracing::warn!(transport = %name, services = %info.used_by.join(", "), "servers transport disabled: {why}");
+    info.status = Status::Disabled;
+    info.errors.push(why.clone());
+    for service in info.used_by.clone() {
+        let Some(s) = config.services.get_mut(&service) else { continue };
+        s.status = Status::Disabled;
+        s.errors.push(format!("the servers transport `{name}` is disabled: {why}"));
+        for router in s.used_by.clone() {
+            if let Some(r) = config.routers.get_mut(&router) {
+                if r.status != Status::Disabled {
+                    r.status = Status::Disabled;
+                    r.errors.push(format!("the service `{service}` is disabled"));
+                }
+            }
+        }
+    }
+}
