@@ -3,9 +3,8 @@
 //! server-streaming calls succeed, and what travels in HTTP/2 trailers arrives: `grpc-status`
 //! (OK, and NOT_FOUND with its message) and the server's trailing metadata.
 //!
-//! The client reaches drover over cleartext HTTP/2 with prior knowledge. [`Client`] takes an
-//! optional CA and server name, so the variant with TLS from the client is one more call once
-//! entrypoints terminate TLS.
+//! The client reaches drover over cleartext HTTP/2 with prior knowledge, and over TLS (ALPN h2)
+//! to an entrypoint that terminates it with a router for the certificate's name.
 
 mod support;
 
@@ -108,5 +107,27 @@ async fn grpc_calls_pass_through_drover_to_an_h2c_server() {
     };
     assert_calls_went_through(&client.run().await);
     // Again on the connections drover keeps: the multiplexed one to the server is reused.
+    assert_calls_went_through(&client.run().await);
+}
+
+#[tokio::test]
+async fn grpc_calls_pass_through_drover_with_tls_from_the_client() {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = support::pki::Ca::new("gRPC CA");
+    let leaf = ca.leaf(dir.path(), "grpc", &["grpc.test"]);
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let routes = format!(
+        "[http.routers.grpc]\nrule = \"Host(`grpc.test`) && PathPrefix(`/echo.Echo/`)\"\nservice = \"grpc\"\n\
+         [http.routers.grpc.tls]\n\
+         [[http.services.grpc.loadBalancer.servers]]\nurl = \"h2c://127.0.0.1:{}\"\n{}",
+        server.port,
+        leaf.toml()
+    );
+    let d = TestDrover::start(&routes).await;
+    let client = Client {
+        target: format!("localhost:{}", d.web().port()),
+        tls: Some((&ca_file, "grpc.test")),
+    };
     assert_calls_went_through(&client.run().await);
 }
