@@ -105,6 +105,13 @@ async fn sni_chooses_exact_then_wildcard_then_default_and_plain_http_shares_the_
         "{body}"
     );
 
+    // Explain tells the TLS routers from the plain ones by the URL's scheme.
+    let tls = api(&drover, "/api/explain?url=https://a.test/hello").await;
+    assert_eq!(tls["router"], "a@file", "{tls}");
+    assert!(tls.to_string().contains("serves plain HTTP only"), "{tls}");
+    let plain = api(&drover, "/api/explain?url=http://a.test/hello").await;
+    assert_eq!(plain["router"], "plain@file", "{plain}");
+
     // The API lists the certificates with the routers they serve.
     let certs = api(&drover, "/api/tls/certificates").await;
     let list = certs.as_array().expect("a list");

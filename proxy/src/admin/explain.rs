@@ -30,6 +30,8 @@ use crate::snapshot::Snapshot;
 #[derive(Debug)]
 struct Question {
     entry_point: usize,
+    /// `https://` URL: the request arrives over TLS (the entrypoint's TLS routers).
+    tls: bool,
     entry_point_name: String,
     url: String,
     method: Method,
@@ -112,6 +114,7 @@ impl Question {
         };
         Ok(Self {
             entry_point,
+            tls: uri.scheme() == Some(&http::uri::Scheme::HTTPS),
             entry_point_name,
             url: url.to_string(),
             method,
@@ -159,7 +162,7 @@ struct Line<'a> {
 fn answer(snapshot: &Snapshot, q: &Question, now: Instant) -> Value {
     let view = q.view();
     let config = &snapshot.config;
-    let Some(table) = snapshot.entry_points.get(q.entry_point) else {
+    let Some(table) = snapshot.table(q.entry_point, q.tls) else {
         return json!({ "message": "no route table for this entrypoint" });
     };
     let winner = table.find(&view);
@@ -212,6 +215,15 @@ fn answer(snapshot: &Snapshot, q: &Question, now: Instant) -> Value {
             r
         } else if !info.using.iter().any(|u| u == ep) {
             vec![format!("it is not on entrypoint `{ep}` (it uses: {})", info.using.join(", "))]
+        } else if snapshot
+            .table(q.entry_point, !q.tls)
+            .is_some_and(|t| t.routes().any(|(n, _, _)| n == name.as_str()))
+        {
+            vec![if q.tls {
+                "it serves plain HTTP only (no `tls` section, and its entrypoint has no `http.tls`)".to_string()
+            } else {
+                "it serves TLS connections only (https://)".to_string()
+            }]
         } else {
             vec![format!("its service `{}` is not available (disabled or missing)", info.service)]
         };

@@ -123,6 +123,29 @@ impl TlsCompiler {
             }
         }
 
+        // No ACME yet: a resolver is named, the configured certificates (or the default) serve.
+        let resolvers: Vec<(String, String)> = routers
+            .keys()
+            .filter_map(|name| {
+                let info = &config.routers[name];
+                let on_ep = self.entry_points.iter().flatten().find_map(|t| t.cert_resolver.clone());
+                info.tls
+                    .as_ref()
+                    .and_then(|t| t.cert_resolver.clone())
+                    .or(on_ep)
+                    .map(|r| (name.clone(), r))
+            })
+            .collect();
+        for (name, resolver) in resolvers {
+            if let Some(info) = config.routers.get_mut(&name) {
+                warn(
+                    &mut info.status,
+                    &mut info.errors,
+                    format!("tls.certResolver `{resolver}`: drover orders no certificates yet (ACME); the configured certificates, or the default one, serve this router"),
+                );
+            }
+        }
+
         // 2. Build every options set used, and `default`.
         let mut index = CertIndex::default();
         let mut infos: Vec<CertInfo> = Vec::new();
