@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use pool::{BodyProgress, Pooled, RequestBody, SendError, Upstream};
+pub use pool::{BodyProgress, BodyTap, Pooled, RequestBody, SendError, Upstream};
 
 /// Connection settings shared by every upstream.
 #[derive(Clone, Debug)]
