@@ -5,7 +5,9 @@
 pub mod bind;
 pub mod consul;
 pub mod docker;
+pub mod load;
 pub mod marathon;
+pub mod recording;
 pub mod scripted;
 pub mod serve;
 #[path = "../../examples/whoami/server.rs"]
