@@ -187,6 +187,10 @@ async fn mirroring_50_percent_copies_every_second_request_with_its_body() {
     assert_eq!(mirrored_big.len(), 1);
     assert!(mirrored_big[0].body.is_empty(), "mirrored without its body");
     assert!(!mirrored_big[0].headers.contains_key("content-length") || mirrored_big[0].headers["content-length"] == "0");
+    let shadow = service_json(&drover, "shadow@file").await;
+    assert_eq!(shadow["type"], "mirroring");
+    assert_eq!(shadow["mirrorCopies"]["withoutBody"], 1, "counted: {shadow}");
+    assert_eq!(shadow["mirrorCopies"]["sent"], 51, "{shadow}");
 }
 
 fn client_full(
@@ -397,4 +401,85 @@ async fn a_missing_child_or_a_cycle_disables_only_what_uses_it() {
     )
     .unwrap();
     assert_eq!(router_json["status"], "disabled", "{router_json}");
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn explain(drover: &TestDrover, headers: &[&str]) -> serde_json::Value {
+    let mut query = vec!["entryPoint=web".to_string(), format!("url={}", encode("/page"))];
+    query.extend(headers.iter().map(|h| format!("header={}", encode(h))));
+    let url = format!("http://{}/api/explain?{}", drover.drover.api(), query.join("&"));
+    let answer = get(&client(), &url).await;
+    assert_eq!(answer.status, 200, "{url}: {}", answer.body);
+    serde_json::from_str(&answer.body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_names_the_child_service_the_sticky_cookie_and_the_hash_bucket_the_data_path_uses() {
+    let mut names = HashMap::new();
+    let mut handles = Vec::new();
+    for name in ["v1-a", "v1-b", "h-a", "h-b", "h-c"] {
+        let (addr, handle) = whoami::spawn(name).await;
+        names.insert(format!("http://{addr}"), name.to_string());
+        handles.push((addr, handle));
+    }
+    let addrs: Vec<_> = handles.iter().map(|(a, _)| (*a, 1)).collect();
+    let routes = format!(
+        "{}[http.services.canary.weighted]\nservices = [{{ name = \"v1\", weight = 9 }}, {{ name = \"hashed\", weight = 1 }}]\n[http.services.canary.weighted.sticky.cookie]\nname = \"canary\"\n{}[http.services.v1.loadBalancer.sticky.cookie]\nname = \"pin\"\n{}[http.services.hashed.loadBalancer.hash]\nkey = \"header:X-User\"\n",
+        router("r", "PathPrefix(`/`)", "canary"),
+        servers_toml("v1", &addrs[..2]),
+        servers_toml("hashed", &addrs[2..]),
+    );
+    let drover = TestDrover::start(&routes).await;
+
+    let plain = explain(&drover, &[]).await;
+    assert_eq!(plain["choice"]["path"][0]["service"], "v1@file", "{plain}");
+    assert!(
+        plain["choice"]["path"][0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("weighted rotation (weight 9 of 10)"),
+        "{plain}"
+    );
+    assert!(plain["summary"].as_str().unwrap().contains("`v1@file`"), "{plain}");
+
+    let to_hashed = format!("Cookie: canary={}", drover::balance::sticky::value_of("hashed@file"));
+    let x = explain(&drover, &[&to_hashed, "X-User: alice"]).await;
+    assert_eq!(x["choice"]["path"][0]["service"], "hashed@file", "{x}");
+    assert!(
+        x["choice"]["path"][0]["why"].as_str().unwrap().contains("sticky cookie `canary`"),
+        "{x}"
+    );
+    let why = x["choice"]["why"].as_str().unwrap();
+    assert!(why.starts_with("consistent hash of header:x-user: ring point "), "{why}");
+    let predicted = names[x["nextServer"].as_str().unwrap()].clone();
+    let c = client();
+    let cookie = to_hashed.trim_start_matches("Cookie: ");
+    for _ in 0..5 {
+        let a = send(&c, "GET", &drover.url("/page"), &[("cookie", cookie), ("x-user", "alice")])
+            .await
+            .unwrap();
+        assert_eq!(a.backend(), predicted, "the data path goes where explain said");
+    }
+
+    let pin = format!(
+        "Cookie: pin={}",
+        drover::balance::sticky::value_of(&format!("http://{}", addrs[1].0))
+    );
+    let x = explain(&drover, &[&pin]).await;
+    assert_eq!(names[x["nextServer"].as_str().unwrap()], "v1-b", "{x}");
+    assert!(
+        x["choice"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("sticky cookie `pin` names this server"),
+        "{x}"
+    );
 }

@@ -80,6 +80,28 @@ pub struct Mirroring {
     pub stats: Arc<MirrorStats>,
 }
 
+impl MirrorStats {
+    /// The counts as JSON (admin API).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "sent": self.sent.load(Ordering::Relaxed),
+            "withoutBody": self.without_body.load(Ordering::Relaxed),
+            "dropped": self.dropped.load(Ordering::Relaxed),
+            "failed": self.failed.load(Ordering::Relaxed),
+        })
+    }
+}
+
+impl Service {
+    /// A mirroring service's copy counts as JSON; `None` for other services.
+    pub fn mirror_stats(&self) -> Option<serde_json::Value> {
+        match self.composite.as_deref() {
+            Some(super::Composite::Mirroring(m)) => Some(m.stats.to_json()),
+            _ => None,
+        }
+    }
+}
+
 /// One copy to make for one request.
 #[derive(Debug)]
 pub struct Copy {

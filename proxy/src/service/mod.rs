@@ -14,6 +14,7 @@
 //! propagates upward on every request, which is what Traefik's `healthCheck: {}` on a composite
 //! asks for.
 
+pub mod explain;
 pub mod failover;
 pub mod mirror;
 pub mod weighted;
