@@ -815,5 +815,19 @@ mod tests {
         assert_eq!(lb.hash.as_ref().unwrap().key, "header:X-User");
         let cookie = lb.sticky.as_ref().unwrap().cookie.as_ref().unwrap();
         assert_eq!((cookie.http_only, cookie.same_site.as_deref()), (Some(true), Some("lax")));
+
+        // Traefik's shorthand: `sticky.cookie=true` is a cookie with every default.
+        let labels = parse_pairs(
+            &[
+                ("traefik.http.services.s.loadbalancer.server.port", "80"),
+                ("traefik.http.services.s.loadbalancer.sticky.cookie", "true"),
+            ],
+            "traefik",
+        )
+        .unwrap();
+        let sticky = labels.services["s"].loadbalancer.as_ref().unwrap().sticky.as_ref().unwrap();
+        assert_eq!(sticky.cookie, Some(crate::model::StickyCookie::default()));
+        let err = parse_pairs(&[("drover.http.services.s.loadbalancer.sticky.cookie", "maybe")], "drover").unwrap_err();
+        assert!(err[0].to_string().contains("sticky.cookie"), "{err:?}");
     }
 }

@@ -87,9 +87,41 @@ pub struct Mirror {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Sticky {
-    /// The cookie that names the server (or child service).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The cookie that names the server (or child service). Traefik's label shorthand
+    /// `sticky.cookie=true` is a cookie with every default; `false` is none.
+    #[serde(default, deserialize_with = "cookie_or_flag", skip_serializing_if = "Option::is_none")]
     pub cookie: Option<StickyCookie>,
+}
+
+/// `cookie = true`, `cookie = "true"` (a label) or a table of attributes.
+fn cookie_or_flag<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<StickyCookie>, D::Error> {
+    struct CookieOrFlag;
+
+    impl<'de> serde::de::Visitor<'de> for CookieOrFlag {
+        type Value = Option<StickyCookie>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("true, false or a table of cookie attributes")
+        }
+
+        fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<Self::Value, E> {
+            Ok(on.then(StickyCookie::default))
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            match text.trim().to_ascii_lowercase().as_str() {
+                "true" => Ok(Some(StickyCookie::default())),
+                "false" => Ok(None),
+                other => Err(E::custom(format!("`{other}` is not true, false or a table of cookie attributes"))),
+            }
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            StickyCookie::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+
+    de.deserialize_any(CookieOrFlag)
 }
 
 /// `sticky.cookie`: the cookie's attributes.
