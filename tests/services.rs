@@ -315,6 +315,22 @@ async fn a_hash_key_keeps_each_user_on_one_server() {
     }
     let used: BTreeSet<&String> = owner.values().collect();
     assert_eq!(used.len(), 4, "the users are spread over every server");
+
+    // Traefik's `hrw`: rendezvous on the client IP, so this client (127.0.0.1) always lands on
+    // one server, whatever its headers.
+    drover.write_routes(&routes.replace(
+        "[http.services.app.loadBalancer.hash]\nkey = \"header:X-User\"\n",
+        "[http.services.app.loadBalancer]\nstrategy = \"hrw\"\n",
+    ));
+    drover.wait_for_generation(2).await;
+    let mut seen = BTreeSet::new();
+    for user in 0..40 {
+        let a = send(&c, "GET", &drover.url("/"), &[("x-user", &format!("user-{user}"))])
+            .await
+            .unwrap();
+        seen.insert(a.backend().to_string());
+    }
+    assert_eq!(seen.len(), 1, "one client IP, one server: {seen:?}");
 }
 
 /// Sends `n` GETs from `clients` concurrent clients; how many each backend answered.

@@ -130,3 +130,112 @@ impl Service {
         child.resolve(affinity, now, avoid, first, out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use drover_providers::aggregate::Fragments;
+    use drover_providers::DynamicConfig;
+    use http::HeaderMap;
+
+    use super::*;
+    use crate::compile::Compiler;
+    use crate::health::{HealthRegistry, Outcome};
+    use crate::metrics::Metrics;
+    use crate::snapshot::Snapshot;
+    use crate::upstream::{Transport, Upstreams};
+
+    fn snapshot(text: &str) -> Snapshot {
+        let mut compiler = Compiler::new(vec!["web".into()], Upstreams::new(Transport::default()));
+        let fragments = Fragments {
+            generation: 1,
+            fragments: vec![("file".into(), Arc::new(DynamicConfig::from_toml(text).expect("test config")))],
+        };
+        compiler.reload(&fragments, &HealthRegistry::default(), &Metrics::default())
+    }
+
+    fn leaf_name(service: &Arc<Service>, avoid: &Avoid) -> Option<String> {
+        let headers = HeaderMap::new();
+        let affinity = Affinity {
+            headers: &headers,
+            path: "/",
+            client_ip: b"192.0.2.1",
+        };
+        service
+            .resolve(&affinity, Instant::now(), avoid, true, &mut Resolution::default())
+            .map(|leaf| leaf.name.to_string())
+    }
+
+    const FAILOVER: &str = r#"
+        [http.services.app.failover]
+        service = "main"
+        fallback = "spare"
+        [[http.services.main.loadBalancer.servers]]
+        url = "http://127.0.0.1:9001"
+        [http.services.main.loadBalancer.passiveHealthCheck]
+        maxFailedAttempts = 1
+        baseEjectionTime = "10s"
+        slowStart = "0s"
+        [[http.services.spare.loadBalancer.servers]]
+        url = "http://127.0.0.1:9002"
+    "#;
+
+    #[tokio::test(start_paused = true)]
+    async fn failover_follows_the_main_services_health_there_and_back() {
+        let snapshot = snapshot(FAILOVER);
+        let app = &snapshot.services["app@file"];
+        let main = &snapshot.services["main@file"];
+        let none = Avoid::default();
+        assert_eq!(leaf_name(app, &none).as_deref(), Some("main@file"));
+
+        main.record(0, Outcome::LocalFailure, false, Instant::now());
+        assert!(main.servers[0].health.is_out(), "the test ejects main's only server");
+        assert_eq!(leaf_name(app, &none).as_deref(), Some("spare@file"), "main has no available server");
+
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert_eq!(leaf_name(app, &none).as_deref(), Some("spare@file"), "still ejected");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(
+            leaf_name(app, &none).as_deref(),
+            Some("main@file"),
+            "the ejection is over: the next request is main's probation request"
+        );
+    }
+
+    #[test]
+    fn a_leaf_that_could_not_take_the_request_is_avoided() {
+        let snapshot = snapshot(FAILOVER);
+        let app = &snapshot.services["app@file"];
+        let mut avoid = Avoid::default();
+        avoid.add(&snapshot.services["main@file"]);
+        assert_eq!(leaf_name(app, &avoid).as_deref(), Some("spare@file"));
+        avoid.add(&snapshot.services["spare@file"]);
+        assert_eq!(leaf_name(app, &avoid), None, "nothing left: the caller answers");
+    }
+
+    #[test]
+    fn weighted_children_rotate_smoothly_and_nest() {
+        let snapshot = snapshot(
+            r#"
+            [http.services.outer.weighted]
+            services = [{ name = "inner", weight = 1 }, { name = "c", weight = 1 }]
+            [http.services.inner.weighted]
+            services = [{ name = "a", weight = 3 }, { name = "b", weight = 1 }]
+            [[http.services.a.loadBalancer.servers]]
+            url = "http://127.0.0.1:9001"
+            [[http.services.b.loadBalancer.servers]]
+            url = "http://127.0.0.1:9002"
+            [[http.services.c.loadBalancer.servers]]
+            url = "http://127.0.0.1:9003"
+            "#,
+        );
+        let outer = &snapshot.services["outer@file"];
+        let picks: Vec<String> = (0..8).filter_map(|_| leaf_name(outer, &Avoid::default())).collect();
+        // Outer 1:1 alternates; inner 3:1 goes a a b a (nginx's smooth order).
+        assert_eq!(
+            picks,
+            ["a@file", "c@file", "a@file", "c@file", "b@file", "c@file", "a@file", "c@file"]
+        );
+    }
+}
