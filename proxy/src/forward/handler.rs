@@ -356,7 +356,9 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
         trace.bytes_in = Some(progress.clone());
         RequestBody::Counted(body, progress)
     };
-    if !resolution.mirrors.is_empty() {
+    // An upgrade (WebSocket) is not mirrored: a mirror that switched protocols would hold
+    // its copy open until the copy timeout.
+    if !resolution.mirrors.is_empty() && !upgrade {
         body = mirror::dispatch(&parts, body, resolution.mirrors.drain(..));
     }
     let mut request = Request::from_parts(parts, body);
