@@ -258,6 +258,7 @@ async fn the_dashboard_shows_routes_health_providers_and_explains_in_a_real_brow
     for (s, a) in [("web", w1), ("web", w2), ("api", a1), ("api", a2)] {
         routes.push_str(&server(s, a));
     }
+    routes.push_str("[http.services.canary.weighted]\nservices = [{ name = \"web\", weight = 9 }, { name = \"api\", weight = 1 }]\n");
     let d = TestDrover::start_with(&routes, &format!("[providers.marathon]\nendpoint = \"{}\"\n", cluster.leader_url())).await;
     let dashboard = format!("http://{}/dashboard/", d.drover.api());
     let a1_url = format!("http://{a1}");
@@ -283,6 +284,10 @@ async fn the_dashboard_shows_routes_health_providers_and_explains_in_a_real_brow
             "document.querySelectorAll('[data-service=\"web@file\"] [data-state=\"up\"]').length === 2",
         ),
         ("service api", "document.querySelector('[data-service=\"api@file\"]')"),
+        (
+            "the weighted service as a tree of its children",
+            "document.querySelector('[data-service=\"canary@file\"] .children[data-kind=\"weighted\"]')?.textContent.includes('web@file · weight 9')",
+        ),
         (
             "the Marathon item skipped with its reason",
             "[...document.querySelectorAll('[data-provider=\"marathon\"] li.skipped')].some(li => li.textContent.includes('eighty'))",

@@ -165,6 +165,7 @@ pub fn merge_cached<'a, C>(
         }
     }
     link_transports(&mut out);
+    crate::composite::resolve_children(&mut out.services);
     for (provider, config) in &fragments {
         let unsupported = config.unsupported();
         for (name, router) in &config.http.routers {
@@ -375,24 +376,25 @@ fn validate_service(name: &str, provider: &str, s: &Service, unsupported: &[Stri
     if name.contains('@') {
         disable(&mut status, &mut errors, format!("service name `{name}` must not contain `@`"));
     }
+    let mut composite = crate::composite::Checked::default();
     match &s.load_balancer {
+        None if s.weighted.is_none() && s.failover.is_none() && s.mirroring.is_none() => {
+            disable(&mut status, &mut errors, format!("http.services.{name} has no loadBalancer"))
+        }
         None => {
-            let kind = [
-                (s.weighted.is_some(), "weighted"),
-                (s.mirroring.is_some(), "mirroring"),
-                (s.failover.is_some(), "failover"),
-            ]
-            .into_iter()
-            .find_map(|(present, kind)| present.then_some(kind));
-            match kind {
-                Some(kind) => disable(
-                    &mut status,
-                    &mut errors,
-                    format!("`{kind}` services are not supported by drover yet"),
-                ),
-                None => disable(&mut status, &mut errors, format!("http.services.{name} has no loadBalancer")),
+            composite = crate::composite::validate(name, provider, s);
+            for why in std::mem::take(&mut composite.fatal) {
+                disable(&mut status, &mut errors, why);
+            }
+            for why in std::mem::take(&mut composite.warnings) {
+                warn(&mut status, &mut errors, why);
             }
         }
+        Some(_) if s.weighted.is_some() || s.failover.is_some() || s.mirroring.is_some() => disable(
+            &mut status,
+            &mut errors,
+            format!("http.services.{name} defines a loadBalancer and a weighted, failover or mirroring service; a service is one kind"),
+        ),
         Some(lb) => {
             let mut health_errors = Vec::new();
             health = HealthPolicy::resolve(lb, &format!("http.services.{name}.loadBalancer"), &mut health_errors);
@@ -400,12 +402,15 @@ fn validate_service(name: &str, provider: &str, s: &Service, unsupported: &[Stri
             for e in health_errors {
                 warn(&mut status, &mut errors, format!("{e}; the default is used"));
             }
-            if let Some(strategy) = lb.strategy.as_deref().filter(|s| !s.eq_ignore_ascii_case("wrr")) {
-                warn(
-                    &mut status,
-                    &mut errors,
-                    format!("strategy `{strategy}` is not supported; using smooth weighted round robin (wrr)"),
-                );
+            let mut choice_errors = Vec::new();
+            composite.choice = crate::balancing::Choice::resolve(
+                lb,
+                &qualify(name, provider),
+                &format!("http.services.{name}.loadBalancer"),
+                &mut choice_errors,
+            );
+            for e in choice_errors {
+                warn(&mut status, &mut errors, e);
             }
             let mut seen = BTreeSet::new();
             for (i, server) in lb.servers.iter().enumerate() {
@@ -436,6 +441,10 @@ fn validate_service(name: &str, provider: &str, s: &Service, unsupported: &[Stri
         name: qualify(name, provider),
         provider: provider.to_string(),
         load_balancer: s.load_balancer.clone(),
+        weighted: composite.weighted,
+        failover: composite.failover,
+        mirroring: composite.mirroring,
+        choice: composite.choice,
         servers,
         pass_host_header: s.load_balancer.as_ref().and_then(|lb| lb.pass_host_header).unwrap_or(true),
         health,
@@ -710,7 +719,7 @@ mod tests {
             entryPoints = ["web", "nope"]
             [http.routers.t.tls]
             [http.services.s.loadBalancer]
-            strategy = "p2c"
+            strategy = "drr"
             [[http.services.s.loadBalancer.servers]]
             url = "http://127.0.0.1:1"
             [[http.services.s.loadBalancer.servers]]
@@ -727,7 +736,7 @@ mod tests {
         let s = &rc.services["s@file"];
         assert_eq!(s.status, Status::Warning);
         assert_eq!(s.servers.len(), 1);
-        assert!(s.errors.iter().any(|e| e.contains("p2c")));
+        assert!(s.errors.iter().any(|e| e.contains("strategy: `drr`")), "{:?}", s.errors);
     }
 
     #[test]
@@ -967,5 +976,70 @@ mod tests {
         }));
         let (when, empty) = pub_rx.recv().await.expect("an empty first configuration");
         assert_eq!((when, empty.generation, empty.fragments.len()), (at, 1, 0));
+    }
+
+    #[test]
+    fn composites_resolve_children_across_providers_and_report_missing_ones_and_cycles() {
+        let file = config(
+            r#"
+            [http.routers.canary]
+            rule = "Path(`/c`)"
+            service = "canary"
+            [http.routers.loop]
+            rule = "Path(`/l`)"
+            service = "a"
+            [http.routers.plain]
+            rule = "Path(`/p`)"
+            service = "v1"
+            [http.services.canary.weighted]
+            services = [{ name = "v1", weight = 9 }, { name = "v2@docker", weight = 1 }]
+            [http.services.fo.failover]
+            service = "v1"
+            fallback = "nowhere"
+            [http.services.top.weighted]
+            services = [{ name = "fo" }]
+            [http.services.a.weighted]
+            services = [{ name = "b" }]
+            [http.services.b.failover]
+            service = "a"
+            fallback = "v1"
+            [http.services.m.mirroring]
+            service = "v1"
+            mirrors = [{ name = "v2@docker", percent = 150 }]
+            [[http.services.v1.loadBalancer.servers]]
+            url = "http://127.0.0.1:1"
+            "#,
+        );
+        let docker = config("[[http.services.v2.loadBalancer.servers]]\nurl = \"http://127.0.0.1:2\"\n");
+        let rc = merge([("file", &file), ("docker", &docker)], &["web".to_string()]);
+        let canary = &rc.services["canary@file"];
+        assert_eq!(canary.status, Status::Enabled, "{:?}", canary.errors);
+        let children: Vec<_> = canary
+            .weighted
+            .as_ref()
+            .unwrap()
+            .services
+            .iter()
+            .map(|c| (c.name.as_str(), c.weight))
+            .collect();
+        assert_eq!(children, [("v1@file", Some(9)), ("v2@docker", Some(1))]);
+        assert_eq!(rc.routers["canary@file"].status, Status::Enabled);
+
+        let fo = &rc.services["fo@file"];
+        assert_eq!(fo.status, Status::Disabled);
+        assert_eq!(
+            fo.errors,
+            ["http.services.fo.failover.fallback: the service `nowhere@file` does not exist"]
+        );
+        assert!(rc.services["top@file"].errors[0].contains("the service `fo@file` is disabled"));
+
+        for name in ["a@file", "b@file"] {
+            let info = &rc.services[name];
+            assert_eq!(info.status, Status::Disabled);
+            assert!(info.errors[0].starts_with("the services form a cycle: `"), "{:?}", info.errors);
+        }
+        assert_eq!(rc.routers["loop@file"].status, Status::Disabled);
+        assert!(rc.services["m@file"].errors[0].contains("percent: 150 is above 100"));
+        assert_eq!(rc.routers["plain@file"].status, Status::Enabled, "everything else keeps serving");
     }
 }

@@ -10,6 +10,8 @@
 
 pub mod aggregate;
 pub mod backoff;
+pub mod balancing;
+pub mod composite;
 pub mod consul;
 pub mod dns;
 pub mod docker;

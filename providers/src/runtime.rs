@@ -124,6 +124,18 @@ pub struct ServiceInfo {
     pub provider: String,
     /// The service as the provider gave it.
     pub load_balancer: Option<model::LoadBalancer>,
+    /// A `weighted` service, children qualified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weighted: Option<model::Weighted>,
+    /// A `failover` service, children qualified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<model::Failover>,
+    /// A `mirroring` service, children qualified, defaults filled in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirroring: Option<model::Mirroring>,
+    /// How servers (or, for `weighted`, children) are chosen: strategy and sticky cookie.
+    #[serde(skip)]
+    pub choice: crate::balancing::Choice,
     /// Valid servers, in the order given.
     #[serde(skip)]
     pub servers: Vec<ServerSpec>,

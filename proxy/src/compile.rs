@@ -31,13 +31,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use drover_providers::aggregate::{Fragments, RuleCache};
+use drover_providers::balancing::Strategy as ChoiceStrategy;
 use drover_providers::model::RouterTls;
-use drover_providers::runtime::{RuntimeConfig, Status};
+use drover_providers::runtime::{RuntimeConfig, ServiceInfo, Status};
 
-use crate::balance::SmoothWeighted;
+use crate::balance::hash::Ring;
+use crate::balance::{Balancing, Loads, SmoothWeighted, Sticky, Strategy};
 use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
 use crate::routing::{CompiledRule, RouteEntry, RouteTable};
+use crate::service::mirror::MirrorStats;
+use crate::service::{Composite, Failover, Mirroring, Weighted};
 use crate::snapshot::{Route, Server, Service, Snapshot, Tier};
 use crate::tls::TlsCompiler;
 use crate::upstream::{Transport, Upstreams};
@@ -50,6 +54,10 @@ pub struct Compiler {
     upstreams: Upstreams,
     rules: RuleCache<CompiledRule>,
     tls: TlsCompiler,
+    /// Servers' loads for `p2c` and `leasttime` (kept across reloads).
+    loads: Loads,
+    /// Mirroring services' counts (kept across reloads).
+    mirror_stats: HashMap<String, Arc<MirrorStats>>,
 }
 
 impl Compiler {
@@ -61,6 +69,8 @@ impl Compiler {
             entry_points,
             upstreams,
             rules: RuleCache::default(),
+            loads: Loads::default(),
+            mirror_stats: HashMap::new(),
         }
     }
 
@@ -141,13 +151,16 @@ impl Compiler {
             services,
         };
         self.upstreams.retain_used();
+        self.loads.sweep();
+        self.mirror_stats.retain(|name, _| snapshot.services.contains_key(name));
         health.finish(snapshot.services.keys().cloned());
         snapshot
     }
 
-    /// Every enabled service, with its servers' upstreams and health looked up.
+    /// Every enabled service, with its servers' upstreams and health looked up; services made
+    /// of services after their children.
     fn services(
-        &self,
+        &mut self,
         config: &RuntimeConfig,
         transports: &HashMap<String, Arc<Transport>>,
         health: &HealthRegistry,
@@ -155,7 +168,7 @@ impl Compiler {
     ) -> HashMap<String, Arc<Service>> {
         let mut services = HashMap::new();
         for (name, info) in &config.services {
-            if info.status == Status::Disabled {
+            if info.status == Status::Disabled || info.load_balancer.is_none() {
                 continue;
             }
             let transport = match &info.servers_transport {
@@ -182,14 +195,114 @@ impl Compiler {
                 name: name.as_str().into(),
                 metrics_id: metrics.id(name),
                 tiers: tiers(&servers),
+                balancing: self.balancing(name, info, &servers),
                 servers,
                 pass_host_header: info.pass_host_header,
                 health: info.health.clone(),
                 budget: health.budget(name),
+                composite: None,
             };
             services.insert(name.clone(), Arc::new(service));
         }
+        for name in config.services.keys() {
+            self.composite(name, config, health, metrics, &mut services, 0);
+        }
         services
+    }
+
+    /// How the load balancer `name` chooses, when it is not plain round robin.
+    fn balancing(&self, name: &str, info: &ServiceInfo, servers: &[Server]) -> Option<Box<Balancing>> {
+        let choice = &info.choice;
+        if choice.strategy == ChoiceStrategy::Wrr && choice.sticky.is_none() {
+            return None;
+        }
+        let strategy = match &choice.strategy {
+            ChoiceStrategy::Wrr => Strategy::Wrr,
+            ChoiceStrategy::P2c => Strategy::P2c,
+            ChoiceStrategy::LeastTime => Strategy::LeastTime,
+            ChoiceStrategy::Hrw => Strategy::Hrw,
+            ChoiceStrategy::Hash(key) => Strategy::Hash {
+                key: key.clone(),
+                ring: Ring::new(servers.iter().map(|s| (&*s.url, s.weight))),
+            },
+        };
+        let loads =
+            matches!(strategy, Strategy::P2c | Strategy::LeastTime).then(|| servers.iter().map(|s| self.loads.get(name, &s.url)).collect());
+        Some(Box::new(Balancing {
+            strategy,
+            sticky: choice
+                .sticky
+                .as_ref()
+                .map(|spec| Sticky::new(spec, servers.iter().map(|s| &*s.url))),
+            loads,
+        }))
+    }
+
+    /// Builds the composite service `name` (and its composite children first); `None` when it
+    /// is not an enabled composite. `depth` guards against cycles the merge would have refused.
+    fn composite(
+        &mut self,
+        name: &str,
+        config: &RuntimeConfig,
+        health: &HealthRegistry,
+        metrics: &Metrics,
+        services: &mut HashMap<String, Arc<Service>>,
+        depth: usize,
+    ) -> Option<Arc<Service>> {
+        if let Some(done) = services.get(name) {
+            return Some(done.clone());
+        }
+        let info = config.services.get(name).filter(|i| i.status != Status::Disabled)?;
+        if depth > 64 || info.load_balancer.is_some() {
+            return None;
+        }
+        let mut child = |this: &mut Self, child: &str| this.composite(child, config, health, metrics, services, depth + 1);
+        let composite = if let Some(w) = &info.weighted {
+            let mut children = Vec::new();
+            for c in &w.services {
+                children.push((child(self, &c.name)?, c.weight.unwrap_or(1)));
+            }
+            let sticky = info
+                .choice
+                .sticky
+                .as_ref()
+                .map(|spec| Sticky::new(spec, children.iter().map(|(c, _)| &*c.name)));
+            Composite::Weighted(Weighted::new(children, sticky))
+        } else if let Some(f) = &info.failover {
+            Composite::Failover(Failover {
+                service: child(self, &f.service)?,
+                fallback: child(self, &f.fallback)?,
+            })
+        } else if let Some(m) = &info.mirroring {
+            let main = child(self, &m.service)?;
+            let mut mirrors = Vec::new();
+            for mirror in &m.mirrors {
+                mirrors.push((child(self, &mirror.name)?, mirror.percent.unwrap_or(0)));
+            }
+            let stats = self.mirror_stats.entry(name.to_string()).or_default().clone();
+            Composite::Mirroring(Mirroring::new(
+                main,
+                mirrors,
+                m.max_body_size.unwrap_or(0).max(0) as u64,
+                m.mirror_body.unwrap_or(true),
+                stats,
+            ))
+        } else {
+            return None;
+        };
+        let service = Arc::new(Service {
+            name: name.into(),
+            metrics_id: metrics.id(name),
+            servers: Box::new([]),
+            tiers: Box::new([]),
+            pass_host_header: true,
+            health: info.health.clone(),
+            budget: health.budget(name),
+            balancing: None,
+            composite: Some(Box::new(composite)),
+        });
+        services.insert(name.to_string(), service.clone());
+        Some(service)
     }
 }
 

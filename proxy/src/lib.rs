@@ -77,6 +77,7 @@ pub mod io;
 pub mod metrics;
 pub mod routing;
 pub mod server;
+pub mod service;
 pub mod snapshot;
 pub mod tls;
 pub mod upstream;

@@ -93,6 +93,10 @@ pub struct Service {
     pub health: HealthPolicy,
     /// Its retry budget (kept across reloads).
     pub budget: Arc<RetryBudget>,
+    /// A strategy other than round robin, or a sticky cookie (`None`: plain round robin).
+    pub balancing: Option<Box<crate::balance::Balancing>>,
+    /// A service made of services (`weighted`, `failover`, `mirroring`): it has no servers.
+    pub composite: Option<Box<crate::service::Composite>>,
 }
 
 /// One failover tier of a service.
@@ -166,12 +170,7 @@ impl Service {
             return Picked::NoServers;
         }
         let policy = &self.health.passive;
-        let panicking = policy.panic_threshold > 0 && {
-            let usable = self.servers.iter().filter(|s| s.weight > 0 && !s.health.is_out()).count();
-            let total = self.servers.iter().filter(|s| s.weight > 0).count();
-            usable * 100 < total * policy.panic_threshold as usize
-        };
-        if !panicking {
+        if !self.panicking() {
             for tier in self.tiers.iter() {
                 let mut probe = false;
                 let chosen = tier.balancer.pick(|k| {
@@ -213,6 +212,16 @@ impl Service {
             }
         }
         Picked::Exhausted
+    }
+
+    /// Too few servers are usable: balance across all of them regardless of health.
+    pub fn panicking(&self) -> bool {
+        let policy = &self.health.passive;
+        policy.panic_threshold > 0 && {
+            let usable = self.servers.iter().filter(|s| s.weight > 0 && !s.health.is_out()).count();
+            let total = self.servers.iter().filter(|s| s.weight > 0).count();
+            usable * 100 < total * policy.panic_threshold as usize
+        }
     }
 
     /// The server the next request would most likely go to, without taking the turn (for the

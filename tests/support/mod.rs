@@ -5,8 +5,10 @@
 pub mod bind;
 pub mod consul;
 pub mod docker;
+pub mod load;
 pub mod marathon;
 pub mod pki;
+pub mod recording;
 pub mod scripted;
 pub mod serve;
 pub mod tls_backend;

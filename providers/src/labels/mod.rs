@@ -18,7 +18,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::model::{DynamicConfig, Ignored, LoadBalancer, Router, RouterObservability, Server, Service};
+use crate::model::{
+    DynamicConfig, Failover, Hash, Ignored, LoadBalancer, Mirror, Mirroring, Router, RouterObservability, Server, Service, Sticky,
+    Weighted, WeightedService,
+};
 use crate::rule;
 pub use template::{normalize, DefaultRule, TemplateVars};
 pub use tree::LabelError;
@@ -149,6 +152,52 @@ pub struct LabelObservability {
 pub struct LabelService {
     /// The load balancer.
     pub loadbalancer: Option<LabelLoadBalancer>,
+    /// drover: a `weighted` service (`weighted.services.<i>.name|weight`, `weighted.sticky.cookie.*`).
+    pub weighted: Option<LabelWeighted>,
+    /// drover: a `failover` service (`failover.service`, `failover.fallback`).
+    pub failover: Option<Failover>,
+    /// drover: a `mirroring` service (`mirroring.service`, `mirroring.mirrors.<i>.name|percent`,
+    /// `mirroring.maxbodysize`, `mirroring.mirrorbody`).
+    pub mirroring: Option<LabelMirroring>,
+}
+
+/// `<prefix>.http.services.<s>.weighted.*`: list items are keyed by their index, as in
+/// Traefik's KV paths (`weighted.services.0.name`).
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub struct LabelWeighted {
+    /// Children by index.
+    #[serde(default)]
+    pub services: BTreeMap<String, WeightedService>,
+    /// The sticky cookie between children.
+    pub sticky: Option<Sticky>,
+    /// `healthcheck` (accepted; children's health always counts).
+    pub healthcheck: Option<Ignored>,
+}
+
+/// `<prefix>.http.services.<s>.mirroring.*`.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub struct LabelMirroring {
+    /// The service that answers.
+    pub service: Option<String>,
+    /// Mirrors by index.
+    #[serde(default)]
+    pub mirrors: BTreeMap<String, Mirror>,
+    /// Largest mirrored body.
+    pub maxbodysize: Option<i64>,
+    /// Mirror bodies at all.
+    pub mirrorbody: Option<bool>,
+    /// `healthcheck` (accepted; children's health always counts).
+    pub healthcheck: Option<Ignored>,
+}
+
+/// Items keyed by list index (`0`, `1`, … `10`), in index order; a key that is not a number sorts
+/// last, by text.
+fn by_index<T: Clone>(items: &BTreeMap<String, T>) -> Vec<T> {
+    let mut keyed: Vec<(Option<u64>, &String, &T)> = items.iter().map(|(k, v)| (k.parse().ok(), k, v)).collect();
+    keyed.sort_by(|a, b| (a.0.is_none(), a.0, a.1).cmp(&(b.0.is_none(), b.0, b.1)));
+    keyed.into_iter().map(|(_, _, v)| v.clone()).collect()
 }
 
 /// `<prefix>.http.services.<s>.loadbalancer.*`.
@@ -159,10 +208,12 @@ pub struct LabelLoadBalancer {
     pub server: Option<LabelServer>,
     /// Pass the client's Host (default true).
     pub passhostheader: Option<bool>,
-    /// Only `wrr`.
+    /// `wrr`, `p2c`, `hrw` or `leasttime`.
     pub strategy: Option<String>,
-    /// Not implemented yet.
-    pub sticky: Option<Ignored>,
+    /// The sticky cookie.
+    pub sticky: Option<Sticky>,
+    /// drover: consistent hashing (`hash.key`).
+    pub hash: Option<Hash>,
     /// Active health checks.
     pub healthcheck: Option<crate::model::HealthCheck>,
     /// Passive health (ejection).
@@ -313,7 +364,6 @@ pub fn parse<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>, prefix: &
                     if let Some(lb) = &s.loadbalancer {
                         let lb_key = format!("{key}.loadbalancer");
                         for (present, sub) in [
-                            (lb.sticky.is_some(), "sticky"),
                             (lb.responseforwarding.is_some(), "responseforwarding"),
                         ] {
                             if present {
@@ -397,6 +447,30 @@ impl Labels {
             self.services.iter().map(|(n, s)| (n.as_str(), s)).collect()
         };
         for (name, service) in &services {
+            if service.weighted.is_some() || service.failover.is_some() || service.mirroring.is_some() {
+                // A service made of services: no server of this item's own (a loadbalancer
+                // label beside it is reported by the merge as two kinds in one service).
+                out.config.http.services.insert(
+                    (*name).to_string(),
+                    Service {
+                        load_balancer: service.loadbalancer.as_ref().map(|_| LoadBalancer::default()),
+                        weighted: service.weighted.as_ref().map(|w| Weighted {
+                            services: by_index(&w.services),
+                            sticky: w.sticky.clone(),
+                            health_check: w.healthcheck,
+                        }),
+                        failover: service.failover.clone(),
+                        mirroring: service.mirroring.as_ref().map(|m| Mirroring {
+                            service: m.service.clone().unwrap_or_default(),
+                            mirrors: by_index(&m.mirrors),
+                            max_body_size: m.maxbodysize,
+                            mirror_body: m.mirrorbody,
+                            health_check: m.healthcheck,
+                        }),
+                    },
+                );
+                continue;
+            }
             let lb = service.loadbalancer.clone().unwrap_or_default();
             let server = lb.server.clone().unwrap_or_default();
             let url = match &server.url {
@@ -423,6 +497,8 @@ impl Labels {
                         }],
                         pass_host_header: lb.passhostheader,
                         strategy: lb.strategy.clone(),
+                        sticky: lb.sticky.clone(),
+                        hash: lb.hash.clone(),
                         health_check: lb.healthcheck.clone(),
                         passive_health_check: lb.passivehealthcheck.clone(),
                         retry: lb.retry.clone(),
@@ -508,6 +584,12 @@ impl Merger {
                 }
                 Some(existing) => {
                     let (Some(a), Some(b)) = (existing.load_balancer.as_mut(), service.load_balancer.as_ref()) else {
+                        // Services made of services: replicas must say the same thing.
+                        if existing != service {
+                            conflicts.push(format!(
+                                "service `{name}` is defined by another item with different settings; this item's version is left out"
+                            ));
+                        }
                         continue;
                     };
                     let same_settings = LoadBalancer {
@@ -812,5 +894,77 @@ mod tests {
         assert_eq!(conflicts.len(), 1, "{conflicts:?}");
         let config = merger.finish();
         assert_eq!(config.http.services["web"].load_balancer.as_ref().unwrap().servers.len(), 2);
+    }
+
+    #[test]
+    fn composite_services_and_choice_settings_come_from_labels_with_traefik_key_paths() {
+        let labels = parse_pairs(
+            &[
+                ("drover.http.services.canary.weighted.services.0.name", "v1"),
+                ("drover.http.services.canary.weighted.services.0.weight", "9"),
+                ("drover.http.services.canary.weighted.services.1.name", "v2@file"),
+                ("drover.http.services.canary.weighted.services.1.weight", "1"),
+                ("drover.http.services.canary.weighted.sticky.cookie.name", "canary"),
+                ("drover.http.services.fo.failover.service", "v1"),
+                ("drover.http.services.fo.failover.fallback", "spare@file"),
+                ("drover.http.services.shadow.mirroring.service", "v1"),
+                ("drover.http.services.shadow.mirroring.mirrors.0.name", "v2@file"),
+                ("drover.http.services.shadow.mirroring.mirrors.0.percent", "50"),
+                ("drover.http.services.shadow.mirroring.maxbodysize", "1024"),
+                ("drover.http.services.v1.loadbalancer.server.port", "80"),
+                ("drover.http.services.v1.loadbalancer.strategy", "p2c"),
+                ("drover.http.services.v1.loadbalancer.hash.key", "header:X-User"),
+                ("drover.http.services.v1.loadbalancer.sticky.cookie.httponly", "true"),
+                ("drover.http.services.v1.loadbalancer.sticky.cookie.samesite", "lax"),
+                ("drover.http.routers.r.service", "canary"),
+                ("drover.http.routers.r.rule", "Path(`/`)"),
+            ],
+            "drover",
+        )
+        .unwrap();
+        assert!(labels.ignored.is_empty(), "{:?}", labels.ignored);
+        let port = |_: Option<&str>| Ok(80);
+        let target = Target {
+            name: "app",
+            host: "10.0.0.1",
+            port: &port,
+        };
+        let fragment = labels.fragment(&target, &DefaultRule::default(), &TemplateVars::default()).unwrap();
+        let services = &fragment.config.http.services;
+        let canary = services["canary"].weighted.as_ref().unwrap();
+        let children: Vec<_> = canary.services.iter().map(|c| (c.name.as_str(), c.weight)).collect();
+        assert_eq!(children, [("v1", Some(9)), ("v2@file", Some(1))]);
+        assert_eq!(
+            canary.sticky.as_ref().unwrap().cookie.as_ref().unwrap().name.as_deref(),
+            Some("canary")
+        );
+        assert!(
+            services["canary"].load_balancer.is_none(),
+            "a weighted service gets no server of the item"
+        );
+        let fo = services["fo"].failover.as_ref().unwrap();
+        assert_eq!((fo.service.as_str(), fo.fallback.as_str()), ("v1", "spare@file"));
+        let shadow = services["shadow"].mirroring.as_ref().unwrap();
+        assert_eq!(shadow.mirrors[0].percent, Some(50));
+        assert_eq!(shadow.max_body_size, Some(1024));
+        let lb = services["v1"].load_balancer.as_ref().unwrap();
+        assert_eq!(lb.strategy.as_deref(), Some("p2c"));
+        assert_eq!(lb.hash.as_ref().unwrap().key, "header:X-User");
+        let cookie = lb.sticky.as_ref().unwrap().cookie.as_ref().unwrap();
+        assert_eq!((cookie.http_only, cookie.same_site.as_deref()), (Some(true), Some("lax")));
+
+        // Traefik's shorthand: `sticky.cookie=true` is a cookie with every default.
+        let labels = parse_pairs(
+            &[
+                ("traefik.http.services.s.loadbalancer.server.port", "80"),
+                ("traefik.http.services.s.loadbalancer.sticky.cookie", "true"),
+            ],
+            "traefik",
+        )
+        .unwrap();
+        let sticky = labels.services["s"].loadbalancer.as_ref().unwrap().sticky.as_ref().unwrap();
+        assert_eq!(sticky.cookie, Some(crate::model::StickyCookie::default()));
+        let err = parse_pairs(&[("drover.http.services.s.loadbalancer.sticky.cookie", "maybe")], "drover").unwrap_err();
+        assert!(err[0].to_string().contains("sticky.cookie"), "{err:?}");
     }
 }

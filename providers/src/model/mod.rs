@@ -5,6 +5,7 @@
 //! accepted and reported as ignored (see [`DynamicConfig::unsupported`]), never silently dropped;
 //! keys nobody knows are an error naming the key, so a typo cannot pass for configuration.
 
+mod composite;
 mod health;
 mod tls;
 mod transport;
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::de::IgnoredAny;
 
+pub use composite::{Failover, Hash, Mirror, Mirroring, Sticky, StickyCookie, Weighted, WeightedService};
 pub use health::{FailureRate, HealthCheck, PassiveHealthCheck, Retry};
 use serde::{Deserialize, Serialize};
 pub use tls::{Certificate, ClientAuth, Domain, RouterTls, TlsConfig, TlsOptions, TlsStore};
@@ -113,22 +115,22 @@ pub struct RouterObservability {
     pub trace_verbosity: Option<Ignored>,
 }
 
-/// An HTTP service. Only the `loadBalancer` kind exists in drover so far.
+/// An HTTP service: exactly one of `loadBalancer`, `weighted`, `mirroring`, `failover`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Service {
     /// A load balancer over servers.
     #[serde(default, alias = "loadbalancer")]
     pub load_balancer: Option<LoadBalancer>,
-    /// `weighted` services (not implemented yet: reported).
-    #[serde(default, skip_serializing)]
-    pub weighted: Option<Ignored>,
-    /// `mirroring` services (not implemented yet: reported).
-    #[serde(default, skip_serializing)]
-    pub mirroring: Option<Ignored>,
-    /// `failover` services (not implemented yet: reported).
-    #[serde(default, skip_serializing)]
-    pub failover: Option<Ignored>,
+    /// Smooth weighted round robin over services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weighted: Option<Weighted>,
+    /// A service whose requests are copied to others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirroring: Option<Mirroring>,
+    /// A service with a standby.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
 }
 
 /// `loadBalancer`: smooth weighted round robin over `servers`.
@@ -141,12 +143,15 @@ pub struct LoadBalancer {
     /// Pass the client's `Host` header to the server (default true); false sends the server's.
     #[serde(default, alias = "passhostheader", skip_serializing_if = "Option::is_none")]
     pub pass_host_header: Option<bool>,
-    /// `strategy`: only `wrr` exists in drover; other values are an error.
+    /// `strategy`: `wrr` (default), `p2c`, `hrw` or `leasttime`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
-    /// `sticky` (not implemented yet: reported as ignored).
-    #[serde(default, skip_serializing)]
-    pub sticky: Option<Ignored>,
+    /// `sticky.cookie`: session affinity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<Sticky>,
+    /// drover: consistent hashing on a request key (takes precedence over `strategy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<Hash>,
     /// `healthCheck`: active checks (optional).
     #[serde(default, alias = "healthcheck", skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
@@ -230,7 +235,6 @@ impl DynamicConfig {
         for (name, s) in &self.http.services {
             if let Some(lb) = &s.load_balancer {
                 for (present, key) in [
-                    (lb.sticky.is_some(), "sticky"),
                     (lb.response_forwarding.is_some(), "responseForwarding"),
                 ] {
                     if present {

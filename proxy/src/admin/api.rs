@@ -311,7 +311,17 @@ pub(super) fn servers_json(snapshot: &Snapshot, name: &str, now: Instant) -> Vec
 pub(super) fn service_json(snapshot: &Snapshot, info: &ServiceInfo, now: Instant) -> Value {
     let mut body = serde_json::to_value(info).unwrap_or_default();
     if let Some(map) = body.as_object_mut() {
-        map.insert("type".into(), "loadbalancer".into());
+        let kind = match (&info.weighted, &info.failover, &info.mirroring) {
+            (Some(_), _, _) => "weighted",
+            (_, Some(_), _) => "failover",
+            (_, _, Some(_)) => "mirroring",
+            _ => "loadbalancer",
+        };
+        map.insert("type".into(), kind.into());
+        map.insert("balancing".into(), serde_json::to_value(&info.choice).unwrap_or_default());
+        if let Some(stats) = snapshot.services.get(&info.name).and_then(|s| s.mirror_stats()) {
+            map.insert("mirrorCopies".into(), stats);
+        }
         map.insert("serverStatus".into(), server_status(snapshot, &info.name));
         map.insert("servers".into(), servers_json(snapshot, &info.name, now).into());
         if let Some(service) = snapshot.services.get(&info.name) {

@@ -278,9 +278,31 @@ fn answer(snapshot: &Snapshot, q: &Question, now: Instant) -> Value {
     let router = route.router.as_ref();
     let info = config.routers.get(router);
     let service = &route.service;
-    let next = service.peek(now).map(|s| s.url.to_string());
+    let client_ip = q.client_ip.to_string();
+    let affinity = crate::balance::Affinity {
+        headers: &q.headers,
+        path: &q.path,
+        client_ip: client_ip.as_bytes(),
+    };
+    // Child services, sticky server, hash bucket: see `service::explain`.
+    let choice = crate::service::explain::explain(service, &affinity, now);
+    let next = choice.server.clone();
     let summary = match &next {
+        Some(url) if !choice.path.is_empty() => format!(
+            "router `{router}` → service `{}` → {} → next server {url}",
+            service.name,
+            choice
+                .path
+                .iter()
+                .map(|s| format!("`{}`", s.service))
+                .collect::<Vec<_>>()
+                .join(" → ")
+        ),
         Some(url) => format!("router `{router}` → service `{}` → next server {url}", service.name),
+        None if service.composite.is_some() => format!(
+            "router `{router}` → service `{}`, none of whose children has an available server",
+            service.name
+        ),
         None if service.servers.iter().all(|s| s.weight == 0) => format!(
             "router `{router}` → service `{}`, which has no server with a positive weight: drover answers 503",
             service.name
@@ -304,6 +326,7 @@ fn answer(snapshot: &Snapshot, q: &Question, now: Instant) -> Value {
         "middlewares": info.map(|i| i.middlewares.clone()).unwrap_or_default(),
         "service": service_value,
         "nextServer": next,
+        "choice": serde_json::to_value(&choice).unwrap_or_default(),
     })
 }
 

@@ -346,10 +346,16 @@ fn schemas() -> Value {
             "serverStatus": { "type": "object", "additionalProperties": { "type": "string", "enum": ["UP", "DOWN"] } },
             "servers": { "type": "array", "items": schema_ref("ServerHealth") },
             "health": { "type": "object", "description": "Passive and active health and retry settings, resolved." },
-            "retries": { "type": "integer", "minimum": 0 }, "retriesRefused": { "type": "integer", "minimum": 0 } } },
+            "retries": { "type": "integer", "minimum": 0 }, "retriesRefused": { "type": "integer", "minimum": 0 },
+            "weighted": { "type": "object", "description": "A weighted service: children (qualified) with weights, optional sticky cookie." },
+            "failover": { "type": "object", "description": "A failover service: `service` and `fallback` (qualified)." },
+            "mirroring": { "type": "object", "description": "A mirroring service: `service`, `mirrors` with percentages, `maxBodySize`, `mirrorBody`." },
+            "balancing": { "type": "object", "description": "How servers or children are chosen: strategy (wrr, p2c, hrw, leasttime, hash) and sticky cookie." },
+            "mirrorCopies": { "type": "object", "description": "A mirroring service's copies: sent, withoutBody, dropped, failed." } } },
         "RawService": { "type": "object", "required": ["name", "provider", "status", "usedBy", "serverStatus"], "properties": {
             "name": { "type": "string" }, "provider": { "type": "string" },
             "loadBalancer": { "type": "object", "nullable": true },
+            "weighted": { "type": "object" }, "failover": { "type": "object" }, "mirroring": { "type": "object" },
             "status": status_enum(), "error": strings(), "usedBy": strings(), "serversTransport": { "type": "string" },
             "serverStatus": { "type": "object", "additionalProperties": { "type": "string", "enum": ["UP", "DOWN"] } } } },
         "ServersTransport": { "type": "object", "required": ["name", "provider", "transport", "status", "usedBy"], "properties": {
@@ -394,7 +400,8 @@ fn schemas() -> Value {
             "routers": { "type": "array", "items": schema_ref("ExplainRouter"), "description": "Every router, in the order they are tried." },
             "middlewares": strings(),
             "service": { "nullable": true, "allOf": [schema_ref("Service")] },
-            "nextServer": { "type": "string", "nullable": true, "description": "The server the balancer would pick next (null when none is usable)." } } },
+            "nextServer": { "type": "string", "nullable": true, "description": "The server the balancer would pick next (null when none is usable)." },
+            "choice": { "type": "object", "description": "Below the router: the child services on the way (`path`: service and why each), the server (`server`) and why (`why`: sticky cookie, hash bucket, rotation)." } } },
     })
 }
 

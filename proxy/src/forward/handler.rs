@@ -26,10 +26,12 @@ use super::headers;
 use super::target::{self, Refusal};
 use super::tunnel::Tunnel;
 use crate::access_log::{AccessLog, Entry};
+use crate::balance::Affinity;
 use crate::connection::{Connection, InFlight, X_FORWARDED_FOR};
 use crate::health::{Outcome, ServerHealth};
 use crate::metrics::{method_index, RequestKey, NONE};
 use crate::routing::{normalize_host, RequestView};
+use crate::service::{mirror, Avoid, Resolution};
 use crate::snapshot::{Observe, Picked, Route, Tried};
 use crate::upstream::{BodyProgress, RequestBody, SendError};
 
@@ -324,7 +326,24 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
         }
     };
     drop(host);
-    let retry = &service.health.retry;
+    // A service made of services is resolved to the load balancer this request goes to; `root`
+    // keeps it for a second resolution if no server of that one can take the request.
+    let (mut service, mut root, mut resolution) = (service, None, Resolution::default());
+    if service.composite.is_some() {
+        let affinity = Affinity {
+            headers: req.headers(),
+            path: req.uri().path(),
+            client_ip: conn.forwarded.client_ip.as_bytes(),
+        };
+        let Some(leaf) = service.resolve(&affinity, start, &Avoid::default(), true, &mut resolution) else {
+            return local(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable: the service has no available server\n",
+            );
+        };
+        root = Some(std::mem::replace(&mut service, leaf));
+    }
+    let retry = service.health.retry.clone();
     if retry.attempts > 0 {
         service.budget.deposit(retry.budget_percent);
     }
@@ -358,14 +377,21 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
     let replay = (retry.attempts > 0 && !upgrade && is_idempotent(&parts.method) && body.is_end_stream())
         .then(|| Replay::keep(&parts.method, &parts.uri, &parts.headers, client_host.as_ref()));
     forwarding_headers(conn, &mut parts.headers, client_host, service.pass_host_header);
-    let body = if body.is_end_stream() {
+    let mut body = if body.is_end_stream() {
         RequestBody::Incoming(body)
     } else {
         let progress = Arc::new(BodyProgress::new(start));
         trace.bytes_in = Some(progress.clone());
         RequestBody::Counted(body, progress)
     };
+    // An upgrade (WebSocket) is not mirrored: a mirror that switched protocols would hold
+    // its copy open until the copy timeout.
+    if !resolution.mirrors.is_empty() && !upgrade {
+        body = mirror::dispatch(&parts, body, resolution.mirrors.drain(..));
+    }
     let mut request = Request::from_parts(parts, body);
+    let mut avoid = Avoid::default();
+    let mut set_cookie;
 
     let mut tried = Tried::default();
     let mut retries = 0;
@@ -379,7 +405,26 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
         } else {
             Instant::now()
         };
-        let (index, server, probe) = match service.pick(tried, now) {
+        let affinity = Affinity {
+            headers: request.headers(),
+            path: request.uri().path(),
+            client_ip: conn.forwarded.client_ip.as_bytes(),
+        };
+        let picked = service.choose(tried, now, &affinity);
+        if !matches!(picked, Picked::Server { .. }) {
+            // No server of this load balancer can take the request, which is still here: a
+            // service made of services sends it elsewhere (a failover to its fallback).
+            if let Some(root) = &root {
+                avoid.add(&service);
+                if let Some(next) = root.resolve(&affinity, now, &avoid, false, &mut resolution) {
+                    service = next;
+                    tried = Tried::default();
+                    failovers = 0;
+                    continue;
+                }
+            }
+        }
+        let (index, server, probe) = match picked {
             Picked::Server { index, server, probe } => (index, server, probe),
             Picked::NoServers => {
                 return local(
@@ -401,6 +446,8 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
             }
         };
         tried.add(index);
+        set_cookie = service.sticky_cookie(index, request.headers());
+        let in_flight = service.load(index).map(|load| load.start());
         if !service.pass_host_header || !request.headers().contains_key(header::HOST) {
             request.headers_mut().insert(header::HOST, server.upstream.host_header().clone());
         }
@@ -411,6 +458,10 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
         let head = server.upstream.transport().response_header_timeout;
         let result = wait_for_head(sent, head, conn, trace.bytes_in.as_deref(), now, start).await;
         let was_probe = probe.disarm();
+        if let Some(load) = in_flight.is_some().then(|| service.load(index)).flatten() {
+            load.record_ttfb(Instant::now().saturating_duration_since(now));
+        }
+        drop(in_flight);
         match result {
             Ok((response, mut pooled)) => {
                 if response.headers().contains_key(header::TRANSFER_ENCODING) && response.headers().contains_key(header::CONTENT_LENGTH) {
@@ -525,6 +576,9 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
 
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
+    for cookie in resolution.set_cookies.into_iter().chain(set_cookie) {
+        parts.headers.append(header::SET_COOKIE, cookie);
+    }
     // The client's connection decides its own version; the server's (maybe 1.0) must not leak.
     parts.version = Version::HTTP_11;
     let mut body = UpstreamBody::new(body, pooled, conn.shared.body_idle_timeout, conn.write_timeout.map(|t| start + t));

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use drover_providers::runtime::Scheme;
 
-pub use pool::{BodyProgress, Pooled, RequestBody, SendError, Upstream};
+pub use pool::{BodyProgress, BodyTap, Pooled, RequestBody, SendError, Upstream};
 
 /// Connection settings shared by every upstream.
 #[derive(Clone, Debug)]

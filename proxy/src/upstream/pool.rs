@@ -111,6 +111,18 @@ pub enum RequestBody {
     Counted(Incoming, Arc<BodyProgress>),
     /// No body (probes, replays of body-less requests).
     Empty,
+    /// A body already in memory (copies for mirrors).
+    Full(Option<Bytes>),
+    /// Another body whose data is also shown to a tap as it streams (mirroring).
+    Tapped(Box<RequestBody>, Box<dyn BodyTap>),
+}
+
+/// Sees a request body's data as it is forwarded (see [`RequestBody::Tapped`]).
+pub trait BodyTap: Send + std::fmt::Debug {
+    /// A chunk of the body went by.
+    fn data(&mut self, data: &Bytes);
+    /// The body ended, complete.
+    fn end(&mut self);
 }
 
 impl Body for RequestBody {
@@ -137,7 +149,24 @@ impl Body for RequestBody {
                 }
                 polled
             }
-            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Empty | RequestBody::Full(None) => Poll::Ready(None),
+            RequestBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            RequestBody::Tapped(body, tap) => {
+                let polled = Pin::new(&mut **body).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            tap.data(data);
+                        }
+                        if body.is_end_stream() {
+                            tap.end();
+                        }
+                    }
+                    Poll::Ready(None) => tap.end(),
+                    _ => {}
+                }
+                polled
+            }
         }
     }
 
@@ -145,6 +174,8 @@ impl Body for RequestBody {
         match self {
             RequestBody::Incoming(body) | RequestBody::Counted(body, _) => body.is_end_stream(),
             RequestBody::Empty => true,
+            RequestBody::Full(data) => data.is_none(),
+            RequestBody::Tapped(body, _) => body.is_end_stream(),
         }
     }
 
@@ -152,6 +183,8 @@ impl Body for RequestBody {
         match self {
             RequestBody::Incoming(body) | RequestBody::Counted(body, _) => body.size_hint(),
             RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            RequestBody::Tapped(body, _) => body.size_hint(),
         }
     }
 }

@@ -162,7 +162,36 @@
       s.reason && s.state !== "up" ? el("div", { class: "reason", text: s.reason }) : null);
   }
 
+  // A service made of services: its children as a small tree (weighted with weights, failover
+  // main → fallback, mirroring main + mirrors with percentages).
+  function childrenTree(svc) {
+    let kind = null, items = [];
+    if (svc.weighted) {
+      kind = "weighted";
+      items = (svc.weighted.services || []).map((c) => c.name + " · weight " + (c.weight === undefined ? 1 : c.weight));
+    } else if (svc.failover) {
+      kind = "failover";
+      items = [svc.failover.service + " · main", svc.failover.fallback + " · fallback"];
+    } else if (svc.mirroring) {
+      kind = "mirroring";
+      items = [svc.mirroring.service + " · answers"].concat((svc.mirroring.mirrors || []).map((m) => m.name + " · mirror " + (m.percent || 0) + " %"));
+    }
+    if (!kind) return null;
+    return el("div", { class: "children", "data-kind": kind },
+      el("span", { class: "small muted", text: kind }),
+      el("ul", { class: "servers" }, items.map((t) => el("li", { class: "mono", text: t }))));
+  }
+
   function serviceCard(svc, next) {
+    const tree = childrenTree(svc);
+    if (tree) {
+      const errs = svc.error || [];
+      return el("div", { class: "panel", "data-service": svc.name, "data-status": svc.status },
+        el("div", { class: "panel-head" }, el("span", {}, badge(svc.status), " ", el("span", { class: "mono", text: svc.name }))),
+        el("div", { class: "sub" }, "used by ", (svc.usedBy && svc.usedBy.length) ? svc.usedBy.join(", ") : "no router"),
+        errs.length ? el("ul", { class: "errors" + (svc.status === "warning" ? " warn" : "") }, errs.map((e) => el("li", { text: e }))) : null,
+        tree);
+    }
     const servers = svc.servers || [];
     const up = servers.filter((s) => s.state === "up").length;
     const errs = svc.error || [];
