@@ -153,14 +153,16 @@ async fn a_backend_that_requires_a_client_certificate_gets_the_transports() {
         .write(dir.path(), "other");
     let url = format!("https://127.0.0.1:{}", backend.port());
     let routes = format!(
-        "{}{}{}[http.serversTransports.mtls]\nrootCAs = [\"{ca_file}\"]\n\
+        "{}{}{}{}[http.serversTransports.mtls]\nrootCAs = [\"{ca_file}\"]\n\
          [[http.serversTransports.mtls.certificates]]\ncertFile = \"{}\"\nkeyFile = \"{}\"\n\
          [http.serversTransports.nocert]\nrootCAs = [\"{ca_file}\"]\n\
+         [http.serversTransports.nocerth1]\nrootCAs = [\"{ca_file}\"]\ndisableHTTP2 = true\n\
          [http.serversTransports.othercert]\nrootCAs = [\"{ca_file}\"]\n\
          [[http.serversTransports.othercert.certificates]]\ncertFile = \"{}\"\nkeyFile = \"{}\"\n",
         route("mtls", &url, Some("mtls")),
         route("nocert", &url, Some("nocert")),
         route("othercert", &url, Some("othercert")),
+        route("nocerth1", &url, Some("nocerth1")),
         toml_path(&cert),
         toml_path(&key),
         toml_path(&other_cert),
@@ -172,7 +174,8 @@ async fn a_backend_that_requires_a_client_certificate_gets_the_transports() {
     let mtls = get_host(&c, &d, "mtls.test").await;
     assert_eq!(mtls.status, 200, "{}", mtls.body);
     assert!(mtls.body.contains("client-cert=yes"), "{}", mtls.body);
-    for refused in ["nocert.test", "othercert.test"] {
+    // Over HTTP/2 and HTTP/1.1 alike: a TLS 1.3 server refuses after the handshake.
+    for refused in ["nocert.test", "othercert.test", "nocerth1.test"] {
         let answer = get_host(&c, &d, refused).await;
         assert_eq!(answer.status, 502, "{refused}: {}", answer.body);
         assert!(answer.body.contains("client certificate"), "{refused}: {}", answer.body);
