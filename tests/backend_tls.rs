@@ -319,3 +319,30 @@ async fn a_missing_transport_or_an_unreadable_ca_disables_only_what_uses_it() {
     assert_eq!(broken["status"], "enabled", "{broken}");
     assert_eq!(get_host(&c, &d, "badca.test").await.status, 502, "routed now; the server is down");
 }
+
+#[tokio::test]
+async fn a_transports_response_header_timeout_replaces_the_static_one() {
+    // A server that accepts and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let silent = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let url = format!("http://{silent}");
+    let routes = format!(
+        "{}[http.serversTransports.quick.forwardingTimeouts]\nresponseHeaderTimeout = \"300ms\"\n",
+        route("quick", &url, Some("quick"))
+    );
+    // The static deadline is a minute: only the transport's can answer within the 10 s below.
+    let d = TestDrover::start(&routes).await;
+    let c = client();
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(10), get_host(&c, &d, "quick.test"))
+        .await
+        .expect("answered by the transport's deadline, not the static minute");
+    assert_eq!(answer.status, 504, "{}", answer.body);
+    assert!(started.elapsed() >= Duration::from_millis(300), "not before the deadline");
+}
