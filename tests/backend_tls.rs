@@ -153,14 +153,16 @@ async fn a_backend_that_requires_a_client_certificate_gets_the_transports() {
         .write(dir.path(), "other");
     let url = format!("https://127.0.0.1:{}", backend.port());
     let routes = format!(
-        "{}{}{}[http.serversTransports.mtls]\nrootCAs = [\"{ca_file}\"]\n\
+        "{}{}{}{}[http.serversTransports.mtls]\nrootCAs = [\"{ca_file}\"]\n\
          [[http.serversTransports.mtls.certificates]]\ncertFile = \"{}\"\nkeyFile = \"{}\"\n\
          [http.serversTransports.nocert]\nrootCAs = [\"{ca_file}\"]\n\
+         [http.serversTransports.nocerth1]\nrootCAs = [\"{ca_file}\"]\ndisableHTTP2 = true\n\
          [http.serversTransports.othercert]\nrootCAs = [\"{ca_file}\"]\n\
          [[http.serversTransports.othercert.certificates]]\ncertFile = \"{}\"\nkeyFile = \"{}\"\n",
         route("mtls", &url, Some("mtls")),
         route("nocert", &url, Some("nocert")),
         route("othercert", &url, Some("othercert")),
+        route("nocerth1", &url, Some("nocerth1")),
         toml_path(&cert),
         toml_path(&key),
         toml_path(&other_cert),
@@ -172,7 +174,8 @@ async fn a_backend_that_requires_a_client_certificate_gets_the_transports() {
     let mtls = get_host(&c, &d, "mtls.test").await;
     assert_eq!(mtls.status, 200, "{}", mtls.body);
     assert!(mtls.body.contains("client-cert=yes"), "{}", mtls.body);
-    for refused in ["nocert.test", "othercert.test"] {
+    // Over HTTP/2 and HTTP/1.1 alike: a TLS 1.3 server refuses after the handshake.
+    for refused in ["nocert.test", "othercert.test", "nocerth1.test"] {
         let answer = get_host(&c, &d, refused).await;
         assert_eq!(answer.status, 502, "{refused}: {}", answer.body);
         assert!(answer.body.contains("client certificate"), "{refused}: {}", answer.body);
@@ -315,4 +318,31 @@ async fn a_missing_transport_or_an_unreadable_ca_disables_only_what_uses_it() {
     let broken = api(&c, &d, "/api/http/serversTransports/broken@file").await;
     assert_eq!(broken["status"], "enabled", "{broken}");
     assert_eq!(get_host(&c, &d, "badca.test").await.status, 502, "routed now; the server is down");
+}
+
+#[tokio::test]
+async fn a_transports_response_header_timeout_replaces_the_static_one() {
+    // A server that accepts and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let silent = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let url = format!("http://{silent}");
+    let routes = format!(
+        "{}[http.serversTransports.quick.forwardingTimeouts]\nresponseHeaderTimeout = \"300ms\"\n",
+        route("quick", &url, Some("quick"))
+    );
+    // The static deadline is a minute: only the transport's can answer within the 10 s below.
+    let d = TestDrover::start(&routes).await;
+    let c = client();
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(10), get_host(&c, &d, "quick.test"))
+        .await
+        .expect("answered by the transport's deadline, not the static minute");
+    assert_eq!(answer.status, 504, "{}", answer.body);
+    assert!(started.elapsed() >= Duration::from_millis(300), "not before the deadline");
 }

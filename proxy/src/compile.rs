@@ -379,6 +379,49 @@ mod tests {
         assert_eq!(compiler.rules.len(), 2);
     }
 
+    const TRANSPORTS: &str = r#"
+        [http.serversTransports.one]
+        maxIdleConnsPerHost = 5
+        [http.serversTransports.two]
+        maxIdleConnsPerHost = 7
+        [http.routers.a]
+        rule = "Path(`/a`)"
+        service = "a"
+        [http.services.a.loadBalancer]
+        serversTransport = "one"
+        [[http.services.a.loadBalancer.servers]]
+        url = "https://127.0.0.1:9443"
+        [http.services.b.loadBalancer]
+        serversTransport = "two"
+        [[http.services.b.loadBalancer.servers]]
+        url = "https://127.0.0.1:9443"
+        [[http.services.c.loadBalancer.servers]]
+        url = "https://127.0.0.1:9443"
+    "#;
+
+    #[test]
+    fn two_transports_to_one_address_never_share_a_pool_and_a_changed_transport_gets_a_new_one() {
+        let mut compiler = Compiler::new(vec!["web".into()], Upstreams::new(Transport::default()));
+        let (health, metrics) = (HealthRegistry::default(), Metrics::default());
+        let first = compiler.reload(&fragments(1, TRANSPORTS), &health, &metrics);
+        let upstream = |snapshot: &Snapshot, service: &str| snapshot.services[service].servers[0].upstream.clone();
+        let (a, b, c) = (upstream(&first, "a@file"), upstream(&first, "b@file"), upstream(&first, "c@file"));
+        assert!(!Arc::ptr_eq(&a, &b) && !Arc::ptr_eq(&a, &c) && !Arc::ptr_eq(&b, &c));
+        assert_eq!(
+            (a.transport().max_idle, b.transport().max_idle, c.transport().max_idle),
+            (5, 7, 200)
+        );
+        assert_eq!(a.transport().name.as_deref(), Some("one@file"));
+
+        let same = compiler.reload(&fragments(2, TRANSPORTS), &health, &metrics);
+        assert!(Arc::ptr_eq(&a, &upstream(&same, "a@file")), "an unchanged transport keeps its pool");
+        let changed = compiler.reload(&fragments(3, &TRANSPORTS.replace("= 5", "= 6")), &health, &metrics);
+        let a2 = upstream(&changed, "a@file");
+        assert!(!Arc::ptr_eq(&a, &a2), "a changed transport opens new connections");
+        assert_eq!(a2.transport().max_idle, 6);
+        assert!(Arc::ptr_eq(&b, &upstream(&changed, "b@file")));
+    }
+
     #[test]
     fn a_reload_keeps_pools_and_health_and_forgets_what_is_gone() {
         let mut compiler = Compiler::new(vec!["web".into()], Upstreams::new(Transport::default()));

@@ -209,3 +209,85 @@ fn disable(config: &mut RuntimeConfig, name: &str, why: String) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use drover_providers::model::TransportTimeouts;
+
+    use super::*;
+    use crate::config::StaticConfig;
+
+    fn static_transport(extra: &str) -> config::ServersTransport {
+        let text = format!("[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[serversTransport]\n{extra}");
+        StaticConfig::parse(Path::new("s.toml"), &text)
+            .expect("static config")
+            .config
+            .servers_transport
+    }
+
+    #[test]
+    fn an_unreadable_static_ca_is_an_error_naming_key_and_file() {
+        let st = static_transport("rootCAs = [\"/nonexistent/ca.pem\"]\n");
+        let err = from_static(&st, 1).unwrap_err();
+        assert!(
+            err.contains("serversTransport.rootCAs[0]") && err.contains("/nonexistent/ca.pem"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn what_a_dynamic_transport_leaves_unset_comes_from_the_static_one() {
+        let st = static_transport("insecureSkipVerify = true\ndisableHTTP2 = true\nmaxIdleConnsPerHost = 9\n[serversTransport.forwardingTimeouts]\nidleConnTimeout = \"7s\"\n");
+        let (base, defaults) = from_static(&st, 2).expect("static transport");
+        assert!(base.tls.is_some() && !base.http2.enabled);
+        let dynamic = ServersTransport {
+            forwarding_timeouts: Some(TransportTimeouts {
+                dial_timeout: Some(Duration::from_secs(3).into()),
+                response_header_timeout: Some(Duration::ZERO.into()),
+                ..TransportTimeouts::default()
+            }),
+            ..ServersTransport::default()
+        };
+        let (t, warnings) = resolve("t@file", &dynamic, &base, &defaults).expect("resolves");
+        assert!(warnings.is_empty());
+        assert_eq!(
+            (t.dial_timeout, t.idle_timeout, t.max_idle),
+            (Duration::from_secs(3), Duration::from_secs(7), 9)
+        );
+        assert_eq!(
+            t.response_header_timeout,
+            Some(None),
+            "0 turns the static deadline off for this transport"
+        );
+        assert!(!t.http2.enabled);
+        let (Some(ours), Some(static_tls)) = (&t.tls, &base.tls) else {
+            panic!("TLS clients")
+        };
+        assert!(
+            Arc::ptr_eq(ours, static_tls),
+            "no TLS key set: the static client, insecureSkipVerify included"
+        );
+
+        let negative = ServersTransport {
+            max_idle_conns_per_host: Some(-1),
+            disable_http2: Some(false),
+            ..ServersTransport::default()
+        };
+        let (t, _) = resolve("n@file", &negative, &base, &defaults).expect("resolves");
+        assert_eq!(t.max_idle, 0, "negative: no connection is kept");
+        assert!(t.http2.enabled);
+    }
+
+    #[test]
+    fn a_transport_asking_for_checks_drover_lacks_is_refused() {
+        let (base, defaults) = from_static(&static_transport(""), 1).expect("static transport");
+        let pinned = ServersTransport {
+            peer_cert_uri: Some("spiffe://example/backend".into()),
+            ..ServersTransport::default()
+        };
+        let err = resolve("p@docker", &pinned, &base, &defaults).unwrap_err();
+        assert!(err.starts_with("http.serversTransports.p.peerCertURI"), "{err}");
+    }
+}
