@@ -280,7 +280,7 @@ fn run() -> Result<(), Exit> {
                         routes: "",
                         static_config: "",
                     };
-                    lab.start_drover_tls(&drover, port, admin, &backends, &variant, &cert, &private)
+                    lab.start_drover_tls(&drover, port, admin, &backends, &variant, (&cert, &private))
                 }
             };
             let mut instance = Instance {

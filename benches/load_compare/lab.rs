@@ -408,8 +408,9 @@ backend backend
         self.start_drover_with(bin, port, admin, backends, variant, None)
     }
 
-    /// [`Lab::start_drover`] with the router on TLS (`[http.routers.bench.tls]`), `cert` and
-    /// `key` as the default certificate (the bench connects to 127.0.0.1, without SNI).
+    /// [`Lab::start_drover`] with the router on TLS (`[http.routers.bench.tls]`), `cert_key`
+    /// (certificate and key files) as the default certificate (the bench connects to
+    /// 127.0.0.1, without SNI).
     pub fn start_drover_tls(
         &self,
         bin: &Path,
@@ -417,10 +418,9 @@ backend backend
         admin: u16,
         backends: &[u16],
         variant: &Variant,
-        cert: &Path,
-        key: &Path,
+        cert_key: (&Path, &Path),
     ) -> Result<Server> {
-        self.start_drover_with(bin, port, admin, backends, variant, Some((cert, key)))
+        self.start_drover_with(bin, port, admin, backends, variant, Some(cert_key))
     }
 
     fn start_drover_with(
