@@ -225,6 +225,11 @@ impl Lab {
 
     /// nginx in the foreground with everything under its own prefix: nothing in /etc or /var.
     fn start_nginx(&self, name: &'static str, workers: u32, port: u16, pinned: bool, http: &str) -> Result<Server> {
+        self.start_nginx_ready(name, workers, port, pinned, http, false)
+    }
+
+    /// [`Lab::start_nginx`]; `tls`: the port speaks TLS, so it is ready when it accepts.
+    fn start_nginx_ready(&self, name: &'static str, workers: u32, port: u16, pinned: bool, http: &str, tls: bool) -> Result<Server> {
         let prefix = self.dir.join(name);
         let conf = prefix.join("nginx.conf");
         let p = prefix.display();
@@ -253,7 +258,83 @@ http {{
         write_file(&conf, &text)?;
         let mut cmd = self.server(&self.tools.nginx, pinned);
         cmd.arg("-p").arg(&prefix).arg("-c").arg(&conf).args(["-e", "stderr"]);
-        Server::spawn(name, cmd, &self.dir)?.wait_ready(&[(port, "/")])
+        let server = Server::spawn(name, cmd, &self.dir)?;
+        if tls {
+            server.wait_listening(&[port])
+        } else {
+            server.wait_ready(&[(port, "/")])
+        }
+    }
+
+    /// nginx terminating TLS (1.2 and 1.3, as drover and HAProxy offer; nginx 1.22's default
+    /// leaves 1.3 out) with `cert`/`key`, HTTP/2 by ALPN, proxying to `backends` with upstream
+    /// keep-alive and drover's forwarding headers. Session resumption stays at nginx's
+    /// defaults (tickets on).
+    pub fn start_nginx_tls(&self, name: &'static str, port: u16, backends: &[u16], cert: &Path, key: &Path) -> Result<Server> {
+        let servers: String = backends
+            .iter()
+            .map(|backend| format!("        server {LOOPBACK}:{backend};\n"))
+            .collect();
+        let http = format!(
+            "    upstream backend {{
+{servers}        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen {LOOPBACK}:{port} ssl http2;
+        ssl_certificate \"{cert}\";
+        ssl_certificate_key \"{key}\";
+        ssl_protocols TLSv1.2 TLSv1.3;
+        http2_max_requests 1000000;
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+{FORWARDING_NGINX}        }}
+    }}",
+            cert = cert.display(),
+            key = key.display(),
+        );
+        self.start_nginx_ready(name, self.workers, port, true, &http, true)
+    }
+
+    /// HAProxy terminating TLS with `cert` and `key` (concatenated into one PEM, as HAProxy
+    /// wants), ALPN h2 and http/1.1, TLS 1.2 and 1.3, proxying to `backends` with drover's
+    /// forwarding headers (`X-Forwarded-Proto: https`).
+    pub fn start_haproxy_tls(&self, name: &'static str, port: u16, backends: &[u16], cert: &Path, key: &Path) -> Result<Server> {
+        let pem = self.dir.join(format!("{name}.pem"));
+        let read = |p: &Path| fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+        write_file(&pem, &format!("{}{}", read(cert)?, read(key)?))?;
+        let conf = self.dir.join(format!("{name}.cfg"));
+        let servers: String = (1..)
+            .zip(backends)
+            .map(|(i, backend)| format!("    server b{i} {LOOPBACK}:{backend}\n"))
+            .collect();
+        let text = format!(
+            "global
+    nbthread {workers}
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+
+frontend web
+    bind {LOOPBACK}:{port} ssl crt {pem} alpn h2,http/1.1
+{forward}    default_backend backend
+
+backend backend
+{servers}",
+            workers = self.workers,
+            pem = pem.display(),
+            forward = FORWARDING_HAPROXY.replace("X-Forwarded-Proto http", "X-Forwarded-Proto https"),
+        );
+        write_file(&conf, &text)?;
+        let mut cmd = self.server(&self.tools.haproxy, true);
+        cmd.arg("-db").arg("-f").arg(&conf);
+        Server::spawn(name, cmd, &self.dir)?.wait_listening(&[port])
     }
 
     /// HAProxy balancing round robin over `backends` (servers `b1`, `b2`…), with `health` added.
@@ -324,7 +405,41 @@ backend backend
 
     /// drover balancing over `backends`, configured as `variant` says.
     pub fn start_drover(&self, bin: &Path, port: u16, admin: u16, backends: &[u16], variant: &Variant) -> Result<Server> {
+        self.start_drover_with(bin, port, admin, backends, variant, None)
+    }
+
+    /// [`Lab::start_drover`] with the router on TLS (`[http.routers.bench.tls]`), `cert_key`
+    /// (certificate and key files) as the default certificate (the bench connects to
+    /// 127.0.0.1, without SNI).
+    pub fn start_drover_tls(
+        &self,
+        bin: &Path,
+        port: u16,
+        admin: u16,
+        backends: &[u16],
+        variant: &Variant,
+        cert_key: (&Path, &Path),
+    ) -> Result<Server> {
+        self.start_drover_with(bin, port, admin, backends, variant, Some(cert_key))
+    }
+
+    fn start_drover_with(
+        &self,
+        bin: &Path,
+        port: u16,
+        admin: u16,
+        backends: &[u16],
+        variant: &Variant,
+        tls: Option<(&Path, &Path)>,
+    ) -> Result<Server> {
         let home = self.dir.join(variant.name);
+        let tls_routes = tls.map_or_else(String::new, |(cert, key)| {
+            format!(
+                "[http.routers.bench.tls]\n[tls.stores.default.defaultCertificate]\ncertFile = {:?}\nkeyFile = {:?}\n",
+                cert.display().to_string(),
+                key.display().to_string()
+            )
+        });
         let routes = home.join("routes.toml");
         let static_config = home.join("static.toml");
         let servers: String = backends
@@ -338,7 +453,7 @@ backend backend
 rule = \"PathPrefix(`/`)\"
 service = \"backend\"
 {servers}
-{extra}",
+{extra}{tls_routes}",
                 extra = variant.routes
             ),
         )?;
@@ -365,7 +480,12 @@ watch = false
         let mut cmd = self.server(bin, true);
         cmd.arg(DROVER_CONFIG_FLAG).arg(&static_config);
         cmd.args(["--workers", &self.workers.to_string()]);
-        Server::spawn("drover", cmd, &self.dir)?.wait_ready(&[(admin, "/ping"), (port, "/")])
+        let server = Server::spawn(variant.name, cmd, &self.dir)?;
+        if tls.is_some() {
+            server.wait_ready(&[(admin, "/ping")])?.wait_listening(&[port])
+        } else {
+            server.wait_ready(&[(admin, "/ping"), (port, "/")])
+        }
     }
 
     /// Runs `wrk --latency` and returns what it printed.
@@ -381,21 +501,38 @@ watch = false
     /// [`Lab::run_wrk_with`], also returning the CPU time wrk used (what the shell that starts
     /// it reports for its child with `times`).
     pub fn run_wrk_timed(&self, port: u16, secs: u32, connections: u32, headers: &[&str]) -> Result<(String, CpuTime)> {
+        self.run_wrk_url_timed(&url(port), secs, connections, headers)
+    }
+
+    /// [`Lab::run_wrk_timed`] on any URL (`https://127.0.0.1:port/`).
+    pub fn run_wrk_url_timed(&self, url: &str, secs: u32, connections: u32, headers: &[&str]) -> Result<(String, CpuTime)> {
         let wrk = self.tools.wrk.as_ref().ok_or("wrk was not looked for (Tools::find(false))")?;
+        let mut args: Vec<String> = ["-t1", &format!("-c{connections}"), &format!("-d{secs}s"), "--latency"]
+            .map(String::from)
+            .into();
+        args.extend(headers.iter().flat_map(|h| ["-H".to_string(), h.to_string()]));
+        args.push(url.to_string());
+        self.run_loadgen_timed(wrk, &args)
+    }
+
+    /// Runs a load generator with `args`, pinned to its CPU, and returns what it printed and
+    /// the CPU time it used (what the shell that starts it reports for its child with `times`).
+    pub fn run_loadgen_timed(&self, program: &Path, args: &[String]) -> Result<(String, CpuTime)> {
+        let name = program
+            .file_name()
+            .map_or_else(|| program.display().to_string(), |n| n.to_string_lossy().into_owned());
         let output = Command::new("sh")
             .args(["-c", r#""$@"; status=$?; times >&2; exit $status"#, "sh"])
             .arg(&self.tools.taskset)
             .args(["-c", self.loadgen_cpus])
-            .arg(wrk)
-            .args(["-t1", &format!("-c{connections}"), &format!("-d{secs}s"), "--latency"])
-            .args(headers.iter().flat_map(|h| ["-H", h]))
-            .arg(url(port))
+            .arg(program)
+            .args(args)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run wrk: {e}"))?;
+            .map_err(|e| format!("cannot run {name}: {e}"))?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         if !output.status.success() {
-            return Err(format!("wrk failed ({}): {}", output.status, stderr.trim()));
+            return Err(format!("{name} failed ({}): {}", output.status, stderr.trim()));
         }
         let cpu = stderr
             .lines()
@@ -677,6 +814,33 @@ impl Server {
                     ));
                 }
                 std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(self)
+    }
+
+    /// Waits until every port accepts a TCP connection (a TLS port, where a plain GET cannot
+    /// tell), or fails with the server's output.
+    fn wait_listening(mut self, ports: &[u16]) -> Result<Self> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        for &port in ports {
+            loop {
+                if let Some(status) = self.exited() {
+                    let tail = self.log_tail();
+                    return Err(format!("{} exited ({status}) before it was ready{tail}", self.name));
+                }
+                let addr = SocketAddr::from((LOOPBACK, port));
+                match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                    Ok(_) => break,
+                    Err(e) if Instant::now() >= deadline => {
+                        return Err(format!(
+                            "{}: {addr} accepted no connection within {READY_TIMEOUT:?} ({e}){}",
+                            self.name,
+                            self.log_tail()
+                        ))
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
             }
         }
         Ok(self)

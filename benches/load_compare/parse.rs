@@ -153,6 +153,81 @@ impl OpenLoopResult {
     }
 }
 
+/// What one closed-loop h2load run printed: its own elapsed time and rate, the request counts
+/// and what TLS it negotiated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct H2loadSummary {
+    /// "finished in": from the first connection to the last response, without start-up.
+    pub elapsed: Duration,
+    pub requests_per_sec: f64,
+    pub succeeded: u64,
+    /// failed (h2load counts 4xx and 5xx there, and only 2xx and 3xx as succeeded) + errored +
+    /// timeout, and requests that never completed.
+    pub errors: u64,
+    /// "TLS Protocol: TLSv1.3", "Cipher: TLS_AES_256_GCM_SHA384", "Server Temp Key: X25519
+    /// 253 bits", "Application protocol: h2", joined by ", " (only the last for plain HTTP).
+    pub negotiated: String,
+}
+
+impl H2loadSummary {
+    /// Parses h2load's stdout.
+    pub fn parse(summary: &str) -> Result<Self> {
+        let (mut elapsed, mut rate, mut counts) = (None, None, None);
+        let mut negotiated = Vec::new();
+        for line in summary.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("finished in ") {
+                // "finished in 1.49s, 2683.68 req/s, 0B/s"
+                let mut parts = rest.split(", ");
+                elapsed = parts.next().and_then(parse_h2load_time);
+                rate = parts.next().and_then(|r| r.strip_suffix(" req/s")?.parse::<f64>().ok());
+            } else if let Some(rest) = line.strip_prefix("requests:") {
+                // "requests: 100 total, 100 started, 100 done, 98 succeeded, 2 failed, 0 errored, 0 timeout"
+                let count = |what: &str| {
+                    rest.split(',')
+                        .find_map(|part| part.trim().strip_suffix(what)?.trim().parse::<u64>().ok())
+                };
+                if let (Some(total), Some(ok), Some(failed), Some(errored), Some(timeout)) = (
+                    count(" total"),
+                    count(" succeeded"),
+                    count(" failed"),
+                    count(" errored"),
+                    count(" timeout"),
+                ) {
+                    counts = Some((ok, (failed + errored + timeout).max(total.saturating_sub(ok))));
+                }
+            } else if ["TLS Protocol:", "Cipher:", "Server Temp Key:", "Application protocol:"]
+                .iter()
+                .any(|p| line.starts_with(p))
+            {
+                negotiated.push(line.split_once(':').map_or(line, |(_, v)| v.trim()).to_string());
+            }
+        }
+        match (elapsed, rate, counts) {
+            (Some(elapsed), Some(requests_per_sec), Some((succeeded, errors))) => Ok(H2loadSummary {
+                elapsed,
+                requests_per_sec,
+                succeeded,
+                errors,
+                negotiated: negotiated.join(", "),
+            }),
+            _ => Err(format!("unexpected h2load output:\n{summary}")),
+        }
+    }
+}
+
+/// h2load's time format: `21.07ms`, `1.49s`, `340us`.
+fn parse_h2load_time(text: &str) -> Option<Duration> {
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = text.strip_suffix("us") {
+        (n, 1e-6)
+    } else {
+        (text.strip_suffix('s')?, 1.0)
+    };
+    let value = number.parse::<f64>().ok()?;
+    (value.is_finite() && value >= 0.0).then(|| Duration::from_secs_f64(value * scale))
+}
+
 /// Nearest-rank percentile of sorted, non-empty values.
 fn percentile(sorted: &[u64], fraction: f64) -> u64 {
     let rank = (fraction * sorted.len() as f64).ceil() as usize;
@@ -208,6 +283,26 @@ pub fn self_test() -> Result<()> {
     }
     check("h2load: empty log rejected", OpenLoopResult::parse(H2LOAD_SUMMARY, "").is_err());
 
+    let tls = H2loadSummary::parse(H2LOAD_TLS);
+    check("h2load tls: parses", tls.is_ok());
+    if let Ok(r) = tls {
+        check("h2load tls: elapsed", r.elapsed == Duration::from_micros(21_070));
+        check("h2load tls: rate", r.requests_per_sec == 9494.42);
+        check("h2load tls: counts", r.succeeded == 198 && r.errors == 2);
+        check(
+            "h2load tls: negotiated",
+            r.negotiated == "TLSv1.3, TLS_AES_256_GCM_SHA384, X25519 253 bits, h2",
+        );
+    }
+    let plain = H2loadSummary::parse(H2LOAD_SUMMARY);
+    check(
+        "h2load plain: parses",
+        plain
+            .as_ref()
+            .is_ok_and(|r| r.elapsed == Duration::from_secs(2) && r.negotiated == "http/1.1"),
+    );
+    check("h2load: garbage rejected", H2loadSummary::parse("starting benchmark...\n").is_err());
+
     check("median: odd", median([3.0, 1.0, 2.0].into_iter()) == Some(2.0));
     check("median: even", median([4.0, 1.0, 2.0, 3.0].into_iter()) == Some(2.5));
     check("fmt_count", fmt_count(1234567.4) == "1,234,567" && fmt_count(999.0) == "999");
@@ -262,6 +357,19 @@ finished in 2.00s, 9968.00 req/s, 1.41MB/s
 requests: 19936 total, 19968 started, 19936 done, 19933 succeeded, 3 failed, 0 errored, 0 timeout
 status codes: 19933 2xx, 0 3xx, 0 4xx, 3 5xx
 traffic: 2.81MB (2950528) total, 2.05MB (2153088) headers (space savings 0.00%), 19.47KB (19936) data
+";
+
+const H2LOAD_TLS: &str = "starting benchmark...
+spawning thread #0: 200 total client(s). 200 total requests
+TLS Protocol: TLSv1.3
+Cipher: TLS_AES_256_GCM_SHA384
+Server Temp Key: X25519 253 bits
+Application protocol: h2
+progress: 10% done
+
+finished in 21.07ms, 9494.42 req/s, 1.34MB/s
+requests: 200 total, 200 started, 200 done, 198 succeeded, 2 failed, 0 errored, 0 timeout
+status codes: 198 2xx, 0 3xx, 0 4xx, 2 5xx
 ";
 
 /// The median, or None for no values.
