@@ -66,6 +66,8 @@
 pub mod access_log;
 pub mod admin;
 pub mod balance;
+pub mod build_info;
+pub mod check;
 mod civil;
 pub mod compile;
 pub mod config;
