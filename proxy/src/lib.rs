@@ -76,6 +76,7 @@ pub mod error;
 pub mod forward;
 pub mod health;
 pub mod io;
+pub mod logging;
 pub mod metrics;
 pub mod routing;
 pub mod server;

@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand};
 use drover::config::StaticConfig;
 use drover::server::upgrade::Takeover;
 use drover::Drover;
-use tracing_subscriber::EnvFilter;
 
 // A proxy allocates small, short-lived buffers per request on every worker thread; mimalloc's
 // per-thread free lists serve that better than the system allocator (measured: see README).
@@ -63,14 +62,10 @@ fn main() -> ExitCode {
         },
         None => StaticConfig::embedded(),
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(resolved.config.log.level.to_ascii_lowercase()));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        // Colour codes only for a terminal: a log file or journald gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = drover::logging::init(&resolved.config.log) {
+        eprintln!("drover: {e}");
+        return ExitCode::from(1);
+    }
     if let Some(path) = &cli.upgrade_socket {
         resolved.config.upgrade.socket = Some(path.clone());
     }
