@@ -126,3 +126,54 @@ async fn json_logs_parse_line_by_line_with_structured_fields() {
     let stderr = read(&drover.dir.path().join("stderr.log"));
     assert!(stderr.is_empty(), "standard error got: {stderr}");
 }
+
+/// Runs drover on a terminal (`script` gives it a pseudo-terminal, and copies what it shows to a
+/// file) until its configuration is in force; returns what the terminal showed.
+async fn on_a_terminal(log: &str) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let routes = dir.path().join("routes.toml");
+    std::fs::write(&routes, ROUTES).expect("write routes");
+    let config = dir.path().join("drover.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[entryPoints.web]\naddress = \"{}\"\n[api]\naddress = \"{}\"\n[log]\n{log}\n[providers.file]\nfilename = \"{}\"\n",
+            free_port(),
+            free_port(),
+            routes.display()
+        ),
+    )
+    .expect("write static config");
+    let shown = dir.path().join("terminal.txt");
+    let command = format!("'{}' --config '{}'", support::drover_binary().display(), config.display());
+    let child = std::process::Command::new("script")
+        .args(["-q", "-f", "-e", "-c", &command])
+        .arg(&shown)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run `script` (util-linux; `{}` installs it): {e}", support::SETUP));
+    // Killing `script` closes the terminal, which hangs drover up.
+    let running = DroverProcess {
+        child,
+        web: free_port(),
+        api: free_port(),
+        dir,
+    };
+    let text = support::wait_for_text(Duration::from_secs(10), || read(&shown), |t| t.contains("configuration in force")).await;
+    drop(running);
+    assert!(
+        text.contains("configuration in force"),
+        "drover never applied its configuration:\n{text}"
+    );
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_gets_colours_unless_no_color_is_set() {
+    let coloured = on_a_terminal("level = \"info\"").await;
+    assert!(coloured.contains("\u{1b}["), "no colour on a terminal:\n{coloured:?}");
+    let plain = on_a_terminal("level = \"info\"\nnoColor = true").await;
+    assert!(!plain.contains('\u{1b}'), "colour despite noColor:\n{plain:?}");
+}

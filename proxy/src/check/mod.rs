@@ -112,7 +112,13 @@ pub fn check(path: Option<&Path>) -> Report {
         Some(path) => match StaticConfig::load(path) {
             Ok(resolved) => resolved,
             Err(e) => {
-                report.problems.push(raw(&e.0, path));
+                let mut problem = raw(&e.0, path);
+                if problem.location == path.display().to_string() {
+                    if let Some((line, column)) = place_static(path, &problem.message) {
+                        problem.location = format!("{}:{line}:{column}", path.display());
+                    }
+                }
+                report.problems.push(problem);
                 return report;
             }
         },
@@ -365,6 +371,25 @@ fn raw(text: &str, file: &Path) -> Problem {
     }
 }
 
+/// A static-configuration error the parser gave no position (a rule across keys, a value out of
+/// range), placed at the key it names: `[providers.file] …`, `log.level …`, `entrypoint `web` …`.
+fn place_static(path: &Path, message: &str) -> Option<(usize, usize)> {
+    let key = if let Some(rest) = message.strip_prefix('[') {
+        rest.split(']').next()?.to_string()
+    } else if let Some(name) = message.strip_prefix("entrypoint `").and_then(|r| r.split('`').next()) {
+        format!("entryPoints.{name}.address")
+    } else {
+        let first = message.split([' ', ':']).next()?;
+        if !first.contains('.') {
+            return None;
+        }
+        first.to_string()
+    };
+    let text = std::fs::read_to_string(path).ok()?;
+    let found = locate::find(&text, Syntax::Toml, &locate::steps(&key))?;
+    Some(line_column(&text, found.key))
+}
+
 /// A directory's merge error (a router or service defined in two files), placed at the second
 /// definition.
 fn duplicate(text: &str, files: &[Text]) -> Problem {
@@ -476,6 +501,32 @@ mod tests {
         assert_eq!(report.errors(), 1, "{:#?}", report.problems);
         assert_eq!(report.problems[0].location, format!("{}:2:15", conf.join("b.toml").display()));
         assert!(report.problems[0].message.contains("a.toml"), "{}", report.problems[0]);
+    }
+
+    #[test]
+    fn a_static_error_without_a_parser_position_is_placed_at_its_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = write(
+            dir.path(),
+            "drover.toml",
+            "[entryPoints.web]\naddress = \":80\"\n\n[log]\nformat = \"logfmt\"\n",
+        );
+        let report = check(Some(&config));
+        assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
+        assert_eq!(report.problems[0].location, format!("{}:5:1", config.display()));
+        assert!(report.problems[0].message.contains("`common` or `json`"), "{}", report.problems[0]);
+        let config = write(
+            dir.path(),
+            "drover.toml",
+            "[entryPoints.web]\naddress = \":80\"\n[providers.file]\nwatch = true\n",
+        );
+        let report = check(Some(&config));
+        assert_eq!(
+            report.problems[0].location,
+            format!("{}:3:12", config.display()),
+            "{}",
+            report.problems[0]
+        );
     }
 
     #[test]
