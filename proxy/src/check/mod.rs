@@ -148,10 +148,24 @@ pub fn check(path: Option<&Path>) -> Report {
             return report;
         }
     };
+    // A file or directory that cannot be read is the static configuration's mistake (often a
+    // path relative to another working directory): it is placed at the key that names it.
+    let source_key = match &provider.source {
+        Source::File(_) => "providers.file.filename",
+        Source::Directory(_) => "providers.file.directory",
+    };
+    let unreadable = |message: String| {
+        problem(
+            path.unwrap_or(Path::new("<embedded default>")),
+            path.and_then(|p| place_static(p, source_key)),
+            format!("{source_key}: {message} (paths are relative to the directory drover runs in)"),
+            Severity::Error,
+        )
+    };
     let listed = match translate::files(&provider.source) {
         Ok(listed) => listed,
         Err(e) => {
-            report.problems.push(raw(&e.to_string(), Path::new("")));
+            report.problems.push(unreadable(e.to_string()));
             return report;
         }
     };
@@ -161,9 +175,7 @@ pub fn check(path: Option<&Path>) -> Report {
         let text = match std::fs::read_to_string(&file) {
             Ok(text) => text,
             Err(e) => {
-                report
-                    .problems
-                    .push(problem(&file, None, format!("cannot read: {e}"), Severity::Error));
+                report.problems.push(unreadable(format!("{}: cannot read: {e}", file.display())));
                 continue;
             }
         };
@@ -524,6 +536,22 @@ mod tests {
         assert_eq!(
             report.problems[0].location,
             format!("{}:3:12", config.display()),
+            "{}",
+            report.problems[0]
+        );
+    }
+
+    #[test]
+    fn a_dynamic_file_that_cannot_be_read_is_placed_at_the_key_naming_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = static_with(dir.path(), "[providers.file]\nfilename = \"no/such/routes.toml\"\n");
+        let report = check(Some(&config));
+        assert_eq!(report.errors(), 1, "{:#?}", report.problems);
+        assert_eq!(report.problems[0].location, format!("{}:6:1", config.display()));
+        assert!(
+            report.problems[0]
+                .message
+                .starts_with("providers.file.filename: no/such/routes.toml: cannot read"),
             "{}",
             report.problems[0]
         );
