@@ -53,11 +53,35 @@ pub struct Found {
 }
 
 /// Finds `path` in `text`, written in `syntax`. `None` when not even its first step is there (or
-/// the TOML does not parse).
+/// the TOML does not parse). To look up several paths, parse once with [`Document`].
 pub fn find(text: &str, syntax: Syntax, path: &[Step]) -> Option<Found> {
-    match syntax {
-        Syntax::Toml => toml(text, path),
-        Syntax::Yaml => yaml(text, path),
+    Document::parse(text, syntax).find(path)
+}
+
+/// A file's text parsed once for many look-ups (a file with a thousand broken routers is parsed
+/// once, not a thousand times).
+pub enum Document<'a> {
+    /// A TOML document with spans (`None`: it does not parse).
+    Toml(Option<toml_edit::ImDocument<&'a str>>),
+    /// A YAML file's block entries.
+    Yaml(Vec<Entry<'a>>),
+}
+
+impl<'a> Document<'a> {
+    /// Parses `text` for look-ups.
+    pub fn parse(text: &'a str, syntax: Syntax) -> Self {
+        match syntax {
+            Syntax::Toml => Document::Toml(toml_edit::ImDocument::parse(text).ok()),
+            Syntax::Yaml => Document::Yaml(entries(text)),
+        }
+    }
+
+    /// Where `path` is: see [`find`].
+    pub fn find(&self, path: &[Step]) -> Option<Found> {
+        match self {
+            Document::Toml(doc) => toml(doc.as_ref()?, path),
+            Document::Yaml(entries) => yaml(entries, path),
+        }
     }
 }
 
@@ -114,8 +138,7 @@ impl<'a> Node<'a> {
     }
 }
 
-fn toml(text: &str, path: &[Step]) -> Option<Found> {
-    let doc = toml_edit::ImDocument::parse(text).ok()?;
+fn toml(doc: &toml_edit::ImDocument<&str>, path: &[Step]) -> Option<Found> {
     let mut node = Node::Table(doc.as_table());
     let mut found: Option<Found> = None;
     let mut complete = true;
@@ -142,7 +165,7 @@ fn toml(text: &str, path: &[Step]) -> Option<Found> {
 }
 
 /// One YAML entry of a block: a key or a list dash, with its indentation and byte offset.
-struct Entry<'a> {
+pub struct Entry<'a> {
     indent: usize,
     offset: usize,
     dash: bool,
@@ -203,8 +226,7 @@ fn key_of(content: &str) -> Option<(&str, Option<usize>)> {
     Some((key, value_at))
 }
 
-fn yaml(text: &str, path: &[Step]) -> Option<Found> {
-    let entries = entries(text);
+fn yaml(entries: &[Entry<'_>], path: &[Step]) -> Option<Found> {
     let mut next = 0;
     let mut parent: Option<usize> = None;
     let mut found: Option<Found> = None;

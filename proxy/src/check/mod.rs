@@ -17,6 +17,7 @@
 
 pub mod locate;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -214,8 +215,8 @@ struct Text {
 
 /// Which routers and services a file defines.
 struct Origin {
-    routers: Vec<String>,
-    services: Vec<String>,
+    routers: HashSet<String>,
+    services: HashSet<String>,
 }
 
 impl Origin {
@@ -245,16 +246,23 @@ fn compile(resolved: &Resolved, fragment: Option<DynamicConfig>, files: &[(&Text
         .values()
         .map(|r| ("routers", &r.name, r.status, &r.errors))
         .chain(config.services.values().map(|s| ("services", &s.name, s.status, &s.errors)));
+    let documents: Vec<locate::Document<'_>> = files
+        .iter()
+        .map(|(text, _)| locate::Document::parse(&text.text, text.syntax))
+        .collect();
     for (table, name, status, errors) in objects {
+        if errors.is_empty() {
+            continue;
+        }
         let local = name.strip_suffix("@file").unwrap_or(name);
         let severity = if status == Status::Disabled {
             Severity::Error
         } else {
             Severity::Warning
         };
-        let file = files.iter().find(|(_, origin)| {
+        let file = files.iter().zip(&documents).find(|((_, origin), _)| {
             let names = if table == "routers" { &origin.routers } else { &origin.services };
-            names.iter().any(|n| n == local)
+            names.contains(local)
         });
         for message in errors {
             let (path, rule_column) = key_path(table, local, message);
@@ -263,7 +271,7 @@ fn compile(resolved: &Resolved, fragment: Option<DynamicConfig>, files: &[(&Text
             } else {
                 format!("{} `{local}`: {message}", &table[..table.len() - 1])
             };
-            let Some((text, _)) = file else {
+            let Some(((text, _), document)) = file else {
                 report.problems.push(Problem {
                     location: "<file provider>".into(),
                     message,
@@ -271,7 +279,7 @@ fn compile(resolved: &Resolved, fragment: Option<DynamicConfig>, files: &[(&Text
                 });
                 continue;
             };
-            let position = place(text, &path, rule_column);
+            let position = place(text, document, &path, rule_column);
             // The rule's column is now part of the position: said once.
             let message = match rule_column {
                 Some(column) => message.replacen(&format!(": column {column}: "), ": ", 1),
@@ -328,8 +336,8 @@ fn key_path(table: &str, local: &str, message: &str) -> (Vec<Step>, Option<usize
 }
 
 /// The line and column of `path` in `file`; with `rule_column`, of that character of the rule.
-fn place(file: &Text, path: &[Step], rule_column: Option<usize>) -> Option<(usize, usize)> {
-    let found = locate::find(&file.text, file.syntax, path)?;
+fn place(file: &Text, document: &locate::Document<'_>, path: &[Step], rule_column: Option<usize>) -> Option<(usize, usize)> {
+    let found = document.find(path)?;
     if let (Some(column), Some(value), true) = (rule_column, found.value, found.complete) {
         let rest = &file.text[value..];
         let quoted = rest.starts_with('"') || rest.starts_with('\'');
