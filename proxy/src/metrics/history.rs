@@ -138,6 +138,10 @@ struct Series {
 
 impl Series {
     fn push(&mut self, point: Point) {
+        // Exactly 15 minutes: growing by doubling would reserve 512 points.
+        if self.points.capacity() == 0 {
+            self.points.reserve_exact(POINTS);
+        }
         if self.points.len() == POINTS {
             self.points.pop_front();
         }
@@ -275,6 +279,9 @@ impl History {
                 }
                 timeline.last = Some(report.state);
                 timeline.ejections = report.total_ejections;
+                if timeline.states.capacity() == 0 {
+                    timeline.states.reserve_exact(POINTS);
+                }
                 if timeline.states.len() == POINTS {
                     timeline.states.pop_front();
                 }
