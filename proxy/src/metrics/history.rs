@@ -17,9 +17,14 @@
 //! routers (busiest by an exponentially decayed request count, so a router that stops taking
 //! traffic leaves the set within minutes), and a server timeline (300 one-byte states plus at
 //! most [`MAX_EVENTS`] transitions with their reasons) for at most [`MAX_SERVERS`] servers of the
-//! kept services. With 10,000 routers that is at most 250 series plus the entrypoints, ≈ 1.5 MB,
-//! and ≤ 1,000 timelines, ≈ 0.4 MB; the previous sums to subtract from cost about 150 bytes per
-//! router or service that has seen traffic (1.5 MB at 10,000).
+//! kept services. So however many routers there are, at most 250 series plus the entrypoints
+//! (≈ 1.5 MB) and 1,000 timelines (≈ 0.4 MB); on top of that, the previous sums to subtract from,
+//! about 170 bytes per router or service that has seen traffic.
+//!
+//! Measured (`cargo bench --bench history`, counting allocator): 10,000 routers and 1,000
+//! services (3,000 servers), all with traffic, hold 5.3 MB after 15 minutes; one sample takes
+//! 10 ms of the control thread every 3 s (25 ms on a loaded 2-core machine), one
+//! `GET /api/history` answer (121 KB) 32 ms.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
