@@ -19,7 +19,7 @@ use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use support::marathon::{self, Marathon};
-use support::{client, send, whoami, TestDrover};
+use support::{client, get, send, whoami, TestDrover};
 
 fn find_tool(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -414,4 +414,140 @@ async fn the_dashboard_shows_routes_health_providers_and_explains_in_a_real_brow
     let errors = console_errors(&phone).await;
     assert!(errors.is_empty(), "console errors on a phone: {errors:#?}");
     phone.close().await.expect("close the phone session");
+}
+
+/// The value of data attribute `attribute` of the chart `metric` of series `series`, as the page
+/// shows it (`NaN` while it is not there).
+async fn chart_value(browser: &Client, series: &str, metric: &str, attribute: &str) -> f64 {
+    let js =
+        format!("return Number(document.querySelector('[data-series=\"{series}\"] [data-metric=\"{metric}\"]')?.dataset.{attribute});");
+    script(browser, &js).await.as_f64().unwrap_or(f64::NAN)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_show_a_burst_then_the_502s_and_the_ejection_of_the_only_server() {
+    let (Some(chromium), Some(chromedriver)) = (find_tool(&["chromium", "chromium-browser"]), find_tool(&["chromedriver"])) else {
+        panic!(
+            "the dashboard test needs Chromium and its WebDriver; install them with `{}` (Debian: chromium, chromium-driver)",
+            support::SETUP
+        );
+    };
+    // One service with one server: with several, retries would hide the failures.
+    let (only, only_handle) = whoami::spawn("only").await;
+    let d = TestDrover::start(&support::service_toml("solo", "PathPrefix(`/`)", "solo", &[(only, 1)])).await;
+    let driver = Driver::start(&chromedriver, d.dir.path()).await;
+    let browser = driver.session(&chromium, false).await;
+    browser
+        .goto(&format!("http://{}/dashboard/#traffic", d.drover.api()))
+        .await
+        .expect("open the dashboard");
+    wait_for(
+        &browser,
+        "the service's chart",
+        "document.querySelector('[data-series=\"service:solo@file\"] [data-metric=\"rps\"]')",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // A burst: 240 requests, 8 at a time, all answered by the server.
+    const BURST: usize = 240;
+    let senders: Vec<_> = (0..8)
+        .map(|_| {
+            let url = d.url("/");
+            tokio::spawn(async move {
+                let c = client();
+                let mut ok = 0;
+                for _ in 0..BURST / 8 {
+                    if send(&c, "GET", &url, &[]).await.is_ok_and(|a| a.status == 200) {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for s in senders {
+        ok += s.await.expect("sender");
+    }
+    assert_eq!(ok, BURST, "the burst was served");
+    // The page counts every request of the burst (rate × 3 s, summed over the points).
+    wait_for(
+        &browser,
+        "the burst in the entrypoint's chart",
+        &format!(
+            "Number(document.querySelector('[data-series=\"entrypoint:web\"] [data-metric=\"rps\"]')?.dataset.sum) * 3 >= {}",
+            BURST as f64 - 1.0
+        ),
+        Duration::from_secs(10),
+    )
+    .await;
+    let burst_peak = chart_value(&browser, "entrypoint:web", "rps", "peak").await;
+    assert!(burst_peak >= BURST as f64 / 6.0, "the burst peaks at {burst_peak}/s on the page");
+    assert_eq!(
+        chart_value(&browser, "service:solo@file", "share5xx", "peak").await,
+        0.0,
+        "no error yet"
+    );
+    assert!(
+        chart_value(&browser, "service:solo@file", "latency", "peak").await > 0.0,
+        "latency drawn"
+    );
+
+    // The only server dies: its failures are 502s, then it is ejected.
+    only_handle.stop().await;
+    let c = client();
+    let mut failed = 0;
+    for _ in 0..20 {
+        let status = get(&c, &d.url("/")).await.status;
+        assert!(status >= 500, "a dead server answered {status}");
+        failed += 1;
+    }
+    wait_for(
+        &browser,
+        "the 5xx share of the service",
+        "Number(document.querySelector('[data-series=\"service:solo@file\"] [data-metric=\"share5xx\"]')?.dataset.peak) >= 0.99",
+        Duration::from_secs(10),
+    )
+    .await;
+    let share = chart_value(&browser, "service:solo@file", "share5xx", "sum").await;
+    assert!(share >= 0.99, "the 5xx line reaches 100%: {share}");
+    wait_for(
+        &browser,
+        "every request counted",
+        &format!(
+            "Number(document.querySelector('[data-series=\"entrypoint:web\"] [data-metric=\"rps\"]')?.dataset.sum) * 3 >= {}",
+            (BURST + failed) as f64 - 1.0
+        ),
+        Duration::from_secs(10),
+    )
+    .await;
+    let timeline = format!("[data-timeline-service=\"solo@file\"][data-timeline-server=\"http://{only}\"]");
+    wait_for(
+        &browser,
+        "the ejection in the server's timeline",
+        &format!("document.querySelector('{timeline} rect[data-state=\"ejected\"]')"),
+        Duration::from_secs(10),
+    )
+    .await;
+    let hover = script(
+        &browser,
+        &format!("return document.querySelector('{timeline} rect[data-state=\"ejected\"] title').textContent;"),
+    )
+    .await;
+    let hover = hover.as_str().unwrap_or_default().to_string();
+    assert!(hover.starts_with("ejected ") && hover.contains(": "), "hover text: {hover}");
+    let before = script(
+        &browser,
+        &format!("return document.querySelector('{timeline} rect').dataset.state;"),
+    )
+    .await;
+    assert_eq!(before, "up", "the timeline starts up");
+
+    let errors = console_errors(&browser).await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    script(&browser, "document.getElementById('traffic').scrollIntoView(); return 1;").await;
+    painted(&browser).await;
+    screenshot(&browser, "dashboard-charts.png").await;
+    browser.close().await.expect("close the session");
 }

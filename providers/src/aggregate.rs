@@ -620,7 +620,15 @@ impl Aggregator {
             let posted = source.mailbox.borrow_and_update().clone();
             if let Some(config) = posted.config {
                 if !Arc::ptr_eq(&config, &source.config) {
-                    changed |= *config != *source.config;
+                    if *config != *source.config {
+                        changed = true;
+                        tracing::info!(
+                            provider = %source.name,
+                            routers = config.http.routers.len(),
+                            services = config.http.services.len(),
+                            "provider configuration changed"
+                        );
+                    }
                     source.config = config;
                 }
             }

@@ -419,19 +419,31 @@ impl Default for Providers {
 /// `[providers.file]`: the file provider's own settings type.
 pub use drover_providers::file::FileConfig as FileProviderConfig;
 
-/// `[log]`.
+/// `[log]` (Traefik's keys; how they are written: [`crate::logging`]).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Log {
     /// `error`, `warn`, `info` (default), `debug`, `trace`. `RUST_LOG` overrides it.
     #[serde(default = "defaults::log_level")]
     pub level: String,
+    /// `common` (default) or `json` (one object per line).
+    #[serde(default = "defaults::log_format")]
+    pub format: String,
+    /// Append the log to this file instead of writing it to standard error.
+    #[serde(default, rename = "filePath", alias = "filepath")]
+    pub file_path: Option<std::path::PathBuf>,
+    /// No colour even on a terminal (there is never colour elsewhere).
+    #[serde(default, rename = "noColor", alias = "nocolor")]
+    pub no_color: bool,
 }
 
 impl Default for Log {
     fn default() -> Self {
         Self {
             level: defaults::log_level(),
+            format: defaults::log_format(),
+            file_path: None,
+            no_color: false,
         }
     }
 }
@@ -555,6 +567,9 @@ mod defaults {
     pub fn log_level() -> String {
         "info".into()
     }
+    pub fn log_format() -> String {
+        "common".into()
+    }
     pub fn api_address() -> Spanned<String> {
         Spanned::new(0..0, "127.0.0.1:8081".into())
     }
@@ -674,6 +689,7 @@ impl StaticConfig {
                 config.log.level
             )));
         }
+        crate::logging::Format::parse(&config.log.format).map_err(|why| ConfigError(format!("{}: {why}", path.display())))?;
         Ok(Resolved { config, entry_points, api })
     }
 

@@ -66,6 +66,8 @@
 pub mod access_log;
 pub mod admin;
 pub mod balance;
+pub mod build_info;
+pub mod check;
 mod civil;
 pub mod compile;
 pub mod config;
@@ -74,6 +76,7 @@ pub mod error;
 pub mod forward;
 pub mod health;
 pub mod io;
+pub mod logging;
 pub mod metrics;
 pub mod routing;
 pub mod server;

@@ -3,11 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use drover::config::StaticConfig;
 use drover::server::upgrade::Takeover;
 use drover::Drover;
-use tracing_subscriber::EnvFilter;
 
 // A proxy allocates small, short-lived buffers per request on every worker thread; mimalloc's
 // per-thread free lists serve that better than the system allocator (measured: see README).
@@ -16,17 +15,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// drover: a self-configuring edge proxy.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "drover", version = drover::build_info::LONG_VERSION, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Static configuration file (TOML). Without one, drover listens on :8080 (traffic) and
     /// 127.0.0.1:8081 (admin) with no provider.
-    #[arg(short, long, env = "DROVER_CONFIG")]
+    #[arg(short, long, env = "DROVER_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Worker threads serving traffic (default: the number of cores).
     #[arg(short, long, env = "DROVER_WORKERS")]
     workers: Option<usize>,
-    /// Check the configuration and exit.
-    #[arg(long)]
+    /// The same as `drover check` (kept for scripts and health probes that use it).
+    #[arg(long, hide = true)]
     check: bool,
     /// Unix socket to serve upgrades on and to take over from (overrides `[upgrade] socket`).
     #[arg(long, env = "DROVER_UPGRADE_SOCKET")]
@@ -38,8 +39,19 @@ struct Cli {
     takeover: bool,
 }
 
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check the static configuration and the files the file provider would read, as a start
+    /// would (binds nothing, contacts no provider): one `file:line:column: problem` line each and
+    /// a summary; exit status 0 when clean, 2 otherwise.
+    Check,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.check || matches!(cli.command, Some(Command::Check)) {
+        return check(cli.config.as_deref());
+    }
     let mut resolved = match &cli.config {
         Some(path) => match StaticConfig::load(path) {
             Ok(r) => r,
@@ -50,24 +62,16 @@ fn main() -> ExitCode {
         },
         None => StaticConfig::embedded(),
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(resolved.config.log.level.to_ascii_lowercase()));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        // Colour codes only for a terminal: a log file or journald gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = drover::logging::init(&resolved.config.log) {
+        eprintln!("drover: {e}");
+        return ExitCode::from(1);
+    }
     if let Some(path) = &cli.upgrade_socket {
         resolved.config.upgrade.socket = Some(path.clone());
     }
     if cli.takeover && resolved.config.upgrade.socket.is_none() {
         eprintln!("drover: --takeover needs the running drover's upgrade socket: --upgrade-socket or [upgrade] socket");
         return ExitCode::from(2);
-    }
-    if cli.check {
-        println!("configuration is valid");
-        return ExitCode::SUCCESS;
     }
     if cli.config.is_none() {
         tracing::info!("no --config given: using the embedded default (web on :8080, admin on 127.0.0.1:8081, no provider)");
@@ -114,6 +118,22 @@ fn main() -> ExitCode {
     drover.wait();
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+fn check(config: Option<&std::path::Path>) -> ExitCode {
+    let report = drover::check::check(config);
+    for problem in &report.problems {
+        println!("{problem}");
+    }
+    for provider in &report.not_contacted {
+        println!("note: providers.{provider} was not contacted: its routes exist only while drover runs");
+    }
+    println!("{}", report.summary());
+    if report.errors() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
 }
 
 async fn wait_for_signal() {

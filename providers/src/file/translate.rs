@@ -63,6 +63,21 @@ pub fn parse(path: &Path, text: &str, syntax: Syntax) -> Result<DynamicConfig, P
 }
 
 fn load_directory(dir: &Path) -> Result<DynamicConfig, ProviderError> {
+    let mut parsed = Vec::new();
+    for (file, syntax) in files(&Source::Directory(dir.to_path_buf()))? {
+        let config = load_file(&file, syntax)?;
+        parsed.push((file, config));
+    }
+    merge(parsed)
+}
+
+/// The files `source` names, in the order they are merged, with their syntax: the one file, or
+/// a directory's `*.toml`, `*.yaml` and `*.yml` files by name. `drover check` reads exactly these.
+pub fn files(source: &Source) -> Result<Vec<(PathBuf, Syntax)>, ProviderError> {
+    let dir = match source {
+        Source::File(path) => return Ok(vec![(path.clone(), Syntax::of(path).unwrap_or(Syntax::Toml))]),
+        Source::Directory(dir) => dir,
+    };
     let entries =
         std::fs::read_dir(dir).map_err(|e| ProviderError::unreachable(format!("{}: cannot read directory: {e}", dir.display())))?;
     let mut files: Vec<(PathBuf, Syntax)> = entries
@@ -71,13 +86,18 @@ fn load_directory(dir: &Path) -> Result<DynamicConfig, ProviderError> {
         .filter(|(p, _)| p.is_file())
         .collect();
     files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(files)
+}
+
+/// Merges parsed files (in [`files`] order) into one fragment, as a directory is read: a router
+/// or service defined in two files is an error naming both.
+pub fn merge(parsed: Vec<(PathBuf, DynamicConfig)>) -> Result<DynamicConfig, ProviderError> {
     let mut merged = DynamicConfig::default();
     let mut router_origin: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut service_origin: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut options_origin: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut store_origin: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for (file, syntax) in files {
-        let config = load_file(&file, syntax)?;
+    for (file, config) in parsed {
         for (name, router) in config.http.routers {
             if let Some(first) = router_origin.insert(name.clone(), file.clone()) {
                 return Err(ProviderError::bad_answer(format!(

@@ -13,14 +13,15 @@
 //! Rooms: [`auth`] decides who may ask, [`params`] reads query strings exactly as the OpenAPI
 //! document promises, [`api`] answers the Traefik-shaped list and detail endpoints,
 //! [`explain`] answers "why did this request go there", [`events`] pushes changes to the
-//! dashboard, [`openapi`] describes all of it, [`redact`] keeps secrets out of every answer, and
-//! [`dashboard`] holds the embedded page.
+//! dashboard, [`history`] samples the charts' last 15 minutes, [`openapi`] describes all of it,
+//! [`redact`] keeps secrets out of every answer, and [`dashboard`] holds the embedded page.
 
 mod api;
 pub mod auth;
 mod dashboard;
 mod events;
 mod explain;
+mod history;
 mod openapi;
 mod params;
 mod redact;
@@ -51,6 +52,8 @@ pub struct State {
     pub statuses: watch::Receiver<Vec<ProviderStatus>>,
     /// What does not change while drover runs: entrypoints, credentials, start time.
     pub info: Arc<Info>,
+    /// The charts' last 15 minutes, sampled while [`serve`] runs.
+    history: history::Charts,
     /// Turns true when drover shuts down (ends event streams); set by [`serve`].
     shutdown: Option<watch::Receiver<bool>>,
 }
@@ -123,6 +126,7 @@ impl State {
             shared,
             statuses,
             info,
+            history: Arc::default(),
             shutdown: None,
         }
     }
@@ -146,6 +150,7 @@ pub async fn serve(listener: std::net::TcpListener, mut state: State, mut shutdo
             );
         }
     }
+    tokio::spawn(history::sample(state.shared.clone(), state.history.clone(), shutdown.clone()));
     let app = router(state, shutdown.clone());
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
@@ -201,11 +206,13 @@ fn router(state: State, terminating: watch::Receiver<bool>) -> Router {
         .route("/api/providers/{name}", get(api::provider))
         .route("/api/explain", get(explain::explain))
         .route("/api/events", get(events::events))
+        .route("/api/history", get(history::history))
         .route("/api/openapi.json", get(openapi::document))
         .route("/", get(dashboard::to_dashboard))
         .route("/dashboard", get(dashboard::to_dashboard))
         .route("/dashboard/", get(dashboard::index))
         .route("/dashboard/app.js", get(dashboard::script))
+        .route("/dashboard/charts.js", get(dashboard::charts))
         .route("/dashboard/style.css", get(dashboard::style))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard))

@@ -272,6 +272,11 @@ fn paths() -> Map<String, Value> {
         "tags": ["dashboard"],
         "responses": { "200": { "description": "An endless event stream.", "content": { "text/event-stream": { "schema": { "type": "string" } } } } }
     }}));
+    p.insert("/api/history".into(), json!({ "get": {
+        "summary": "The last 15 minutes at 3 s resolution: requests per second, 5xx and local-error (404/502/503/504) shares and p50/p99 latency per entrypoint, busiest services and routers; each server's health states and their changes.",
+        "tags": ["dashboard"],
+        "responses": { "200": { "description": "Series, oldest point first, aligned on the newest.", "content": json_content(json!({ "type": "object" })) } }
+    }}));
     p.insert(
         "/api/openapi.json".into(),
         json!({ "get": {

@@ -43,8 +43,9 @@ impl prometheus_client::collector::Collector for Scrape {
         for (name, help, series) in &self.histograms {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
             for (labels, stats) in series {
-                let mut buckets: Vec<(f64, u64)> = BUCKETS.iter().copied().zip(stats.buckets.iter().copied()).collect();
-                buckets.push((f64::INFINITY, stats.buckets[BUCKETS.len()]));
+                let coarse = stats.coarse();
+                let mut buckets: Vec<(f64, u64)> = BUCKETS.iter().copied().zip(coarse.iter().copied()).collect();
+                buckets.push((f64::INFINITY, coarse[BUCKETS.len()]));
                 family
                     .encode_family(labels)?
                     .encode_histogram::<Labels>(stats.seconds, stats.count, &buckets, None)?;

@@ -10,6 +10,7 @@
 //! provider errors) is read at scrape time from where it already lives.
 
 mod encode;
+pub mod history;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -22,8 +23,16 @@ use rustc_hash::FxHashMap;
 
 pub use encode::encode;
 
-/// Histogram upper bounds in seconds (Traefik's defaults).
+/// Histogram upper bounds in seconds that `/metrics` exports (Traefik's defaults).
 pub const BUCKETS: [f64; 4] = [0.1, 0.3, 1.2, 5.0];
+
+/// The finer upper bounds each request is counted under: every [`BUCKETS`] bound is one of them,
+/// so `/metrics` sums them into Traefik's buckets, while the dashboard's p50/p99
+/// ([`history`]) read milliseconds rather than "under 100 ms". Finding the bucket is a binary
+/// search of 15 bounds per request, as before of 4.
+pub const FINE_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.2, 2.5, 5.0, 10.0,
+];
 
 /// Marks "no router" (404) and "no service" in a [`RequestKey`].
 pub const NONE: u32 = u32::MAX;
@@ -52,8 +61,8 @@ pub struct Stats {
     pub count: u64,
     /// Total duration in seconds.
     pub seconds: f64,
-    /// Non-cumulative bucket counts, one per bound plus +Inf.
-    pub buckets: [u64; BUCKETS.len() + 1],
+    /// Non-cumulative bucket counts, one per [`FINE_BUCKETS`] bound plus +Inf.
+    pub buckets: [u64; FINE_BUCKETS.len() + 1],
     /// Request body bytes.
     pub bytes_in: u64,
     /// Response body bytes.
@@ -65,10 +74,19 @@ impl Stats {
         let secs = duration.as_secs_f64();
         self.count += 1;
         self.seconds += secs;
-        let bucket = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
-        self.buckets[bucket] += 1;
+        self.buckets[FINE_BUCKETS.partition_point(|b| *b < secs)] += 1;
         self.bytes_in += bytes_in;
         self.bytes_out += bytes_out;
+    }
+
+    /// Non-cumulative counts in [`BUCKETS`] (plus +Inf), summed from the fine buckets.
+    pub fn coarse(&self) -> [u64; BUCKETS.len() + 1] {
+        let mut out = [0; BUCKETS.len() + 1];
+        for (i, count) in self.buckets.iter().enumerate() {
+            let bound = FINE_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY);
+            out[BUCKETS.partition_point(|b| *b < bound)] += count;
+        }
+        out
     }
 
     fn merge(&mut self, other: &Stats) {
@@ -263,7 +281,8 @@ mod tests {
         let totals = metrics.totals();
         let stats = totals[&key];
         assert_eq!((stats.count, stats.bytes_in, stats.bytes_out), (300, 3000, 6000));
-        assert_eq!(stats.buckets, [0, 300, 0, 0, 0], "150 ms falls in the 0.3 s bucket");
+        assert_eq!(stats.coarse(), [0, 300, 0, 0, 0], "150 ms falls in the 0.3 s bucket");
+        assert_eq!(stats.buckets[7], 300, "and in the fine 0.2 s bucket");
         assert_eq!(metrics.id("r@file"), router, "ids are stable");
     }
 }

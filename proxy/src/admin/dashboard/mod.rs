@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 const INDEX: &str = include_str!("index.html");
 const SCRIPT: &str = include_str!("app.js");
+const CHARTS: &str = include_str!("charts.js");
 const STYLE: &str = include_str!("style.css");
 
 /// What the page may load: itself, its script and style, the API; nothing else.
@@ -44,4 +45,9 @@ pub(super) async fn script() -> Response {
 /// `GET /dashboard/style.css`.
 pub(super) async fn style() -> Response {
     asset(STYLE, "text/css; charset=utf-8")
+}
+
+/// `GET /dashboard/charts.js`: the traffic charts and server timelines.
+pub(super) async fn charts() -> Response {
+    asset(CHARTS, "text/javascript; charset=utf-8")
 }
