@@ -19,6 +19,7 @@ pub mod file;
 mod http_client;
 pub mod labels;
 pub mod marathon;
+pub mod middlewares;
 pub mod model;
 pub mod policy;
 pub mod provider;

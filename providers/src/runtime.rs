@@ -19,6 +19,8 @@ pub struct RuntimeConfig {
     pub routers: BTreeMap<String, RouterInfo>,
     /// HTTP services by qualified name.
     pub services: BTreeMap<String, ServiceInfo>,
+    /// HTTP middlewares by qualified name.
+    pub middlewares: BTreeMap<String, crate::middlewares::MiddlewareInfo>,
     /// Increases by one with every configuration published.
     pub generation: u64,
 }

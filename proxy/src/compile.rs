@@ -27,7 +27,7 @@
 //! 10,000-router reload takes tens of milliseconds, which must stall neither the providers'
 //! watches nor the admin API.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use drover_providers::aggregate::{Fragments, RuleCache};
@@ -36,6 +36,7 @@ use drover_providers::runtime::{RuntimeConfig, Status};
 use crate::balance::SmoothWeighted;
 use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
+use crate::middleware::{Chain, Middleware, Stores};
 use crate::routing::{CompiledRule, RouteEntry, RouteTable};
 use crate::snapshot::{Route, Server, Service, Snapshot, Tier};
 use crate::upstream::Upstreams;
@@ -47,6 +48,10 @@ pub struct Compiler {
     entry_points: Vec<String>,
     upstreams: Upstreams,
     rules: RuleCache<CompiledRule>,
+    /// `entryPoints.<name>.http.middlewares`: run before each router's own.
+    entry_point_middlewares: BTreeMap<String, Vec<String>>,
+    /// Middleware state kept across reloads (rate-limit buckets, in-flight counts).
+    stores: Stores,
 }
 
 impl Compiler {
@@ -57,12 +62,22 @@ impl Compiler {
             entry_points,
             upstreams,
             rules: RuleCache::default(),
+            entry_point_middlewares: BTreeMap::new(),
+            stores: Stores::default(),
         }
+    }
+
+    /// Sets each entrypoint's default middlewares (by entrypoint name), which its routers run
+    /// before their own.
+    pub fn with_entry_point_middlewares(mut self, defaults: BTreeMap<String, Vec<String>>) -> Self {
+        self.entry_point_middlewares = defaults;
+        self
     }
 
     /// Merges `fragments` and compiles the result: the whole reload.
     pub fn reload(&mut self, fragments: &Fragments, health: &HealthRegistry, metrics: &Metrics) -> Snapshot {
-        let config = fragments.merge(&self.entry_points, &mut self.rules);
+        let mut config = fragments.merge(&self.entry_points, &mut self.rules);
+        drover_providers::middlewares::apply_entry_point_defaults(&mut config, &self.entry_point_middlewares);
         self.compile(Arc::new(config), health, metrics)
     }
 
@@ -72,6 +87,7 @@ impl Compiler {
         health.begin();
         let services = self.services(&config, health, metrics);
         let mut tables: Vec<Vec<RouteEntry<Arc<Route>>>> = self.entry_points.iter().map(|_| Vec::new()).collect();
+        let mut built: HashMap<String, Option<Arc<Middleware>>> = HashMap::new();
         for (name, info) in &config.routers {
             if info.status == Status::Disabled {
                 continue;
@@ -80,32 +96,57 @@ impl Compiler {
                 continue;
             };
             let compiled = match self.rules.compiled(&info.rule, rule, CompiledRule::compile) {
-                Ok(compiled) => compiled,
+                Ok(compiled) => compiled.clone(),
                 Err(e) => {
                     // The merge validated the rule; reaching this is a bug worth a log line.
                     tracing::error!(router = %name, "rule failed to compile: {e}");
                     continue;
                 }
             };
-            let route = Arc::new(Route {
-                router_id: metrics.id(name),
-                router: name.as_str().into(),
-                service: service.clone(),
-                access_log: info.observability.and_then(|o| o.access_logs),
-                metrics: info.observability.and_then(|o| o.metrics),
-            });
+            // One route per distinct middleware list: entrypoints with the same defaults share it.
+            let mut routes: Vec<(Vec<String>, Arc<Route>)> = Vec::new();
             for (i, ep) in self.entry_points.iter().enumerate() {
-                if info.using.contains(ep) {
-                    tables[i].push(RouteEntry {
-                        name: name.clone(),
-                        priority: info.priority,
-                        rule: compiled.clone(),
-                        hosts: rule.required_hosts(),
-                        payload: route.clone(),
-                    });
+                if !info.using.contains(ep) {
+                    continue;
                 }
+                let mut names = self.entry_point_middlewares.get(ep).cloned().unwrap_or_default();
+                names.extend(info.middlewares.iter().cloned());
+                let route = match routes.iter().find(|(n, _)| *n == names) {
+                    Some((_, route)) => route.clone(),
+                    None => {
+                        let chain = match chain(&mut self.stores, &config, &names, &info.provider, &mut built) {
+                            Ok(chain) => chain,
+                            Err(e) => {
+                                // The merge validated the middlewares; reaching this is a bug
+                                // (or a users file changed in between): the router stays off
+                                // rather than run without them.
+                                tracing::error!(router = %name, entrypoint = %ep, "middlewares failed to compile: {e}");
+                                continue;
+                            }
+                        };
+                        let route = Arc::new(Route {
+                            router_id: metrics.id(name),
+                            router: name.as_str().into(),
+                            service: service.clone(),
+                            access_log: info.observability.and_then(|o| o.access_logs),
+                            metrics: info.observability.and_then(|o| o.metrics),
+                            middlewares: chain,
+                        });
+                        routes.push((names, route.clone()));
+                        route
+                    }
+                };
+                tables[i].push(RouteEntry {
+                    name: name.clone(),
+                    priority: info.priority,
+                    rule: compiled.clone(),
+                    hosts: rule.required_hosts(),
+                    payload: route,
+                });
             }
         }
+        let used: std::collections::HashSet<&str> = built.keys().map(String::as_str).collect();
+        self.stores.retain(&|name| used.contains(name));
         let snapshot = Snapshot {
             config,
             entry_points: tables.into_iter().map(RouteTable::build).collect(),
@@ -148,6 +189,40 @@ impl Compiler {
         }
         services
     }
+}
+
+/// The compiled chain of middlewares `names` (written in `provider`'s configuration);
+/// `None` when there are none. `built` keeps what this compilation already built.
+fn chain(
+    stores: &mut Stores,
+    config: &RuntimeConfig,
+    names: &[String],
+    provider: &str,
+    built: &mut HashMap<String, Option<Arc<Middleware>>>,
+) -> Result<Option<Arc<Chain>>, String> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let flat = drover_providers::middlewares::flatten(&config.middlewares, names, provider)?;
+    let mut steps = Vec::with_capacity(flat.len());
+    for name in &flat {
+        let step = match built.get(name) {
+            Some(step) => step.clone(),
+            None => {
+                let step = config.middlewares.get(name).and_then(|info| match Middleware::build(info, stores) {
+                    Ok(m) => Some(Arc::new(m)),
+                    Err(e) => {
+                        tracing::error!(middleware = %name, "failed to compile: {e}");
+                        None
+                    }
+                });
+                built.insert(name.clone(), step.clone());
+                step
+            }
+        };
+        steps.push(step.ok_or_else(|| format!("middleware `{name}` could not be compiled"))?);
+    }
+    Ok(Some(Arc::new(Chain::new(flat.iter().map(|n| n.as_str().into()).collect(), steps))))
 }
 
 /// The failover tiers of `servers`: one smooth weighted round robin per tier number that has a

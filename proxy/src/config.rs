@@ -117,6 +117,10 @@ pub struct EntryPointHttp {
     /// Encoded characters allowed in paths (all refused with 400 by default).
     #[serde(default, alias = "encodedcharacters")]
     pub encoded_characters: EncodedCharacters,
+    /// Middlewares every router on this entrypoint runs before its own (`auth@file`; a name
+    /// without `@` means the router's own provider).
+    #[serde(default)]
+    pub middlewares: Vec<String>,
 }
 
 impl Default for EntryPointHttp {
@@ -124,6 +128,7 @@ impl Default for EntryPointHttp {
         Self {
             sanitize_path: true,
             encoded_characters: EncodedCharacters::default(),
+            middlewares: Vec::new(),
         }
     }
 }

@@ -75,6 +75,7 @@ pub mod forward;
 pub mod health;
 pub mod io;
 pub mod metrics;
+pub mod middleware;
 pub mod routing;
 pub mod server;
 pub mod snapshot;

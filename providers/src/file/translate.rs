@@ -287,11 +287,7 @@ http:
         assert_eq!(lb.retry.as_ref().unwrap().attempts, Some(1));
         assert_eq!(
             from_yaml.unsupported(),
-            [
-                "http.middlewares.strip-api",
-                "http.routers.shop-web.ruleSyntax",
-                "http.services.api.loadBalancer.sticky",
-            ]
+            ["http.routers.shop-web.ruleSyntax", "http.services.api.loadBalancer.sticky",]
         );
     }
 

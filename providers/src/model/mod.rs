@@ -6,12 +6,14 @@
 //! keys nobody knows are an error naming the key, so a typo cannot pass for configuration.
 
 mod health;
+pub mod middleware;
 
 use std::collections::BTreeMap;
 
 use serde::de::IgnoredAny;
 
 pub use health::{FailureRate, HealthCheck, PassiveHealthCheck, Retry};
+pub use middleware::Middleware;
 use serde::{Deserialize, Serialize};
 
 /// One provider's complete desired state. Names are local to the provider (`web`, not `web@file`),
@@ -53,9 +55,9 @@ pub struct HttpConfig {
     /// Services by local name.
     #[serde(default)]
     pub services: BTreeMap<String, Service>,
-    /// Middlewares (not implemented yet: reported as ignored).
-    #[serde(default, skip_serializing)]
-    pub middlewares: BTreeMap<String, Ignored>,
+    /// Middlewares by local name.
+    #[serde(default)]
+    pub middlewares: BTreeMap<String, Middleware>,
     /// `serversTransports` (not implemented yet: reported as ignored).
     #[serde(default, rename = "serversTransports", alias = "serverstransports", skip_serializing)]
     pub servers_transports: BTreeMap<String, Ignored>,
@@ -205,7 +207,15 @@ impl DynamicConfig {
                 out.push(key.to_string());
             }
         }
-        out.extend(self.http.middlewares.keys().map(|m| format!("http.middlewares.{m}")));
+        for (name, m) in &self.http.middlewares {
+            if let Some(h) = &m.headers {
+                out.extend(
+                    h.deprecated()
+                        .into_iter()
+                        .map(|key| format!("http.middlewares.{name}.headers.{key}")),
+                );
+            }
+        }
         out.extend(self.http.servers_transports.keys().map(|t| format!("http.serversTransports.{t}")));
         for (name, r) in &self.http.routers {
             for (present, key) in [

@@ -160,7 +160,13 @@ impl Drover {
             providers = %if provider_names.is_empty() { "none".to_string() } else { provider_names.join(", ") },
             "drover listening"
         );
-        let compiler = Compiler::new(names, upstreams);
+        let compiler = Compiler::new(names, upstreams).with_entry_point_middlewares(
+            config
+                .entry_points
+                .iter()
+                .map(|(name, ep)| (name.clone(), ep.http.middlewares.clone()))
+                .collect(),
+        );
 
         let admin_info = admin::Info::new(&config, &entry_points);
         let (handed_over_tx, handed_over) = watch::channel(None);
