@@ -470,3 +470,79 @@ async fn in_flight_req_counts_a_request_until_its_body_ends() {
     }
     assert!(freed.is_some(), "the slot is released when the client drops the body");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_decides_and_cannot_be_fooled_by_injected_headers() {
+    let (backend, _h) = whoami::spawn("b").await;
+    let auth = wire::Wire::spawn(|request| {
+        let request = request.to_ascii_lowercase();
+        Some(if request.contains("authorization: bearer good") {
+            b"HTTP/1.1 200 OK\r\nx-auth-user: alice\r\nset-cookie: session=abc; Path=/\r\nset-cookie: other=x\r\ncontent-length: 0\r\n\r\n"
+                .to_vec()
+        } else if request.contains("authorization: bearer anon") {
+            b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()
+        } else {
+            b"HTTP/1.1 302 Found\r\nlocation: /login\r\ncontent-length: 5\r\n\r\nlogin".to_vec()
+        })
+    })
+    .await;
+    let routes = format!(
+        r#"{}
+[http.middlewares.auth.forwardAuth]
+address = "http://{}/verify"
+authResponseHeaders = ["X-Auth-User"]
+addAuthCookiesToResponse = ["session"]
+"#,
+        router("app", "PathPrefix(`/app`)", backend, &["auth"]),
+        auth.addr
+    );
+    let drover = TestDrover::start(&routes).await;
+    let c = client();
+
+    let a = ask(&c, &drover, "GET", "/app/secret", &[]).await;
+    assert_eq!(a.status, 302, "the server's refusal is the client's answer");
+    assert_eq!(a.headers["location"], format!("http://{}/login", auth.addr).as_str());
+    assert_eq!(a.body, "login");
+
+    let injected = [
+        ("authorization", "Bearer good"),
+        ("x-auth-user", "admin"),
+        ("x-forwarded-uri", "/public"),
+        ("x-forwarded-method", "OPTIONS"),
+    ];
+    let a = ask(&c, &drover, "GET", "/app/secret?x=1", &injected).await;
+    assert_eq!((a.status, a.backend()), (200, "b"));
+    assert_eq!(
+        a.received("x-auth-user"),
+        Some("alice"),
+        "the server's word replaces the client's:\n{}",
+        a.body
+    );
+    assert_eq!(
+        a.body.matches("x-auth-user").count() + a.body.matches("X-Auth-User").count(),
+        1,
+        "{}",
+        a.body
+    );
+    let cookies: Vec<&str> = a.headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).collect();
+    assert_eq!(cookies, ["session=abc; Path=/"], "only the listed cookie is added");
+    let asked = auth.all_text().to_ascii_lowercase();
+    assert!(asked.contains("get /verify http/1.1"), "{asked}");
+    assert!(asked.contains("x-forwarded-uri: /app/secret?x=1"), "{asked}");
+    assert!(asked.contains("x-forwarded-method: get"), "{asked}");
+    assert!(
+        !asked.contains("x-forwarded-uri: /public"),
+        "a client cannot choose what is judged: {asked}"
+    );
+
+    let a = ask(
+        &c,
+        &drover,
+        "GET",
+        "/app/x",
+        &[("authorization", "Bearer anon"), ("x-auth-user", "admin")],
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.received("x-auth-user"), None, "not set by the server, so not set at all");
+}

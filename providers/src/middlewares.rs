@@ -499,6 +499,35 @@ fn check(kind: Kind<'_>, key: &dyn Fn(&str) -> String, errors: &mut Vec<String>,
                 errors.push(format!("{}: the chain is empty", key("chain.middlewares")));
             }
         }
+        Kind::ForwardAuth(m) => {
+            let address = key("forwardAuth.address");
+            match m.address.parse::<http::Uri>() {
+                Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => {}
+                Ok(uri) if uri.scheme_str() == Some("https") => {
+                    errors.push(format!("{address}: https authentication servers are not supported by drover yet"))
+                }
+                _ => errors.push(format!("{address}: `{}` is not an http:// URL", m.address)),
+            }
+            if m.tls.is_some() {
+                errors.push(format!("{}: not supported by drover yet", key("forwardAuth.tls")));
+            }
+            if m.forward_body {
+                errors.push(format!("{}: not supported by drover yet", key("forwardAuth.forwardBody")));
+            }
+            if let Some(r) = &m.auth_response_headers_regex {
+                regex_ok(r, &key("forwardAuth.authResponseHeadersRegex"), errors);
+            }
+            for (field, names) in [
+                ("forwardAuth.authResponseHeaders", &m.auth_response_headers),
+                ("forwardAuth.authRequestHeaders", &m.auth_request_headers),
+            ] {
+                for n in names {
+                    if http::HeaderName::from_bytes(n.as_bytes()).is_err() {
+                        errors.push(format!("{}: `{n}` is not a header name", key(field)));
+                    }
+                }
+            }
+        }
         Kind::Unsupported(name) => errors.push(format!(
             "`{name}` middlewares are not supported by drover yet; routers using this one are disabled rather than run without it"
         )),

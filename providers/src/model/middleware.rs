@@ -81,9 +81,9 @@ pub struct Middleware {
     /// `errors` (not implemented yet).
     #[serde(default, skip_serializing)]
     pub errors: Option<Ignored>,
-    /// `forwardAuth` (not implemented yet).
-    #[serde(default, alias = "forwardauth", skip_serializing)]
-    pub forward_auth: Option<Ignored>,
+    /// `forwardAuth`.
+    #[serde(default, alias = "forwardauth", skip_serializing_if = "Option::is_none")]
+    pub forward_auth: Option<ForwardAuth>,
     /// `grpcWeb` (not implemented yet).
     #[serde(default, alias = "grpcweb", skip_serializing)]
     pub grpc_web: Option<Ignored>,
@@ -127,6 +127,8 @@ pub enum Kind<'a> {
     InFlightReq(&'a InFlightReq),
     /// `chain`.
     Chain(&'a Chain),
+    /// `forwardAuth`.
+    ForwardAuth(&'a ForwardAuth),
     /// A Traefik type drover does not implement yet (its Traefik name).
     Unsupported(&'static str),
 }
@@ -148,6 +150,7 @@ impl Kind<'_> {
             Kind::RateLimit(_) => "ratelimit",
             Kind::InFlightReq(_) => "inflightreq",
             Kind::Chain(_) => "chain",
+            Kind::ForwardAuth(_) => "forwardauth",
             Kind::Unsupported(name) => name,
         }
     }
@@ -163,7 +166,6 @@ impl Middleware {
             (self.content_type.is_some(), "contentType"),
             (self.digest_auth.is_some(), "digestAuth"),
             (self.errors.is_some(), "errors"),
-            (self.forward_auth.is_some(), "forwardAuth"),
             (self.grpc_web.is_some(), "grpcWeb"),
             (self.pass_tls_client_cert.is_some(), "passTLSClientCert"),
             (self.retry.is_some(), "retry"),
@@ -197,7 +199,8 @@ impl Middleware {
             ip_allow_list => IpAllowList,
             rate_limit => RateLimit,
             in_flight_req => InFlightReq,
-            chain => Chain
+            chain => Chain,
+            forward_auth => ForwardAuth
         );
         found.extend(self.unsupported().into_iter().map(Kind::Unsupported));
         match found.as_slice() {
@@ -386,6 +389,50 @@ pub struct InFlightReq {
     /// What is counted together (default: the client address).
     #[serde(default, alias = "sourcecriterion", skip_serializing_if = "Option::is_none")]
     pub source_criterion: Option<SourceCriterion>,
+}
+
+/// `forwardAuth`: <https://doc.traefik.io/traefik/middlewares/http/forwardauth/>.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ForwardAuth {
+    /// The authentication server's URL (`http://auth:9000/verify`).
+    #[serde(default)]
+    pub address: String,
+    /// TLS to the authentication server (not supported yet: an error).
+    #[serde(default, skip_serializing)]
+    pub tls: Option<Ignored>,
+    /// Keep the `X-Forwarded-*` headers a trusted peer sent (`forwardedHeaders.trustedIPs`)
+    /// instead of drover's own.
+    #[serde(default, alias = "trustforwardheader")]
+    pub trust_forward_header: bool,
+    /// Headers copied from the server's answer into the forwarded request (replacing the
+    /// client's own of the same name).
+    #[serde(default, alias = "authresponseheaders", skip_serializing_if = "Vec::is_empty")]
+    pub auth_response_headers: Vec<String>,
+    /// Headers matching this regex are copied likewise.
+    #[serde(default, alias = "authresponseheadersregex", skip_serializing_if = "Option::is_none")]
+    pub auth_response_headers_regex: Option<String>,
+    /// Only these request headers are sent to the server (empty: all).
+    #[serde(default, alias = "authrequestheaders", skip_serializing_if = "Vec::is_empty")]
+    pub auth_request_headers: Vec<String>,
+    /// Cookies (by name) set by the server that are added to the client's response.
+    #[serde(default, alias = "addauthcookiestoresponse", skip_serializing_if = "Vec::is_empty")]
+    pub add_auth_cookies_to_response: Vec<String>,
+    /// Traefik's `headerField` (the user for its access log; accepted, not used).
+    #[serde(default, alias = "headerfield", skip_serializing_if = "Option::is_none")]
+    pub header_field: Option<String>,
+    /// Send the request body to the server (not supported yet: an error when true).
+    #[serde(default, alias = "forwardbody")]
+    pub forward_body: bool,
+    /// With `forwardBody` (accepted).
+    #[serde(default, alias = "maxbodysize", skip_serializing_if = "Option::is_none")]
+    pub max_body_size: Option<i64>,
+    /// Pass a relative `Location` of a refusal as it is, rather than on the server's origin.
+    #[serde(default, alias = "preservelocationheader")]
+    pub preserve_location_header: bool,
+    /// Ask with the request's method rather than GET.
+    #[serde(default, alias = "preserverequestmethod")]
+    pub preserve_request_method: bool,
 }
 
 /// `chain`: <https://doc.traefik.io/traefik/middlewares/http/chain/>.

@@ -322,6 +322,7 @@ fn middleware_lines(route: &crate::snapshot::Route, q: &Question) -> (Vec<String
         peer: q.client_ip,
         host: host.as_ref(),
         scheme: "http",
+        trusted: false,
     };
     let decisions = chain
         .steps()

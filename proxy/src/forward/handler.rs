@@ -360,6 +360,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
                 peer: conn.peer.ip(),
                 host: client_host.as_ref(),
                 scheme: conn.forwarded.proto.to_str().unwrap_or("http"),
+                trusted: conn.forwarded.trusted,
             };
             // Boxed so that the requests of routes without middlewares (most of them) do not
             // carry the chain's future in theirs.

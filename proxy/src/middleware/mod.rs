@@ -24,6 +24,7 @@
 //! bucket again.
 
 mod basic_auth;
+mod forward_auth;
 mod headers;
 mod in_flight;
 mod ip_allow;
@@ -62,6 +63,8 @@ pub enum Middleware {
     RateLimit(rate_limit::RateLimit),
     /// `inFlightReq`.
     InFlightReq(in_flight::InFlightReq),
+    /// `forwardAuth`.
+    ForwardAuth(Box<forward_auth::ForwardAuth>),
 }
 
 /// Why a middleware could not be compiled (the merge validated it, so this means a bug or a
@@ -127,6 +130,7 @@ impl Middleware {
                 };
                 Self::InFlightReq(in_flight::InFlightReq::build(m, counts)?)
             }
+            Kind::ForwardAuth(m) => Self::ForwardAuth(Box::new(forward_auth::ForwardAuth::build(m)?)),
             Kind::Chain(_) => {
                 return Err(BuildError(format!(
                     "`{}` is a chain; chains are flattened before compiling",
@@ -166,6 +170,8 @@ pub struct Req<'a> {
     pub host: Option<&'a HeaderValue>,
     /// The scheme the client used (`http`, `https`).
     pub scheme: &'a str,
+    /// The peer is trusted (`forwardedHeaders.trustedIPs`): its forwarded headers were kept.
+    pub trusted: bool,
 }
 
 /// What one step decided.
@@ -185,6 +191,8 @@ pub struct Pending {
     origin: Option<HeaderValue>,
     /// The request came over TLS, or a header of `sslProxyHeaders` says so (STS).
     secure: bool,
+    /// `Set-Cookie` values `forwardAuth` adds to the response.
+    cookies: Vec<HeaderValue>,
     held: Held,
 }
 
@@ -219,6 +227,7 @@ impl Chain {
             ran: 0,
             origin: req.parts.headers.get(header::ORIGIN).cloned(),
             secure: req.scheme == "https",
+            cookies: Vec::new(),
             held: Held::default(),
         };
         for step in self.steps.iter() {
@@ -233,6 +242,13 @@ impl Chain {
                 Middleware::InFlightReq(m) => match m.request(req) {
                     Ok(slot) => {
                         pending.held.0.push(slot);
+                        Step::Next
+                    }
+                    Err(answer) => Step::Answer(*answer),
+                },
+                Middleware::ForwardAuth(m) => match m.request(req).await {
+                    Ok(cookies) => {
+                        pending.cookies.extend(cookies);
                         Step::Next
                     }
                     Err(answer) => Step::Answer(*answer),
@@ -254,6 +270,9 @@ impl Pending {
             if let Middleware::Headers(m) = &**step {
                 m.response(status, headers, self.origin.as_ref(), self.secure);
             }
+        }
+        for cookie in &self.cookies {
+            headers.append(header::SET_COOKIE, cookie.clone());
         }
     }
 

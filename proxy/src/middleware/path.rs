@@ -172,6 +172,7 @@ mod tests {
             peer: [127, 0, 0, 1].into(),
             host: None,
             scheme: "http",
+            trusted: false,
         };
         assert!(matches!(rewrite.request(&mut req), Step::Next));
         let header = |n: &HeaderName| parts.headers.get(n).map(|v| v.to_str().unwrap().to_string());
