@@ -300,6 +300,52 @@ mod tests {
     }
 
     #[test]
+    fn routes_carry_their_entrypoints_chain_and_none_without_middlewares() {
+        let routes = r#"
+            [http.routers.a]
+            rule = "Host(`a.test`)"
+            service = "s"
+            middlewares = ["strip"]
+            [http.routers.b]
+            rule = "Host(`x.test`)"
+            service = "s"
+            entryPoints = ["admin"]
+            [http.middlewares.strip.stripPrefix]
+            prefixes = ["/x"]
+            [http.middlewares.base.addPrefix]
+            prefix = "/b"
+            [[http.services.s.loadBalancer.servers]]
+            url = "http://127.0.0.1:9001"
+        "#;
+        let defaults = BTreeMap::from([("admin".to_string(), vec!["base".to_string()])]);
+        let mut compiler =
+            Compiler::new(vec!["web".into(), "admin".into()], Upstreams::new(Transport::default())).with_entry_point_middlewares(defaults);
+        let (health, metrics) = (HealthRegistry::default(), Metrics::default());
+        let snapshot = compiler.reload(&fragments(1, routes), &health, &metrics);
+        let names = |ep: usize, req: &Req| -> Option<Vec<String>> {
+            let route = snapshot.entry_points[ep].find(&req.view()).expect("routed");
+            route
+                .middlewares
+                .as_ref()
+                .map(|c| c.names().iter().map(|n| n.to_string()).collect())
+        };
+        assert_eq!(names(0, &Req::get("a.test", "/")), Some(vec!["strip@file".to_string()]));
+        assert_eq!(
+            names(1, &Req::get("a.test", "/")),
+            Some(vec!["base@file".to_string(), "strip@file".to_string()]),
+            "the entrypoint's defaults run first"
+        );
+        assert_eq!(names(1, &Req::get("x.test", "/")), Some(vec!["base@file".to_string()]));
+        let plain = Compiler::new(vec!["web".into(), "admin".into()], Upstreams::new(Transport::default())).reload(
+            &fragments(1, TWO_ROUTERS),
+            &health,
+            &metrics,
+        );
+        let route = plain.entry_points[0].find(&Req::get("a.test", "/").view()).expect("routed");
+        assert!(route.middlewares.is_none(), "no middlewares, no chain");
+    }
+
+    #[test]
     fn a_reload_keeps_pools_and_health_and_forgets_what_is_gone() {
         let mut compiler = Compiler::new(vec!["web".into()], Upstreams::new(Transport::default()));
         let (health, metrics) = (HealthRegistry::default(), Metrics::default());
