@@ -546,3 +546,38 @@ addAuthCookiesToResponse = ["session"]
     assert_eq!(a.status, 200);
     assert_eq!(a.received("x-auth-user"), None, "not set by the server, so not set at all");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circuit_breaker_opens_on_errors_and_spares_the_service() {
+    let failing = wire::Wire::answering(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\nfail").await;
+    let routes = format!(
+        r#"{}
+[http.middlewares.cb.circuitBreaker]
+expression = "ResponseCodeRatio(500, 600, 0, 600) > 0.5"
+checkPeriod = "10ms"
+fallbackDuration = "1m"
+"#,
+        router("r", "PathPrefix(`/`)", failing.addr, &["cb"])
+    );
+    let drover = TestDrover::start(&routes).await;
+    let c = client();
+    let requests = || failing.all_text().matches("GET / HTTP/1.1").count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut opened = false;
+    while !opened && std::time::Instant::now() < deadline {
+        let a = ask(&c, &drover, "GET", "/", &[]).await;
+        match a.status {
+            500 => tokio::time::sleep(Duration::from_millis(5)).await,
+            503 => opened = true,
+            other => panic!("unexpected {other}: {}", a.body),
+        }
+    }
+    assert!(opened, "the breaker opened after {} failed requests", requests());
+    let seen = requests();
+    for _ in 0..5 {
+        let a = ask(&c, &drover, "GET", "/", &[]).await;
+        assert_eq!(a.status, 503, "open for fallbackDuration");
+        assert!(a.body.contains("circuit breaker"), "{}", a.body);
+    }
+    assert_eq!(requests(), seen, "no request reaches the service while the breaker is open");
+}

@@ -10,6 +10,7 @@
 
 pub mod aggregate;
 pub mod backoff;
+pub mod breaker;
 pub mod consul;
 pub mod dns;
 pub mod docker;

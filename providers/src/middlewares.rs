@@ -528,6 +528,19 @@ fn check(kind: Kind<'_>, key: &dyn Fn(&str) -> String, errors: &mut Vec<String>,
                 }
             }
         }
+        Kind::CircuitBreaker(m) => {
+            if let Err(e) = crate::breaker::parse(&m.expression) {
+                errors.push(format!("{}: {e}", key("circuitBreaker.expression")));
+            }
+            if m.check_period.is_some_and(|p| p.0.is_zero()) {
+                errors.push(format!("{}: must be longer than 0", key("circuitBreaker.checkPeriod")));
+            }
+            if let Some(code) = m.response_code {
+                if !(100..=599).contains(&code) {
+                    errors.push(format!("{}: {code} is not an HTTP status", key("circuitBreaker.responseCode")));
+                }
+            }
+        }
         Kind::Unsupported(name) => errors.push(format!(
             "`{name}` middlewares are not supported by drover yet; routers using this one are disabled rather than run without it"
         )),

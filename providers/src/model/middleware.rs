@@ -66,9 +66,9 @@ pub struct Middleware {
     /// `buffering` (not implemented yet).
     #[serde(default, skip_serializing)]
     pub buffering: Option<Ignored>,
-    /// `circuitBreaker` (not implemented yet).
-    #[serde(default, alias = "circuitbreaker", skip_serializing)]
-    pub circuit_breaker: Option<Ignored>,
+    /// `circuitBreaker`.
+    #[serde(default, alias = "circuitbreaker", skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
     /// `compress` (not implemented yet).
     #[serde(default, skip_serializing)]
     pub compress: Option<Ignored>,
@@ -129,6 +129,8 @@ pub enum Kind<'a> {
     Chain(&'a Chain),
     /// `forwardAuth`.
     ForwardAuth(&'a ForwardAuth),
+    /// `circuitBreaker`.
+    CircuitBreaker(&'a CircuitBreaker),
     /// A Traefik type drover does not implement yet (its Traefik name).
     Unsupported(&'static str),
 }
@@ -151,6 +153,7 @@ impl Kind<'_> {
             Kind::InFlightReq(_) => "inflightreq",
             Kind::Chain(_) => "chain",
             Kind::ForwardAuth(_) => "forwardauth",
+            Kind::CircuitBreaker(_) => "circuitbreaker",
             Kind::Unsupported(name) => name,
         }
     }
@@ -161,7 +164,6 @@ impl Middleware {
     pub fn unsupported(&self) -> Vec<&'static str> {
         [
             (self.buffering.is_some(), "buffering"),
-            (self.circuit_breaker.is_some(), "circuitBreaker"),
             (self.compress.is_some(), "compress"),
             (self.content_type.is_some(), "contentType"),
             (self.digest_auth.is_some(), "digestAuth"),
@@ -200,7 +202,8 @@ impl Middleware {
             rate_limit => RateLimit,
             in_flight_req => InFlightReq,
             chain => Chain,
-            forward_auth => ForwardAuth
+            forward_auth => ForwardAuth,
+            circuit_breaker => CircuitBreaker
         );
         found.extend(self.unsupported().into_iter().map(Kind::Unsupported));
         match found.as_slice() {
@@ -433,6 +436,28 @@ pub struct ForwardAuth {
     /// Ask with the request's method rather than GET.
     #[serde(default, alias = "preserverequestmethod")]
     pub preserve_request_method: bool,
+}
+
+/// `circuitBreaker`: <https://doc.traefik.io/traefik/middlewares/http/circuitbreaker/>.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CircuitBreaker {
+    /// When to trip: `NetworkErrorRatio() > 0.5`, `ResponseCodeRatio(500, 600, 0, 600) > 0.25`,
+    /// `LatencyAtQuantileMS(50.0) > 100`, combined with `&&` and `||`.
+    #[serde(default)]
+    pub expression: String,
+    /// How often the expression is checked (default 100 ms).
+    #[serde(default, alias = "checkperiod", skip_serializing_if = "Option::is_none")]
+    pub check_period: Option<ConfigDuration>,
+    /// How long it stays open once tripped (default 10 s).
+    #[serde(default, alias = "fallbackduration", skip_serializing_if = "Option::is_none")]
+    pub fallback_duration: Option<ConfigDuration>,
+    /// How long traffic ramps back up after that (default 10 s).
+    #[serde(default, alias = "recoveryduration", skip_serializing_if = "Option::is_none")]
+    pub recovery_duration: Option<ConfigDuration>,
+    /// The status answered while open (default 503).
+    #[serde(default, alias = "responsecode", skip_serializing_if = "Option::is_none")]
+    pub response_code: Option<u16>,
 }
 
 /// `chain`: <https://doc.traefik.io/traefik/middlewares/http/chain/>.

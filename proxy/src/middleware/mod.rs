@@ -24,6 +24,7 @@
 //! bucket again.
 
 mod basic_auth;
+mod circuit_breaker;
 mod forward_auth;
 mod headers;
 mod in_flight;
@@ -65,6 +66,8 @@ pub enum Middleware {
     InFlightReq(in_flight::InFlightReq),
     /// `forwardAuth`.
     ForwardAuth(Box<forward_auth::ForwardAuth>),
+    /// `circuitBreaker`.
+    CircuitBreaker(circuit_breaker::CircuitBreaker),
 }
 
 /// Why a middleware could not be compiled (the merge validated it, so this means a bug or a
@@ -83,6 +86,13 @@ impl std::fmt::Display for BuildError {
 pub struct Stores {
     rate_limits: HashMap<String, (drover_providers::model::middleware::RateLimit, Arc<rate_limit::Buckets>)>,
     in_flight: HashMap<String, (drover_providers::model::middleware::InFlightReq, Arc<in_flight::Counts>)>,
+    breakers: HashMap<
+        String,
+        (
+            drover_providers::model::middleware::CircuitBreaker,
+            Arc<circuit_breaker::BreakerState>,
+        ),
+    >,
 }
 
 impl Stores {
@@ -90,6 +100,7 @@ impl Stores {
     pub fn retain(&mut self, used: &dyn Fn(&str) -> bool) {
         self.rate_limits.retain(|name, _| used(name));
         self.in_flight.retain(|name, _| used(name));
+        self.breakers.retain(|name, _| used(name));
     }
 }
 
@@ -131,6 +142,17 @@ impl Middleware {
                 Self::InFlightReq(in_flight::InFlightReq::build(m, counts)?)
             }
             Kind::ForwardAuth(m) => Self::ForwardAuth(Box::new(forward_auth::ForwardAuth::build(m)?)),
+            Kind::CircuitBreaker(m) => {
+                let state = match stores.breakers.get(&info.name) {
+                    Some((config, state)) if config == m => state.clone(),
+                    _ => {
+                        let state = Arc::new(circuit_breaker::BreakerState::default());
+                        stores.breakers.insert(info.name.clone(), (m.clone(), state.clone()));
+                        state
+                    }
+                };
+                Self::CircuitBreaker(circuit_breaker::CircuitBreaker::build(m, state)?)
+            }
             Kind::Chain(_) => {
                 return Err(BuildError(format!(
                     "`{}` is a chain; chains are flattened before compiling",
@@ -191,6 +213,8 @@ pub struct Pending {
     origin: Option<HeaderValue>,
     /// The request came over TLS, or a header of `sslProxyHeaders` says so (STS).
     secure: bool,
+    /// When the first circuit breaker let the request through (its latency is measured).
+    started: Option<tokio::time::Instant>,
     /// `Set-Cookie` values `forwardAuth` adds to the response.
     cookies: Vec<HeaderValue>,
     held: Held,
@@ -227,6 +251,7 @@ impl Chain {
             ran: 0,
             origin: req.parts.headers.get(header::ORIGIN).cloned(),
             secure: req.scheme == "https",
+            started: None,
             cookies: Vec::new(),
             held: Held::default(),
         };
@@ -246,6 +271,13 @@ impl Chain {
                     }
                     Err(answer) => Step::Answer(*answer),
                 },
+                Middleware::CircuitBreaker(m) => {
+                    let step = m.request(req);
+                    if matches!(step, Step::Next) && pending.started.is_none() {
+                        pending.started = Some(tokio::time::Instant::now());
+                    }
+                    step
+                }
                 Middleware::ForwardAuth(m) => match m.request(req).await {
                     Ok(cookies) => {
                         pending.cookies.extend(cookies);
@@ -267,8 +299,13 @@ impl Pending {
     /// Runs the response side of the steps that ran, last first, on a response head.
     pub fn response(&self, status: StatusCode, headers: &mut HeaderMap) {
         for step in self.chain.steps[..self.ran].iter().rev() {
-            if let Middleware::Headers(m) = &**step {
-                m.response(status, headers, self.origin.as_ref(), self.secure);
+            match &**step {
+                Middleware::Headers(m) => m.response(status, headers, self.origin.as_ref(), self.secure),
+                Middleware::CircuitBreaker(m) => {
+                    let took = self.started.map_or(std::time::Duration::ZERO, |s| s.elapsed());
+                    m.record(status, took);
+                }
+                _ => {}
             }
         }
         for cookie in &self.cookies {
