@@ -8,6 +8,8 @@
 # nginx answers "ok" on 127.0.0.1:19080; drover (1 worker, file provider) proxies it on :19081.
 # 2,000 GETs warm up, the counters are zeroed, then 20,000 GETs over 16 keep-alive connections
 # are counted. Compare two binaries by running this for each, interleaved, twice or more.
+# ROUTES=file uses that routes file instead of the one plain router (it must route `/` to
+# 127.0.0.1:19080), e.g. ROUTES=benches/middleware-chain.toml for the cost of a typical chain.
 set -euo pipefail
 bin=$(realpath "$1")
 label=${2:-$(basename "$bin")}
@@ -21,7 +23,11 @@ events { worker_connections 1024; }
 http { access_log off; server { listen 127.0.0.1:19080; location / { return 200 "ok"; } } }
 NG
 nginx -c "$dir/nginx.conf" -p "$dir" & ng=$!
-printf '[http.routers.r]\nrule = "PathPrefix(`/`)"\nservice = "s"\n[[http.services.s.loadBalancer.servers]]\nurl = "http://127.0.0.1:19080"\n' > "$dir/routes.toml"
+if [[ -n "${ROUTES:-}" ]]; then
+  cp "$ROUTES" "$dir/routes.toml"
+else
+  printf '[http.routers.r]\nrule = "PathPrefix(`/`)"\nservice = "s"\n[[http.services.s.loadBalancer.servers]]\nurl = "http://127.0.0.1:19080"\n' > "$dir/routes.toml"
+fi
 printf '[entryPoints.web]\naddress = "127.0.0.1:19081"\n[api]\naddress = "127.0.0.1:19082"\n[log]\nlevel = "warn"\n[providers.file]\nfilename = "%s"\n' "$dir/routes.toml" > "$dir/drover.toml"
 
 valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" "$bin" --config "$dir/drover.toml" --workers 1 2> "$dir/valgrind.err" & vg=$!

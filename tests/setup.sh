@@ -22,6 +22,7 @@ fi
 need=()
 command -v curl >/dev/null || need+=(curl)
 command -v wrk >/dev/null || need+=(wrk)   # load during zero-downtime upgrades (tests/upgrade.rs)
+command -v htpasswd >/dev/null || need+=(apache2-utils)   # real htpasswd hashes (tests/middlewares.rs)
 command -v named >/dev/null || [[ -x /usr/sbin/named ]] || need+=(bind9 bind9-utils)   # BIND 9
 command -v nsupdate >/dev/null || need+=(bind9-dnsutils)   # Debian ships nsupdate apart from bind9-utils
 command -v script >/dev/null || need+=(bsdutils)   # a pseudo-terminal for drover's coloured log (tests/log_output.rs)

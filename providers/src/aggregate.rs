@@ -23,10 +23,6 @@ use crate::provider::{Mailbox, ProviderHandle, ProviderState, ProviderStatus};
 use crate::rule;
 use crate::runtime::{RouterInfo, RuntimeConfig, ServerSpec, ServiceInfo, Status, TlsOptionsInfo, TlsRuntime, TransportInfo};
 
-/// Middlewares drover implements (none yet). A router naming any other is disabled rather than
-/// run without it: skipping an auth or allow-list middleware would expose what it protects.
-const KNOWN_MIDDLEWARES: &[&str] = &[];
-
 /// Qualifies `name` as `name@provider` unless it already names a provider.
 pub fn qualify(name: &str, provider: &str) -> String {
     if name.contains('@') {
@@ -143,6 +139,7 @@ pub fn merge_cached<'a, C>(
 ) -> RuntimeConfig {
     let mut out = RuntimeConfig::default();
     let fragments: Vec<_> = fragments.into_iter().collect();
+    out.middlewares = crate::middlewares::validate_all(&fragments);
     for (provider, config) in &fragments {
         merge_tls(&mut out.tls, provider, &config.tls);
     }
@@ -193,6 +190,8 @@ pub fn merge_cached<'a, C>(
             out.routers.insert(info.name.clone(), info);
         }
     }
+    // Middlewares are checked after the routers so that each disabled router says why.
+    crate::middlewares::resolve_routers(&mut out);
     cache.sweep();
     out
 }
@@ -335,16 +334,6 @@ fn validate_router<C>(
     } else {
         qualify(&r.service, provider)
     };
-    for m in &r.middlewares {
-        let local = m.split('@').next().unwrap_or(m);
-        if !KNOWN_MIDDLEWARES.contains(&local) {
-            disable(
-                &mut status,
-                &mut errors,
-                format!("middleware `{m}` is not supported by drover yet; the router is disabled rather than run without it"),
-            );
-        }
-    }
     ignored_keys(unsupported, &format!("http.routers.{name}."), &mut status, &mut errors);
     // Traefik's default: the rule's length in bytes.
     let priority = if r.priority != 0 { r.priority } else { r.rule.len() as i64 };

@@ -11,6 +11,7 @@
 pub mod aggregate;
 pub mod backoff;
 pub mod balancing;
+pub mod breaker;
 pub mod composite;
 pub mod consul;
 pub mod dns;
@@ -21,6 +22,7 @@ pub mod file;
 mod http_client;
 pub mod labels;
 pub mod marathon;
+pub mod middlewares;
 pub mod model;
 pub mod policy;
 pub mod provider;

@@ -24,6 +24,8 @@ pub struct RuntimeConfig {
     /// Servers transports by qualified name.
     #[serde(rename = "serversTransports")]
     pub servers_transports: BTreeMap<String, TransportInfo>,
+    /// HTTP middlewares by qualified name.
+    pub middlewares: BTreeMap<String, crate::middlewares::MiddlewareInfo>,
     /// Increases by one with every configuration published.
     pub generation: u64,
 }

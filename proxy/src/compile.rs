@@ -27,7 +27,7 @@
 //! 10,000-router reload takes tens of milliseconds, which must stall neither the providers'
 //! watches nor the admin API.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use drover_providers::aggregate::{Fragments, RuleCache};
@@ -39,6 +39,7 @@ use crate::balance::hash::Ring;
 use crate::balance::{Balancing, Loads, SmoothWeighted, Sticky, Strategy};
 use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
+use crate::middleware::{Chain, Middleware, Stores};
 use crate::routing::{CompiledRule, RouteEntry, RouteTable};
 use crate::service::mirror::MirrorStats;
 use crate::service::{Composite, Failover, Mirroring, Weighted};
@@ -58,6 +59,10 @@ pub struct Compiler {
     loads: Loads,
     /// Mirroring services' counts (kept across reloads).
     mirror_stats: HashMap<String, Arc<MirrorStats>>,
+    /// `entryPoints.<name>.http.middlewares`: run before each router's own.
+    entry_point_middlewares: BTreeMap<String, Vec<String>>,
+    /// Middleware state kept across reloads (rate-limit buckets, in-flight counts).
+    stores: Stores,
 }
 
 impl Compiler {
@@ -71,6 +76,8 @@ impl Compiler {
             rules: RuleCache::default(),
             loads: Loads::default(),
             mirror_stats: HashMap::new(),
+            entry_point_middlewares: BTreeMap::new(),
+            stores: Stores::default(),
         }
     }
 
@@ -86,9 +93,17 @@ impl Compiler {
         self.tls.files()
     }
 
+    /// Sets each entrypoint's default middlewares (by entrypoint name), which its routers run
+    /// before their own.
+    pub fn with_entry_point_middlewares(mut self, defaults: BTreeMap<String, Vec<String>>) -> Self {
+        self.entry_point_middlewares = defaults;
+        self
+    }
+
     /// Merges `fragments` and compiles the result: the whole reload.
     pub fn reload(&mut self, fragments: &Fragments, health: &HealthRegistry, metrics: &Metrics) -> Snapshot {
-        let config = fragments.merge(&self.entry_points, &mut self.rules);
+        let mut config = fragments.merge(&self.entry_points, &mut self.rules);
+        drover_providers::middlewares::apply_entry_point_defaults(&mut config, &self.entry_point_middlewares);
         self.compile(Arc::new(config), health, metrics)
     }
 
@@ -103,6 +118,7 @@ impl Compiler {
         let services = self.services(&config, &transports, health, metrics);
         let mut tables: Vec<Vec<RouteEntry<Arc<Route>>>> = self.entry_points.iter().map(|_| Vec::new()).collect();
         let mut tls_tables: Vec<Vec<RouteEntry<Arc<Route>>>> = self.entry_points.iter().map(|_| Vec::new()).collect();
+        let mut built: HashMap<String, Option<Arc<Middleware>>> = HashMap::new();
         for (name, info) in &config.routers {
             if info.status == Status::Disabled {
                 continue;
@@ -111,38 +127,63 @@ impl Compiler {
                 continue;
             };
             let compiled = match self.rules.compiled(&info.rule, rule, CompiledRule::compile) {
-                Ok(compiled) => compiled,
+                Ok(compiled) => compiled.clone(),
                 Err(e) => {
                     // The merge validated the rule; reaching this is a bug worth a log line.
                     tracing::error!(router = %name, "rule failed to compile: {e}");
                     continue;
                 }
             };
-            let route = Arc::new(Route {
-                router_id: metrics.id(name),
-                router: name.as_str().into(),
-                service: service.clone(),
-                access_log: info.observability.and_then(|o| o.access_logs),
-                metrics: info.observability.and_then(|o| o.metrics),
-            });
             let on_tls = tls_routers.get(name);
+            // One route per distinct middleware list: entrypoints with the same defaults share it.
+            let mut routes: Vec<(Vec<String>, Arc<Route>)> = Vec::new();
             for (i, ep) in self.entry_points.iter().enumerate() {
-                if info.using.contains(ep) {
-                    let table = if on_tls.is_some_and(|on| on[i]) {
-                        &mut tls_tables[i]
-                    } else {
-                        &mut tables[i]
-                    };
-                    table.push(RouteEntry {
-                        name: name.clone(),
-                        priority: info.priority,
-                        rule: compiled.clone(),
-                        hosts: rule.required_hosts(),
-                        payload: route.clone(),
-                    });
+                if !info.using.contains(ep) {
+                    continue;
                 }
+                let mut names = self.entry_point_middlewares.get(ep).cloned().unwrap_or_default();
+                names.extend(info.middlewares.iter().cloned());
+                let route = match routes.iter().find(|(n, _)| *n == names) {
+                    Some((_, route)) => route.clone(),
+                    None => {
+                        let chain = match chain(&mut self.stores, &config, &names, &info.provider, &mut built) {
+                            Ok(chain) => chain,
+                            Err(e) => {
+                                // The merge validated the middlewares; reaching this is a bug
+                                // (or a users file changed in between): the router stays off
+                                // rather than run without them.
+                                tracing::error!(router = %name, entrypoint = %ep, "middlewares failed to compile: {e}");
+                                continue;
+                            }
+                        };
+                        let route = Arc::new(Route {
+                            router_id: metrics.id(name),
+                            router: name.as_str().into(),
+                            service: service.clone(),
+                            access_log: info.observability.and_then(|o| o.access_logs),
+                            metrics: info.observability.and_then(|o| o.metrics),
+                            middlewares: chain,
+                        });
+                        routes.push((names, route.clone()));
+                        route
+                    }
+                };
+                let table = if on_tls.is_some_and(|on| on[i]) {
+                    &mut tls_tables[i]
+                } else {
+                    &mut tables[i]
+                };
+                table.push(RouteEntry {
+                    name: name.clone(),
+                    priority: info.priority,
+                    rule: compiled.clone(),
+                    hosts: rule.required_hosts(),
+                    payload: route,
+                });
             }
         }
+        let used: std::collections::HashSet<&str> = built.keys().map(String::as_str).collect();
+        self.stores.retain(&|name| used.contains(name));
         let snapshot = Snapshot {
             config,
             entry_points: tables.into_iter().map(RouteTable::build).collect(),
@@ -306,6 +347,40 @@ impl Compiler {
     }
 }
 
+/// The compiled chain of middlewares `names` (written in `provider`'s configuration);
+/// `None` when there are none. `built` keeps what this compilation already built.
+fn chain(
+    stores: &mut Stores,
+    config: &RuntimeConfig,
+    names: &[String],
+    provider: &str,
+    built: &mut HashMap<String, Option<Arc<Middleware>>>,
+) -> Result<Option<Arc<Chain>>, String> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let flat = drover_providers::middlewares::flatten(&config.middlewares, names, provider)?;
+    let mut steps = Vec::with_capacity(flat.len());
+    for name in &flat {
+        let step = match built.get(name) {
+            Some(step) => step.clone(),
+            None => {
+                let step = config.middlewares.get(name).and_then(|info| match Middleware::build(info, stores) {
+                    Ok(m) => Some(Arc::new(m)),
+                    Err(e) => {
+                        tracing::error!(middleware = %name, "failed to compile: {e}");
+                        None
+                    }
+                });
+                built.insert(name.clone(), step.clone());
+                step
+            }
+        };
+        steps.push(step.ok_or_else(|| format!("middleware `{name}` could not be compiled"))?);
+    }
+    Ok(Some(Arc::new(Chain::new(flat.iter().map(|n| n.as_str().into()).collect(), steps))))
+}
+
 /// The failover tiers of `servers`: one smooth weighted round robin per tier number that has a
 /// server with a positive weight, lowest first.
 fn tiers(servers: &[Server]) -> Box<[Tier]> {
@@ -420,6 +495,52 @@ mod tests {
         assert!(!Arc::ptr_eq(&a, &a2), "a changed transport opens new connections");
         assert_eq!(a2.transport().max_idle, 6);
         assert!(Arc::ptr_eq(&b, &upstream(&changed, "b@file")));
+    }
+
+    #[test]
+    fn routes_carry_their_entrypoints_chain_and_none_without_middlewares() {
+        let routes = r#"
+            [http.routers.a]
+            rule = "Host(`a.test`)"
+            service = "s"
+            middlewares = ["strip"]
+            [http.routers.b]
+            rule = "Host(`x.test`)"
+            service = "s"
+            entryPoints = ["admin"]
+            [http.middlewares.strip.stripPrefix]
+            prefixes = ["/x"]
+            [http.middlewares.base.addPrefix]
+            prefix = "/b"
+            [[http.services.s.loadBalancer.servers]]
+            url = "http://127.0.0.1:9001"
+        "#;
+        let defaults = BTreeMap::from([("admin".to_string(), vec!["base".to_string()])]);
+        let mut compiler =
+            Compiler::new(vec!["web".into(), "admin".into()], Upstreams::new(Transport::default())).with_entry_point_middlewares(defaults);
+        let (health, metrics) = (HealthRegistry::default(), Metrics::default());
+        let snapshot = compiler.reload(&fragments(1, routes), &health, &metrics);
+        let names = |ep: usize, req: &Req| -> Option<Vec<String>> {
+            let route = snapshot.entry_points[ep].find(&req.view()).expect("routed");
+            route
+                .middlewares
+                .as_ref()
+                .map(|c| c.names().iter().map(|n| n.to_string()).collect())
+        };
+        assert_eq!(names(0, &Req::get("a.test", "/")), Some(vec!["strip@file".to_string()]));
+        assert_eq!(
+            names(1, &Req::get("a.test", "/")),
+            Some(vec!["base@file".to_string(), "strip@file".to_string()]),
+            "the entrypoint's defaults run first"
+        );
+        assert_eq!(names(1, &Req::get("x.test", "/")), Some(vec!["base@file".to_string()]));
+        let plain = Compiler::new(vec!["web".into(), "admin".into()], Upstreams::new(Transport::default())).reload(
+            &fragments(1, TWO_ROUTERS),
+            &health,
+            &metrics,
+        );
+        let route = plain.entry_points[0].find(&Req::get("a.test", "/").view()).expect("routed");
+        assert!(route.middlewares.is_none(), "no middlewares, no chain");
     }
 
     #[test]

@@ -125,6 +125,10 @@ pub struct EntryPointHttp {
     /// entrypoint (HTTP → HTTPS).
     #[serde(default)]
     pub redirections: Option<Redirections>,
+    /// Middlewares every router on this entrypoint runs before its own (`auth@file`; a name
+    /// without `@` means the router's own provider).
+    #[serde(default)]
+    pub middlewares: Vec<String>,
 }
 
 impl Default for EntryPointHttp {
@@ -134,6 +138,7 @@ impl Default for EntryPointHttp {
             encoded_characters: EncodedCharacters::default(),
             tls: None,
             redirections: None,
+            middlewares: Vec::new(),
         }
     }
 }

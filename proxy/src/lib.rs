@@ -78,6 +78,7 @@ pub mod health;
 pub mod io;
 pub mod logging;
 pub mod metrics;
+pub mod middleware;
 pub mod routing;
 pub mod server;
 pub mod service;

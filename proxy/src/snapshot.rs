@@ -47,6 +47,8 @@ pub struct Route {
     pub access_log: Option<bool>,
     /// Its own metrics switch; `None` follows the entrypoint.
     pub metrics: Option<bool>,
+    /// Its middlewares (the entrypoint's defaults first); `None` when it has none.
+    pub middlewares: Option<Arc<crate::middleware::Chain>>,
 }
 
 /// What is recorded for requests: an access-log line each, metrics. An entrypoint's defaults,

@@ -327,10 +327,7 @@ http:
         assert_eq!(passive.failure_window.unwrap().0, Duration::from_secs(30));
         assert_eq!(passive.failure_rate.as_ref().unwrap().window.unwrap().0, Duration::from_secs(60));
         assert_eq!(lb.retry.as_ref().unwrap().attempts, Some(1));
-        assert_eq!(
-            from_yaml.unsupported(),
-            ["http.middlewares.strip-api", "http.routers.shop-web.ruleSyntax",]
-        );
+        assert_eq!(from_yaml.unsupported(), ["http.routers.shop-web.ruleSyntax",]);
     }
 
     #[test]

@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::model::{
-    DynamicConfig, Failover, Hash, Ignored, LoadBalancer, Mirror, Mirroring, Router, RouterObservability, Server, Service, Sticky,
-    Weighted, WeightedService,
+    DynamicConfig, Failover, Hash, Ignored, LoadBalancer, Middleware, Mirror, Mirroring, Router, RouterObservability, Server, Service,
+    Sticky, Weighted, WeightedService,
 };
 use crate::rule;
 pub use template::{normalize, DefaultRule, TemplateVars};
@@ -39,6 +39,8 @@ pub struct Labels {
     pub routers: BTreeMap<String, LabelRouter>,
     /// HTTP services by name.
     pub services: BTreeMap<String, LabelService>,
+    /// HTTP middlewares by name (the model's own structs: every key has a lower-case alias).
+    pub middlewares: BTreeMap<String, Middleware>,
     /// Provider-specific keys, lowercased, without the prefix: `docker.network` → value.
     pub options: BTreeMap<String, String>,
     /// Keys drover accepts but does not act on yet (full label keys).
@@ -274,14 +276,14 @@ pub fn parse<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>, prefix: &
             "http" if segments.len() >= 3 => {
                 let kind = segments[1].to_ascii_lowercase();
                 match kind.as_str() {
-                    "routers" | "services" => {
+                    "routers" | "services" | "middlewares" => {
                         // Lowercase every segment but the object's name (index 2).
                         let mut path: Vec<String> = vec![kind.clone(), segments[2].to_string()];
                         path.extend(segments[3..].iter().map(|s| s.to_ascii_lowercase()));
                         let path: Vec<&str> = path.iter().map(String::as_str).collect();
                         http.insert(&path, value);
                     }
-                    "middlewares" | "serverstransports" => out.ignored.push(key.to_string()),
+                    "serverstransports" => out.ignored.push(key.to_string()),
                     _ => errors.push(LabelError {
                         key: key.to_string(),
                         message: format!("unknown key `http.{}`", segments[1]),
@@ -363,9 +365,7 @@ pub fn parse<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>, prefix: &
                 Ok(s) => {
                     if let Some(lb) = &s.loadbalancer {
                         let lb_key = format!("{key}.loadbalancer");
-                        for (present, sub) in [
-                            (lb.responseforwarding.is_some(), "responseforwarding"),
-                        ] {
+                        for (present, sub) in [(lb.responseforwarding.is_some(), "responseforwarding")] {
                             if present {
                                 out.ignored.push(format!("{lb_key}.{sub}"));
                             }
@@ -381,6 +381,24 @@ pub fn parse<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>, prefix: &
                         }
                     }
                     out.services.insert(name.clone(), s);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    if let Some(middlewares) = http.children.get("middlewares") {
+        for (name, node) in &middlewares.children {
+            let key = format!("{base}.middlewares.{name}");
+            if name.contains('@') {
+                errors.push(LabelError {
+                    key,
+                    message: "a middleware name must not contain `@`".into(),
+                });
+                continue;
+            }
+            match Middleware::deserialize(NodeDeserializer::new(node, key.clone())) {
+                Ok(m) => {
+                    out.middlewares.insert(name.clone(), m);
                 }
                 Err(e) => errors.push(e),
             }
@@ -509,6 +527,7 @@ impl Labels {
                 },
             );
         }
+        out.config.http.middlewares = self.middlewares.clone();
         let default_routers;
         let routers: &BTreeMap<String, LabelRouter> = if self.routers.is_empty() && services.len() == 1 {
             default_routers = BTreeMap::from([(target.name.to_string(), LabelRouter::default())]);
@@ -611,6 +630,17 @@ impl Merger {
                         ));
                     }
                 }
+            }
+        }
+        for (name, m) in &fragment.http.middlewares {
+            match self.config.http.middlewares.get(name) {
+                None => {
+                    self.config.http.middlewares.insert(name.clone(), m.clone());
+                }
+                Some(existing) if existing == m => {}
+                Some(_) => conflicts.push(format!(
+                    "middleware `{name}` is defined by another item with a different configuration; this item's version is left out"
+                )),
             }
         }
         for (name, router) in &fragment.http.routers {
@@ -831,6 +861,46 @@ mod tests {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");
         }
         assert!(errs.iter().any(|e| e.message.contains("column")), "{errs:?}");
+    }
+
+    #[test]
+    fn middleware_labels_fill_the_model_in_any_case() {
+        let l = parse_pairs(
+            &[
+                ("traefik.http.routers.web.middlewares", "strip, auth@file"),
+                ("traefik.http.routers.web.rule", "Host(`app.local`)"),
+                ("traefik.http.middlewares.strip.stripPrefix.prefixes", "/api,/v1"),
+                ("traefik.http.middlewares.Limit.RateLimit.average", "100"),
+                ("traefik.http.middlewares.Limit.ratelimit.period", "1m"),
+                ("traefik.http.middlewares.Limit.ratelimit.sourcecriterion.ipstrategy.depth", "1"),
+                ("traefik.http.middlewares.hdr.headers.customrequestheaders.X-Script-Name", "test"),
+                ("traefik.http.middlewares.hdr.headers.forceSTSHeader", "true"),
+                ("traefik.http.middlewares.https.redirectscheme.scheme", "https"),
+                ("traefik.http.middlewares.https.redirectscheme.port", "443"),
+                ("traefik.http.services.app.loadbalancer.server.port", "80"),
+            ],
+            "traefik",
+        )
+        .unwrap();
+        let target = Target {
+            name: "app",
+            host: "10.0.0.5",
+            port: &port_from,
+        };
+        let f = l.fragment(&target, &DefaultRule::default(), &TemplateVars::default()).unwrap();
+        let m = &f.config.http.middlewares;
+        assert_eq!(m["strip"].strip_prefix.as_ref().unwrap().prefixes, ["/api", "/v1"]);
+        let limit = m["Limit"].rate_limit.as_ref().unwrap();
+        assert_eq!((limit.average, limit.period.unwrap().0.as_secs()), (100, 60));
+        assert_eq!(limit.source_criterion.as_ref().unwrap().ip_strategy.as_ref().unwrap().depth, 1);
+        let hdr = m["hdr"].headers.as_ref().unwrap();
+        assert_eq!(hdr.custom_request_headers["x-script-name"], "test");
+        assert!(hdr.force_sts_header);
+        assert_eq!(m["https"].redirect_scheme.as_ref().unwrap().port.as_deref(), Some("443"));
+        assert_eq!(f.config.http.routers["web"].middlewares, ["strip", "auth@file"]);
+
+        let bad = parse_pairs(&[("drover.http.middlewares.x.stripprefix.prefixs", "/a")], "drover").unwrap_err();
+        assert_eq!(bad[0].key, "drover.http.middlewares.x.stripprefix.prefixs", "{bad:?}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod composite;
 mod health;
+pub mod middleware;
 mod tls;
 mod transport;
 
@@ -16,6 +17,7 @@ use serde::de::IgnoredAny;
 
 pub use composite::{Failover, Hash, Mirror, Mirroring, Sticky, StickyCookie, Weighted, WeightedService};
 pub use health::{FailureRate, HealthCheck, PassiveHealthCheck, Retry};
+pub use middleware::Middleware;
 use serde::{Deserialize, Serialize};
 pub use tls::{Certificate, ClientAuth, Domain, RouterTls, TlsConfig, TlsOptions, TlsStore};
 pub use transport::{ClientCertificate, ServersTransport, TransportTimeouts};
@@ -59,9 +61,9 @@ pub struct HttpConfig {
     /// Services by local name.
     #[serde(default)]
     pub services: BTreeMap<String, Service>,
-    /// Middlewares (not implemented yet: reported as ignored).
-    #[serde(default, skip_serializing)]
-    pub middlewares: BTreeMap<String, Ignored>,
+    /// Middlewares by local name.
+    #[serde(default)]
+    pub middlewares: BTreeMap<String, Middleware>,
     /// Servers transports by local name: how services reach their servers (TLS, HTTP/2).
     #[serde(default, rename = "serversTransports", alias = "serverstransports", skip_serializing)]
     pub servers_transports: BTreeMap<String, ServersTransport>,
@@ -216,7 +218,15 @@ impl DynamicConfig {
                 out.push(format!("tls.stores.{name}.defaultGeneratedCert"));
             }
         }
-        out.extend(self.http.middlewares.keys().map(|m| format!("http.middlewares.{m}")));
+        for (name, m) in &self.http.middlewares {
+            if let Some(h) = &m.headers {
+                out.extend(
+                    h.deprecated()
+                        .into_iter()
+                        .map(|key| format!("http.middlewares.{name}.headers.{key}")),
+                );
+            }
+        }
         for (name, r) in &self.http.routers {
             for (present, key) in [
                 (r.tls.as_ref().is_some_and(|t| t.passthrough.is_some()), "tls.passthrough"),
@@ -234,9 +244,7 @@ impl DynamicConfig {
         }
         for (name, s) in &self.http.services {
             if let Some(lb) = &s.load_balancer {
-                for (present, key) in [
-                    (lb.response_forwarding.is_some(), "responseForwarding"),
-                ] {
+                for (present, key) in [(lb.response_forwarding.is_some(), "responseForwarding")] {
                     if present {
                         out.push(format!("http.services.{name}.loadBalancer.{key}"));
                     }

@@ -92,7 +92,7 @@ pub(super) async fn overview(Extract(state): Extract<State>) -> Response {
         "http": {
             "routers": counts(&mut config.routers.values().map(|r| r.status)),
             "services": counts(&mut config.services.values().map(|s| s.status)),
-            "middlewares": zero,
+            "middlewares": counts(&mut config.middlewares.values().map(|m| m.status)),
         },
         "tcp": { "routers": zero, "services": zero, "middlewares": zero },
         "udp": { "routers": zero, "services": zero },
@@ -124,9 +124,6 @@ pub(super) async fn rawdata(Extract(state): Extract<State>) -> Response {
                 map.insert("serverStatus".into(), server_status(&snapshot, name));
             }
         }
-    }
-    if let Some(map) = value.as_object_mut() {
-        map.insert("middlewares".into(), json!({}));
     }
     json(value)
 }
@@ -189,7 +186,13 @@ pub(super) async fn http_routers(Extract(state): Extract<State>, RawQuery(query)
         .values()
         .filter(|r| query.status.is_none_or(|s| s == r.status))
         .filter(|r| query.service_name.as_ref().is_none_or(|s| *s == r.service))
-        .filter(|r| query.middleware_name.as_ref().is_none_or(|m| r.middlewares.contains(m)))
+        .filter(|r| {
+            query.middleware_name.as_ref().is_none_or(|m| {
+                r.middlewares
+                    .iter()
+                    .any(|x| x == m || drover_providers::aggregate::qualify(x, &r.provider) == *m)
+            })
+        })
         .filter(|r| query.found_in([r.name.as_str(), r.rule.as_str()]))
         .map(|r| serde_json::to_value(r).unwrap_or_default())
         .collect();
@@ -206,6 +209,38 @@ pub(super) async fn http_router(Extract(state): Extract<State>, path: Result<Pat
     match snapshot.config.routers.get(&name) {
         Some(r) => json(serde_json::to_value(r).unwrap_or_default()),
         None => not_found("router", &name),
+    }
+}
+
+/// `GET /api/http/middlewares`: Traefik's shape (`name`, `provider`, `type`, the one set type's
+/// configuration, `status`, `usedBy`); basic-auth hashes never appear.
+pub(super) async fn http_middlewares(Extract(state): Extract<State>, RawQuery(query): RawQuery) -> Response {
+    let query = match ListQuery::parse(query.as_deref()) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
+    let snapshot = state.shared.snapshot.load();
+    let items = snapshot
+        .config
+        .middlewares
+        .values()
+        .filter(|m| query.status.is_none_or(|s| s == m.status))
+        .filter(|m| query.found_in([m.name.as_str(), m.kind.as_str()]))
+        .map(|m| serde_json::to_value(m).unwrap_or_default())
+        .collect();
+    list(items, &query)
+}
+
+/// `GET /api/http/middlewares/{name}`.
+pub(super) async fn http_middleware(Extract(state): Extract<State>, path: Result<Path<String>, PathRejection>) -> Response {
+    let name = match name_of(path, "middleware") {
+        Ok(n) => n,
+        Err(r) => return r.into_response(),
+    };
+    let snapshot = state.shared.snapshot.load();
+    match snapshot.config.middlewares.get(&name) {
+        Some(m) => json(serde_json::to_value(m).unwrap_or_default()),
+        None => not_found("middleware", &name),
     }
 }
 

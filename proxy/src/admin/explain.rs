@@ -276,7 +276,6 @@ fn answer(snapshot: &Snapshot, q: &Question, now: Instant) -> Value {
         });
     };
     let router = route.router.as_ref();
-    let info = config.routers.get(router);
     let service = &route.service;
     let client_ip = q.client_ip.to_string();
     let affinity = crate::balance::Affinity {
@@ -317,17 +316,54 @@ fn answer(snapshot: &Snapshot, q: &Question, now: Instant) -> Value {
         .get(service.name.as_ref())
         .map(|s| service_json(snapshot, s, now))
         .unwrap_or(Value::Null);
+    let (middlewares, decisions) = middleware_lines(route, q);
     json!({
         "request": request,
         "matched": true,
         "router": router,
         "summary": summary,
         "routers": routers,
-        "middlewares": info.map(|i| i.middlewares.clone()).unwrap_or_default(),
+        "middlewares": middlewares,
+        "middlewareDecisions": decisions,
         "service": service_value,
         "nextServer": next,
         "choice": serde_json::to_value(&choice).unwrap_or_default(),
     })
+}
+
+/// The route's middlewares in the order a request passes them, and what those that decide from
+/// the request alone would decide for this one.
+fn middleware_lines(route: &crate::snapshot::Route, q: &Question) -> (Vec<String>, Vec<Value>) {
+    let Some(chain) = &route.middlewares else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut parts = {
+        let mut builder = http::Request::builder().method(q.method.clone());
+        if let Some(h) = builder.headers_mut() {
+            h.clone_from(&q.headers);
+        }
+        let target = match &q.query {
+            Some(query) => format!("{}?{query}", q.path),
+            None => q.path.clone(),
+        };
+        match builder.uri(target).body(()) {
+            Ok(req) => req.into_parts().0,
+            Err(_) => return (chain.names().iter().map(|n| n.to_string()).collect(), Vec::new()),
+        }
+    };
+    let host = q.headers.get(http::header::HOST).cloned();
+    let req = crate::middleware::Req {
+        parts: &mut parts,
+        peer: q.client_ip,
+        host: host.as_ref(),
+        scheme: "http",
+        trusted: false,
+    };
+    let decisions = chain
+        .steps()
+        .filter_map(|(name, m)| m.explain(&req).map(|d| json!({ "name": name, "decision": d })))
+        .collect();
+    (chain.names().iter().map(|n| n.to_string()).collect(), decisions)
 }
 
 /// Whether an expression matched, and if not, why.

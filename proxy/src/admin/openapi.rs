@@ -189,7 +189,7 @@ fn paths() -> Map<String, Value> {
     );
     p.insert(
         "/api/http/middlewares".into(),
-        list_operation("HTTP middlewares (none yet).", "http", schema_ref("Middleware"), false),
+        list_operation("HTTP middlewares.", "http", schema_ref("Middleware"), false),
     );
     p.insert(
         "/api/http/middlewares/{name}".into(),
@@ -403,7 +403,10 @@ fn schemas() -> Value {
             "router": { "type": "string", "nullable": true },
             "summary": { "type": "string" },
             "routers": { "type": "array", "items": schema_ref("ExplainRouter"), "description": "Every router, in the order they are tried." },
-            "middlewares": strings(),
+            "middlewares": { "type": "array", "items": { "type": "string" }, "description": "The middlewares the request passes through, in order (entrypoint defaults first, chains expanded)." },
+            "middlewareDecisions": { "type": "array", "items": { "type": "object", "required": ["name", "decision"], "properties": {
+                "name": { "type": "string" }, "decision": { "type": "string" } } },
+                "description": "What ipAllowList, basicAuth (no secrets) and rateLimit would decide for this request." },
             "service": { "nullable": true, "allOf": [schema_ref("Service")] },
             "nextServer": { "type": "string", "nullable": true, "description": "The server the balancer would pick next (null when none is usable)." },
             "choice": { "type": "object", "description": "Below the router: the child services on the way (`path`: service and why each), the server (`server`) and why (`why`: sticky cookie, hash bucket, rotation)." } } },

@@ -48,6 +48,10 @@ fn redact_headers(headers: &mut Value) {
             for (name, value) in map.iter_mut() {
                 if !harmless(name) && value.is_string() {
                     *value = REDACTED.into();
+                } else if value.is_object() {
+                    // A `headers` middleware: its custom header sets may carry credentials
+                    // meant for a backend.
+                    redact_headers(value);
                 }
             }
         }

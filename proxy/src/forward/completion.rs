@@ -25,10 +25,14 @@ pub struct Completion {
     /// Record the request in the metrics (its router's and entrypoint's `observability`).
     pub(super) metrics: bool,
     pub(super) access: Option<Box<Entry>>,
+    /// What the router's middlewares hold until the response ends (in-flight slots).
+    pub(super) held: Option<crate::middleware::Held>,
 }
 
 impl Drop for Completion {
     fn drop(&mut self) {
+        // In-flight slots are free from the moment the response is over.
+        drop(self.held.take());
         let now = Instant::now();
         let duration = now.saturating_duration_since(self.start);
         self.request.ends_at(now);

@@ -30,6 +30,7 @@ use crate::balance::Affinity;
 use crate::connection::{Connection, InFlight, X_FORWARDED_FOR};
 use crate::health::{Outcome, ServerHealth};
 use crate::metrics::{method_index, RequestKey, NONE};
+use crate::middleware::{Pending, Req};
 use crate::routing::{normalize_host, RequestView};
 use crate::service::{mirror, Avoid, Resolution};
 use crate::snapshot::{Observe, Picked, Route, Tried};
@@ -92,6 +93,9 @@ struct Replay {
     uri: Uri,
     headers: Vec<(HeaderName, HeaderValue)>,
     client_host: Option<HeaderValue>,
+    /// The headers already include the forwarding headers (and what middlewares set after
+    /// them): they are sent as kept.
+    complete: bool,
 }
 
 impl Replay {
@@ -101,6 +105,7 @@ impl Replay {
             uri: uri.clone(),
             headers: headers.iter().map(|(name, value)| (name.clone(), value.clone())).collect(),
             client_host: client_host.cloned(),
+            complete: false,
         }
     }
 
@@ -115,7 +120,9 @@ impl Replay {
         for (name, value) in &self.headers {
             headers.append(name.clone(), value.clone());
         }
-        forwarding_headers(conn, headers, self.client_host.clone(), pass_host_header);
+        if !self.complete {
+            forwarding_headers(conn, headers, self.client_host.clone(), pass_host_header);
+        }
         request
     }
 }
@@ -157,6 +164,8 @@ struct Trace {
     retries: u32,
     bytes_in: Option<Arc<BodyProgress>>,
     websocket: bool,
+    /// The response side of the router's middlewares, once their request side ran.
+    middleware: Option<Pending>,
 }
 
 /// The start of `req`'s access-log entry; the rest is filled in as it is forwarded.
@@ -218,8 +227,14 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
         retries: 0,
         bytes_in: None,
         websocket: false,
+        middleware: None,
     };
-    let response = forward(conn, req, &mut trace, start).await;
+    let mut response = forward(conn, req, &mut trace, start).await;
+    let held = trace.middleware.map(|pending| {
+        let status = response.status();
+        pending.response(status, response.headers_mut());
+        pending.into_held()
+    });
     let mut access = trace.access;
     if let Some(entry) = access.as_mut() {
         entry.retries = trace.retries;
@@ -245,6 +260,7 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
         bytes_out: 0,
         metrics: trace.observe.metrics,
         access,
+        held,
     };
     let (mut parts, body) = response.into_parts();
     if close {
@@ -283,7 +299,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
     if let Some(redirect) = conn.redirect.as_deref().filter(|_| conn.tls.is_none()) {
         return super::redirect::to_entry_point(redirect, &req, &host);
     }
-    let service = {
+    let (service, chain) = {
         let snapshot = conn.shared.snapshot.load();
         if let Some(tls) = &conn.tls {
             // The Host must map to the options the handshake used: presenting one host's SNI
@@ -315,7 +331,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
                 if let Some(log) = conn.shared.access_log.as_ref().filter(|_| trace.observe.access_log) {
                     trace.access = Some(access_entry(log, conn, &req, Some(route), start));
                 }
-                route.service.clone()
+                (route.service.clone(), route.middlewares.clone())
             }
             None => {
                 if let Some(log) = conn.shared.access_log.as_ref().filter(|_| trace.observe.access_log) {
@@ -374,9 +390,39 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
     // A body-less idempotent request can be sent again even after a server reset it mid-way;
     // keep what is needed to rebuild it. Requests with a body are never replayed: what was
     // streamed to the failed server is gone.
-    let replay = (retry.attempts > 0 && !upgrade && is_idempotent(&parts.method) && body.is_end_stream())
-        .then(|| Replay::keep(&parts.method, &parts.uri, &parts.headers, client_host.as_ref()));
-    forwarding_headers(conn, &mut parts.headers, client_host, service.pass_host_header);
+    let replayable = retry.attempts > 0 && !upgrade && is_idempotent(&parts.method) && body.is_end_stream();
+    let replay = match chain {
+        None => {
+            let replay = replayable.then(|| Replay::keep(&parts.method, &parts.uri, &parts.headers, client_host.as_ref()));
+            forwarding_headers(conn, &mut parts.headers, client_host, service.pass_host_header);
+            replay
+        }
+        Some(chain) => {
+            // Middlewares see the request as the server would, forwarding headers included (a
+            // custom `X-Forwarded-Proto` overrides drover's, `ipStrategy` reads drover's
+            // `X-Forwarded-For`), and may answer it themselves.
+            forwarding_headers(conn, &mut parts.headers, client_host.clone(), service.pass_host_header);
+            let mut req = Req {
+                parts: &mut parts,
+                peer: conn.peer.ip(),
+                host: client_host.as_ref(),
+                scheme: conn.forwarded.proto.to_str().unwrap_or("http"),
+                trusted: conn.forwarded.trusted,
+            };
+            // Boxed so that the requests of routes without middlewares (most of them) do not
+            // carry the chain's future in theirs.
+            let (pending, answered) = Box::pin(chain.request(&mut req)).await;
+            trace.middleware = Some(pending);
+            if let Some(answer) = answered {
+                let (parts, body) = answer.into_parts();
+                return Response::from_parts(parts, ProxyBody::local(body));
+            }
+            replayable.then(|| Replay {
+                complete: true,
+                ..Replay::keep(&parts.method, &parts.uri, &parts.headers, None)
+            })
+        }
+    };
     let mut body = if body.is_end_stream() {
         RequestBody::Incoming(body)
     } else {

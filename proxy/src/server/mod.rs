@@ -173,7 +173,14 @@ impl Drover {
             "drover listening"
         );
         let compiler = Compiler::new(names, upstreams)
-            .with_entry_point_tls(entry_points.iter().map(|(n, _)| config.entry_points[n].http.tls.clone()).collect());
+            .with_entry_point_tls(entry_points.iter().map(|(n, _)| config.entry_points[n].http.tls.clone()).collect())
+            .with_entry_point_middlewares(
+                config
+                    .entry_points
+                    .iter()
+                    .map(|(name, ep)| (name.clone(), ep.http.middlewares.clone()))
+                    .collect(),
+            );
 
         let admin_info = admin::Info::new(&config, &entry_points);
         let (handed_over_tx, handed_over) = watch::channel(None);
