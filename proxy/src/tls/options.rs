@@ -89,7 +89,7 @@ const TLS12_SUITES: &[(&str, CipherSuite)] = &[
 const TLS13_SUITES: &[&str] = &["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"];
 
 /// Suites Go knows and rustls does not implement: no forward secrecy, CBC, RC4, 3DES.
-const UNIMPLEMENTED_SUITES: &[&str] = &[
+pub(crate) const UNIMPLEMENTED_SUITES: &[&str] = &[
     "TLS_RSA_WITH_RC4_128_SHA",
     "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
     "TLS_RSA_WITH_AES_128_CBC_SHA",

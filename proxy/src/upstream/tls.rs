@@ -222,25 +222,9 @@ fn versions(settings: &TlsSettings<'_>, key: &str, warnings: &mut Vec<String>) -
         .collect())
 }
 
-/// Suites Traefik (Go) knows that rustls does not implement: accepted with a warning.
-const NOT_IMPLEMENTED: &[&str] = &[
-    "TLS_RSA_WITH_RC4_128_SHA",
-    "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
-    "TLS_RSA_WITH_AES_128_CBC_SHA",
-    "TLS_RSA_WITH_AES_256_CBC_SHA",
-    "TLS_RSA_WITH_AES_128_CBC_SHA256",
-    "TLS_RSA_WITH_AES_128_GCM_SHA256",
-    "TLS_RSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
-    "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
-    "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA",
-    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
-    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
-    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
-];
+/// Suites Traefik (Go) knows that rustls does not implement: accepted with a warning (the list
+/// entrypoint TLS options use too).
+use crate::tls::options::UNIMPLEMENTED_SUITES as NOT_IMPLEMENTED;
 
 /// The suites named in `names`, in the provider's order. As in Go, TLS 1.3's suites stay
 /// enabled unless the list names some of them.
