@@ -92,7 +92,8 @@ pub(crate) fn parse_host_pattern(raw: &str) -> Result<HostPattern, String> {
              (`*.example.com`); use HostRegexp for other patterns"
         ));
     }
-    if host.starts_with('.') || host.contains("..") {
+    // One trailing dot is the root (removed above); a second one is an empty label.
+    if host.starts_with('.') || host.contains("..") || host.ends_with('.') {
         return Err(format!("host `{raw}` has an empty label"));
     }
     Ok(HostPattern::Exact(host.into_owned()))
@@ -101,6 +102,14 @@ pub(crate) fn parse_host_pattern(raw: &str) -> Result<HostPattern, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_trailing_dots_are_an_empty_label_not_a_host_that_prints_differently() {
+        // Found by tests/fuzz (rule): `Host("a..:80")` kept `a.`, whose text parses back to `a`.
+        assert!(parse_host_pattern("a..:8079").is_err());
+        assert!(parse_host_pattern("a..").is_err());
+        assert_eq!(parse_host_pattern("a.:80"), Ok(HostPattern::Exact("a".into())));
+    }
 
     #[test]
     fn normalizes_like_request_hosts() {
