@@ -4,7 +4,7 @@
 //! # How a connection meets TLS
 //!
 //! An entrypoint whose snapshot has TLS routers peeks at each new connection's first byte
-//! (`server::accept`): a TLS handshake record (`0x16`) is terminated, anything else is plain
+//! (`server::handshake`): a TLS handshake record (`0x16`) is terminated, anything else is plain
 //! HTTP, as Traefik does on a shared entrypoint. The ClientHello is read first
 //! (`LazyConfigAcceptor`) so the **options** can be chosen by its SNI ([`TlsSnapshot::options_for`]);
 //! the options' rustls config then chooses the **certificate** by SNI ([`resolver`]): exact
