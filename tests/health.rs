@@ -5,61 +5,11 @@ mod support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::load::{Load, Restartable};
 use support::scripted::{Behaviour, Scripted};
 use support::{client, get, send, servers_toml, whoami, TestDrover};
-
-/// A whoami that can be killed and restarted on the same address, like a backend process.
-struct Restartable {
-    addr: SocketAddr,
-    name: &'static str,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Restartable {
-    async fn start(name: &'static str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut this = Self { addr, name, stop: None };
-        this.serve(listener);
-        this
-    }
-
-    fn serve(&mut self, listener: tokio::net::TcpListener) {
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let name = self.name.to_string();
-        tokio::spawn(async move {
-            let _ = whoami::serve(listener, name, async {
-                let _ = rx.await;
-            })
-            .await;
-        });
-        self.stop = Some(tx);
-    }
-
-    /// Closes the listener and every connection.
-    fn kill(&mut self) {
-        self.stop.take();
-    }
-
-    async fn restart(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let listener = loop {
-            match tokio::net::TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
-                Err(e) if Instant::now() < deadline => {
-                    eprintln!("rebinding {}: {e}", self.addr);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => panic!("cannot rebind {}: {e}", self.addr),
-            }
-        };
-        self.serve(listener);
-    }
-}
 
 fn lb(service: &str, router_rule: &str, servers: &[(SocketAddr, u32)], passive: &str) -> String {
     format!(
@@ -81,58 +31,6 @@ fn server_entry(service: &serde_json::Value, addr: SocketAddr) -> &serde_json::V
         .as_array()
         .and_then(|s| s.iter().find(|s| s["url"] == url.as_str()))
         .unwrap_or_else(|| panic!("no server {url} in {service}"))
-}
-
-/// Eight clients sending GETs until told to stop; counts answers per backend with times.
-struct Load {
-    stop: Arc<AtomicBool>,
-    failed: Arc<AtomicU64>,
-    hits: Arc<Mutex<Vec<(Instant, String)>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(url: String, clients: usize) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let failed = Arc::new(AtomicU64::new(0));
-        let hits = Arc::new(Mutex::new(Vec::new()));
-        let tasks = (0..clients)
-            .map(|_| {
-                let (stop, failed, hits, url) = (stop.clone(), failed.clone(), hits.clone(), url.clone());
-                tokio::spawn(async move {
-                    let c = client();
-                    while !stop.load(Ordering::Relaxed) {
-                        match send(&c, "GET", &url, &[]).await {
-                            Ok(a) if a.status == 200 => hits.lock().unwrap().push((Instant::now(), a.backend().to_string())),
-                            Ok(a) => {
-                                eprintln!("failed: {} {}", a.status, a.body.trim());
-                                failed.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(e) => {
-                                eprintln!("failed: {e}");
-                                failed.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        Self { stop, failed, hits, tasks }
-    }
-
-    /// Answers from `backend` since `since`.
-    fn count_since(&self, backend: &str, since: Instant) -> usize {
-        self.hits.lock().unwrap().iter().filter(|(t, n)| n == backend && *t > since).count()
-    }
-
-    async fn finish(self) -> (u64, Vec<(Instant, String)>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            t.await.unwrap();
-        }
-        let hits = std::mem::take(&mut *self.hits.lock().unwrap());
-        (self.failed.load(Ordering::Relaxed), hits)
-    }
 }
 
 /// The real thing end to end; the timing of each step (backoff up to the cap, readmission) is
