@@ -7,8 +7,8 @@
 //! handshake shares one deadline, the entrypoint's `headerReadTimeout`: a client that opens a
 //! connection and stalls mid-handshake holds it no longer than one that stalls mid-head.
 
+use arc_swap::ArcSwap;
 use std::io;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -37,10 +37,13 @@ fn timed_out() -> io::Error {
 
 /// Sorts `stream`, accepted by entrypoint `index`, terminating TLS when it opens with a
 /// handshake and the snapshot has TLS routers there. `Ok(None)`: the client left first.
-pub async fn accept(stream: TcpStream, snapshot: &Arc<Snapshot>, index: usize, deadline: Duration) -> io::Result<Option<Accepted>> {
-    if !snapshot.tls.terminates(index) {
+pub async fn accept(stream: TcpStream, snapshots: &ArcSwap<Snapshot>, index: usize, deadline: Duration) -> io::Result<Option<Accepted>> {
+    // A plain entrypoint pays one guarded load; only a TLS one keeps the snapshot (its options
+    // and certificates) for the handshake.
+    if !snapshots.load().tls.terminates(index) {
         return Ok(Some(Accepted::Plain(stream)));
     }
+    let snapshot = snapshots.load_full();
     let deadline = tokio::time::Instant::now() + deadline;
     let mut first = [0u8; 1];
     match timeout_at(deadline, stream.peek(&mut first)).await {

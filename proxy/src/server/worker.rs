@@ -154,16 +154,13 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
                 };
                 let (shared, rules, ended) = (shared.clone(), rules.clone(), ended.clone());
                 tokio::spawn(async move {
-                    let snapshot = shared.snapshot.load_full();
                     let deadline = limits.header_read.unwrap_or(HANDSHAKE_FALLBACK);
-                    match handshake::accept(stream, &snapshot, rules.index, deadline).await {
+                    match handshake::accept(stream, &shared.snapshot, rules.index, deadline).await {
                         Ok(Some(Accepted::Plain(stream))) => {
-                            drop(snapshot);
                             let conn = Arc::new(Connection::new(shared, &rules, peer, local));
                             serving.run(WatchedStream::new(stream, conn.clone(), slot), conn).await;
                         }
                         Ok(Some(Accepted::Tls(stream, session))) => {
-                            drop(snapshot);
                             let conn = Arc::new(Connection::new(shared, &rules, peer, local).with_tls(session));
                             serving.run(WatchedStream::over(*stream, conn.clone(), slot), conn).await;
                         }
