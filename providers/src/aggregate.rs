@@ -192,6 +192,7 @@ pub fn merge_cached<'a, C>(
     }
     // Middlewares are checked after the routers so that each disabled router says why.
     crate::middlewares::resolve_routers(&mut out);
+    out.l4 = crate::tcp::merge(&fragments, entry_points);
     cache.sweep();
     out
 }
@@ -271,12 +272,12 @@ fn link_transports(out: &mut RuntimeConfig) {
     }
 }
 
-fn disable(status: &mut Status, errors: &mut Vec<String>, why: String) {
+pub(crate) fn disable(status: &mut Status, errors: &mut Vec<String>, why: String) {
     *status = Status::Disabled;
     errors.push(why);
 }
 
-fn warn(status: &mut Status, errors: &mut Vec<String>, why: String) {
+pub(crate) fn warn(status: &mut Status, errors: &mut Vec<String>, why: String) {
     if *status == Status::Enabled {
         *status = Status::Warning;
     }

@@ -28,6 +28,7 @@ pub mod policy;
 pub mod provider;
 pub mod rule;
 pub mod runtime;
+pub mod tcp;
 pub mod tls;
 pub mod toml_error;
 mod yaml_error;

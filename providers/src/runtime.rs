@@ -26,6 +26,9 @@ pub struct RuntimeConfig {
     pub servers_transports: BTreeMap<String, TransportInfo>,
     /// HTTP middlewares by qualified name.
     pub middlewares: BTreeMap<String, crate::middlewares::MiddlewareInfo>,
+    /// TCP and UDP routers, services and transports.
+    #[serde(flatten)]
+    pub l4: crate::tcp::L4Runtime,
     /// Increases by one with every configuration published.
     pub generation: u64,
 }

@@ -120,8 +120,24 @@ pub fn merge(parsed: Vec<(PathBuf, DynamicConfig)>) -> Result<DynamicConfig, Pro
         }
         merged.http.middlewares.extend(config.http.middlewares);
         merged.http.servers_transports.extend(config.http.servers_transports);
-        merged.tcp = merged.tcp.or(config.tcp);
-        merged.udp = merged.udp.or(config.udp);
+        for (kind, twice) in [
+            ("TCP router", config.tcp.routers.keys().find(|n| merged.tcp.routers.contains_key(*n))),
+            ("TCP service", config.tcp.services.keys().find(|n| merged.tcp.services.contains_key(*n))),
+            ("UDP router", config.udp.routers.keys().find(|n| merged.udp.routers.contains_key(*n))),
+            ("UDP service", config.udp.services.keys().find(|n| merged.udp.services.contains_key(*n))),
+        ] {
+            if let Some(name) = twice {
+                return Err(ProviderError::bad_answer(format!(
+                    "{}: {kind} `{name}` is already defined in another file of the directory",
+                    file.display()
+                )));
+            }
+        }
+        merged.tcp.routers.extend(config.tcp.routers);
+        merged.tcp.services.extend(config.tcp.services);
+        merged.tcp.servers_transports.extend(config.tcp.servers_transports);
+        merged.udp.routers.extend(config.udp.routers);
+        merged.udp.services.extend(config.udp.services);
         merged.tls.certificates.extend(config.tls.certificates);
         for (name, options) in config.tls.options {
             if let Some(first) = options_origin.insert(name.clone(), file.clone()) {

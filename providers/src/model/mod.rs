@@ -8,6 +8,7 @@
 mod composite;
 mod health;
 pub mod middleware;
+mod tcp;
 mod tls;
 mod transport;
 
@@ -19,6 +20,10 @@ pub use composite::{Failover, Hash, Mirror, Mirroring, Sticky, StickyCookie, Wei
 pub use health::{FailureRate, HealthCheck, PassiveHealthCheck, Retry};
 pub use middleware::Middleware;
 use serde::{Deserialize, Serialize};
+pub use tcp::{
+    ProxyProtocol, TcpConfig, TcpHealthCheck, TcpLoadBalancer, TcpRouter, TcpRouterTls, TcpServer, TcpServersTransport, TcpService,
+    TcpTransportTls, UdpConfig, UdpLoadBalancer, UdpRouter, UdpServer, UdpService,
+};
 pub use tls::{Certificate, ClientAuth, Domain, RouterTls, TlsConfig, TlsOptions, TlsStore};
 pub use transport::{ClientCertificate, ServersTransport, TransportTimeouts};
 
@@ -30,12 +35,12 @@ pub struct DynamicConfig {
     /// HTTP routers, services and middlewares.
     #[serde(default)]
     pub http: HttpConfig,
-    /// `[tcp]` (not implemented yet: reported as ignored).
-    #[serde(default, skip_serializing)]
-    pub tcp: Option<Ignored>,
-    /// `[udp]` (not implemented: reported as ignored).
-    #[serde(default, skip_serializing)]
-    pub udp: Option<Ignored>,
+    /// TCP routers, services and servers transports.
+    #[serde(default, skip_serializing_if = "TcpConfig::is_empty")]
+    pub tcp: TcpConfig,
+    /// UDP routers and services.
+    #[serde(default, skip_serializing_if = "UdpConfig::is_empty")]
+    pub udp: UdpConfig,
     /// `[tls]`: certificates, options, the default certificate.
     #[serde(default, skip_serializing_if = "TlsConfig::is_empty")]
     pub tls: TlsConfig,
@@ -208,9 +213,9 @@ impl DynamicConfig {
     /// told rather than left guessing.
     pub fn unsupported(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for (present, key) in [(self.tcp.is_some(), "tcp"), (self.udp.is_some(), "udp")] {
-            if present {
-                out.push(key.to_string());
+        for (name, r) in &self.tcp.routers {
+            if r.rule_syntax.is_some() {
+                out.push(format!("tcp.routers.{name}.ruleSyntax"));
             }
         }
         for (name, store) in &self.tls.stores {

@@ -15,7 +15,7 @@ pub(crate) fn quote(value: &str) -> String {
 }
 
 /// Binding strength: `||` < `&&` < `!` and matchers.
-fn precedence(expr: &Expr) -> u8 {
+fn precedence<M>(expr: &Expr<M>) -> u8 {
     match expr {
         Expr::Or(..) => 1,
         Expr::And(..) => 2,
@@ -23,7 +23,7 @@ fn precedence(expr: &Expr) -> u8 {
     }
 }
 
-fn write_operand(f: &mut fmt::Formatter<'_>, expr: &Expr, min: u8) -> fmt::Result {
+fn write_operand<M: fmt::Display>(f: &mut fmt::Formatter<'_>, expr: &Expr<M>, min: u8) -> fmt::Result {
     if precedence(expr) < min {
         write!(f, "({expr})")
     } else {
@@ -31,7 +31,7 @@ fn write_operand(f: &mut fmt::Formatter<'_>, expr: &Expr, min: u8) -> fmt::Resul
     }
 }
 
-impl fmt::Display for Expr {
+impl<M: fmt::Display> fmt::Display for Expr<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expr::And(a, b) | Expr::Or(a, b) => {

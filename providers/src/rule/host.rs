@@ -34,7 +34,7 @@ fn strip_trailing_dot(host: &str) -> &str {
 }
 
 /// The text after the port colon, if the value has one (`None` for bare IPv6 addresses).
-fn port_of(raw: &str) -> Option<&str> {
+pub(crate) fn port_of(raw: &str) -> Option<&str> {
     if raw.starts_with('[') {
         let end = raw.find(']')?;
         return raw[end + 1..].strip_prefix(':');

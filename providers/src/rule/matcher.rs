@@ -176,18 +176,18 @@ impl Kind {
 }
 
 impl Arg {
-    fn error(&self, message: impl Into<String>) -> RuleError {
+    pub(crate) fn error(&self, message: impl Into<String>) -> RuleError {
         RuleError::new(self.column, message)
     }
 }
 
 /// Renders ``Name(`a`, `b`)`` for messages.
-fn render_call<'a>(name: &str, args: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn render_call<'a>(name: &str, args: impl IntoIterator<Item = &'a str>) -> String {
     let args: Vec<String> = args.into_iter().map(super::display::quote).collect();
     format!("{name}({})", args.join(", "))
 }
 
-fn regex_arg(name: &str, arg: Arg) -> Result<String, RuleError> {
+pub(crate) fn regex_arg(name: &str, arg: Arg) -> Result<String, RuleError> {
     if let Some(placeholder) = v2_placeholder(&arg.value) {
         return Err(arg.error(format!(
             "`{placeholder}` looks like a Traefik v2 named placeholder, which v3 regular \
@@ -283,7 +283,7 @@ fn query_key_arg(name: &str, arg: Arg) -> Result<String, RuleError> {
     Ok(arg.value)
 }
 
-fn client_ip_arg(arg: Arg) -> Result<ipnet::IpNet, RuleError> {
+pub(crate) fn client_ip_arg(arg: Arg) -> Result<ipnet::IpNet, RuleError> {
     let value = arg.value.trim();
     if let Ok(net) = value.parse::<ipnet::IpNet>() {
         return Ok(net.trunc());
@@ -330,7 +330,7 @@ fn unknown_name_message(name: &str) -> String {
 }
 
 /// Levenshtein distance, for "did you mean" hints on short names.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

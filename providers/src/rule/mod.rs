@@ -33,31 +33,35 @@ mod host;
 mod lexer;
 mod matcher;
 mod parser;
+mod tcp;
 
 use std::fmt;
 
+pub use tcp::{parse_tcp, TcpMatcher, TcpRule};
+
 pub use host::normalize_host;
 
-/// A parsed HTTP router rule together with the text it was parsed from.
+/// A parsed router rule together with the text it was parsed from: an HTTP rule by default,
+/// a TCP one ([`TcpRule`]) with [`TcpMatcher`] leaves.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Rule {
+pub struct Rule<M = Matcher> {
     /// The expression tree.
-    pub expr: Expr,
+    pub expr: Expr<M>,
     /// The rule exactly as written in the configuration.
     pub source: String,
 }
 
-/// A boolean expression over request matchers.
+/// A boolean expression over request (or, for TCP, connection) matchers.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Expr {
+pub enum Expr<M = Matcher> {
     /// Both sides must match (`a && b`).
-    And(Box<Expr>, Box<Expr>),
+    And(Box<Expr<M>>, Box<Expr<M>>),
     /// Either side must match (`a || b`).
-    Or(Box<Expr>, Box<Expr>),
+    Or(Box<Expr<M>>, Box<Expr<M>>),
     /// The inner expression must not match (`!a`).
-    Not(Box<Expr>),
+    Not(Box<Expr<M>>),
     /// A single matcher such as ``Host(`example.com`)``.
-    Matcher(Matcher),
+    Matcher(M),
 }
 
 /// One Traefik v3 HTTP matcher with its validated, normalised arguments.
@@ -121,7 +125,7 @@ impl RuleError {
 
 /// Parses a Traefik v3 HTTP rule.
 pub fn parse(src: &str) -> Result<Rule, RuleError> {
-    let expr = parser::Parser::new(src).parse()?;
+    let expr = parser::Parser::<Matcher>::new(src).parse()?;
     Ok(Rule {
         expr,
         source: src.to_owned(),
@@ -165,7 +169,7 @@ fn required_hosts(expr: &Expr) -> Option<Vec<HostPattern>> {
     }
 }
 
-impl fmt::Display for Rule {
+impl<M> fmt::Display for Rule<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
     }

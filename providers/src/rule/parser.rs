@@ -1,15 +1,43 @@
 //! Recursive-descent parser for rule expressions; see the grammar in the module above.
 
+use std::marker::PhantomData;
+
 use super::lexer::{Lexer, Token, TokenKind};
 use super::matcher::{Arg, Kind};
-use super::{Expr, RuleError};
+use super::{Expr, Matcher, RuleError};
+
+/// The matchers of one rule language (HTTP or TCP): names, arity, arguments.
+pub(crate) trait Language: Sized {
+    /// A matcher name, checked before its arguments are read.
+    type Kind: Copy;
+    /// A rule to show in the message for an empty one.
+    const EXAMPLE: &'static str;
+    /// Looks a matcher name up, or explains why it is not one.
+    fn kind(name: &str, column: usize) -> Result<Self::Kind, RuleError>;
+    /// Checks the arguments and builds the matcher; `open` is the column of `(`.
+    fn build(kind: Self::Kind, args: Vec<Arg>, open: usize) -> Result<Self, RuleError>;
+}
+
+impl Language for Matcher {
+    type Kind = Kind;
+    const EXAMPLE: &'static str = "Host(`example.com`)";
+
+    fn kind(name: &str, column: usize) -> Result<Kind, RuleError> {
+        Kind::from_name(name, column)
+    }
+
+    fn build(kind: Kind, args: Vec<Arg>, open: usize) -> Result<Self, RuleError> {
+        kind.build(args, open)
+    }
+}
 
 /// Deepest allowed nesting of parentheses and `!`.
 const MAX_NESTING: usize = 100;
 /// Most `&&`/`||` operators in one rule; chains are left-deep trees, so this bounds their depth.
 const MAX_OPERATORS: usize = 1000;
 
-pub(crate) struct Parser<'a> {
+pub(crate) struct Parser<'a, M> {
+    language: PhantomData<M>,
     lexer: Lexer<'a>,
     peeked: Option<Token>,
     /// The kind of the last token consumed, for "after `&&`" in messages.
@@ -18,9 +46,10 @@ pub(crate) struct Parser<'a> {
     operators: usize,
 }
 
-impl<'a> Parser<'a> {
+impl<'a, M: Language> Parser<'a, M> {
     pub(crate) fn new(src: &'a str) -> Self {
         Parser {
+            language: PhantomData,
             lexer: Lexer::new(src),
             peeked: None,
             previous: None,
@@ -54,9 +83,9 @@ impl<'a> Parser<'a> {
         }
     }
 
-    pub(crate) fn parse(mut self) -> Result<Expr, RuleError> {
+    pub(crate) fn parse(mut self) -> Result<Expr<M>, RuleError> {
         if self.peek()?.kind == TokenKind::Eof {
-            return Err(RuleError::new(1, "empty rule; write a rule such as Host(`example.com`)"));
+            return Err(RuleError::new(1, format!("empty rule; write a rule such as {}", M::EXAMPLE)));
         }
         let expr = self.or()?;
         let token = self.next()?;
@@ -70,7 +99,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn or(&mut self) -> Result<Expr, RuleError> {
+    fn or(&mut self) -> Result<Expr<M>, RuleError> {
         let mut left = self.and()?;
         while let Some(op) = self.eat(&TokenKind::Or)? {
             self.count_operator(&op)?;
@@ -80,7 +109,7 @@ impl<'a> Parser<'a> {
         Ok(left)
     }
 
-    fn and(&mut self) -> Result<Expr, RuleError> {
+    fn and(&mut self) -> Result<Expr<M>, RuleError> {
         let mut left = self.unary()?;
         while let Some(op) = self.eat(&TokenKind::And)? {
             self.count_operator(&op)?;
@@ -112,7 +141,7 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn unary(&mut self) -> Result<Expr, RuleError> {
+    fn unary(&mut self) -> Result<Expr<M>, RuleError> {
         if let Some(not) = self.eat(&TokenKind::Not)? {
             self.enter(&not)?;
             let inner = self.unary()?;
@@ -122,7 +151,7 @@ impl<'a> Parser<'a> {
         self.primary()
     }
 
-    fn primary(&mut self) -> Result<Expr, RuleError> {
+    fn primary(&mut self) -> Result<Expr<M>, RuleError> {
         let previous = self.previous.clone();
         let token = self.next()?;
         match token.kind {
@@ -144,8 +173,9 @@ impl<'a> Parser<'a> {
                 token.column,
                 format!(
                     "expected a matcher, found string {}; values go inside a matcher, as in \
-                     Host(`example.com`)",
-                    super::display::quote(&value)
+                     {}",
+                    super::display::quote(&value),
+                    M::EXAMPLE
                 ),
             )),
             found => {
@@ -164,8 +194,8 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn matcher(&mut self, name: &str, column: usize) -> Result<Expr, RuleError> {
-        let kind = Kind::from_name(name, column)?;
+    fn matcher(&mut self, name: &str, column: usize) -> Result<Expr<M>, RuleError> {
+        let kind = M::kind(name, column)?;
         let open = self.next()?;
         if open.kind != TokenKind::LParen {
             return Err(RuleError::new(
@@ -205,6 +235,6 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        kind.build(args, open.column).map(Expr::Matcher)
+        M::build(kind, args, open.column).map(Expr::Matcher)
     }
 }
