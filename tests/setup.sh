@@ -28,6 +28,13 @@ command -v nsupdate >/dev/null || need+=(bind9-dnsutils)   # Debian ships nsupda
 command -v script >/dev/null || need+=(bsdutils)   # a pseudo-terminal for drover's coloured log (tests/log_output.rs)
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
+# Real TCP peers behind TCP routers (tests/tcp.rs) and the L4 benchmark's HAProxy.
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx-light)
+command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || need+=(haproxy)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-benchmark >/dev/null || need+=(redis-tools)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+command -v pg_ctlcluster >/dev/null || need+=(postgresql-common)
 command -v pip3 >/dev/null || command -v pip >/dev/null || need+=(python3-pip)
 if ((${#need[@]})); then
   echo "tests/setup.sh: installing ${need[*]}"

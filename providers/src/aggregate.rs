@@ -272,6 +272,17 @@ fn link_transports(out: &mut RuntimeConfig) {
     }
 }
 
+/// Disables an object (status and reason), for checks made after the merge (the proxy's
+/// compile step).
+pub fn disable_in(status: &mut Status, errors: &mut Vec<String>, why: String) {
+    disable(status, errors, why);
+}
+
+/// Adds a warning to an object, for checks made after the merge.
+pub fn warn_in(status: &mut Status, errors: &mut Vec<String>, why: String) {
+    warn(status, errors, why);
+}
+
 pub(crate) fn disable(status: &mut Status, errors: &mut Vec<String>, why: String) {
     *status = Status::Disabled;
     errors.push(why);

@@ -141,7 +141,7 @@ pub struct UdpRouterInfo {
     pub provider: String,
     /// Entrypoints as written (empty = every UDP entrypoint).
     pub entry_points: Vec<String>,
-    /// The entrypoints in effect (the proxy keeps the UDP ones).
+    /// The entrypoints as written (the proxy checks that they are UDP ones).
     pub using: Vec<String>,
     /// The qualified service name.
     pub service: String,
@@ -201,7 +201,11 @@ fn using(name: &str, written: &[String], entry_points: &[String], status: &mut S
         if entry_points.contains(ep) {
             using.push(ep.clone());
         } else {
-            warn(status, errors, format!("entrypoint `{ep}` does not exist (known: {})", entry_points.join(", ")));
+            warn(
+                status,
+                errors,
+                format!("entrypoint `{ep}` does not exist (known: {})", entry_points.join(", ")),
+            );
         }
     }
     if using.is_empty() {
@@ -220,7 +224,11 @@ pub fn merge(fragments: &[(&str, &DynamicConfig)], entry_points: &[String]) -> L
             let mut errors = Vec::new();
             if let Some(v) = t.proxy_protocol.and_then(|p| p.version) {
                 if v != 1 && v != 2 {
-                    disable(&mut status, &mut errors, format!("tcp.serversTransports.{name}.proxyProtocol.version: {v} is not 1 or 2"));
+                    disable(
+                        &mut status,
+                        &mut errors,
+                        format!("tcp.serversTransports.{name}.proxyProtocol.version: {v} is not 1 or 2"),
+                    );
                 }
             }
             if let Some(tls) = &t.tls {
@@ -255,11 +263,19 @@ pub fn merge(fragments: &[(&str, &DynamicConfig)], entry_points: &[String]) -> L
         for (name, r) in &config.tcp.routers {
             let mut info = tcp_router(name, provider, r, entry_points);
             match out.services.get_mut(&info.service) {
-                None => disable(&mut info.status, &mut info.errors, format!("the TCP service `{}` does not exist", info.service)),
+                None => disable(
+                    &mut info.status,
+                    &mut info.errors,
+                    format!("the TCP service `{}` does not exist", info.service),
+                ),
                 Some(service) => {
                     service.used_by.push(info.name.clone());
                     if service.status == Status::Disabled {
-                        disable(&mut info.status, &mut info.errors, format!("the TCP service `{}` is disabled", info.service));
+                        disable(
+                            &mut info.status,
+                            &mut info.errors,
+                            format!("the TCP service `{}` is disabled", info.service),
+                        );
                     }
                 }
             }
@@ -274,7 +290,8 @@ pub fn merge(fragments: &[(&str, &DynamicConfig)], entry_points: &[String]) -> L
             if name.contains('@') {
                 disable(&mut status, &mut errors, format!("router name `{name}` must not contain `@`"));
             }
-            let using = using(&format!("udp.routers.{name}"), &r.entry_points, entry_points, &mut status, &mut errors);
+            // UDP entrypoints are checked by the proxy, which knows which entrypoints are UDP.
+            let using = r.entry_points.clone();
             let service = qualify(&r.service, provider);
             match out.udp_services.get_mut(&service) {
                 None => disable(&mut status, &mut errors, format!("the UDP service `{service}` does not exist")),
@@ -334,20 +351,38 @@ fn tcp_router(name: &str, provider: &str, r: &model::TcpRouter, entry_points: &[
         disable(
             &mut status,
             &mut errors,
-            format!("tcp.routers.{name}.middlewares: TCP middlewares are not implemented; the router stays off rather than run without them"),
+            format!(
+                "tcp.routers.{name}.middlewares: TCP middlewares are not implemented; the router stays off rather than run without them"
+            ),
         );
     }
     if r.rule_syntax.is_some() {
-        warn(&mut status, &mut errors, format!("`tcp.routers.{name}.ruleSyntax` is not supported by drover and is ignored"));
+        warn(
+            &mut status,
+            &mut errors,
+            format!("`tcp.routers.{name}.ruleSyntax` is not supported by drover and is ignored"),
+        );
     }
     if let Some(tls) = &r.tls {
         if tls.passthrough && tls.cert_resolver.is_some() {
-            warn(&mut status, &mut errors, format!("tcp.routers.{name}.tls.certResolver: a passthrough router presents the server's certificate; the resolver is not used"));
+            warn(
+                &mut status,
+                &mut errors,
+                format!(
+                    "tcp.routers.{name}.tls.certResolver: a passthrough router presents the server's certificate; the resolver is not used"
+                ),
+            );
         } else if let Some(resolver) = &tls.cert_resolver {
             warn(&mut status, &mut errors, format!("tcp.routers.{name}.tls.certResolver `{resolver}`: drover orders no certificates yet; the stored and default certificates are served"));
         }
     }
-    let using = using(&format!("tcp.routers.{name}"), &r.entry_points, entry_points, &mut status, &mut errors);
+    let using = using(
+        &format!("tcp.routers.{name}"),
+        &r.entry_points,
+        entry_points,
+        &mut status,
+        &mut errors,
+    );
     let service = if r.service.is_empty() {
         disable(&mut status, &mut errors, format!("tcp.routers.{name}.service is missing"));
         String::new()
@@ -381,7 +416,11 @@ fn tcp_service(name: &str, provider: &str, s: &model::TcpService, transports: &m
         disable(&mut status, &mut errors, format!("service name `{name}` must not contain `@`"));
     }
     if s.weighted.is_some() {
-        disable(&mut status, &mut errors, format!("tcp.services.{name}.weighted: weighted TCP services are not implemented yet"));
+        disable(
+            &mut status,
+            &mut errors,
+            format!("tcp.services.{name}.weighted: weighted TCP services are not implemented yet"),
+        );
     }
     let qualified = qualify(name, provider);
     let mut transport = None;
@@ -395,11 +434,18 @@ fn tcp_service(name: &str, provider: &str, s: &model::TcpService, transports: &m
             let mut seen = BTreeSet::new();
             for (i, server) in lb.servers.iter().enumerate() {
                 match check_address(&server.address) {
-                    Err(e) => warn(&mut status, &mut errors, format!("tcp.services.{name}.loadBalancer.servers[{i}].address: {e}; server skipped")),
+                    Err(e) => warn(
+                        &mut status,
+                        &mut errors,
+                        format!("tcp.services.{name}.loadBalancer.servers[{i}].address: {e}; server skipped"),
+                    ),
                     Ok(()) if !seen.insert(server.address.clone()) => warn(
                         &mut status,
                         &mut errors,
-                        format!("tcp.services.{name}.loadBalancer.servers[{i}]: `{}` is listed twice; the first entry is used", server.address),
+                        format!(
+                            "tcp.services.{name}.loadBalancer.servers[{i}]: `{}` is listed twice; the first entry is used",
+                            server.address
+                        ),
                     ),
                     Ok(()) => servers.push(TcpServerSpec {
                         address: server.address.clone(),
@@ -409,7 +455,11 @@ fn tcp_service(name: &str, provider: &str, s: &model::TcpService, transports: &m
                 }
             }
             if servers.is_empty() && status != Status::Disabled {
-                warn(&mut status, &mut errors, format!("tcp.services.{name} has no usable server: its connections are refused"));
+                warn(
+                    &mut status,
+                    &mut errors,
+                    format!("tcp.services.{name} has no usable server: its connections are refused"),
+                );
             }
             if lb.proxy_protocol.is_some() || lb.termination_delay.is_some() {
                 warn(
@@ -421,7 +471,11 @@ fn tcp_service(name: &str, provider: &str, s: &model::TcpService, transports: &m
             if let Some(t) = &lb.servers_transport {
                 let t = qualify(t, provider);
                 match transports.get_mut(&t) {
-                    None => disable(&mut status, &mut errors, format!("tcp.services.{name}.loadBalancer.serversTransport: the TCP servers transport `{t}` does not exist")),
+                    None => disable(
+                        &mut status,
+                        &mut errors,
+                        format!("tcp.services.{name}.loadBalancer.serversTransport: the TCP servers transport `{t}` does not exist"),
+                    ),
                     Some(info) => {
                         info.used_by.push(qualified.clone());
                         if info.status == Status::Disabled {
@@ -433,7 +487,11 @@ fn tcp_service(name: &str, provider: &str, s: &model::TcpService, transports: &m
             }
             if let Some(hc) = &lb.health_check {
                 if hc.expect.as_deref().is_some_and(str::is_empty) {
-                    warn(&mut status, &mut errors, format!("tcp.services.{name}.loadBalancer.healthCheck.expect is empty: any answer passes"));
+                    warn(
+                        &mut status,
+                        &mut errors,
+                        format!("tcp.services.{name}.loadBalancer.healthCheck.expect is empty: any answer passes"),
+                    );
                 }
             }
         }
@@ -470,7 +528,11 @@ fn udp_service(name: &str, provider: &str, s: &model::UdpService) -> UdpServiceI
         Some(lb) => {
             for (i, server) in lb.servers.iter().enumerate() {
                 match check_address(&server.address) {
-                    Err(e) => warn(&mut status, &mut errors, format!("udp.services.{name}.loadBalancer.servers[{i}].address: {e}; server skipped")),
+                    Err(e) => warn(
+                        &mut status,
+                        &mut errors,
+                        format!("udp.services.{name}.loadBalancer.servers[{i}].address: {e}; server skipped"),
+                    ),
                     Ok(()) => servers.push((server.address.clone(), server.weight.unwrap_or(1))),
                 }
             }
@@ -526,7 +588,10 @@ address = "nope"
         );
         assert_eq!(l4.routers["pass@file"].mode, TcpMode::Passthrough);
         assert_eq!(l4.routers["term@file"].mode, TcpMode::Terminate);
-        assert_eq!(l4.routers["term@file"].tls.as_ref().unwrap().options.as_deref(), Some("modern@file"));
+        assert_eq!(
+            l4.routers["term@file"].tls.as_ref().unwrap().options.as_deref(),
+            Some("modern@file")
+        );
         assert_eq!(l4.routers["plain@file"].using, ["web"]);
         assert_eq!(l4.routers["plain@file"].status, Status::Enabled);
         assert_eq!(l4.routers["bad@file"].status, Status::Disabled);
@@ -559,9 +624,15 @@ servers = [{ address = "127.0.0.1:53" }, { address = "[::1]:53", weight = 2 }]
         );
         assert_eq!(l4.servers_transports["pp@file"].status, Status::Disabled);
         assert_eq!(l4.services["s@file"].status, Status::Disabled);
-        assert!(l4.services["t@file"].errors.iter().any(|e| e.contains("`gone@file` does not exist")));
+        assert!(l4.services["t@file"]
+            .errors
+            .iter()
+            .any(|e| e.contains("`gone@file` does not exist")));
         assert_eq!(l4.udp_routers["dns@file"].status, Status::Enabled);
-        assert_eq!(l4.udp_services["bind@file"].servers, [("127.0.0.1:53".into(), 1), ("[::1]:53".into(), 2)]);
+        assert_eq!(
+            l4.udp_services["bind@file"].servers,
+            [("127.0.0.1:53".into(), 1), ("[::1]:53".into(), 2)]
+        );
     }
 
     #[test]

@@ -52,6 +52,8 @@ use crate::upstream::{Transport, Upstreams};
 pub struct Compiler {
     /// The static entrypoints' names, in the order of the snapshot's route tables.
     entry_points: Vec<String>,
+    /// The UDP entrypoints' names, in the order of the snapshot's UDP services.
+    udp_entry_points: Vec<String>,
     upstreams: Upstreams,
     rules: RuleCache<CompiledRule>,
     tls: TlsCompiler,
@@ -72,6 +74,7 @@ impl Compiler {
         Self {
             tls: TlsCompiler::new(vec![None; entry_points.len()]),
             entry_points,
+            udp_entry_points: Vec::new(),
             upstreams,
             rules: RuleCache::default(),
             loads: Loads::default(),
@@ -85,6 +88,12 @@ impl Compiler {
     /// entrypoint is a TLS router there.
     pub fn with_entry_point_tls(mut self, defaults: Vec<Option<RouterTls>>) -> Self {
         self.tls.entry_points = defaults;
+        self
+    }
+
+    /// Names the UDP entrypoints (index order).
+    pub fn with_udp_entry_points(mut self, names: Vec<String>) -> Self {
+        self.udp_entry_points = names;
         self
     }
 
@@ -114,6 +123,14 @@ impl Compiler {
         // TLS may disable routers (missing or invalid options) and adds its findings to the
         // configuration the API shows, so it runs before the configuration is frozen.
         let (tls, tls_routers) = self.tls.compile(Arc::make_mut(&mut config), &self.entry_points);
+        let l4 = crate::l4::compile::compile(
+            Arc::make_mut(&mut config),
+            &self.entry_points,
+            &self.udp_entry_points,
+            &tls,
+            health,
+            &metrics.tcp,
+        );
         let transports = self.upstreams.resolve_transports(&mut config);
         let services = self.services(&config, &transports, health, metrics);
         let mut tables: Vec<Vec<RouteEntry<Arc<Route>>>> = self.entry_points.iter().map(|_| Vec::new()).collect();
@@ -190,6 +207,7 @@ impl Compiler {
             tls_entry_points: tls_tables.into_iter().map(RouteTable::build).collect(),
             tls: Arc::new(tls),
             services,
+            l4,
         };
         self.upstreams.retain_used();
         self.loads.sweep();

@@ -71,6 +71,44 @@ pub struct EntryPoint {
     /// Peers whose forwarding headers are kept.
     #[serde(default, alias = "forwardedheaders")]
     pub forwarded_headers: ForwardedHeaders,
+    /// `proxyProtocol`: read a PROXY protocol header (v1 or v2) from these peers.
+    #[serde(default, alias = "proxyprotocol")]
+    pub proxy_protocol: Option<ForwardedHeaders>,
+    /// `udp`: settings of a UDP entrypoint (`address = ":53/udp"`).
+    #[serde(default)]
+    pub udp: EntryPointUdp,
+    /// `tcp` (drover): settings of TCP routers' connections on this entrypoint.
+    #[serde(default)]
+    pub tcp: EntryPointTcp,
+}
+
+/// `entryPoints.<name>.udp`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryPointUdp {
+    /// How long a client's session lives without a datagram either way (Traefik: 3 s).
+    #[serde(default = "udp_timeout")]
+    pub timeout: ConfigDuration,
+}
+
+fn udp_timeout() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(3))
+}
+
+impl Default for EntryPointUdp {
+    fn default() -> Self {
+        Self { timeout: udp_timeout() }
+    }
+}
+
+/// `entryPoints.<name>.tcp` (drover).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EntryPointTcp {
+    /// End a TCP router's connection when no byte moved either way for this long (0: never,
+    /// the default).
+    #[serde(default, alias = "idletimeout")]
+    pub idle_timeout: ConfigDuration,
 }
 
 /// `entryPoints.<name>.forwardedHeaders` (Traefik's keys): from these peers, incoming
@@ -594,8 +632,10 @@ pub const EMBEDDED_DEFAULT: &str = "[entryPoints.web]\naddress = \":8080\"\n\n[a
 pub struct Resolved {
     /// The configuration as read.
     pub config: StaticConfig,
-    /// Entrypoints in name order, with their socket addresses.
+    /// TCP entrypoints in name order, with their socket addresses.
     pub entry_points: Vec<(String, SocketAddr)>,
+    /// UDP entrypoints (`":53/udp"`) in name order.
+    pub udp_entry_points: Vec<(String, SocketAddr)>,
     /// The admin address.
     pub api: SocketAddr,
 }
@@ -621,13 +661,35 @@ impl StaticConfig {
             )));
         }
         let mut entry_points = Vec::new();
+        let mut udp_entry_points = Vec::new();
         for (name, ep) in &config.entry_points {
-            let addr = parse_address(ep.address.get_ref()).map_err(|why| at(&ep.address, &format!("entryPoints.{name}.address"), why))?;
+            let text = ep.address.get_ref();
+            let (text, udp) = match text.rsplit_once('/') {
+                Some((addr, "udp")) => (addr, true),
+                Some((addr, "tcp")) => (addr, false),
+                Some((_, other)) => {
+                    return Err(at(
+                        &ep.address,
+                        &format!("entryPoints.{name}.address"),
+                        format!("unknown protocol `/{other}`; write `:53/udp` or `:80` (TCP)"),
+                    ))
+                }
+                None => (text.as_str(), false),
+            };
+            let addr = parse_address(text).map_err(|why| at(&ep.address, &format!("entryPoints.{name}.address"), why))?;
             for (i, range) in ep.forwarded_headers.trusted_ips.iter().enumerate() {
                 ForwardedHeaders::range(range.get_ref())
                     .map_err(|why| at(range, &format!("entryPoints.{name}.forwardedHeaders.trustedIPs[{i}]"), why))?;
             }
-            entry_points.push((name.clone(), addr));
+            for (i, range) in ep.proxy_protocol.iter().flat_map(|p| p.trusted_ips.iter()).enumerate() {
+                ForwardedHeaders::range(range.get_ref())
+                    .map_err(|why| at(range, &format!("entryPoints.{name}.proxyProtocol.trustedIPs[{i}]"), why))?;
+            }
+            if udp {
+                udp_entry_points.push((name.clone(), addr));
+            } else {
+                entry_points.push((name.clone(), addr));
+            }
         }
         for (name, ep) in &config.entry_points {
             if let Some(to) = ep.http.redirections.as_ref().and_then(|r| r.entry_point.as_ref()).map(|r| &r.to) {
@@ -695,7 +757,12 @@ impl StaticConfig {
             )));
         }
         crate::logging::Format::parse(&config.log.format).map_err(|why| ConfigError(format!("{}: {why}", path.display())))?;
-        Ok(Resolved { config, entry_points, api })
+        Ok(Resolved {
+            config,
+            entry_points,
+            udp_entry_points,
+            api,
+        })
     }
 
     /// The embedded default configuration.

@@ -24,6 +24,8 @@
 //! * [`routing`] (rules → matchers, per-entrypoint tables), [`balance`] (smooth weighted round
 //!   robin), [`health`] (passive ejection, active checks, retry budgets), [`upstream`] (pooled
 //!   connections to servers).
+//! * [`l4`]: TCP routers (sorted before HTTP sees a connection: PROXY header, ClientHello,
+//!   passthrough, termination, splice) and UDP sessions.
 //! * [`admin`]: the API, dashboard and `/metrics`, on their own listener; [`metrics`] and
 //!   [`access_log`] record what the data path did.
 //!
@@ -76,6 +78,7 @@ pub mod error;
 pub mod forward;
 pub mod health;
 pub mod io;
+pub mod l4;
 pub mod logging;
 pub mod metrics;
 pub mod middleware;

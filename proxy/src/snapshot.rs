@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub tls: Arc<crate::tls::TlsSnapshot>,
     /// Services by qualified name.
     pub services: HashMap<String, Arc<Service>>,
+    /// TCP routers per entrypoint, UDP services per UDP entrypoint.
+    pub l4: crate::l4::TcpTables,
 }
 
 /// A matched router: where its requests go.
@@ -268,6 +270,7 @@ impl Snapshot {
             tls_entry_points: (0..entry_points).map(|_| RouteTable::build(Vec::new())).collect(),
             tls: Arc::new(crate::tls::TlsSnapshot::empty(entry_points)),
             services: HashMap::new(),
+            l4: crate::l4::TcpTables::default(),
         }
     }
 }

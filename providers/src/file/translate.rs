@@ -121,10 +121,22 @@ pub fn merge(parsed: Vec<(PathBuf, DynamicConfig)>) -> Result<DynamicConfig, Pro
         merged.http.middlewares.extend(config.http.middlewares);
         merged.http.servers_transports.extend(config.http.servers_transports);
         for (kind, twice) in [
-            ("TCP router", config.tcp.routers.keys().find(|n| merged.tcp.routers.contains_key(*n))),
-            ("TCP service", config.tcp.services.keys().find(|n| merged.tcp.services.contains_key(*n))),
-            ("UDP router", config.udp.routers.keys().find(|n| merged.udp.routers.contains_key(*n))),
-            ("UDP service", config.udp.services.keys().find(|n| merged.udp.services.contains_key(*n))),
+            (
+                "TCP router",
+                config.tcp.routers.keys().find(|n| merged.tcp.routers.contains_key(*n)),
+            ),
+            (
+                "TCP service",
+                config.tcp.services.keys().find(|n| merged.tcp.services.contains_key(*n)),
+            ),
+            (
+                "UDP router",
+                config.udp.routers.keys().find(|n| merged.udp.routers.contains_key(*n)),
+            ),
+            (
+                "UDP service",
+                config.udp.services.keys().find(|n| merged.udp.services.contains_key(*n)),
+            ),
         ] {
             if let Some(name) = twice {
                 return Err(ProviderError::bad_answer(format!(

@@ -147,10 +147,7 @@ impl Language for TcpMatcher {
 
 fn sni_arg(arg: &Arg) -> Result<HostPattern, RuleError> {
     if port_of(&arg.value).is_some() {
-        return Err(arg.error(format!(
-            "HostSNI takes a server name without a port, found {}",
-            quote(&arg.value)
-        )));
+        return Err(arg.error(format!("HostSNI takes a server name without a port, found {}", quote(&arg.value))));
     }
     parse_host_pattern(&arg.value).map_err(|m| arg.error(m.replacen("Host ", "HostSNI ", 1)))
 }

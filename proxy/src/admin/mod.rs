@@ -22,6 +22,7 @@ mod dashboard;
 mod events;
 mod explain;
 mod history;
+mod l4;
 mod openapi;
 mod params;
 mod redact;
@@ -190,16 +191,16 @@ fn router(state: State, terminating: watch::Receiver<bool>) -> Router {
         .route("/api/http/serversTransports/{name}", get(api::http_servers_transport))
         .route("/api/http/middlewares", get(api::http_middlewares))
         .route("/api/http/middlewares/{name}", get(api::http_middleware))
-        .route("/api/tcp/routers", get(api::empty_list))
-        .route("/api/tcp/routers/{name}", get(api::no_such_object))
-        .route("/api/tcp/services", get(api::empty_list))
-        .route("/api/tcp/services/{name}", get(api::no_such_object))
+        .route("/api/tcp/routers", get(l4::tcp_routers))
+        .route("/api/tcp/routers/{name}", get(l4::tcp_router))
+        .route("/api/tcp/services", get(l4::tcp_services))
+        .route("/api/tcp/services/{name}", get(l4::tcp_service))
         .route("/api/tcp/middlewares", get(api::empty_list))
         .route("/api/tcp/middlewares/{name}", get(api::no_such_object))
-        .route("/api/udp/routers", get(api::empty_list))
-        .route("/api/udp/routers/{name}", get(api::no_such_object))
-        .route("/api/udp/services", get(api::empty_list))
-        .route("/api/udp/services/{name}", get(api::no_such_object))
+        .route("/api/udp/routers", get(l4::udp_routers))
+        .route("/api/udp/routers/{name}", get(l4::udp_router))
+        .route("/api/udp/services", get(l4::udp_services))
+        .route("/api/udp/services/{name}", get(l4::udp_service))
         .route("/api/tls/certificates", get(tls::certificates))
         .route("/api/tls/options", get(tls::options))
         .route("/api/providers", get(api::providers))

@@ -80,6 +80,8 @@ pub struct EntryPointRules {
     pub write_timeout: Option<Duration>,
     /// `http.redirections.entryPoint`: plain-HTTP requests are redirected.
     pub redirect: Option<Arc<Redirect>>,
+    /// PROXY protocol and TCP routers' settings.
+    pub l4: crate::l4::dispatch::L4Rules,
 }
 
 /// One client connection's context, built once when it is accepted.

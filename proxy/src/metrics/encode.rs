@@ -146,8 +146,46 @@ pub fn encode(metrics: &Metrics, snapshot: &Snapshot, providers: &[ProviderStatu
         })
         .collect();
 
+    let tcp = metrics.tcp.all();
+    let tcp_counter = |read: fn(&crate::l4::serve::TcpStats) -> u64| -> Vec<(Labels, u64)> {
+        tcp.iter().map(|(name, s)| (vec![("router", name.clone())], read(s))).collect()
+    };
+    let mut tcp_servers_up = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for route in snapshot.l4.entry_points.iter().flat_map(|t| t.plain.iter().chain(t.tls.iter())) {
+        if !seen.insert(route.service.name.clone()) {
+            continue;
+        }
+        for server in route.service.servers.iter() {
+            tcp_servers_up.push((
+                vec![("service", route.service.name.to_string()), ("address", server.address.to_string())],
+                i64::from(!server.health.is_out() && server.weight > 0),
+            ));
+        }
+    }
+
     let scrape = Scrape {
         counters: vec![
+            (
+                "drover_tcp_router_connections",
+                "TCP connections taken by a TCP router.",
+                tcp_counter(|s| s.connections.load(Ordering::Relaxed)),
+            ),
+            (
+                "drover_tcp_router_bytes_in",
+                "Bytes relayed from clients to servers by a TCP router (counted when a connection ends).",
+                tcp_counter(|s| s.bytes_in.load(Ordering::Relaxed)),
+            ),
+            (
+                "drover_tcp_router_bytes_out",
+                "Bytes relayed from servers to clients by a TCP router (counted when a connection ends).",
+                tcp_counter(|s| s.bytes_out.load(Ordering::Relaxed)),
+            ),
+            (
+                "drover_tcp_router_connect_failures",
+                "TCP connections closed because no server of the router's service could be connected.",
+                tcp_counter(|s| s.connect_failures.load(Ordering::Relaxed)),
+            ),
             (
                 "drover_entrypoint_requests",
                 "Requests by entrypoint, status code, method and protocol.",
@@ -221,6 +259,18 @@ pub fn encode(metrics: &Metrics, snapshot: &Snapshot, providers: &[ProviderStatu
         ],
         gauges: vec![
             ("drover_open_connections", "Open client connections, by entrypoint.", open),
+            (
+                "drover_tcp_router_open_connections",
+                "TCP connections being relayed by a TCP router.",
+                tcp.iter()
+                    .map(|(name, s)| (vec![("router", name.clone())], s.open.load(Ordering::Relaxed)))
+                    .collect(),
+            ),
+            (
+                "drover_tcp_service_server_up",
+                "1 when a TCP server takes connections, 0 when it is ejected or weighted 0.",
+                tcp_servers_up,
+            ),
             (
                 "drover_tls_certs_not_after",
                 "Unix time a certificate expires, by its common name, serial and SANs (Traefik's labels).",

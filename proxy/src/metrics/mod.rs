@@ -143,6 +143,8 @@ pub struct Metrics {
     reloads: AtomicU64,
     last_reload_success: AtomicU64,
     access_log_dropped: AtomicU64,
+    /// TCP routers' counters (kept across reloads).
+    pub tcp: crate::l4::serve::TcpStatsRegistry,
 }
 
 impl Default for Metrics {
@@ -157,6 +159,7 @@ impl Default for Metrics {
             reloads: AtomicU64::default(),
             last_reload_success: AtomicU64::default(),
             access_log_dropped: AtomicU64::default(),
+            tcp: crate::l4::serve::TcpStatsRegistry::default(),
         }
     }
 }

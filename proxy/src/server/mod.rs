@@ -42,6 +42,7 @@ use crate::upstream::Upstreams;
 /// A running drover.
 pub struct Drover {
     entry_points: Vec<(String, SocketAddr)>,
+    udp_entry_points: Vec<(String, SocketAddr)>,
     api: SocketAddr,
     shared: Arc<Shared>,
     statuses: watch::Receiver<Vec<ProviderStatus>>,
@@ -134,6 +135,17 @@ impl Drover {
         };
         let predecessor = takeover.map(|t| (t.pid(), t.into_stream()));
 
+        let mut udp_sockets = Vec::new();
+        for (name, addr) in &resolved.udp_entry_points {
+            let socket = std::net::UdpSocket::bind(addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("UDP entrypoint `{name}` cannot listen on {addr}: {e}")))?;
+            socket.set_nonblocking(true)?;
+            udp_sockets.push((name.clone(), socket));
+        }
+        let udp_addresses: Vec<(String, SocketAddr)> = udp_sockets
+            .iter()
+            .map(|(n, s)| Ok((n.clone(), s.local_addr()?)))
+            .collect::<io::Result<_>>()?;
         let names: Vec<String> = entry_points.iter().map(|(n, _)| n.clone()).collect();
         let timeouts = &config.servers_transport.forwarding_timeouts;
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -173,6 +185,7 @@ impl Drover {
             "drover listening"
         );
         let compiler = Compiler::new(names, upstreams)
+            .with_udp_entry_points(udp_sockets.iter().map(|(n, _)| n.clone()).collect())
             .with_entry_point_tls(entry_points.iter().map(|(n, _)| config.entry_points[n].http.tls.clone()).collect())
             .with_entry_point_middlewares(
                 config
@@ -240,6 +253,34 @@ impl Drover {
             };
             threads.push(std::thread::Builder::new().name("drover-control".into()).spawn(control)?);
         }
+        if !udp_sockets.is_empty() {
+            let shared = shared.clone();
+            let shutdown = shutdown_rx.clone();
+            let mut in_force = in_force_rx.clone();
+            let timeouts: Vec<Duration> = udp_sockets.iter().map(|(n, _)| config.entry_points[n].udp.timeout.0).collect();
+            let thread = std::thread::Builder::new().name("drover-udp".into()).spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("the UDP runtime starts");
+                runtime.block_on(async move {
+                    let mut stop = shutdown.clone();
+                    tokio::select! {
+                        _ = in_force.wait_for(|generation| *generation >= 1) => {}
+                        _ = stop.wait_for(|stop| *stop) => return,
+                    }
+                    let mut serving = Vec::new();
+                    for (index, ((name, socket), timeout)) in udp_sockets.into_iter().zip(timeouts).enumerate() {
+                        match tokio::net::UdpSocket::from_std(socket) {
+                            Ok(socket) => serving.push(crate::l4::udp::run(socket, index, shared.clone(), timeout, shutdown.clone())),
+                            Err(e) => tracing::error!(entrypoint = %name, "cannot use UDP socket: {e}"),
+                        }
+                    }
+                    futures_util::future::join_all(serving).await;
+                });
+            })?;
+            threads.push(thread);
+        }
         let admissions: Vec<Arc<admission::Admission>> = entry_points
             .iter()
             .map(|(name, _)| {
@@ -263,6 +304,10 @@ impl Drover {
                         read_timeout: Some(ep.transport.responding_timeouts.read_timeout.0).filter(|d| !d.is_zero()),
                         write_timeout: Some(ep.transport.responding_timeouts.write_timeout.0).filter(|d| !d.is_zero()),
                         redirect: redirect(ep, &entry_points),
+                        l4: crate::l4::dispatch::L4Rules {
+                            proxy_protocol: ep.proxy_protocol.as_ref().map(|p| Arc::new(p.trusted())),
+                            tcp_idle: Some(ep.tcp.idle_timeout.0).filter(|d| !d.is_zero()),
+                        },
                     },
                     listener: listener.try_clone()?,
                     limits: Limits::new(
@@ -289,6 +334,7 @@ impl Drover {
         }
         Ok(Self {
             entry_points,
+            udp_entry_points: udp_addresses,
             api,
             shared,
             statuses,
@@ -318,6 +364,11 @@ impl Drover {
     /// The bound address of entrypoint `name`.
     pub fn entry_point(&self, name: &str) -> Option<SocketAddr> {
         self.entry_points.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+    }
+
+    /// The bound address of UDP entrypoint `name`.
+    pub fn udp_entry_point(&self, name: &str) -> Option<SocketAddr> {
+        self.udp_entry_points.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
     }
 
     /// The admin side's address.

@@ -30,6 +30,7 @@ use super::handshake::{self, Accepted};
 use super::timeouts::{self, WatchedStream};
 use crate::connection::{Connection, EntryPointRules, Limits, Shared};
 use crate::forward::handle;
+use crate::l4::dispatch::{self, Dispatched};
 
 /// What a worker needs to serve one entrypoint.
 #[derive(Debug)]
@@ -155,6 +156,21 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
                 let (shared, rules, ended) = (shared.clone(), rules.clone(), ended.clone());
                 tokio::spawn(async move {
                     let deadline = limits.header_read.unwrap_or(HANDSHAKE_FALLBACK);
+                    // TCP routers and PROXY headers come first; the snapshot is looked at
+                    // (one guarded load) only to see whether this entrypoint has TCP routers.
+                    let (stream, peer) = if rules.l4.proxy_protocol.is_some() || shared.snapshot.load().l4.table(rules.index).is_some() {
+                        match dispatch::dispatch(stream, peer, local, &shared, rules.index, &rules.l4, deadline).await {
+                            Dispatched::Http(stream, client) => (stream, client),
+                            Dispatched::Done => {
+                                drop(slot);
+                                open.fetch_sub(1, Ordering::Relaxed);
+                                ended.notify_one();
+                                return;
+                            }
+                        }
+                    } else {
+                        (stream, peer)
+                    };
                     match handshake::accept(stream, &shared.snapshot, rules.index, deadline).await {
                         Ok(Some(Accepted::Plain(stream))) => {
                             let conn = Arc::new(Connection::new(shared, &rules, peer, local));

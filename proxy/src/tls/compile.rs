@@ -146,6 +146,15 @@ impl TlsCompiler {
             }
         }
 
+        // TCP routers that terminate TLS use their own options (`default` when they name none).
+        let tcp_options: HashSet<String> = config
+            .l4
+            .routers
+            .values()
+            .filter(|r| r.status != Status::Disabled && r.mode == drover_providers::tcp::TcpMode::Terminate)
+            .map(|r| r.tls.as_ref().and_then(|t| t.options.clone()).unwrap_or_else(|| "default".into()))
+            .collect();
+
         // 2. Build every options set used, and `default`.
         let mut index = CertIndex::default();
         let mut infos: Vec<CertInfo> = Vec::new();
@@ -209,7 +218,7 @@ impl TlsCompiler {
                 infos.push(info);
             }
             // Generated only when something terminates TLS: a plain-HTTP setup logs no warning.
-            None if routers.is_empty() && self.entry_points.iter().all(Option::is_none) => {}
+            None if routers.is_empty() && self.entry_points.iter().all(Option::is_none) && tcp_options.is_empty() => {}
             None => match self.certs.generated() {
                 Ok(generated) => {
                     index.set_default(generated.key.clone());
@@ -222,7 +231,12 @@ impl TlsCompiler {
         let index = Arc::new(index);
 
         let mut built: HashMap<String, Option<Arc<Options>>> = HashMap::new();
-        let names: HashSet<String> = wanted.values().cloned().chain(["default".to_string()]).collect();
+        let names: HashSet<String> = wanted
+            .values()
+            .cloned()
+            .chain(tcp_options.iter().cloned())
+            .chain(["default".to_string()])
+            .collect();
         for name in names {
             let spec = match config.tls.options.get(&name) {
                 Some(info) => info.options.clone(),
@@ -367,6 +381,10 @@ impl TlsCompiler {
             info.used_by.sort();
         }
         snapshot.certificates = infos;
+        snapshot.by_name = built
+            .into_iter()
+            .filter_map(|(name, options)| options.map(|o| (name.into_boxed_str(), o)))
+            .collect();
         (snapshot, routers)
     }
 }

@@ -55,6 +55,8 @@ pub struct TlsSnapshot {
     pub terminating: Vec<bool>,
     /// Every certificate, for the API and metrics.
     pub certificates: Vec<CertInfo>,
+    /// Options by qualified name, for TCP routers that terminate TLS with their own.
+    pub by_name: HashMap<Box<str>, Arc<Options>>,
 }
 
 impl TlsSnapshot {
