@@ -684,3 +684,77 @@ async fn swarm_services_are_routed_per_task() {
     scope.cleanup();
     drop(guard);
 }
+
+/// One `GET /` on a new connection to `addr`; the `x-whoami-name` of the answer.
+async fn raw_get_backend(addr: SocketAddr) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answer))
+        .await
+        .ok()?
+        .ok()?;
+    answer
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("x-whoami-name: ").map(|n| n.trim().to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_labels_route_whole_connections_to_containers() {
+    if !dk::engine_or_skip("tcp_labels_route_whole_connections_to_containers") {
+        return;
+    }
+    let _engine = ENGINE.lock().await;
+    dk::images();
+    let scope = Scope::new();
+    let net = scope.network("tcp", &[]);
+    let labels = vec![
+        "drover.enable=true".to_string(),
+        "drover.tcp.routers.raw.rule=HostSNI(`*`)".to_string(),
+        "drover.tcp.routers.raw.entrypoints=raw".to_string(),
+        "drover.tcp.services.raw.loadbalancer.server.port=80".to_string(),
+    ];
+    let names: Vec<String> = (1..=2).map(|i| scope.name(&format!("tcp{i}"))).collect();
+    for n in &names {
+        let short = n.trim_start_matches(&format!("{}-", scope.prefix));
+        scope.whoami(short, &net, &labels, &[]);
+    }
+    let routes = support::service_toml("probe", "Path(`/__probe`)", "probe", &[("127.0.0.1:9".parse().unwrap(), 1)]);
+    let d = TestDrover::start_with(&routes, "[providers.docker]\n[entryPoints.raw]\naddress = \"127.0.0.1:0\"\n").await;
+    let raw = d.drover.entry_point("raw").expect("raw entrypoint");
+    // Each new connection goes to the next container (round robin by connection).
+    let mut seen = HashSet::new();
+    let start = Instant::now();
+    while seen.len() < 2 && start.elapsed() < Duration::from_secs(20) {
+        match raw_get_backend(raw).await {
+            Some(name) => {
+                seen.insert(name);
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let expected: HashSet<String> = names.iter().cloned().collect();
+    assert_eq!(
+        seen,
+        expected,
+        "both containers answered through the TCP router; items: {:?}",
+        docker_status(&d, "docker")
+    );
+    // Only labelled for TCP: the report names the TCP router and service, and no default HTTP
+    // router was made for the container.
+    let i = item(&d, &names[0]).expect("reported");
+    assert_eq!(i.routers, vec!["raw@docker".to_string()], "{i:?}");
+    assert_eq!(i.addresses, vec![format!("{}:80", dk::ip(&names[0], &net))]);
+    let snapshot_routers: Vec<String> = d
+        .drover
+        .metrics_text()
+        .lines()
+        .filter(|l| l.contains("drover_tcp_router_connections_total{router=\"raw@docker\"}"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(snapshot_routers.len(), 1, "{snapshot_routers:?}");
+}

@@ -102,13 +102,30 @@ impl Default for EntryPointUdp {
 }
 
 /// `entryPoints.<name>.tcp` (drover).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EntryPointTcp {
     /// End a TCP router's connection when no byte moved either way for this long (0: never,
     /// the default).
     #[serde(default, alias = "idletimeout")]
     pub idle_timeout: ConfigDuration,
+    /// Move bytes between plain sockets with `splice(2)` (default true); false copies them
+    /// through a buffer (for kernels or sandboxes without splice, and for comparison).
+    #[serde(default = "yes")]
+    pub splice: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for EntryPointTcp {
+    fn default() -> Self {
+        Self {
+            idle_timeout: ConfigDuration::default(),
+            splice: true,
+        }
+    }
 }
 
 /// `entryPoints.<name>.forwardedHeaders` (Traefik's keys): from these peers, incoming

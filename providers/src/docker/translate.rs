@@ -266,8 +266,22 @@ pub fn decide(o: &Observed, labels: &Result<Labels, Vec<LabelError>>, ctx: &Cont
                 id: o.id.clone(),
                 decision: Decision::Routed,
                 reasons,
-                routers: config.http.routers.keys().map(q).collect(),
-                services: config.http.services.keys().map(q).collect(),
+                routers: config
+                    .http
+                    .routers
+                    .keys()
+                    .chain(config.tcp.routers.keys())
+                    .chain(config.udp.routers.keys())
+                    .map(q)
+                    .collect(),
+                services: config
+                    .http
+                    .services
+                    .keys()
+                    .chain(config.tcp.services.keys())
+                    .chain(config.udp.services.keys())
+                    .map(q)
+                    .collect(),
                 addresses: addresses(&config),
             };
             Decided {
@@ -287,6 +301,22 @@ pub fn addresses(config: &DynamicConfig) -> Vec<String> {
         .filter_map(|s| s.load_balancer.as_ref())
         .flat_map(|lb| lb.servers.iter())
         .map(|s| s.url.split_once("://").map_or(s.url.as_str(), |(_, rest)| rest).to_string())
+        .chain(
+            config
+                .tcp
+                .services
+                .values()
+                .filter_map(|s| s.load_balancer.as_ref())
+                .flat_map(|lb| lb.servers.iter().map(|s| s.address.clone())),
+        )
+        .chain(
+            config
+                .udp
+                .services
+                .values()
+                .filter_map(|s| s.load_balancer.as_ref())
+                .flat_map(|lb| lb.servers.iter().map(|s| s.address.clone())),
+        )
         .collect();
     out.sort();
     out.dedup();

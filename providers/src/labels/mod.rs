@@ -41,6 +41,14 @@ pub struct Labels {
     pub services: BTreeMap<String, LabelService>,
     /// HTTP middlewares by name (the model's own structs: every key has a lower-case alias).
     pub middlewares: BTreeMap<String, Middleware>,
+    /// TCP routers by name.
+    pub tcp_routers: BTreeMap<String, LabelTcpRouter>,
+    /// TCP services by name.
+    pub tcp_services: BTreeMap<String, LabelTcpService>,
+    /// UDP routers by name.
+    pub udp_routers: BTreeMap<String, LabelUdpRouter>,
+    /// UDP services by name.
+    pub udp_services: BTreeMap<String, LabelUdpService>,
     /// Provider-specific keys, lowercased, without the prefix: `docker.network` → value.
     pub options: BTreeMap<String, String>,
     /// Keys drover accepts but does not act on yet (full label keys).
@@ -132,6 +140,98 @@ fn router_tls(node: &Node, key: &str) -> Result<Option<crate::model::RouterTls>,
     }
     tls.domains = domains.into_values().collect();
     Ok(Some(tls))
+}
+
+/// `<prefix>.tcp.routers.<r>.*`.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub struct LabelTcpRouter {
+    /// The rule (required: TCP routers have no default rule).
+    pub rule: Option<String>,
+    /// Entrypoints (comma-separated).
+    pub entrypoints: Option<Vec<String>>,
+    /// The service; the item's only TCP service when absent.
+    pub service: Option<String>,
+    /// Priority.
+    pub priority: Option<i64>,
+    /// TCP middlewares (not implemented: such a router is disabled by the merge).
+    pub middlewares: Option<Vec<String>>,
+    /// `tls=true`, `tls.passthrough`, `tls.options`, `tls.certresolver`, `tls.domains[n]`
+    /// (read by [`router_tls`]).
+    #[serde(skip)]
+    pub tls: Option<crate::model::TcpRouterTls>,
+    /// drover speaks v3 only.
+    pub rulesyntax: Option<Ignored>,
+}
+
+/// `<prefix>.tcp.services.<s>.*`.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub struct LabelTcpService {
+    /// The load balancer.
+    pub loadbalancer: Option<LabelTcpLoadBalancer>,
+}
+
+/// `<prefix>.tcp.services.<s>.loadbalancer.*`.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub struct LabelTcpLoadBalancer {
+    /// The item's server.
+    pub server: Option<LabelTcpServer>,
+    /// The TCP servers transport (defined in a file).
+    pub serverstransport: Option<String>,
+    /// Traefik v2 keys, moved to the transport in v3 (reported by the merge).
+    pub proxyprotocol: Option<crate::model::ProxyProtocol>,
+    /// Traefik v2 key, moved to the transport in v3.
+    pub terminationdelay: Option<crate::duration::ConfigDuration>,
+}
+
+/// `<prefix>.tcp.services.<s>.loadbalancer.server.*`.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub struct LabelTcpServer {
+    /// The port (as for HTTP services).
+    pub port: Option<String>,
+    /// TLS to the server.
+    pub tls: Option<bool>,
+    /// Weight.
+    pub weight: Option<u32>,
+}
+
+/// `<prefix>.udp.routers.<r>.*`.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub struct LabelUdpRouter {
+    /// Entrypoints (comma-separated).
+    pub entrypoints: Option<Vec<String>>,
+    /// The service; the item's only UDP service when absent.
+    pub service: Option<String>,
+}
+
+/// `<prefix>.udp.services.<s>.*`.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub struct LabelUdpService {
+    /// The load balancer.
+    pub loadbalancer: Option<LabelUdpLoadBalancer>,
+}
+
+/// `<prefix>.udp.services.<s>.loadbalancer.*`.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub struct LabelUdpLoadBalancer {
+    /// The item's server.
+    pub server: Option<LabelUdpServer>,
+}
+
+/// `<prefix>.udp.services.<s>.loadbalancer.server.*`.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub struct LabelUdpServer {
+    /// The port.
+    pub port: Option<String>,
+    /// Weight.
+    pub weight: Option<u32>,
 }
 
 /// `<prefix>.http.routers.<r>.observability.*`.
@@ -251,6 +351,8 @@ pub fn parse<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>, prefix: &
     let mut out = Labels::default();
     let mut errors = Vec::new();
     let mut http = Node::default();
+    let mut tcp = Node::default();
+    let mut udp = Node::default();
     for (key, value) in labels {
         let Some(rest) = strip_prefix_ignore_case(key, &prefix_dot).filter(|rest| !rest.is_empty()) else {
             continue;
@@ -290,7 +392,23 @@ pub fn parse<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>, prefix: &
                     }),
                 }
             }
-            "tcp" | "udp" | "tls" => out.ignored.push(key.to_string()),
+            "tcp" | "udp" if segments.len() >= 3 => {
+                let kind = segments[1].to_ascii_lowercase();
+                match kind.as_str() {
+                    "routers" | "services" => {
+                        let mut path: Vec<String> = vec![kind.clone(), segments[2].to_string()];
+                        path.extend(segments[3..].iter().map(|s| s.to_ascii_lowercase()));
+                        let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                        if head == "tcp" { &mut tcp } else { &mut udp }.insert(&path, value);
+                    }
+                    "middlewares" | "serverstransports" => out.ignored.push(key.to_string()),
+                    _ => errors.push(LabelError {
+                        key: key.to_string(),
+                        message: format!("unknown key `{head}.{}`", segments[1]),
+                    }),
+                }
+            }
+            "tls" => out.ignored.push(key.to_string()),
             ns if PROVIDER_NAMESPACES.contains(&ns) && segments.len() >= 2 => {
                 out.options.insert(rest.to_ascii_lowercase(), value.to_string());
             }
@@ -404,10 +522,110 @@ pub fn parse<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>, prefix: &
             }
         }
     }
+    parse_l4(&tcp, &udp, prefix, &mut out, &mut errors);
     if errors.is_empty() {
         Ok(out)
     } else {
         Err(errors)
+    }
+}
+
+/// The `tcp.*` and `udp.*` labels.
+fn parse_l4(tcp: &Node, udp: &Node, prefix: &str, out: &mut Labels, errors: &mut Vec<LabelError>) {
+    let named = |kind: &str, name: &str, key: &str, errors: &mut Vec<LabelError>| {
+        if name.contains('@') {
+            errors.push(LabelError {
+                key: key.to_string(),
+                message: format!("a {kind} name must not contain `@`"),
+            });
+            false
+        } else {
+            true
+        }
+    };
+    if let Some(routers) = tcp.children.get("routers") {
+        for (name, node) in &routers.children {
+            let key = format!("{prefix}.tcp.routers.{name}");
+            if !named("router", name, &key, errors) {
+                continue;
+            }
+            let mut rest = node.clone();
+            let tls = rest.children.remove("tls").map(|tls| router_tls(&tls, &format!("{key}.tls")));
+            match LabelTcpRouter::deserialize(NodeDeserializer::new(&rest, key.clone())) {
+                Ok(mut r) => {
+                    match tls {
+                        Some(Err(e)) => {
+                            errors.push(e);
+                            continue;
+                        }
+                        Some(Ok(tls)) => {
+                            r.tls = tls.map(|t| crate::model::TcpRouterTls {
+                                passthrough: t.passthrough.unwrap_or(false),
+                                options: t.options,
+                                cert_resolver: t.cert_resolver,
+                                domains: t.domains,
+                            })
+                        }
+                        None => {}
+                    }
+                    match &r.rule {
+                        None => errors.push(LabelError {
+                            key: format!("{key}.rule"),
+                            message: "a TCP router needs a rule, such as HostSNI(`*`) (there is no default rule for TCP)".into(),
+                        }),
+                        Some(text) => match rule::parse_tcp(text) {
+                            Err(e) => errors.push(LabelError {
+                                key: format!("{key}.rule"),
+                                message: e.to_string(),
+                            }),
+                            Ok(_) => {
+                                out.tcp_routers.insert(name.clone(), r);
+                            }
+                        },
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    if let Some(services) = tcp.children.get("services") {
+        for (name, node) in &services.children {
+            let key = format!("{prefix}.tcp.services.{name}");
+            if named("service", name, &key, errors) {
+                match LabelTcpService::deserialize(NodeDeserializer::new(node, key.clone())) {
+                    Ok(s) => {
+                        out.tcp_services.insert(name.clone(), s);
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+    }
+    if let Some(routers) = udp.children.get("routers") {
+        for (name, node) in &routers.children {
+            let key = format!("{prefix}.udp.routers.{name}");
+            if named("router", name, &key, errors) {
+                match LabelUdpRouter::deserialize(NodeDeserializer::new(node, key.clone())) {
+                    Ok(r) => {
+                        out.udp_routers.insert(name.clone(), r);
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+    }
+    if let Some(services) = udp.children.get("services") {
+        for (name, node) in &services.children {
+            let key = format!("{prefix}.udp.services.{name}");
+            if named("service", name, &key, errors) {
+                match LabelUdpService::deserialize(NodeDeserializer::new(node, key.clone())) {
+                    Ok(s) => {
+                        out.udp_services.insert(name.clone(), s);
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
     }
 }
 
@@ -458,6 +676,18 @@ impl Labels {
         } else {
             target.host.to_string()
         };
+        self.l4_fragment(target, &host, &mut out, &mut errors);
+        // An item labelled only for TCP or UDP gets no default HTTP router (as in Traefik).
+        let l4_only = (!self.tcp_routers.is_empty()
+            || !self.tcp_services.is_empty()
+            || !self.udp_routers.is_empty()
+            || !self.udp_services.is_empty())
+            && self.routers.is_empty()
+            && self.services.is_empty()
+            && self.middlewares.is_empty();
+        if l4_only {
+            return if errors.is_empty() { Ok(out) } else { Err(errors) };
+        }
         let default_service = LabelService::default();
         let services: Vec<(&str, &LabelService)> = if self.services.is_empty() {
             vec![(target.name, &default_service)]
@@ -582,6 +812,115 @@ impl Labels {
     }
 }
 
+impl Labels {
+    /// The item's TCP and UDP routers and services: a router without `service` uses the item's
+    /// only service of its kind; routers with no service of their kind get one named after the
+    /// item, on the item's port.
+    fn l4_fragment(&self, target: &Target, host: &str, out: &mut Fragment, errors: &mut Vec<String>) {
+        let default_tcp = LabelTcpService::default();
+        let tcp_services: Vec<(&str, &LabelTcpService)> = if self.tcp_services.is_empty() && !self.tcp_routers.is_empty() {
+            vec![(target.name, &default_tcp)]
+        } else {
+            self.tcp_services.iter().map(|(n, s)| (n.as_str(), s)).collect()
+        };
+        for (name, s) in &tcp_services {
+            let lb = s.loadbalancer.clone().unwrap_or_default();
+            let server = lb.server.clone().unwrap_or_default();
+            match (target.port)(server.port.as_deref()) {
+                Ok(port) => {
+                    out.config.tcp.services.insert(
+                        (*name).to_string(),
+                        crate::model::TcpService {
+                            load_balancer: Some(crate::model::TcpLoadBalancer {
+                                servers: vec![crate::model::TcpServer {
+                                    address: format!("{host}:{port}"),
+                                    tls: server.tls,
+                                    weight: server.weight,
+                                }],
+                                servers_transport: lb.serverstransport.clone(),
+                                proxy_protocol: lb.proxyprotocol,
+                                termination_delay: lb.terminationdelay,
+                                health_check: None,
+                            }),
+                            weighted: None,
+                        },
+                    );
+                }
+                Err(why) => errors.push(format!("TCP service `{name}`: {why}")),
+            }
+        }
+        for (name, r) in &self.tcp_routers {
+            let service = match (&r.service, tcp_services.as_slice()) {
+                (Some(s), _) => s.clone(),
+                (None, [(only, _)]) => (*only).to_string(),
+                (None, _) => {
+                    errors.push(format!(
+                        "TCP router `{name}` names no service and the item defines several; set tcp.routers.{name}.service"
+                    ));
+                    continue;
+                }
+            };
+            out.config.tcp.routers.insert(
+                name.clone(),
+                crate::model::TcpRouter {
+                    rule: r.rule.clone().unwrap_or_default(),
+                    entry_points: r.entrypoints.clone().unwrap_or_default(),
+                    service,
+                    priority: r.priority.unwrap_or(0),
+                    middlewares: r.middlewares.clone().unwrap_or_default(),
+                    tls: r.tls.clone(),
+                    rule_syntax: r.rulesyntax,
+                },
+            );
+        }
+        let default_udp = LabelUdpService::default();
+        let udp_services: Vec<(&str, &LabelUdpService)> = if self.udp_services.is_empty() && !self.udp_routers.is_empty() {
+            vec![(target.name, &default_udp)]
+        } else {
+            self.udp_services.iter().map(|(n, s)| (n.as_str(), s)).collect()
+        };
+        for (name, s) in &udp_services {
+            let server = s.loadbalancer.clone().unwrap_or_default().server.unwrap_or_default();
+            match (target.port)(server.port.as_deref()) {
+                Ok(port) => {
+                    out.config.udp.services.insert(
+                        (*name).to_string(),
+                        crate::model::UdpService {
+                            load_balancer: Some(crate::model::UdpLoadBalancer {
+                                servers: vec![crate::model::UdpServer {
+                                    address: format!("{host}:{port}"),
+                                    weight: server.weight,
+                                }],
+                            }),
+                            weighted: None,
+                        },
+                    );
+                }
+                Err(why) => errors.push(format!("UDP service `{name}`: {why}")),
+            }
+        }
+        for (name, r) in &self.udp_routers {
+            let service = match (&r.service, udp_services.as_slice()) {
+                (Some(s), _) => s.clone(),
+                (None, [(only, _)]) => (*only).to_string(),
+                (None, _) => {
+                    errors.push(format!(
+                        "UDP router `{name}` names no service and the item defines several; set udp.routers.{name}.service"
+                    ));
+                    continue;
+                }
+            };
+            out.config.udp.routers.insert(
+                name.clone(),
+                crate::model::UdpRouter {
+                    entry_points: r.entrypoints.clone().unwrap_or_default(),
+                    service,
+                },
+            );
+        }
+    }
+}
+
 /// Joins item fragments into one provider fragment, Traefik-style: same-named services with the
 /// same settings pool their servers (replicas); same-named routers must be identical. On a
 /// conflict the first item (in the order added; add items sorted by name) keeps the name and the
@@ -654,7 +993,81 @@ impl Merger {
                 )),
             }
         }
+        self.add_l4(fragment, &mut conflicts);
         conflicts
+    }
+
+    /// TCP and UDP objects: services with equal settings pool their servers (replicas), routers
+    /// must be identical.
+    fn add_l4(&mut self, fragment: &DynamicConfig, conflicts: &mut Vec<String>) {
+        for (name, service) in &fragment.tcp.services {
+            match self.config.tcp.services.get_mut(name) {
+                None => {
+                    self.config.tcp.services.insert(name.clone(), service.clone());
+                }
+                Some(existing) => match (existing.load_balancer.as_mut(), service.load_balancer.as_ref()) {
+                    (Some(a), Some(b))
+                        if crate::model::TcpLoadBalancer {
+                            servers: Vec::new(),
+                            ..a.clone()
+                        } == crate::model::TcpLoadBalancer {
+                            servers: Vec::new(),
+                            ..b.clone()
+                        } =>
+                    {
+                        for server in &b.servers {
+                            if !a.servers.iter().any(|s| s.address == server.address) {
+                                a.servers.push(server.clone());
+                            }
+                        }
+                    }
+                    _ => conflicts.push(format!(
+                        "TCP service `{name}` is defined by another item with different settings; this item's server is left out"
+                    )),
+                },
+            }
+        }
+        for (name, router) in &fragment.tcp.routers {
+            match self.config.tcp.routers.get(name) {
+                None => {
+                    self.config.tcp.routers.insert(name.clone(), router.clone());
+                }
+                Some(existing) if existing == router => {}
+                Some(_) => conflicts.push(format!(
+                    "TCP router `{name}` is defined by another item with a different configuration; this item's version is left out"
+                )),
+            }
+        }
+        for (name, service) in &fragment.udp.services {
+            match self.config.udp.services.get_mut(name) {
+                None => {
+                    self.config.udp.services.insert(name.clone(), service.clone());
+                }
+                Some(existing) => match (existing.load_balancer.as_mut(), service.load_balancer.as_ref()) {
+                    (Some(a), Some(b)) => {
+                        for server in &b.servers {
+                            if !a.servers.iter().any(|s| s.address == server.address) {
+                                a.servers.push(server.clone());
+                            }
+                        }
+                    }
+                    _ => conflicts.push(format!(
+                        "UDP service `{name}` is defined by another item differently; this item's server is left out"
+                    )),
+                },
+            }
+        }
+        for (name, router) in &fragment.udp.routers {
+            match self.config.udp.routers.get(name) {
+                None => {
+                    self.config.udp.routers.insert(name.clone(), router.clone());
+                }
+                Some(existing) if existing == router => {}
+                Some(_) => conflicts.push(format!(
+                    "UDP router `{name}` is defined by another item with a different configuration; this item's version is left out"
+                )),
+            }
+        }
     }
 
     /// The merged fragment.
@@ -1036,5 +1449,69 @@ mod tests {
         assert_eq!(sticky.cookie, Some(crate::model::StickyCookie::default()));
         let err = parse_pairs(&[("drover.http.services.s.loadbalancer.sticky.cookie", "maybe")], "drover").unwrap_err();
         assert!(err[0].to_string().contains("sticky.cookie"), "{err:?}");
+    }
+
+    #[test]
+    fn tcp_and_udp_labels_build_routers_services_and_no_default_http_router() {
+        let l = parse_pairs(
+            &[
+                ("traefik.enable", "true"),
+                ("traefik.tcp.routers.pg.rule", "HostSNI(`db.test`)"),
+                ("traefik.tcp.routers.pg.tls.passthrough", "true"),
+                ("traefik.tcp.routers.pg.entrypoints", "pg"),
+                ("traefik.tcp.services.pg.loadbalancer.server.port", "5432"),
+                ("traefik.udp.routers.dns.entrypoints", "dns"),
+                ("traefik.udp.services.dns.loadbalancer.server.port", "53"),
+            ],
+            "traefik",
+        )
+        .unwrap();
+        let target = Target {
+            name: "db-1",
+            host: "10.0.0.9",
+            port: &port_from,
+        };
+        let f = l.fragment(&target, &DefaultRule::default(), &TemplateVars::default()).unwrap();
+        assert!(
+            f.config.http.routers.is_empty() && f.config.http.services.is_empty(),
+            "{:?}",
+            f.config.http
+        );
+        let router = &f.config.tcp.routers["pg"];
+        assert_eq!(router.service, "pg");
+        assert!(router.tls.as_ref().unwrap().passthrough);
+        assert_eq!(router.entry_points, ["pg"]);
+        assert_eq!(
+            f.config.tcp.services["pg"].load_balancer.as_ref().unwrap().servers[0].address,
+            "10.0.0.9:5432"
+        );
+        assert_eq!(f.config.udp.routers["dns"].service, "dns");
+        assert_eq!(
+            f.config.udp.services["dns"].load_balancer.as_ref().unwrap().servers[0].address,
+            "10.0.0.9:53"
+        );
+
+        // Replicas pool their servers.
+        let mut merger = Merger::default();
+        assert!(merger.add(&f.config).is_empty());
+        let other = Target {
+            name: "db-2",
+            host: "10.0.0.10",
+            port: &port_from,
+        };
+        assert!(merger
+            .add(
+                &l.fragment(&other, &DefaultRule::default(), &TemplateVars::default())
+                    .unwrap()
+                    .config
+            )
+            .is_empty());
+        assert_eq!(merger.finish().tcp.services["pg"].load_balancer.as_ref().unwrap().servers.len(), 2);
+
+        // A TCP router needs a rule, and a valid one.
+        let err = parse_pairs(&[("drover.tcp.routers.x.entrypoints", "web")], "drover").unwrap_err();
+        assert!(err[0].to_string().contains("needs a rule"), "{err:?}");
+        let err = parse_pairs(&[("drover.tcp.routers.x.rule", "Host(`a`)")], "drover").unwrap_err();
+        assert!(err[0].to_string().contains("HTTP router matcher"), "{err:?}");
     }
 }

@@ -23,6 +23,8 @@ pub struct L4Rules {
     pub proxy_protocol: Option<Arc<TrustedProxies>>,
     /// Idle timeout of relayed TCP connections.
     pub tcp_idle: Option<Duration>,
+    /// Relay plain sockets with `splice(2)` (else through a buffer).
+    pub splice: bool,
 }
 
 /// What the step decided.
@@ -70,6 +72,7 @@ pub async fn dispatch(
         client,
         local,
         idle: rules.tcp_idle,
+        splice: rules.splice,
     };
     if table.tls.is_empty() {
         // Only plain routers: hand over at once (the server may speak first).

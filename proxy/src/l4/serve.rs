@@ -70,6 +70,8 @@ pub struct Job {
     pub local: SocketAddr,
     /// The entrypoint's idle timeout for TCP.
     pub idle: Option<Duration>,
+    /// Relay plain sockets with `splice(2)`.
+    pub splice: bool,
 }
 
 /// Serves `client` on `job.route` to the end. Errors are logged, not returned: a TCP client
@@ -125,7 +127,8 @@ async fn run(client: Client, job: &Job) -> io::Result<Relayed> {
         };
     }
     match client {
-        Client::Plain(c) => relay::splice_both(&c, &server, limits).await,
+        Client::Plain(c) if job.splice => relay::splice_both(&c, &server, limits).await,
+        Client::Plain(c) => relay::copy_both(c, server, limits).await,
         Client::Tls(c) => relay::copy_both(*c, server, limits).await,
     }
 }

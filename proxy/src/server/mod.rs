@@ -307,6 +307,7 @@ impl Drover {
                         l4: crate::l4::dispatch::L4Rules {
                             proxy_protocol: ep.proxy_protocol.as_ref().map(|p| Arc::new(p.trusted())),
                             tcp_idle: Some(ep.tcp.idle_timeout.0).filter(|d| !d.is_zero()),
+                            splice: ep.tcp.splice,
                         },
                     },
                     listener: listener.try_clone()?,
