@@ -485,14 +485,12 @@ fn tcp_service(name: &str, provider: &str, s: &model::TcpService, transports: &m
                 }
                 transport = Some(t);
             }
-            if let Some(hc) = &lb.health_check {
-                if hc.expect.as_deref().is_some_and(str::is_empty) {
-                    warn(
-                        &mut status,
-                        &mut errors,
-                        format!("tcp.services.{name}.loadBalancer.healthCheck.expect is empty: any answer passes"),
-                    );
-                }
+            if lb.health_check.is_some() {
+                warn(
+                    &mut status,
+                    &mut errors,
+                    format!("tcp.services.{name}.loadBalancer.healthCheck: active TCP checks are not implemented yet and are ignored; failed connects still eject servers"),
+                );
             }
         }
     }

@@ -94,8 +94,15 @@ pub(super) async fn overview(Extract(state): Extract<State>) -> Response {
             "services": counts(&mut config.services.values().map(|s| s.status)),
             "middlewares": counts(&mut config.middlewares.values().map(|m| m.status)),
         },
-        "tcp": { "routers": zero, "services": zero, "middlewares": zero },
-        "udp": { "routers": zero, "services": zero },
+        "tcp": {
+            "routers": counts(&mut config.l4.routers.values().map(|r| r.status)),
+            "services": counts(&mut config.l4.services.values().map(|s| s.status)),
+            "middlewares": zero,
+        },
+        "udp": {
+            "routers": counts(&mut config.l4.udp_routers.values().map(|r| r.status)),
+            "services": counts(&mut config.l4.udp_services.values().map(|s| s.status)),
+        },
         "features": { "tracing": "", "metrics": "prometheus", "accessLog": state.info.access_log },
         "providers": providers,
         "providerErrors": provider_errors,

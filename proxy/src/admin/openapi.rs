@@ -206,7 +206,11 @@ fn paths() -> Map<String, Value> {
         p.insert(
             format!("/api/{kind}"),
             list_operation(
-                &format!("{} (drover routes HTTP only so far: always empty).", kind.replace('/', " ")),
+                &if kind == "tcp/middlewares" {
+                    "TCP middlewares (not implemented: always empty).".to_string()
+                } else {
+                    format!("{}, in Traefik's shape with status, errors and usedBy.", kind.replace('/', " "))
+                },
                 tag,
                 object.clone(),
                 false,
