@@ -1,5 +1,5 @@
 //! L4 side by side (issue #22): bytes relayed by drover's TCP routers (with splice(2), and with
-//! a buffered copy), by HAProxy `mode tcp` (with and without its splice option), and with no
+//! a buffered copy), by HAProxy `mode tcp` (with and without `option splice-request` and `splice-response`), and with no
 //! proxy at all, in one run, in interleaved rounds, medians printed.
 //!
 //! ```text
@@ -273,14 +273,14 @@ fn start(target: &str, drover: &Path, haproxy: &Path, taskset: &Path, dir: &Path
     } else {
         let config = dir.join(format!("{target}.cfg"));
         let splice = if target == "haproxy-splice" {
-            "    option splice-auto\n"
+            "    option splice-request\n    option splice-response\n"
         } else {
             ""
         };
         std::fs::write(
             &config,
             format!(
-                "global\n    nbthread 1\n    maxconn 20000\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n{splice}\
+                "global\n    nbthread 1\n    maxconn 4000\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n{splice}\
                  frontend bulk\n    bind {addr}\n    default_backend bulk\nbackend bulk\n    server b {}\n\
                  frontend echo\n    bind {echo}\n    default_backend echo\nbackend echo\n    server e {}\n",
                 sink.addr, sink.echo
