@@ -190,8 +190,17 @@ async fn compress_negotiates_each_encoding_and_leaves_what_it_must_alone() {
     let shown = api(&c, &drover, "/api/http/middlewares/zip@file").await;
     assert_eq!(shown["type"], "compress");
     assert_eq!(shown["compress"]["excludedContentTypes"], serde_json::json!(["text/event-stream"]));
-    let explain = api(&c, &drover, "/api/explain?url=http://any.test/big").await;
+    let explain = api(
+        &c,
+        &drover,
+        "/api/explain?url=http://any.test/big&header=Accept-Encoding:%20zstd;q=0.5,%20br",
+    )
+    .await;
     assert_eq!(explain["middlewares"], serde_json::json!(["zip@file"]));
+    assert_eq!(
+        explain["middlewareDecisions"][0]["decision"], "br if the response qualifies",
+        "{explain}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,6 +354,17 @@ initialInterval = "10ms"
     assert_eq!(status, 502, "POST is not idempotent: not retried");
     assert_eq!(posts.load(Ordering::SeqCst), 1, "the POST reached the server once");
 
+    let c = client();
+    let explain = api(&c, &drover, "/api/explain?url=http://any.test/post&method=POST").await;
+    assert_eq!(explain["middlewares"], serde_json::json!(["again@file"]));
+    assert!(
+        explain["middlewareDecisions"][0]["decision"]
+            .as_str()
+            .unwrap()
+            .contains("sent once"),
+        "{explain}"
+    );
+
     let (status, _) = with_body(&drover, "PUT", "/plain", b"x").await;
     assert_eq!(status, 502, "without the middleware a request with a body is not sent again");
     assert_eq!(plains.load(Ordering::SeqCst), 1);
@@ -471,8 +491,12 @@ async fn buffering_sends_whole_bodies_and_refuses_those_past_the_maximum() {
     let backend = wire::Wire::spawn(|request| {
         let path = request.split(' ').nth(1).unwrap_or("/");
         Some(if path == "/huge" {
-            let body = "z".repeat(5000);
-            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes()
+            let body = if request.starts_with("HEAD ") {
+                String::new()
+            } else {
+                "z".repeat(5000)
+            };
+            format!("HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n{body}").into_bytes()
         } else {
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n".to_vec()
         })
@@ -515,6 +539,12 @@ retryExpression = "IsNetworkError() && Attempts() < 2"
     assert_eq!(status, 500, "a response past maxResponseBodyBytes");
 
     let c = client();
+    let head = fetch(&c, &drover, "HEAD", "/huge", &[]).await;
+    assert_eq!(
+        (head.status, header(&head, "content-length")),
+        (200, Some("5000")),
+        "a HEAD has no body to buffer: its head is passed as it is"
+    );
     let m = api(&c, &drover, "/api/http/middlewares/buf@file").await;
     assert_eq!(m["type"], "buffering");
     assert_eq!(m["status"], "warning");

@@ -610,10 +610,13 @@ async fn forward_whole(
         let retries_before = std::mem::take(&mut trace.retries);
         let (mut response, reached) = send(conn, sending, replay, request, trace, start).await;
         let now = Instant::now();
+        // Each pass spends the service's retry budget like the load balancer's own replays, so
+        // a failing service is not sent a multiple of its traffic.
         let again = reached != Reached::Other
             && attempt < retry.attempts
             && retry.again(reached == Reached::Server, response.status())
-            && deadline.is_none_or(|d| now < d);
+            && deadline.is_none_or(|d| now < d)
+            && service.budget.withdraw(lb_retry.min_retries_per_second, unix_seconds());
         trace.retries += retries_before;
         if !again {
             trace.retries += attempt - 1;

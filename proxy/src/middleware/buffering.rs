@@ -48,6 +48,12 @@ impl Buffering {
 
     /// The response side: reads the body whole (500 past the maximum).
     pub async fn response(&self, response: Response<ProxyBody>) -> Response<ProxyBody> {
+        use http_body::Body as _;
+        if response.body().is_end_stream() {
+            // HEAD, 204, 304, an empty body: nothing to read, and the head stays as it is (a
+            // HEAD's Content-Length describes the body it did not carry).
+            return response;
+        }
         let (mut parts, body) = response.into_parts();
         match Spool::read(body, self.max_response, Some(self.memory_response)).await {
             Ok(spool) => {

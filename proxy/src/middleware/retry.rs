@@ -15,6 +15,10 @@
 //! first, at most `maxRequestBodyBytes` (2 MB by default, -1 for no maximum; a larger body is
 //! answered 413, as in Traefik). Others pass through this step untouched.
 //!
+//! Beyond Traefik, each pass spends the service's retry budget (`loadBalancer.retry`'s
+//! `budgetPercent` and `minRetriesPerSecond`) as the load balancer's own replays do: when a
+//! service fails for everyone, retries add at most that share of its traffic.
+//!
 //! The waits follow Traefik's exponential backoff: the first is `initialInterval`, and they
 //! grow by a factor chosen so that the last is about twice the first, each randomised by
 //! ±50%. No `initialInterval` means no wait. `timeout` caps the time spent retrying.
