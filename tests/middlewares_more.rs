@@ -126,8 +126,9 @@ async fn pages() -> wire::Wire {
 async fn compress_negotiates_each_encoding_and_leaves_what_it_must_alone() {
     let backend = pages().await;
     let routes = format!(
-        "{}[http.middlewares.zip.compress]\nexcludedContentTypes = [\"text/event-stream\"]\n",
-        router("r", "PathPrefix(`/`)", backend.addr, &["zip"])
+        "{}{}[http.middlewares.zip.compress]\nexcludedContentTypes = [\"text/event-stream\"]\n[http.middlewares.deny.ipAllowList]\nsourceRange = [\"10.0.0.0/8\"]\n",
+        router("r", "PathPrefix(`/`)", backend.addr, &["zip"]),
+        router("denied", "PathPrefix(`/denied`)", backend.addr, &["zip", "deny"])
     );
     let drover = TestDrover::start(&routes).await;
     let c = client();
@@ -182,6 +183,13 @@ async fn compress_negotiates_each_encoding_and_leaves_what_it_must_alone() {
         (header(&range, "content-encoding"), range.body.len()),
         (None, 10),
         "a range is never compressed"
+    );
+    let refused = fetch(&c, &drover, "GET", "/denied", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        header(&refused, "content-encoding"),
+        None,
+        "drover's own short answer is below the minimum"
     );
     let head = fetch(&c, &drover, "HEAD", "/big", &[("accept-encoding", "gzip")]).await;
     assert_eq!(header(&head, "content-encoding"), None);

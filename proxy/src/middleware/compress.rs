@@ -235,10 +235,13 @@ impl Compress {
         if !self.eligible(asked, status, headers) {
             return;
         }
+        // A body whose size is known without a header (drover's own short answers) counts as
+        // its length: only a body of unknown length is compressed whatever its size.
         let length = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .or_else(|| http_body::Body::size_hint(response.body()).exact());
         let chosen = self.negotiate(asked.accept.as_ref());
         let headers = response.headers_mut();
         add_vary(headers);
