@@ -420,7 +420,7 @@ impl Chain {
                 }
                 Middleware::Retry(m) => {
                     if m.replays(req) {
-                        pending.body.limit(m.max_body, None);
+                        pending.body.limit(m.max_body, Some(retry::MEMORY));
                         pending.retry = Some(index);
                         pending.ran += 1;
                         return (pending, None);

@@ -13,7 +13,8 @@
 //! Only requests that can be sent again are retried: idempotent methods (and `POST`, `PATCH`,
 //! `LOCK` with `retryNonIdempotentMethod`), never a protocol upgrade, and a body read whole
 //! first, at most `maxRequestBodyBytes` (2 MB by default, -1 for no maximum; a larger body is
-//! answered 413, as in Traefik). Others pass through this step untouched.
+//! answered 413, as in Traefik), 1 MiB of it in memory and the rest in a temporary file. Other
+//! requests pass through this step untouched.
 //!
 //! Beyond Traefik, each pass spends the service's retry budget (`loadBalancer.retry`'s
 //! `budgetPercent` and `minRetriesPerSecond`) as the load balancer's own replays do: when a
@@ -31,6 +32,10 @@ use super::{BuildError, Req};
 
 /// Traefik's default `maxRequestBodyBytes`.
 const DEFAULT_MAX_BODY: u64 = 2 * 1024 * 1024;
+
+/// Body bytes kept in memory for attempts; the rest goes to a temporary file, so that
+/// `maxRequestBodyBytes = -1` does not mean unbounded memory.
+pub const MEMORY: u64 = 1024 * 1024;
 
 /// A compiled `retry` middleware.
 #[derive(Debug)]
