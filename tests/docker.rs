@@ -477,6 +477,41 @@ async fn traefik_labels_are_read_with_the_traefik_prefix() {
     assert!(i.reasons[0].contains("named by label traefik.docker.network"), "{i:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compress_and_buffering_labels_on_a_container_take_effect() {
+    if !dk::engine_or_skip("compress_and_buffering_labels_on_a_container_take_effect") {
+        return;
+    }
+    let _engine = ENGINE.lock().await;
+    dk::images();
+    let scope = Scope::new();
+    let net = scope.network("mw", &[]);
+    let mut l = labels("mw", "mw.test");
+    l.extend([
+        "drover.http.routers.mw.middlewares=zip,buf".to_string(),
+        "drover.http.middlewares.zip.compress=true".to_string(),
+        "drover.http.middlewares.zip.compress.minresponsebodybytes=1".to_string(),
+        "drover.http.middlewares.buf.buffering.maxrequestbodybytes=10".to_string(),
+    ]);
+    let w = scope.whoami("mw", &net, &l, &[]);
+    let d = host_drover("").await;
+    let c = client();
+    assert!(until_backends(&c, d.web(), "mw.test", 1).await.contains(&w), "{:?}", item(&d, &w));
+    let a = send(
+        &c,
+        "GET",
+        &format!("http://{}/", d.web()),
+        &[("host", "mw.test"), ("accept-encoding", "gzip")],
+    )
+    .await
+    .expect("compressed answer");
+    assert_eq!(a.status, 200);
+    assert_eq!(a.headers.get("content-encoding").and_then(|v| v.to_str().ok()), Some("gzip"));
+    let raw = b"POST / HTTP/1.1\r\nhost: mw.test\r\ncontent-length: 11\r\nconnection: close\r\n\r\nhello world";
+    let (status, _) = support::wire::exchange(d.web(), raw).await;
+    assert_eq!(status, 413, "buffering.maxrequestbodybytes from a label");
+}
+
 /// A unix-socket proxy in front of the Docker socket that a test can cut and restore.
 struct SocketProxy {
     path: std::path::PathBuf,

@@ -104,6 +104,25 @@ pub fn validate_all(fragments: &[(&str, &DynamicConfig)]) -> BTreeMap<String, Mi
             out.insert(info.name.clone(), info);
         }
     }
+    // An `errors` middleware needs its service; a missing one disables it (and its routers).
+    for info in out.values_mut() {
+        let Some(e) = info.config.errors.as_ref().filter(|e| !e.service.is_empty()) else {
+            continue;
+        };
+        let service = qualify(&e.service, &info.provider);
+        let exists = fragments.iter().any(|(p, c)| {
+            service
+                .strip_suffix(&format!("@{p}"))
+                .is_some_and(|n| c.http.services.contains_key(n))
+        });
+        if !exists {
+            info.status = Status::Disabled;
+            info.errors.push(format!(
+                "http.middlewares.{}.errors.service: service `{service}` does not exist",
+                local(&info.name)
+            ));
+        }
+    }
     // A chain whose members cannot be resolved (missing, disabled, a cycle) is disabled itself,
     // with the reason; the routers that use it are disabled in turn.
     let chains: Vec<(String, Vec<String>, String)> = out
@@ -271,6 +290,15 @@ pub fn validate(name: &str, provider: &str, m: &Middleware) -> MiddlewareInfo {
             }
         }
     }
+    if m.buffering.as_ref().is_some_and(|b| b.retry_expression.is_some()) {
+        errors.push(format!(
+            "`{}` is ignored by drover (use a `retry` middleware)",
+            key("buffering.retryExpression")
+        ));
+        if status == Status::Enabled {
+            status = Status::Warning;
+        }
+    }
     if let Some(auth) = shown.basic_auth.as_mut() {
         // Hashes are secrets: the API shows who, never the hash.
         for line in &mut auth.users {
@@ -287,6 +315,23 @@ pub fn validate(name: &str, provider: &str, m: &Middleware) -> MiddlewareInfo {
         errors,
         used_by: Vec::new(),
         users,
+    }
+}
+
+/// The encodings `compress` knows.
+const ENCODINGS: [&str; 3] = ["gzip", "br", "zstd"];
+
+/// A status or a range of them, as `errors.status` and `retry.status` write them.
+pub fn parse_status_range(text: &str) -> Option<(u16, u16)> {
+    let text = text.trim();
+    let (from, to) = text.split_once('-').unwrap_or((text, text));
+    let (from, to) = (from.trim().parse::<u16>().ok()?, to.trim().parse::<u16>().ok()?);
+    ((100..=599).contains(&from) && (100..=599).contains(&to) && from <= to).then_some((from, to))
+}
+
+fn status_range_ok(text: &str, key: &str, errors: &mut Vec<String>) {
+    if parse_status_range(text).is_none() {
+        errors.push(format!("{key}: `{text}` is not a status or a range of them (`500-599`)"));
     }
 }
 
@@ -541,6 +586,90 @@ fn check(kind: Kind<'_>, key: &dyn Fn(&str) -> String, errors: &mut Vec<String>,
                 }
             }
         }
+        Kind::Compress(m) => {
+            let key = |sub: &str| key(&format!("compress.{sub}"));
+            if !m.excluded_content_types.is_empty() && !m.included_content_types.is_empty() {
+                errors.push(format!(
+                    "{}: excludedContentTypes and includedContentTypes cannot both be set",
+                    key("includedContentTypes")
+                ));
+            }
+            for (field, types) in [
+                ("excludedContentTypes", &m.excluded_content_types),
+                ("includedContentTypes", &m.included_content_types),
+            ] {
+                for t in types {
+                    if !t.contains('/') {
+                        errors.push(format!("{}: `{t}` is not a media type (`type/subtype`)", key(field)));
+                    }
+                }
+            }
+            for e in &m.encodings {
+                if !ENCODINGS.contains(&e.trim()) {
+                    errors.push(format!("{}: `{e}` is not one of gzip, br, zstd", key("encodings")));
+                }
+            }
+            if let Some(e) = &m.default_encoding {
+                if !ENCODINGS.contains(&e.trim()) {
+                    errors.push(format!("{}: `{e}` is not one of gzip, br, zstd", key("defaultEncoding")));
+                }
+            }
+        }
+        Kind::Retry(m) => {
+            if m.attempts == 0 {
+                errors.push(format!("{}: must be at least 1", key("retry.attempts")));
+            }
+            for s in &m.status {
+                status_range_ok(s, &key("retry.status"), errors);
+            }
+            if m.disable_retry_on_network_error && m.status.is_empty() {
+                errors.push(format!(
+                    "{}: with disableRetryOnNetworkError, set the statuses to retry on",
+                    key("retry.status")
+                ));
+            }
+            if m.max_request_body_bytes.is_some_and(|b| b < -1) {
+                errors.push(format!("{}: must be -1 (no limit) or more", key("retry.maxRequestBodyBytes")));
+            }
+        }
+        Kind::Errors(m) => {
+            if m.status.is_empty() {
+                errors.push(format!("{}: no status given", key("errors.status")));
+            }
+            for s in &m.status {
+                status_range_ok(s, &key("errors.status"), errors);
+            }
+            if m.service.is_empty() {
+                errors.push(format!("{}: a service is required", key("errors.service")));
+            }
+            if let Some(q) = &m.query {
+                let probe = q
+                    .replace("{status}", "500")
+                    .replace("{originalStatus}", "500")
+                    .replace("{url}", "x");
+                if !probe.starts_with('/') || probe.parse::<http::uri::PathAndQuery>().is_err() {
+                    errors.push(format!("{}: `{q}` is not a path (`/{{status}}.html`)", key("errors.query")));
+                }
+            }
+            for (from, to) in &m.status_rewrites {
+                status_range_ok(from, &key("errors.statusRewrites"), errors);
+                if !(100..=599).contains(to) {
+                    errors.push(format!("{}.{from}: {to} is not an HTTP status", key("errors.statusRewrites")));
+                }
+            }
+        }
+        Kind::Buffering(m) => {
+            for (field, n) in [
+                ("maxRequestBodyBytes", Some(m.max_request_body_bytes)),
+                ("memRequestBodyBytes", m.mem_request_body_bytes),
+                ("maxResponseBodyBytes", Some(m.max_response_body_bytes)),
+                ("memResponseBodyBytes", m.mem_response_body_bytes),
+            ] {
+                if n.is_some_and(|n| n < 0) {
+                    errors.push(format!("{}: must not be negative", key(&format!("buffering.{field}"))));
+                }
+            }
+        }
         Kind::Unsupported(name) => errors.push(format!(
             "`{name}` middlewares are not supported by drover yet; routers using this one are disabled rather than run without it"
         )),
@@ -624,7 +753,7 @@ mod tests {
             middlewares = ["c1"]
             [http.middlewares.ok.addPrefix]
             prefix = "/ok"
-            [http.middlewares.zip.compress]
+            [http.middlewares.zip.grpcWeb]
             {BASE}"#
         ));
         let rc = merge([("file", &file)], &["web".to_string()]);
@@ -649,7 +778,7 @@ mod tests {
         );
         assert_eq!(rc.routers["later@file"].status, Status::Disabled);
         assert!(
-            why("later@file").contains("`compress` middlewares are not supported"),
+            why("later@file").contains("`grpcWeb` middlewares are not supported"),
             "{}",
             why("later@file")
         );

@@ -163,7 +163,7 @@ impl Compiler {
                 let route = match routes.iter().find(|(n, _)| *n == names) {
                     Some((_, route)) => route.clone(),
                     None => {
-                        let chain = match chain(&mut self.stores, &config, &names, &info.provider, &mut built) {
+                        let chain = match chain(&mut self.stores, &config, &names, &info.provider, &mut built, &services) {
                             Ok(chain) => chain,
                             Err(e) => {
                                 // The merge validated the middlewares; reaching this is a bug
@@ -373,6 +373,7 @@ fn chain(
     names: &[String],
     provider: &str,
     built: &mut HashMap<String, Option<Arc<Middleware>>>,
+    services: &HashMap<String, Arc<crate::snapshot::Service>>,
 ) -> Result<Option<Arc<Chain>>, String> {
     if names.is_empty() {
         return Ok(None);
@@ -383,11 +384,13 @@ fn chain(
         let step = match built.get(name) {
             Some(step) => step.clone(),
             None => {
-                let step = config.middlewares.get(name).and_then(|info| match Middleware::build(info, stores) {
-                    Ok(m) => Some(Arc::new(m)),
-                    Err(e) => {
-                        tracing::error!(middleware = %name, "failed to compile: {e}");
-                        None
+                let step = config.middlewares.get(name).and_then(|info| {
+                    match Middleware::build(info, stores, &|name| services.get(name).cloned()) {
+                        Ok(m) => Some(Arc::new(m)),
+                        Err(e) => {
+                            tracing::error!(middleware = %name, "failed to compile: {e}");
+                            None
+                        }
                     }
                 });
                 built.insert(name.clone(), step.clone());

@@ -1317,6 +1317,57 @@ mod tests {
     }
 
     #[test]
+    fn compress_retry_errors_and_buffering_labels_fill_the_model() {
+        let l = parse_pairs(
+            &[
+                ("drover.http.routers.web.rule", "Host(`app.local`)"),
+                ("drover.http.middlewares.zip.compress", "true"),
+                (
+                    "drover.http.middlewares.zip2.compress.excludedcontenttypes",
+                    "text/event-stream,image/png",
+                ),
+                ("drover.http.middlewares.zip2.compress.minresponsebodybytes", "2048"),
+                ("drover.http.middlewares.again.retry.attempts", "4"),
+                ("drover.http.middlewares.again.retry.initialinterval", "100ms"),
+                ("drover.http.middlewares.oops.errors.status", "500-599,404"),
+                ("drover.http.middlewares.oops.errors.service", "pages@file"),
+                ("drover.http.middlewares.oops.errors.query", "/{status}.html"),
+                ("drover.http.middlewares.oops.errors.statusrewrites.418", "404"),
+                ("drover.http.middlewares.buf.buffering.maxrequestbodybytes", "2000000"),
+                ("drover.http.middlewares.buf.buffering.memRequestBodyBytes", "1000"),
+                ("drover.http.services.app.loadbalancer.server.port", "80"),
+            ],
+            "drover",
+        )
+        .unwrap();
+        let target = Target {
+            name: "app",
+            host: "10.0.0.5",
+            port: &port_from,
+        };
+        let f = l.fragment(&target, &DefaultRule::default(), &TemplateVars::default()).unwrap();
+        let m = &f.config.http.middlewares;
+        assert_eq!(m["zip"].compress, Some(Default::default()), "`compress=true`: every default");
+        let zip2 = m["zip2"].compress.as_ref().unwrap();
+        assert_eq!(zip2.excluded_content_types, ["text/event-stream", "image/png"]);
+        assert_eq!(zip2.min_response_body_bytes, Some(2048));
+        let again = m["again"].retry.as_ref().unwrap();
+        assert_eq!((again.attempts, again.initial_interval.unwrap().0.as_millis()), (4, 100));
+        let oops = m["oops"].errors.as_ref().unwrap();
+        assert_eq!(oops.status, ["500-599", "404"]);
+        assert_eq!(
+            (oops.service.as_str(), oops.query.as_deref()),
+            ("pages@file", Some("/{status}.html"))
+        );
+        assert_eq!(oops.status_rewrites["418"], 404);
+        let buf = m["buf"].buffering.as_ref().unwrap();
+        assert_eq!((buf.max_request_body_bytes, buf.mem_request_body_bytes), (2_000_000, Some(1000)));
+
+        let bad = parse_pairs(&[("drover.http.middlewares.z.compress", "yes")], "drover").unwrap_err();
+        assert_eq!(bad[0].key, "drover.http.middlewares.z.compress", "{bad:?}");
+    }
+
+    #[test]
     fn a_router_without_service_needs_a_single_service() {
         let l = parse_pairs(
             &[

@@ -63,24 +63,24 @@ pub struct Middleware {
     /// `chain`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<Chain>,
-    /// `buffering` (not implemented yet).
-    #[serde(default, skip_serializing)]
-    pub buffering: Option<Ignored>,
+    /// `buffering`.
+    #[serde(default, deserialize_with = "flag_or_map", skip_serializing_if = "Option::is_none")]
+    pub buffering: Option<Buffering>,
     /// `circuitBreaker`.
     #[serde(default, alias = "circuitbreaker", skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreaker>,
-    /// `compress` (not implemented yet).
-    #[serde(default, skip_serializing)]
-    pub compress: Option<Ignored>,
+    /// `compress` (`compress=true` as a label: every default).
+    #[serde(default, deserialize_with = "flag_or_map", skip_serializing_if = "Option::is_none")]
+    pub compress: Option<Compress>,
     /// `contentType` (not implemented yet).
     #[serde(default, alias = "contenttype", skip_serializing)]
     pub content_type: Option<Ignored>,
     /// `digestAuth` (not implemented yet).
     #[serde(default, alias = "digestauth", skip_serializing)]
     pub digest_auth: Option<Ignored>,
-    /// `errors` (not implemented yet).
-    #[serde(default, skip_serializing)]
-    pub errors: Option<Ignored>,
+    /// `errors`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Errors>,
     /// `forwardAuth`.
     #[serde(default, alias = "forwardauth", skip_serializing_if = "Option::is_none")]
     pub forward_auth: Option<ForwardAuth>,
@@ -90,9 +90,9 @@ pub struct Middleware {
     /// `passTLSClientCert` (not implemented yet).
     #[serde(default, rename = "passTLSClientCert", alias = "passtlsclientcert", skip_serializing)]
     pub pass_tls_client_cert: Option<Ignored>,
-    /// `retry` (not implemented yet).
-    #[serde(default, skip_serializing)]
-    pub retry: Option<Ignored>,
+    /// `retry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
     /// `plugin` (drover has no plugins).
     #[serde(default, skip_serializing)]
     pub plugin: Option<Ignored>,
@@ -131,6 +131,14 @@ pub enum Kind<'a> {
     ForwardAuth(&'a ForwardAuth),
     /// `circuitBreaker`.
     CircuitBreaker(&'a CircuitBreaker),
+    /// `compress`.
+    Compress(&'a Compress),
+    /// `retry`.
+    Retry(&'a Retry),
+    /// `errors`.
+    Errors(&'a Errors),
+    /// `buffering`.
+    Buffering(&'a Buffering),
     /// A Traefik type drover does not implement yet (its Traefik name).
     Unsupported(&'static str),
 }
@@ -154,6 +162,10 @@ impl Kind<'_> {
             Kind::Chain(_) => "chain",
             Kind::ForwardAuth(_) => "forwardauth",
             Kind::CircuitBreaker(_) => "circuitbreaker",
+            Kind::Compress(_) => "compress",
+            Kind::Retry(_) => "retry",
+            Kind::Errors(_) => "errors",
+            Kind::Buffering(_) => "buffering",
             Kind::Unsupported(name) => name,
         }
     }
@@ -163,14 +175,10 @@ impl Middleware {
     /// The Traefik names of the types present that drover does not implement yet.
     pub fn unsupported(&self) -> Vec<&'static str> {
         [
-            (self.buffering.is_some(), "buffering"),
-            (self.compress.is_some(), "compress"),
             (self.content_type.is_some(), "contentType"),
             (self.digest_auth.is_some(), "digestAuth"),
-            (self.errors.is_some(), "errors"),
             (self.grpc_web.is_some(), "grpcWeb"),
             (self.pass_tls_client_cert.is_some(), "passTLSClientCert"),
-            (self.retry.is_some(), "retry"),
             (self.plugin.is_some(), "plugin"),
         ]
         .into_iter()
@@ -203,7 +211,11 @@ impl Middleware {
             in_flight_req => InFlightReq,
             chain => Chain,
             forward_auth => ForwardAuth,
-            circuit_breaker => CircuitBreaker
+            circuit_breaker => CircuitBreaker,
+            compress => Compress,
+            retry => Retry,
+            errors => Errors,
+            buffering => Buffering
         );
         found.extend(self.unsupported().into_iter().map(Kind::Unsupported));
         match found.as_slice() {
@@ -460,6 +472,96 @@ pub struct CircuitBreaker {
     pub response_code: Option<u16>,
 }
 
+/// `compress`: <https://doc.traefik.io/traefik/middlewares/http/compress/>.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Compress {
+    /// Responses of these media types are not compressed (exclusive with `includedContentTypes`).
+    #[serde(default, alias = "excludedcontenttypes", skip_serializing_if = "Vec::is_empty")]
+    pub excluded_content_types: Vec<String>,
+    /// Only responses of these media types are compressed.
+    #[serde(default, alias = "includedcontenttypes", skip_serializing_if = "Vec::is_empty")]
+    pub included_content_types: Vec<String>,
+    /// Responses whose `Content-Length` is below this are sent as they are (default 1024); a
+    /// body of unknown length is compressed whatever its size, as in Traefik.
+    #[serde(default, alias = "minresponsebodybytes", skip_serializing_if = "Option::is_none")]
+    pub min_response_body_bytes: Option<u64>,
+    /// The encoding used when the request has no `Accept-Encoding` or accepts `*`.
+    #[serde(default, alias = "defaultencoding", skip_serializing_if = "Option::is_none")]
+    pub default_encoding: Option<String>,
+    /// Encodings offered, most preferred first (default `gzip, br, zstd`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encodings: Vec<String>,
+}
+
+/// `retry`: <https://doc.traefik.io/traefik/middlewares/http/retry/>.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Retry {
+    /// How many times the request is tried in all (required).
+    #[serde(default)]
+    pub attempts: u32,
+    /// The first wait of the exponential backoff (default 0: no wait); waits grow to twice it.
+    #[serde(default, alias = "initialinterval", skip_serializing_if = "Option::is_none")]
+    pub initial_interval: Option<ConfigDuration>,
+    /// How long the middleware may keep retrying, from the request's start (0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<ConfigDuration>,
+    /// The largest request body kept to be sent again (default 2 MB; -1: no limit); a larger
+    /// body is refused with 413.
+    #[serde(default, alias = "maxrequestbodybytes", skip_serializing_if = "Option::is_none")]
+    pub max_request_body_bytes: Option<i64>,
+    /// Response statuses that are retried too (`"500-599"`, `"503"`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status: Vec<String>,
+    /// Do not retry when no response came from a server (then `status` is required).
+    #[serde(default, alias = "disableretryonnetworkerror")]
+    pub disable_retry_on_network_error: bool,
+    /// Retry `POST`, `PATCH`, `LOCK` too.
+    #[serde(default, alias = "retrynonidempotentmethod")]
+    pub retry_non_idempotent_method: bool,
+}
+
+/// `errors`: <https://doc.traefik.io/traefik/middlewares/http/errorpages/>.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Errors {
+    /// Statuses that are answered with the error page (`"500-599"`, `"404"`).
+    #[serde(default)]
+    pub status: Vec<String>,
+    /// The HTTP service that serves the pages (`name` or `name@provider`).
+    #[serde(default)]
+    pub service: String,
+    /// The page's path and query; `{status}`, `{originalStatus}` and `{url}` are replaced
+    /// (default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Statuses (or ranges) answered with another status (`"418" = 404`).
+    #[serde(default, alias = "statusrewrites", skip_serializing_if = "BTreeMap::is_empty")]
+    pub status_rewrites: BTreeMap<String, u16>,
+}
+
+/// `buffering`: <https://doc.traefik.io/traefik/middlewares/http/buffering/>.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Buffering {
+    /// A request body larger than this is refused with 413 (0: no limit).
+    #[serde(default, alias = "maxrequestbodybytes")]
+    pub max_request_body_bytes: i64,
+    /// Request bytes kept in memory; the rest goes to a temporary file (default 1 MiB).
+    #[serde(default, alias = "memrequestbodybytes", skip_serializing_if = "Option::is_none")]
+    pub mem_request_body_bytes: Option<i64>,
+    /// A response body larger than this is answered 500 instead (0: no limit).
+    #[serde(default, alias = "maxresponsebodybytes")]
+    pub max_response_body_bytes: i64,
+    /// Response bytes kept in memory; the rest goes to a temporary file (default 1 MiB).
+    #[serde(default, alias = "memresponsebodybytes", skip_serializing_if = "Option::is_none")]
+    pub mem_response_body_bytes: Option<i64>,
+    /// Traefik's retry condition (accepted, ignored: use `retry`).
+    #[serde(default, alias = "retryexpression", skip_serializing_if = "Option::is_none")]
+    pub retry_expression: Option<String>,
+}
+
 /// `chain`: <https://doc.traefik.io/traefik/middlewares/http/chain/>.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -590,6 +692,46 @@ impl Headers {
     }
 }
 
+/// A middleware type given as a flag (`compress=true` in labels, `compress = true` in a file)
+/// or as its table of options.
+fn flag_or_map<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    use serde::de::{self, MapAccess, Visitor};
+    struct Flag<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for Flag<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("`true` or a table of options")
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(v.then(T::default))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            match v.trim() {
+                t if t.eq_ignore_ascii_case("true") || t.is_empty() => Ok(Some(T::default())),
+                t if t.eq_ignore_ascii_case("false") => Ok(None),
+                t => Err(E::custom(format!("expected `true` or options, found `{t}`"))),
+            }
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Some(T::default()))
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Some(T::default()))
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, de: D2) -> Result<Self::Value, D2::Error> {
+            de.deserialize_any(self)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    de.deserialize_any(Flag(std::marker::PhantomData))
+}
+
 /// A string that may be written as a number (`port = 443` as well as `port = "443"`).
 fn string_or_number<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
     #[derive(Deserialize)]
@@ -679,11 +821,76 @@ http:
     #[test]
     fn a_middleware_has_exactly_one_type() {
         let c = DynamicConfig::from_toml(
-            "[http.middlewares.two.stripPrefix]\nprefixes = [\"/a\"]\n[http.middlewares.two.addPrefix]\nprefix = \"/b\"\n[http.middlewares.none]\n[http.middlewares.later.compress]\n",
+            "[http.middlewares.two.stripPrefix]\nprefixes = [\"/a\"]\n[http.middlewares.two.addPrefix]\nprefix = \"/b\"\n[http.middlewares.none]\n[http.middlewares.later.grpcWeb]\n",
         )
         .unwrap();
         assert!(c.http.middlewares["two"].kind().unwrap_err().contains("addprefix, stripprefix"));
         assert!(c.http.middlewares["none"].kind().is_err());
-        assert_eq!(c.http.middlewares["later"].kind().unwrap().api_name(), "compress");
+        assert_eq!(c.http.middlewares["later"].kind().unwrap().api_name(), "grpcWeb");
+    }
+
+    #[test]
+    fn compress_retry_errors_and_buffering_fill_from_toml_and_yaml() {
+        let toml = DynamicConfig::from_toml(
+            r#"
+            [http.middlewares.zip.compress]
+            excludedContentTypes = ["text/event-stream"]
+            minResponseBodyBytes = 200
+            encodings = ["br", "gzip"]
+            [http.middlewares.flag]
+            compress = true
+            [http.middlewares.again.retry]
+            attempts = 3
+            initialInterval = "100ms"
+            [http.middlewares.oops.errors]
+            status = ["500-599", "404"]
+            service = "pages@file"
+            query = "/{status}.html"
+            [http.middlewares.oops.errors.statusRewrites]
+            "418" = 404
+            [http.middlewares.buf.buffering]
+            maxRequestBodyBytes = 2000000
+            retryExpression = "IsNetworkError() && Attempts() < 2"
+            "#,
+        )
+        .unwrap();
+        let yaml = DynamicConfig::from_yaml(
+            r#"
+http:
+  middlewares:
+    zip:
+      compress:
+        excludedContentTypes: ["text/event-stream"]
+        minResponseBodyBytes: 200
+        encodings: [br, gzip]
+    flag:
+      compress: {}
+    again:
+      retry:
+        attempts: 3
+        initialInterval: 100ms
+    oops:
+      errors:
+        status: ["500-599", "404"]
+        service: pages@file
+        query: "/{status}.html"
+        statusRewrites:
+          "418": 404
+    buf:
+      buffering:
+        maxRequestBodyBytes: 2000000
+        retryExpression: "IsNetworkError() && Attempts() < 2"
+"#,
+        )
+        .unwrap();
+        assert_eq!(toml, yaml);
+        let m = &toml.http.middlewares;
+        assert_eq!(m["flag"].kind().unwrap().api_name(), "compress");
+        assert_eq!(m["zip"].compress.as_ref().unwrap().encodings, ["br", "gzip"]);
+        assert_eq!(m["again"].retry.as_ref().unwrap().initial_interval.unwrap().0.as_millis(), 100);
+        assert_eq!(m["oops"].errors.as_ref().unwrap().status_rewrites["418"], 404);
+        assert_eq!(m["buf"].kind().unwrap().api_name(), "buffering");
+        let e = DynamicConfig::from_toml("[http.middlewares.z.compress]\nminBodyBytes = 1\n").unwrap_err();
+        assert!(e.to_string().contains("minBodyBytes"), "{e}");
     }
 }

@@ -37,6 +37,9 @@ enum Inner {
     Upstream(UpstreamBody),
     /// A short body drover wrote itself (error pages).
     Local(Option<Bytes>),
+    /// A body a middleware reshaped (compressed, buffered, replaced): only routes that use
+    /// such a middleware pay for the box.
+    Transformed(Pin<Box<dyn Body<Data = Bytes, Error = Error> + Send>>),
 }
 
 impl ProxyBody {
@@ -61,6 +64,14 @@ impl ProxyBody {
     pub fn upstream(body: UpstreamBody) -> Self {
         Self {
             inner: Inner::Upstream(body),
+            completion: None,
+        }
+    }
+
+    /// A body a middleware made (compressed, buffered, an error page).
+    pub fn transformed(body: Pin<Box<dyn Body<Data = Bytes, Error = Error> + Send>>) -> Self {
+        Self {
+            inner: Inner::Transformed(body),
             completion: None,
         }
     }
@@ -300,6 +311,7 @@ impl Body for ProxyBody {
         let polled = match &mut this.inner {
             Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
             Inner::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Transformed(body) => body.as_mut().poll_frame(cx),
         };
         if let (Poll::Ready(Some(Ok(frame))), Some(completion)) = (&polled, this.completion.as_mut()) {
             if let Some(data) = frame.data_ref() {
@@ -313,6 +325,7 @@ impl Body for ProxyBody {
         match &self.inner {
             Inner::Upstream(body) => body.is_end_stream(),
             Inner::Local(bytes) => bytes.is_none(),
+            Inner::Transformed(body) => body.is_end_stream(),
         }
     }
 
@@ -320,6 +333,7 @@ impl Body for ProxyBody {
         match &self.inner {
             Inner::Upstream(body) => body.size_hint(),
             Inner::Local(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Inner::Transformed(body) => body.size_hint(),
         }
     }
 }

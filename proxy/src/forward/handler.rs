@@ -30,7 +30,8 @@ use crate::balance::Affinity;
 use crate::connection::{Connection, InFlight, X_FORWARDED_FOR};
 use crate::health::{Outcome, ServerHealth};
 use crate::metrics::{method_index, RequestKey, NONE};
-use crate::middleware::{Pending, Req};
+use crate::middleware::spool::{Spool, SpoolError};
+use crate::middleware::{BodyPlan, Chain, Held, Pending, Req};
 use crate::routing::{normalize_host, RequestView};
 use crate::service::{mirror, Avoid, Resolution};
 use crate::snapshot::{Observe, Picked, Route, Tried};
@@ -166,6 +167,8 @@ struct Trace {
     websocket: bool,
     /// The response side of the router's middlewares, once their request side ran.
     middleware: Option<Pending>,
+    /// The response side of the steps after a `retry`, for the attempt that answered.
+    retried: Option<Pending>,
 }
 
 /// The start of `req`'s access-log entry; the rest is filled in as it is forwarded.
@@ -228,13 +231,24 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
         bytes_in: None,
         websocket: false,
         middleware: None,
+        retried: None,
     };
     let mut response = forward(conn, req, &mut trace, start).await;
-    let held = trace.middleware.map(|pending| {
-        let status = response.status();
-        pending.response(status, response.headers_mut());
-        pending.into_held()
-    });
+    let held = match trace.middleware {
+        None => None,
+        Some(pending) => {
+            let mut held = Held::default();
+            if let Some(inner) = trace.retried {
+                let (answered, inner_held) = inner.respond(response, conn).await;
+                response = answered;
+                held = inner_held;
+            }
+            let (answered, mut outer_held) = pending.respond(response, conn).await;
+            response = answered;
+            outer_held.extend(held);
+            Some(outer_held)
+        }
+    };
     let mut access = trace.access;
     if let Some(entry) = access.as_mut() {
         entry.retries = trace.retries;
@@ -412,10 +426,28 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
             // Boxed so that the requests of routes without middlewares (most of them) do not
             // carry the chain's future in theirs.
             let (pending, answered) = Box::pin(chain.request(&mut req)).await;
+            let (plan, retry_from) = (pending.body_plan(), pending.retry());
             trace.middleware = Some(pending);
             if let Some(answer) = answered {
                 let (parts, body) = answer.into_parts();
                 return Response::from_parts(parts, ProxyBody::local(body));
+            }
+            if plan.read_whole {
+                let sending = Sending {
+                    service,
+                    root,
+                    resolution,
+                    retry,
+                    client_upgrade,
+                };
+                let whole = Whole {
+                    chain,
+                    plan,
+                    retry_from,
+                    peer: conn.peer.ip(),
+                    host: client_host,
+                };
+                return Box::pin(forward_whole(conn, whole, parts, body, sending, trace, start)).await;
             }
             replayable.then(|| Replay {
                 complete: true,
@@ -435,7 +467,218 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
     if !resolution.mirrors.is_empty() && !upgrade {
         body = mirror::dispatch(&parts, body, resolution.mirrors.drain(..));
     }
-    let mut request = Request::from_parts(parts, body);
+    let request = Request::from_parts(parts, body);
+    let sending = Sending {
+        service,
+        root,
+        resolution,
+        retry,
+        client_upgrade,
+    };
+    send(conn, sending, replay, request, trace, start).await.0
+}
+
+/// What [`forward_whole`] needs from the chain.
+struct Whole {
+    chain: Arc<Chain>,
+    plan: BodyPlan,
+    /// The step after the `retry` the chain stopped at, if it did.
+    retry_from: Option<usize>,
+    peer: std::net::IpAddr,
+    host: Option<HeaderValue>,
+}
+
+/// Forwards a request whose body the middlewares want read whole first (`buffering`, `retry`),
+/// and, after a `retry`, runs the rest of the chain and the sending once per attempt.
+async fn forward_whole(
+    conn: &Connection,
+    whole: Whole,
+    mut parts: http::request::Parts,
+    body: Incoming,
+    sending: Sending,
+    trace: &mut Trace,
+    start: Instant,
+) -> Response<ProxyBody> {
+    let spool = if body.is_end_stream() {
+        None
+    } else {
+        // The entrypoint's readTimeout bounds the upload here as it does a streamed one.
+        let read = Spool::read(body, whole.plan.max, whole.plan.memory);
+        let read = match conn.read_timeout {
+            Some(limit) => match tokio::time::timeout_at(start + limit, read).await {
+                Ok(read) => read,
+                Err(_) => {
+                    return local(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "408 Request Timeout: the request body stalled, or was not read within readTimeout\n",
+                    )
+                }
+            },
+            None => read.await,
+        };
+        match read {
+            Ok(spool) => Some(spool),
+            Err(SpoolError::TooLarge) => {
+                return local(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "413 Content Too Large: the request body is larger than this route accepts\n",
+                )
+            }
+            Err(SpoolError::Body(e)) => {
+                tracing::debug!("reading a request body whole failed: {e}");
+                return local(StatusCode::BAD_REQUEST, "400 Bad Request: the request body broke off\n");
+            }
+            Err(SpoolError::File(e)) => {
+                tracing::warn!("cannot keep a request body in a temporary file: {e}");
+                return local(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "500 Internal Server Error: the request body could not be buffered\n",
+                );
+            }
+        }
+    };
+    if let Some(spool) = &spool {
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(spool.len()));
+    }
+    let body = |spool: &Option<Spool>| match spool {
+        None => RequestBody::Empty,
+        Some(spool) => match spool.single() {
+            Some(bytes) => RequestBody::Full(Some(bytes)),
+            None => RequestBody::Spooled(spool.body()),
+        },
+    };
+    // A body-less idempotent request can still be replayed by the load balancer.
+    let replay = |parts: &http::request::Parts, spool: &Option<Spool>, sending: &Sending| {
+        (sending.retry.attempts > 0 && spool.is_none() && is_idempotent(&parts.method)).then(|| Replay {
+            complete: true,
+            ..Replay::keep(&parts.method, &parts.uri, &parts.headers, None)
+        })
+    };
+    let Some((from, retry)) = whole.retry_from.and_then(|from| Some((from, whole.chain.retry_before(from)?))) else {
+        let mut sending = sending;
+        let replay = replay(&parts, &spool, &sending);
+        let mut body = body(&spool);
+        if !sending.resolution.mirrors.is_empty() {
+            body = mirror::dispatch(&parts, body, sending.resolution.mirrors.drain(..));
+        }
+        let request = Request::from_parts(parts, body);
+        return send(conn, sending, replay, request, trace, start).await.0;
+    };
+    let deadline = retry.timeout.map(|t| start + t);
+    let Sending {
+        service,
+        root,
+        mut resolution,
+        retry: lb_retry,
+        client_upgrade: _,
+    } = sending;
+    let scheme = conn.forwarded.proto.to_str().unwrap_or("http");
+    let mut attempt = 1;
+    loop {
+        let mut attempt_parts = parts.clone();
+        let mut req = Req {
+            parts: &mut attempt_parts,
+            peer: whole.peer,
+            host: whole.host.as_ref(),
+            scheme,
+            trusted: conn.forwarded.trusted,
+        };
+        let (inner, answered) = Box::pin(whole.chain.request_from(from, &mut req)).await;
+        if let Some(answer) = answered {
+            trace.retried = Some(inner);
+            let (parts, body) = answer.into_parts();
+            return Response::from_parts(parts, ProxyBody::local(body));
+        }
+        let sending = Sending {
+            service: service.clone(),
+            root: root.clone(),
+            resolution: Resolution {
+                set_cookies: resolution.set_cookies.clone(),
+                ..Resolution::default()
+            },
+            retry: lb_retry.clone(),
+            client_upgrade: None,
+        };
+        let replay = replay(&attempt_parts, &spool, &sending);
+        let mut body = body(&spool);
+        if attempt == 1 && !resolution.mirrors.is_empty() {
+            // Mirrors get the first attempt only: a copy is for watching, not for load.
+            body = mirror::dispatch(&attempt_parts, body, resolution.mirrors.drain(..));
+        }
+        let request = Request::from_parts(attempt_parts, body);
+        let retries_before = std::mem::take(&mut trace.retries);
+        let (mut response, reached) = send(conn, sending, replay, request, trace, start).await;
+        let now = Instant::now();
+        // Each pass spends the service's retry budget like the load balancer's own replays, so
+        // a failing service is not sent a multiple of its traffic.
+        let again = reached != Reached::Other
+            && attempt < retry.attempts
+            && retry.again(reached == Reached::Server, response.status())
+            && deadline.is_none_or(|d| now < d)
+            && service.budget.withdraw(lb_retry.min_retries_per_second, unix_seconds());
+        trace.retries += retries_before;
+        if !again {
+            trace.retries += attempt - 1;
+            trace.retried = Some(inner);
+            return response;
+        }
+        // This attempt's steps see how it ended (a circuit breaker after the retry counts it).
+        let status = response.status();
+        inner.response(status, response.headers_mut());
+        drop((response, inner));
+        attempt += 1;
+        let mut wait = retry.backoff(attempt);
+        if let Some(deadline) = deadline {
+            wait = wait.min(deadline.saturating_duration_since(now));
+        }
+        tracing::debug!(attempt, ?wait, "retry: no answer worth keeping, trying again");
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// What [`send`] needs besides the request: where it goes, and how.
+struct Sending {
+    /// The load balancer the request goes to (a leaf, once a composite was resolved).
+    service: Arc<crate::snapshot::Service>,
+    /// The service made of services it was resolved from, if it was.
+    root: Option<Arc<crate::snapshot::Service>>,
+    resolution: Resolution,
+    /// The load balancer's own retries.
+    retry: drover_providers::policy::RetryPolicy,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+/// How [`send`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reached {
+    /// A server answered (the response is its).
+    Server,
+    /// No server answered: drover's 502 (connect failures, resets, TLS).
+    NoAnswer,
+    /// Anything else drover answered itself (no server available, timeouts, client failures).
+    Other,
+}
+
+/// Sends `request` to its service: servers chosen by the load balancer, its safe retries and
+/// failovers, the response head checked and its body wrapped.
+async fn send(
+    conn: &Connection,
+    sending: Sending,
+    replay: Option<Replay>,
+    mut request: Request<RequestBody>,
+    trace: &mut Trace,
+    start: Instant,
+) -> (Response<ProxyBody>, Reached) {
+    let Sending {
+        mut service,
+        root,
+        mut resolution,
+        retry,
+        client_upgrade,
+    } = sending;
     let mut avoid = Avoid::default();
     let mut set_cookie;
 
@@ -473,22 +716,29 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
         let (index, server, probe) = match picked {
             Picked::Server { index, server, probe } => (index, server, probe),
             Picked::NoServers => {
-                return local(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "503 Service Unavailable: the service has no available server\n",
+                return (
+                    local(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "503 Service Unavailable: the service has no available server\n",
+                    ),
+                    Reached::Other,
                 )
             }
             Picked::AllEjected => {
-                return local(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "503 Service Unavailable: all servers of the service are ejected\n",
+                return (
+                    local(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "503 Service Unavailable: all servers of the service are ejected\n",
+                    ),
+                    Reached::Other,
                 )
             }
             Picked::Exhausted => {
-                return match tls_failure {
+                let answer = match tls_failure {
                     Some(reason) => tls_refused(reason),
                     None => local(StatusCode::BAD_GATEWAY, "502 Bad Gateway: every server of the service failed\n"),
-                }
+                };
+                return (answer, Reached::NoAnswer);
             }
         };
         tried.add(index);
@@ -515,9 +765,12 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
                     // so neither is forwarded, and the connection is not used again.
                     pooled.discard();
                     service.record(index, Outcome::LocalFailure, was_probe, Instant::now());
-                    return local(
-                        StatusCode::BAD_GATEWAY,
-                        "502 Bad Gateway: the server answered with both Content-Length and Transfer-Encoding\n",
+                    return (
+                        local(
+                            StatusCode::BAD_GATEWAY,
+                            "502 Bad Gateway: the server answered with both Content-Length and Transfer-Encoding\n",
+                        ),
+                        Reached::Other,
                     );
                 }
                 let outcome = if response.status().is_server_error() {
@@ -540,7 +793,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
                     if was_probe {
                         server.health.release_probe();
                     }
-                    return if error.is_client_idle() {
+                    let answer = if error.is_client_idle() {
                         local(
                             StatusCode::REQUEST_TIMEOUT,
                             "408 Request Timeout: the request body stalled, or was not read within readTimeout\n",
@@ -548,6 +801,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
                     } else {
                         local(StatusCode::BAD_REQUEST, "400 Bad Request: the request body broke off\n")
                     };
+                    return (answer, Reached::Other);
                 }
                 service.record(index, Outcome::LocalFailure, was_probe, Instant::now());
                 tracing::debug!(service = %service.name, server = %server.url, "attempt failed: {error}");
@@ -577,17 +831,27 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
                     Some(again) => request = again,
                     None => {
                         if let Some(reason) = error.tls_failure() {
-                            return tls_refused(reason);
+                            return (tls_refused(reason), Reached::NoAnswer);
                         }
                         return if error.is_timeout() {
-                            local(
-                                StatusCode::GATEWAY_TIMEOUT,
-                                "504 Gateway Timeout: the server did not answer in time\n",
+                            (
+                                local(
+                                    StatusCode::GATEWAY_TIMEOUT,
+                                    "504 Gateway Timeout: the server did not answer in time\n",
+                                ),
+                                Reached::Other,
                             )
                         } else {
-                            local(
-                                StatusCode::BAD_GATEWAY,
-                                "502 Bad Gateway: the server could not be reached or answered badly\n",
+                            (
+                                local(
+                                    StatusCode::BAD_GATEWAY,
+                                    "502 Bad Gateway: the server could not be reached or answered badly\n",
+                                ),
+                                if error.is_bad_response() {
+                                    Reached::Other
+                                } else {
+                                    Reached::NoAnswer
+                                },
                             )
                         };
                     }
@@ -600,7 +864,10 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
         pooled.upgrade();
         let Some(client_upgrade) = client_upgrade else {
             // A 101 nobody asked for cannot be tunnelled.
-            return local(StatusCode::BAD_GATEWAY, "502 Bad Gateway: the server switched protocols unasked\n");
+            return (
+                local(StatusCode::BAD_GATEWAY, "502 Bad Gateway: the server switched protocols unasked\n"),
+                Reached::Other,
+            );
         };
         let server_upgrade = hyper::upgrade::on(&mut response);
         let tunnel = Tunnel {
@@ -617,12 +884,12 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
         let (mut parts, _) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, true);
         trace.websocket = true;
-        return Response::from_parts(parts, ProxyBody::empty());
+        return (Response::from_parts(parts, ProxyBody::empty()), Reached::Server);
     }
 
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
-    for cookie in resolution.set_cookies.into_iter().chain(set_cookie) {
+    for cookie in resolution.set_cookies.drain(..).chain(set_cookie) {
         parts.headers.append(header::SET_COOKIE, cookie);
     }
     // The client's connection decides its own version; the server's (maybe 1.0) must not leak.
@@ -631,10 +898,13 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
     // A body already broken at its first bytes (an invalid chunk size) is answered 502 while
     // nothing has gone to the client yet; later breaks can only cut the response short.
     if std::future::poll_fn(|cx| std::task::Poll::Ready(body.peek(cx))).await.is_err() {
-        return local(
-            StatusCode::BAD_GATEWAY,
-            "502 Bad Gateway: the server's response body is malformed\n",
+        return (
+            local(
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: the server's response body is malformed\n",
+            ),
+            Reached::Other,
         );
     }
-    Response::from_parts(parts, ProxyBody::upstream(body))
+    (Response::from_parts(parts, ProxyBody::upstream(body)), Reached::Server)
 }

@@ -5,6 +5,7 @@ mod completion;
 mod deadline;
 mod handler;
 pub mod headers;
+pub mod page;
 mod redirect;
 pub mod target;
 mod tunnel;

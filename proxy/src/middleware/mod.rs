@@ -19,12 +19,30 @@
 //! Steps that must hold something until the response body ends (`inFlightReq`'s slot) hand it
 //! to the response body's completion through [`Pending::into_held`].
 //!
+//! Four middlewares go beyond the head, and a chain that has one of them takes a second, async
+//! response path ([`Pending::respond`]); chains without them never enter it:
+//! * `compress` wraps the response body in an encoder (streamed, never collected);
+//! * `errors` replaces the body of a response whose status it catches with a page fetched from
+//!   another service;
+//! * `buffering` reads the request body whole before it is sent (memory, then a temporary file;
+//!   413 past its maximum), and the response body whole before it goes to the client;
+//! * `retry` ends the request side: the forwarding code runs the steps after it, and the
+//!   sending, once per attempt (see [`Chain::request_from`]), each attempt still using the load
+//!   balancer's own safe retries inside it.
+//!
+//! Request bodies are read by the forwarding code once every step before the sending has passed
+//! the request ([`BodyPlan`]): a step never sees the body, so reading it earlier would gain
+//! nothing and make a refused request pay for its upload.
+//!
 //! State that must outlive a reload (rate-limit buckets) is kept by the compiler per middleware
 //! name and configuration (see [`Stores`]), so a reload does not hand every client a full
 //! bucket again.
 
 mod basic_auth;
+pub mod buffering;
 mod circuit_breaker;
+pub mod compress;
+pub mod errors;
 mod forward_auth;
 mod headers;
 mod in_flight;
@@ -33,7 +51,9 @@ mod md5_crypt;
 mod path;
 mod rate_limit;
 mod redirect;
+pub mod retry;
 mod source;
+pub mod spool;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -68,6 +88,21 @@ pub enum Middleware {
     ForwardAuth(Box<forward_auth::ForwardAuth>),
     /// `circuitBreaker`.
     CircuitBreaker(circuit_breaker::CircuitBreaker),
+    /// `compress`.
+    Compress(compress::Compress),
+    /// `retry`.
+    Retry(retry::Retry),
+    /// `errors`.
+    Errors(Box<errors::Errors>),
+    /// `buffering`.
+    Buffering(buffering::Buffering),
+}
+
+impl Middleware {
+    /// Whether it works on bodies (the async response path, see the module docs).
+    fn reshapes(&self) -> bool {
+        matches!(self, Self::Compress(_) | Self::Errors(_) | Self::Buffering(_))
+    }
 }
 
 /// Why a middleware could not be compiled (the merge validated it, so this means a bug or a
@@ -105,8 +140,13 @@ impl Stores {
 }
 
 impl Middleware {
-    /// Compiles a validated middleware (not a chain: chains are flattened by the merge).
-    pub fn build(info: &MiddlewareInfo, stores: &mut Stores) -> Result<Self, BuildError> {
+    /// Compiles a validated middleware (not a chain: chains are flattened by the merge);
+    /// `service` finds a compiled service by qualified name (`errors` sends to one).
+    pub fn build(
+        info: &MiddlewareInfo,
+        stores: &mut Stores,
+        service: &dyn Fn(&str) -> Option<Arc<crate::snapshot::Service>>,
+    ) -> Result<Self, BuildError> {
         let kind = info.config.kind().map_err(BuildError)?;
         Ok(match kind {
             Kind::Headers(h) => Self::Headers(Box::new(headers::Headers::build(h)?)),
@@ -153,6 +193,14 @@ impl Middleware {
                 };
                 Self::CircuitBreaker(circuit_breaker::CircuitBreaker::build(m, state)?)
             }
+            Kind::Compress(m) => Self::Compress(compress::Compress::build(m)?),
+            Kind::Retry(m) => Self::Retry(retry::Retry::build(m)?),
+            Kind::Errors(m) => {
+                let name = drover_providers::aggregate::qualify(&m.service, &info.provider);
+                let target = service(&name).ok_or_else(|| BuildError(format!("errors.service: service `{name}` does not exist")))?;
+                Self::Errors(Box::new(errors::Errors::build(m, target)?))
+            }
+            Kind::Buffering(m) => Self::Buffering(buffering::Buffering::build(m)),
             Kind::Chain(_) => {
                 return Err(BuildError(format!(
                     "`{}` is a chain; chains are flattened before compiling",
@@ -170,6 +218,10 @@ impl Middleware {
             Self::IpAllowList(m) => Some(m.explain(req)),
             Self::RateLimit(m) => Some(m.explain(req)),
             Self::BasicAuth(m) => Some(m.explain(req)),
+            Self::Compress(m) => Some(m.explain(req)),
+            Self::Retry(m) => Some(m.explain(req)),
+            Self::Errors(m) => Some(m.explain()),
+            Self::Buffering(m) => Some(m.explain()),
             _ => None,
         }
     }
@@ -180,6 +232,30 @@ impl Middleware {
 pub struct Chain {
     names: Box<[Arc<str>]>,
     steps: Box<[Arc<Middleware>]>,
+}
+
+/// How the forwarding code must read a request body before sending it, as the steps that ran
+/// asked (`buffering`, `retry`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BodyPlan {
+    /// Read the body whole before sending it.
+    pub read_whole: bool,
+    /// A larger body is refused with 413.
+    pub max: Option<u64>,
+    /// Bytes kept in memory before the rest goes to a temporary file (`None`: all in memory).
+    pub memory: Option<u64>,
+}
+
+impl BodyPlan {
+    fn limit(&mut self, max: Option<u64>, memory: Option<u64>) {
+        self.read_whole = true;
+        if let Some(max) = max {
+            self.max = Some(self.max.map_or(max, |m| m.min(max)));
+        }
+        if let Some(memory) = memory {
+            self.memory = Some(self.memory.map_or(memory, |m| m.min(memory)));
+        }
+    }
 }
 
 /// What the steps see of a request.
@@ -207,8 +283,21 @@ pub enum Step {
 /// What the response side needs from the request side.
 pub struct Pending {
     chain: Arc<Chain>,
-    /// How many steps' response sides apply (those that ran and passed the request on).
+    /// The first step this part of the chain ran (after a `retry`, the next one).
+    from: usize,
+    /// The end of the steps whose response sides apply (those that ran and passed the request
+    /// on).
     ran: usize,
+    /// A step of `from..ran` works on bodies.
+    reshapes: bool,
+    /// The `retry` step the request side stopped at (its index).
+    retry: Option<usize>,
+    /// What `compress` needs from the request.
+    compress: Option<compress::Asked>,
+    /// What `errors` needs from the request.
+    original: Option<Box<errors::Original>>,
+    /// How the request body is to be read.
+    body: BodyPlan,
     /// The request's `Origin` (CORS).
     origin: Option<HeaderValue>,
     /// The request came over TLS, or a header of `sslProxyHeaders` says so (STS).
@@ -224,12 +313,27 @@ pub struct Pending {
 #[derive(Debug, Default)]
 pub struct Held(Vec<in_flight::Slot>);
 
+impl Held {
+    /// Adds what `other` holds (the steps after a `retry`, for the attempt that answered).
+    pub fn extend(&mut self, other: Held) {
+        self.0.extend(other.0);
+    }
+}
+
 impl Chain {
     /// A chain of `steps`, named for the API.
     pub fn new(names: Vec<Arc<str>>, steps: Vec<Arc<Middleware>>) -> Self {
         Self {
             names: names.into(),
             steps: steps.into(),
+        }
+    }
+
+    /// The `retry` step just before step `from`, if that is one.
+    pub fn retry_before(&self, from: usize) -> Option<&retry::Retry> {
+        match self.steps.get(from.checked_sub(1)?).map(|s| &**s) {
+            Some(Middleware::Retry(m)) => Some(m),
+            _ => None,
         }
     }
 
@@ -243,19 +347,32 @@ impl Chain {
         self.names.iter().map(|n| &**n).zip(self.steps.iter().map(|s| &**s))
     }
 
-    /// Runs the request side. `Err` carries the answer of the step that stopped the request;
-    /// both sides carry what the response side needs.
+    /// Runs the request side. The answer is that of the step that stopped the request, if one
+    /// did; [`Pending`] carries what the response side needs. A `retry` step ends the request
+    /// side ([`Pending::retry`]); the steps after it run once per attempt.
     pub async fn request(self: &Arc<Self>, req: &mut Req<'_>) -> (Pending, Option<Response<Bytes>>) {
+        self.request_from(0, req).await
+    }
+
+    /// Runs the request side from step `from` (the one after a `retry`).
+    pub async fn request_from(self: &Arc<Self>, from: usize, req: &mut Req<'_>) -> (Pending, Option<Response<Bytes>>) {
         let mut pending = Pending {
             chain: self.clone(),
-            ran: 0,
+            from,
+            ran: from,
+            reshapes: false,
+            retry: None,
+            compress: None,
+            original: None,
+            body: BodyPlan::default(),
             origin: req.parts.headers.get(header::ORIGIN).cloned(),
             secure: req.scheme == "https",
             started: None,
             cookies: Vec::new(),
             held: Held::default(),
         };
-        for step in self.steps.iter() {
+        for (index, step) in self.steps.iter().enumerate().skip(from) {
+            pending.reshapes |= step.reshapes();
             let decided = match &**step {
                 Middleware::Headers(m) => m.request(req, &mut pending.secure),
                 Middleware::RedirectScheme(m) => m.request(req),
@@ -285,6 +402,31 @@ impl Chain {
                     }
                     Err(answer) => Step::Answer(*answer),
                 },
+                Middleware::Compress(_) => {
+                    if pending.compress.is_none() {
+                        pending.compress = Some(compress::Asked::of(req));
+                    }
+                    Step::Next
+                }
+                Middleware::Errors(_) => {
+                    if pending.original.is_none() {
+                        pending.original = Some(Box::new(errors::Original::of(req)));
+                    }
+                    Step::Next
+                }
+                Middleware::Buffering(m) => {
+                    pending.body.limit(m.max_request, Some(m.memory_request));
+                    Step::Next
+                }
+                Middleware::Retry(m) => {
+                    if m.replays(req) {
+                        pending.body.limit(m.max_body, Some(retry::MEMORY));
+                        pending.retry = Some(index);
+                        pending.ran += 1;
+                        return (pending, None);
+                    }
+                    Step::Next
+                }
             };
             match decided {
                 Step::Next => pending.ran += 1,
@@ -298,7 +440,7 @@ impl Chain {
 impl Pending {
     /// Runs the response side of the steps that ran, last first, on a response head.
     pub fn response(&self, status: StatusCode, headers: &mut HeaderMap) {
-        for step in self.chain.steps[..self.ran].iter().rev() {
+        for step in self.chain.steps[self.from..self.ran].iter().rev() {
             match &**step {
                 Middleware::Headers(m) => m.response(status, headers, self.origin.as_ref(), self.secure),
                 Middleware::CircuitBreaker(m) => {
@@ -316,6 +458,68 @@ impl Pending {
     /// What must live until the response body ends.
     pub fn into_held(self) -> Held {
         self.held
+    }
+
+    /// The step after the `retry` the request side stopped at, if it did: the forwarding code
+    /// then runs the rest from there once per attempt.
+    pub fn retry(&self) -> Option<usize> {
+        self.retry.map(|index| index + 1)
+    }
+
+    /// How the request body must be read before it is sent.
+    pub fn body_plan(&self) -> BodyPlan {
+        self.body
+    }
+
+    /// Runs the response side of the steps that ran, last first, on a whole response: heads as
+    /// [`Pending::response`] does, and bodies for `compress`, `errors` and `buffering`.
+    pub async fn respond(
+        self,
+        response: Response<crate::forward::ProxyBody>,
+        conn: &crate::connection::Connection,
+    ) -> (Response<crate::forward::ProxyBody>, Held) {
+        if !self.reshapes {
+            let mut response = response;
+            let status = response.status();
+            self.response(status, response.headers_mut());
+            return (response, self.held);
+        }
+        Box::pin(self.reshape(response, conn)).await
+    }
+
+    async fn reshape(
+        self,
+        mut response: Response<crate::forward::ProxyBody>,
+        conn: &crate::connection::Connection,
+    ) -> (Response<crate::forward::ProxyBody>, Held) {
+        for step in self.chain.steps[self.from..self.ran].iter().rev() {
+            match &**step {
+                Middleware::Headers(m) => {
+                    let status = response.status();
+                    m.response(status, response.headers_mut(), self.origin.as_ref(), self.secure);
+                }
+                Middleware::CircuitBreaker(m) => {
+                    let took = self.started.map_or(std::time::Duration::ZERO, |s| s.elapsed());
+                    m.record(response.status(), took);
+                }
+                Middleware::Compress(m) => {
+                    if let Some(asked) = &self.compress {
+                        m.response(asked, &mut response);
+                    }
+                }
+                Middleware::Errors(m) => {
+                    if let Some(original) = &self.original {
+                        response = m.response(original, response, conn).await;
+                    }
+                }
+                Middleware::Buffering(m) => response = m.response(response).await,
+                _ => {}
+            }
+        }
+        for cookie in &self.cookies {
+            response.headers_mut().append(header::SET_COOKIE, cookie.clone());
+        }
+        (response, self.held)
     }
 }
 

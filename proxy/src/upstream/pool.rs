@@ -115,6 +115,8 @@ pub enum RequestBody {
     Full(Option<Bytes>),
     /// Another body whose data is also shown to a tap as it streams (mirroring).
     Tapped(Box<RequestBody>, Box<dyn BodyTap>),
+    /// A body read whole first, partly from a temporary file (`buffering`, `retry`).
+    Spooled(crate::middleware::spool::SpoolBody),
 }
 
 /// Sees a request body's data as it is forwarded (see [`RequestBody::Tapped`]).
@@ -151,6 +153,17 @@ impl Body for RequestBody {
             }
             RequestBody::Empty | RequestBody::Full(None) => Poll::Ready(None),
             RequestBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            RequestBody::Spooled(body) => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Err(e))) => {
+                    // hyper's error cannot carry it: ending the body short of its
+                    // Content-Length makes the connection fail the request instead.
+                    tracing::warn!("reading a buffered request body back failed: {e}");
+                    Poll::Ready(None)
+                }
+                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
             RequestBody::Tapped(body, tap) => {
                 let polled = Pin::new(&mut **body).poll_frame(cx);
                 match &polled {
@@ -176,6 +189,7 @@ impl Body for RequestBody {
             RequestBody::Empty => true,
             RequestBody::Full(data) => data.is_none(),
             RequestBody::Tapped(body, _) => body.is_end_stream(),
+            RequestBody::Spooled(body) => body.is_end_stream(),
         }
     }
 
@@ -185,6 +199,7 @@ impl Body for RequestBody {
             RequestBody::Empty => SizeHint::with_exact(0),
             RequestBody::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             RequestBody::Tapped(body, _) => body.size_hint(),
+            RequestBody::Spooled(body) => body.size_hint(),
         }
     }
 }
