@@ -32,7 +32,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[path = "load_compare/lab.rs"]
-#[allow(dead_code)]
 mod lab;
 
 use lab::{CpuTime, Result};

@@ -152,7 +152,7 @@ async fn passthrough_termination_and_http_share_one_entrypoint() {
         tcp_service("nginx", &[nginx.addr]),
         tcp_service("echo", &[echo_addr]),
         format!("[http.routers.web]\nrule = \"Host(`web.test`)\"\nservice = \"web\"\n[[http.services.web.loadBalancer.servers]]\nurl = \"http://{web}\"\n"),
-        format!("[http.routers.websecure]\nrule = \"Host(`web.test`)\"\nservice = \"web\"\ntls = {{}}\n"),
+        "[http.routers.websecure]\nrule = \"Host(`web.test`)\"\nservice = \"web\"\ntls = {}\n".to_string(),
         drover_leaf.toml(),
     ]
     .concat();

@@ -53,6 +53,9 @@ pub trait Provider: Sized + Send + 'static {
 }
 
 /// What a provider tells a queue made with [`ProviderHandle::new`].
+// A fragment is sent once per change of its source and moved, not copied: boxing it would
+// cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Update {
     /// A complete new fragment: replaces everything this provider said before.
