@@ -25,7 +25,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -62,8 +62,8 @@ fn run() -> Result<()> {
     let rounds = if quick { 1 } else { lab::env_count("ROUNDS", 3)? as usize };
     let bulk_mib = u64::from(lab::env_count("BULK_MIB", if quick { 256 } else { 1024 })?);
     let exchange_secs = u64::from(lab::env_count("EXCHANGE_SECS", if quick { 2 } else { 3 })?);
-    let haproxy = find("haproxy").ok_or("haproxy is missing; install with: apt-get install -y haproxy")?;
-    let taskset = find("taskset").ok_or("taskset is missing; install with: apt-get install -y util-linux")?;
+    let haproxy = lab::find_on_path("haproxy").ok_or("haproxy is missing; install with: apt-get install -y haproxy")?;
+    let taskset = lab::find_on_path("taskset").ok_or("taskset is missing; install with: apt-get install -y util-linux")?;
     let drover = lab::drover_binary()?;
     pin_self(&taskset)?;
 
@@ -135,14 +135,6 @@ fn median(mut v: Vec<f64>) -> f64 {
         n if n % 2 == 1 => v[n / 2],
         n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
-}
-
-fn find(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|dir| dir.join(tool))
-        .find(|c| c.is_file())
 }
 
 /// Pins this process (the clients and the sink) to CPU 0.

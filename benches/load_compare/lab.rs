@@ -76,7 +76,7 @@ impl Tools {
     }
 }
 
-fn find_on_path(tool: &str) -> Option<PathBuf> {
+pub fn find_on_path(tool: &str) -> Option<PathBuf> {
     // Debian puts nginx and haproxy in /usr/sbin, which is not on every user's PATH.
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)

@@ -321,25 +321,7 @@ fn validate_router<C>(
             None
         }
     };
-    let mut using = Vec::new();
-    if r.entry_points.is_empty() {
-        using = entry_points.to_vec();
-    } else {
-        for ep in &r.entry_points {
-            if entry_points.contains(ep) {
-                using.push(ep.clone());
-            } else {
-                warn(
-                    &mut status,
-                    &mut errors,
-                    format!("entrypoint `{ep}` does not exist (known: {})", entry_points.join(", ")),
-                );
-            }
-        }
-        if using.is_empty() {
-            disable(&mut status, &mut errors, "none of the router's entrypoints exists".into());
-        }
-    }
+    let using = crate::tcp::using(&r.entry_points, entry_points, &mut status, &mut errors);
     let service = if r.service.is_empty() {
         disable(&mut status, &mut errors, format!("http.routers.{name}.service is missing"));
         String::new()

@@ -192,7 +192,9 @@ fn check_address(address: &str) -> Result<(), String> {
     }
 }
 
-fn using(name: &str, written: &[String], entry_points: &[String], status: &mut Status, errors: &mut Vec<String>) -> Vec<String> {
+/// The entrypoints a router is served on: those written that exist (a missing one is a
+/// warning), every one when none is written; disabled when none of those written exists.
+pub(crate) fn using(written: &[String], entry_points: &[String], status: &mut Status, errors: &mut Vec<String>) -> Vec<String> {
     if written.is_empty() {
         return entry_points.to_vec();
     }
@@ -209,7 +211,7 @@ fn using(name: &str, written: &[String], entry_points: &[String], status: &mut S
         }
     }
     if using.is_empty() {
-        disable(status, errors, format!("none of {name}'s entrypoints exists"));
+        disable(status, errors, "none of the router's entrypoints exists".into());
     }
     using
 }
@@ -376,13 +378,7 @@ fn tcp_router(name: &str, provider: &str, r: &model::TcpRouter, entry_points: &[
             warn(&mut status, &mut errors, format!("tcp.routers.{name}.tls.certResolver `{resolver}`: drover orders no certificates yet; the stored and default certificates are served"));
         }
     }
-    let using = using(
-        &format!("tcp.routers.{name}"),
-        &r.entry_points,
-        entry_points,
-        &mut status,
-        &mut errors,
-    );
+    let using = using(&r.entry_points, entry_points, &mut status, &mut errors);
     let service = if r.service.is_empty() {
         disable(&mut status, &mut errors, format!("tcp.routers.{name}.service is missing"));
         String::new()

@@ -504,24 +504,13 @@ pub fn parse<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>, prefix: &
             }
         }
     }
-    if let Some(middlewares) = http.children.get("middlewares") {
-        for (name, node) in &middlewares.children {
-            let key = format!("{base}.middlewares.{name}");
-            if name.contains('@') {
-                errors.push(LabelError {
-                    key,
-                    message: "a middleware name must not contain `@`".into(),
-                });
-                continue;
-            }
-            match Middleware::deserialize(NodeDeserializer::new(node, key.clone())) {
-                Ok(m) => {
-                    out.middlewares.insert(name.clone(), m);
-                }
-                Err(e) => errors.push(e),
-            }
-        }
-    }
+    named_objects(
+        http.children.get("middlewares"),
+        "middleware",
+        &format!("{base}.middlewares"),
+        &mut out.middlewares,
+        &mut errors,
+    );
     parse_l4(&tcp, &udp, prefix, &mut out, &mut errors);
     if errors.is_empty() {
         Ok(out)
@@ -588,43 +577,53 @@ fn parse_l4(tcp: &Node, udp: &Node, prefix: &str, out: &mut Labels, errors: &mut
             }
         }
     }
-    if let Some(services) = tcp.children.get("services") {
-        for (name, node) in &services.children {
-            let key = format!("{prefix}.tcp.services.{name}");
-            if named("service", name, &key, errors) {
-                match LabelTcpService::deserialize(NodeDeserializer::new(node, key.clone())) {
-                    Ok(s) => {
-                        out.tcp_services.insert(name.clone(), s);
-                    }
-                    Err(e) => errors.push(e),
-                }
-            }
+    named_objects(
+        tcp.children.get("services"),
+        "service",
+        &format!("{prefix}.tcp.services"),
+        &mut out.tcp_services,
+        errors,
+    );
+    named_objects(
+        udp.children.get("routers"),
+        "router",
+        &format!("{prefix}.udp.routers"),
+        &mut out.udp_routers,
+        errors,
+    );
+    named_objects(
+        udp.children.get("services"),
+        "service",
+        &format!("{prefix}.udp.services"),
+        &mut out.udp_services,
+        errors,
+    );
+}
+
+/// Reads each child of `parent` (`<base>.<name>.*` labels) as a `T` into `out`; a name with `@`
+/// or a bad key is an error naming the key.
+fn named_objects<T: serde::de::DeserializeOwned>(
+    parent: Option<&Node>,
+    what: &str,
+    base: &str,
+    out: &mut BTreeMap<String, T>,
+    errors: &mut Vec<LabelError>,
+) {
+    let Some(parent) = parent else { return };
+    for (name, node) in &parent.children {
+        let key = format!("{base}.{name}");
+        if name.contains('@') {
+            errors.push(LabelError {
+                key,
+                message: format!("a {what} name must not contain `@`"),
+            });
+            continue;
         }
-    }
-    if let Some(routers) = udp.children.get("routers") {
-        for (name, node) in &routers.children {
-            let key = format!("{prefix}.udp.routers.{name}");
-            if named("router", name, &key, errors) {
-                match LabelUdpRouter::deserialize(NodeDeserializer::new(node, key.clone())) {
-                    Ok(r) => {
-                        out.udp_routers.insert(name.clone(), r);
-                    }
-                    Err(e) => errors.push(e),
-                }
+        match T::deserialize(NodeDeserializer::new(node, key)) {
+            Ok(value) => {
+                out.insert(name.clone(), value);
             }
-        }
-    }
-    if let Some(services) = udp.children.get("services") {
-        for (name, node) in &services.children {
-            let key = format!("{prefix}.udp.services.{name}");
-            if named("service", name, &key, errors) {
-                match LabelUdpService::deserialize(NodeDeserializer::new(node, key.clone())) {
-                    Ok(s) => {
-                        out.udp_services.insert(name.clone(), s);
-                    }
-                    Err(e) => errors.push(e),
-                }
-            }
+            Err(e) => errors.push(e),
         }
     }
 }
