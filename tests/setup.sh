@@ -35,6 +35,9 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-benchmark >/dev/null || need+=(redis-tools)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 command -v pg_ctlcluster >/dev/null || need+=(postgresql-common)
+# Let's Encrypt's test CA for the ACME tests (tests/acme.rs); `openssl` checks what it issued.
+command -v pebble >/dev/null || need+=(pebble)
+command -v openssl >/dev/null || need+=(openssl)
 command -v pip3 >/dev/null || command -v pip >/dev/null || need+=(python3-pip)
 if ((${#need[@]})); then
   echo "tests/setup.sh: installing ${need[*]}"

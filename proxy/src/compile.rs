@@ -91,6 +91,12 @@ impl Compiler {
         self
     }
 
+    /// Serves certificates from ACME resolvers and tells them what routers want.
+    pub fn with_acme(mut self, acme: Arc<crate::acme::Acme>) -> Self {
+        self.tls.acme = Some(acme);
+        self
+    }
+
     /// Names the UDP entrypoints (index order).
     pub fn with_udp_entry_points(mut self, names: Vec<String>) -> Self {
         self.udp_entry_points = names;

@@ -40,6 +40,9 @@ pub struct StaticConfig {
     /// Zero-downtime upgrades.
     #[serde(default)]
     pub upgrade: Upgrade,
+    /// ACME resolvers by name (`[certificatesResolvers.le.acme]`).
+    #[serde(default, alias = "certificatesresolvers")]
+    pub certificates_resolvers: BTreeMap<String, crate::acme::config::ResolverConfig>,
 }
 
 /// `[upgrade]` (drover's own; Traefik has none): where a new drover started with `--takeover`
@@ -772,6 +775,16 @@ impl StaticConfig {
                 path.display(),
                 config.log.level
             )));
+        }
+        let names: Vec<&str> = config.entry_points.keys().map(String::as_str).collect();
+        for (name, resolver) in &config.certificates_resolvers {
+            resolver
+                .acme
+                .check(name, &names)
+                .map_err(|why| ConfigError(format!("{}: {why}", path.display())))?;
+            crate::acme::store::Storage::new(resolver.acme.storage.clone())
+                .check_mode()
+                .map_err(|why| ConfigError(format!("{}: certificatesResolvers.{name}.acme.storage: {why}", path.display())))?;
         }
         crate::logging::Format::parse(&config.log.format).map_err(|why| ConfigError(format!("{}: {why}", path.display())))?;
         Ok(Resolved {

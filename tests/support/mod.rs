@@ -7,6 +7,7 @@ pub mod consul;
 pub mod docker;
 pub mod load;
 pub mod marathon;
+pub mod pebble;
 pub mod pki;
 pub mod recording;
 pub mod scripted;

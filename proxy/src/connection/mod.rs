@@ -80,6 +80,8 @@ pub struct EntryPointRules {
     pub write_timeout: Option<Duration>,
     /// `http.redirections.entryPoint`: plain-HTTP requests are redirected.
     pub redirect: Option<Arc<Redirect>>,
+    /// ACME HTTP-01 answers, when a resolver's `httpChallenge.entryPoint` is this one.
+    pub acme_http01: Option<Arc<crate::acme::Challenges>>,
     /// PROXY protocol and TCP routers' settings.
     pub l4: crate::l4::dispatch::L4Rules,
 }
@@ -107,6 +109,8 @@ pub struct Connection {
     pub write_timeout: Option<Duration>,
     /// Where its plain-HTTP requests are redirected, if anywhere.
     pub redirect: Option<Arc<Redirect>>,
+    /// ACME HTTP-01 answers, on the entrypoint a resolver names for them.
+    pub acme_http01: Option<Arc<crate::acme::Challenges>>,
     /// What its TLS handshake negotiated; `None` for a plain connection.
     pub tls: Option<crate::tls::TlsSession>,
     /// The client's address.
@@ -183,6 +187,7 @@ impl Connection {
             read_timeout: rules.read_timeout,
             write_timeout: rules.write_timeout,
             redirect: rules.redirect.clone(),
+            acme_http01: rules.acme_http01.clone(),
             tls: None,
             peer: SocketAddr::new(ip, peer.port()),
             forwarded,

@@ -308,6 +308,14 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
             };
         }
     };
+    // ACME's HTTP-01 answers come first: ahead of every router and of the HTTP → HTTPS redirect.
+    if let Some(answer) = conn.acme_http01.as_deref().and_then(|c| c.http01(req.uri().path())) {
+        let mut response = Response::new(ProxyBody::local(Bytes::from(answer)));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        return response;
+    }
     // Validated as a host[:port] made of visible ASCII, so it reads as text.
     let host = normalize_host(authority.as_ref().and_then(|a| a.to_str().ok()).unwrap_or(""));
     if let Some(redirect) = conn.redirect.as_deref().filter(|_| conn.tls.is_none()) {

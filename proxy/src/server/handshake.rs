@@ -59,6 +59,20 @@ pub async fn accept(stream: TcpStream, snapshots: &ArcSwap<Snapshot>, index: usi
     let start = timeout_at(deadline, acceptor).await.map_err(|_| timed_out())??;
     let hello = start.client_hello();
     let sni: Option<Box<str>> = hello.server_name().map(|s| s.to_ascii_lowercase().into_boxed_str());
+    if let Some(challenges) = &snapshot.tls.acme {
+        if hello
+            .alpn()
+            .is_some_and(|mut alpn| alpn.any(|p| p == crate::acme::challenge::ACME_TLS))
+        {
+            // A CA validating TLS-ALPN-01 (RFC 8737): the challenge certificate, then close.
+            let Some(config) = sni.as_deref().and_then(|name| challenges.tls_alpn01(name)) else {
+                return Err(io::Error::other("an acme-tls/1 handshake for a name with no challenge in flight"));
+            };
+            let mut tls = timeout_at(deadline, start.into_stream(config)).await.map_err(|_| timed_out())??;
+            let _ = timeout_at(deadline, tokio::io::AsyncWriteExt::shutdown(&mut tls)).await;
+            return Ok(None);
+        }
+    }
     let Some(options) = snapshot.tls.options_for(sni.as_deref()) else {
         return Err(io::Error::other("TLS is not configured yet"));
     };

@@ -195,12 +195,23 @@ impl Drover {
                     .collect(),
             );
 
+        let acme = Arc::new(crate::acme::Acme::new(
+            config
+                .certificates_resolvers
+                .iter()
+                .map(|(name, r)| (name.clone(), r.acme.clone()))
+                .collect(),
+        ));
+        let compiler = compiler.with_acme(acme.clone());
+        let (acme_changed, acme_changes) = watch::channel(0u64);
+
         let admin_info = admin::Info::new(&config, &entry_points);
         let (handed_over_tx, handed_over) = watch::channel(None);
         let cleanup = upgrade_socket.as_ref().map(upgrade::UpgradeSocket::cleanup);
         let mut threads = Vec::new();
         {
             let shared = shared.clone();
+            let acme = acme.clone();
             let mut shutdown = shutdown_rx.clone();
             let statuses = statuses.clone();
             let in_force_rx = in_force_rx.clone();
@@ -219,7 +230,15 @@ impl Drover {
                     tokio::spawn(aggregator.run(move |fragments| {
                         fragments_tx.send_replace(fragments);
                     }));
-                    tokio::spawn(reload::run(fragments_rx, compiler, shared.clone(), in_force));
+                    tokio::spawn(reload::run(fragments_rx, compiler, shared.clone(), in_force, acme_changes));
+                    if !acme.resolvers.is_empty() {
+                        tokio::spawn(crate::acme::manager::run(
+                            acme.clone(),
+                            shared.clone(),
+                            in_force_rx.clone(),
+                            acme_changed,
+                        ));
+                    }
                     let mut ready_gate = in_force_rx.clone();
                     let mut stop = shutdown.clone();
                     tokio::spawn(async move {
@@ -304,6 +323,10 @@ impl Drover {
                         read_timeout: Some(ep.transport.responding_timeouts.read_timeout.0).filter(|d| !d.is_zero()),
                         write_timeout: Some(ep.transport.responding_timeouts.write_timeout.0).filter(|d| !d.is_zero()),
                         redirect: redirect(ep, &entry_points),
+                        acme_http01: acme
+                            .http_entry_points
+                            .contains(&entry_points[index].0)
+                            .then(|| acme.challenges.clone()),
                         l4: crate::l4::dispatch::L4Rules {
                             proxy_protocol: ep.proxy_protocol.as_ref().map(|p| Arc::new(p.trusted())),
                             tcp_idle: Some(ep.tcp.idle_timeout.0).filter(|d| !d.is_zero()),

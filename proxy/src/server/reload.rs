@@ -27,7 +27,16 @@ const CERT_SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
 /// The certificate files the configuration names are watched: a change recompiles the
 /// configuration in force (after [`CERT_SETTLE`], so a certificate and its key written one after
 /// the other are read together).
-pub async fn run(mut fragments: watch::Receiver<Fragments>, mut compiler: Compiler, shared: Arc<Shared>, in_force: watch::Sender<u64>) {
+///
+/// `acme_changes` ticks when an ACME resolver has a new certificate or state to show: the
+/// configuration in force is compiled again at once.
+pub async fn run(
+    mut fragments: watch::Receiver<Fragments>,
+    mut compiler: Compiler,
+    shared: Arc<Shared>,
+    in_force: watch::Sender<u64>,
+    mut acme_changes: watch::Receiver<u64>,
+) {
     let mut checks = ActiveChecks::default();
     let (cert_changed, mut cert_changes) = watch::channel(0u64);
     let mut watcher = match CertWatcher::new(cert_changed) {
@@ -47,6 +56,12 @@ pub async fn run(mut fragments: watch::Receiver<Fragments>, mut compiler: Compil
                 tokio::time::sleep(CERT_SETTLE).await;
                 cert_changes.borrow_and_update();
                 tracing::info!("certificate files changed: reading them again");
+            }
+            changed = acme_changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                acme_changes.borrow_and_update();
             }
         }
         let latest = fragments.borrow_and_update().clone();

@@ -46,6 +46,50 @@ pub struct CertInfo {
     /// What is wrong with the current files (the last good version still serves).
     #[serde(rename = "error", skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// For a certificate from an ACME resolver: its resolver, state and next try.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeInfo>,
+}
+
+/// What the API shows of an ACME certificate's life.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcmeInfo {
+    /// The resolver.
+    pub resolver: String,
+    /// The names ordered, `main` first.
+    pub domains: Vec<String>,
+    /// `ordering`, `valid`, `renewing`, `waiting` (another instance orders) or `failed`.
+    pub state: crate::acme::State,
+    /// Why the last order failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When a failed order is tried again, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_try: Option<String>,
+    /// When the certificate is due for renewal, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renew_at: Option<String>,
+    /// Failed orders in a row.
+    pub failures: u32,
+    /// Orders this instance placed for these names since it started.
+    pub orders: u64,
+}
+
+impl AcmeInfo {
+    /// The API's view of `entry`.
+    pub fn of(entry: &crate::acme::Entry) -> Self {
+        Self {
+            resolver: entry.resolver.clone(),
+            domains: entry.domain.names().map(str::to_string).collect(),
+            state: entry.state,
+            error: entry.error.clone(),
+            next_try: entry.next_try.map(rfc3339),
+            renew_at: entry.renew_at.map(rfc3339),
+            failures: entry.failures,
+            orders: entry.orders,
+        }
+    }
 }
 
 /// A parsed, checked pair.
@@ -252,6 +296,7 @@ pub fn parse(cert_pem: &[u8], key_pem: &[u8], file: &str, now: i64) -> Result<Lo
             default: false,
             used_by: Vec::new(),
             errors: Vec::new(),
+            acme: None,
         },
         names,
     })

@@ -9,10 +9,12 @@ use drover_providers::model::{RouterTls, TlsOptions};
 use drover_providers::rule::HostPattern;
 use drover_providers::runtime::{RuntimeConfig, Status};
 
-use super::certs::{CertCache, CertInfo, Loaded, PairSource};
+use super::certs::{AcmeInfo, CertCache, CertInfo, Loaded, PairSource};
 use super::options::{self, Options, Resumption};
 use super::resolver::CertIndex;
 use super::TlsSnapshot;
+use crate::acme::store::StoredDomain;
+use crate::acme::{Acme, Wanted};
 
 /// TLS state kept across compilations: the certificate cache (last good pairs, the generated
 /// default) and session resumption keys.
@@ -22,6 +24,8 @@ pub struct TlsCompiler {
     pub entry_points: Vec<Option<RouterTls>>,
     certs: CertCache,
     resumption: Option<Resumption>,
+    /// The resolvers, their certificates and states.
+    pub acme: Option<Arc<Acme>>,
 }
 
 /// Per router: on which entrypoints (index order) it is a TLS router.
@@ -69,6 +73,101 @@ impl TlsCompiler {
         } else {
             format!("{name}@file")
         }
+    }
+
+    /// The name sets TLS routers want from resolvers: each router's `tls.domains`, else the
+    /// hosts its rule requires (one certificate per router, as Traefik orders). Routers naming
+    /// an unknown resolver, or giving no names, are warned about.
+    fn acme_wanted(&self, config: &mut RuntimeConfig, routers: &TlsRouters) -> Vec<Wanted> {
+        let mut wanted: Vec<Wanted> = Vec::new();
+        let on_ep = self.entry_points.iter().flatten().find_map(|t| t.cert_resolver.clone());
+        let names: Vec<String> = routers.keys().cloned().collect();
+        for name in names {
+            let Some(info) = config.routers.get_mut(&name) else { continue };
+            let tls = info.tls.clone().unwrap_or_default();
+            let Some(resolver) = tls.cert_resolver.clone().or_else(|| on_ep.clone()) else {
+                continue;
+            };
+            let known = self.acme.as_ref().is_some_and(|a| a.resolvers.contains_key(&resolver));
+            if !known {
+                let defined: Vec<String> = self.acme.iter().flat_map(|a| a.resolvers.keys().cloned()).collect();
+                warn(
+                    &mut info.status,
+                    &mut info.errors,
+                    format!(
+                        "tls.certResolver `{resolver}` is not in the static configuration's certificatesResolvers (defined: {}); the configured certificates, or the default one, serve this router",
+                        if defined.is_empty() { "none".to_string() } else { defined.join(", ") }
+                    ),
+                );
+                continue;
+            }
+            let mut sets: Vec<StoredDomain> = tls
+                .domains
+                .iter()
+                .map(|d| StoredDomain {
+                    main: d.main.to_ascii_lowercase(),
+                    sans: d.sans.iter().map(|s| s.to_ascii_lowercase()).collect(),
+                })
+                .filter(|d| !d.main.is_empty())
+                .collect();
+            if sets.is_empty() {
+                let hosts: Vec<String> = info
+                    .parsed
+                    .as_ref()
+                    .and_then(|r| r.required_hosts())
+                    .map(|patterns| {
+                        patterns
+                            .iter()
+                            .filter_map(|p| match p {
+                                HostPattern::Exact(h) => Some(h.clone()),
+                                _ => None,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut hosts = hosts.into_iter();
+                match hosts.next() {
+                    Some(main) => sets.push(StoredDomain {
+                        main,
+                        sans: hosts.collect(),
+                    }),
+                    None => {
+                        warn(
+                            &mut info.status,
+                            &mut info.errors,
+                            format!("tls.certResolver `{resolver}`: nothing to order: the rule names no exact host (a HostRegexp needs tls.domains) and tls.domains is empty"),
+                        );
+                        continue;
+                    }
+                }
+            }
+            for domain in sets {
+                if domain.names().any(|n| n.starts_with("*.")) {
+                    let dns = self
+                        .acme
+                        .as_ref()
+                        .and_then(|a| a.resolvers.get(&resolver))
+                        .is_some_and(|r| r.dns_challenge.is_some());
+                    if !dns {
+                        warn(
+                            &mut info.status,
+                            &mut info.errors,
+                            format!("tls.domains `{}`: a wildcard can only be ordered through DNS-01, and resolver `{resolver}` has no dnsChallenge", domain.main),
+                        );
+                        continue;
+                    }
+                }
+                let want = Wanted {
+                    resolver: resolver.clone(),
+                    domain,
+                };
+                if !wanted.contains(&want) {
+                    wanted.push(want);
+                }
+            }
+        }
+        wanted.sort();
+        wanted
     }
 
     /// Resolves TLS for `config` (disabling routers whose options are missing or invalid and
@@ -123,28 +222,8 @@ impl TlsCompiler {
             }
         }
 
-        // No ACME yet: a resolver is named, the configured certificates (or the default) serve.
-        let resolvers: Vec<(String, String)> = routers
-            .keys()
-            .filter_map(|name| {
-                let info = &config.routers[name];
-                let on_ep = self.entry_points.iter().flatten().find_map(|t| t.cert_resolver.clone());
-                info.tls
-                    .as_ref()
-                    .and_then(|t| t.cert_resolver.clone())
-                    .or(on_ep)
-                    .map(|r| (name.clone(), r))
-            })
-            .collect();
-        for (name, resolver) in resolvers {
-            if let Some(info) = config.routers.get_mut(&name) {
-                warn(
-                    &mut info.status,
-                    &mut info.errors,
-                    format!("tls.certResolver `{resolver}`: drover orders no certificates yet (ACME); the configured certificates, or the default one, serve this router"),
-                );
-            }
-        }
+        // Resolvers: which name sets each TLS router wants (checked against the resolvers).
+        let acme_wanted = self.acme_wanted(config, &routers);
 
         // TCP routers that terminate TLS use their own options (`default` when they name none).
         let tcp_options: HashSet<String> = config
@@ -190,6 +269,7 @@ impl TlsCompiler {
                     default: false,
                     used_by: Vec::new(),
                     errors: error.into_iter().collect(),
+                    acme: None,
                 }),
             }
         }
@@ -212,6 +292,45 @@ impl TlsCompiler {
             })
         });
         self.certs.retain(&used_pairs);
+        // Certificates from resolvers; a name set a configured certificate already serves is
+        // not ordered (as Traefik does).
+        let acme_wanted: Vec<Wanted> = acme_wanted
+            .into_iter()
+            .filter(|w| !w.domain.names().all(|n| index.names(n)))
+            .collect();
+        if let Some(acme) = &self.acme {
+            for entry in acme.book.entries() {
+                let wanted = acme_wanted.iter().any(|w| w.resolver == entry.resolver && w.domain == entry.domain);
+                if !wanted && entry.cert.is_none() {
+                    continue;
+                }
+                let acme_info = AcmeInfo::of(&entry);
+                match &entry.cert {
+                    Some(cert) => {
+                        index.add(&cert.names, &cert.key);
+                        let mut info = cert.info.clone();
+                        info.acme = Some(acme_info);
+                        loaded.push((cert.clone(), infos.len()));
+                        infos.push(info);
+                    }
+                    None => infos.push(CertInfo {
+                        subject: String::new(),
+                        sans: entry.domain.names().map(str::to_string).collect(),
+                        issuer: String::new(),
+                        serial: String::new(),
+                        not_after: String::new(),
+                        not_after_unix: 0,
+                        key_type: "",
+                        source: format!("acme (resolver {})", entry.resolver),
+                        provider: "acme".into(),
+                        default: false,
+                        used_by: Vec::new(),
+                        errors: Vec::new(),
+                        acme: Some(acme_info),
+                    }),
+                }
+            }
+        }
         match configured_default {
             Some((good, info)) => {
                 index.set_default(good.key.clone());
@@ -381,6 +500,8 @@ impl TlsCompiler {
             info.used_by.sort();
         }
         snapshot.certificates = infos;
+        snapshot.acme_wanted = acme_wanted;
+        snapshot.acme = self.acme.as_ref().map(|a| a.challenges.clone());
         snapshot.by_name = built
             .into_iter()
             .filter_map(|(name, options)| options.map(|o| (name.into_boxed_str(), o)))

@@ -57,6 +57,10 @@ pub struct TlsSnapshot {
     pub certificates: Vec<CertInfo>,
     /// Options by qualified name, for TCP routers that terminate TLS with their own.
     pub by_name: HashMap<Box<str>, Arc<Options>>,
+    /// The name sets routers want from ACME resolvers.
+    pub acme_wanted: Vec<crate::acme::Wanted>,
+    /// TLS-ALPN-01 answers, when resolvers are configured.
+    pub acme: Option<Arc<crate::acme::Challenges>>,
 }
 
 impl TlsSnapshot {

@@ -1,0 +1,374 @@
+//! ACME end to end against Debian's pebble (Let's Encrypt's test CA) on loopback: drover runs as
+//! its binary (restarts and several instances are part of the story), pebble validates HTTP-01
+//! and TLS-ALPN-01 on the ports drover's entrypoints listen on, and the certificates it issues
+//! are checked by `openssl s_client` against pebble's root.
+//!
+//! pebble is installed by `tests/setup.sh`; a missing one fails the test naming that command.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::pebble::Pebble;
+use support::{client, drover_binary, free_port, send, whoami};
+
+/// One drover process with entrypoints `web` (plain) and `websecure` (TLS) on given ports.
+struct Instance {
+    child: std::process::Child,
+    api: SocketAddr,
+    websecure: SocketAddr,
+    log: PathBuf,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Instance {
+    /// Starts drover with `resolvers` (static) and the routes file `routes`, and waits until
+    /// its first configuration is in force.
+    async fn start(dir: &Path, tag: &str, web: u16, websecure: u16, resolvers: &str, routes: &Path) -> Self {
+        let api = free_port();
+        let config = dir.join(format!("{tag}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[entryPoints.web]\naddress = \"127.0.0.1:{web}\"\n[entryPoints.websecure]\naddress = \"127.0.0.1:{websecure}\"\n[api]\naddress = \"{api}\"\n[log]\nlevel = \"info\"\n[providers.file]\nfilename = \"{}\"\nwatch = true\n{resolvers}",
+                routes.display()
+            ),
+        )
+        .expect("write static config");
+        let log = dir.join(format!("{tag}.log"));
+        let child = std::process::Command::new(drover_binary())
+            .arg("--config")
+            .arg(&config)
+            .arg("--workers")
+            .arg("1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("drover starts");
+        let this = Self {
+            child,
+            api,
+            websecure: format!("127.0.0.1:{websecure}").parse().expect("address"),
+            log,
+        };
+        let c = client();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(a) = send(&c, "GET", &format!("http://{api}/api/rawdata"), &[]).await {
+                if a.body.contains("\"generation\":") && !a.body.contains("\"generation\":0") {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "drover did not start; log:\n{}", this.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        this
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `/api/tls/certificates`.
+    async fn certificates(&self) -> Vec<Value> {
+        let a = send(&client(), "GET", &format!("http://{}/api/tls/certificates", self.api), &[])
+            .await
+            .expect("API answers");
+        serde_json::from_str(&a.body).expect("JSON")
+    }
+
+    /// The ACME entry for `main`, once `done` holds for it (or a panic after `limit`).
+    async fn acme_entry(&self, main: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + limit;
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            if let Some(entry) = self.certificates().await.into_iter().find(|c| c["acme"]["domains"][0] == main) {
+                if done(&entry) {
+                    return entry;
+                }
+                last = entry;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{main}: not there within {limit:?}; last: {last}\nlog:\n{}", self.log());
+    }
+}
+
+fn valid(entry: &Value) -> bool {
+    entry["acme"]["state"] == "valid"
+}
+
+/// A routes file with one TLS router per host, resolved by `resolver`, to `backend`.
+fn routes(hosts: &[&str], resolver: &str, backend: SocketAddr) -> String {
+    let mut text = format!("[http.services.app.loadBalancer]\nservers = [{{ url = \"http://{backend}\" }}]\n");
+    for (i, host) in hosts.iter().enumerate() {
+        text.push_str(&format!(
+            "[http.routers.r{i}]\nrule = \"Host(`{host}`)\"\nentryPoints = [\"websecure\"]\nservice = \"app\"\ntls = {{ certResolver = \"{resolver}\" }}\n"
+        ));
+    }
+    text
+}
+
+/// What `openssl s_client` sees at `addr` for `sni`, verifying against `root` (a file): the
+/// issuer line and whether verification passed.
+async fn openssl_sees(addr: SocketAddr, sni: &str, root: &Path) -> (String, bool) {
+    let output = tokio::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            sni,
+            "-verify_return_error",
+            "-CAfile",
+        ])
+        .arg(root)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("openssl runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let issuer = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("i:") || l.starts_with("issuer="))
+        .unwrap_or("")
+        .to_string();
+    (issuer, text.contains("Verify return code: 0 (ok)"))
+}
+
+fn private_storage(dir: &Path) -> PathBuf {
+    dir.join("acme.json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http01_issues_a_certificate_pebble_signs_and_a_restart_reuses_it() {
+    let pebble = Pebble::start().await;
+    let (backend, _whoami) = whoami::spawn("app").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = private_storage(dir.path());
+    let routes_file = dir.path().join("routes.toml");
+    std::fs::write(&routes_file, routes(&["a.test"], "le", backend)).expect("routes");
+    let resolvers = pebble.resolver("le", &storage, "httpChallenge = { entryPoint = \"web\" }", "");
+    let root = dir.path().join("pebble-root.pem");
+
+    {
+        let drover = Instance::start(dir.path(), "first", pebble.http_port, pebble.tls_port, &resolvers, &routes_file).await;
+        let entry = drover.acme_entry("a.test", Duration::from_secs(30), valid).await;
+        assert!(entry["issuer"].as_str().unwrap_or("").contains("Pebble Intermediate CA"), "{entry}");
+        std::fs::write(&root, pebble.root_pem().await).expect("root");
+        let (issuer, verified) = openssl_sees(drover.websecure, "a.test", &root).await;
+        assert!(verified && issuer.contains("Pebble Intermediate CA"), "openssl: {issuer}");
+        let tls = support::pki::Client::new(&["http/1.1"], None);
+        let (status, body, _) = tls.get(drover.websecure, "a.test", "a.test", "/").await.expect("HTTPS");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(pebble.orders(), 1, "one order");
+    }
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&storage).expect("stored").permissions());
+    assert_eq!(mode & 0o777, 0o600, "acme.json is private");
+
+    let drover = Instance::start(dir.path(), "second", pebble.http_port, pebble.tls_port, &resolvers, &routes_file).await;
+    let entry = drover.acme_entry("a.test", Duration::from_secs(10), valid).await;
+    assert_eq!(entry["acme"]["orders"], 0, "{entry}");
+    let (issuer, verified) = openssl_sees(drover.websecure, "a.test", &root).await;
+    assert!(verified && issuer.contains("Pebble Intermediate CA"), "after a restart: {issuer}");
+    assert_eq!(pebble.orders(), 1, "a restart orders nothing still valid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn01_issues_a_certificate_for_a_router_added_live() {
+    let pebble = Pebble::start().await;
+    let (backend, _whoami) = whoami::spawn("app").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let routes_file = dir.path().join("routes.toml");
+    std::fs::write(&routes_file, routes(&[], "le", backend)).expect("routes");
+    let resolvers = pebble.resolver("le", &private_storage(dir.path()), "tlsChallenge = {}", "");
+    let drover = Instance::start(dir.path(), "alpn", pebble.http_port, pebble.tls_port, &resolvers, &routes_file).await;
+
+    let temporary = dir.path().join("routes.tmp");
+    std::fs::write(&temporary, routes(&["b.test", "c.test"], "le", backend)).expect("routes");
+    std::fs::rename(&temporary, &routes_file).expect("swap routes");
+    drover.acme_entry("b.test", Duration::from_secs(30), valid).await;
+    drover.acme_entry("c.test", Duration::from_secs(30), valid).await;
+    let root = dir.path().join("pebble-root.pem");
+    std::fs::write(&root, pebble.root_pem().await).expect("root");
+    for host in ["b.test", "c.test"] {
+        let (issuer, verified) = openssl_sees(drover.websecure, host, &root).await;
+        assert!(verified && issuer.contains("Pebble Intermediate CA"), "{host}: {issuer}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_ca_leaves_the_default_certificate_serving_and_retries_back_off() {
+    // pebble validates HTTP-01 on a port nothing listens on: every order fails.
+    let pebble = Pebble::start().await;
+    let (backend, _whoami) = whoami::spawn("app").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let routes_file = dir.path().join("routes.toml");
+    std::fs::write(&routes_file, routes(&["d.test"], "le", backend)).expect("routes");
+    let resolvers = pebble.resolver(
+        "le",
+        &private_storage(dir.path()),
+        "httpChallenge = { entryPoint = \"web\" }",
+        "retryMin = \"1s\"\nretryMax = \"2s\"",
+    );
+    let unused = free_port().port();
+    let drover = Instance::start(dir.path(), "failing", unused, pebble.tls_port, &resolvers, &routes_file).await;
+    let started = Instant::now();
+    let failed = drover
+        .acme_entry("d.test", Duration::from_secs(30), |e| e["acme"]["state"] == "failed")
+        .await;
+    assert!(failed["acme"]["error"].as_str().is_some_and(|e| !e.is_empty()), "{failed}");
+    assert!(failed["acme"]["nextTry"].is_string(), "{failed}");
+
+    let tls = support::pki::Client::new(&["http/1.1"], None);
+    let (status, _, _) = tls
+        .get(drover.websecure, "d.test", "d.test", "/")
+        .await
+        .expect("HTTPS with the default certificate");
+    assert_eq!(status, 200);
+    let presented = tls.presented(drover.websecure, "d.test").await.expect("handshake");
+    let (_, cert) = x509_parser::parse_x509_certificate(&presented).expect("certificate");
+    assert!(
+        cert.subject().to_string().to_lowercase().contains("drover"),
+        "the default certificate: {}",
+        cert.subject()
+    );
+
+    // Waits 1, then ~2 s (jitter ±25 %): within 6 s of the first failure at most ~5 orders.
+    let deadline = started + Duration::from_secs(8);
+    tokio::time::sleep_until(deadline.into()).await;
+    let orders = pebble.orders();
+    assert!(
+        (2..=6).contains(&orders),
+        "{orders} orders in 8 s with retries backing off from 1 s to 2 s"
+    );
+    let entry = drover.acme_entry("d.test", Duration::from_secs(1), |_| true).await;
+    assert!(entry["acme"]["failures"].as_u64().unwrap_or(0) >= 2, "{entry}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_file_others_can_read_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = private_storage(dir.path());
+    std::fs::write(&storage, "{}").expect("write");
+    std::fs::set_permissions(&storage, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+    let config = dir.path().join("static.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[certificatesResolvers.le.acme]\nstorage = \"{}\"\nhttpChallenge = {{ entryPoint = \"web\" }}\n",
+            storage.display()
+        ),
+    )
+    .expect("config");
+    let output = std::process::Command::new(drover_binary())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("drover runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "drover must refuse to start: {stderr}");
+    assert!(
+        stderr.contains("certificatesResolvers.le.acme.storage") && stderr.contains("mode 0644") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_sharing_a_storage_file_order_each_name_once_and_both_serve_it() {
+    let pebble = Pebble::start().await;
+    let (backend, _whoami) = whoami::spawn("app").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = private_storage(dir.path());
+    let routes_file = dir.path().join("routes.toml");
+    let hosts = ["e.test", "f.test", "g.test"];
+    std::fs::write(&routes_file, routes(&hosts, "le", backend)).expect("routes");
+    let resolvers = pebble.resolver("le", &storage, "httpChallenge = { entryPoint = \"web\" }", "");
+    // Only the first instance is where pebble validates; whichever instance orders, the
+    // answer is shared through the storage directory.
+    let first = Instance::start(dir.path(), "one", pebble.http_port, pebble.tls_port, &resolvers, &routes_file).await;
+    let second = Instance::start(dir.path(), "two", free_port().port(), free_port().port(), &resolvers, &routes_file).await;
+    let root = dir.path().join("pebble-root.pem");
+    std::fs::write(&root, pebble.root_pem().await).expect("root");
+    for host in hosts {
+        first.acme_entry(host, Duration::from_secs(40), valid).await;
+        second.acme_entry(host, Duration::from_secs(40), valid).await;
+        for instance in [&first, &second] {
+            let (issuer, verified) = openssl_sees(instance.websecure, host, &root).await;
+            assert!(verified && issuer.contains("Pebble Intermediate CA"), "{host}: {issuer}");
+        }
+    }
+    assert_eq!(
+        pebble.orders(),
+        hosts.len(),
+        "one order per name across both instances\n{}",
+        pebble.log()
+    );
+    let mut placed = 0;
+    for instance in [&first, &second] {
+        for entry in instance.certificates().await {
+            placed += entry["acme"]["orders"].as_u64().unwrap_or(0);
+        }
+    }
+    assert_eq!(placed, hosts.len() as u64, "the instances' own counts agree");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_swaps_the_certificate_with_no_failed_request() {
+    let pebble = Pebble::start().await;
+    let (backend, _whoami) = whoami::spawn("app").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let routes_file = dir.path().join("routes.toml");
+    std::fs::write(&routes_file, routes(&["h.test"], "le", backend)).expect("routes");
+    // A renewal window longer than pebble's 5-year certificates: every check renews.
+    let resolvers = pebble.resolver(
+        "le",
+        &private_storage(dir.path()),
+        "httpChallenge = { entryPoint = \"web\" }",
+        "renewBefore = \"50000h\"\ncheckInterval = \"1s\"",
+    );
+    let drover = Instance::start(dir.path(), "renew", pebble.http_port, pebble.tls_port, &resolvers, &routes_file).await;
+    let first = drover.acme_entry("h.test", Duration::from_secs(30), valid).await;
+    let serial = first["serial"].as_str().expect("serial").to_string();
+
+    // Requests over new connections and over one kept-alive connection while it renews.
+    let tls = support::pki::Client::new(&["http/1.1"], None);
+    let addr = drover.websecure;
+    let load = tokio::spawn(async move {
+        let (mut ok, mut failed) = (0u32, Vec::new());
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            match tls.get(addr, "h.test", "h.test", "/").await {
+                Ok((200, _, _)) => ok += 1,
+                Ok((status, body, _)) => failed.push(format!("{status} {body}")),
+                Err(e) => failed.push(e),
+            }
+        }
+        (ok, failed)
+    });
+    let renewed = drover
+        .acme_entry("h.test", Duration::from_secs(30), |e| {
+            valid(e) && e["serial"].as_str() != Some(&serial)
+        })
+        .await;
+    let (ok, failed) = load.await.expect("load");
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {:?}",
+        failed.len(),
+        ok as usize + failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(ok > 10, "{ok} requests");
+    assert_ne!(renewed["serial"], first["serial"]);
+    assert!(pebble.orders() >= 2);
+}
