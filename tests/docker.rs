@@ -793,3 +793,66 @@ async fn tcp_labels_route_whole_connections_to_containers() {
         .collect();
     assert_eq!(snapshot_routers.len(), 1, "{snapshot_routers:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_labelled_container_gets_a_certificate_with_no_file_configuration() {
+    if !dk::engine_or_skip("a_labelled_container_gets_a_certificate_with_no_file_configuration") {
+        return;
+    }
+    let _engine = ENGINE.lock().await;
+    dk::images();
+    let pebble = support::pebble::Pebble::start().await;
+    let scope = Scope::new();
+    let net = scope.network("acme", &[]);
+    let mut secure = labels("secure", "secure.test");
+    secure.push("drover.http.routers.secure.entrypoints=websecure".into());
+    secure.push("drover.http.routers.secure.tls.certresolver=le".into());
+    scope.whoami("secure", &net, &secure, &[]);
+
+    // The static configuration names the resolver; the routes come from labels alone.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = format!(
+        "[entryPoints.web]\naddress = \"127.0.0.1:{}\"\n[entryPoints.websecure]\naddress = \"127.0.0.1:{}\"\n[api]\naddress = \"127.0.0.1:0\"\n[providers.docker]\n{}",
+        pebble.http_port,
+        pebble.tls_port,
+        pebble.resolver("le", &dir.path().join("acme.json"), "httpChallenge = { entryPoint = \"web\" }", "")
+    );
+    let resolved = drover::config::StaticConfig::parse(std::path::Path::new("acme.toml"), &text).expect("static configuration");
+    let d = drover::Drover::start(resolved, 1).expect("drover starts");
+    let c = client();
+    let certificates = format!("http://{}/api/tls/certificates", d.api());
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let issued = loop {
+        let body = send(&c, "GET", &certificates, &[]).await.map(|a| a.body).unwrap_or_default();
+        let all: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let found = all.as_array().and_then(|all| {
+            all.iter()
+                .find(|e| e["acme"]["domains"][0] == "secure.test" && e["acme"]["state"] == "valid")
+                .cloned()
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no certificate for secure.test: {body}; items: {:?}",
+            docker_status_of(&d)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        issued["issuer"].as_str().unwrap_or("").contains("Pebble Intermediate CA"),
+        "{issued}"
+    );
+    assert!(issued["usedBy"].to_string().contains("secure@docker"), "{issued}");
+    let websecure = d.entry_point("websecure").expect("websecure");
+    let tls = support::pki::Client::new(&["http/1.1"], None);
+    let (status, body, _) = tls.get(websecure, "secure.test", "secure.test", "/").await.expect("HTTPS");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&scope.name("secure")), "answered by the container: {body}");
+    d.shutdown();
+}
+
+fn docker_status_of(d: &drover::Drover) -> Option<ProviderStatus> {
+    d.provider_statuses().into_iter().find(|s| s.name == "docker")
+}
