@@ -66,6 +66,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod acme;
 pub mod admin;
 pub mod balance;
 pub mod build_info;

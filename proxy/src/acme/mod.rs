@@ -1,0 +1,3 @@
+//! Automatic certificates (ACME): ordering, challenges, storage and renewal.
+
+pub mod dns01;
