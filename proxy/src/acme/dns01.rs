@@ -119,7 +119,7 @@ pub enum Dns01Error {
         last: String,
     },
     /// The nameserver answered the update with an error.
-    #[error("nameserver {server} refused to {action} the TXT record at {name} in zone {zone}: {rcode}; {hint}")]
+    #[error("nameserver {server} refused to {action} the TXT record at {name} in zone {zone}: {reason}")]
     UpdateRefused {
         /// The nameserver, `host:port`.
         server: String,
@@ -129,10 +129,9 @@ pub enum Dns01Error {
         name: String,
         /// `add` or `remove`.
         action: &'static str,
-        /// The RCODE, with the TSIG error when there is one: `NOTAUTH (TSIG BADSIG)`.
-        rcode: String,
-        /// The likely cause.
-        hint: String,
+        /// The RCODE, with the TSIG error when there is one, and the likely cause:
+        /// `NOTAUTH (TSIG BADSIG); the TSIG secret does not match the server's key ...`.
+        reason: String,
     },
     /// The answer to a signed update is not signed with the key, so it proves nothing.
     #[error("nameserver {server}'s answer to the update of zone {zone} cannot be trusted: {reason}")]
@@ -188,7 +187,8 @@ impl Dns01 {
         let mut message = update_message(&zone);
         message.add_authority(Record::from_rdata(name.clone(), self.settings.ttl, RData::TXT(txt(value))));
         self.send_update(&zone, &name, "add", message).await?;
-        tracing::debug!(name = %name.to_ascii(), zone = %zone.to_ascii(), nameserver = %self.settings.nameserver, "DNS-01: challenge record added");
+        let (name, zone) = (name.to_ascii(), zone.to_ascii());
+        tracing::debug!(%name, %zone, nameserver = %self.settings.nameserver, "DNS-01: challenge record added");
         Ok(())
     }
 
@@ -200,15 +200,16 @@ impl Dns01 {
         let settings = &self.settings;
         tokio::time::sleep(settings.delay_before_check).await;
         let deadline = Instant::now() + settings.propagation_timeout;
-        let mut pending: Vec<(&Server, String)> = self.check_servers().map(|s| (s, String::new())).collect();
+        let mut pending: Vec<&Server> = self.check_servers().collect();
         loop {
-            let seen = futures_util::future::join_all(pending.iter().map(|(s, _)| lookup::serves_txt(s, &name, value))).await;
-            pending = pending
-                .into_iter()
+            let seen = futures_util::future::join_all(pending.iter().map(|s| lookup::serves_txt(s, &name, value))).await;
+            // The servers still without the value, each with what it answered instead.
+            let without: Vec<(&Server, String)> = pending
+                .iter()
                 .zip(seen)
-                .filter_map(|((server, _), seen)| seen.err().map(|instead| (server, instead)))
+                .filter_map(|(server, seen)| seen.err().map(|instead| (*server, instead)))
                 .collect();
-            if pending.is_empty() {
+            if without.is_empty() {
                 tracing::debug!(name = %name.to_ascii(), "DNS-01: challenge record served everywhere");
                 return Ok(());
             }
@@ -217,9 +218,10 @@ impl Dns01 {
                 return Err(Dns01Error::NotPropagated {
                     name: name.to_ascii(),
                     timeout: settings.propagation_timeout,
-                    pending: pending.iter().map(|(s, instead)| format!("{s} ({instead})")).collect(),
+                    pending: without.iter().map(|(s, instead)| format!("{s} ({instead})")).collect(),
                 });
             }
+            pending = without.into_iter().map(|(server, _)| server).collect();
             tokio::time::sleep(settings.polling_interval.min(deadline - now)).await;
         }
     }
@@ -235,7 +237,8 @@ impl Dns01 {
         record.dns_class = DNSClass::NONE;
         message.add_authority(record);
         self.send_update(&zone, &name, "remove", message).await?;
-        tracing::debug!(name = %name.to_ascii(), zone = %zone.to_ascii(), nameserver = %self.settings.nameserver, "DNS-01: challenge record removed");
+        let (name, zone) = (name.to_ascii(), zone.to_ascii());
+        tracing::debug!(%name, %zone, nameserver = %self.settings.nameserver, "DNS-01: challenge record removed");
         Ok(())
     }
 
@@ -268,14 +271,12 @@ impl Dns01 {
                 reason,
             })?;
         if answer.response_code != ResponseCode::NoError {
-            let (rcode, hint) = refusal(&answer, key);
             return Err(Dns01Error::UpdateRefused {
                 server: nameserver.to_string(),
                 zone: zone.to_ascii(),
                 name: name.to_ascii(),
                 action,
-                rcode,
-                hint,
+                reason: refusal(&answer, key),
             });
         }
         if let (Some(key), Some(mac)) = (key, request_mac) {
@@ -322,7 +323,7 @@ fn txt(value: &str) -> TXT {
 }
 
 /// The refused update's RCODE (with the TSIG error, if any) and its likely cause.
-fn refusal(answer: &Message, key: Option<&TsigKey>) -> (String, String) {
+fn refusal(answer: &Message, key: Option<&TsigKey>) -> String {
     let code = lookup::rcode_name(answer.response_code);
     let tsig_error = answer.signature.as_ref().and_then(|tsig| tsig.data.error);
     let key_name = key.map_or_else(String::new, |k| k.name().to_string());
@@ -347,7 +348,7 @@ fn refusal(answer: &Message, key: Option<&TsigKey>) -> (String, String) {
         (_, ResponseCode::NotZone, _) => "the name is outside the zone".into(),
         _ => "the nameserver's log says why".into(),
     };
-    (rcode, hint)
+    format!("{rcode}; {hint}")
 }
 
 #[cfg(test)]
@@ -368,6 +369,25 @@ mod tests {
             let err = challenge_name(bad).unwrap_err().to_string();
             assert!(err.starts_with(&format!("`{bad}` cannot be validated with DNS-01")), "{err}");
         }
+    }
+
+    #[test]
+    fn the_solver_and_its_futures_can_move_to_other_tasks() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: &T) {}
+        let config = DnsChallengeConfig {
+            provider: "rfc2136".into(),
+            rfc2136: Rfc2136Config {
+                nameserver: Some("127.0.0.1".into()),
+                ..Rfc2136Config::default()
+            },
+            ..DnsChallengeConfig::default()
+        };
+        let solver = Dns01::new(&config, &|_| None).unwrap();
+        send_sync(&solver);
+        send(&solver.present("example.com", "v"));
+        send(&solver.wait_propagated("example.com", "v"));
+        send(&solver.cleanup("example.com", "v"));
     }
 
     #[test]

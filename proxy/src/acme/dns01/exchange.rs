@@ -37,10 +37,16 @@ impl Server {
         }
         let bare = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
         if let Ok(ip) = bare.parse::<IpAddr>() {
-            return Ok(Self { host: ip.to_string(), port: 53 });
+            return Ok(Self {
+                host: ip.to_string(),
+                port: 53,
+            });
         }
         let (host, port) = match text.rsplit_once(':') {
-            Some((host, port)) => (host, port.parse::<u16>().map_err(|_| invalid("the port is not a number up to 65535"))?),
+            Some((host, port)) => (
+                host,
+                port.parse::<u16>().map_err(|_| invalid("the port is not a number up to 65535"))?,
+            ),
             None => (text, 53),
         };
         let valid_host = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
@@ -143,9 +149,16 @@ fn parse_answer(bytes: &[u8], id: u16) -> Result<Message, String> {
 /// One UDP exchange with `addr`, sending again every [`RETRANSMIT`] until an answer with the
 /// request's id arrives (the caller bounds the whole).
 async fn udp(addr: SocketAddr, request: &[u8]) -> Result<Vec<u8>, String> {
-    let local: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let local: SocketAddr = if addr.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
     let socket = UdpSocket::bind(local).await.map_err(|e| format!("cannot open a UDP socket: {e}"))?;
-    socket.connect(addr).await.map_err(|e| format!("cannot reach {addr} over UDP: {e}"))?;
+    socket
+        .connect(addr)
+        .await
+        .map_err(|e| format!("cannot reach {addr} over UDP: {e}"))?;
     let mut buf = vec![0u8; 65535];
     loop {
         socket.send(request).await.map_err(|e| format!("cannot send to {addr}: {e}"))?;
@@ -167,7 +180,9 @@ async fn udp(addr: SocketAddr, request: &[u8]) -> Result<Vec<u8>, String> {
 
 /// One TCP exchange with `addr`: the request and its answer, each with its two-byte length.
 async fn tcp(addr: SocketAddr, request: &[u8]) -> Result<Vec<u8>, String> {
-    let mut stream = TcpStream::connect(addr).await.map_err(|e| format!("cannot connect to {addr} over TCP: {e}"))?;
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("cannot connect to {addr} over TCP: {e}"))?;
     let len = u16::try_from(request.len()).map_err(|_| "the request is longer than a DNS message may be".to_string())?;
     let mut framed = Vec::with_capacity(request.len() + 2);
     framed.extend_from_slice(&len.to_be_bytes());

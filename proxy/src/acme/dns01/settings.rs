@@ -107,9 +107,9 @@ impl Settings {
         check_provider(&config.provider)?;
         let lookup = Lookup { env };
         let rfc = &config.rfc2136;
-        let nameserver = lookup
-            .get(rfc.nameserver.as_deref(), "nameserver", "RFC2136_NAMESERVER")
-            .ok_or("dnsChallenge.rfc2136.nameserver: missing; set it (or RFC2136_NAMESERVER) to the zone's primary, e.g. \"ns1.example.com:53\"")?;
+        let nameserver = lookup.get(rfc.nameserver.as_deref(), "nameserver", "RFC2136_NAMESERVER").ok_or(
+            "dnsChallenge.rfc2136.nameserver: missing; set it (or RFC2136_NAMESERVER) to the zone's primary, e.g. \"ns1.example.com:53\"",
+        )?;
         let nameserver = Server::parse(&nameserver.value).map_err(|e| nameserver.error(e))?;
         let resolvers = config
             .resolvers
@@ -134,11 +134,7 @@ impl Settings {
             resolvers,
             key: tsig_key(&lookup, config)?,
             ttl,
-            propagation_timeout: lookup.duration(
-                rfc.propagation_timeout,
-                "RFC2136_PROPAGATION_TIMEOUT",
-                DEFAULT_PROPAGATION_TIMEOUT,
-            )?,
+            propagation_timeout: lookup.duration(rfc.propagation_timeout, "RFC2136_PROPAGATION_TIMEOUT", DEFAULT_PROPAGATION_TIMEOUT)?,
             polling_interval,
             delay_before_check: config.delay_before_check.map_or(Duration::ZERO, |d| d.0),
         })
@@ -151,7 +147,8 @@ fn check_provider(provider: &str) -> Result<(), String> {
         p if p.eq_ignore_ascii_case("rfc2136") => Ok(()),
         "" => Err("dnsChallenge.provider: missing; drover solves DNS-01 through \"rfc2136\" (RFC 2136 dynamic updates)".into()),
         other => Err(format!(
-            "dnsChallenge.provider: `{other}` is not supported; drover solves DNS-01 only through \"rfc2136\" (RFC 2136 dynamic updates, which BIND, Knot, PowerDNS and others accept)"
+            "dnsChallenge.provider: `{other}` is not supported; drover solves DNS-01 only through \"rfc2136\" \
+             (RFC 2136 dynamic updates, which BIND, Knot, PowerDNS and others accept)"
         )),
     }
 }
@@ -213,7 +210,8 @@ mod tests {
         let s = settings(
             &format!(
                 "provider = \"rfc2136\"\nresolvers = [\"10.0.0.1\", \"[::1]:5353\"]\ndelayBeforeCheck = \"3s\"\n\
-                 [rfc2136]\nnameserver = \"127.0.0.1:5300\"\ntsigKey = \"Drover-Key\"\ntsigSecret = \"{SECRET}\"\ntsigAlgorithm = \"HMAC-SHA512.\"\n"
+                 [rfc2136]\nnameserver = \"127.0.0.1:5300\"\ntsigKey = \"Drover-Key\"\n\
+                 tsigSecret = \"{SECRET}\"\ntsigAlgorithm = \"HMAC-SHA512.\"\n"
             ),
             &[],
         )
@@ -244,13 +242,17 @@ mod tests {
         let s = settings("provider = \"rfc2136\"", &vars).unwrap();
         assert_eq!(s.nameserver.to_string(), "ns.example.test:53");
         let key = s.key.as_ref().unwrap();
-        assert_eq!((key.name().to_string(), key.algorithm()), ("env-key.".into(), Algorithm::HmacSha256));
+        assert_eq!(
+            (key.name().to_string(), key.algorithm()),
+            ("env-key.".into(), Algorithm::HmacSha256)
+        );
         assert_eq!(s.ttl, 30);
         assert_eq!(s.propagation_timeout, Duration::from_secs(90));
         assert_eq!(s.polling_interval, Duration::from_millis(500));
 
         let s = settings(
-            "provider = \"rfc2136\"\n[rfc2136]\nnameserver = \"192.0.2.7\"\ntsigKey = \"toml-key\"\nttl = 60\npropagationTimeout = \"5s\"\n",
+            "provider = \"rfc2136\"\n[rfc2136]\nnameserver = \"192.0.2.7\"\ntsigKey = \"toml-key\"\n\
+             ttl = 60\npropagationTimeout = \"5s\"\n",
             &vars,
         )
         .unwrap();
@@ -278,11 +280,25 @@ mod tests {
     #[test]
     fn errors_name_the_key_or_variable_that_is_wrong() {
         let base = "provider = \"rfc2136\"\n[rfc2136]\nnameserver = \"127.0.0.1\"\ntsigKey = \"k\"\n";
-        let cases: &[(String, &[(&str, &str)], &str)] = &[
-            ("provider = \"cloudflare\"".into(), &[], "dnsChallenge.provider: `cloudflare` is not supported"),
+        /// A `[dnsChallenge]` body, the variables set, and how the error starts.
+        type Case<'a> = (String, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            (
+                "provider = \"cloudflare\"".into(),
+                &[],
+                "dnsChallenge.provider: `cloudflare` is not supported",
+            ),
             ("provider = \"rfc2136\"".into(), &[], "dnsChallenge.rfc2136.nameserver: missing"),
-            (format!("{base}tsigSecret = \"not base64!\"\n"), &[], "dnsChallenge.rfc2136.tsigSecret: not valid base64"),
-            (base.into(), &[("RFC2136_TSIG_SECRET", "%%%")], "RFC2136_TSIG_SECRET: not valid base64"),
+            (
+                format!("{base}tsigSecret = \"not base64!\"\n"),
+                &[],
+                "dnsChallenge.rfc2136.tsigSecret: not valid base64",
+            ),
+            (
+                base.into(),
+                &[("RFC2136_TSIG_SECRET", "%%%")],
+                "RFC2136_TSIG_SECRET: not valid base64",
+            ),
             (base.into(), &[], "dnsChallenge.rfc2136.tsigSecret: missing while tsigKey is set"),
             (
                 format!("{base}tsigSecret = \"{SECRET}\"\ntsigAlgorithm = \"hmac-foo\"\n"),
@@ -304,7 +320,11 @@ mod tests {
                 &[],
                 "dnsChallenge.resolvers[1]: `a b`",
             ),
-            ("provider = \"rfc2136\"".into(), &[("RFC2136_NAMESERVER", "h"), ("RFC2136_TTL", "soon")], "RFC2136_TTL: `soon`"),
+            (
+                "provider = \"rfc2136\"".into(),
+                &[("RFC2136_NAMESERVER", "h"), ("RFC2136_TTL", "soon")],
+                "RFC2136_TTL: `soon`",
+            ),
             (
                 "provider = \"rfc2136\"".into(),
                 &[("RFC2136_NAMESERVER", "h"), ("RFC2136_PROPAGATION_TIMEOUT", "ages")],

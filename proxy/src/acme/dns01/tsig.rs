@@ -120,7 +120,15 @@ impl TsigKey {
 
     /// Signs `message` (which must carry no TSIG yet) as of now; returns its bytes and MAC.
     pub fn sign(&self, mut message: Message) -> Result<Signed, String> {
-        let stub = TSIG::new(self.algorithm.hickory(), unix_now(), FUDGE_SECS, Vec::new(), message.id, None, Vec::new());
+        let stub = TSIG::new(
+            self.algorithm.hickory(),
+            unix_now(),
+            FUDGE_SECS,
+            Vec::new(),
+            message.id,
+            None,
+            Vec::new(),
+        );
         let tbs = message_tbs(&message, &stub, &self.name).map_err(|e| format!("cannot encode the update: {e}"))?;
         let mac = hmac::sign(&self.key, &tbs).as_ref().to_vec();
         message.set_signature(Box::new(make_tsig_record(self.name.clone(), stub.set_mac(mac.clone()))));
@@ -175,7 +183,15 @@ mod tests {
         let request = Message::from_vec(&request.bytes).unwrap();
         let mut response = Message::new(request.id, MessageType::Response, OpCode::Update);
         let time = unix_now().saturating_add_signed(skew);
-        let stub = TSIG::new(server_key.algorithm.hickory(), time, FUDGE_SECS, Vec::new(), request.id, None, Vec::new());
+        let stub = TSIG::new(
+            server_key.algorithm.hickory(),
+            time,
+            FUDGE_SECS,
+            Vec::new(),
+            request.id,
+            None,
+            Vec::new(),
+        );
         let mut covered = Vec::new();
         let request_mac = &request.signature.as_ref().unwrap().data.mac;
         covered.extend_from_slice(&(request_mac.len() as u16).to_be_bytes());
@@ -196,9 +212,15 @@ mod tests {
         ] {
             assert_eq!(Algorithm::parse(text), Ok(expected), "{text}");
         }
-        assert!(Algorithm::parse("hmac-md5.sig-alg.reg.int.").unwrap_err().starts_with("hmac-md5 is not supported"));
-        assert!(Algorithm::parse("hmac-sha224").unwrap_err().starts_with("hmac-sha224 is not supported"));
-        assert!(Algorithm::parse("rot13").unwrap_err().starts_with("`rot13` is not a TSIG algorithm"));
+        assert!(Algorithm::parse("hmac-md5.sig-alg.reg.int.")
+            .unwrap_err()
+            .starts_with("hmac-md5 is not supported"));
+        assert!(Algorithm::parse("hmac-sha224")
+            .unwrap_err()
+            .starts_with("hmac-sha224 is not supported"));
+        assert!(Algorithm::parse("rot13")
+            .unwrap_err()
+            .starts_with("`rot13` is not a TSIG algorithm"));
         assert_eq!(Algorithm::HmacSha256.to_string(), "hmac-sha256");
     }
 
@@ -217,6 +239,9 @@ mod tests {
         let late = signed_response(&client, &request, 600);
         assert!(client.verify(&late, &request.mac).unwrap_err().contains("600 s away"));
         let unsigned = Message::new(7, MessageType::Response, OpCode::Update).to_vec().unwrap();
-        assert!(client.verify(&unsigned, &request.mac).unwrap_err().starts_with("the answer is not signed"));
+        assert!(client
+            .verify(&unsigned, &request.mac)
+            .unwrap_err()
+            .starts_with("the answer is not signed"));
     }
 }
