@@ -27,6 +27,24 @@
 //!
 //! Not done (lego has them): following a CNAME at `_acme-challenge` to another zone,
 //! `RFC2136_TSIG_FILE`, hmac-md5 and hmac-sha224 keys.
+//!
+//! # Configuration
+//!
+//! ```toml
+//! [certificatesResolvers.le.acme.dnsChallenge]
+//! provider = "rfc2136"
+//! resolvers = ["ns1.example.com:53", "ns2.example.com:53"]   # default: the nameserver
+//! delayBeforeCheck = "0s"
+//!
+//! [certificatesResolvers.le.acme.dnsChallenge.rfc2136]       # each key: or RFC2136_<KEY>
+//! nameserver = "ns1.example.com:53"        # RFC2136_NAMESERVER
+//! tsigKey = "drover-key"                   # RFC2136_TSIG_KEY
+//! tsigSecret = "base64 from tsig-keygen"   # RFC2136_TSIG_SECRET
+//! tsigAlgorithm = "hmac-sha256"            # RFC2136_TSIG_ALGORITHM, default hmac-sha1
+//! ttl = 120                                # RFC2136_TTL
+//! propagationTimeout = "60s"               # RFC2136_PROPAGATION_TIMEOUT
+//! pollingInterval = "2s"                   # RFC2136_POLLING_INTERVAL
+//! ```
 
 mod exchange;
 mod lookup;

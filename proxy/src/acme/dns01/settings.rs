@@ -127,7 +127,7 @@ impl Settings {
         };
         let polling_interval = lookup.duration(rfc.polling_interval, "RFC2136_POLLING_INTERVAL", DEFAULT_POLLING_INTERVAL)?;
         if polling_interval.is_zero() {
-            return Err("dnsChallenge.rfc2136.pollingInterval: must be more than 0".into());
+            return Err("dnsChallenge.rfc2136.pollingInterval (or RFC2136_POLLING_INTERVAL): must be more than 0".into());
         }
         Ok(Self {
             nameserver,
@@ -333,7 +333,7 @@ mod tests {
             (
                 "provider = \"rfc2136\"\n[rfc2136]\nnameserver = \"h\"\npollingInterval = 0\n".into(),
                 &[],
-                "dnsChallenge.rfc2136.pollingInterval: must be more than 0",
+                "dnsChallenge.rfc2136.pollingInterval (or RFC2136_POLLING_INTERVAL): must be more than 0",
             ),
         ];
         for (toml, vars, expected) in cases {
