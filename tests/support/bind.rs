@@ -6,10 +6,13 @@
 //! recursion, no DNSSEC validation, no rndc control channel), puts glue in the Additional
 //! section (`minimal-responses no`) and accepts dynamic updates from 127.0.0.1. It runs in the
 //! foreground (`-g`) with its log captured, [`Bind::start`] waits until it answers (polling with
-//! a deadline, never a fixed sleep), and dropping the value kills it.
+//! a deadline, never a fixed sleep), and dropping the value kills it. [`Bind::start_with_key`]
+//! instead accepts updates only when signed with a TSIG key, as a production primary does.
 //!
 //! A missing `named` or `nsupdate` fails the test with the command that installs them: CI
 //! installs them, so a silent skip would hide a broken setup.
+// Tests and benches include this file each for some of it.
+#![allow(dead_code)]
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -30,6 +33,16 @@ pub struct ZoneSpec<'a> {
     pub records: &'a str,
 }
 
+/// A TSIG key (`key "<name>" { algorithm <algorithm>; secret "<secret>"; };`) that `named`
+/// requires on every update of its zones.
+pub struct TsigKeySpec<'a> {
+    pub name: &'a str,
+    /// BIND's spelling: `hmac-sha256`, `hmac-sha1`...
+    pub algorithm: &'a str,
+    /// Base64, as `tsig-keygen` prints it.
+    pub secret: &'a str,
+}
+
 /// A running `named`; killed on drop.
 pub struct Bind {
     /// `127.0.0.1:<port>`, UDP and TCP.
@@ -37,6 +50,8 @@ pub struct Bind {
     child: Option<Child>,
     dir: tempfile::TempDir,
     nsupdate: PathBuf,
+    /// `nsupdate -y`'s `algorithm:name:secret` when updates need the key.
+    key: Option<String>,
 }
 
 /// The absolute path of `program`, looked up in `PATH` and the sbin directories (which a CI
@@ -56,8 +71,18 @@ pub fn require(program: &str) -> PathBuf {
 }
 
 impl Bind {
-    /// Starts `named` serving `zones` and waits until it answers for the first one.
+    /// Starts `named` serving `zones` (updatable from 127.0.0.1) and waits until it answers for
+    /// the first one.
     pub async fn start(zones: &[ZoneSpec<'_>]) -> Self {
+        Self::start_with(zones, None).await
+    }
+
+    /// Starts `named` serving `zones`, which accept updates only when signed with `key`.
+    pub async fn start_with_key(zones: &[ZoneSpec<'_>], key: &TsigKeySpec<'_>) -> Self {
+        Self::start_with(zones, Some(key)).await
+    }
+
+    async fn start_with(zones: &[ZoneSpec<'_>], key: Option<&TsigKeySpec<'_>>) -> Self {
         let named = require("named");
         let nsupdate = require("nsupdate");
         let mut last_log = String::new();
@@ -65,7 +90,7 @@ impl Bind {
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("temp dir for named");
             let port = free_udp_and_tcp_port();
-            write_config(dir.path(), port, zones);
+            write_config(dir.path(), port, zones, key);
             let log = std::fs::File::create(dir.path().join("named.log")).expect("named log file");
             let child = Command::new(&named)
                 .args(["-g", "-4", "-n", "1", "-c"])
@@ -81,6 +106,7 @@ impl Bind {
                 child: Some(child),
                 dir,
                 nsupdate: nsupdate.clone(),
+                key: key.map(|k| format!("{}:{}:{}", k.algorithm, k.name, k.secret)),
             };
             if bind.wait_ready(zones.first().map_or(".", |z| z.origin)).await {
                 return bind;
@@ -119,8 +145,12 @@ impl Bind {
     /// `nsupdate`, as one transaction; panics with nsupdate's output if it is refused.
     pub async fn update(&self, zone: &str, commands: &str) {
         let script = format!("server {} {}\nzone {zone}\n{commands}\nsend\n", self.addr.ip(), self.addr.port());
-        let mut child = Command::new(&self.nsupdate)
-            .args(["-t", "5"])
+        let mut command = Command::new(&self.nsupdate);
+        command.args(["-t", "5"]);
+        if let Some(key) = &self.key {
+            command.arg("-y").arg(key);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -140,6 +170,39 @@ impl Bind {
             String::from_utf8_lossy(&out.stderr),
             self.log()
         );
+    }
+
+    /// The texts of the TXT records `named` serves at `name` now, sorted (asked with `dig`, a
+    /// client independent of the code under test).
+    pub async fn txt(&self, name: &str) -> Vec<String> {
+        let out = Command::new(require("dig"))
+            .arg(format!("@{}", self.addr.ip()))
+            .args([
+                "-p",
+                &self.addr.port().to_string(),
+                "+short",
+                "+norecurse",
+                "+time=2",
+                "+tries=2",
+                "TXT",
+                name,
+            ])
+            .output()
+            .await
+            .expect("dig runs");
+        assert!(
+            out.status.success(),
+            "dig TXT {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // One line per record, its strings quoted: `"part one" "part two"`.
+        let mut texts: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| line.split('"').skip(1).step_by(2).collect())
+            .collect();
+        texts.sort();
+        texts
     }
 
     /// Kills `named` (as a crash would) and waits for it to be gone.
@@ -163,7 +226,7 @@ impl Drop for Bind {
     }
 }
 
-fn write_config(dir: &Path, port: u16, zones: &[ZoneSpec<'_>]) {
+fn write_config(dir: &Path, port: u16, zones: &[ZoneSpec<'_>], key: Option<&TsigKeySpec<'_>>) {
     let d = dir.display();
     let mut conf = format!(
         "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  session-keyfile \"{d}/session.key\";\n  \
@@ -171,6 +234,16 @@ fn write_config(dir: &Path, port: u16, zones: &[ZoneSpec<'_>]) {
          recursion no;\n  dnssec-validation no;\n  notify no;\n  minimal-responses no;\n  allow-query {{ 127.0.0.1; }};\n}};\n\
          controls {{ }};\n"
     );
+    let allow_update = match key {
+        Some(key) => {
+            conf.push_str(&format!(
+                "key \"{}\" {{ algorithm {}; secret \"{}\"; }};\n",
+                key.name, key.algorithm, key.secret
+            ));
+            format!("key \"{}\";", key.name)
+        }
+        None => "127.0.0.1;".to_string(),
+    };
     for (i, zone) in zones.iter().enumerate() {
         let file = dir.join(format!("zone{i}.db"));
         let origin = zone.origin;
@@ -180,7 +253,7 @@ fn write_config(dir: &Path, port: u16, zones: &[ZoneSpec<'_>]) {
         );
         std::fs::write(&file, body).expect("write a zone file");
         conf.push_str(&format!(
-            "zone \"{origin}\" {{ type primary; file \"{}\"; allow-update {{ 127.0.0.1; }}; }};\n",
+            "zone \"{origin}\" {{ type primary; file \"{}\"; allow-update {{ {allow_update} }}; }};\n",
             file.display()
         ));
     }
