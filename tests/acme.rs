@@ -128,6 +128,8 @@ async fn openssl_sees(addr: SocketAddr, sni: &str, root: &Path) -> (String, bool
             &addr.to_string(),
             "-servername",
             sni,
+            "-verify_hostname",
+            sni,
             "-verify_return_error",
             "-CAfile",
         ])
@@ -171,6 +173,18 @@ async fn http01_issues_a_certificate_pebble_signs_and_a_restart_reuses_it() {
         let (status, body, _) = tls.get(drover.websecure, "a.test", "a.test", "/").await.expect("HTTPS");
         assert_eq!(status, 200, "{body}");
         assert_eq!(pebble.orders(), 1, "one order");
+        let metrics = send(&client(), "GET", &format!("http://{}/metrics", drover.api), &[])
+            .await
+            .expect("metrics")
+            .body;
+        for series in [
+            "drover_acme_orders_total{resolver=\"le\",domain=\"a.test\"} 1",
+            "drover_acme_certificate_state{resolver=\"le\",domain=\"a.test\",state=\"valid\"} 1",
+            "drover_acme_failures{resolver=\"le\",domain=\"a.test\"} 0",
+            "drover_tls_certs_not_after{cn=\"a.test\",serial=",
+        ] {
+            assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+        }
     }
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&storage).expect("stored").permissions());
     assert_eq!(mode & 0o777, 0o600, "acme.json is private");
@@ -371,4 +385,54 @@ async fn renewal_swaps_the_certificate_with_no_failed_request() {
     assert!(ok > 10, "{ok} requests");
     assert_ne!(renewed["serial"], first["serial"]);
     assert!(pebble.orders() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns01_through_bind_issues_a_wildcard_and_removes_its_records() {
+    use support::bind::{Bind, TsigKeySpec, ZoneSpec};
+    let key = TsigKeySpec {
+        name: "drover-key",
+        algorithm: "hmac-sha256",
+        secret: "ZHJvdmVyLWFjbWUtZG5zMDEtdGVzdC1zZWNyZXQtMzI=",
+    };
+    let bind = Bind::start_with_key(
+        &[ZoneSpec {
+            origin: "w.test.",
+            ttl: 60,
+            negative_ttl: 1,
+            records: "",
+        }],
+        &key,
+    )
+    .await;
+    // pebble asks BIND for the challenge records: nothing else answers for w.test.
+    let pebble = Pebble::start_with(support::pebble::Dns::At(bind.addr), &[]).await;
+    let (backend, _whoami) = whoami::spawn("app").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let routes_file = dir.path().join("routes.toml");
+    std::fs::write(
+        &routes_file,
+        format!(
+            "[http.services.app.loadBalancer]\nservers = [{{ url = \"http://{backend}\" }}]\n[http.routers.wild]\nrule = \"HostRegexp(`^[a-z]+\\\\.w\\\\.test$`)\"\nentryPoints = [\"websecure\"]\nservice = \"app\"\n[http.routers.wild.tls]\ncertResolver = \"le\"\ndomains = [{{ main = \"w.test\", sans = [\"*.w.test\"] }}]\n"
+        ),
+    )
+    .expect("routes");
+    let challenge = format!(
+        "dnsChallenge = {{ provider = \"rfc2136\", rfc2136 = {{ nameserver = \"{}\", tsigKey = \"{}\", tsigSecret = \"{}\", tsigAlgorithm = \"hmac-sha256.\", pollingInterval = \"50ms\", propagationTimeout = \"10s\" }} }}",
+        bind.addr, key.name, key.secret
+    );
+    let resolvers = pebble.resolver("le", &private_storage(dir.path()), &challenge, "");
+    let drover = Instance::start(dir.path(), "dns", free_port().port(), free_port().port(), &resolvers, &routes_file).await;
+    let entry = drover.acme_entry("w.test", Duration::from_secs(40), valid).await;
+    assert!(entry["sans"].to_string().contains("*.w.test"), "{entry}");
+    let root = dir.path().join("pebble-root.pem");
+    std::fs::write(&root, pebble.root_pem().await).expect("root");
+    for sni in ["w.test", "any.w.test"] {
+        let (issuer, verified) = openssl_sees(drover.websecure, sni, &root).await;
+        assert!(verified && issuer.contains("Pebble Intermediate CA"), "{sni}: {issuer}");
+    }
+    assert!(
+        bind.txt("_acme-challenge.w.test.").await.is_empty(),
+        "the challenge records are removed once the order is over"
+    );
 }

@@ -60,6 +60,19 @@ pub enum State {
     Failed,
 }
 
+impl State {
+    /// Its name, as the API and metrics write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ordering => "ordering",
+            Self::Valid => "valid",
+            Self::Renewing => "renewing",
+            Self::Waiting => "waiting",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// One name set's certificate and state.
 #[derive(Clone, Debug)]
 pub struct Entry {

@@ -252,6 +252,14 @@ pub fn encode(metrics: &Metrics, snapshot: &Snapshot, providers: &[ProviderStatu
                 providers.iter().map(|p| (vec![("provider", p.name.clone())], p.errors)).collect(),
             ),
             (
+                "drover_acme_orders",
+                "ACME orders this instance placed, by resolver and main name.",
+                acme_values(snapshot, |a| a.orders as i64)
+                    .into_iter()
+                    .map(|(labels, v)| (labels, v as u64))
+                    .collect(),
+            ),
+            (
                 "drover_access_log_dropped",
                 "Access-log lines dropped because the sink was too slow.",
                 vec![(Vec::new(), metrics.access_log_dropped.load(Ordering::Relaxed))],
@@ -299,6 +307,16 @@ pub fn encode(metrics: &Metrics, snapshot: &Snapshot, providers: &[ProviderStatu
                 server_up,
             ),
             (
+                "drover_acme_certificate_state",
+                "1 for the state each ACME name set is in (ordering, valid, renewing, waiting, failed), by resolver and main name.",
+                acme_states(snapshot),
+            ),
+            (
+                "drover_acme_failures",
+                "Failed ACME orders in a row, by resolver and main name (0 once one succeeds).",
+                acme_values(snapshot, |a| i64::from(a.failures)),
+            ),
+            (
                 "drover_config_last_reload_success",
                 "Unix time of the last configuration applied.",
                 vec![(Vec::new(), metrics.last_reload_success.load(Ordering::Relaxed) as i64)],
@@ -329,4 +347,39 @@ pub fn encode(metrics: &Metrics, snapshot: &Snapshot, providers: &[ProviderStatu
         tracing::error!("encoding metrics failed");
     }
     out
+}
+
+/// One series per ACME name set, valued by `value`.
+fn acme_values(snapshot: &Snapshot, value: impl Fn(&crate::tls::certs::AcmeInfo) -> i64) -> Vec<(Labels, i64)> {
+    snapshot
+        .tls
+        .certificates
+        .iter()
+        .filter_map(|c| c.acme.as_ref())
+        .map(|a| {
+            let main = a.domains.first().cloned().unwrap_or_default();
+            (vec![("resolver", a.resolver.clone()), ("domain", main)], value(a))
+        })
+        .collect()
+}
+
+/// `drover_acme_certificate_state`: 1 for the state each name set is in.
+fn acme_states(snapshot: &Snapshot) -> Vec<(Labels, i64)> {
+    snapshot
+        .tls
+        .certificates
+        .iter()
+        .filter_map(|c| c.acme.as_ref())
+        .map(|a| {
+            let main = a.domains.first().cloned().unwrap_or_default();
+            (
+                vec![
+                    ("resolver", a.resolver.clone()),
+                    ("domain", main),
+                    ("state", a.state.name().to_string()),
+                ],
+                1,
+            )
+        })
+        .collect()
 }
