@@ -253,13 +253,24 @@ async fn the_dashboard_shows_routes_health_providers_and_explains_in_a_real_brow
     let mut routes = String::from(
         "[http.routers.web]\nrule = \"PathPrefix(`/`)\"\nservice = \"web\"\n\
          [http.routers.api]\nrule = \"Host(`api.test`)\"\nservice = \"api\"\n\
-         [http.routers.broken]\nrule = \"Host(`x`\"\nservice = \"web\"\n",
+         [http.routers.broken]\nrule = \"Host(`x`\"\nservice = \"web\"\n\
+         [http.routers.secure]\nrule = \"Host(`secure.test`)\"\nservice = \"web\"\ntls = { certResolver = \"le\" }\n",
     );
     for (s, a) in [("web", w1), ("web", w2), ("api", a1), ("api", a2)] {
         routes.push_str(&server(s, a));
     }
     routes.push_str("[http.services.canary.weighted]\nservices = [{ name = \"web\", weight = 9 }, { name = \"api\", weight = 1 }]\n");
-    let d = TestDrover::start_with(&routes, &format!("[providers.marathon]\nendpoint = \"{}\"\n", cluster.leader_url())).await;
+    // An ACME resolver whose CA is down: its certificate shows as failed, with the reason.
+    let acme_dir = tempfile::tempdir().expect("temp dir");
+    let resolver = format!(
+        "[certificatesResolvers.le.acme]\nstorage = \"{}\"\ncaServer = \"https://127.0.0.1:9/dir\"\nhttpChallenge = {{ entryPoint = \"web\" }}\nretryMin = \"30s\"\n",
+        acme_dir.path().join("acme.json").display()
+    );
+    let d = TestDrover::start_with(
+        &routes,
+        &format!("[providers.marathon]\nendpoint = \"{}\"\n{resolver}", cluster.leader_url()),
+    )
+    .await;
     let dashboard = format!("http://{}/dashboard/", d.drover.api());
     let a1_url = format!("http://{a1}");
 
@@ -295,7 +306,11 @@ async fn the_dashboard_shows_routes_health_providers_and_explains_in_a_real_brow
         ("live updates", "document.getElementById('live').dataset.mode === 'live'"),
         (
             "overview counts",
-            "document.querySelector('[data-card=\"routers\"] .value')?.textContent === '4'",
+            "document.querySelector('[data-card=\"routers\"] .value')?.textContent === '5'",
+        ),
+        (
+            "the ACME certificate failing, with its reason and next try",
+            "document.querySelector('[data-certificate=\"secure.test\"] [data-acme-state=\"failed\"]') && document.querySelector('[data-certificate=\"secure.test\"] .bad-text')?.textContent.includes('next try')",
         ),
     ] {
         wait_for(&browser, what, js, Duration::from_secs(10)).await;

@@ -251,7 +251,9 @@
 
   function certificateCard(c) {
     const days = c.notAfterUnix ? Math.floor((c.notAfterUnix * 1000 - Date.now()) / 86400000) : null;
-    const health = c.error && c.error.length ? "warning" : (days !== null && days < 14 ? "warning" : "enabled");
+    const a = c.acme;
+    const failed = a && a.state === "failed";
+    const health = failed ? "disabled" : (c.error && c.error.length ? "warning" : (days !== null && days < 14 ? "warning" : "enabled"));
     return el("div", { class: "panel", "data-certificate": (c.sans || []).join(",") },
       el("div", { class: "panel-head" },
         el("span", {}, badge(health), " ", el("span", { class: "mono", text: (c.sans || []).join(", ") || c.source })),
@@ -263,7 +265,14 @@
         el("dt", { text: "source" }), el("dd", { class: "mono", text: c.source + (c.provider ? " @" + c.provider : "") }),
         el("dt", { text: "used by" }), el("dd", { class: "mono", text: (c.usedBy || []).join(", ") || "none" }),
         c.error && c.error.length ? el("dt", { text: "error" }) : null,
-        c.error && c.error.length ? el("dd", { class: "bad-text", text: c.error.join("; ") }) : null));
+        c.error && c.error.length ? el("dd", { class: "bad-text", text: c.error.join("; ") }) : null,
+        a ? el("dt", { text: "ACME" }) : null,
+        a ? el("dd", { "data-acme-state": a.state },
+          "resolver " + a.resolver + ": " + a.state +
+          (a.renewAt ? ", renews " + a.renewAt : "") +
+          " (" + plural(a.orders, "order") + (a.failures ? ", " + plural(a.failures, "failure") + " in a row" : "") + ")") : null,
+        a && a.error ? el("dt", { text: "last failure" }) : null,
+        a && a.error ? el("dd", { class: "bad-text", text: a.error + (a.nextTry ? " — next try " + a.nextTry : "") }) : null));
   }
 
   function renderCertificates() {
