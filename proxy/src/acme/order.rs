@@ -18,10 +18,11 @@ use super::config::{AcmeConfig, KeyType};
 use super::dns01::Dns01;
 use super::store::{Registration, StoredAccount};
 
-/// How long the CA may take to validate, and then to issue.
+/// How long the CA may take to validate, and then to issue: asked again after 50 ms, doubling
+/// (a CA's `Retry-After` wins), so a fast CA is not waited on and a slow one is not hammered.
 const POLL: RetryPolicy = RetryPolicy::new()
-    .initial_delay(Duration::from_millis(250))
-    .backoff(1.5)
+    .initial_delay(Duration::from_millis(50))
+    .backoff(2.0)
     .timeout(Duration::from_secs(120));
 
 /// The HTTP client instant-acme talks through: Mozilla's roots plus `caCertificates`.

@@ -241,7 +241,7 @@ fn paths() -> Map<String, Value> {
     p.insert(
         "/api/tls/certificates".into(),
         plain_operation(
-            "Every certificate TLS serves: subject, SANs, issuer, expiry, source, the routers it serves, and errors of its files.",
+            "Every certificate TLS serves: subject, SANs, issuer, expiry, source, the routers it serves, and errors of its files; for a certificate from an ACME resolver (`acme`), its resolver, names, state (ordering, valid, renewing, waiting, failed), renewal time, orders, failures in a row, last error and next try. Name sets still being ordered are listed too, with empty certificate fields.",
             "tls",
             json!({ "type": "array", "items": { "type": "object" } }),
         ),
