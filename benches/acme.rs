@@ -21,7 +21,6 @@ mod pebble;
 #[allow(dead_code)]
 mod pki;
 #[path = "../examples/whoami/server.rs"]
-#[allow(dead_code)]
 mod whoami;
 
 use std::net::SocketAddr;

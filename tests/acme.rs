@@ -436,3 +436,34 @@ async fn dns01_through_bind_issues_a_wildcard_and_removes_its_records() {
         "the challenge records are removed once the order is over"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_router_that_terminates_tls_gets_its_certificate_through_tls_alpn01() {
+    let pebble = Pebble::start().await;
+    let (backend, _whoami) = whoami::spawn("app").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let routes_file = dir.path().join("routes.toml");
+    // Only a TCP router on websecure: the CA's acme-tls/1 handshake meets the TCP dispatch.
+    std::fs::write(
+        &routes_file,
+        format!(
+            "[tcp.services.db.loadBalancer]\nservers = [{{ address = \"{backend}\" }}]\n[tcp.routers.db]\nrule = \"HostSNI(`db.test`)\"\nentryPoints = [\"websecure\"]\nservice = \"db\"\ntls = {{ certResolver = \"le\" }}\n"
+        ),
+    )
+    .expect("routes");
+    let resolvers = pebble.resolver("le", &private_storage(dir.path()), "tlsChallenge = {}", "");
+    let drover = Instance::start(dir.path(), "tcp", pebble.http_port, pebble.tls_port, &resolvers, &routes_file).await;
+    let entry = drover.acme_entry("db.test", Duration::from_secs(30), valid).await;
+    assert!(entry["usedBy"].is_array(), "{entry}");
+    let root = dir.path().join("pebble-root.pem");
+    std::fs::write(&root, pebble.root_pem().await).expect("root");
+    let (issuer, verified) = openssl_sees(drover.websecure, "db.test", &root).await;
+    assert!(verified && issuer.contains("Pebble Intermediate CA"), "{issuer}");
+    // Terminated, then relayed as plain TCP to the (HTTP) server behind.
+    let tls = support::pki::Client::new(&["http/1.1"], None);
+    let (status, body, _) = tls
+        .get(drover.websecure, "db.test", "db.test", "/")
+        .await
+        .expect("through the TCP router");
+    assert_eq!(status, 200, "{body}");
+}

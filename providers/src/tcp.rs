@@ -374,8 +374,6 @@ fn tcp_router(name: &str, provider: &str, r: &model::TcpRouter, entry_points: &[
                     "tcp.routers.{name}.tls.certResolver: a passthrough router presents the server's certificate; the resolver is not used"
                 ),
             );
-        } else if let Some(resolver) = &tls.cert_resolver {
-            warn(&mut status, &mut errors, format!("tcp.routers.{name}.tls.certResolver `{resolver}`: drover orders certificates for HTTP routers only so far; a certificate another router's resolver ordered for the same name serves, else the default one"));
         }
     }
     let using = using(&r.entry_points, entry_points, &mut status, &mut errors);

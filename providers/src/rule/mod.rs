@@ -138,7 +138,10 @@ impl Rule {
     /// The proxy uses it to index routers by host. `None` means the rule can match requests for
     /// any host (no `Host` requirement, a `Host` under `!`, or ``Host(`*`)``).
     pub fn required_hosts(&self) -> Option<Vec<HostPattern>> {
-        required_hosts(&self.expr)
+        required_hosts(&self.expr, &|m| match m {
+            Matcher::Host(pattern) => Some(pattern),
+            _ => None,
+        })
     }
 
     /// Traefik's default priority for this rule: the length of its source in bytes.
@@ -147,21 +150,25 @@ impl Rule {
     }
 }
 
-fn required_hosts(expr: &Expr) -> Option<Vec<HostPattern>> {
+/// The hosts one of which everything `expr` matches has, where `host` reads a matcher's host
+/// pattern (`Host` for HTTP, `HostSNI` for TCP).
+pub(crate) fn required_hosts<M>(expr: &Expr<M>, host: &dyn Fn(&M) -> Option<&HostPattern>) -> Option<Vec<HostPattern>> {
     match expr {
-        Expr::Matcher(Matcher::Host(HostPattern::Any)) => None,
-        Expr::Matcher(Matcher::Host(pattern)) => Some(vec![pattern.clone()]),
-        Expr::Matcher(_) | Expr::Not(_) => None,
-        Expr::And(a, b) => match (required_hosts(a), required_hosts(b)) {
+        Expr::Matcher(m) => match host(m) {
+            None | Some(HostPattern::Any) => None,
+            Some(pattern) => Some(vec![pattern.clone()]),
+        },
+        Expr::Not(_) => None,
+        Expr::And(a, b) => match (required_hosts(a, host), required_hosts(b, host)) {
             (Some(a), Some(b)) => Some(if b.len() < a.len() { b } else { a }),
             (Some(one), None) | (None, Some(one)) => Some(one),
             (None, None) => None,
         },
         Expr::Or(a, b) => {
-            let mut hosts = required_hosts(a)?;
-            for host in required_hosts(b)? {
-                if !hosts.contains(&host) {
-                    hosts.push(host);
+            let mut hosts = required_hosts(a, host)?;
+            for pattern in required_hosts(b, host)? {
+                if !hosts.contains(&pattern) {
+                    hosts.push(pattern);
                 }
             }
             Some(hosts)

@@ -168,6 +168,15 @@ impl TcpRule {
         needs_hello(&self.expr)
     }
 
+    /// The server names one of which every connection this rule matches sends (`None`: any
+    /// name can match), as [`super::Rule::required_hosts`] for HTTP.
+    pub fn required_hosts(&self) -> Option<Vec<HostPattern>> {
+        super::required_hosts(&self.expr, &|m| match m {
+            TcpMatcher::HostSNI(pattern) => Some(pattern),
+            _ => None,
+        })
+    }
+
     /// Whether this is exactly ``HostSNI(`*`)``, possibly narrowed by `ClientIP`: the only rules
     /// Traefik allows on a router without TLS.
     pub fn is_catch_all(&self) -> bool {

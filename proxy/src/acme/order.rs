@@ -271,7 +271,11 @@ async fn order_inner(
     if status != OrderStatus::Ready {
         return Err(format!("validation failed: {}", why_invalid(&mut order).await));
     }
-    let key = new_key(config.key_type)?;
+    // RSA keys take up to seconds to make: off the control runtime, which serves the API.
+    let kind = config.key_type;
+    let key = tokio::task::spawn_blocking(move || new_key(kind))
+        .await
+        .map_err(|e| format!("key generation: {e}"))??;
     let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(|e| format!("CSR: {e}"))?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     let csr = params.serialize_request(&key).map_err(|e| format!("CSR: {e}"))?;
@@ -307,5 +311,34 @@ async fn why_invalid(order: &mut instant_acme::Order) -> String {
         "the order became invalid".into()
     } else {
         reasons.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_type_makes_a_csr_and_a_key_rustls_serves() {
+        for kind in [KeyType::Ec256, KeyType::Ec384, KeyType::Rsa2048] {
+            let key = new_key(kind).expect("a key");
+            let mut params = rcgen::CertificateParams::new(vec!["a.test".to_string()]).expect("params");
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            params.serialize_request(&key).expect("a CSR");
+            let der = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("DER");
+            rustls::crypto::ring::default_provider()
+                .key_provider
+                .load_private_key(der)
+                .unwrap_or_else(|e| panic!("{kind:?}: rustls cannot serve the key: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_wildcard_uses_dns01_and_other_names_prefer_http01() {
+        let config: AcmeConfig = toml::from_str("httpChallenge = { entryPoint = \"web\" }\ntlsChallenge = {}\n").expect("parses");
+        assert_eq!(pick(&config, false), Some(ChallengeType::Http01));
+        assert_eq!(pick(&config, true), None, "no DNS-01: a wildcard cannot be proved");
+        let tls_only: AcmeConfig = toml::from_str("tlsChallenge = {}\n").expect("parses");
+        assert_eq!(pick(&tls_only, false), Some(ChallengeType::TlsAlpn01));
     }
 }

@@ -104,6 +104,20 @@ pub async fn dispatch(
     }
     match opening {
         Opening::Tls(Some(hello)) => {
+            // A CA validating TLS-ALPN-01 for a name a TCP router serves: answered here, never
+            // relayed (no router may claim `acme-tls/1`).
+            let acme = snapshot
+                .tls
+                .acme
+                .as_ref()
+                .filter(|_| hello.alpn.iter().any(|p| p == crate::acme::challenge::ACME_TLS));
+            if let Some(config) = acme.and_then(|c| hello.sni.as_deref().and_then(|sni| c.tls_alpn01(sni))) {
+                drop(snapshot);
+                if let Err(e) = crate::server::handshake::answer_acme_tls(stream, config, deadline).await {
+                    tracing::debug!(%peer, "TLS-ALPN-01 validation handshake failed: {e}");
+                }
+                return Dispatched::Done;
+            }
             let view = ConnectionView {
                 sni: hello.sni.as_deref(),
                 alpn: &hello.alpn,

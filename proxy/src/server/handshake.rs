@@ -68,8 +68,7 @@ pub async fn accept(stream: TcpStream, snapshots: &ArcSwap<Snapshot>, index: usi
             let Some(config) = sni.as_deref().and_then(|name| challenges.tls_alpn01(name)) else {
                 return Err(io::Error::other("an acme-tls/1 handshake for a name with no challenge in flight"));
             };
-            let mut tls = timeout_at(deadline, start.into_stream(config)).await.map_err(|_| timed_out())??;
-            let _ = timeout_at(deadline, tokio::io::AsyncWriteExt::shutdown(&mut tls)).await;
+            answer_acme(start, config, deadline).await?;
             return Ok(None);
         }
     }
@@ -83,4 +82,27 @@ pub async fn accept(stream: TcpStream, snapshots: &ArcSwap<Snapshot>, index: usi
     let config = options.config.clone();
     let tls = timeout_at(deadline, start.into_stream(config)).await.map_err(|_| timed_out())??;
     Ok(Some(Accepted::Tls(Box::new(tls), session)))
+}
+
+/// Completes a CA's TLS-ALPN-01 validation handshake with the challenge `config`, then closes.
+async fn answer_acme(
+    start: tokio_rustls::StartHandshake<BatchedStream>,
+    config: std::sync::Arc<rustls::ServerConfig>,
+    deadline: tokio::time::Instant,
+) -> io::Result<()> {
+    let mut tls = timeout_at(deadline, start.into_stream(config)).await.map_err(|_| timed_out())??;
+    let _ = timeout_at(deadline, tokio::io::AsyncWriteExt::shutdown(&mut tls)).await;
+    Ok(())
+}
+
+/// Answers a TLS-ALPN-01 validation that arrived on an entrypoint's TCP side (`stream` was only
+/// peeked): the ClientHello is read again and the challenge certificate presented.
+pub async fn answer_acme_tls(
+    stream: TcpStream,
+    config: std::sync::Arc<rustls::ServerConfig>,
+    deadline: tokio::time::Instant,
+) -> io::Result<()> {
+    let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), BatchedStream::new(stream));
+    let start = timeout_at(deadline, acceptor).await.map_err(|_| timed_out())??;
+    answer_acme(start, config, deadline).await
 }

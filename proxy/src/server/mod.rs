@@ -11,7 +11,7 @@
 
 mod admission;
 mod handover;
-mod handshake;
+pub(crate) mod handshake;
 mod listener;
 pub mod providers;
 mod reload;

@@ -28,6 +28,10 @@ pub struct TlsCompiler {
     pub acme: Option<Arc<Acme>>,
 }
 
+/// A router asking a resolver for names: whether it is a TCP router, its name, the resolver,
+/// its `tls.domains` and the hosts its rule requires.
+type Claim = (bool, String, String, Vec<drover_providers::model::Domain>, Option<Vec<HostPattern>>);
+
 /// Per router: on which entrypoints (index order) it is a TLS router.
 pub type TlsRouters = HashMap<String, Vec<bool>>;
 
@@ -76,33 +80,57 @@ impl TlsCompiler {
     }
 
     /// The name sets TLS routers want from resolvers: each router's `tls.domains`, else the
-    /// hosts its rule requires (one certificate per router, as Traefik orders). Routers naming
-    /// an unknown resolver, or giving no names, are warned about.
+    /// hosts its rule requires (one certificate per router, as Traefik orders); TCP routers that
+    /// terminate TLS too, by their `HostSNI` names. Routers naming an unknown resolver, or giving
+    /// no names, are warned about.
     fn acme_wanted(&self, config: &mut RuntimeConfig, routers: &TlsRouters) -> Vec<Wanted> {
-        let mut wanted: Vec<Wanted> = Vec::new();
         let on_ep = self.entry_points.iter().flatten().find_map(|t| t.cert_resolver.clone());
-        let names: Vec<String> = routers.keys().cloned().collect();
-        for name in names {
-            let Some(info) = config.routers.get_mut(&name) else { continue };
+        let mut claims: Vec<Claim> = Vec::new();
+        for name in routers.keys() {
+            let info = &config.routers[name];
             let tls = info.tls.clone().unwrap_or_default();
-            let Some(resolver) = tls.cert_resolver.clone().or_else(|| on_ep.clone()) else {
+            if let Some(resolver) = tls.cert_resolver.clone().or_else(|| on_ep.clone()) {
+                let hosts = info.parsed.as_ref().and_then(|r| r.required_hosts());
+                claims.push((false, name.clone(), resolver, tls.domains, hosts));
+            }
+        }
+        for (name, info) in &config.l4.routers {
+            if info.status == Status::Disabled || info.mode != drover_providers::tcp::TcpMode::Terminate {
                 continue;
+            }
+            if let Some(tls) = &info.tls {
+                if let Some(resolver) = tls.cert_resolver.clone() {
+                    let hosts = info.parsed.as_ref().and_then(|r| r.required_hosts());
+                    claims.push((true, name.clone(), resolver, tls.domains.clone(), hosts));
+                }
+            }
+        }
+        let mut wanted: Vec<Wanted> = Vec::new();
+        for (tcp, name, resolver, domains, hosts) in claims {
+            let resolver_config = self.acme.as_ref().and_then(|a| a.resolvers.get(&resolver));
+            let (status, errors) = match tcp {
+                true => match config.l4.routers.get_mut(&name) {
+                    Some(info) => (&mut info.status, &mut info.errors),
+                    None => continue,
+                },
+                false => match config.routers.get_mut(&name) {
+                    Some(info) => (&mut info.status, &mut info.errors),
+                    None => continue,
+                },
             };
-            let known = self.acme.as_ref().is_some_and(|a| a.resolvers.contains_key(&resolver));
-            if !known {
+            let Some(resolver_config) = resolver_config else {
                 let defined: Vec<String> = self.acme.iter().flat_map(|a| a.resolvers.keys().cloned()).collect();
                 warn(
-                    &mut info.status,
-                    &mut info.errors,
+                    status,
+                    errors,
                     format!(
                         "tls.certResolver `{resolver}` is not in the static configuration's certificatesResolvers (defined: {}); the configured certificates, or the default one, serve this router",
                         if defined.is_empty() { "none".to_string() } else { defined.join(", ") }
                     ),
                 );
                 continue;
-            }
-            let mut sets: Vec<StoredDomain> = tls
-                .domains
+            };
+            let mut sets: Vec<StoredDomain> = domains
                 .iter()
                 .map(|d| StoredDomain {
                     main: d.main.to_ascii_lowercase(),
@@ -111,51 +139,33 @@ impl TlsCompiler {
                 .filter(|d| !d.main.is_empty())
                 .collect();
             if sets.is_empty() {
-                let hosts: Vec<String> = info
-                    .parsed
-                    .as_ref()
-                    .and_then(|r| r.required_hosts())
-                    .map(|patterns| {
-                        patterns
-                            .iter()
-                            .filter_map(|p| match p {
-                                HostPattern::Exact(h) => Some(h.clone()),
-                                _ => None,
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let mut hosts = hosts.into_iter();
-                match hosts.next() {
+                let mut exact = hosts.unwrap_or_default().into_iter().filter_map(|p| match p {
+                    HostPattern::Exact(h) => Some(h),
+                    _ => None,
+                });
+                match exact.next() {
                     Some(main) => sets.push(StoredDomain {
                         main,
-                        sans: hosts.collect(),
+                        sans: exact.collect(),
                     }),
                     None => {
                         warn(
-                            &mut info.status,
-                            &mut info.errors,
-                            format!("tls.certResolver `{resolver}`: nothing to order: the rule names no exact host (a HostRegexp needs tls.domains) and tls.domains is empty"),
+                            status,
+                            errors,
+                            format!("tls.certResolver `{resolver}`: nothing to order: the rule names no exact host (a regular expression or wildcard needs tls.domains) and tls.domains is empty"),
                         );
                         continue;
                     }
                 }
             }
             for domain in sets {
-                if domain.names().any(|n| n.starts_with("*.")) {
-                    let dns = self
-                        .acme
-                        .as_ref()
-                        .and_then(|a| a.resolvers.get(&resolver))
-                        .is_some_and(|r| r.dns_challenge.is_some());
-                    if !dns {
-                        warn(
-                            &mut info.status,
-                            &mut info.errors,
-                            format!("tls.domains `{}`: a wildcard can only be ordered through DNS-01, and resolver `{resolver}` has no dnsChallenge", domain.main),
-                        );
-                        continue;
-                    }
+                if domain.names().any(|n| n.starts_with("*.")) && resolver_config.dns_challenge.is_none() {
+                    warn(
+                        status,
+                        errors,
+                        format!("tls.domains `{}`: a wildcard can only be ordered through DNS-01, and resolver `{resolver}` has no dnsChallenge", domain.main),
+                    );
+                    continue;
                 }
                 let want = Wanted {
                     resolver: resolver.clone(),
