@@ -467,3 +467,31 @@ async fn a_tcp_router_that_terminates_tls_gets_its_certificate_through_tls_alpn0
         .expect("through the TCP router");
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_account_binding_is_sent_when_configured_and_its_absence_is_reported() {
+    const KID: &str = "kid-1";
+    const HMAC: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let pebble = Pebble::start_requiring_eab(KID, HMAC).await;
+    let (backend, _whoami) = whoami::spawn("app").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let routes_file = dir.path().join("routes.toml");
+    let mut text = routes(&["eab.test"], "bound", backend);
+    text.push_str("[http.routers.other]\nrule = \"Host(`noeab.test`)\"\nentryPoints = [\"websecure\"]\nservice = \"app\"\ntls = { certResolver = \"unbound\" }\n");
+    std::fs::write(&routes_file, text).expect("routes");
+    // Both resolvers share one storage file, each with its own entry.
+    let http = "httpChallenge = { entryPoint = \"web\" }";
+    let resolvers = pebble.resolver(
+        "bound",
+        &private_storage(dir.path()),
+        http,
+        &format!("eab = {{ kid = \"{KID}\", hmacEncoded = \"{HMAC}\" }}"),
+    ) + &pebble.resolver("unbound", &private_storage(dir.path()), http, "retryMin = \"1h\"");
+    let drover = Instance::start(dir.path(), "eab", pebble.http_port, pebble.tls_port, &resolvers, &routes_file).await;
+    drover.acme_entry("eab.test", Duration::from_secs(30), valid).await;
+    let refused = drover
+        .acme_entry("noeab.test", Duration::from_secs(30), |e| e["acme"]["state"] == "failed")
+        .await;
+    let why = refused["acme"]["error"].as_str().unwrap_or("").to_ascii_lowercase();
+    assert!(why.contains("external account"), "{refused}");
+}

@@ -481,6 +481,66 @@ mod tests {
         assert_eq!(compiler.rules.len(), 2);
     }
 
+    const ACME_ROUTERS: &str = r#"
+        [http.routers.named]
+        rule = "Host(`a.test`) || Host(`b.test`)"
+        service = "s"
+        tls = { certResolver = "le" }
+        [http.routers.domains]
+        rule = "HostRegexp(`^.+[.]c[.]test$`)"
+        service = "s"
+        [http.routers.domains.tls]
+        certResolver = "le"
+        domains = [{ main = "c.test", sans = ["www.c.test"] }]
+        [http.routers.regexp]
+        rule = "HostRegexp(`^.+$`)"
+        service = "s"
+        tls = { certResolver = "le" }
+        [http.routers.unknown]
+        rule = "Host(`d.test`)"
+        service = "s"
+        tls = { certResolver = "nope" }
+        [http.routers.wild]
+        rule = "Host(`x.e.test`)"
+        service = "s"
+        [http.routers.wild.tls]
+        certResolver = "le"
+        domains = [{ main = "*.e.test" }]
+        [[http.services.s.loadBalancer.servers]]
+        url = "http://127.0.0.1:9001"
+    "#;
+
+    #[test]
+    fn routers_with_a_resolver_ask_for_their_names_and_what_cannot_be_ordered_is_said() {
+        let le: crate::acme::config::AcmeConfig = toml::from_str("httpChallenge = { entryPoint = \"web\" }").expect("parses");
+        let acme = Arc::new(crate::acme::Acme::new([("le".to_string(), le)].into_iter().collect()));
+        let mut compiler = Compiler::new(vec!["web".into()], Upstreams::new(Transport::default())).with_acme(acme);
+        let (health, metrics) = (HealthRegistry::default(), Metrics::default());
+        let snapshot = compiler.reload(&fragments(1, ACME_ROUTERS), &health, &metrics);
+        let wanted: Vec<(String, Vec<&str>)> = snapshot
+            .tls
+            .acme_wanted
+            .iter()
+            .map(|w| (w.resolver.clone(), w.domain.names().collect()))
+            .collect();
+        assert_eq!(
+            wanted,
+            vec![
+                ("le".to_string(), vec!["a.test", "b.test"]),
+                ("le".to_string(), vec!["c.test", "www.c.test"]),
+            ]
+        );
+        let errors = |router: &str| {
+            let info = &snapshot.config.routers[router];
+            assert_eq!(info.status, drover_providers::runtime::Status::Warning, "{router} still serves");
+            info.errors.join("; ")
+        };
+        assert!(errors("regexp@file").contains("nothing to order"), "{}", errors("regexp@file"));
+        assert!(errors("unknown@file").contains("`nope` is not in the static configuration's certificatesResolvers (defined: le)"));
+        assert!(errors("wild@file").contains("only be ordered through DNS-01"));
+        assert!(snapshot.tls.acme.is_some(), "TLS-ALPN-01 answers reach the handshake");
+    }
+
     const TRANSPORTS: &str = r#"
         [http.serversTransports.one]
         maxIdleConnsPerHost = 5

@@ -53,6 +53,15 @@ impl Pebble {
 
     /// Starts pebble asking `dns`, with extra environment variables (`PEBBLE_*`).
     pub async fn start_with(dns: Dns, env: &[(&str, &str)]) -> Self {
+        Self::launch(dns, env, None).await
+    }
+
+    /// Starts pebble requiring external account binding with the key `kid` (`hmac`, base64url).
+    pub async fn start_requiring_eab(kid: &str, hmac: &str) -> Self {
+        Self::launch(Dns::Loopback, &[], Some((kid, hmac))).await
+    }
+
+    async fn launch(dns: Dns, env: &[(&str, &str)], eab: Option<(&str, &str)>) -> Self {
         let pebble = require_pebble("pebble");
         let dir = tempfile::tempdir().expect("temp dir");
         let ca = Ca::new("pebble listener CA");
@@ -82,7 +91,7 @@ impl Pebble {
             }
         };
         let config = dir.path().join("pebble.json");
-        let text = serde_json::json!({
+        let mut text = serde_json::json!({
             "pebble": {
                 "listenAddress": acme.to_string(),
                 "managementListenAddress": management.to_string(),
@@ -94,6 +103,10 @@ impl Pebble {
                 "externalAccountBindingRequired": false
             }
         });
+        if let Some((kid, hmac)) = eab {
+            text["pebble"]["externalAccountBindingRequired"] = true.into();
+            text["pebble"]["externalAccountMACKeys"] = serde_json::json!({ kid: hmac });
+        }
         std::fs::write(&config, text.to_string()).expect("write pebble config");
         let log = std::fs::File::create(dir.path().join("pebble.log")).expect("log file");
         let mut command = Command::new(pebble);
