@@ -159,7 +159,9 @@ async fn http01_issues_a_certificate_pebble_signs_and_a_restart_reuses_it() {
     let storage = private_storage(dir.path());
     let routes_file = dir.path().join("routes.toml");
     std::fs::write(&routes_file, routes(&["a.test"], "le", backend)).expect("routes");
-    let resolvers = pebble.resolver("le", &storage, "httpChallenge = { entryPoint = \"web\" }", "");
+    // web redirects every plain request to websecure: the HTTP-01 answer still comes first.
+    let resolvers = pebble.resolver("le", &storage, "httpChallenge = { entryPoint = \"web\" }", "")
+        + "[entryPoints.web.http.redirections.entryPoint]\nto = \"websecure\"\n";
     let root = dir.path().join("pebble-root.pem");
 
     {
@@ -493,5 +495,5 @@ async fn external_account_binding_is_sent_when_configured_and_its_absence_is_rep
         .acme_entry("noeab.test", Duration::from_secs(30), |e| e["acme"]["state"] == "failed")
         .await;
     let why = refused["acme"]["error"].as_str().unwrap_or("").to_ascii_lowercase();
-    assert!(why.contains("external account"), "{refused}");
+    assert!(why.contains("externalaccountbinding"), "{refused}");
 }

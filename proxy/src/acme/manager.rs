@@ -92,7 +92,7 @@ pub struct Entry {
     pub next_try: Option<i64>,
     /// Failures in a row.
     pub failures: u32,
-    /// Orders this instance placed for these names.
+    /// Orders this instance attempted for these names.
     pub orders: u64,
 }
 

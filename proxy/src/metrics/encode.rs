@@ -253,7 +253,7 @@ pub fn encode(metrics: &Metrics, snapshot: &Snapshot, providers: &[ProviderStatu
             ),
             (
                 "drover_acme_orders",
-                "ACME orders this instance placed, by resolver and main name.",
+                "ACME orders this instance attempted, by resolver and main name.",
                 acme_values(snapshot, |a| a.orders as i64)
                     .into_iter()
                     .map(|(labels, v)| (labels, v as u64))

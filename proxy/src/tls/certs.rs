@@ -72,7 +72,7 @@ pub struct AcmeInfo {
     pub renew_at: Option<String>,
     /// Failed orders in a row.
     pub failures: u32,
-    /// Orders this instance placed for these names since it started.
+    /// Orders this instance attempted for these names since it started.
     pub orders: u64,
 }
 
