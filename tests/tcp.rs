@@ -762,3 +762,78 @@ async fn pgbench_through_a_plain_router_and_postgres_tls_by_sni_through_starttls
     assert!(out.status.success(), "psql over TLS: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
 }
+
+/// A line server named `name`: answers every line with `PONG <name>` while `healthy`, else with
+/// `BUSY <name>`.
+async fn line_server(name: &'static str, healthy: std::sync::Arc<std::sync::atomic::AtomicBool>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let healthy = healthy.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = stream.into_split();
+                let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(r));
+                while let Ok(Some(_)) = lines.next_line().await {
+                    let word = if healthy.load(std::sync::atomic::Ordering::SeqCst) {
+                        "PONG"
+                    } else {
+                        "BUSY"
+                    };
+                    if w.write_all(format!("{word} {name}\n").as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// One line through drover at `addr`: the answer.
+async fn exchange(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(b"hi\n").await.expect("send");
+    let mut answer = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    String::from_utf8_lossy(&answer[..n]).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_tcp_check_takes_a_server_out_by_its_answer_and_back_when_it_recovers() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let b_healthy = Arc::new(AtomicBool::new(false));
+    let a = line_server("a", Arc::new(AtomicBool::new(true))).await;
+    let b = line_server("b", b_healthy.clone()).await;
+    let routes = [
+        tcp_router("lines", "HostSNI(`*`)", "lines", ""),
+        tcp_service("lines", &[a, b]),
+        "[tcp.services.lines.loadBalancer.healthCheck]\nsend = \"PING\\n\"\nexpect = \"PONG\"\ninterval = \"50ms\"\ntimeout = \"1s\"\n"
+            .into(),
+    ]
+    .concat();
+    let drover = TestDrover::start(&routes).await;
+    let service = api(&drover, "/api/tcp/services/lines@file").await;
+    assert!(service["error"].is_null(), "the check is accepted: {service}");
+
+    // b answers BUSY to the check: out, so every connection reaches a.
+    let mut streak = 0;
+    let started = Instant::now();
+    while streak < 20 {
+        streak = if exchange(drover.web()).await == "PONG a" { streak + 1 } else { 0 };
+        assert!(started.elapsed() < Duration::from_secs(10), "b was never taken out");
+    }
+    // b recovers: the next check brings it back.
+    b_healthy.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    loop {
+        if exchange(drover.web()).await == "PONG b" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "b never came back");
+    }
+}

@@ -2,6 +2,7 @@
 //! and errors in Traefik's shape, as [`crate::aggregate`] does for HTTP.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -103,6 +104,9 @@ pub struct TcpServiceInfo {
     /// The qualified transport; none: drover's defaults.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub servers_transport: Option<String>,
+    /// The active check, resolved (`healthCheck`).
+    #[serde(skip)]
+    pub check: Option<TcpCheckPolicy>,
     /// Enabled, warning or disabled.
     pub status: Status,
     /// What is wrong, or what was ignored.
@@ -110,6 +114,54 @@ pub struct TcpServiceInfo {
     pub errors: Vec<String>,
     /// Routers that use it.
     pub used_by: Vec<String>,
+}
+
+/// `tcp.services.<s>.loadBalancer.healthCheck`, with Traefik's defaults filled in: connect (to
+/// `port` when given), send `send` when given, and pass when the answer contains `expect` (or,
+/// with no `expect`, when the connection opens), all within `timeout`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpCheckPolicy {
+    /// Check this port instead of the server's.
+    pub port: Option<u16>,
+    /// Bytes sent once connected.
+    pub send: Option<String>,
+    /// Bytes the answer must contain.
+    pub expect: Option<String>,
+    /// Time between checks while the server is up (default 30 s).
+    pub interval: Duration,
+    /// Time between checks while it is down (default: `interval`).
+    pub unhealthy_interval: Duration,
+    /// Deadline of one check (default 5 s).
+    pub timeout: Duration,
+}
+
+impl TcpCheckPolicy {
+    /// Resolves `check`, or says what is wrong (the key named).
+    fn resolve(name: &str, check: &model::TcpHealthCheck) -> Result<Self, String> {
+        let at = format!("tcp.services.{name}.loadBalancer.healthCheck");
+        let interval = check.interval.map_or(Duration::from_secs(30), |d| d.0);
+        let timeout = check.timeout.map_or(Duration::from_secs(5), |d| d.0);
+        if interval.is_zero() {
+            return Err(format!("{at}.interval: must be above zero"));
+        }
+        if timeout.is_zero() {
+            return Err(format!("{at}.timeout: must be above zero"));
+        }
+        if check.port == Some(0) {
+            return Err(format!("{at}.port: 0 is not a port"));
+        }
+        if check.expect.as_deref() == Some("") {
+            return Err(format!("{at}.expect: empty; leave it out to pass on a connect alone"));
+        }
+        Ok(Self {
+            port: check.port,
+            send: check.send.clone().filter(|s| !s.is_empty()),
+            expect: check.expect.clone(),
+            interval,
+            unhealthy_interval: check.unhealthy_interval.map_or(interval, |d| d.0),
+            timeout,
+        })
+    }
 }
 
 /// One TCP servers transport after validation.
@@ -418,6 +470,7 @@ fn tcp_service(name: &str, provider: &str, s: &model::TcpService, transports: &m
     }
     let qualified = qualify(name, provider);
     let mut transport = None;
+    let mut resolved_check = None;
     match &s.load_balancer {
         None => {
             if s.weighted.is_none() {
@@ -479,12 +532,11 @@ fn tcp_service(name: &str, provider: &str, s: &model::TcpService, transports: &m
                 }
                 transport = Some(t);
             }
-            if lb.health_check.is_some() {
-                warn(
-                    &mut status,
-                    &mut errors,
-                    format!("tcp.services.{name}.loadBalancer.healthCheck: active TCP checks are not implemented yet and are ignored; failed connects still eject servers"),
-                );
+            if let Some(check) = &lb.health_check {
+                match TcpCheckPolicy::resolve(name, check) {
+                    Ok(policy) => resolved_check = Some(policy),
+                    Err(why) => disable(&mut status, &mut errors, why),
+                }
             }
         }
     }
@@ -494,6 +546,7 @@ fn tcp_service(name: &str, provider: &str, s: &model::TcpService, transports: &m
         load_balancer: s.load_balancer.clone(),
         servers,
         servers_transport: transport,
+        check: resolved_check,
         status,
         errors,
         used_by: Vec::new(),
@@ -548,6 +601,33 @@ mod tests {
     fn merged(text: &str) -> L4Runtime {
         let config = DynamicConfig::from_toml(text).unwrap();
         merge(&[("file", &config)], &["web".into(), "dns".into()])
+    }
+
+    #[test]
+    fn a_health_check_gets_traefiks_defaults_and_a_bad_one_disables_its_service() {
+        let l4 = merged(
+            r#"
+[tcp.services.ok.loadBalancer]
+servers = [{ address = "127.0.0.1:1" }]
+healthCheck = { send = "PING", expect = "PONG", unhealthyInterval = "1s" }
+[tcp.services.bad.loadBalancer]
+servers = [{ address = "127.0.0.1:1" }]
+healthCheck = { interval = "0s" }
+"#,
+        );
+        let ok = l4.services["ok@file"].check.clone().expect("resolved");
+        assert_eq!(
+            (ok.interval, ok.unhealthy_interval, ok.timeout),
+            (Duration::from_secs(30), Duration::from_secs(1), Duration::from_secs(5))
+        );
+        assert_eq!((ok.send.as_deref(), ok.expect.as_deref()), (Some("PING"), Some("PONG")));
+        let bad = &l4.services["bad@file"];
+        assert_eq!(bad.status, Status::Disabled);
+        assert!(
+            bad.errors[0].contains("tcp.services.bad.loadBalancer.healthCheck.interval"),
+            "{:?}",
+            bad.errors
+        );
     }
 
     #[test]

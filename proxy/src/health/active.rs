@@ -1,6 +1,8 @@
-//! Active health checks: a task per (service, server) that requests the check path, first
+//! Active health checks: a task per (service, server) that requests the check path (HTTP
+//! services) or connects and optionally sends and expects bytes (TCP services), first
 //! immediately (not one interval later, unlike Traefik) and then every interval, and feeds the
-//! verdicts (with rise/fall thresholds) into the server's [`ServerHealth`].
+//! verdicts (with rise/fall thresholds for HTTP; one verdict for TCP, as Traefik's) into the
+//! server's [`ServerHealth`].
 //!
 //! Checks use their own short-lived connections, never the request pool, so a check cannot take
 //! a pooled connection from traffic or be fooled by one.
@@ -9,10 +11,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use std::time::Duration;
+
 use drover_providers::policy::{ActivePolicy, PassivePolicy};
+use drover_providers::tcp::TcpCheckPolicy;
 use http::{Request, StatusCode};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -23,8 +29,27 @@ use crate::snapshot::Snapshot;
 #[derive(Clone, Debug, PartialEq)]
 struct Target {
     authority: String,
-    active: ActivePolicy,
+    probe: Probe,
     passive: PassivePolicy,
+}
+
+/// What a check does.
+#[derive(Clone, Debug, PartialEq)]
+enum Probe {
+    /// An HTTP request.
+    Http(ActivePolicy),
+    /// A connect, then `send`/`expect`.
+    Tcp(TcpCheckPolicy),
+}
+
+impl Probe {
+    /// (interval while up, interval while down, passes to come back, failures to go out).
+    fn cadence(&self) -> (Duration, Duration, u32, u32) {
+        match self {
+            Self::Http(p) => (p.interval, p.unhealthy_interval, p.passes, p.fails),
+            Self::Tcp(p) => (p.interval, p.unhealthy_interval, 1, 1),
+        }
+    }
 }
 
 /// The running check tasks, reconciled with each new snapshot.
@@ -43,11 +68,26 @@ impl ActiveChecks {
             for server in service.servers.iter() {
                 let target = Target {
                     authority: server.upstream.authority().to_string(),
-                    active: active.clone(),
+                    probe: Probe::Http(active.clone()),
                     passive: service.health.passive.clone(),
                 };
                 wanted.insert(
                     (service.name.to_string(), target.authority.clone()),
+                    (target, server.health.clone()),
+                );
+            }
+        }
+        for service in &snapshot.l4.services {
+            let Some(check) = &service.check else { continue };
+            for server in service.servers.iter() {
+                let target = Target {
+                    authority: server.address.to_string(),
+                    probe: Probe::Tcp(check.clone()),
+                    passive: service.policy.clone(),
+                };
+                // `tcp/`: an HTTP and a TCP service may share a name.
+                wanted.insert(
+                    (format!("tcp/{}", service.name), target.authority.clone()),
                     (target, server.health.clone()),
                 );
             }
@@ -78,37 +118,68 @@ impl Drop for ActiveChecks {
 }
 
 async fn run(target: Target, health: Arc<ServerHealth>) {
+    let (interval, unhealthy_interval, passes, fails) = target.probe.cadence();
     loop {
-        let passed = check(&target).await;
-        if let Err(why) = &passed {
-            tracing::debug!(server = %target.authority, path = %target.active.path, "active check failed: {why}");
-        }
-        health.active_result(
-            passed.is_ok(),
-            target.active.passes,
-            target.active.fails,
-            &target.passive,
-            Instant::now(),
-        );
-        let interval = if health.is_out() {
-            target.active.unhealthy_interval
-        } else {
-            target.active.interval
+        let passed = match &target.probe {
+            Probe::Http(policy) => check_http(&target.authority, policy).await,
+            Probe::Tcp(policy) => check_tcp(&target.authority, policy).await,
         };
-        tokio::time::sleep(interval).await;
+        if let Err(why) = &passed {
+            tracing::debug!(server = %target.authority, "active check failed: {why}");
+        }
+        health.active_result(passed.is_ok(), passes, fails, &target.passive, Instant::now());
+        tokio::time::sleep(if health.is_out() { unhealthy_interval } else { interval }).await;
     }
 }
 
-/// One check: connect, send, read the status. `Err` says why it failed.
-async fn check(target: &Target) -> Result<(), String> {
-    let policy = &target.active;
-    let authority = match policy.port {
-        Some(port) => match target.authority.rsplit_once(':') {
+/// `authority` with its port replaced by `port`, when one is given.
+fn with_port(authority: &str, port: Option<u16>) -> String {
+    match port {
+        Some(port) => match authority.rsplit_once(':') {
             Some((host, _)) => format!("{host}:{port}"),
-            None => format!("{}:{port}", target.authority),
+            None => format!("{authority}:{port}"),
         },
-        None => target.authority.clone(),
+        None => authority.to_string(),
+    }
+}
+
+/// One TCP check: connect, send `send`, read until the answer contains `expect` (or the server
+/// closes, or the deadline). `Err` says why it failed.
+async fn check_tcp(authority: &str, policy: &TcpCheckPolicy) -> Result<(), String> {
+    let authority = with_port(authority, policy.port);
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(&authority)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        if let Some(send) = &policy.send {
+            stream.write_all(send.as_bytes()).await.map_err(|e| format!("send: {e}"))?;
+        }
+        let Some(expect) = &policy.expect else { return Ok(()) };
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 1024];
+        while answer.len() < 64 * 1024 {
+            let n = stream.read(&mut buffer).await.map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buffer[..n]);
+            if memchr::memmem::find(&answer, expect.as_bytes()).is_some() {
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "the answer does not contain {expect:?}: {:?}",
+            String::from_utf8_lossy(&answer[..answer.len().min(80)])
+        ))
     };
+    tokio::time::timeout(policy.timeout, attempt)
+        .await
+        .map_err(|_| format!("no answer within {:?}", policy.timeout))?
+}
+
+/// One HTTP check: connect, send, read the status. `Err` says why it failed.
+async fn check_http(authority: &str, policy: &ActivePolicy) -> Result<(), String> {
+    let authority = with_port(authority, policy.port);
     let attempt = async {
         let stream = tokio::net::TcpStream::connect(&authority)
             .await

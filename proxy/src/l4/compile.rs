@@ -62,6 +62,7 @@ pub fn compile(
                 servers,
                 policy,
                 transport,
+                check: info.check.clone(),
             }),
         );
     }
@@ -190,7 +191,13 @@ pub fn compile(
             );
         }
     }
-    TcpTables { entry_points: tables, udp }
+    let mut services: Vec<Arc<TcpService>> = services.into_values().collect();
+    services.sort_by(|a, b| a.name.cmp(&b.name));
+    TcpTables {
+        entry_points: tables,
+        udp,
+        services,
+    }
 }
 
 /// Every TCP servers transport, built (`None`: refused; its services stay off).

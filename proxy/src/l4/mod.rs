@@ -158,6 +158,8 @@ pub struct TcpTables {
     pub entry_points: Vec<TcpTable>,
     /// Per UDP entrypoint (index order of the UDP entrypoints): its service, if a router takes it.
     pub udp: Vec<Option<Arc<UdpService>>>,
+    /// Every TCP service, by name (for active checks).
+    pub services: Vec<Arc<TcpService>>,
 }
 
 impl TcpTables {
@@ -220,6 +222,8 @@ pub struct TcpService {
     pub policy: drover_providers::policy::PassivePolicy,
     /// How servers are reached.
     pub transport: TcpTransport,
+    /// Its active check, if any.
+    pub check: Option<drover_providers::tcp::TcpCheckPolicy>,
 }
 
 impl TcpService {
