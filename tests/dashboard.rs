@@ -254,11 +254,13 @@ async fn the_dashboard_shows_routes_health_providers_and_explains_in_a_real_brow
         "[http.routers.web]\nrule = \"PathPrefix(`/`)\"\nservice = \"web\"\n\
          [http.routers.api]\nrule = \"Host(`api.test`)\"\nservice = \"api\"\n\
          [http.routers.broken]\nrule = \"Host(`x`\"\nservice = \"web\"\n\
-         [http.routers.secure]\nrule = \"Host(`secure.test`)\"\nservice = \"web\"\ntls = { certResolver = \"le\" }\n",
+         [http.routers.secure]\nrule = \"Host(`secure.test`)\"\nservice = \"web\"\ntls = { certResolver = \"le\" }\n\
+         [tcp.routers.db]\nrule = \"HostSNI(`db.test`)\"\nservice = \"db\"\ntls = { passthrough = true }\n",
     );
     for (s, a) in [("web", w1), ("web", w2), ("api", a1), ("api", a2)] {
         routes.push_str(&server(s, a));
     }
+    routes.push_str(&format!("[[tcp.services.db.loadBalancer.servers]]\naddress = \"{w1}\"\n"));
     routes.push_str("[http.services.canary.weighted]\nservices = [{ name = \"web\", weight = 9 }, { name = \"api\", weight = 1 }]\n");
     // An ACME resolver whose CA is down: its certificate shows as failed, with the reason.
     let acme_dir = tempfile::tempdir().expect("temp dir");
@@ -307,6 +309,10 @@ async fn the_dashboard_shows_routes_health_providers_and_explains_in_a_real_brow
         (
             "overview counts",
             "document.querySelector('[data-card=\"routers\"] .value')?.textContent === '5'",
+        ),
+        (
+            "the TCP router and its service with its server up",
+            "document.querySelector('[data-l4-router=\"db@file\"] [data-open]') && document.querySelector('[data-l4-service=\"db@file\"] [data-state=\"up\"]')",
         ),
         (
             "the ACME certificate failing, with its reason and next try",

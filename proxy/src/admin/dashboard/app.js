@@ -275,6 +275,55 @@
         a && a.error ? el("dd", { class: "bad-text", text: a.error + (a.nextTry ? " — next try " + a.nextTry : "") }) : null));
   }
 
+  // ---------- TCP and UDP ----------
+  function bytes(n) {
+    if (n >= 1 << 30) return (n / (1 << 30)).toFixed(1) + " GiB";
+    if (n >= 1 << 20) return (n / (1 << 20)).toFixed(1) + " MiB";
+    if (n >= 1 << 10) return (n / (1 << 10)).toFixed(1) + " KiB";
+    return n + " B";
+  }
+
+  function l4RouterCard(r, protocol) {
+    const errs = r.error || [];
+    const c = r.connections;
+    return el("div", { class: "panel", "data-l4-router": r.name, "data-status": r.status },
+      el("div", { class: "panel-head" },
+        el("span", {}, badge(r.status), " ", el("span", { class: "mono", text: r.name })),
+        el("span", { class: "small muted", text: protocol + (r.mode ? " · " + r.mode : "") })),
+      el("dl", { class: "kv" },
+        r.rule ? el("dt", { text: "rule" }) : null, r.rule ? el("dd", { class: "mono", text: r.rule }) : null,
+        el("dt", { text: "service" }), el("dd", { class: "mono", text: r.service || "" }),
+        el("dt", { text: "entrypoints" }), el("dd", { class: "mono", text: (r.using || r.entryPoints || []).join(", ") }),
+        c ? el("dt", { text: "connections" }) : null,
+        c ? el("dd", { "data-open": c.open, text: c.open + " open, " + c.total + " in all, " + bytes(c.bytesIn) + " in, " + bytes(c.bytesOut) + " out" + (c.connectFailures ? ", " + plural(c.connectFailures, "failed connect") : "") }) : null),
+      errs.length ? el("ul", { class: "errors" + (r.status === "warning" ? " warn" : "") }, errs.map((e) => el("li", { text: e }))) : null);
+  }
+
+  function l4ServiceCard(svc, protocol) {
+    const errs = svc.error || [];
+    const servers = (svc.servers || []).map((s) => Object.assign({ url: s.address, weight: s.weight, connectionFailures: 0 }, s.health || { state: "up" }));
+    const up = servers.filter((s) => s.state === "up").length;
+    return el("div", { class: "panel", "data-l4-service": svc.name, "data-status": svc.status },
+      el("div", { class: "panel-head" },
+        el("span", {}, badge(svc.status), " ", el("span", { class: "mono", text: svc.name })),
+        el("span", { class: up === servers.length ? "ok-text small" : "bad-text small", text: protocol + " · " + up + "/" + servers.length + " up" })),
+      el("div", { class: "sub" }, "used by ", (svc.usedBy && svc.usedBy.length) ? svc.usedBy.join(", ") : "no router"),
+      errs.length ? el("ul", { class: "errors" + (svc.status === "warning" ? " warn" : "") }, errs.map((e) => el("li", { text: e }))) : null,
+      servers.length ? el("ul", { class: "servers" }, servers.map((s) => serverItem(s, false))) : null);
+  }
+
+  function renderL4() {
+    const l4 = state.l4 || { tcpRouters: [], tcpServices: [], udpRouters: [], udpServices: [] };
+    const cards = [].concat(
+      l4.tcpRouters.map((r) => l4RouterCard(r, "TCP")),
+      l4.udpRouters.map((r) => l4RouterCard(r, "UDP")),
+      l4.tcpServices.map((s) => l4ServiceCard(s, "TCP")),
+      l4.udpServices.map((s) => l4ServiceCard(s, "UDP")));
+    const routers = l4.tcpRouters.length + l4.udpRouters.length;
+    $("l4-count").textContent = cards.length ? "(" + plural(routers, "router") + ")" : "";
+    replace($("l4-list"), cards.length ? cards : [el("div", { class: "empty", text: "No TCP or UDP routers." })]);
+  }
+
   function renderCertificates() {
     const certs = state.certificates || [];
     $("certificates-count").textContent = certs.length ? "(" + certs.length + ")" : "";
@@ -286,9 +335,11 @@
     if (state.refreshing) { state.again = true; return; }
     state.refreshing = true;
     try {
-      const [overview, routers, services, providers, certificates] = await Promise.all([
+      const [overview, routers, services, providers, certificates, tcpRouters, tcpServices, udpRouters, udpServices] = await Promise.all([
         api("/overview"), all("/http/routers"), all("/http/services"), api("/providers"), api("/tls/certificates"),
+        all("/tcp/routers"), all("/tcp/services"), all("/udp/routers"), all("/udp/services"),
       ]);
+      state.l4 = { tcpRouters, tcpServices, udpRouters, udpServices };
       state.certificates = certificates.body || [];
       state.overview = overview.body;
       state.routers = routers;
@@ -299,6 +350,7 @@
       renderServices();
       renderProviders();
       renderCertificates();
+      renderL4();
       showError(null);
     } catch (e) {
       if (!(e instanceof AuthNeeded)) showError("Cannot reach the admin API: " + e.message);
