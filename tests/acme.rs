@@ -103,6 +103,35 @@ impl Instance {
     }
 }
 
+/// What most tests stand on: a backend, a private directory, the routes file in it.
+struct Stage {
+    backend: SocketAddr,
+    _whoami: whoami::WhoamiHandle,
+    dir: tempfile::TempDir,
+    routes: PathBuf,
+}
+
+impl Stage {
+    async fn new() -> Self {
+        let (backend, whoami) = whoami::spawn("app").await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let routes = dir.path().join("routes.toml");
+        Self {
+            backend,
+            _whoami: whoami,
+            dir,
+            routes,
+        }
+    }
+}
+
+/// pebble's root, written into `dir` for `openssl -CAfile`.
+async fn root_file(pebble: &Pebble, dir: &Path) -> PathBuf {
+    let root = dir.join("pebble-root.pem");
+    std::fs::write(&root, pebble.root_pem().await).expect("root");
+    root
+}
+
 fn valid(entry: &Value) -> bool {
     entry["acme"]["state"] == "valid"
 }
@@ -154,21 +183,23 @@ fn private_storage(dir: &Path) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http01_issues_a_certificate_pebble_signs_and_a_restart_reuses_it() {
     let pebble = Pebble::start().await;
-    let (backend, _whoami) = whoami::spawn("app").await;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let Stage {
+        backend,
+        _whoami,
+        dir,
+        routes: routes_file,
+    } = Stage::new().await;
     let storage = private_storage(dir.path());
-    let routes_file = dir.path().join("routes.toml");
     std::fs::write(&routes_file, routes(&["a.test"], "le", backend)).expect("routes");
     // web redirects every plain request to websecure: the HTTP-01 answer still comes first.
     let resolvers = pebble.resolver("le", &storage, "httpChallenge = { entryPoint = \"web\" }", "")
         + "[entryPoints.web.http.redirections.entryPoint]\nto = \"websecure\"\n";
-    let root = dir.path().join("pebble-root.pem");
+    let root = root_file(&pebble, dir.path()).await;
 
     {
         let drover = Instance::start(dir.path(), "first", pebble.http_port, pebble.tls_port, &resolvers, &routes_file).await;
         let entry = drover.acme_entry("a.test", Duration::from_secs(30), valid).await;
         assert!(entry["issuer"].as_str().unwrap_or("").contains("Pebble Intermediate CA"), "{entry}");
-        std::fs::write(&root, pebble.root_pem().await).expect("root");
         let (issuer, verified) = openssl_sees(drover.websecure, "a.test", &root).await;
         assert!(verified && issuer.contains("Pebble Intermediate CA"), "openssl: {issuer}");
         let tls = support::pki::Client::new(&["http/1.1"], None);
@@ -202,9 +233,12 @@ async fn http01_issues_a_certificate_pebble_signs_and_a_restart_reuses_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn01_issues_a_certificate_for_a_router_added_live() {
     let pebble = Pebble::start().await;
-    let (backend, _whoami) = whoami::spawn("app").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let routes_file = dir.path().join("routes.toml");
+    let Stage {
+        backend,
+        _whoami,
+        dir,
+        routes: routes_file,
+    } = Stage::new().await;
     std::fs::write(&routes_file, routes(&[], "le", backend)).expect("routes");
     let resolvers = pebble.resolver("le", &private_storage(dir.path()), "tlsChallenge = {}", "");
     let drover = Instance::start(dir.path(), "alpn", pebble.http_port, pebble.tls_port, &resolvers, &routes_file).await;
@@ -214,8 +248,7 @@ async fn tls_alpn01_issues_a_certificate_for_a_router_added_live() {
     std::fs::rename(&temporary, &routes_file).expect("swap routes");
     drover.acme_entry("b.test", Duration::from_secs(30), valid).await;
     drover.acme_entry("c.test", Duration::from_secs(30), valid).await;
-    let root = dir.path().join("pebble-root.pem");
-    std::fs::write(&root, pebble.root_pem().await).expect("root");
+    let root = root_file(&pebble, dir.path()).await;
     for host in ["b.test", "c.test"] {
         let (issuer, verified) = openssl_sees(drover.websecure, host, &root).await;
         assert!(verified && issuer.contains("Pebble Intermediate CA"), "{host}: {issuer}");
@@ -226,9 +259,12 @@ async fn tls_alpn01_issues_a_certificate_for_a_router_added_live() {
 async fn a_failing_ca_leaves_the_default_certificate_serving_and_retries_back_off() {
     // pebble validates HTTP-01 on a port nothing listens on: every order fails.
     let pebble = Pebble::start().await;
-    let (backend, _whoami) = whoami::spawn("app").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let routes_file = dir.path().join("routes.toml");
+    let Stage {
+        backend,
+        _whoami,
+        dir,
+        routes: routes_file,
+    } = Stage::new().await;
     std::fs::write(&routes_file, routes(&["d.test"], "le", backend)).expect("routes");
     let resolvers = pebble.resolver(
         "le",
@@ -302,10 +338,13 @@ async fn a_storage_file_others_can_read_is_refused_with_the_fix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_sharing_a_storage_file_order_each_name_once_and_both_serve_it() {
     let pebble = Pebble::start().await;
-    let (backend, _whoami) = whoami::spawn("app").await;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let Stage {
+        backend,
+        _whoami,
+        dir,
+        routes: routes_file,
+    } = Stage::new().await;
     let storage = private_storage(dir.path());
-    let routes_file = dir.path().join("routes.toml");
     let hosts = ["e.test", "f.test", "g.test"];
     std::fs::write(&routes_file, routes(&hosts, "le", backend)).expect("routes");
     let resolvers = pebble.resolver("le", &storage, "httpChallenge = { entryPoint = \"web\" }", "");
@@ -313,8 +352,7 @@ async fn two_instances_sharing_a_storage_file_order_each_name_once_and_both_serv
     // answer is shared through the storage directory.
     let first = Instance::start(dir.path(), "one", pebble.http_port, pebble.tls_port, &resolvers, &routes_file).await;
     let second = Instance::start(dir.path(), "two", free_port().port(), free_port().port(), &resolvers, &routes_file).await;
-    let root = dir.path().join("pebble-root.pem");
-    std::fs::write(&root, pebble.root_pem().await).expect("root");
+    let root = root_file(&pebble, dir.path()).await;
     for host in hosts {
         first.acme_entry(host, Duration::from_secs(40), valid).await;
         second.acme_entry(host, Duration::from_secs(40), valid).await;
@@ -341,9 +379,12 @@ async fn two_instances_sharing_a_storage_file_order_each_name_once_and_both_serv
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_swaps_the_certificate_with_no_failed_request() {
     let pebble = Pebble::start().await;
-    let (backend, _whoami) = whoami::spawn("app").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let routes_file = dir.path().join("routes.toml");
+    let Stage {
+        backend,
+        _whoami,
+        dir,
+        routes: routes_file,
+    } = Stage::new().await;
     std::fs::write(&routes_file, routes(&["h.test"], "le", backend)).expect("routes");
     // A renewal window longer than pebble's 5-year certificates: every check renews.
     let resolvers = pebble.resolver(
@@ -409,9 +450,12 @@ async fn dns01_through_bind_issues_a_wildcard_and_removes_its_records() {
     .await;
     // pebble asks BIND for the challenge records: nothing else answers for w.test.
     let pebble = Pebble::start_with(support::pebble::Dns::At(bind.addr), &[]).await;
-    let (backend, _whoami) = whoami::spawn("app").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let routes_file = dir.path().join("routes.toml");
+    let Stage {
+        backend,
+        _whoami,
+        dir,
+        routes: routes_file,
+    } = Stage::new().await;
     std::fs::write(
         &routes_file,
         format!(
@@ -427,8 +471,7 @@ async fn dns01_through_bind_issues_a_wildcard_and_removes_its_records() {
     let drover = Instance::start(dir.path(), "dns", free_port().port(), free_port().port(), &resolvers, &routes_file).await;
     let entry = drover.acme_entry("w.test", Duration::from_secs(40), valid).await;
     assert!(entry["sans"].to_string().contains("*.w.test"), "{entry}");
-    let root = dir.path().join("pebble-root.pem");
-    std::fs::write(&root, pebble.root_pem().await).expect("root");
+    let root = root_file(&pebble, dir.path()).await;
     for sni in ["w.test", "any.w.test"] {
         let (issuer, verified) = openssl_sees(drover.websecure, sni, &root).await;
         assert!(verified && issuer.contains("Pebble Intermediate CA"), "{sni}: {issuer}");
@@ -442,9 +485,12 @@ async fn dns01_through_bind_issues_a_wildcard_and_removes_its_records() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tcp_router_that_terminates_tls_gets_its_certificate_through_tls_alpn01() {
     let pebble = Pebble::start().await;
-    let (backend, _whoami) = whoami::spawn("app").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let routes_file = dir.path().join("routes.toml");
+    let Stage {
+        backend,
+        _whoami,
+        dir,
+        routes: routes_file,
+    } = Stage::new().await;
     // Only a TCP router on websecure: the CA's acme-tls/1 handshake meets the TCP dispatch.
     std::fs::write(
         &routes_file,
@@ -457,8 +503,7 @@ async fn a_tcp_router_that_terminates_tls_gets_its_certificate_through_tls_alpn0
     let drover = Instance::start(dir.path(), "tcp", pebble.http_port, pebble.tls_port, &resolvers, &routes_file).await;
     let entry = drover.acme_entry("db.test", Duration::from_secs(30), valid).await;
     assert!(entry["usedBy"].is_array(), "{entry}");
-    let root = dir.path().join("pebble-root.pem");
-    std::fs::write(&root, pebble.root_pem().await).expect("root");
+    let root = root_file(&pebble, dir.path()).await;
     let (issuer, verified) = openssl_sees(drover.websecure, "db.test", &root).await;
     assert!(verified && issuer.contains("Pebble Intermediate CA"), "{issuer}");
     // Terminated, then relayed as plain TCP to the (HTTP) server behind.
@@ -475,9 +520,12 @@ async fn external_account_binding_is_sent_when_configured_and_its_absence_is_rep
     const KID: &str = "kid-1";
     const HMAC: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
     let pebble = Pebble::start_requiring_eab(KID, HMAC).await;
-    let (backend, _whoami) = whoami::spawn("app").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let routes_file = dir.path().join("routes.toml");
+    let Stage {
+        backend,
+        _whoami,
+        dir,
+        routes: routes_file,
+    } = Stage::new().await;
     let mut text = routes(&["eab.test"], "bound", backend);
     text.push_str("[http.routers.other]\nrule = \"Host(`noeab.test`)\"\nentryPoints = [\"websecure\"]\nservice = \"app\"\ntls = { certResolver = \"unbound\" }\n");
     std::fs::write(&routes_file, text).expect("routes");

@@ -254,7 +254,7 @@ pub fn encode(metrics: &Metrics, snapshot: &Snapshot, providers: &[ProviderStatu
             (
                 "drover_acme_orders",
                 "ACME orders this instance attempted, by resolver and main name.",
-                acme_values(snapshot, |a| a.orders as i64)
+                acme_series(snapshot, |_| None, |a| a.orders as i64)
                     .into_iter()
                     .map(|(labels, v)| (labels, v as u64))
                     .collect(),
@@ -309,12 +309,12 @@ pub fn encode(metrics: &Metrics, snapshot: &Snapshot, providers: &[ProviderStatu
             (
                 "drover_acme_certificate_state",
                 "1 for the state each ACME name set is in (ordering, valid, renewing, waiting, failed), by resolver and main name.",
-                acme_states(snapshot),
+                acme_series(snapshot, |a| Some(("state", a.state.name().to_string())), |_| 1),
             ),
             (
                 "drover_acme_failures",
                 "Failed ACME orders in a row, by resolver and main name (0 once one succeeds).",
-                acme_values(snapshot, |a| i64::from(a.failures)),
+                acme_series(snapshot, |_| None, |a| i64::from(a.failures)),
             ),
             (
                 "drover_config_last_reload_success",
@@ -349,8 +349,13 @@ pub fn encode(metrics: &Metrics, snapshot: &Snapshot, providers: &[ProviderStatu
     out
 }
 
-/// One series per ACME name set, valued by `value`.
-fn acme_values(snapshot: &Snapshot, value: impl Fn(&crate::tls::certs::AcmeInfo) -> i64) -> Vec<(Labels, i64)> {
+/// One series per ACME name set, labelled by resolver and main name (and `extra`'s label when
+/// it gives one), valued by `value`.
+fn acme_series(
+    snapshot: &Snapshot,
+    extra: impl Fn(&crate::tls::certs::AcmeInfo) -> Option<(&'static str, String)>,
+    value: impl Fn(&crate::tls::certs::AcmeInfo) -> i64,
+) -> Vec<(Labels, i64)> {
     snapshot
         .tls
         .certificates
@@ -358,28 +363,9 @@ fn acme_values(snapshot: &Snapshot, value: impl Fn(&crate::tls::certs::AcmeInfo)
         .filter_map(|c| c.acme.as_ref())
         .map(|a| {
             let main = a.domains.first().cloned().unwrap_or_default();
-            (vec![("resolver", a.resolver.clone()), ("domain", main)], value(a))
-        })
-        .collect()
-}
-
-/// `drover_acme_certificate_state`: 1 for the state each name set is in.
-fn acme_states(snapshot: &Snapshot) -> Vec<(Labels, i64)> {
-    snapshot
-        .tls
-        .certificates
-        .iter()
-        .filter_map(|c| c.acme.as_ref())
-        .map(|a| {
-            let main = a.domains.first().cloned().unwrap_or_default();
-            (
-                vec![
-                    ("resolver", a.resolver.clone()),
-                    ("domain", main),
-                    ("state", a.state.name().to_string()),
-                ],
-                1,
-            )
+            let mut labels = vec![("resolver", a.resolver.clone()), ("domain", main)];
+            labels.extend(extra(a));
+            (labels, value(a))
         })
         .collect()
 }
