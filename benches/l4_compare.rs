@@ -18,6 +18,10 @@
 //!   GiB is the figure that tells whether bytes went through user space.
 //! * `exchanges`: 16 client threads each repeat connect, send 100 B, read the 100 B echo,
 //!   close: exchanges per second.
+//! * `pgbench -S`: a PostgreSQL started for the bench (Debian's `postgresql`; as the `postgres`
+//!   user when run as root), scale 10, read-only transactions from 16 clients over 2 threads for
+//!   `PG_SECS` (5) seconds through the target: transactions per second. Skipped, with a message,
+//!   when PostgreSQL is not installed or `PGBENCH=0`.
 //!
 //! The proxies run one worker (drover `--workers 1`, HAProxy `nbthread 1`) pinned to CPU 1; the
 //! bench's clients and servers are pinned to CPU 0. "direct" is the client and the server with
@@ -55,6 +59,7 @@ struct Figures {
     bulk16_user: f64,
     bulk16_sys: f64,
     exchanges: f64,
+    pgbench_tps: f64,
 }
 
 fn run() -> Result<()> {
@@ -69,11 +74,23 @@ fn run() -> Result<()> {
 
     let sink = Sink::start(bulk_mib)?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let pg_secs = lab::env_count("PG_SECS", if quick { 2 } else { 5 })?;
+    let postgres = match std::env::var("PGBENCH").as_deref() {
+        Ok("0") => None,
+        _ => match Postgres::start() {
+            Ok(pg) => Some(pg),
+            Err(e) => {
+                println!("pgbench: skipped: {e}");
+                None
+            }
+        },
+    };
+    let pg_addr = postgres.as_ref().map(|p| p.addr);
     let mut results: Vec<Vec<Figures>> = vec![Vec::new(); TARGETS.len()];
-    for round in 0..rounds {
+    for round in 1..=rounds {
         for i in lab::round_order(TARGETS.len(), round) {
             let target = TARGETS[i];
-            let proxy = start(target, &drover, &haproxy, &taskset, dir.path(), &sink)?;
+            let proxy = start(target, &drover, &haproxy, &taskset, dir.path(), &sink, pg_addr)?;
             let addr = proxy.as_ref().map_or(sink.addr, |p| p.addr);
             let pid = proxy.as_ref().map(|p| p.child.id());
             let mut f = Figures::default();
@@ -81,12 +98,16 @@ fn run() -> Result<()> {
             (f.bulk16_gibps, f.bulk16_user, f.bulk16_sys) = bulk(addr, &sink, 16, bulk_mib, pid)?;
             let echo = proxy.as_ref().map_or(sink.echo, |p| p.echo);
             f.exchanges = exchanges(echo, Duration::from_secs(exchange_secs))?;
+            if let Some(pg) = &postgres {
+                let port = proxy.as_ref().map_or(pg.addr, |p| p.pg).port();
+                f.pgbench_tps = pg.bench(port, pg_secs)?;
+            }
             println!(
-                "round {} {target:>15}: bulk×1 {:.2} GiB/s, bulk×16 {:.2} GiB/s, {:.0} exchanges/s",
-                round + 1,
+                "round {round} {target:>15}: bulk×1 {:.2} GiB/s, bulk×16 {:.2} GiB/s, {:.0} exchanges/s, pgbench -S {:.0} tps",
                 f.bulk1_gibps,
                 f.bulk16_gibps,
-                f.exchanges
+                f.exchanges,
+                f.pgbench_tps
             );
             results[i].push(f);
             drop(proxy);
@@ -95,12 +116,12 @@ fn run() -> Result<()> {
     let med = |i: usize, get: fn(&Figures) -> f64| median(results[i].iter().map(get).collect());
     println!("\nmedians of {rounds} interleaved round(s); bulk = {bulk_mib} MiB per transfer; one proxy worker on CPU 1");
     println!(
-        "{:>15} | {:>9} {:>11} {:>11} | {:>9} {:>11} {:>11} | {:>11}",
-        "target", "bulk×1", "user s/GiB", "sys s/GiB", "bulk×16", "user s/GiB", "sys s/GiB", "exchanges/s"
+        "{:>15} | {:>9} {:>11} {:>11} | {:>9} {:>11} {:>11} | {:>11} | {:>11}",
+        "target", "bulk×1", "user s/GiB", "sys s/GiB", "bulk×16", "user s/GiB", "sys s/GiB", "exchanges/s", "pgbench tps"
     );
     for (i, target) in TARGETS.iter().enumerate() {
         println!(
-            "{target:>15} | {:>6.2}GiB/s {:>11.3} {:>11.3} | {:>6.2}GiB/s {:>11.3} {:>11.3} | {:>11.0}",
+            "{target:>15} | {:>6.2}GiB/s {:>11.3} {:>11.3} | {:>6.2}GiB/s {:>11.3} {:>11.3} | {:>11.0} | {:>11.0}",
             med(i, |f| f.bulk1_gibps),
             med(i, |f| f.bulk1_user),
             med(i, |f| f.bulk1_sys),
@@ -108,6 +129,7 @@ fn run() -> Result<()> {
             med(i, |f| f.bulk16_user),
             med(i, |f| f.bulk16_sys),
             med(i, |f| f.exchanges),
+            med(i, |f| f.pgbench_tps),
         );
     }
     let ratio = |a: usize, b: usize, get: fn(&Figures) -> f64| med(a, get) / med(b, get);
@@ -116,6 +138,7 @@ fn run() -> Result<()> {
         ("bulk×1", (|f: &Figures| f.bulk1_gibps) as fn(&Figures) -> f64),
         ("bulk×16", |f: &Figures| f.bulk16_gibps),
         ("exchanges", |f: &Figures| f.exchanges),
+        ("pgbench", |f: &Figures| f.pgbench_tps),
     ] {
         println!(
             "  {name:>9}: drover-splice/direct {:.2}, drover-splice/haproxy {:.2}, drover-splice/haproxy-splice {:.2}, drover-copy/haproxy {:.2}",
@@ -214,6 +237,8 @@ impl Drop for Sink {
 struct Proxy {
     addr: SocketAddr,
     echo: SocketAddr,
+    /// Towards PostgreSQL (unused when the bench has none).
+    pg: SocketAddr,
     child: Child,
 }
 
@@ -230,11 +255,13 @@ fn free_port() -> Result<SocketAddr> {
         .map_err(|e| e.to_string())
 }
 
-fn start(target: &str, drover: &Path, haproxy: &Path, taskset: &Path, dir: &Path, sink: &Sink) -> Result<Option<Proxy>> {
+fn start(target: &str, drover: &Path, haproxy: &Path, taskset: &Path, dir: &Path, sink: &Sink, postgres: Option<SocketAddr>) -> Result<Option<Proxy>> {
     if target == "direct" {
         return Ok(None);
     }
-    let (addr, echo) = (free_port()?, free_port()?);
+    let (addr, echo, pg) = (free_port()?, free_port()?, free_port()?);
+    // With no PostgreSQL the pg path leads to the echo server (never used).
+    let pg_server = postgres.unwrap_or(sink.echo);
     let mut cmd = Command::new(taskset);
     cmd.args(["-c", "1"]);
     if target.starts_with("drover") {
@@ -244,7 +271,8 @@ fn start(target: &str, drover: &Path, haproxy: &Path, taskset: &Path, dir: &Path
             &routes,
             format!(
                 "[tcp.routers.bulk]\nrule = \"HostSNI(`*`)\"\nentryPoints = [\"bulk\"]\nservice = \"bulk\"\n[[tcp.services.bulk.loadBalancer.servers]]\naddress = \"{}\"\n\
-                 [tcp.routers.echo]\nrule = \"HostSNI(`*`)\"\nentryPoints = [\"echo\"]\nservice = \"echo\"\n[[tcp.services.echo.loadBalancer.servers]]\naddress = \"{}\"\n",
+                 [tcp.routers.echo]\nrule = \"HostSNI(`*`)\"\nentryPoints = [\"echo\"]\nservice = \"echo\"\n[[tcp.services.echo.loadBalancer.servers]]\naddress = \"{}\"\n\
+                 [tcp.routers.pg]\nrule = \"HostSNI(`*`)\"\nentryPoints = [\"pg\"]\nservice = \"pg\"\n[[tcp.services.pg.loadBalancer.servers]]\naddress = \"{pg_server}\"\n",
                 sink.addr, sink.echo
             ),
         )
@@ -254,6 +282,7 @@ fn start(target: &str, drover: &Path, haproxy: &Path, taskset: &Path, dir: &Path
             &config,
             format!(
                 "[entryPoints.bulk]\naddress = \"{addr}\"\n[entryPoints.bulk.tcp]\nsplice = {splice}\n[entryPoints.echo]\naddress = \"{echo}\"\n[entryPoints.echo.tcp]\nsplice = {splice}\n\
+                 [entryPoints.pg]\naddress = \"{pg}\"\n[entryPoints.pg.tcp]\nsplice = {splice}\n\
                  [api]\naddress = \"{}\"\n[log]\nlevel = \"error\"\n[providers.file]\nfilename = {:?}\nwatch = false\n",
                 free_port()?,
                 routes.display().to_string()
@@ -273,7 +302,8 @@ fn start(target: &str, drover: &Path, haproxy: &Path, taskset: &Path, dir: &Path
             format!(
                 "global\n    nbthread 1\n    maxconn 4000\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n{splice}\
                  frontend bulk\n    bind {addr}\n    default_backend bulk\nbackend bulk\n    server b {}\n\
-                 frontend echo\n    bind {echo}\n    default_backend echo\nbackend echo\n    server e {}\n",
+                 frontend echo\n    bind {echo}\n    default_backend echo\nbackend echo\n    server e {}\n\
+                 frontend pg\n    bind {pg}\n    default_backend pg\nbackend pg\n    server p {pg_server}\n",
                 sink.addr, sink.echo
             ),
         )
@@ -283,7 +313,7 @@ fn start(target: &str, drover: &Path, haproxy: &Path, taskset: &Path, dir: &Path
     let log = std::fs::File::create(dir.join(format!("{target}.log"))).map_err(|e| e.to_string())?;
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
     let child = cmd.spawn().map_err(|e| format!("cannot start {target}: {e}"))?;
-    let proxy = Proxy { addr, echo, child };
+    let proxy = Proxy { addr, echo, pg, child };
     // Ready when an exchange goes through (drover routes once its configuration is in force).
     let deadline = Instant::now() + Duration::from_secs(15);
     while exchange(proxy.echo).is_err() {
@@ -380,4 +410,104 @@ fn exchanges(echo: SocketAddr, secs: Duration) -> Result<f64> {
         println!("  ({failed} exchanges failed)");
     }
     Ok(done.load(Ordering::Relaxed) as f64 / elapsed)
+}
+
+/// A PostgreSQL server for `pgbench`, in a temporary directory; stopped on drop.
+struct Postgres {
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+    pg_ctl: std::path::PathBuf,
+    pgbench: std::path::PathBuf,
+}
+
+/// PostgreSQL's `name` program (the newest installed major version).
+fn pg_program(name: &str) -> Result<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|_| "PostgreSQL is not installed (apt-get install -y postgresql)".to_string())?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin").join(name))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    found.pop().ok_or_else(|| format!("PostgreSQL's `{name}` is not installed"))
+}
+
+/// `program`, run as `postgres` when this process is root (PostgreSQL refuses root).
+fn as_postgres(program: &Path) -> Command {
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn checked(what: &str, output: std::io::Result<std::process::Output>) -> Result<String> {
+    let output = output.map_err(|e| format!("{what}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("{what}: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+impl Postgres {
+    fn start() -> Result<Self> {
+        let (initdb, pg_ctl, pgbench) = (pg_program("initdb")?, pg_program("pg_ctl")?, pg_program("pgbench")?);
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).output();
+        let data = dir.path().join("data");
+        checked("initdb", as_postgres(&initdb).args(["-A", "trust", "-U", "postgres", "-D"]).arg(&data).output())?;
+        let addr = free_port()?;
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} -c max_connections=100 -c fsync=off",
+            addr.port(),
+            dir.path().display()
+        );
+        checked(
+            "pg_ctl start",
+            as_postgres(&pg_ctl)
+                .arg("-D")
+                .arg(&data)
+                .args(["-o", &options, "-l"])
+                .arg(dir.path().join("log"))
+                .args(["-w", "start"])
+                .output(),
+        )?;
+        let this = Self { addr, dir, pg_ctl, pgbench };
+        checked(
+            "pgbench -i",
+            Command::new(&this.pgbench)
+                .args(["-i", "-q", "-s", "10", "-h", "127.0.0.1", "-p", &addr.port().to_string(), "-U", "postgres", "postgres"])
+                .output(),
+        )?;
+        Ok(this)
+    }
+
+    /// `pgbench -S` for `secs` seconds against `port`: transactions per second.
+    fn bench(&self, port: u16, secs: u32) -> Result<f64> {
+        let out = checked(
+            "pgbench -S",
+            Command::new(&self.pgbench)
+                .args(["-S", "-n", "-c", "16", "-j", "2", "-T", &secs.to_string()])
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "postgres"])
+                .output(),
+        )?;
+        out.lines()
+            .find_map(|l| l.strip_prefix("tps = "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("pgbench printed no tps: {out}"))
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_postgres(&self.pg_ctl)
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
 }
