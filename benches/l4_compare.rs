@@ -104,10 +104,7 @@ fn run() -> Result<()> {
             }
             println!(
                 "round {round} {target:>15}: bulk×1 {:.2} GiB/s, bulk×16 {:.2} GiB/s, {:.0} exchanges/s, pgbench -S {:.0} tps",
-                f.bulk1_gibps,
-                f.bulk16_gibps,
-                f.exchanges,
-                f.pgbench_tps
+                f.bulk1_gibps, f.bulk16_gibps, f.exchanges, f.pgbench_tps
             );
             results[i].push(f);
             drop(proxy);
@@ -255,7 +252,15 @@ fn free_port() -> Result<SocketAddr> {
         .map_err(|e| e.to_string())
 }
 
-fn start(target: &str, drover: &Path, haproxy: &Path, taskset: &Path, dir: &Path, sink: &Sink, postgres: Option<SocketAddr>) -> Result<Option<Proxy>> {
+fn start(
+    target: &str,
+    drover: &Path,
+    haproxy: &Path,
+    taskset: &Path,
+    dir: &Path,
+    sink: &Sink,
+    postgres: Option<SocketAddr>,
+) -> Result<Option<Proxy>> {
     if target == "direct" {
         return Ok(None);
     }
@@ -447,7 +452,11 @@ fn as_postgres(program: &Path) -> Command {
 fn checked(what: &str, output: std::io::Result<std::process::Output>) -> Result<String> {
     let output = output.map_err(|e| format!("{what}: {e}"))?;
     if !output.status.success() {
-        return Err(format!("{what}: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)));
+        return Err(format!(
+            "{what}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
@@ -458,7 +467,13 @@ impl Postgres {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).output();
         let data = dir.path().join("data");
-        checked("initdb", as_postgres(&initdb).args(["-A", "trust", "-U", "postgres", "-D"]).arg(&data).output())?;
+        checked(
+            "initdb",
+            as_postgres(&initdb)
+                .args(["-A", "trust", "-U", "postgres", "-D"])
+                .arg(&data)
+                .output(),
+        )?;
         let addr = free_port()?;
         let options = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} -c max_connections=100 -c fsync=off",
@@ -475,11 +490,28 @@ impl Postgres {
                 .args(["-w", "start"])
                 .output(),
         )?;
-        let this = Self { addr, dir, pg_ctl, pgbench };
+        let this = Self {
+            addr,
+            dir,
+            pg_ctl,
+            pgbench,
+        };
         checked(
             "pgbench -i",
             Command::new(&this.pgbench)
-                .args(["-i", "-q", "-s", "10", "-h", "127.0.0.1", "-p", &addr.port().to_string(), "-U", "postgres", "postgres"])
+                .args([
+                    "-i",
+                    "-q",
+                    "-s",
+                    "10",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &addr.port().to_string(),
+                    "-U",
+                    "postgres",
+                    "postgres",
+                ])
                 .output(),
         )?;
         Ok(this)

@@ -353,7 +353,10 @@ impl ClientOf for ppp::HeaderResult<'_> {
 async fn proxy_protocol_goes_out_in_both_versions_and_comes_in_only_from_trusted_peers() {
     let checker = proxy_protocol_checker().await;
     let (web, _whoami) = support::whoami::spawn("web").await;
+    let (echoer, _echo) = echo().await;
     let routes = [
+        tcp_router("relay", "HostSNI(`*`)", "relay", "entryPoints = [\"tcpdistrusting\"]\n"),
+        tcp_service("relay", &[echoer]),
         tcp_router("v1", "HostSNI(`*`)", "v1", "entryPoints = [\"pp1\"]\n"),
         tcp_router("v2", "HostSNI(`*`)", "v2", "entryPoints = [\"pp2\"]\n"),
         format!("[[tcp.services.v1.loadBalancer.servers]]\naddress = \"{checker}\"\n[tcp.services.v1.loadBalancer]\nserversTransport = \"one\"\n"),
@@ -364,7 +367,8 @@ async fn proxy_protocol_goes_out_in_both_versions_and_comes_in_only_from_trusted
     .concat();
     let extra = "[entryPoints.pp1]\naddress = \"127.0.0.1:0\"\n[entryPoints.pp2]\naddress = \"127.0.0.1:0\"\n\
                  [entryPoints.trusting]\naddress = \"127.0.0.1:0\"\n[entryPoints.trusting.proxyProtocol]\ntrustedIPs = [\"127.0.0.1\"]\n\
-                 [entryPoints.distrusting]\naddress = \"127.0.0.1:0\"\n[entryPoints.distrusting.proxyProtocol]\ntrustedIPs = [\"127.0.0.2\"]\n";
+                 [entryPoints.distrusting]\naddress = \"127.0.0.1:0\"\n[entryPoints.distrusting.proxyProtocol]\ntrustedIPs = [\"127.0.0.2\"]\n\
+                 [entryPoints.tcpdistrusting]\naddress = \"127.0.0.1:0\"\n[entryPoints.tcpdistrusting.proxyProtocol]\ntrustedIPs = [\"127.0.0.2\"]\n";
     let drover = TestDrover::start_with(&routes, extra).await;
 
     for (ep, version) in [("pp1", "v1"), ("pp2", "v2")] {
@@ -415,6 +419,23 @@ async fn proxy_protocol_goes_out_in_both_versions_and_comes_in_only_from_trusted
         .await
         .expect("GET");
     assert_eq!(answer.status, 200);
+
+    // The same on an entrypoint whose only router is a plain TCP one (dispatched at once): an
+    // untrusted peer's header is refused, its ordinary bytes are relayed.
+    let relay = drover.drover.entry_point("tcpdistrusting").unwrap();
+    let mut stream = TcpStream::connect(relay).await.expect("connect");
+    stream
+        .write_all(b"PROXY TCP4 192.0.2.9 127.0.0.1 40000 80\r\nhello\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    assert!(answer.is_empty(), "relayed: {}", String::from_utf8_lossy(&answer));
+    let mut stream = TcpStream::connect(relay).await.expect("connect");
+    stream.write_all(b"hello\n").await.expect("write");
+    let mut echoed = [0u8; 6];
+    stream.read_exact(&mut echoed).await.expect("echoed");
+    assert_eq!(&echoed, b"hello\n");
 }
 
 /// redis-server on a free port; killed on drop.

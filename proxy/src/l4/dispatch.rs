@@ -80,6 +80,14 @@ pub async fn dispatch(
             Some(route) => {
                 let job = job(route);
                 drop(snapshot);
+                // An untrusted peer's PROXY header is refused, not relayed as data. A header is
+                // sent right after connecting, so a short look finds it; a server-first
+                // protocol waits that long once, and only from peers not in trustedIPs.
+                let untrusted = rules.proxy_protocol.as_ref().is_some_and(|t| !t.trusts(peer.ip()));
+                if untrusted && untrusted_header(&stream, Instant::now() + UNTRUSTED_LOOK).await {
+                    tracing::warn!(%peer, "connection refused: a PROXY protocol header from a peer not in proxyProtocol.trustedIPs");
+                    return Dispatched::Done;
+                }
                 serve::serve(Client::Plain(stream), job).await;
                 Dispatched::Done
             }
@@ -212,6 +220,11 @@ async fn terminate(
 }
 
 /// Whether a connection from a peer that may not send one opens with a PROXY header.
+/// How long a connection from a peer outside `proxyProtocol.trustedIPs` is looked at for a
+/// PROXY header before a plain TCP router relays it.
+const UNTRUSTED_LOOK: Duration = Duration::from_millis(50);
+
+/// Whether the first bytes of `stream` (waited for until `deadline`) are a PROXY header.
 async fn untrusted_header(stream: &TcpStream, deadline: Instant) -> bool {
     let mut first = [0u8; 16];
     match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
