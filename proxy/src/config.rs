@@ -518,8 +518,9 @@ pub struct ServersTransport {
     /// Idle keep-alive connections kept per server. Default 200 (as Traefik).
     #[serde(default = "defaults::max_idle", alias = "maxidleconnsperhost")]
     pub max_idle_conns_per_host: usize,
-    /// Requests in flight to one server, across all workers (busy connections over HTTP/1.1,
-    /// streams over HTTP/2); more wait in drover's queue. Default 1024; 0 for no limit.
+    /// drover (named after Go's `Transport.MaxConnsPerHost`; Traefik's transport has no such
+    /// key): requests in flight to one server, across all workers (busy connections over
+    /// HTTP/1.1, streams over HTTP/2); more wait in drover's queue. Default 1024; 0 for no limit.
     #[serde(default = "defaults::max_conns", alias = "maxconnsperhost")]
     pub max_conns_per_host: usize,
     /// drover: how long a request over `maxConnsPerHost` waits for a slot before a 503.

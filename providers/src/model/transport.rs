@@ -1,6 +1,6 @@
 //! `[http.serversTransports.<name>]`: how drover talks to a service's servers (TLS verification,
-//! client certificates, HTTP/2, idle connections, deadlines, the per-server limit), in Traefik's
-//! keys, plus drover's own `queueTimeout` and `maxQueued`.
+//! client certificates, HTTP/2, idle connections, deadlines), in Traefik's keys, plus drover's
+//! own per-server limit (`maxConnsPerHost`, `queueTimeout`, `maxQueued`).
 //!
 //! Every field is optional: one a transport leaves unset takes drover's static
 //! `[serversTransport]` value, so a transport can say only what differs. A service names its
@@ -34,8 +34,8 @@ pub struct ServersTransport {
     /// Idle keep-alive connections kept per server; negative keeps none.
     #[serde(default, alias = "maxidleconnsperhost", skip_serializing_if = "Option::is_none")]
     pub max_idle_conns_per_host: Option<i64>,
-    /// Requests in flight to one server across all workers (busy connections, HTTP/2 streams);
-    /// more wait in a queue. 0 for no limit.
+    /// drover (Go's `Transport.MaxConnsPerHost` name): requests in flight to one server across
+    /// all workers (busy connections, HTTP/2 streams); more wait in a queue. 0 for no limit.
     #[serde(default, alias = "maxconnsperhost", skip_serializing_if = "Option::is_none")]
     pub max_conns_per_host: Option<u32>,
     /// drover: how long a request over `maxConnsPerHost` waits for a slot (then 503); 0 does
