@@ -93,6 +93,9 @@ pub struct Lab {
     pub loadgen_cpus: &'static str,
     /// None on a single-CPU machine, where nothing can be kept apart.
     pub server_cpus: Option<String>,
+    /// nginx's `worker_connections` (clients and upstream connections together); 4096 unless a
+    /// bench holds more connections at once.
+    pub nginx_connections: u32,
 }
 
 /// What drover adds to every forwarded request, and so what the peers are told to add too: the
@@ -131,6 +134,7 @@ impl Lab {
             workers,
             loadgen_cpus: "0",
             server_cpus,
+            nginx_connections: 4096,
         }
     }
 
@@ -240,7 +244,7 @@ worker_processes {workers};
 pid \"{p}/nginx.pid\";
 lock_file \"{p}/nginx.lock\";
 error_log stderr warn;
-events {{ worker_connections 4096; }}
+events {{ worker_connections {connections}; }}
 http {{
     access_log off;
     keepalive_requests 1000000;
@@ -252,7 +256,8 @@ http {{
     scgi_temp_path \"{p}/tmp/scgi\";
 {http}
 }}
-"
+",
+            connections = self.nginx_connections,
         );
         write_file(&prefix.join("tmp").join(".keep"), "")?;
         write_file(&conf, &text)?;

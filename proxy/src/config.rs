@@ -518,6 +518,19 @@ pub struct ServersTransport {
     /// Idle keep-alive connections kept per server. Default 200 (as Traefik).
     #[serde(default = "defaults::max_idle", alias = "maxidleconnsperhost")]
     pub max_idle_conns_per_host: usize,
+    /// drover (named after Go's `Transport.MaxConnsPerHost`; Traefik's transport has no such
+    /// key): requests in flight to one server, across all workers (busy connections over
+    /// HTTP/1.1, streams over HTTP/2); more wait in drover's queue. Default 1024; 0 for no limit.
+    #[serde(default = "defaults::max_conns", alias = "maxconnsperhost")]
+    pub max_conns_per_host: usize,
+    /// drover: how long a request over `maxConnsPerHost` waits for a slot before a 503.
+    /// Default 30 s; 0 answers 503 at once.
+    #[serde(default = "defaults::queue_timeout", alias = "queuetimeout")]
+    pub queue_timeout: ConfigDuration,
+    /// drover: requests that may wait for one server at once; more get a 503 at once.
+    /// Default 10000.
+    #[serde(default = "defaults::max_queued", alias = "maxqueued")]
+    pub max_queued: usize,
     /// Upstream deadlines.
     #[serde(default, alias = "forwardingtimeouts")]
     pub forwarding_timeouts: ForwardingTimeouts,
@@ -540,6 +553,9 @@ impl Default for ServersTransport {
     fn default() -> Self {
         Self {
             max_idle_conns_per_host: defaults::max_idle(),
+            max_conns_per_host: defaults::max_conns(),
+            queue_timeout: defaults::queue_timeout(),
+            max_queued: defaults::max_queued(),
             forwarding_timeouts: ForwardingTimeouts::default(),
             insecure_skip_verify: false,
             root_cas: Vec::new(),
@@ -620,6 +636,15 @@ mod defaults {
     }
     pub fn max_idle() -> usize {
         200
+    }
+    pub fn max_conns() -> usize {
+        crate::upstream::Limits::default().max_conns
+    }
+    pub fn queue_timeout() -> ConfigDuration {
+        crate::upstream::Limits::default().queue_timeout.into()
+    }
+    pub fn max_queued() -> usize {
+        crate::upstream::Limits::default().max_queued
     }
     pub fn yes() -> bool {
         true

@@ -1,5 +1,6 @@
 //! `[http.serversTransports.<name>]`: how drover talks to a service's servers (TLS verification,
-//! client certificates, HTTP/2, idle connections, deadlines), in Traefik's keys.
+//! client certificates, HTTP/2, idle connections, deadlines), in Traefik's keys, plus drover's
+//! own per-server limit (`maxConnsPerHost`, `queueTimeout`, `maxQueued`).
 //!
 //! Every field is optional: one a transport leaves unset takes drover's static
 //! `[serversTransport]` value, so a transport can say only what differs. A service names its
@@ -33,6 +34,17 @@ pub struct ServersTransport {
     /// Idle keep-alive connections kept per server; negative keeps none.
     #[serde(default, alias = "maxidleconnsperhost", skip_serializing_if = "Option::is_none")]
     pub max_idle_conns_per_host: Option<i64>,
+    /// drover (Go's `Transport.MaxConnsPerHost` name): requests in flight to one server across
+    /// all workers (busy connections, HTTP/2 streams); more wait in a queue. 0 for no limit.
+    #[serde(default, alias = "maxconnsperhost", skip_serializing_if = "Option::is_none")]
+    pub max_conns_per_host: Option<u32>,
+    /// drover: how long a request over `maxConnsPerHost` waits for a slot (then 503); 0 does
+    /// not wait.
+    #[serde(default, alias = "queuetimeout", skip_serializing_if = "Option::is_none")]
+    pub queue_timeout: Option<ConfigDuration>,
+    /// drover: requests that may wait for one server at once (more: 503 at once).
+    #[serde(default, alias = "maxqueued", skip_serializing_if = "Option::is_none")]
+    pub max_queued: Option<u32>,
     /// Deadlines.
     #[serde(default, alias = "forwardingtimeouts", skip_serializing_if = "Option::is_none")]
     pub forwarding_timeouts: Option<TransportTimeouts>,
@@ -112,6 +124,9 @@ mod tests {
             rootCAs = ["/etc/ca.pem"]
             disableHTTP2 = true
             maxIdleConnsPerHost = 7
+            maxConnsPerHost = 64
+            queueTimeout = "2s"
+            maxQueued = 100
             peerCertURI = "spiffe://x"
             [[http.serversTransports.private.certificates]]
             certFile = "/c.pem"
@@ -130,6 +145,8 @@ mod tests {
         assert_eq!(t.server_name.as_deref(), Some("api.internal"));
         assert_eq!(t.root_cas.as_deref(), Some(&["/etc/ca.pem".to_string()][..]));
         assert_eq!(t.disable_http2, Some(true));
+        assert_eq!((t.max_conns_per_host, t.max_queued), (Some(64), Some(100)));
+        assert_eq!(t.queue_timeout.map(|d| d.0.as_secs()), Some(2));
         assert_eq!(t.certificates.as_ref().map(|c| c[0].key_file.as_str()), Some("/k.pem"));
         let timeouts = t.forwarding_timeouts.expect("timeouts");
         assert_eq!(timeouts.dial_timeout.map(|d| d.0.as_secs()), Some(2));

@@ -343,6 +343,10 @@ pub(super) fn servers_json(snapshot: &Snapshot, name: &str, now: Instant) -> Vec
                 map.insert("weight".into(), server.weight.into());
                 map.insert("tier".into(), server.tier.into());
                 map.insert("connectionFailures".into(), server.health.local_failures_total().into());
+                let limiter = server.upstream.limiter();
+                map.insert("inFlight".into(), limiter.in_flight().into());
+                map.insert("queued".into(), limiter.queued().into());
+                map.insert("maxConns".into(), limiter.limits().max_conns.into());
             }
             entry
         })

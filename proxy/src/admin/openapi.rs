@@ -340,13 +340,16 @@ fn schemas() -> Value {
             "observability": schema_ref("Observability") } },
         "Observability": { "type": "object", "additionalProperties": false, "description": "What is recorded for requests: access-log lines, metrics. A router's switches are shown as written (absent = the entrypoint's).", "properties": {
             "accessLogs": { "type": "boolean" }, "metrics": { "type": "boolean" } } },
-        "ServerHealth": { "type": "object", "required": ["url", "weight", "tier", "state", "connectionFailures", "consecutiveFailures", "consecutive5xx", "totalEjections", "multiplier", "activeDown"], "properties": {
+        "ServerHealth": { "type": "object", "required": ["url", "weight", "tier", "state", "connectionFailures", "consecutiveFailures", "consecutive5xx", "totalEjections", "multiplier", "activeDown", "inFlight", "queued", "maxConns"], "properties": {
             "url": { "type": "string" }, "weight": { "type": "integer", "minimum": 0 }, "tier": { "type": "integer", "minimum": 0 },
             "state": { "type": "string", "enum": ["up", "ejected", "probation", "slow-start"] },
             "ejectedForMs": { "type": "integer", "minimum": 0 }, "reason": { "type": "string" },
             "connectionFailures": { "type": "integer", "minimum": 0 }, "consecutiveFailures": { "type": "integer", "minimum": 0 },
             "consecutive5xx": { "type": "integer", "minimum": 0 }, "totalEjections": { "type": "integer", "minimum": 0 },
-            "multiplier": { "type": "integer", "minimum": 0 }, "activeDown": { "type": "boolean" } } },
+            "multiplier": { "type": "integer", "minimum": 0 }, "activeDown": { "type": "boolean" },
+            "inFlight": { "type": "integer", "minimum": 0, "description": "Requests in flight to the server's address (counted against maxConnsPerHost, shared by the services that use it through the same transport)." },
+            "queued": { "type": "integer", "minimum": 0, "description": "Requests waiting for a slot of the server's maxConnsPerHost." },
+            "maxConns": { "type": "integer", "minimum": 0, "description": "The maxConnsPerHost in force; 0: no limit." } } },
         "Service": { "type": "object", "required": ["name", "provider", "status", "usedBy", "type", "serverStatus", "servers"], "properties": {
             "name": { "type": "string" }, "provider": { "type": "string" },
             "loadBalancer": { "type": "object", "nullable": true, "description": "The service as the provider gave it (secrets redacted)." },

@@ -84,10 +84,13 @@ impl ProxyBody {
 }
 
 /// A server's response body; drives the connection that feeds it, and gives the connection back
-/// to the pool at a clean end.
+/// to the pool at a clean end (or, for an HTTP/2 stream, frees the server's slot it holds).
 pub struct UpstreamBody {
     inner: Incoming,
+    /// The connection (HTTP/1.1) or stream (HTTP/2) until the body is done.
     conn: Option<Pooled>,
+    /// `conn` is lent to this body, which drives it (HTTP/1.1).
+    lent: bool,
     watch: Option<Watch>,
     /// A frame read by [`UpstreamBody::peek`], handed out first.
     peeked: Option<Frame<Bytes>>,
@@ -166,6 +169,7 @@ impl UpstreamBody {
             return Self {
                 inner,
                 conn: None,
+                lent: false,
                 watch: None,
                 peeked: None,
                 failed: None,
@@ -175,7 +179,8 @@ impl UpstreamBody {
         Self {
             inner,
             // An HTTP/2 stream's connection runs on its own: the body is then woken by it.
-            conn: conn.lent(),
+            lent: conn.is_lent(),
+            conn: Some(conn),
             watch: Watch::new(idle, deadline),
             peeked: None,
             failed: None,
@@ -186,7 +191,7 @@ impl UpstreamBody {
     /// Reads the first frame if it is already there, so that a body broken from its first bytes
     /// is known before the response head goes to the client; the frame is kept for the client.
     pub fn peek(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
-        if self.peeked.is_some() || self.conn.is_none() {
+        if self.peeked.is_some() || !self.lent {
             return Ok(());
         }
         match Pin::new(&mut *self).poll_frame(cx) {
@@ -208,7 +213,7 @@ impl UpstreamBody {
         if let Some(frame) = this.peeked.take() {
             return Poll::Ready(Some(Ok(frame)));
         }
-        let polled = match this.conn.as_mut() {
+        let polled = match this.conn.as_mut().filter(|_| this.lent) {
             Some(conn) => {
                 // Only the connection's I/O moves the body on, and this task drives it: the
                 // body's own wake-ups would only poll this task once more.

@@ -35,7 +35,7 @@ use crate::middleware::{BodyPlan, Chain, Held, Pending, Req};
 use crate::routing::{normalize_host, RequestView};
 use crate::service::{mirror, Avoid, Resolution};
 use crate::snapshot::{Observe, Picked, Route, Tried};
-use crate::upstream::{BodyProgress, RequestBody, SendError};
+use crate::upstream::{BodyProgress, Refused, RequestBody, SendError};
 
 fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     let mut response = Response::new(ProxyBody::local(Bytes::from_static(text.as_bytes())));
@@ -51,6 +51,18 @@ fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
 fn tls_refused(reason: &'static str) -> Response<ProxyBody> {
     let mut response = Response::new(ProxyBody::local(format!("502 Bad Gateway: {reason}\n")));
     *response.status_mut() = StatusCode::BAD_GATEWAY;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// The 503 for a request that found `server` at its `maxConnsPerHost` and could not wait for a
+/// slot (its queue full, or `queueTimeout` reached), saying which.
+#[cold]
+fn server_full(server: &str, refused: Refused) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::local(refused.explain(server)));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
@@ -758,16 +770,34 @@ async fn send(
         let probe = ProbeGuard {
             health: probe.then_some(&server.health),
         };
-        let sent = server.upstream.send(request, now);
+        // A slot of the server's limit: at once under it, else a wait in its queue. A request
+        // refused there was never sent, so nothing counts against the server (a probe's slot
+        // goes back with its guard).
+        let limiter = server.upstream.limiter();
+        let (slot, sent_at) = match limiter.try_acquire() {
+            Some(slot) => (slot, now),
+            None => match Box::pin(limiter.acquire()).await {
+                Ok(slot) => (slot, Instant::now()),
+                Err(refused) => {
+                    tracing::debug!(service = %service.name, server = %server.url, "{refused:?}");
+                    if let Some(entry) = trace.access.as_mut() {
+                        entry.server = Some(server.url.clone());
+                    }
+                    return (server_full(server.upstream.authority(), refused), Reached::Other);
+                }
+            },
+        };
+        let sent = server.upstream.send(request, sent_at);
         let head = server.upstream.transport().response_header_timeout;
-        let result = wait_for_head(sent, head, conn, trace.bytes_in.as_deref(), now, start).await;
+        let result = wait_for_head(sent, head, conn, trace.bytes_in.as_deref(), sent_at, start).await;
         let was_probe = probe.disarm();
         if let Some(load) = in_flight.is_some().then(|| service.load(index)).flatten() {
-            load.record_ttfb(Instant::now().saturating_duration_since(now));
+            load.record_ttfb(Instant::now().saturating_duration_since(sent_at));
         }
         drop(in_flight);
         match result {
             Ok((response, mut pooled)) => {
+                pooled.hold(slot);
                 if response.headers().contains_key(header::TRANSFER_ENCODING) && response.headers().contains_key(header::CONTENT_LENGTH) {
                     // RFC 9112 §6.3: a sign of response splitting. Neither framing can be trusted,
                     // so neither is forwarded, and the connection is not used again.

@@ -1,6 +1,7 @@
 //! A side request to a service of the snapshot (the `errors` middleware's pages): one server
 //! chosen by the service's own balancer, its outcome recorded like any other request's, its
-//! body streamed to the client like any other response's.
+//! body streamed to the client like any other response's, and its server's `maxConnsPerHost`
+//! (and queue) applied like any other request's.
 
 use std::sync::Arc;
 
@@ -45,10 +46,26 @@ pub async fn fetch(conn: &Connection, service: &Arc<Service>, mut request: Reque
     }
     *request.version_mut() = Version::HTTP_11;
     let (parts, ()) = request.into_parts();
+    let limiter = server.upstream.limiter();
+    let (slot, now) = match limiter.try_acquire() {
+        Some(slot) => (slot, now),
+        None => match Box::pin(limiter.acquire()).await {
+            Ok(slot) => (slot, Instant::now()),
+            Err(refused) => {
+                // Never sent: nothing against the server.
+                if probe {
+                    server.health.release_probe();
+                }
+                tracing::debug!(service = %leaf.name, server = %server.url, "error page not fetched: {refused:?}");
+                return None;
+            }
+        },
+    };
     let sent = server.upstream.send(Request::from_parts(parts, RequestBody::Empty), now);
     let head = server.upstream.transport().response_header_timeout;
     match wait_for_head(sent, head, conn, None, now, now).await {
-        Ok((response, pooled)) => {
+        Ok((response, mut pooled)) => {
+            pooled.hold(slot);
             let outcome = if response.status().is_server_error() {
                 Outcome::ServerError
             } else {

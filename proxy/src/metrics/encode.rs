@@ -112,9 +112,12 @@ pub fn encode(metrics: &Metrics, snapshot: &Snapshot, providers: &[ProviderStatu
 
     let now = tokio::time::Instant::now();
     let mut server_up = Vec::new();
+    let mut in_flight = Vec::new();
+    let mut queued = Vec::new();
     let mut ejections = Vec::new();
     let mut retries = Vec::new();
     let mut upstreams: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut refused: BTreeMap<String, u64> = BTreeMap::new();
     let mut services: Vec<_> = snapshot.services.values().collect();
     services.sort_by(|a, b| a.name.cmp(&b.name));
     for service in services {
@@ -122,11 +125,15 @@ pub fn encode(metrics: &Metrics, snapshot: &Snapshot, providers: &[ProviderStatu
         for server in service.servers.iter() {
             let labels = vec![("service", service.name.to_string()), ("url", server.url.to_string())];
             server_up.push((labels.clone(), i64::from(!server.health.is_out() && server.weight > 0)));
+            let limiter = server.upstream.limiter();
+            in_flight.push((labels.clone(), limiter.in_flight() as i64));
+            queued.push((labels.clone(), limiter.queued() as i64));
             ejections.push((labels, server.health.report(now).total_ejections));
             upstreams.insert(
                 server.upstream.authority().to_string(),
                 (server.upstream.connections_opened(), server.upstream.connections_reused()),
             );
+            refused.insert(server.upstream.authority().to_string(), limiter.refused());
         }
     }
     let open: Vec<(Labels, i64)> = metrics
@@ -242,6 +249,11 @@ pub fn encode(metrics: &Metrics, snapshot: &Snapshot, providers: &[ProviderStatu
                 upstreams.iter().map(|(a, (_, r))| (vec![("server", a.clone())], *r)).collect(),
             ),
             (
+                "drover_upstream_queue_refused",
+                "Requests answered 503 because a server address was at its maxConnsPerHost and its queue was full or the wait reached queueTimeout.",
+                refused.into_iter().map(|(a, n)| (vec![("server", a)], n)).collect(),
+            ),
+            (
                 "drover_config_reloads",
                 "Configurations applied.",
                 vec![(Vec::new(), metrics.reloads.load(Ordering::Relaxed))],
@@ -305,6 +317,16 @@ pub fn encode(metrics: &Metrics, snapshot: &Snapshot, providers: &[ProviderStatu
                 "drover_service_server_up",
                 "1 when the server takes traffic, 0 when it is ejected or weighted 0.",
                 server_up,
+            ),
+            (
+                "drover_service_server_in_flight",
+                "Requests in flight to the server's address (counted against maxConnsPerHost; shared by the services that use the address through the same transport).",
+                in_flight,
+            ),
+            (
+                "drover_service_server_queued",
+                "Requests waiting for a slot of the server's maxConnsPerHost (shared by the services that use the address through the same transport).",
+                queued,
             ),
             (
                 "drover_acme_certificate_state",

@@ -13,7 +13,8 @@
 //! Which requests are copied is decided by a counter per mirror, not by chance: at 50 % exactly
 //! every second request goes to the mirror. At most [`MAX_IN_FLIGHT`] copies are under way at
 //! once across drover; beyond that copies are dropped and counted, so a hanging mirror cannot pile
-//! up tasks and connections without bound.
+//! up tasks and connections without bound. A copy takes a slot of its server's `maxConnsPerHost`
+//! only if one is free at once: it never queues, and is dropped (counted as failed) otherwise.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -305,10 +306,15 @@ async fn send_now(copy: &Copy, head: &Head, body: Option<Bytes>) -> bool {
     if !leaf.pass_host_header || !headers.contains_key(HOST) {
         headers.insert(HOST, server.upstream.host_header().clone());
     }
+    // Copies are for watching, not load: one never waits for a full server.
+    let Some(slot) = server.upstream.limiter().try_acquire() else {
+        return false;
+    };
     let sent = server.upstream.send(request, now).await;
     guard.0 = None;
     match sent {
-        Ok((response, pooled)) => {
+        Ok((response, mut pooled)) => {
+            pooled.hold(slot);
             let status = response.status();
             leaf.record(
                 index,

@@ -15,8 +15,14 @@
 //! [`Transport`]: the static `[serversTransport]`, or a dynamic servers transport laid over it
 //! ([`transports`]). The registry keys a server by scheme, address and transport, so two
 //! transports to the same `host:port` never share a connection.
+//!
+//! Each server's requests in flight are counted, and held to the transport's `maxConnsPerHost`
+//! with a queue in front ([`limit`]). The count belongs to the server (scheme, address and
+//! transport), not to one configuration: an upstream made anew because its transport changed
+//! takes over its predecessor's [`Limiter`], so requests still running on the old one count.
 
 mod h2;
+pub mod limit;
 mod pool;
 pub mod tls;
 pub mod transports;
@@ -28,6 +34,7 @@ use std::time::Duration;
 
 use drover_providers::runtime::Scheme;
 
+pub use limit::{Limiter, Limits, Refused, Slot};
 pub use pool::{BodyProgress, BodyTap, Pooled, RequestBody, SendError, Upstream};
 
 /// Connection settings shared by every upstream.
@@ -50,8 +57,11 @@ pub struct Transport {
     /// `responseHeaderTimeout` when this transport sets its own (`Some(None)`: none); `None`:
     /// the static one.
     pub response_header_timeout: Option<Option<Duration>>,
-    /// Changes whenever anything above (or a file it was read from) changes: an upstream made
-    /// with another fingerprint is not reused.
+    /// `maxConnsPerHost`, `queueTimeout`, `maxQueued`: put in force on a server's limiter when
+    /// a snapshot is compiled (a change to them alone keeps the pooled connections).
+    pub limits: Limits,
+    /// Changes whenever anything above but the limits (or a file it was read from) changes: an
+    /// upstream made with another fingerprint is not reused.
     pub fingerprint: u64,
 }
 
@@ -109,6 +119,7 @@ impl Default for Transport {
             tls: None,
             http2: Http2::default(),
             response_header_timeout: None,
+            limits: Limits::default(),
             fingerprint: 0,
         }
     }
@@ -156,7 +167,8 @@ impl Upstreams {
     }
 
     /// The upstream for `scheme://authority` through `transport` (`None`: the static one),
-    /// created on first use, or anew when the transport changed.
+    /// created on first use, or anew when the transport changed (keeping the server's count of
+    /// requests in flight); the transport's limits are put in force either way.
     pub fn get_with(&self, scheme: Scheme, authority: &str, transport: Option<&Arc<Transport>>) -> Arc<Upstream> {
         let key = match (scheme, transport) {
             (Scheme::Http, None) => authority.to_string(),
@@ -172,14 +184,19 @@ impl Upstreams {
         };
         let transport = transport.unwrap_or(&self.transport);
         let mut map = self.by_authority.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(&key) {
+        let upstream = match map.get(&key) {
             Some(upstream) if upstream.transport().fingerprint == transport.fingerprint => upstream.clone(),
-            _ => {
-                let upstream = Arc::new(Upstream::with_scheme(scheme, authority, transport.clone()));
+            previous => {
+                let limiter = previous.map(|p| p.limiter().clone());
+                let upstream = Arc::new(Upstream::with_limiter(scheme, authority, transport.clone(), limiter));
                 map.insert(key, upstream.clone());
                 upstream
             }
+        };
+        if upstream.limiter().limits() != transport.limits {
+            upstream.limiter().configure(transport.limits);
         }
+        upstream
     }
 
     /// Forgets upstreams no snapshot refers to any more (their idle connections close).

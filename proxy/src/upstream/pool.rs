@@ -22,6 +22,10 @@
 //! CLOSE_WAIT until it is next picked. The task also closes connections that stayed idle for
 //! the idle timeout. A request that still picks a connection the server is closing just then
 //! finds it dead before sending, and sends on another.
+//!
+//! A request admitted by the server's [`Limiter`] hands its slot to the [`Pooled`] connection
+//! that carries it ([`Pooled::hold`]), which frees it when the response is done with: given back,
+//! discarded, upgraded or dropped.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -45,6 +49,7 @@ use drover_providers::runtime::Scheme;
 use rustls::pki_types::ServerName;
 
 use super::h2::{self, Multiplexed};
+use super::limit::{Limiter, Slot};
 use super::tls::CLIENT_CERT_REFUSED;
 use super::{current_lane, Transport};
 use crate::error::Error;
@@ -276,6 +281,9 @@ pub struct Upstream {
     transport: Arc<Transport>,
     /// Idle connections by lane.
     lanes: Box<[Lane]>,
+    /// Requests in flight and the queue for a slot (`maxConnsPerHost`); shared with the
+    /// upstreams this one replaced or is replaced by.
+    limiter: Arc<Limiter>,
     opened: AtomicU64,
     reused: AtomicU64,
 }
@@ -298,10 +306,12 @@ enum Connected {
 impl Upstream {
     #[cfg(test)]
     pub(super) fn new(authority: &str, transport: Arc<Transport>) -> Self {
-        Self::with_scheme(Scheme::Http, authority, transport)
+        Self::with_limiter(Scheme::Http, authority, transport, None)
     }
 
-    pub(super) fn with_scheme(scheme: Scheme, authority: &str, transport: Arc<Transport>) -> Self {
+    /// The upstream for `scheme://authority` through `transport`, counting its requests in
+    /// flight on `limiter` (a predecessor's) or on a new one.
+    pub(super) fn with_limiter(scheme: Scheme, authority: &str, transport: Arc<Transport>, limiter: Option<Arc<Limiter>>) -> Self {
         let workers = transport.workers.max(1);
         let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host);
         Self {
@@ -323,10 +333,16 @@ impl Upstream {
                     })
                     .collect()
             },
+            limiter: limiter.unwrap_or_else(|| Arc::new(Limiter::new(transport.limits))),
             transport,
             opened: AtomicU64::new(0),
             reused: AtomicU64::new(0),
         }
+    }
+
+    /// The count of this server's requests in flight, its limit and queue.
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.limiter
     }
 
     /// `host:port`.
@@ -415,6 +431,7 @@ impl Upstream {
 
     /// A TCP connection to the server, within the dial timeout.
     async fn dial(&self) -> Result<TcpStream, Error> {
+        self.make_room(self.lane());
         let connecting = async {
             match self.socket_addr {
                 Some(addr) => TcpStream::connect(addr).await,
@@ -428,6 +445,26 @@ impl Upstream {
         };
         let _ = stream.set_nodelay(true);
         Ok(stream)
+    }
+
+    /// Before a new connection is opened: if the busy connections and the idle ones together
+    /// are at `maxConnsPerHost`, closes an idle one of another lane, so that the server is not
+    /// asked for more connections than the limit (idle connections hold no slot, and a worker
+    /// only reuses its own).
+    fn make_room(&self, lane: usize) {
+        let max = self.limiter.limits().max_conns;
+        if max == 0 {
+            return;
+        }
+        if self.limiter.in_flight() + self.idle_connections() <= max {
+            return;
+        }
+        let others = (0..self.lanes.len()).filter(|&l| l != lane);
+        for other in others {
+            if self.lanes[other].idle.pop().is_some() {
+                return; // dropped: closed
+            }
+        }
     }
 
     async fn connect(&self) -> Result<Connected, Error> {
@@ -523,6 +560,7 @@ impl Upstream {
                         conn: None,
                         upstream: self.clone(),
                         lane,
+                        slot: false,
                     },
                 ))
             }
@@ -607,6 +645,7 @@ impl Upstream {
                             conn: Some(conn),
                             upstream: self.clone(),
                             lane,
+                            slot: false,
                         },
                     ));
                 }
@@ -697,13 +736,17 @@ impl SendError {
     }
 }
 
-/// A connection lent to one response; given back to the pool when the response body is done.
-/// Until then the body's reader drives it ([`Pooled::drive`]): the connection feeds the body.
+/// A connection lent to one response (HTTP/1.1), or the stream of one (HTTP/2); given back to
+/// the pool when the response body is done. Until then the body's reader drives a lent
+/// connection ([`Pooled::drive`]): the connection feeds the body. It also holds the request's
+/// slot of the server's limit, if it was given one ([`Pooled::hold`]), until then.
 pub struct Pooled {
     conn: Option<Box<Conn>>,
     upstream: Arc<Upstream>,
     /// The lane the connection belongs to (the worker whose reactor its socket is registered with).
     lane: usize,
+    /// Holds a slot of `upstream`'s limiter, freed when the response is done with.
+    slot: bool,
 }
 
 impl Pooled {
@@ -713,9 +756,36 @@ impl Pooled {
         self.conn.as_mut().is_some_and(|conn| conn.drive(cx))
     }
 
+    /// Takes over `slot`, the request's slot of this server's limit: freed once the response is
+    /// done with (the connection given back, discarded, upgraded, or this dropped).
+    pub fn hold(&mut self, slot: Slot<'_>) {
+        debug_assert!(
+            std::ptr::eq(slot.limiter(), &*self.upstream.limiter),
+            "a slot is held by a connection to the server it was taken for"
+        );
+        if std::mem::replace(&mut self.slot, true) {
+            // Already holding one (cannot happen: one request, one slot): free the extra.
+            return;
+        }
+        slot.keep();
+    }
+
+    /// Frees the slot this holds, if any.
+    fn free_slot(&mut self) {
+        if std::mem::take(&mut self.slot) {
+            self.upstream.limiter.release();
+        }
+    }
+
     /// The response ended cleanly: the connection can serve another request.
     pub fn release(&mut self) {
-        let Some(mut conn) = self.conn.take() else { return };
+        if let Some(conn) = self.conn.take() {
+            self.give_back(conn);
+        }
+        self.free_slot();
+    }
+
+    fn give_back(&mut self, mut conn: Box<Conn>) {
         // From now on its lane's watcher, not this request, is told about the connection.
         let mut idle = Context::from_waker(self.upstream.idle_waker(self.lane));
         if !conn.drive(&mut idle) {
@@ -726,9 +796,11 @@ impl Pooled {
             Poll::Ready(Err(_)) => {}
             Poll::Pending => {
                 // The connection is finishing the exchange (e.g. the rest of a request body);
-                // give it back once it is idle, or drop it if that takes too long.
+                // give it back once it is idle, or drop it if that takes too long. It is still
+                // busy, so it keeps the slot until then.
                 let upstream = self.upstream.clone();
                 let lane = self.lane;
+                let slot = std::mem::take(&mut self.slot);
                 let limit = upstream.transport.idle_timeout;
                 tokio::spawn(async move {
                     let ready = std::future::poll_fn(|cx| {
@@ -742,6 +814,9 @@ impl Pooled {
                             upstream.checkin(lane, conn);
                         }
                     }
+                    if slot {
+                        upstream.limiter.release();
+                    }
                 });
             }
         }
@@ -750,10 +825,11 @@ impl Pooled {
     /// The connection must not be reused: its response was cut short. Dropping it closes it.
     pub fn discard(&mut self) {
         self.conn = None;
+        self.free_slot();
     }
 
     /// The server switched protocols: the connection is driven on its own until hyper hands its
-    /// socket to the upgrade, and never comes back to the pool.
+    /// socket to the upgrade, and never comes back to the pool. The tunnel holds no slot.
     pub fn upgrade(&mut self) {
         if let Some(driver) = self.conn.take().and_then(|conn| conn.driver) {
             tokio::spawn(async move {
@@ -762,6 +838,7 @@ impl Pooled {
                 }
             });
         }
+        self.free_slot();
     }
 
     /// The upstream this connection belongs to.
@@ -769,10 +846,16 @@ impl Pooled {
         &self.upstream
     }
 
-    /// The connection when it is lent to this response alone, which then drives it; `None` for
-    /// an HTTP/2 stream, whose connection runs in its own task.
-    pub fn lent(self) -> Option<Self> {
-        self.conn.is_some().then_some(self)
+    /// The connection is lent to this response alone, which then drives it; false for an
+    /// HTTP/2 stream, whose connection runs in its own task.
+    pub fn is_lent(&self) -> bool {
+        self.conn.is_some()
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        self.free_slot();
     }
 }
 
@@ -835,7 +918,10 @@ mod tests {
             .header(http::header::HOST, upstream.host_header().clone())
             .body(RequestBody::Empty)
             .unwrap();
+        let slot = upstream.limiter().try_acquire().expect("a free slot");
         let (response, mut pooled) = upstream.send(request, Instant::now()).await.map_err(|e| e.error).unwrap();
+        pooled.hold(slot);
+        assert_eq!(upstream.limiter().in_flight(), 1, "the connection holds the request's slot");
         assert_eq!(response.status(), 200);
         let mut body = response.into_body();
         // The connection feeds the body: drive it while reading.
@@ -848,6 +934,7 @@ mod tests {
             frame.unwrap();
         }
         pooled.release();
+        assert_eq!(upstream.limiter().in_flight(), 0, "given back with its connection");
     }
 
     /// Runs `requests` GETs on a new thread marked as worker `worker` (or on no worker), whose
@@ -891,6 +978,31 @@ mod tests {
         let _c = on_thread(&upstream, None, 2);
         assert_eq!((upstream.connections_opened(), upstream.connections_reused()), (3, 5));
         assert_eq!(upstream.idle_connections(), 3, "one idle connection in each lane");
+    }
+
+    /// At `maxConnsPerHost`, a worker that must open a connection first closes an idle one of
+    /// another worker: idle connections hold no slot, but the server would count them.
+    #[test]
+    fn at_the_limit_an_idle_connection_of_another_worker_makes_room() {
+        let addr = server();
+        let transport = Arc::new(Transport {
+            workers: 2,
+            limits: crate::upstream::Limits {
+                max_conns: 1,
+                ..Default::default()
+            },
+            ..Transport::default()
+        });
+        let upstream = Arc::new(Upstream::new(&addr.to_string(), transport));
+        let _a = on_thread(&upstream, Some(0), 1);
+        assert_eq!(upstream.lanes[1].idle.len(), 1, "worker 0 keeps its connection");
+        let _b = on_thread(&upstream, Some(1), 1);
+        assert_eq!(upstream.connections_opened(), 2);
+        assert_eq!(
+            (upstream.lanes[1].idle.len(), upstream.lanes[2].idle.len()),
+            (0, 1),
+            "worker 0's idle connection was closed for worker 1's: one open in all"
+        );
     }
 
     /// A server that answers one request per connection and closes the connection when told to

@@ -17,7 +17,7 @@ use drover_providers::model::{ClientCertificate, ServersTransport};
 use drover_providers::runtime::{RuntimeConfig, Status};
 
 use super::tls::{self, TlsSettings};
-use super::{Http2, Transport};
+use super::{Http2, Limits, Transport};
 use crate::config;
 
 /// The static transport's TLS keys, which dynamic transports inherit.
@@ -70,6 +70,11 @@ pub fn from_static(st: &config::ServersTransport, workers: usize) -> Result<(Tra
             ping_timeout: timeouts.ping_timeout.0,
         },
         response_header_timeout: None,
+        limits: Limits {
+            max_conns: st.max_conns_per_host,
+            queue_timeout: st.queue_timeout.0,
+            max_queued: st.max_queued,
+        },
         fingerprint: hasher.finish(),
     };
     Ok((transport, defaults))
@@ -95,7 +100,15 @@ pub fn resolve(
     }
     let mut hasher = DefaultHasher::new();
     name.hash(&mut hasher);
-    format!("{transport:?}").hash(&mut hasher);
+    // The limits are put in force on the servers' limiters: changing them alone keeps the
+    // upstreams and their pooled connections.
+    let connections = ServersTransport {
+        max_conns_per_host: None,
+        queue_timeout: None,
+        max_queued: None,
+        ..transport.clone()
+    };
+    format!("{connections:?}").hash(&mut hasher);
     base.fingerprint.hash(&mut hasher);
     let sets_tls = transport.server_name.is_some()
         || transport.insecure_skip_verify.is_some()
@@ -142,6 +155,11 @@ pub fn resolve(
             ping_timeout: timeouts.ping_timeout.map_or(base.http2.ping_timeout, |d| d.0),
         },
         response_header_timeout: timeouts.response_header_timeout.map(|d| nonzero(d.0)),
+        limits: Limits {
+            max_conns: transport.max_conns_per_host.map_or(base.limits.max_conns, |n| n as usize),
+            queue_timeout: transport.queue_timeout.map_or(base.limits.queue_timeout, |d| d.0),
+            max_queued: transport.max_queued.map_or(base.limits.max_queued, |n| n as usize),
+        },
         fingerprint: hasher.finish(),
     };
     Ok((resolved, warnings))
@@ -239,7 +257,7 @@ mod tests {
 
     #[test]
     fn what_a_dynamic_transport_leaves_unset_comes_from_the_static_one() {
-        let st = static_transport("insecureSkipVerify = true\ndisableHTTP2 = true\nmaxIdleConnsPerHost = 9\n[serversTransport.forwardingTimeouts]\nidleConnTimeout = \"7s\"\n");
+        let st = static_transport("insecureSkipVerify = true\ndisableHTTP2 = true\nmaxIdleConnsPerHost = 9\nmaxConnsPerHost = 50\nqueueTimeout = \"4s\"\n[serversTransport.forwardingTimeouts]\nidleConnTimeout = \"7s\"\n");
         let (base, defaults) = from_static(&st, 2).expect("static transport");
         assert!(base.tls.is_some() && !base.http2.enabled);
         let dynamic = ServersTransport {
@@ -262,6 +280,15 @@ mod tests {
             "0 turns the static deadline off for this transport"
         );
         assert!(!t.http2.enabled);
+        assert_eq!(
+            t.limits,
+            Limits {
+                max_conns: 50,
+                queue_timeout: Duration::from_secs(4),
+                max_queued: 10_000
+            },
+            "the static limits, maxQueued at its default"
+        );
         let (Some(ours), Some(static_tls)) = (&t.tls, &base.tls) else {
             panic!("TLS clients")
         };
@@ -273,11 +300,23 @@ mod tests {
         let negative = ServersTransport {
             max_idle_conns_per_host: Some(-1),
             disable_http2: Some(false),
+            max_conns_per_host: Some(0),
             ..ServersTransport::default()
         };
         let (t, _) = resolve("n@file", &negative, &base, &defaults).expect("resolves");
         assert_eq!(t.max_idle, 0, "negative: no connection is kept");
         assert!(t.http2.enabled);
+        assert_eq!(t.limits.max_conns, 0, "0: no limit");
+
+        let limited = ServersTransport {
+            max_conns_per_host: Some(8),
+            ..negative.clone()
+        };
+        let (l, _) = resolve("n@file", &limited, &base, &defaults).expect("resolves");
+        assert_eq!(
+            l.fingerprint, t.fingerprint,
+            "a change of limits alone keeps the upstreams (and their connections)"
+        );
     }
 
     #[test]

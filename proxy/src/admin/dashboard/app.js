@@ -150,6 +150,8 @@
       s.tier ? el("span", { text: "tier " + s.tier }) : null,
       el("span", { text: "connection failures " + s.connectionFailures }),
       el("span", { text: "ejections " + s.totalEjections }),
+      el("span", { text: "in flight " + s.inFlight + (s.maxConns ? " / " + s.maxConns : "") }),
+      s.queued ? el("span", { class: "bad-text", text: s.queued + " queued" }) : null,
       s.consecutiveFailures ? el("span", { class: "bad-text", text: s.consecutiveFailures + " failing in a row" }) : null,
       s.consecutive5xx ? el("span", { class: "bad-text", text: s.consecutive5xx + " 5xx in a row" }) : null,
       s.ejectedForMs !== undefined ? el("span", { text: "back in " + Math.ceil(s.ejectedForMs / 1000) + " s" }) : null,
