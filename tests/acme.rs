@@ -183,21 +183,17 @@ fn private_storage(dir: &Path) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http01_issues_a_certificate_pebble_signs_and_a_restart_reuses_it() {
     let pebble = Pebble::start().await;
-    let Stage {
-        backend,
-        _whoami,
-        dir,
-        routes: routes_file,
-    } = Stage::new().await;
-    let storage = private_storage(dir.path());
-    std::fs::write(&routes_file, routes(&["a.test"], "le", backend)).expect("routes");
+    let stage = Stage::new().await;
+    let (backend, dir, routes_file) = (stage.backend, stage.dir.path(), stage.routes.as_path());
+    let storage = private_storage(dir);
+    std::fs::write(routes_file, routes(&["a.test"], "le", backend)).expect("routes");
     // web redirects every plain request to websecure: the HTTP-01 answer still comes first.
     let resolvers = pebble.resolver("le", &storage, "httpChallenge = { entryPoint = \"web\" }", "")
         + "[entryPoints.web.http.redirections.entryPoint]\nto = \"websecure\"\n";
-    let root = root_file(&pebble, dir.path()).await;
+    let root = root_file(&pebble, dir).await;
 
     {
-        let drover = Instance::start(dir.path(), "first", pebble.http_port, pebble.tls_port, &resolvers, &routes_file).await;
+        let drover = Instance::start(dir, "first", pebble.http_port, pebble.tls_port, &resolvers, routes_file).await;
         let entry = drover.acme_entry("a.test", Duration::from_secs(30), valid).await;
         assert!(entry["issuer"].as_str().unwrap_or("").contains("Pebble Intermediate CA"), "{entry}");
         let (issuer, verified) = openssl_sees(drover.websecure, "a.test", &root).await;
@@ -222,7 +218,7 @@ async fn http01_issues_a_certificate_pebble_signs_and_a_restart_reuses_it() {
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&storage).expect("stored").permissions());
     assert_eq!(mode & 0o777, 0o600, "acme.json is private");
 
-    let drover = Instance::start(dir.path(), "second", pebble.http_port, pebble.tls_port, &resolvers, &routes_file).await;
+    let drover = Instance::start(dir, "second", pebble.http_port, pebble.tls_port, &resolvers, routes_file).await;
     let entry = drover.acme_entry("a.test", Duration::from_secs(10), valid).await;
     assert_eq!(entry["acme"]["orders"], 0, "{entry}");
     let (issuer, verified) = openssl_sees(drover.websecure, "a.test", &root).await;
@@ -233,22 +229,18 @@ async fn http01_issues_a_certificate_pebble_signs_and_a_restart_reuses_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn01_issues_a_certificate_for_a_router_added_live() {
     let pebble = Pebble::start().await;
-    let Stage {
-        backend,
-        _whoami,
-        dir,
-        routes: routes_file,
-    } = Stage::new().await;
-    std::fs::write(&routes_file, routes(&[], "le", backend)).expect("routes");
-    let resolvers = pebble.resolver("le", &private_storage(dir.path()), "tlsChallenge = {}", "");
-    let drover = Instance::start(dir.path(), "alpn", pebble.http_port, pebble.tls_port, &resolvers, &routes_file).await;
+    let stage = Stage::new().await;
+    let (backend, dir, routes_file) = (stage.backend, stage.dir.path(), stage.routes.as_path());
+    std::fs::write(routes_file, routes(&[], "le", backend)).expect("routes");
+    let resolvers = pebble.resolver("le", &private_storage(dir), "tlsChallenge = {}", "");
+    let drover = Instance::start(dir, "alpn", pebble.http_port, pebble.tls_port, &resolvers, routes_file).await;
 
-    let temporary = dir.path().join("routes.tmp");
+    let temporary = dir.join("routes.tmp");
     std::fs::write(&temporary, routes(&["b.test", "c.test"], "le", backend)).expect("routes");
-    std::fs::rename(&temporary, &routes_file).expect("swap routes");
+    std::fs::rename(&temporary, routes_file).expect("swap routes");
     drover.acme_entry("b.test", Duration::from_secs(30), valid).await;
     drover.acme_entry("c.test", Duration::from_secs(30), valid).await;
-    let root = root_file(&pebble, dir.path()).await;
+    let root = root_file(&pebble, dir).await;
     for host in ["b.test", "c.test"] {
         let (issuer, verified) = openssl_sees(drover.websecure, host, &root).await;
         assert!(verified && issuer.contains("Pebble Intermediate CA"), "{host}: {issuer}");
@@ -259,21 +251,17 @@ async fn tls_alpn01_issues_a_certificate_for_a_router_added_live() {
 async fn a_failing_ca_leaves_the_default_certificate_serving_and_retries_back_off() {
     // pebble validates HTTP-01 on a port nothing listens on: every order fails.
     let pebble = Pebble::start().await;
-    let Stage {
-        backend,
-        _whoami,
-        dir,
-        routes: routes_file,
-    } = Stage::new().await;
-    std::fs::write(&routes_file, routes(&["d.test"], "le", backend)).expect("routes");
+    let stage = Stage::new().await;
+    let (backend, dir, routes_file) = (stage.backend, stage.dir.path(), stage.routes.as_path());
+    std::fs::write(routes_file, routes(&["d.test"], "le", backend)).expect("routes");
     let resolvers = pebble.resolver(
         "le",
-        &private_storage(dir.path()),
+        &private_storage(dir),
         "httpChallenge = { entryPoint = \"web\" }",
         "retryMin = \"1s\"\nretryMax = \"2s\"",
     );
     let unused = free_port().port();
-    let drover = Instance::start(dir.path(), "failing", unused, pebble.tls_port, &resolvers, &routes_file).await;
+    let drover = Instance::start(dir, "failing", unused, pebble.tls_port, &resolvers, routes_file).await;
     let started = Instant::now();
     let failed = drover
         .acme_entry("d.test", Duration::from_secs(30), |e| e["acme"]["state"] == "failed")
@@ -338,21 +326,17 @@ async fn a_storage_file_others_can_read_is_refused_with_the_fix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_sharing_a_storage_file_order_each_name_once_and_both_serve_it() {
     let pebble = Pebble::start().await;
-    let Stage {
-        backend,
-        _whoami,
-        dir,
-        routes: routes_file,
-    } = Stage::new().await;
-    let storage = private_storage(dir.path());
+    let stage = Stage::new().await;
+    let (backend, dir, routes_file) = (stage.backend, stage.dir.path(), stage.routes.as_path());
+    let storage = private_storage(dir);
     let hosts = ["e.test", "f.test", "g.test"];
-    std::fs::write(&routes_file, routes(&hosts, "le", backend)).expect("routes");
+    std::fs::write(routes_file, routes(&hosts, "le", backend)).expect("routes");
     let resolvers = pebble.resolver("le", &storage, "httpChallenge = { entryPoint = \"web\" }", "");
     // Only the first instance is where pebble validates; whichever instance orders, the
     // answer is shared through the storage directory.
-    let first = Instance::start(dir.path(), "one", pebble.http_port, pebble.tls_port, &resolvers, &routes_file).await;
-    let second = Instance::start(dir.path(), "two", free_port().port(), free_port().port(), &resolvers, &routes_file).await;
-    let root = root_file(&pebble, dir.path()).await;
+    let first = Instance::start(dir, "one", pebble.http_port, pebble.tls_port, &resolvers, routes_file).await;
+    let second = Instance::start(dir, "two", free_port().port(), free_port().port(), &resolvers, routes_file).await;
+    let root = root_file(&pebble, dir).await;
     for host in hosts {
         first.acme_entry(host, Duration::from_secs(40), valid).await;
         second.acme_entry(host, Duration::from_secs(40), valid).await;
@@ -379,21 +363,17 @@ async fn two_instances_sharing_a_storage_file_order_each_name_once_and_both_serv
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_swaps_the_certificate_with_no_failed_request() {
     let pebble = Pebble::start().await;
-    let Stage {
-        backend,
-        _whoami,
-        dir,
-        routes: routes_file,
-    } = Stage::new().await;
-    std::fs::write(&routes_file, routes(&["h.test"], "le", backend)).expect("routes");
+    let stage = Stage::new().await;
+    let (backend, dir, routes_file) = (stage.backend, stage.dir.path(), stage.routes.as_path());
+    std::fs::write(routes_file, routes(&["h.test"], "le", backend)).expect("routes");
     // A renewal window longer than pebble's 5-year certificates: every check renews.
     let resolvers = pebble.resolver(
         "le",
-        &private_storage(dir.path()),
+        &private_storage(dir),
         "httpChallenge = { entryPoint = \"web\" }",
         "renewBefore = \"50000h\"\ncheckInterval = \"1s\"",
     );
-    let drover = Instance::start(dir.path(), "renew", pebble.http_port, pebble.tls_port, &resolvers, &routes_file).await;
+    let drover = Instance::start(dir, "renew", pebble.http_port, pebble.tls_port, &resolvers, routes_file).await;
     let first = drover.acme_entry("h.test", Duration::from_secs(30), valid).await;
     let serial = first["serial"].as_str().expect("serial").to_string();
 
@@ -450,14 +430,10 @@ async fn dns01_through_bind_issues_a_wildcard_and_removes_its_records() {
     .await;
     // pebble asks BIND for the challenge records: nothing else answers for w.test.
     let pebble = Pebble::start_with(support::pebble::Dns::At(bind.addr), &[]).await;
-    let Stage {
-        backend,
-        _whoami,
-        dir,
-        routes: routes_file,
-    } = Stage::new().await;
+    let stage = Stage::new().await;
+    let (backend, dir, routes_file) = (stage.backend, stage.dir.path(), stage.routes.as_path());
     std::fs::write(
-        &routes_file,
+        routes_file,
         format!(
             "[http.services.app.loadBalancer]\nservers = [{{ url = \"http://{backend}\" }}]\n[http.routers.wild]\nrule = \"HostRegexp(`^[a-z]+\\\\.w\\\\.test$`)\"\nentryPoints = [\"websecure\"]\nservice = \"app\"\n[http.routers.wild.tls]\ncertResolver = \"le\"\ndomains = [{{ main = \"w.test\", sans = [\"*.w.test\"] }}]\n"
         ),
@@ -467,11 +443,11 @@ async fn dns01_through_bind_issues_a_wildcard_and_removes_its_records() {
         "dnsChallenge = {{ provider = \"rfc2136\", rfc2136 = {{ nameserver = \"{}\", tsigKey = \"{}\", tsigSecret = \"{}\", tsigAlgorithm = \"hmac-sha256.\", pollingInterval = \"50ms\", propagationTimeout = \"10s\" }} }}",
         bind.addr, key.name, key.secret
     );
-    let resolvers = pebble.resolver("le", &private_storage(dir.path()), &challenge, "");
-    let drover = Instance::start(dir.path(), "dns", free_port().port(), free_port().port(), &resolvers, &routes_file).await;
+    let resolvers = pebble.resolver("le", &private_storage(dir), &challenge, "");
+    let drover = Instance::start(dir, "dns", free_port().port(), free_port().port(), &resolvers, routes_file).await;
     let entry = drover.acme_entry("w.test", Duration::from_secs(40), valid).await;
     assert!(entry["sans"].to_string().contains("*.w.test"), "{entry}");
-    let root = root_file(&pebble, dir.path()).await;
+    let root = root_file(&pebble, dir).await;
     for sni in ["w.test", "any.w.test"] {
         let (issuer, verified) = openssl_sees(drover.websecure, sni, &root).await;
         assert!(verified && issuer.contains("Pebble Intermediate CA"), "{sni}: {issuer}");
@@ -485,25 +461,21 @@ async fn dns01_through_bind_issues_a_wildcard_and_removes_its_records() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tcp_router_that_terminates_tls_gets_its_certificate_through_tls_alpn01() {
     let pebble = Pebble::start().await;
-    let Stage {
-        backend,
-        _whoami,
-        dir,
-        routes: routes_file,
-    } = Stage::new().await;
+    let stage = Stage::new().await;
+    let (backend, dir, routes_file) = (stage.backend, stage.dir.path(), stage.routes.as_path());
     // Only a TCP router on websecure: the CA's acme-tls/1 handshake meets the TCP dispatch.
     std::fs::write(
-        &routes_file,
+        routes_file,
         format!(
             "[tcp.services.db.loadBalancer]\nservers = [{{ address = \"{backend}\" }}]\n[tcp.routers.db]\nrule = \"HostSNI(`db.test`)\"\nentryPoints = [\"websecure\"]\nservice = \"db\"\ntls = {{ certResolver = \"le\" }}\n"
         ),
     )
     .expect("routes");
-    let resolvers = pebble.resolver("le", &private_storage(dir.path()), "tlsChallenge = {}", "");
-    let drover = Instance::start(dir.path(), "tcp", pebble.http_port, pebble.tls_port, &resolvers, &routes_file).await;
+    let resolvers = pebble.resolver("le", &private_storage(dir), "tlsChallenge = {}", "");
+    let drover = Instance::start(dir, "tcp", pebble.http_port, pebble.tls_port, &resolvers, routes_file).await;
     let entry = drover.acme_entry("db.test", Duration::from_secs(30), valid).await;
     assert!(entry["usedBy"].is_array(), "{entry}");
-    let root = root_file(&pebble, dir.path()).await;
+    let root = root_file(&pebble, dir).await;
     let (issuer, verified) = openssl_sees(drover.websecure, "db.test", &root).await;
     assert!(verified && issuer.contains("Pebble Intermediate CA"), "{issuer}");
     // Terminated, then relayed as plain TCP to the (HTTP) server behind.
@@ -520,24 +492,20 @@ async fn external_account_binding_is_sent_when_configured_and_its_absence_is_rep
     const KID: &str = "kid-1";
     const HMAC: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
     let pebble = Pebble::start_requiring_eab(KID, HMAC).await;
-    let Stage {
-        backend,
-        _whoami,
-        dir,
-        routes: routes_file,
-    } = Stage::new().await;
+    let stage = Stage::new().await;
+    let (backend, dir, routes_file) = (stage.backend, stage.dir.path(), stage.routes.as_path());
     let mut text = routes(&["eab.test"], "bound", backend);
     text.push_str("[http.routers.other]\nrule = \"Host(`noeab.test`)\"\nentryPoints = [\"websecure\"]\nservice = \"app\"\ntls = { certResolver = \"unbound\" }\n");
-    std::fs::write(&routes_file, text).expect("routes");
+    std::fs::write(routes_file, text).expect("routes");
     // Both resolvers share one storage file, each with its own entry.
     let http = "httpChallenge = { entryPoint = \"web\" }";
     let resolvers = pebble.resolver(
         "bound",
-        &private_storage(dir.path()),
+        &private_storage(dir),
         http,
         &format!("eab = {{ kid = \"{KID}\", hmacEncoded = \"{HMAC}\" }}"),
-    ) + &pebble.resolver("unbound", &private_storage(dir.path()), http, "retryMin = \"1h\"");
-    let drover = Instance::start(dir.path(), "eab", pebble.http_port, pebble.tls_port, &resolvers, &routes_file).await;
+    ) + &pebble.resolver("unbound", &private_storage(dir), http, "retryMin = \"1h\"");
+    let drover = Instance::start(dir, "eab", pebble.http_port, pebble.tls_port, &resolvers, routes_file).await;
     drover.acme_entry("eab.test", Duration::from_secs(30), valid).await;
     let refused = drover
         .acme_entry("noeab.test", Duration::from_secs(30), |e| e["acme"]["state"] == "failed")
