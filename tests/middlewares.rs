@@ -343,6 +343,26 @@ users = ["{}"]
         .await
         .body;
     assert!(shown.contains("md5-user:REDACTED") && !shown.contains("$apr1$"), "{shown}");
+
+    // The users file is watched: replaced (written aside, renamed over), the new list is in
+    // force with no configuration change, and the removed user is refused.
+    let replacement = dir.path().join("users.new");
+    std::fs::write(&replacement, htpasswd(&["-nbB", "-C", "4", "new-user", "pw-n"]) + "\n").unwrap();
+    std::fs::rename(&replacement, &users).unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let a = ask(&c, &drover, "GET", "/", &[("authorization", &basic("new-user", "pw-n"))]).await;
+        if a.status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the new users file was not read"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let gone = ask(&c, &drover, "GET", "/", &[("authorization", &basic("md5-user", "pw-m"))]).await;
+    assert_eq!(gone.status, 401, "a user removed from the file is refused");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,7 +55,7 @@ pub async fn run(
                 }
                 tokio::time::sleep(CERT_SETTLE).await;
                 cert_changes.borrow_and_update();
-                tracing::info!("certificate files changed: reading them again");
+                tracing::info!("watched files changed (certificates, basicAuth usersFile): reading them again");
             }
             changed = acme_changes.changed() => {
                 if changed.is_err() {
@@ -85,7 +85,9 @@ pub async fn run(
         };
         checks.reconcile(&snapshot);
         if let Some(watcher) = &mut watcher {
-            watcher.follow(compiler.certificate_files());
+            let mut files = compiler.certificate_files();
+            files.extend(users_files(&snapshot));
+            watcher.follow(files);
         }
         let (generation, routers, services) = (
             snapshot.config.generation,
@@ -97,4 +99,15 @@ pub async fn run(
         in_force.send_replace(generation);
         tracing::info!(generation, routers, services, elapsed = ?started.elapsed(), "configuration in force");
     }
+}
+
+/// The `basicAuth.usersFile` files the configuration in force read: a change to one is read at
+/// once, as certificate files are (Traefik reads them at each configuration change only).
+fn users_files(snapshot: &crate::snapshot::Snapshot) -> impl Iterator<Item = std::path::PathBuf> + '_ {
+    snapshot
+        .config
+        .middlewares
+        .values()
+        .filter_map(|m| m.config.basic_auth.as_ref()?.users_file.as_deref())
+        .map(std::path::PathBuf::from)
 }

@@ -1,5 +1,6 @@
 //! Watching certificate files, so a renewed certificate is in force without a reload (Traefik
-//! #3083, #5495: its certificate files are read once).
+//! #3083, #5495: its certificate files are read once), and `basicAuth.usersFile` files, so a
+//! changed password list is too.
 //!
 //! The directories holding the files are watched, not the files: certbot and cert-manager
 //! replace a file by renaming another over it (or by swapping a `..data` symlink, in a
