@@ -30,7 +30,9 @@
 //!
 //! TLS 1.3 is what every proxy negotiates with these clients (nginx 1.22 is told to offer it:
 //! its default stops at 1.2); the negotiated protocol, cipher, key exchange and ALPN are
-//! printed per target. drover uses the rustls crypto provider it is built with (ring).
+//! printed per target. drover uses the rustls crypto provider it is built with: ring, or
+//! aws-lc-rs with `cargo build --release -p drover --features aws-lc` (pass that binary as
+//! `DROVER_BIN` to compare the two).
 //! Caddy, which the issue also names, is not in Debian 12's archive and is not measured.
 
 use std::fmt::Write as _;
@@ -303,7 +305,7 @@ fn run() -> Result<(), Exit> {
         "\ntls_compare: {} round(s) × {} s per measurement, load generators on CPU {}, proxies on CPU {}, \
          {} worker(s) each; backend nginx `return 200 \"1\"` over plain HTTP/1.1 with upstream keep-alive\n\
          caddy: not measured (not in Debian 12's archive)\n\
-         drover: rustls with the ring crypto provider (aws-lc-rs not tried)",
+         drover: rustls with the crypto provider it was built with (ring; aws-lc-rs with `--features aws-lc`, see its log line `tls=`)",
         opts.rounds,
         opts.duration_secs,
         lab.loadgen_cpus,

@@ -119,7 +119,7 @@ impl Challenges {
             .self_signed(&key)
             .map_err(|e| format!("cannot make the TLS-ALPN-01 certificate for {name}: {e}"))?;
         let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::tls::provider::shared();
         let signing = provider
             .key_provider
             .load_private_key(key_der)

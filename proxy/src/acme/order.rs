@@ -2,7 +2,6 @@
 //! for a set of names with the resolver's challenge, the key and CSR, the certificate.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,7 +40,7 @@ fn http_client(ca_certificates: &[PathBuf]) -> Result<Box<dyn instant_acme::Http
             roots.add(cert).map_err(|e| format!("caCertificates: {}: {e}", file.display()))?;
         }
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider::shared())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS towards the CA: {e}"))?
         .with_root_certificates(roots)
@@ -326,7 +325,7 @@ mod tests {
             params.distinguished_name = rcgen::DistinguishedName::new();
             params.serialize_request(&key).expect("a CSR");
             let der = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("DER");
-            rustls::crypto::ring::default_provider()
+            crate::tls::provider::provider()
                 .key_provider
                 .load_private_key(der)
                 .unwrap_or_else(|e| panic!("{kind:?}: rustls cannot serve the key: {e}"));

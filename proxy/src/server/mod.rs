@@ -181,6 +181,7 @@ impl Drover {
             admin = %api,
             taken_over_from = %predecessor.as_ref().map_or("none".to_string(), |(pid, _)| format!("pid {pid}")),
             workers,
+            tls = crate::tls::provider::NAME,
             providers = %if provider_names.is_empty() { "none".to_string() } else { provider_names.join(", ") },
             "drover listening"
         );

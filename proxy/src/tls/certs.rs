@@ -241,7 +241,7 @@ pub fn parse(cert_pem: &[u8], key_pem: &[u8], file: &str, now: i64) -> Result<Lo
         return Err("no certificate (expected a PEM `CERTIFICATE` block)".into());
     };
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("no private key in the key file ({e})"))?;
-    let provider = rustls::crypto::ring::default_provider();
+    let provider = super::provider::provider();
     let signing = provider
         .key_provider
         .load_private_key(key)

@@ -29,6 +29,7 @@
 pub mod certs;
 mod compile;
 pub mod options;
+pub mod provider;
 pub mod resolver;
 pub mod watch;
 

@@ -44,7 +44,7 @@ impl Resumption {
     pub fn new() -> Result<Self, String> {
         Ok(Self {
             cache: ServerSessionMemoryCache::new(10_240),
-            ticketer: rustls::crypto::ring::Ticketer::new().map_err(|e| format!("cannot make a session ticketer: {e}"))?,
+            ticketer: super::provider::ticketer().map_err(|e| format!("cannot make a session ticketer: {e}"))?,
         })
     }
 }
@@ -217,7 +217,7 @@ fn client_verifier(auth: &ClientAuth, provider: &Arc<CryptoProvider>, findings: 
 /// Builds the options `name` from `spec`, serving certificates from `index`.
 pub fn build(name: &str, spec: &TlsOptions, index: &Arc<CertIndex>, resumption: &Resumption) -> (Option<Options>, Findings) {
     let mut findings = Findings::default();
-    let mut provider = rustls::crypto::ring::default_provider();
+    let mut provider = super::provider::provider();
 
     let min = spec
         .min_version

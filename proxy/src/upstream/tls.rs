@@ -74,7 +74,7 @@ pub struct Built {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    crate::tls::provider::shared()
 }
 
 /// The client of a transport that sets nothing: Mozilla's roots, no client certificate.
