@@ -76,7 +76,12 @@ async fn api(drover: &TestDrover, path: &str) -> serde_json::Value {
 fn client_hello(sni: &str) -> Vec<u8> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    // Both of rustls's providers are compiled in (drover's aws-lc-rs, the tests' ring): name one.
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(sni.to_string()).expect("name");
     let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("client");
     let mut out = Vec::new();

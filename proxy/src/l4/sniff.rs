@@ -128,7 +128,11 @@ mod tests {
     fn hello_bytes(sni: &str, alpn: &[&[u8]]) -> Vec<u8> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let mut config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        let mut config = rustls::ClientConfig::builder_with_provider(crate::tls::provider::shared())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
         let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
