@@ -541,6 +541,40 @@ mod tests {
         assert!(snapshot.tls.acme.is_some(), "TLS-ALPN-01 answers reach the handshake");
     }
 
+    #[test]
+    fn an_entrypoints_resolver_applies_only_to_routers_on_that_entrypoint() {
+        let le: crate::acme::config::AcmeConfig = toml::from_str("tlsChallenge = {}").expect("parses");
+        let acme = Arc::new(crate::acme::Acme::new([("le".to_string(), le)].into_iter().collect()));
+        let secure = RouterTls {
+            cert_resolver: Some("le".into()),
+            ..RouterTls::default()
+        };
+        let mut compiler = Compiler::new(vec!["web".into(), "secure".into()], Upstreams::new(Transport::default()))
+            .with_entry_point_tls(vec![None, Some(secure)])
+            .with_acme(acme);
+        let routes = r#"
+            [http.routers.onsecure]
+            rule = "Host(`s.test`)"
+            entryPoints = ["secure"]
+            service = "s"
+            [http.routers.onweb]
+            rule = "Host(`w.test`)"
+            entryPoints = ["web"]
+            service = "s"
+            tls = {}
+            [[http.services.s.loadBalancer.servers]]
+            url = "http://127.0.0.1:9001"
+        "#;
+        let (health, metrics) = (HealthRegistry::default(), Metrics::default());
+        let snapshot = compiler.reload(&fragments(1, routes), &health, &metrics);
+        let mains: Vec<&str> = snapshot.tls.acme_wanted.iter().map(|w| w.domain.main.as_str()).collect();
+        assert_eq!(
+            mains,
+            ["s.test"],
+            "the web router has no resolver of its own or from its entrypoint"
+        );
+    }
+
     const TRANSPORTS: &str = r#"
         [http.serversTransports.one]
         maxIdleConnsPerHost = 5

@@ -22,7 +22,6 @@
 //! `lockTimeout` belongs to an instance that died and is taken over. This works on local disks
 //! and on NFS (`O_EXCL` is atomic on NFSv3+), where inotify does not: the others poll.
 
-use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -319,11 +318,6 @@ impl Lock {
             let _ = file.set_modified(SystemTime::now());
         }
     }
-
-    /// Whether a lock file exists at `path` (held, or stale).
-    pub fn exists(path: &Path) -> bool {
-        path.exists()
-    }
 }
 
 impl Drop for Lock {
@@ -332,22 +326,24 @@ impl Drop for Lock {
     }
 }
 
-/// Several resolvers' entries read at once (tests and the API).
-pub fn read_all(path: &Path) -> Result<BTreeMap<String, ResolverEntry>, String> {
-    let storage = Storage::new(path.to_path_buf());
-    let document = storage.read_document()?;
-    document
-        .into_iter()
-        .map(|(name, value)| {
-            let entry = serde_json::from_value(value).map_err(|e| format!("{}: resolver `{name}`: {e}", path.display()))?;
-            Ok((name, entry))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+
+    /// Every resolver's entry, as another reader of the file sees them.
+    fn read_all(path: &Path) -> Result<BTreeMap<String, ResolverEntry>, String> {
+        let storage = Storage::new(path.to_path_buf());
+        let document = storage.read_document()?;
+        document
+            .into_iter()
+            .map(|(name, value)| {
+                let entry = serde_json::from_value(value).map_err(|e| format!("{}: resolver `{name}`: {e}", path.display()))?;
+                Ok((name, entry))
+            })
+            .collect()
+    }
 
     fn private_dir() -> tempfile::TempDir {
         tempfile::tempdir().expect("temporary directory")

@@ -84,12 +84,18 @@ impl TlsCompiler {
     /// terminate TLS too, by their `HostSNI` names. Routers naming an unknown resolver, or giving
     /// no names, are warned about.
     fn acme_wanted(&self, config: &mut RuntimeConfig, routers: &TlsRouters) -> Vec<Wanted> {
-        let on_ep = self.entry_points.iter().flatten().find_map(|t| t.cert_resolver.clone());
         let mut claims: Vec<Claim> = Vec::new();
-        for name in routers.keys() {
+        for (name, on) in routers {
             let info = &config.routers[name];
             let tls = info.tls.clone().unwrap_or_default();
-            if let Some(resolver) = tls.cert_resolver.clone().or_else(|| on_ep.clone()) {
+            // The router's own resolver, else that of an entrypoint it is a TLS router on.
+            let on_ep = || {
+                on.iter()
+                    .zip(&self.entry_points)
+                    .filter(|(tls_here, _)| **tls_here)
+                    .find_map(|(_, defaults)| defaults.as_ref()?.cert_resolver.clone())
+            };
+            if let Some(resolver) = tls.cert_resolver.clone().or_else(on_ep) {
                 let hosts = info.parsed.as_ref().and_then(|r| r.required_hosts());
                 claims.push((false, name.clone(), resolver, tls.domains, hosts));
             }
