@@ -6,9 +6,19 @@
 //! subtracts the total weight from the winner.
 //!
 //! The sequence only depends on the weights, so for ordinary weight totals it is computed once,
-//! when the snapshot is compiled, and a request only advances an atomic cursor: no lock and no
+//! when the snapshot is compiled, and a request only advances a cursor: no lock and no
 //! arithmetic on the request path. Weights are first divided by their greatest common divisor;
 //! if the cycle is still longer than [`MAX_CYCLE`], the scores are kept live behind a mutex.
+//!
+//! Each worker thread walks the cycle with its own cursor, on its own cache line: workers never
+//! write a line another worker reads, and each sends its requests in exactly the smooth order,
+//! so the shares hold per worker and therefore overall. (One shared cursor cost every request a
+//! contended atomic read-modify-write, its cache line bouncing between cores.) Threads that are
+//! not workers (the UDP thread, the admin API's explain) share one more cursor.
+//!
+//! A pick steps over servers that cannot take the request (ejected, already tried), but never
+//! more than a few times the number of servers: when most of a long cycle belongs to unusable
+//! servers, it takes the first usable server in index order from a rotating start instead.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -20,7 +30,24 @@ pub const MAX_CYCLE: u64 = 16_384;
 #[derive(Debug)]
 pub struct SmoothWeighted {
     schedule: Schedule,
-    cursor: AtomicUsize,
+    /// One per lane (see [`crate::upstream::current_lane`]); a lane beyond them wraps around.
+    cursors: Box<[Cursor]>,
+    /// The servers with a positive weight, in index order.
+    weighted: Box<[u32]>,
+}
+
+/// A cursor alone on its cache line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Cursor(AtomicUsize);
+
+/// The number of cursors a balancer gets: one per worker and one for the other threads. Only
+/// grows (tests start several servers with different worker counts in one process).
+static LANES: AtomicUsize = AtomicUsize::new(2);
+
+/// Tells balancers compiled from now on that `workers` worker threads pick.
+pub fn set_workers(workers: usize) {
+    LANES.fetch_max(workers + 1, Ordering::Relaxed);
 }
 
 #[derive(Debug)]
@@ -82,10 +109,17 @@ impl SmoothWeighted {
                 Schedule::Live(Mutex::new(live))
             }
         };
+        let lanes = LANES.load(Ordering::Relaxed);
         Self {
             schedule,
-            cursor: AtomicUsize::new(0),
+            cursors: (0..lanes).map(|_| Cursor::default()).collect(),
+            weighted: (0..weights.len() as u32).filter(|i| weights[*i as usize] > 0).collect(),
         }
+    }
+
+    /// The calling thread's cursor.
+    fn cursor(&self) -> &AtomicUsize {
+        &self.cursors[crate::upstream::current_lane() % self.cursors.len()].0
     }
 
     /// True when no server can be picked.
@@ -99,10 +133,12 @@ impl SmoothWeighted {
         match &self.schedule {
             Schedule::Empty => None,
             Schedule::Cycle(cycle) => {
-                let start = self.cursor.load(Ordering::Relaxed);
-                (0..cycle.len())
+                let start = self.cursor().load(Ordering::Relaxed);
+                let walk = self.walk(cycle.len());
+                (0..walk)
                     .map(|k| cycle[(start + k) % cycle.len()] as usize)
                     .find(|i| usable(*i))
+                    .or_else(|| self.scan(start + walk, &mut usable))
             }
             Schedule::Live(live) => {
                 let live = live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -123,11 +159,22 @@ impl SmoothWeighted {
         match &self.schedule {
             Schedule::Empty => None,
             Schedule::Cycle(cycle) => {
-                // Stepping over an unusable server advances the shared cursor too, so its share
-                // is spread over the others instead of all going to the one after it.
-                (0..cycle.len())
-                    .map(|_| cycle[self.cursor.fetch_add(1, Ordering::Relaxed) % cycle.len()] as usize)
-                    .find(|i| usable(*i))
+                // Stepping over an unusable server advances the cursor too, so its share is
+                // spread over the others instead of all going to the one after it. Only this
+                // lane's thread writes the cursor (a non-worker thread sharing lane 0 with
+                // another at worst repeats a pick), so a load and a store do.
+                let cursor = self.cursor();
+                let start = cursor.load(Ordering::Relaxed);
+                let walk = self.walk(cycle.len());
+                for k in 0..walk {
+                    let i = cycle[(start + k) % cycle.len()] as usize;
+                    if usable(i) {
+                        cursor.store(start.wrapping_add(k + 1), Ordering::Relaxed);
+                        return Some(i);
+                    }
+                }
+                cursor.store(start.wrapping_add(walk), Ordering::Relaxed);
+                self.scan(start + walk, &mut usable)
             }
             Schedule::Live(live) => {
                 // Invariant: the lock is only held for one step, never across a panic-prone call.
@@ -136,6 +183,20 @@ impl SmoothWeighted {
                 (0..n.max(1)).map(|_| live.step()).find(|i| usable(*i))
             }
         }
+    }
+}
+
+impl SmoothWeighted {
+    /// How many cycle entries a pick looks at before [`SmoothWeighted::scan`].
+    fn walk(&self, cycle: usize) -> usize {
+        cycle.min(4 * self.weighted.len().max(4))
+    }
+
+    /// The first usable server with a weight, in index order from the `from`th (mod their
+    /// count): the bounded end of a pick in a cycle that is mostly unusable servers.
+    fn scan(&self, from: usize, usable: &mut impl FnMut(usize) -> bool) -> Option<usize> {
+        let n = self.weighted.len();
+        (0..n).map(|k| self.weighted[(from + k) % n] as usize).find(|i| usable(*i))
     }
 }
 
@@ -199,6 +260,42 @@ mod tests {
         assert!(!picks.contains(&1));
         assert_eq!(counts(&picks, 3), vec![3, 0, 3], "the skipped share is spread evenly");
         assert!(lb.pick(|_| false).is_none());
+    }
+
+    #[test]
+    fn a_pick_in_a_cycle_of_unusable_servers_is_bounded() {
+        // 1,000 of the 1,001 entries belong to server 0; with it out, a walk of the cycle would
+        // ask up to 1,000 times.
+        let lb = SmoothWeighted::new(&[1000, 0, 1]);
+        for _ in 0..50 {
+            let mut asked = 0;
+            let pick = lb.pick(|i| {
+                asked += 1;
+                i != 0
+            });
+            assert_eq!(pick, Some(2), "server 1 has no weight, server 0 is out");
+            assert!(asked <= 16 + 2, "asked {asked} times");
+        }
+        assert_eq!(lb.peek(|i| i == 2), Some(2));
+    }
+
+    #[test]
+    fn each_worker_walks_the_smooth_sequence_with_its_own_cursor() {
+        set_workers(2);
+        let lb = std::sync::Arc::new(SmoothWeighted::new(&[5, 1, 1]));
+        let workers: Vec<_> = (0..2)
+            .map(|w| {
+                let lb = lb.clone();
+                std::thread::spawn(move || {
+                    crate::upstream::enter_worker(w);
+                    take(&lb, 14)
+                })
+            })
+            .collect();
+        for worker in workers {
+            let picks = worker.join().expect("a worker thread");
+            assert_eq!(picks, [0, 0, 1, 0, 2, 0, 0].repeat(2), "nginx's order in each worker");
+        }
     }
 
     #[test]

@@ -79,6 +79,7 @@ impl Drover {
     pub fn start_with(resolved: Resolved, workers: usize, mut takeover: Option<upgrade::Takeover>) -> io::Result<Self> {
         let config = resolved.config;
         let workers = workers.max(1);
+        crate::balance::round_robin::set_workers(workers);
         let mut sockets = Vec::new();
         let mut entry_points = Vec::new();
         let mut offer = upgrade::Offer::new();

@@ -104,7 +104,7 @@ pub fn enter_worker(index: usize) {
 }
 
 /// The calling thread's lane: 0 outside workers, 1 + index in worker `index`.
-fn current_lane() -> usize {
+pub(crate) fn current_lane() -> usize {
     LANE.with(Cell::get)
 }
 
