@@ -15,6 +15,8 @@
 //! `BARE_PEERS=1` (nginx and HAProxy also without the forwarding headers, as `nginx-bare` and
 //! `haproxy-bare`), `CEILING=1` (HAProxy as a plain TCP relay, `tcp-relay`: the same system
 //! calls with no HTTP work, the most any proxy can reach on the machine),
+//! `CHAIN=1` (drover with #23's typical middleware chain as `drover+chain`, and nginx doing the
+//! same as `nginx+chain`; prints both ratios, the goal being the chained one ≥ the plain one − 3%),
 //! `TARGETS=drover,drover+accesslog` (measure only these), `LATENCY=0` (skip the open-loop pass).
 //! Needs `apt-get install -y nginx-light haproxy wrk`, and `nghttp2-client` for the latency pass.
 //!
@@ -53,7 +55,7 @@ mod parse;
 
 use lab::{
     drover_binary, env_count, free_ports, pgo_requested, plain_drover_binary, round_order, CpuTime, Health, Lab, Result, Server, Tools,
-    NO_PGO, PLAIN, VARIANTS,
+    CHAIN, NO_PGO, PLAIN, VARIANTS,
 };
 use parse::{fmt_count, median, self_test, OpenLoopResult, WrkResult};
 
@@ -150,6 +152,17 @@ fn run() -> Result<(), Exit> {
         let [port] = free_ports()?;
         targets.push(Target::start("tcp-relay", port, || {
             lab.start_haproxy_tcp("tcp-relay", port, &backends)
+        }));
+    }
+    // CHAIN=1: the typical middleware chain in drover and the same work in nginx (issue #23).
+    if std::env::var_os("CHAIN").is_some_and(|v| v == "1") {
+        let [nginx, port, admin] = free_ports()?;
+        targets.push(Target::start("nginx+chain", nginx, || {
+            lab.start_nginx_chain("nginx+chain", nginx, &backends)
+        }));
+        targets.push(Target::start(CHAIN.name, port, || {
+            let bin = drover_binary()?;
+            lab.start_drover(&bin, port, admin, &backends, &CHAIN)
         }));
     }
     // VARIANTS=1: drover again with passive health off, and with a JSON access log to a file,
@@ -523,6 +536,15 @@ fn print_max_table(targets: &[Target], rounds: usize) {
 
 fn print_variant_ratios(targets: &[Target]) {
     let find = |name: &str| targets.iter().find(|t| t.name == name).and_then(Target::median_max);
+    if let (Some(plain), Some(chained)) = (
+        find("drover").zip(find("nginx")).map(|(d, n)| d / n),
+        find(CHAIN.name).zip(find("nginx+chain")).map(|(d, n)| d / n),
+    ) {
+        println!(
+            "middleware chain: drover/nginx {plain:.3}× without, {chained:.3}× with ({:+.1}%; goal ≥ −3%)",
+            (chained / plain - 1.0) * 100.0
+        );
+    }
     let Some(drover) = find("drover") else { return };
     for variant in [NO_PGO].iter().chain(&VARIANTS) {
         if let Some(v) = find(variant.name) {

@@ -227,6 +227,39 @@ impl Lab {
         self.start_nginx(name, self.workers, port, true, &http)
     }
 
+    /// nginx doing, besides the forwarding headers, what drover's typical middleware chain
+    /// ([`CHAIN`]) does: the `headers` middleware's request header and three response headers
+    /// (`add_header`), `stripPrefix` (`rewrite`) and a `rateLimit` far above the load
+    /// (`limit_req` per client address).
+    pub fn start_nginx_chain(&self, name: &'static str, port: u16, backends: &[u16]) -> Result<Server> {
+        let servers: String = backends
+            .iter()
+            .map(|backend| format!("        server {LOOPBACK}:{backend};\n"))
+            .collect();
+        let http = format!(
+            "    limit_req_zone $binary_remote_addr zone=bench:10m rate=100000000r/s;
+    upstream backend {{
+{servers}        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen {LOOPBACK}:{port};
+        location / {{
+            rewrite ^/(.*)$ /$1 break;
+            limit_req zone=bench burst=100000000 nodelay;
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header X-Script-Name drover;
+            add_header X-Frame-Options DENY;
+            add_header X-Content-Type-Options nosniff;
+            add_header X-Served-By drover;
+{FORWARDING_NGINX}        }}
+    }}"
+        );
+        self.start_nginx(name, self.workers, port, true, &http)
+    }
+
     /// nginx in the foreground with everything under its own prefix: nothing in /etc or /var.
     fn start_nginx(&self, name: &'static str, workers: u32, port: u16, pinned: bool, http: &str) -> Result<Server> {
         self.start_nginx_ready(name, workers, port, pinned, http, false)
@@ -631,6 +664,27 @@ pub const VARIANTS: [Variant; 2] = [
     },
     Variant { name: "drover+accesslog", routes: "", static_config: "[accessLog]\nfilePath = \"{home}/access.log\"\nformat = \"json\"\n" },
 ];
+
+/// drover with #23's typical chain (`benches/middleware-chain.toml`: `headers`, `stripPrefix`,
+/// `rateLimit` far above the load) as the entrypoint's middlewares, measured with `CHAIN=1`
+/// beside nginx doing the same ([`Lab::start_nginx_chain`]).
+pub const CHAIN: Variant = Variant {
+    name: "drover+chain",
+    routes: "[http.middlewares.secure.headers]
+frameDeny = true
+contentTypeNosniff = true
+[http.middlewares.secure.headers.customRequestHeaders]
+X-Script-Name = \"drover\"
+[http.middlewares.secure.headers.customResponseHeaders]
+X-Served-By = \"drover\"
+[http.middlewares.strip.stripPrefix]
+prefixes = [\"/\"]
+[http.middlewares.limit.rateLimit]
+average = 100000000
+burst = 100000000
+",
+    static_config: "[entryPoints.web.http]\nmiddlewares = [\"secure@file\", \"strip@file\", \"limit@file\"]\n",
+};
 
 /// The order targets (or arms) are measured in, in round `round` (from 1): each round starts one target
 /// further on, and every other round goes backwards from there, so no target keeps the first slot or the
