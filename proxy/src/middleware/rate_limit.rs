@@ -83,22 +83,27 @@ impl RateLimit {
         })
     }
 
+    /// What the bucket of `key` says at `now`; `take`: a request that passes (now or after its
+    /// delay) spends a token. A known source costs one hash lookup (the table's hasher is
+    /// SipHash: the keys are the clients' to choose), an unknown one a second for its insertion.
     fn decide(&self, key: &Key, now: Instant, take: bool) -> Decision {
         let Some(interval) = self.interval else { return Decision::Pass };
         let mut table = self.buckets.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let table = &mut *table;
         let base = *table.base.get_or_insert(now);
         let t = nanos(now.saturating_duration_since(base));
-        let tat = table.tats.get(key).copied().unwrap_or(t).max(t);
-        let conforms_at = tat.saturating_sub(self.tolerance);
-        let decision = if conforms_at <= t {
-            Decision::Pass
-        } else if conforms_at - t <= self.max_delay {
-            Decision::Delay(Duration::from_nanos(conforms_at - t))
-        } else {
-            return Decision::Refuse(Duration::from_nanos(conforms_at - t));
-        };
-        if take {
-            if !table.tats.contains_key(key) && table.tats.len() >= MAX_SOURCES {
+        if let Some(slot) = table.tats.get_mut(key) {
+            let tat = (*slot).max(t);
+            let decision = self.judge(tat, t);
+            if take && !matches!(decision, Decision::Refuse(_)) {
+                *slot = tat + interval;
+            }
+            return decision;
+        }
+        // An unknown source's bucket is full: its arrival time is now.
+        let decision = self.judge(t, t);
+        if take && !matches!(decision, Decision::Refuse(_)) {
+            if table.tats.len() >= MAX_SOURCES {
                 table.tats.retain(|_, tat| *tat > t);
                 if table.tats.len() >= MAX_SOURCES {
                     if let Some(fullest) = table.tats.iter().min_by_key(|(_, tat)| **tat).map(|(k, _)| k.clone()) {
@@ -106,9 +111,21 @@ impl RateLimit {
                     }
                 }
             }
-            table.tats.insert(key.clone(), tat + interval);
+            table.tats.insert(key.clone(), t + interval);
         }
         decision
+    }
+
+    /// The decision for a bucket whose theoretical arrival time is `tat`, at `t`.
+    fn judge(&self, tat: u64, t: u64) -> Decision {
+        let conforms_at = tat.saturating_sub(self.tolerance);
+        if conforms_at <= t {
+            Decision::Pass
+        } else if conforms_at - t <= self.max_delay {
+            Decision::Delay(Duration::from_nanos(conforms_at - t))
+        } else {
+            Decision::Refuse(Duration::from_nanos(conforms_at - t))
+        }
     }
 
     /// Passes (maybe after a short delay) or answers 429 with `Retry-After`.
