@@ -113,10 +113,14 @@ struct Replay {
 
 impl Replay {
     fn keep(method: &Method, uri: &Uri, headers: &HeaderMap, client_host: Option<&HeaderValue>) -> Self {
+        // Sized up front: a header map's iterator does not know its length, so `collect` grew
+        // the vector 4 → 8 → 16 entries, which cost more than the copies themselves.
+        let mut kept = Vec::with_capacity(headers.len());
+        kept.extend(headers.iter().map(|(name, value)| (name.clone(), value.clone())));
         Self {
             method: method.clone(),
             uri: uri.clone(),
-            headers: headers.iter().map(|(name, value)| (name.clone(), value.clone())).collect(),
+            headers: kept,
             client_host: client_host.cloned(),
             complete: false,
         }
