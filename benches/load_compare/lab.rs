@@ -409,7 +409,8 @@ backend backend
     /// HAProxy proxying to `backends` with drover's forwarding headers, as [`Lab::start_haproxy`]
     /// does, also taking HTTP/2 with prior knowledge (`bind … proto h2`) on `h2c_port`; idle
     /// client connections are kept for `idle_secs` (`timeout client`, `timeout http-keep-alive`)
-    /// and up to `maxconn` of them at once.
+    /// and up to `maxconn` of them at once (`no strict-limits`: it starts even where the
+    /// descriptor limit is below its reckoning of two per connection).
     pub fn start_haproxy_h2c(
         &self,
         name: &'static str,
@@ -428,6 +429,7 @@ backend backend
             "global
     nbthread {workers}
     maxconn {maxconn}
+    no strict-limits
 
 defaults
     mode http
