@@ -89,6 +89,45 @@ async fn an_idle_keep_alive_connection_lives_for_idle_timeout_not_header_read_ti
     );
 }
 
+/// An idle HTTP/1 connection drops hyper's state after a second or two and keeps its bare socket
+/// ("parking", `server::timeouts`); what the client sees must not change: the next request is
+/// served on the same connection, pipelined heads are all answered, and the start of a head
+/// sent before a pause is not lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_idle_long_enough_to_park_serves_its_next_requests_as_before() {
+    let (a, _ha) = whoami::spawn("a").await;
+    let drover = TestDrover::start_with(&service_toml("r", "PathPrefix(`/`)", "s", &[(a, 1)]), &timeouts("10s", "60s")).await;
+    let mut stream = TcpStream::connect(drover.web()).await.unwrap();
+    let answer = exchange(&mut stream, "/first").await;
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("/first"), "{answer}");
+    // Past the parking delay (1 s, looked at every second): parked by now.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // Two whole heads and the start of a third, in one write.
+    stream
+        .write_all(b"GET /second HTTP/1.1\r\nHost: t.local\r\n\r\nGET /third HTTP/1.1\r\nHost: t.local\r\n\r\nGET /fou")
+        .await
+        .unwrap();
+    for path in ["/second", "/third"] {
+        let answer = read_response(&mut stream).await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.contains(path), "{path}: {answer}");
+    }
+    // The connection is idle with half a head in hyper's buffer: it must not park and lose it.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    stream.write_all(b"rth HTTP/1.1\r\nHost: t.local\r\n\r\n").await.unwrap();
+    let answer = read_response(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("/fourth"), "{answer}");
+    // A request with a body, then a pause, then one more.
+    stream
+        .write_all(b"POST /fifth HTTP/1.1\r\nHost: t.local\r\nContent-Length: 5\r\n\r\nhello")
+        .await
+        .unwrap();
+    let answer = read_response(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("/fifth"), "{answer}");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let answer = exchange(&mut stream, "/sixth").await;
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("/sixth"), "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_response_is_not_cut_by_client_timeouts() {
     let (a, _ha) = whoami::spawn("a").await;

@@ -409,6 +409,84 @@ backend backend
         Server::spawn(name, cmd, &self.dir)?.wait_ready(&[(port, "/")])
     }
 
+    /// nginx proxying to `backends` with drover's forwarding headers, as [`Lab::start_nginx_proxy`]
+    /// does, also listening for HTTP/2 with prior knowledge (h2c: `listen … http2` without
+    /// `ssl`, which in nginx 1.22 takes HTTP/2 only) on `h2c_port`; idle client connections are
+    /// kept for `idle_secs` (`keepalive_timeout`, `http2_idle_timeout`).
+    pub fn start_nginx_proxy_h2c(&self, name: &'static str, port: u16, h2c_port: u16, backends: &[u16], idle_secs: u32) -> Result<Server> {
+        let servers: String = backends
+            .iter()
+            .map(|backend| format!("        server {LOOPBACK}:{backend};\n"))
+            .collect();
+        let http = format!(
+            "    upstream backend {{
+{servers}        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen {LOOPBACK}:{port};
+        listen {LOOPBACK}:{h2c_port} http2;
+        keepalive_timeout {idle_secs}s;
+        http2_idle_timeout {idle_secs}s;
+        http2_max_requests 1000000;
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+{FORWARDING_NGINX}        }}
+    }}"
+        );
+        self.start_nginx(name, self.workers, port, true, &http)
+    }
+
+    /// HAProxy proxying to `backends` with drover's forwarding headers, as [`Lab::start_haproxy`]
+    /// does, also taking HTTP/2 with prior knowledge (`bind … proto h2`) on `h2c_port`; idle
+    /// client connections are kept for `idle_secs` (`timeout client`, `timeout http-keep-alive`)
+    /// and up to `maxconn` of them at once (`no strict-limits`: it starts even where the
+    /// descriptor limit is below its reckoning of two per connection).
+    pub fn start_haproxy_h2c(
+        &self,
+        name: &'static str,
+        port: u16,
+        h2c_port: u16,
+        backends: &[u16],
+        idle_secs: u32,
+        maxconn: u32,
+    ) -> Result<Server> {
+        let conf = self.dir.join(format!("{name}.cfg"));
+        let servers: String = (1..)
+            .zip(backends)
+            .map(|(i, backend)| format!("    server b{i} {LOOPBACK}:{backend}\n"))
+            .collect();
+        let text = format!(
+            "global
+    nbthread {workers}
+    maxconn {maxconn}
+    no strict-limits
+
+defaults
+    mode http
+    maxconn {maxconn}
+    timeout connect 5s
+    timeout client {idle_secs}s
+    timeout http-keep-alive {idle_secs}s
+    timeout server 30s
+
+frontend web
+    bind {LOOPBACK}:{port}
+    bind {LOOPBACK}:{h2c_port} proto h2
+{FORWARDING_HAPROXY}    default_backend backend
+
+backend backend
+{servers}",
+            workers = self.workers,
+        );
+        write_file(&conf, &text)?;
+        let mut cmd = self.server(&self.tools.haproxy, true);
+        cmd.arg("-db").arg("-f").arg(&conf);
+        Server::spawn(name, cmd, &self.dir)?.wait_ready(&[(port, "/")])
+    }
+
     /// HAProxy as a plain TCP relay (`mode tcp`) to the first of `backends`: each client
     /// connection gets its own server connection and every byte is passed on unread. It makes
     /// the same system calls per request as an HTTP proxy and does no HTTP work at all, so its
@@ -824,6 +902,11 @@ impl Server {
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         let child = cmd.spawn().map_err(|e| format!("cannot start {name}: {e}"))?;
         Ok(Server { name, child, log })
+    }
+
+    /// The server's process id (nginx's master; its workers are its children).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The CPU time the server (every thread of it and of its child processes: nginx's

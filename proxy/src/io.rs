@@ -19,6 +19,12 @@
 //! drover's CPU samples, where HAProxy, which calls `send`, had none. Small messages (the
 //! common case: a head and a short body) are therefore gathered into one buffer and sent with
 //! `send`; large ones still go out with `writev`, uncopied.
+//!
+//! **A shared socket.** The stream reads and writes through an `Arc` of the socket, so that
+//! whoever built it may keep the socket when the stream is dropped: an idle client connection
+//! drops hyper's whole state, its buffers and this stream with it, and keeps the bare socket
+//! (see `server::timeouts`). A stream made with [`BatchedStream::new`] owns its socket alone and
+//! shuts its write side down when dropped, as tokio's write half does.
 
 use std::cell::RefCell;
 use std::io::{self, IoSlice};
@@ -26,8 +32,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Messages up to this size are gathered and sent with one `send`, and may be batched.
@@ -47,15 +52,15 @@ thread_local! {
 
 /// Writes `bufs` to `stream`: a single non-empty buffer with `send`, several small ones
 /// gathered into one and sent with `send`, anything larger with `writev`.
-fn poll_write_gathered<W: AsyncWrite + Unpin>(stream: &mut W, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+fn poll_write_gathered(stream: &TcpStream, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
     let mut non_empty = bufs.iter().filter(|b| !b.is_empty());
     match (non_empty.next(), non_empty.next()) {
         (None, _) => Poll::Ready(Ok(0)),
-        (Some(only), None) => Pin::new(stream).poll_write(cx, only),
+        (Some(only), None) => poll_write_socket(stream, cx, only),
         _ => {
             let total: usize = bufs.iter().map(|b| b.len()).sum();
             if total > GATHER_LIMIT {
-                return Pin::new(stream).poll_write_vectored(cx, bufs);
+                return poll_write_socket_vectored(stream, cx, bufs);
             }
             GATHER.with(|gather| {
                 let mut gather = gather.borrow_mut();
@@ -64,7 +69,7 @@ fn poll_write_gathered<W: AsyncWrite + Unpin>(stream: &mut W, cx: &mut Context<'
                     gather.extend_from_slice(b);
                 }
                 // What was not sent stays in hyper's buffers: a partial write reports its count.
-                Pin::new(stream).poll_write(cx, &gather)
+                poll_write_socket(stream, cx, &gather)
             })
         }
     }
@@ -141,7 +146,7 @@ struct Shared {
 
 #[derive(Debug)]
 struct Out {
-    write: OwnedWriteHalf,
+    write: Arc<TcpStream>,
     /// Bytes written to the stream and not yet sent.
     kept: Vec<u8>,
     /// `kept` is with the flusher. Kept bytes that are not were left by a flush that could not
@@ -205,7 +210,7 @@ impl Out {
             return Poll::Ready(Err(e));
         }
         while !self.queued && !self.kept.is_empty() {
-            match Pin::new(&mut self.write).poll_write(cx, &self.kept) {
+            match poll_write_socket(&self.write, cx, &self.kept) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => {
                     self.kept.drain(..n);
@@ -222,19 +227,30 @@ impl Out {
 /// go out with one `send`. Used for the connections to clients and to servers.
 #[derive(Debug)]
 pub struct BatchedStream {
-    read: OwnedReadHalf,
+    read: Arc<TcpStream>,
     shared: Arc<Shared>,
+    /// Shut the write side down when dropped (the stream owns its socket).
+    shutdown_on_drop: bool,
 }
 
 impl BatchedStream {
-    /// Wraps `stream`.
+    /// Wraps `stream`, which it owns: its write side is shut down when this is dropped.
     pub fn new(stream: TcpStream) -> Self {
-        let (read, write) = stream.into_split();
+        Self::with(Arc::new(stream), true)
+    }
+
+    /// Reads and writes `socket`, which others may hold too: dropping this leaves it open.
+    pub fn shared(socket: Arc<TcpStream>) -> Self {
+        Self::with(socket, false)
+    }
+
+    fn with(socket: Arc<TcpStream>, shutdown_on_drop: bool) -> Self {
         Self {
-            read,
+            read: socket.clone(),
+            shutdown_on_drop,
             shared: Arc::new(Shared {
                 out: Mutex::new(Out {
-                    write,
+                    write: socket,
                     kept: Vec::new(),
                     queued: false,
                     error: None,
@@ -245,9 +261,75 @@ impl BatchedStream {
     }
 }
 
+impl Drop for BatchedStream {
+    fn drop(&mut self) {
+        if self.shutdown_on_drop {
+            let _ = socket2::SockRef::from(&*self.read).shutdown(std::net::Shutdown::Write);
+        }
+    }
+}
+
+/// Runs `transfer` (a read or a write of at most `len` bytes) on `socket` once it is ready for
+/// `interest`, as tokio's own `poll_read` and `poll_write` do: a transfer shorter than `len` also
+/// clears the readiness (the socket is drained, or full), so that the next call waits for the
+/// reactor instead of making a system call that would only find `EAGAIN`.
+fn poll_transfer(
+    socket: &TcpStream,
+    interest: Interest,
+    cx: &mut Context<'_>,
+    len: usize,
+    mut transfer: impl FnMut() -> io::Result<usize>,
+) -> Poll<io::Result<usize>> {
+    loop {
+        let ready = if interest == Interest::READABLE {
+            socket.poll_read_ready(cx)
+        } else {
+            socket.poll_write_ready(cx)
+        };
+        std::task::ready!(ready)?;
+        let mut short = None;
+        // `try_io` clears the readiness it saw before `transfer` ran when told `WouldBlock`.
+        let done = socket.try_io(interest, || {
+            let n = transfer()?;
+            if n > 0 && n < len {
+                short = Some(n);
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        match done {
+            Ok(n) => return Poll::Ready(Ok(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Some(n) = short {
+                    return Poll::Ready(Ok(n));
+                }
+                // The readiness was stale (and is now cleared): wait again.
+            }
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// Reads from `socket` what it has, waiting for it.
+fn poll_read_socket(socket: &TcpStream, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    let len = buf.remaining();
+    poll_transfer(socket, Interest::READABLE, cx, len, || socket.try_read_buf(buf)).map_ok(drop)
+}
+
+/// Writes `buf` to `socket`, waiting for room.
+fn poll_write_socket(socket: &TcpStream, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    poll_transfer(socket, Interest::WRITABLE, cx, buf.len(), || socket.try_write(buf))
+}
+
+/// Writes `bufs` to `socket` with one `writev`, waiting for room.
+fn poll_write_socket_vectored(socket: &TcpStream, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    let len = bufs.iter().map(|b| b.len()).sum();
+    poll_transfer(socket, Interest::WRITABLE, cx, len, || socket.try_write_vectored(bufs))
+}
+
 impl AsyncRead for BatchedStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.read).poll_read(cx, buf)
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        poll_read_socket(&self.read, cx, buf)
     }
 }
 
@@ -279,7 +361,7 @@ impl AsyncWrite for BatchedStream {
             out.queued = false;
             std::task::ready!(out.poll_send_kept(cx))?;
         }
-        poll_write_gathered(&mut out.write, cx, bufs)
+        poll_write_gathered(&out.write, cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -295,7 +377,7 @@ impl AsyncWrite for BatchedStream {
         let mut out = self.shared.lock();
         out.queued = false;
         std::task::ready!(out.poll_send_kept(cx))?;
-        Pin::new(&mut out.write).poll_shutdown(cx)
+        Poll::Ready(socket2::SockRef::from(&*out.write).shutdown(std::net::Shutdown::Write))
     }
 }
 

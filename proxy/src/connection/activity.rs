@@ -31,6 +31,15 @@
 //! once per its shortest limit, so the close comes between one and two of them after the stall.
 //! Only stalls of the socket are seen: an HTTP/2 client that keeps its flow-control window shut
 //! stalls h2's streams, not the socket.
+//!
+//! **Parking.** An idle HTTP/1 connection may drop hyper's state (its buffers, its dispatcher)
+//! and keep only its socket until the client's next bytes (`server::timeouts`), but only when
+//! hyper holds no byte of the client's that it has not used: otherwise a pipelined head begun
+//! there would be lost. That is known here without looking into hyper: the last request had no
+//! body, the read that completed its head ended with that head (`\r\n\r\n`), and no byte
+//! arrived after it. Anything else (a body, bytes read while a request was in flight, a head
+//! whose end came in a read of its own) keeps the connection unparked until its next request;
+//! HTTP/2 connections never park.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -91,6 +100,10 @@ pub struct Activity {
     /// Milliseconds from `epoch` plus one to the moment a write to the client got stuck; 0
     /// while writes go through.
     write_stuck_ms: AtomicU64,
+    /// The last read ended with the end of a head (`\r\n\r\n`).
+    read_ended_head: AtomicBool,
+    /// Nothing of the client's is left unused since the last request's head (see the module).
+    parkable: AtomicBool,
 }
 
 /// What the watchdog found.
@@ -114,6 +127,8 @@ impl Activity {
             started: AtomicBool::new(false),
             request_line_open: AtomicBool::new(true),
             write_stuck_ms: AtomicU64::new(0),
+            read_ended_head: AtomicBool::new(false),
+            parkable: AtomicBool::new(false),
         }
     }
 
@@ -136,9 +151,12 @@ impl Activity {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    fn request_started(&self) {
+    /// A request's head is complete; `bodyless`: it has no body to read.
+    fn request_started(&self, bodyless: bool) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.reading_head.store(false, Ordering::Relaxed);
+        let parkable = bodyless && self.read_ended_head.load(Ordering::Relaxed) && !self.http2.load(Ordering::Relaxed);
+        self.parkable.store(parkable, Ordering::Relaxed);
     }
 
     fn request_ended(&self, now: Instant) {
@@ -150,6 +168,11 @@ impl Activity {
 
     /// Bytes arrived from the client: the first ones of a new request head if nothing is in flight.
     pub(crate) fn bytes_read(&self, bytes: &[u8]) {
+        self.read_ended_head.store(bytes.ends_with(b"\r\n\r\n"), Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Relaxed) != 0 {
+            // A body, or a pipelined head hyper may keep unused: not parkable after this request.
+            self.parkable.store(false, Ordering::Relaxed);
+        }
         if !self.started.load(Ordering::Relaxed) {
             self.started.store(true, Ordering::Relaxed);
             // A first read too short to tell (under 4 bytes) counts as HTTP/1.
@@ -177,6 +200,21 @@ impl Activity {
     /// buffer is a URI too long.
     pub(crate) fn request_line_open(&self) -> bool {
         self.reading_head.load(Ordering::Relaxed) && self.request_line_open.load(Ordering::Relaxed)
+    }
+
+    /// Whether hyper's state may be dropped now, the connection having been idle for at least
+    /// `after` (see the module): nothing in flight or being read, nothing unused, no write stuck.
+    pub(crate) fn may_park(&self, now_ms: u64, after: Duration) -> bool {
+        self.could_park()
+            && self.in_flight.load(Ordering::Relaxed) == 0
+            && !self.reading_head.load(Ordering::Relaxed)
+            && self.write_stuck_ms.load(Ordering::Relaxed) == 0
+            && now_ms.saturating_sub(self.since_ms.load(Ordering::Relaxed)) >= after.as_millis() as u64
+    }
+
+    /// Whether the connection may park once it is idle: its last request left nothing unused.
+    pub(crate) fn could_park(&self) -> bool {
+        self.parkable.load(Ordering::Relaxed)
     }
 
     /// What the watchdog should do now.
@@ -221,9 +259,9 @@ impl Default for Activity {
 pub struct InFlight(Arc<Connection>, Option<Instant>);
 
 impl InFlight {
-    /// The request `conn` has just read is being served.
-    pub fn start(conn: Arc<Connection>) -> Self {
-        conn.activity.request_started();
+    /// The request `conn` has just read is being served; `bodyless`: it has no body.
+    pub fn start(conn: Arc<Connection>, bodyless: bool) -> Self {
+        conn.activity.request_started(bodyless);
         Self(conn, None)
     }
 
@@ -266,7 +304,7 @@ mod tests {
     fn busy_connections_never_expire_and_idle_ones_get_the_idle_limit() {
         let a = Activity::new();
         a.bytes_read(b"GET / HTTP/1.1\r\n");
-        a.request_started();
+        a.request_started(true);
         assert_eq!(a.verdict(&limits(), 1_000_000), Verdict::Recheck(Some(Duration::from_secs(30))));
         a.since_ms.store(0, Ordering::Relaxed);
         a.in_flight.store(1, Ordering::Relaxed);
@@ -291,7 +329,7 @@ mod tests {
             matches!(a.verdict(&limits(), 30_000), Verdict::Expired(w) if w.contains("headerReadTimeout")),
             "preface, SETTINGS and a first request within headerReadTimeout of the accept"
         );
-        a.request_started();
+        a.request_started(true);
         a.request_ended(Instant::now());
         let since = a.since_ms.load(Ordering::Relaxed);
         assert_eq!(
@@ -310,7 +348,7 @@ mod tests {
         let stall = limits().with_write_stall(Some(Duration::from_secs(60)));
         let a = Activity::new();
         a.bytes_read(b"GET / HTTP/1.1\r\n");
-        a.request_started();
+        a.request_started(true);
         assert_eq!(a.verdict(&stall, 1_000_000), Verdict::Recheck(Some(Duration::from_secs(30))));
         a.write_stuck_ms.store(1_000_001, Ordering::Relaxed);
         a.write_stuck(); // already stuck: the first moment counts
@@ -333,7 +371,7 @@ mod tests {
         assert!(a.request_line_open());
         a.bytes_read(b"a HTTP/1.1\r\nHost: x\r\n");
         assert!(!a.request_line_open(), "now the headers are being read");
-        a.request_started();
+        a.request_started(true);
         a.bytes_read(b"body bytes without a line feed");
         assert!(!a.request_line_open(), "not while a request is in flight");
         a.request_ended(Instant::now());
@@ -352,6 +390,54 @@ mod tests {
         let c = Activity::new();
         c.bytes_read(b"POST / HTTP/1.1\r\n");
         assert!(!c.http2.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn only_a_bodyless_request_whose_head_ended_its_read_lets_the_connection_park() {
+        let park = Duration::from_secs(1);
+        let a = Activity::new();
+        a.bytes_read(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        a.request_started(true);
+        assert!(!a.may_park(1_000_000, park), "not while the request is in flight");
+        a.request_ended(Instant::now());
+        let since = a.since_ms.load(Ordering::Relaxed);
+        assert!(!a.may_park(since + 999, park), "not before the delay");
+        assert!(a.may_park(since + 1_000, park));
+        a.bytes_read(b"GE");
+        assert!(!a.may_park(since + 5_000, park), "not while a head is being read");
+
+        let pipelined = Activity::new();
+        pipelined.bytes_read(b"GET / HTTP/1.1\r\n\r\nGET /2 HT");
+        pipelined.request_started(true);
+        pipelined.request_ended(Instant::now());
+        assert!(!pipelined.may_park(1_000_000, park), "hyper holds the start of the next head");
+
+        let late = Activity::new();
+        late.bytes_read(b"GET / HTTP/1.1\r\n\r\n");
+        late.request_started(true);
+        late.bytes_read(b"GET /2 HT");
+        late.request_ended(Instant::now());
+        assert!(!late.may_park(1_000_000, park), "bytes read while a request was in flight");
+
+        let body = Activity::new();
+        body.bytes_read(b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\n");
+        body.request_started(false);
+        body.request_ended(Instant::now());
+        assert!(!body.may_park(1_000_000, park), "a request with a body");
+
+        let h2 = Activity::new();
+        h2.bytes_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        h2.bytes_read(b"\r\n\r\n");
+        h2.request_started(true);
+        h2.request_ended(Instant::now());
+        assert!(!h2.may_park(1_000_000, park), "HTTP/2 never parks");
+
+        let stuck = Activity::new();
+        stuck.bytes_read(b"GET / HTTP/1.1\r\n\r\n");
+        stuck.request_started(true);
+        stuck.write_stuck();
+        stuck.request_ended(Instant::now());
+        assert!(!stuck.may_park(1_000_000, park), "a write is stuck");
     }
 
     #[test]

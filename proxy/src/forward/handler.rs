@@ -234,7 +234,7 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
     // Read once and reused for the first attempt's server choice, deadline and pooled
     // connection check: each read of the clock costs ~20 ns, and a request made ~12 of them.
     let start = Instant::now();
-    let request = InFlight::start(conn);
+    let request = InFlight::start(conn, req.body().is_end_stream());
     let conn = &**request;
     let method = method_index(req.method());
     let http1 = req.version() < Version::HTTP_2;

@@ -43,6 +43,13 @@ pub async fn accept(stream: TcpStream, snapshots: &ArcSwap<Snapshot>, index: usi
     if !snapshots.load().tls.terminates(index) {
         return Ok(Some(Accepted::Plain(stream)));
     }
+    // Boxed: the handshake's state (rustls's connection among it) would otherwise stay in the
+    // task of every connection for its whole life, idle or not, TLS or plain.
+    Box::pin(accept_tls(stream, snapshots, deadline)).await
+}
+
+/// [`accept`] on an entrypoint that terminates TLS.
+async fn accept_tls(stream: TcpStream, snapshots: &ArcSwap<Snapshot>, deadline: Duration) -> io::Result<Option<Accepted>> {
     let snapshot = snapshots.load_full();
     let deadline = tokio::time::Instant::now() + deadline;
     let mut first = [0u8; 1];

@@ -6,19 +6,34 @@
 //! connection against one sleep; when the sleep fires it asks the activity for its verdict,
 //! closes the connection if its deadline has passed and otherwise sleeps until the deadline the
 //! state now implies.
+//!
+//! **Parking.** hyper keeps a connection's state for its whole life: a read buffer and a write
+//! buffer of 8 KiB each, its dispatcher and the slot for the request's future, ~50 KiB in all
+//! per idle keep-alive connection, where nginx and HAProxy keep about one. So a plain HTTP/1
+//! connection that has been idle for [`PARK_AFTER`] is *parked*: the watchdog ends [`serve`],
+//! which drops hyper's connection with all of it, and [`parked`] waits on the bare socket (no
+//! buffer at all) for the client's next bytes, its idle deadline or the worker's shutdown; the
+//! next bytes start a new hyper connection on the same socket. The watchdog only parks when
+//! hyper holds nothing of the client's that it has not used (see `connection::activity`), and
+//! a busy connection never parks, so a client sending request after request keeps its hyper
+//! state: only one that paused for [`PARK_AFTER`] pays for building it again.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 
 use crate::connection::{Activity, Connection, Limits, Verdict};
 use crate::io::BatchedStream;
+
+/// How long an idle HTTP/1 connection keeps hyper's state before it is parked.
+pub const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// A client's TCP stream that reports the bytes it reads, and writes that cannot go on, to its
 /// connection's [`Activity`]. It holds the connection's slot of its entrypoint's
@@ -31,13 +46,18 @@ use crate::io::BatchedStream;
 pub struct WatchedStream<S = BatchedStream> {
     stream: S,
     conn: Arc<Connection>,
-    _slot: Option<OwnedSemaphorePermit>,
+    _slot: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 impl WatchedStream {
-    /// Wraps `stream`, the socket of `conn`, holding `slot` until it closes.
-    pub fn new(stream: TcpStream, conn: Arc<Connection>, slot: Option<OwnedSemaphorePermit>) -> Self {
-        Self::over(BatchedStream::new(stream), conn, slot)
+    /// Reads and writes `socket`, the socket of `conn`, which the caller keeps too (to park the
+    /// connection); holds `slot` until it is dropped.
+    pub fn shared(socket: Arc<TcpStream>, conn: Arc<Connection>, slot: Option<Arc<OwnedSemaphorePermit>>) -> Self {
+        Self {
+            stream: BatchedStream::shared(socket),
+            conn,
+            _slot: slot,
+        }
     }
 }
 
@@ -45,7 +65,11 @@ impl<S> WatchedStream<S> {
     /// Wraps `stream` (already over `conn`'s socket: a TLS stream), holding `slot` until it
     /// closes.
     pub fn over(stream: S, conn: Arc<Connection>, slot: Option<OwnedSemaphorePermit>) -> Self {
-        Self { stream, conn, _slot: slot }
+        Self {
+            stream,
+            conn,
+            _slot: slot.map(Arc::new),
+        }
     }
 }
 
@@ -133,31 +157,80 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedStream<S> {
     }
 }
 
+/// How [`serve`] ended.
+#[derive(Debug)]
+pub enum Served<E> {
+    /// The connection ended (its own outcome), or a client timeout closed it (`Ok`).
+    Done(Result<(), E>),
+    /// It was idle for the parking delay: its future was dropped, its socket is the caller's.
+    Parked,
+}
+
 /// Runs `connection` (hyper serving `activity`'s client) until it ends or a client timeout
-/// closes it; the outcome is the connection's own, or `Ok` when a timeout closed it.
-pub async fn serve<F, E>(connection: F, activity: &Activity, limits: Limits) -> Result<(), E>
+/// closes it; with `park` (a plain HTTP/1 connection may be parked), also until it has been
+/// idle for that long with nothing left unused (see the module).
+pub async fn serve<F, E>(connection: F, activity: &Activity, limits: Limits, park: Option<Duration>) -> Served<E>
 where
     F: Future<Output = Result<(), E>>,
 {
     let mut connection = std::pin::pin!(connection);
     // The first look comes at the shortest limit: a write stall can start before any head.
-    let Some(first) = limits.recheck() else {
-        return connection.await;
+    let first = match (limits.recheck(), park) {
+        (Some(limit), Some(park)) => Some(limit.min(park)),
+        (limit, park) => limit.or(park),
+    };
+    let Some(first) = first else {
+        return Served::Done(connection.await);
     };
     let sleep = tokio::time::sleep(first);
     let mut sleep = std::pin::pin!(sleep);
     loop {
         tokio::select! {
             biased;
-            done = &mut connection => return done,
-            () = &mut sleep => match activity.verdict(&limits, activity.now_ms()) {
-                Verdict::Expired(why) => {
-                    tracing::debug!("client connection closed: {why}");
-                    return Ok(());
+            done = &mut connection => return Served::Done(done),
+            () = &mut sleep => {
+                let now = activity.now_ms();
+                if park.is_some_and(|after| activity.may_park(now, after)) {
+                    return Served::Parked;
                 }
-                Verdict::Recheck(Some(after)) => sleep.as_mut().reset(tokio::time::Instant::now() + after),
-                Verdict::Recheck(None) => return connection.await,
+                let next = match activity.verdict(&limits, now) {
+                    Verdict::Expired(why) => {
+                        tracing::debug!("client connection closed: {why}");
+                        return Served::Done(Ok(()));
+                    }
+                    Verdict::Recheck(next) => next,
+                };
+                // A connection that may park is looked at again within the parking delay.
+                let next = match (next, park.filter(|_| activity.could_park())) {
+                    (Some(next), Some(park)) => Some(next.min(park)),
+                    (next, park) => next.or(park),
+                };
+                match next {
+                    Some(after) => sleep.as_mut().reset(tokio::time::Instant::now() + after),
+                    None => return Served::Done(connection.await),
+                }
             },
+        }
+    }
+}
+
+/// Waits, holding nothing but the socket, until a parked connection's client sends bytes (or
+/// closes): true, to serve it again. False when it is to be closed: its idle deadline passed,
+/// or `stop` (the worker's graceful shutdown) changed.
+pub async fn parked(socket: &TcpStream, activity: &Activity, limits: Limits, stop: &mut watch::Receiver<()>) -> bool {
+    loop {
+        let wait = match activity.verdict(&limits, activity.now_ms()) {
+            Verdict::Expired(why) => {
+                tracing::debug!("client connection closed: {why}");
+                return false;
+            }
+            Verdict::Recheck(wait) => wait,
+        };
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return false,
+            readable = socket.readable() => return readable.is_ok(),
+            () = tokio::time::sleep(wait.unwrap_or(Duration::MAX)), if wait.is_some() => {}
         }
     }
 }

@@ -14,7 +14,11 @@
 //! successor, after an upgrade) between two requests of its own. Only then does hyper's
 //! graceful shutdown close what is still idle (a client silent all that time) and send
 //! HTTP/2 clients GOAWAY, and whatever is still open when the grace period ends is cut.
+//! Parked connections (idle HTTP/1 connections holding their bare socket, see
+//! `server::timeouts`) close at that moment too; one whose client speaks during [`LINGER`] is
+//! served again, its response saying `Connection: close`.
 
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,12 +26,13 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::sync::{watch, Notify};
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit};
 
 use super::admission::Admission;
 use super::handshake::{self, Accepted};
-use super::timeouts::{self, WatchedStream};
+use super::timeouts::{self, Served, WatchedStream, PARK_AFTER};
 use crate::connection::{Connection, EntryPointRules, Limits, Shared};
 use crate::forward::handle;
 use crate::l4::dispatch::{self, Dispatched};
@@ -84,7 +89,9 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
             _ = stop.wait_for(|stop| *stop) => return,
         }
     }
-    let graceful = GracefulShutdown::new();
+    // Each connection holds a receiver until it ends; a value sent asks them to shut down
+    // gracefully (hyper-util's `GracefulShutdown` cannot follow a connection across parking).
+    let (graceful, _) = watch::channel(());
     // Told each time one of this worker's connections ends, while draining.
     let ended = Arc::new(Notify::new());
     // Sends the small writes of this worker's connections once per batch (see `crate::io`).
@@ -108,6 +115,8 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
             }
         };
         let builder = Arc::new(connection_builder());
+        // A parked connection is known to speak HTTP/1: no version detection when it resumes.
+        let resumed = Arc::new(connection_builder().http1_only());
         let limits = socket.limits;
         let shared = shared.clone();
         let mut shutdown = shutdown.clone();
@@ -150,7 +159,8 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
                 open.fetch_add(1, Ordering::Relaxed);
                 let serving = Serving {
                     builder: builder.clone(),
-                    watcher: graceful.watcher(),
+                    resumed: resumed.clone(),
+                    stop: graceful.subscribe(),
                     limits,
                 };
                 let (shared, rules, ended) = (shared.clone(), rules.clone(), ended.clone());
@@ -159,7 +169,8 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
                     // TCP routers and PROXY headers come first; the snapshot is looked at
                     // (one guarded load) only to see whether this entrypoint has TCP routers.
                     let (stream, peer) = if rules.l4.proxy_protocol.is_some() || shared.snapshot.load().l4.table(rules.index).is_some() {
-                        match dispatch::dispatch(stream, peer, local, &shared, rules.index, &rules.l4, deadline).await {
+                        // Boxed: the TCP routers' state would otherwise stay in every connection's task.
+                        match Box::pin(dispatch::dispatch(stream, peer, local, &shared, rules.index, &rules.l4, deadline)).await {
                             Dispatched::Http(stream, client) => (stream, client),
                             Dispatched::Done => {
                                 drop(slot);
@@ -174,11 +185,13 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
                     match handshake::accept(stream, &shared.snapshot, rules.index, deadline).await {
                         Ok(Some(Accepted::Plain(stream))) => {
                             let conn = Arc::new(Connection::new(shared, &rules, peer, local));
-                            serving.run(WatchedStream::new(stream, conn.clone(), slot), conn).await;
+                            serving.run_plain(stream, conn, slot).await;
                         }
+                        // The TLS stream stays boxed: unboxed, rustls's state would be part of
+                        // every connection's task, plain ones included, for its whole life.
                         Ok(Some(Accepted::Tls(stream, session))) => {
                             let conn = Arc::new(Connection::new(shared, &rules, peer, local).with_tls(session));
-                            serving.run(WatchedStream::over(*stream, conn.clone(), slot), conn).await;
+                            serving.run(WatchedStream::over(stream, conn.clone(), slot), conn).await;
                         }
                         Ok(None) => {}
                         Err(e) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
@@ -190,17 +203,18 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
         });
     }
     futures_util::future::join_all(accepting).await;
-    tracing::debug!(connections = graceful.count(), "worker draining connections");
+    tracing::debug!(connections = graceful.receiver_count(), "worker draining connections");
     let deadline = tokio::time::Instant::now() + grace;
     // First, connections end after a response of their own (see the module's notes).
     let linger = tokio::time::Instant::now() + LINGER.min(grace);
-    while graceful.count() > 0 {
+    while graceful.receiver_count() > 0 {
         tokio::select! {
             () = ended.notified() => {}
             () = tokio::time::sleep_until(linger) => break,
         }
     }
-    if tokio::time::timeout_at(deadline, graceful.shutdown()).await.is_err() {
+    let _ = graceful.send(());
+    if tokio::time::timeout_at(deadline, graceful.closed()).await.is_err() {
         tracing::warn!("grace period ({grace:?}) ran out with connections still open; closing them");
     }
     flusher.abort();
@@ -209,22 +223,73 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
 /// What serving one accepted connection takes from its entrypoint.
 struct Serving {
     builder: Arc<auto::Builder<TokioExecutor>>,
-    watcher: hyper_util::server::graceful::Watcher,
+    /// The same, HTTP/1 only: for a parked connection served again.
+    resumed: Arc<auto::Builder<TokioExecutor>>,
+    /// Changes when the worker shuts its connections down gracefully.
+    stop: watch::Receiver<()>,
     limits: Limits,
 }
 
 impl Serving {
-    /// Serves `conn` over `io` until it ends or a client timeout closes it.
-    async fn run<S>(self, io: WatchedStream<S>, conn: Arc<Connection>)
+    /// Serves `conn` over `io` (a TLS stream) until it ends or a client timeout closes it.
+    async fn run<S>(mut self, io: WatchedStream<S>, conn: Arc<Connection>)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let watched = conn.clone();
         let service = service_fn(move |req| handle(conn.clone(), req));
-        let serving = self.builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
-        let serving = self.watcher.watch(serving);
-        if let Err(e) = timeouts::serve(serving, &watched.activity, self.limits).await {
+        let serving = Box::pin(self.builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned());
+        let mut stopping = false;
+        let serving = graceful(serving, &mut self.stop, &mut stopping);
+        if let Served::Done(Err(e)) = timeouts::serve(serving, &watched.activity, self.limits, None).await {
             tracing::debug!("client connection ended: {e}");
         }
     }
+
+    /// Serves the plain connection `conn` on `socket` until it ends or a client timeout closes
+    /// it, parking it whenever it is idle (see `server::timeouts`): hyper's state, boxed, lives
+    /// only while the connection is in use. `slot` (its place under `maxConnections`) is held
+    /// until the socket closes.
+    async fn run_plain(mut self, socket: TcpStream, conn: Arc<Connection>, slot: Option<OwnedSemaphorePermit>) {
+        let socket = Arc::new(socket);
+        let slot = slot.map(Arc::new);
+        let mut builder = &self.builder;
+        loop {
+            let io = WatchedStream::shared(socket.clone(), conn.clone(), slot.clone());
+            let served = conn.clone();
+            let service = service_fn(move |req| handle(served.clone(), req));
+            let serving = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned());
+            let mut stopping = false;
+            let serving = graceful(serving, &mut self.stop, &mut stopping);
+            match timeouts::serve(serving, &conn.activity, self.limits, Some(PARK_AFTER)).await {
+                Served::Done(Ok(())) => return,
+                Served::Done(Err(e)) => {
+                    tracing::debug!("client connection ended: {e}");
+                    return;
+                }
+                Served::Parked if stopping => return,
+                Served::Parked => {}
+            }
+            if !timeouts::parked(&socket, &conn.activity, self.limits, &mut self.stop).await {
+                return;
+            }
+            builder = &self.resumed;
+        }
+    }
+}
+
+/// A hyper connection that `stop` tells to shut down gracefully (`stopping` is then set).
+async fn graceful<C: GracefulConnection>(
+    mut serving: Pin<Box<C>>,
+    stop: &mut watch::Receiver<()>,
+    stopping: &mut bool,
+) -> Result<(), C::Error> {
+    tokio::select! {
+        biased;
+        done = serving.as_mut() => return done,
+        _ = stop.changed() => {}
+    }
+    *stopping = true;
+    serving.as_mut().graceful_shutdown();
+    serving.await
 }
