@@ -153,6 +153,14 @@ fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
+/// The first whole second (Unix time, as entries keep it) at least `wait` from now. Adding
+/// `wait`'s whole seconds to the current second instead cut a 1.9 s wait that began late in a
+/// second to a few milliseconds.
+fn unix_after(wait: Duration) -> i64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    (now + wait).as_secs() as i64 + i64::from((now + wait).subsec_nanos() > 0)
+}
+
 /// When `loaded` is due: `renewBefore` before its end, else when a third of its lifetime is left.
 fn renew_at(loaded: &Loaded, config: &AcmeConfig) -> i64 {
     let not_after = loaded.info.not_after_unix;
@@ -438,7 +446,7 @@ impl Resolver {
                             interval.as_secs()
                         );
                         entry.state = State::Valid;
-                        entry.next_try = Some(now_unix() + interval.as_secs().max(1) as i64);
+                        entry.next_try = Some(unix_after(interval.max(Duration::from_secs(1))));
                     }
                 });
             }
@@ -449,14 +457,14 @@ impl Resolver {
             }
             Outcome::Locked => self.set_state(domain, |entry| {
                 entry.state = State::Waiting;
-                entry.next_try = Some(now_unix() + WAITING_POLL.as_secs() as i64);
+                entry.next_try = Some(unix_after(WAITING_POLL));
             }),
             Outcome::Failed(why) => {
                 let config = self.config.clone();
                 self.set_state(domain, |entry| {
                     entry.failures += 1;
                     let wait = backoff(&config, entry.failures);
-                    entry.next_try = Some(now_unix() + wait.as_secs().max(1) as i64);
+                    entry.next_try = Some(unix_after(wait));
                     entry.state = State::Failed;
                     tracing::error!(
                         resolver = %entry.resolver,
@@ -597,6 +605,16 @@ mod tests {
     fn config(retry_min: u64, retry_max: u64) -> AcmeConfig {
         let text = format!("retryMin = \"{retry_min}s\"\nretryMax = \"{retry_max}s\"\ntlsChallenge = {{}}\n");
         toml::from_str(&text).expect("parses")
+    }
+
+    #[test]
+    fn a_next_try_is_never_sooner_than_its_wait() {
+        for wait_ms in [1, 999, 1_000, 1_900, 2_001] {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+            let at = unix_after(Duration::from_millis(wait_ms)) as f64;
+            assert!(at >= now + wait_ms as f64 / 1000.0, "{wait_ms} ms from {now}: {at}");
+            assert!(at < now + wait_ms as f64 / 1000.0 + 1.01, "and at most a second later");
+        }
     }
 
     #[test]
