@@ -55,6 +55,12 @@ impl TestDrover {
         Self::launch(file_name, routes, "", extra_static, 2).await
     }
 
+    /// Like [`TestDrover::start`], with one worker: each worker walks the smooth weighted
+    /// sequence with its own cursor, so only then is the whole sequence of picks predictable.
+    pub async fn start_one_worker(routes: &str) -> Self {
+        Self::launch("routes.toml", routes, "", "", 1).await
+    }
+
     /// Like [`TestDrover::start_with`], with `api_keys` in the `[api]` table (TOML cannot reopen
     /// it in `extra_static`) and one worker, so which server is picked next is predictable.
     pub async fn start_with_api(routes: &str, api_keys: &str, extra_static: &str) -> Self {
