@@ -93,7 +93,8 @@ fn program(name: &str) -> std::path::PathBuf {
     support::bind::require(name)
 }
 
-/// nginx serving HTTPS with `leaf` on a free port; killed on drop.
+/// nginx serving HTTPS with `leaf` on a free port; killed on drop. One process (no master):
+/// killing a master leaves its worker running, orphaned.
 struct Nginx {
     addr: SocketAddr,
     child: std::process::Child,
@@ -107,7 +108,7 @@ impl Nginx {
         let addr = support::free_port();
         let p = dir.path().display();
         let conf = format!(
-            "worker_processes 1;\nerror_log {p}/error.log;\npid {p}/nginx.pid;\nevents {{ worker_connections 256; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n  server {{\n    listen {addr} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    location / {{ return 200 \"{body}\"; }}\n  }}\n}}\n",
+            "master_process off;\nerror_log {p}/error.log;\npid {p}/nginx.pid;\nevents {{ worker_connections 256; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n  server {{\n    listen {addr} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    location / {{ return 200 \"{body}\"; }}\n  }}\n}}\n",
             leaf.cert_file.display(),
             leaf.key_file.display()
         );
