@@ -204,15 +204,9 @@ impl Lab {
     /// `forwarding`: add drover's forwarding headers ([`FORWARDING_NGINX`]); `name` tells two
     /// instances apart.
     pub fn start_nginx_proxy(&self, name: &'static str, port: u16, backends: &[u16], health: &Health, forwarding: bool) -> Result<Server> {
-        let servers: String = backends
-            .iter()
-            .map(|backend| format!("        server {LOOPBACK}:{backend}{};\n", health.server))
-            .collect();
+        let upstream = nginx_upstream(backends, health.server);
         let http = format!(
-            "    upstream backend {{
-{servers}        keepalive 64;
-        keepalive_requests 1000000;
-    }}
+            "{upstream}
     server {{
         listen {LOOPBACK}:{port};
         location / {{
@@ -232,16 +226,10 @@ impl Lab {
     /// (`add_header`), `stripPrefix` (`rewrite`) and a `rateLimit` far above the load
     /// (`limit_req` per client address).
     pub fn start_nginx_chain(&self, name: &'static str, port: u16, backends: &[u16]) -> Result<Server> {
-        let servers: String = backends
-            .iter()
-            .map(|backend| format!("        server {LOOPBACK}:{backend};\n"))
-            .collect();
+        let upstream = nginx_upstream(backends, "");
         let http = format!(
             "    limit_req_zone $binary_remote_addr zone=bench:10m rate=100000000r/s;
-    upstream backend {{
-{servers}        keepalive 64;
-        keepalive_requests 1000000;
-    }}
+{upstream}
     server {{
         listen {LOOPBACK}:{port};
         location / {{
@@ -309,15 +297,9 @@ http {{
     /// keep-alive and drover's forwarding headers. Session resumption stays at nginx's
     /// defaults (tickets on).
     pub fn start_nginx_tls(&self, name: &'static str, port: u16, backends: &[u16], cert: &Path, key: &Path) -> Result<Server> {
-        let servers: String = backends
-            .iter()
-            .map(|backend| format!("        server {LOOPBACK}:{backend};\n"))
-            .collect();
+        let upstream = nginx_upstream(backends, "");
         let http = format!(
-            "    upstream backend {{
-{servers}        keepalive 64;
-        keepalive_requests 1000000;
-    }}
+            "{upstream}
     server {{
         listen {LOOPBACK}:{port} ssl http2;
         ssl_certificate \"{cert}\";
@@ -414,15 +396,9 @@ backend backend
     /// `ssl`, which in nginx 1.22 takes HTTP/2 only) on `h2c_port`; idle client connections are
     /// kept for `idle_secs` (`keepalive_timeout`, `http2_idle_timeout`).
     pub fn start_nginx_proxy_h2c(&self, name: &'static str, port: u16, h2c_port: u16, backends: &[u16], idle_secs: u32) -> Result<Server> {
-        let servers: String = backends
-            .iter()
-            .map(|backend| format!("        server {LOOPBACK}:{backend};\n"))
-            .collect();
+        let upstream = nginx_upstream(backends, "");
         let http = format!(
-            "    upstream backend {{
-{servers}        keepalive 64;
-        keepalive_requests 1000000;
-    }}
+            "{upstream}
     server {{
         listen {LOOPBACK}:{port};
         listen {LOOPBACK}:{h2c_port} http2;
@@ -681,6 +657,16 @@ watch = false
 }
 
 /// Every line of `text` indented by `width` spaces and ended with a newline.
+/// nginx's `upstream backend` block over `backends` (each `server` line ending in `suffix`), kept
+/// alive as drover's and HAProxy's upstream connections are.
+fn nginx_upstream(backends: &[u16], suffix: &str) -> String {
+    let servers: String = backends
+        .iter()
+        .map(|backend| format!("        server {LOOPBACK}:{backend}{suffix};\n"))
+        .collect();
+    format!("    upstream backend {{\n{servers}        keepalive 64;\n        keepalive_requests 1000000;\n    }}")
+}
+
 fn indent(text: &str, width: usize) -> String {
     text.lines().map(|line| format!("{:width$}{line}\n", "")).collect()
 }
