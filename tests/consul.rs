@@ -167,8 +167,11 @@ async fn registrations_checks_node_failures_and_maintenance_reach_the_data_path_
     let url = drover.url("/");
     expect_backends(&c, &url, &["web-1", "web-2", "web-3"], "three registered instances").await;
     let spread = answering(&c, &url, 300).await;
+    // Round robin, not chance: each of drover's two workers walks the cycle with its own cursor,
+    // so each server is within one request per worker of its 100.
     for id in ["web-1", "web-2", "web-3"] {
-        assert_eq!(spread.get(id), Some(&100), "round robin over the three: {spread:?}");
+        let n = spread.get(id).copied().unwrap_or(0);
+        assert!((98..=102).contains(&n), "round robin over the three: {spread:?}");
     }
     let load = Load::start(url.clone(), 4);
 
