@@ -122,6 +122,11 @@ pub fn status_of(answer: &str) -> u16 {
 /// Sends `raw` on a new connection and reads one response: its status and body.
 pub async fn exchange(addr: SocketAddr, raw: &[u8]) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.expect("connect to drover");
+    exchange_on(&mut stream, raw).await
+}
+
+/// Sends `raw` on `stream` (a kept-alive connection) and reads one response: its status and body.
+pub async fn exchange_on(stream: &mut TcpStream, raw: &[u8]) -> (u16, String) {
     stream.write_all(raw).await.expect("send");
     let mut got = Vec::new();
     let mut buf = [0u8; 8192];

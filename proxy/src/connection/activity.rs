@@ -40,6 +40,15 @@
 //! arrived after it. Anything else (a body, bytes read while a request was in flight, a head
 //! whose end came in a read of its own) keeps the connection unparked until its next request;
 //! HTTP/2 connections never park.
+//!
+//! **Content-Length beside Transfer-Encoding.** hyper reads such a request as chunked and drops
+//! the length before drover sees the head (RFC 9112 §6.1 allows that; nginx answers 400, which
+//! is what drover does). So the head's bytes are looked at here as they are read: whether one of
+//! its lines is a `Content-Length` field ([`HeadScan`]). Only a head known to start at the first
+//! byte read is followed: the first of a connection, or one after a request that left hyper
+//! nothing unused (the same condition as parking). A head read another way (pipelined behind a
+//! request or a body) is not followed; hyper's reading of it stands (chunked, the length dropped,
+//! the connection closed after the answer), which is safe, only not refused.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -104,6 +113,10 @@ pub struct Activity {
     read_ended_head: AtomicBool,
     /// Nothing of the client's is left unused since the last request's head (see the module).
     parkable: AtomicBool,
+    /// The head being read, followed for a Content-Length line ([`HeadScan`]).
+    head_scan: AtomicU32,
+    /// The head of the latest request had a Content-Length line (known only for followed heads).
+    head_had_length: AtomicBool,
 }
 
 /// What the watchdog found.
@@ -129,6 +142,8 @@ impl Activity {
             write_stuck_ms: AtomicU64::new(0),
             read_ended_head: AtomicBool::new(false),
             parkable: AtomicBool::new(false),
+            head_scan: AtomicU32::new(HeadScan::START.0),
+            head_had_length: AtomicBool::new(false),
         }
     }
 
@@ -157,6 +172,16 @@ impl Activity {
         self.reading_head.store(false, Ordering::Relaxed);
         let parkable = bodyless && self.read_ended_head.load(Ordering::Relaxed) && !self.http2.load(Ordering::Relaxed);
         self.parkable.store(parkable, Ordering::Relaxed);
+        // This request's head is whatever the scan followed last; the next head is followed
+        // only if it is known to start afresh (`bytes_read`).
+        let scan = HeadScan(self.head_scan.swap(HeadScan::OFF.0, Ordering::Relaxed));
+        self.head_had_length.store(scan.found_length(), Ordering::Relaxed);
+    }
+
+    /// Whether the head of the request just started had a `Content-Length` line, as far as it
+    /// was followed (see the module): `false` when it was not.
+    pub(crate) fn head_had_length(&self) -> bool {
+        self.head_had_length.load(Ordering::Relaxed)
     }
 
     fn request_ended(&self, now: Instant) {
@@ -190,9 +215,20 @@ impl Activity {
             self.reading_head.store(true, Ordering::Relaxed);
             self.since_ms.store(self.now_ms(), Ordering::Relaxed);
             self.request_line_open.store(true, Ordering::Relaxed);
+            // These bytes begin the next head only if the last request left hyper nothing.
+            let scan = if self.parkable.load(Ordering::Relaxed) {
+                HeadScan::START
+            } else {
+                HeadScan::OFF
+            };
+            self.head_scan.store(scan.0, Ordering::Relaxed);
         }
         if self.request_line_open.load(Ordering::Relaxed) && memchr::memchr(b'\n', bytes).is_some() {
             self.request_line_open.store(false, Ordering::Relaxed);
+        }
+        let scan = HeadScan(self.head_scan.load(Ordering::Relaxed));
+        if scan.following() {
+            self.head_scan.store(scan.read(bytes).0, Ordering::Relaxed);
         }
     }
 
@@ -250,6 +286,84 @@ impl Activity {
 impl Default for Activity {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Where a scan of an HTTP/1 head for a `Content-Length` line stands, in one word so that it
+/// lives in an atomic: the position in the current line (how much of `content-length:` it has
+/// matched, or "skip to the next line"), a carriage return at the line's start, and whether the
+/// head is being followed, has ended, and had the line. Case as hyper accepts it: any; no space
+/// before the colon (httparse refuses one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct HeadScan(u32);
+
+impl HeadScan {
+    const FIELD: &'static [u8; 15] = b"content-length:";
+    /// The position that skips the rest of the line.
+    const SKIP: u32 = 31;
+    const POSITION: u32 = 31;
+    const CR: u32 = 1 << 5;
+    const FOLLOWING: u32 = 1 << 6;
+    const ENDED: u32 = 1 << 7;
+    const LENGTH: u32 = 1 << 8;
+    /// Not following anything.
+    const OFF: Self = Self(0);
+    /// At the start of a head: its request line is skipped.
+    const START: Self = Self(Self::FOLLOWING | Self::SKIP);
+
+    fn following(self) -> bool {
+        self.0 & Self::FOLLOWING != 0
+    }
+
+    /// The head was followed to its end and had a `Content-Length` line.
+    fn found_length(self) -> bool {
+        self.0 & (Self::ENDED | Self::LENGTH) == Self::ENDED | Self::LENGTH
+    }
+
+    /// The scan after `bytes`, the next ones of the head. It stops following at the empty line
+    /// that ends the head: what follows is a body or another head.
+    fn read(self, bytes: &[u8]) -> Self {
+        let mut position = self.0 & Self::POSITION;
+        let mut cr = self.0 & Self::CR != 0;
+        let mut length = self.0 & Self::LENGTH != 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            if position == Self::SKIP {
+                match memchr::memchr(b'\n', &bytes[i..]) {
+                    Some(at) => {
+                        i += at + 1;
+                        position = 0;
+                        cr = false;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            let byte = bytes[i];
+            i += 1;
+            if position == 0 && byte == b'\n' {
+                // An empty line ("\r\n" or a bare "\n"): the end of the head.
+                let length = if length { Self::LENGTH } else { 0 };
+                return Self(Self::ENDED | length);
+            }
+            if cr {
+                // A carriage return alone at a line's start: not a field hyper would read.
+                position = Self::SKIP;
+            } else if position == 0 && byte == b'\r' {
+                cr = true;
+            } else if byte.to_ascii_lowercase() == Self::FIELD[position as usize] {
+                position += 1;
+                if position as usize == Self::FIELD.len() {
+                    length = true;
+                    position = Self::SKIP;
+                }
+            } else {
+                position = Self::SKIP;
+            }
+        }
+        let cr = if cr { Self::CR } else { 0 };
+        let length = if length { Self::LENGTH } else { 0 };
+        Self(Self::FOLLOWING | position | cr | length)
     }
 }
 
@@ -438,6 +552,84 @@ mod tests {
         stuck.write_stuck();
         stuck.request_ended(Instant::now());
         assert!(!stuck.may_park(1_000_000, park), "a write is stuck");
+    }
+
+    /// What the scan concludes for `head` read in the given pieces.
+    fn scanned(pieces: &[&[u8]]) -> HeadScan {
+        pieces.iter().fold(
+            HeadScan::START,
+            |scan, piece| if scan.following() { scan.read(piece) } else { scan },
+        )
+    }
+
+    #[test]
+    fn a_content_length_line_is_found_in_any_case_and_any_split() {
+        let head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\ncOnTeNt-LeNgTh: 4\r\n\r\n4\r\nabcd";
+        assert!(scanned(&[head]).found_length());
+        // Every split into two reads, and one byte per read.
+        for at in 0..head.len() {
+            assert!(scanned(&[&head[..at], &head[at..]]).found_length(), "split at {at}");
+        }
+        let bytes: Vec<&[u8]> = head.chunks(1).collect();
+        assert!(scanned(&bytes).found_length());
+        // Bare line feeds end lines as hyper accepts them.
+        assert!(scanned(&[b"POST / HTTP/1.1\nContent-Length: 4\nTransfer-Encoding: chunked\n\n"]).found_length());
+    }
+
+    #[test]
+    fn only_a_field_named_content_length_in_the_head_counts() {
+        for head in [
+            &b"GET /content-length: HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nX-Content-Length: 4\r\nContent-Lengthy: 4\r\n\r\n",
+            b"POST / HTTP/1.1\r\nReferer: /x\r\ncontent-length 4\r\n\r\n",
+            // In the body, after the head ended.
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n11\r\nContent-Length: 4\r\n\r\n",
+        ] {
+            let scan = scanned(&[head]);
+            assert!(!scan.found_length(), "{}", String::from_utf8_lossy(head));
+        }
+        assert!(
+            !scanned(&[b"POST / HTTP/1.1\r\nContent-Length: 4\r\n"]).found_length(),
+            "not before the head ended"
+        );
+    }
+
+    #[test]
+    fn the_next_head_is_followed_only_after_a_request_that_left_nothing_unused() {
+        let cl_te = b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let first = Activity::new();
+        first.bytes_read(cl_te);
+        first.request_started(false);
+        assert!(first.head_had_length(), "the first head of a connection");
+
+        let after_get = Activity::new();
+        after_get.bytes_read(b"GET / HTTP/1.1\r\n\r\n");
+        after_get.request_started(true);
+        assert!(!after_get.head_had_length());
+        after_get.request_ended(Instant::now());
+        after_get.bytes_read(cl_te);
+        after_get.request_started(false);
+        assert!(after_get.head_had_length(), "a keep-alive head after a bodyless request");
+
+        let after_body = Activity::new();
+        after_body.bytes_read(b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\n");
+        after_body.request_started(false);
+        after_body.bytes_read(b"abcd");
+        after_body.request_ended(Instant::now());
+        after_body.bytes_read(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        after_body.request_started(false);
+        assert!(
+            !after_body.head_had_length(),
+            "not followed; the earlier head's length is not this one's"
+        );
+
+        let pipelined = Activity::new();
+        pipelined.bytes_read(b"GET / HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 4\r\n");
+        pipelined.request_started(true);
+        pipelined.request_ended(Instant::now());
+        pipelined.bytes_read(b"Transfer-Encoding: chunked\r\n\r\n");
+        pipelined.request_started(false);
+        assert!(!pipelined.head_had_length(), "a head begun behind another is not followed");
     }
 
     #[test]

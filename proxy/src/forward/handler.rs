@@ -302,7 +302,7 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
 /// The request's one authority and its path as routed (`None`: the path as it came), or why it
 /// is refused before routing (see [`target`]).
 fn checked_target(conn: &Connection, req: &Request<Incoming>) -> Result<(Option<HeaderValue>, Option<String>), Refusal> {
-    target::check_request(req)?;
+    target::check_request(req, conn.activity.head_had_length())?;
     let authority = target::authority(req)?;
     let path = match target::normalize_path(req.uri().path(), conn.path_policy)? {
         Cow::Borrowed(_) => None,

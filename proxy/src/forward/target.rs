@@ -53,9 +53,11 @@ pub enum Refusal {
 /// Transfer-Encoding but one `chunked` line (`chunked, chunked`, `,chunked`, two lines, `gzip,
 /// chunked`, or any on HTTP/1.0: hyper reads some of these as chunked, a server behind drover may
 /// not, which is how requests are smuggled; RFC 9112 §6.1, as nginx refuses them).
-/// (Content-Length with Transfer-Encoding never gets here: hyper drops the length and reads the
-/// chunked body, and drover re-frames what it forwards, so only one framing ever leaves.)
-pub fn check_request<B: http_body::Body>(req: &Request<B>) -> Result<(), Refusal> {
+/// A Content-Length beside the Transfer-Encoding is refused too (as nginx does), when the
+/// connection saw it in the head (`head_had_length`): hyper drops the length before the head
+/// reaches drover (see `connection::activity`). Where it could not be seen, hyper's reading
+/// stands: chunked, and only that framing is forwarded.
+pub fn check_request<B: http_body::Body>(req: &Request<B>, head_had_length: bool) -> Result<(), Refusal> {
     // hyper reads a body wherever there is a Transfer-Encoding: only requests that carry one pay
     // the header lookup.
     if !req.body().is_end_stream() {
@@ -64,6 +66,11 @@ pub fn check_request<B: http_body::Body>(req: &Request<B>) -> Result<(), Refusal
             if codings.next().is_some() || !first.as_bytes().eq_ignore_ascii_case(b"chunked") || req.version() == Version::HTTP_10 {
                 return Err(Refusal::BadRequest(
                     "400 Bad Request: Transfer-Encoding must be one `chunked` on HTTP/1.1\n",
+                ));
+            }
+            if head_had_length {
+                return Err(Refusal::BadRequest(
+                    "400 Bad Request: Content-Length and Transfer-Encoding together (RFC 9112 §6.1)\n",
                 ));
             }
         }
@@ -354,11 +361,11 @@ mod tests {
     fn connect_the_asterisk_form_and_odd_transfer_encodings_are_refused() {
         let empty = http_body_util::Empty::<bytes::Bytes>::new;
         let connect = Request::builder().method(Method::CONNECT).uri("a.test:443").body(empty()).unwrap();
-        assert!(matches!(check_request(&connect), Err(Refusal::MethodNotAllowed(_))));
+        assert!(matches!(check_request(&connect, false), Err(Refusal::MethodNotAllowed(_))));
         let star = Request::builder().method(Method::GET).uri("*").body(empty()).unwrap();
-        assert!(matches!(check_request(&star), Err(Refusal::BadRequest(_))));
+        assert!(matches!(check_request(&star, false), Err(Refusal::BadRequest(_))));
         let options = Request::builder().method(Method::OPTIONS).uri("*").body(empty()).unwrap();
-        assert!(check_request(&options).is_ok());
+        assert!(check_request(&options, false).is_ok());
         let with_te = |te: &[&str], version| {
             let mut req = Request::builder().method(Method::POST).uri("/").version(version);
             for t in te {
@@ -366,7 +373,11 @@ mod tests {
             }
             req.body(http_body_util::Full::new(bytes::Bytes::from_static(b"x"))).unwrap()
         };
-        assert!(check_request(&with_te(&["chunked"], Version::HTTP_11)).is_ok());
+        assert!(check_request(&with_te(&["chunked"], Version::HTTP_11), false).is_ok());
+        assert!(
+            matches!(check_request(&with_te(&["chunked"], Version::HTTP_11), true), Err(Refusal::BadRequest(why)) if why.contains("Content-Length")),
+            "a length seen in the head beside chunked"
+        );
         for (te, version) in [
             (&["chunked, chunked"][..], Version::HTTP_11),
             (&[",chunked"], Version::HTTP_11),
@@ -375,7 +386,7 @@ mod tests {
             (&["chunked"], Version::HTTP_10),
         ] {
             assert!(
-                matches!(check_request(&with_te(te, version)), Err(Refusal::BadRequest(_))),
+                matches!(check_request(&with_te(te, version), false), Err(Refusal::BadRequest(_))),
                 "{te:?}"
             );
         }
