@@ -585,6 +585,24 @@ async fn dig_over_udp_reaches_bind_and_each_client_gets_its_own_answers() {
     let routers = api(&drover, "/api/udp/routers").await;
     assert_eq!(routers[0]["name"], "dns@file");
     assert_eq!(routers[0]["status"], "enabled", "{routers}");
+    // Each dig is a new process with its own source port: ten sessions, bytes both ways (an
+    // answer's bytes are counted just after it is sent: wait for the last one).
+    let count = |metrics: &str, name: &str| -> u64 {
+        let line = metrics.lines().find(|l| l.starts_with(name));
+        line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    let counted = wait_until(Duration::from_secs(5), || {
+        let metrics = drover.drover.metrics_text();
+        count(&metrics, "drover_udp_router_sessions_total{router=\"dns@file\"}") == 10
+            && count(&metrics, "drover_udp_router_bytes_in_total{router=\"dns@file\"}") >= 10 * 20
+            && count(&metrics, "drover_udp_router_bytes_out_total{router=\"dns@file\"}") >= 10 * 40
+            && metrics.contains("drover_udp_router_open_sessions{router=\"dns@file\"}")
+    })
+    .await;
+    assert!(counted.is_some(), "{}", drover.drover.metrics_text());
+    let router = api(&drover, "/api/udp/routers/dns@file").await;
+    assert_eq!(router["sessions"]["total"], 10, "{router}");
+    assert_eq!(router["sessions"]["sessionFailures"], 0, "{router}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -135,7 +135,7 @@ impl Compiler {
             &self.udp_entry_points,
             &tls,
             health,
-            &metrics.tcp,
+            (&metrics.tcp, &metrics.udp),
         );
         let transports = self.upstreams.resolve_transports(&mut config);
         let services = self.services(&config, &transports, health, metrics);

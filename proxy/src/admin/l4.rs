@@ -1,6 +1,6 @@
 //! `/api/tcp/…` and `/api/udp/…`: TCP and UDP routers and services in Traefik's shapes (with
-//! `status`, `error`, `usedBy`), each TCP service with its servers' health and each TCP router
-//! with its counters.
+//! `status`, `error`, `usedBy`), each TCP service with its servers' health and each TCP or UDP
+//! router with its counters.
 
 use std::sync::atomic::Ordering;
 
@@ -55,14 +55,29 @@ fn one(path: Result<Path<String>, PathRejection>, what: &str, find: impl FnOnce(
 fn tcp_router_json(snapshot: &Snapshot, state: &State, name: &str) -> Option<Value> {
     let info = snapshot.config.l4.routers.get(name)?;
     let mut v = value(info);
-    if let Some(stats) = state.shared.metrics.tcp.all().into_iter().find(|(n, _)| n == name).map(|(_, s)| s) {
-        v["connections"] = json!({
-            "open": stats.open.load(Ordering::Relaxed),
-            "total": stats.connections.load(Ordering::Relaxed),
-            "bytesIn": stats.bytes_in.load(Ordering::Relaxed),
-            "bytesOut": stats.bytes_out.load(Ordering::Relaxed),
-            "connectFailures": stats.connect_failures.load(Ordering::Relaxed),
-        });
+    if let Some(counters) = counters(&state.shared.metrics.tcp, name, "connectFailures") {
+        v["connections"] = counters;
+    }
+    Some(v)
+}
+
+/// The counters of L4 router `name` (`failures`: what its failures are called), if it has any.
+fn counters(registry: &crate::l4::serve::L4StatsRegistry, name: &str, failures: &str) -> Option<Value> {
+    let stats = registry.all().into_iter().find(|(n, _)| n == name).map(|(_, s)| s)?;
+    let mut v = json!({
+        "open": stats.open.load(Ordering::Relaxed),
+        "total": stats.connections.load(Ordering::Relaxed),
+        "bytesIn": stats.bytes_in.load(Ordering::Relaxed),
+        "bytesOut": stats.bytes_out.load(Ordering::Relaxed),
+    });
+    v[failures] = json!(stats.connect_failures.load(Ordering::Relaxed));
+    Some(v)
+}
+
+fn udp_router_json(snapshot: &Snapshot, state: &State, name: &str) -> Option<Value> {
+    let mut v = value(snapshot.config.l4.udp_routers.get(name)?);
+    if let Some(counters) = counters(&state.shared.metrics.udp, name, "sessionFailures") {
+        v["sessions"] = counters;
     }
     Some(v)
 }
@@ -151,7 +166,10 @@ pub(super) async fn udp_routers(Extract(state): Extract<State>, RawQuery(query):
         .l4
         .udp_routers
         .values()
-        .map(|r| (r.status, vec![r.name.clone()], value(r)))
+        .map(|r| {
+            let v = udp_router_json(&snapshot, &state, &r.name).unwrap_or_default();
+            (r.status, vec![r.name.clone()], v)
+        })
         .collect();
     listed(query, items)
 }
@@ -159,7 +177,7 @@ pub(super) async fn udp_routers(Extract(state): Extract<State>, RawQuery(query):
 /// `GET /api/udp/routers/{name}`.
 pub(super) async fn udp_router(Extract(state): Extract<State>, path: Result<Path<String>, PathRejection>) -> Response {
     let snapshot = state.shared.snapshot.load();
-    one(path, "UDP router", |name| snapshot.config.l4.udp_routers.get(name).map(value))
+    one(path, "UDP router", |name| udp_router_json(&snapshot, &state, name))
 }
 
 /// `GET /api/udp/services`.

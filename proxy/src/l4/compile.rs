@@ -8,7 +8,7 @@ use drover_providers::aggregate::{disable_in, warn_in};
 use drover_providers::runtime::{RuntimeConfig, Status};
 use drover_providers::tcp::TcpMode;
 
-use super::serve::TcpStatsRegistry;
+use super::serve::L4StatsRegistry;
 use super::{TcpNode, TcpRoute, TcpServer, TcpService, TcpTable, TcpTables, TcpTransport, UdpService};
 use crate::balance::SmoothWeighted;
 use crate::health::HealthRegistry;
@@ -27,7 +27,7 @@ pub fn compile(
     udp_entry_points: &[String],
     tls: &TlsSnapshot,
     health: &HealthRegistry,
-    stats: &TcpStatsRegistry,
+    (stats, udp_stats): (&L4StatsRegistry, &L4StatsRegistry),
 ) -> TcpTables {
     let transports = transports(config);
     let mut services: HashMap<String, Arc<TcpService>> = HashMap::new();
@@ -168,6 +168,7 @@ pub fn compile(
                         name: service.name.as_str().into(),
                         servers: service.servers.iter().map(|(a, _)| a.as_str().into()).collect(),
                         balancer: SmoothWeighted::new(&weights),
+                        stats: udp_stats.router(name),
                     }));
                     served = true;
                 }

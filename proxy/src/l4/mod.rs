@@ -118,7 +118,7 @@ pub struct TcpRoute {
     /// For `Terminate`: the TLS configuration (its options, no ALPN).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Its counters (kept across reloads).
-    pub stats: Arc<serve::TcpStats>,
+    pub stats: Arc<serve::L4Stats>,
 }
 
 /// The TCP routers of one entrypoint, highest priority first.
@@ -270,6 +270,8 @@ pub struct UdpService {
     pub servers: Box<[Arc<str>]>,
     /// Smooth weighted round robin over `servers`.
     pub balancer: SmoothWeighted,
+    /// The counters of the router that uses it.
+    pub stats: Arc<serve::L4Stats>,
 }
 
 #[cfg(test)]

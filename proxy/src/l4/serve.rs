@@ -17,36 +17,37 @@ use super::{TcpRoute, TcpService};
 use crate::health::Outcome;
 use crate::snapshot::Tried;
 
-/// Counters of one TCP router, kept across reloads (see [`TcpStatsRegistry`]).
+/// Counters of one TCP or UDP router, kept across reloads (see [`L4StatsRegistry`]). For UDP, a
+/// "connection" is a session (one client address).
 #[derive(Debug, Default)]
-pub struct TcpStats {
-    /// Connections being relayed now.
+pub struct L4Stats {
+    /// Connections (sessions) being relayed now.
     pub open: AtomicI64,
-    /// Connections taken, in all.
+    /// Connections (sessions) taken, in all.
     pub connections: AtomicU64,
     /// Client → server bytes.
     pub bytes_in: AtomicU64,
     /// Server → client bytes.
     pub bytes_out: AtomicU64,
-    /// Connections refused because no server could be connected.
+    /// Connections (sessions) refused because no server could be connected (reached).
     pub connect_failures: AtomicU64,
 }
 
-/// TCP counters by router name.
+/// TCP or UDP counters by router name.
 #[derive(Debug, Default)]
-pub struct TcpStatsRegistry {
-    by_router: std::sync::Mutex<std::collections::BTreeMap<String, Arc<TcpStats>>>,
+pub struct L4StatsRegistry {
+    by_router: std::sync::Mutex<std::collections::BTreeMap<String, Arc<L4Stats>>>,
 }
 
-impl TcpStatsRegistry {
+impl L4StatsRegistry {
     /// The counters of router `name` (created on first use; called when compiling).
-    pub fn router(&self, name: &str) -> Arc<TcpStats> {
+    pub fn router(&self, name: &str) -> Arc<L4Stats> {
         let mut map = self.by_router.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(name.to_string()).or_default().clone()
     }
 
     /// Every router's counters, by name.
-    pub fn all(&self) -> Vec<(String, Arc<TcpStats>)> {
+    pub fn all(&self) -> Vec<(String, Arc<L4Stats>)> {
         let map = self.by_router.lock().unwrap_or_else(|p| p.into_inner());
         map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }

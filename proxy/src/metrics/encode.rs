@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use drover_providers::ProviderStatus;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -153,10 +154,13 @@ pub fn encode(metrics: &Metrics, snapshot: &Snapshot, providers: &[ProviderStatu
         })
         .collect();
 
-    let tcp = metrics.tcp.all();
-    let tcp_counter = |read: fn(&crate::l4::serve::TcpStats) -> u64| -> Vec<(Labels, u64)> {
-        tcp.iter().map(|(name, s)| (vec![("router", name.clone())], read(s))).collect()
-    };
+    let (tcp, udp) = (metrics.tcp.all(), metrics.udp.all());
+    type L4Routers = [(String, Arc<crate::l4::serve::L4Stats>)];
+    fn l4_counter(routers: &L4Routers, read: fn(&crate::l4::serve::L4Stats) -> u64) -> Vec<(Labels, u64)> {
+        routers.iter().map(|(name, s)| (vec![("router", name.clone())], read(s))).collect()
+    }
+    let tcp_counter = |read| l4_counter(&tcp, read);
+    let udp_counter = |read| l4_counter(&udp, read);
     let mut tcp_servers_up = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for route in snapshot.l4.entry_points.iter().flat_map(|t| t.plain.iter().chain(t.tls.iter())) {
@@ -192,6 +196,26 @@ pub fn encode(metrics: &Metrics, snapshot: &Snapshot, providers: &[ProviderStatu
                 "drover_tcp_router_connect_failures",
                 "TCP connections closed because no server of the router's service could be connected.",
                 tcp_counter(|s| s.connect_failures.load(Ordering::Relaxed)),
+            ),
+            (
+                "drover_udp_router_sessions",
+                "UDP sessions (client addresses) opened by a UDP router.",
+                udp_counter(|s| s.connections.load(Ordering::Relaxed)),
+            ),
+            (
+                "drover_udp_router_bytes_in",
+                "Bytes relayed from clients to servers by a UDP router.",
+                udp_counter(|s| s.bytes_in.load(Ordering::Relaxed)),
+            ),
+            (
+                "drover_udp_router_bytes_out",
+                "Bytes relayed from servers to clients by a UDP router.",
+                udp_counter(|s| s.bytes_out.load(Ordering::Relaxed)),
+            ),
+            (
+                "drover_udp_router_session_failures",
+                "UDP datagrams dropped because no server of the router's service could be reached for a new session.",
+                udp_counter(|s| s.connect_failures.load(Ordering::Relaxed)),
             ),
             (
                 "drover_entrypoint_requests",
@@ -283,6 +307,13 @@ pub fn encode(metrics: &Metrics, snapshot: &Snapshot, providers: &[ProviderStatu
                 "drover_tcp_router_open_connections",
                 "TCP connections being relayed by a TCP router.",
                 tcp.iter()
+                    .map(|(name, s)| (vec![("router", name.clone())], s.open.load(Ordering::Relaxed)))
+                    .collect(),
+            ),
+            (
+                "drover_udp_router_open_sessions",
+                "UDP sessions a UDP router holds (until udp.timeout passes without a datagram).",
+                udp.iter()
                     .map(|(name, s)| (vec![("router", name.clone())], s.open.load(Ordering::Relaxed)))
                     .collect(),
             ),

@@ -144,7 +144,9 @@ pub struct Metrics {
     last_reload_success: AtomicU64,
     access_log_dropped: AtomicU64,
     /// TCP routers' counters (kept across reloads).
-    pub tcp: crate::l4::serve::TcpStatsRegistry,
+    pub tcp: crate::l4::serve::L4StatsRegistry,
+    /// UDP routers' counters (a session counts as a connection).
+    pub udp: crate::l4::serve::L4StatsRegistry,
 }
 
 impl Default for Metrics {
@@ -159,7 +161,8 @@ impl Default for Metrics {
             reloads: AtomicU64::default(),
             last_reload_success: AtomicU64::default(),
             access_log_dropped: AtomicU64::default(),
-            tcp: crate::l4::serve::TcpStatsRegistry::default(),
+            tcp: crate::l4::serve::L4StatsRegistry::default(),
+            udp: crate::l4::serve::L4StatsRegistry::default(),
         }
     }
 }

@@ -287,7 +287,10 @@
 
   function l4RouterCard(r, protocol) {
     const errs = r.error || [];
-    const c = r.connections;
+    // A TCP router counts connections; a UDP router, sessions (one per client address).
+    const c = r.connections || r.sessions;
+    const what = r.sessions ? "sessions" : "connections";
+    const failed = c && (c.connectFailures || c.sessionFailures);
     return el("div", { class: "panel", "data-l4-router": r.name, "data-status": r.status },
       el("div", { class: "panel-head" },
         el("span", {}, badge(r.status), " ", el("span", { class: "mono", text: r.name })),
@@ -296,8 +299,8 @@
         r.rule ? el("dt", { text: "rule" }) : null, r.rule ? el("dd", { class: "mono", text: r.rule }) : null,
         el("dt", { text: "service" }), el("dd", { class: "mono", text: r.service || "" }),
         el("dt", { text: "entrypoints" }), el("dd", { class: "mono", text: (r.using || r.entryPoints || []).join(", ") }),
-        c ? el("dt", { text: "connections" }) : null,
-        c ? el("dd", { "data-open": c.open, text: c.open + " open, " + c.total + " in all, " + bytes(c.bytesIn) + " in, " + bytes(c.bytesOut) + " out" + (c.connectFailures ? ", " + plural(c.connectFailures, "failed connect") : "") }) : null),
+        c ? el("dt", { text: what }) : null,
+        c ? el("dd", { "data-open": c.open, text: c.open + " open, " + c.total + " in all, " + bytes(c.bytesIn) + " in, " + bytes(c.bytesOut) + " out" + (failed ? ", " + plural(failed, r.sessions ? "failed session" : "failed connect") : "") }) : null),
       errs.length ? el("ul", { class: "errors" + (r.status === "warning" ? " warn" : "") }, errs.map((e) => el("li", { text: e }))) : null);
   }
 
