@@ -558,3 +558,70 @@ retryExpression = "IsNetworkError() && Attempts() < 2"
     assert_eq!(m["status"], "warning");
     assert!(m["error"][0].as_str().unwrap().contains("retryExpression"), "{m}");
 }
+
+/// The value of the one sample in the exposition `text` whose line starts with `name{` and has
+/// all of `labels`.
+fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    let found: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(found.len(), 1, "one sample of {name} with {labels:?} in:\n{text}");
+    found[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bytes_are_counted_once_when_a_middleware_holds_the_body() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    // Its first answer is a 503 (retried), every later one a 200.
+    let backend = wire::Wire::spawn(move |_| {
+        Some(if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy".to_vec()
+        } else {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()
+        })
+    })
+    .await;
+    let routes = format!(
+        r#"{}{}{}
+[http.middlewares.buf.buffering]
+memRequestBodyBytes = 16
+[http.middlewares.again.retry]
+attempts = 2
+status = ["503"]
+"#,
+        router("again", "PathPrefix(`/again`)", backend.addr, &["again"]),
+        router("buf", "PathPrefix(`/buf`)", backend.addr, &["buf"]),
+        router("plain", "PathPrefix(`/plain`)", backend.addr, &[]),
+    );
+    let drover = TestDrover::start(&routes).await;
+    let (status, _) = with_body(&drover, "PUT", "/again", &[b'a'; 300]).await;
+    assert_eq!(status, 200, "the 503 was retried");
+    assert_eq!(count.load(Ordering::SeqCst), 2, "the server got the body twice");
+    let (status, _) = with_body(&drover, "POST", "/buf", &[b'b'; 700]).await;
+    assert_eq!(status, 200);
+    let (status, _) = with_body(&drover, "POST", "/plain", &[b'c'; 50]).await;
+    assert_eq!(status, 200);
+
+    let c = client();
+    let url = format!("http://{}/metrics", drover.drover.api());
+    let mut text = String::new();
+    // Completions are recorded as response bodies are dropped, just after the client got them.
+    for _ in 0..50 {
+        text = get(&c, &url).await.body;
+        if text.contains("service=\"plain@file\"") && text.contains("service=\"buf@file\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let service = |name: &str| metric(&text, "drover_service_requests_bytes_total", &[&format!("service=\"{name}@file\"")]);
+    assert_eq!(service("again"), 300.0, "the client sent 300 bytes once, whatever the attempts");
+    assert_eq!(service("buf"), 700.0, "a buffered body (partly in a file) is counted");
+    assert_eq!(service("plain"), 50.0);
+    assert_eq!(
+        metric(&text, "drover_entrypoint_requests_bytes_total", &["entrypoint=\"web\""]),
+        1050.0
+    );
+}

@@ -526,8 +526,12 @@ async fn forward_whole(
     let spool = if body.is_end_stream() {
         None
     } else {
+        // Counted as it is read from the client, once: the copies sent on (one per attempt)
+        // are not the client's bytes again.
+        let progress = Arc::new(BodyProgress::new(start));
+        trace.bytes_in = Some(progress.clone());
         // The entrypoint's readTimeout bounds the upload here as it does a streamed one.
-        let read = Spool::read(body, whole.plan.max, whole.plan.memory);
+        let read = Spool::read(RequestBody::Counted(body, progress), whole.plan.max, whole.plan.memory);
         let read = match conn.read_timeout {
             Some(limit) => match tokio::time::timeout_at(start + limit, read).await {
                 Ok(read) => read,
