@@ -625,3 +625,87 @@ status = ["503"]
         1050.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compress_names_an_untyped_body_by_its_first_bytes() {
+    let html = format!("<!DOCTYPE html>\n<html><body>{}</body></html>", page(4000));
+    let gzipped = {
+        let mut encoder = async_compression::tokio::write::GzipEncoder::new(Vec::new());
+        encoder.write_all(page(4000).as_bytes()).await.unwrap();
+        encoder.shutdown().await.unwrap();
+        encoder.into_inner()
+    };
+    assert!(gzipped.len() >= 20, "a gzip file of some size");
+    let pdf = format!("%PDF-1.7\n{}", page(2000));
+    let (served_html, served_gz) = (html.clone(), gzipped.clone());
+    let backend = wire::Wire::spawn(move |request| {
+        let path = request.split(' ').nth(1).unwrap_or("/");
+        let body: Vec<u8> = match path {
+            "/file.gz" => served_gz.clone(),
+            "/doc" => pdf.clone().into_bytes(),
+            "/stream" => {
+                // Chunked, no length: the first chunk alone decides.
+                let mut out = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+                for piece in served_html.as_bytes().chunks(1000) {
+                    out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                    out.extend_from_slice(piece);
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(b"0\r\n\r\n");
+                return Some(out);
+            }
+            _ => served_html.clone().into_bytes(),
+        };
+        let mut out = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+        out.extend_from_slice(&body);
+        Some(out)
+    })
+    .await;
+    let routes = format!(
+        r#"{}
+[http.middlewares.zip.compress]
+excludedContentTypes = ["application/pdf"]
+minResponseBodyBytes = 16
+"#,
+        router("r", "PathPrefix(`/`)", backend.addr, &["zip"]),
+    );
+    let drover = TestDrover::start(&routes).await;
+    let c = client();
+
+    let page_ = fetch(&c, &drover, "GET", "/page", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(
+        header(&page_, "content-encoding"),
+        Some("gzip"),
+        "HTML without a type is compressed"
+    );
+    assert_eq!(
+        header(&page_, "content-type"),
+        Some("text/html; charset=utf-8"),
+        "and named, as Traefik does"
+    );
+    assert_eq!(decode("gzip", &page_.body).await, html.as_bytes());
+
+    let file = fetch(&c, &drover, "GET", "/file.gz", &[("accept-encoding", "gzip, br")]).await;
+    assert_eq!(header(&file, "content-encoding"), None, "gzip bytes are not compressed again");
+    assert_eq!(header(&file, "content-type"), Some("application/x-gzip"));
+    assert_eq!(&file.body[..], &gzipped[..], "passed as they came");
+
+    let doc = fetch(&c, &drover, "GET", "/doc", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(
+        (header(&doc, "content-encoding"), header(&doc, "content-type")),
+        (None, Some("application/pdf")),
+        "the sniffed type is judged by excludedContentTypes"
+    );
+    assert!(doc.body.starts_with(b"%PDF-1.7\n") && doc.body.len() == 2009);
+
+    let stream = fetch(&c, &drover, "GET", "/stream", &[("accept-encoding", "zstd")]).await;
+    assert_eq!(header(&stream, "content-encoding"), Some("zstd"));
+    assert_eq!(decode("zstd", &stream.body).await, html.as_bytes());
+
+    let plain = fetch(&c, &drover, "GET", "/page", &[]).await;
+    assert_eq!(
+        (header(&plain, "content-encoding"), header(&plain, "content-type")),
+        (None, None),
+        "nothing asked for compression: nothing sniffed, nothing added"
+    );
+}

@@ -21,7 +21,9 @@
 //!
 //! Four middlewares go beyond the head, and a chain that has one of them takes a second, async
 //! response path ([`Pending::respond`]); chains without them never enter it:
-//! * `compress` wraps the response body in an encoder (streamed, never collected);
+//! * `compress` wraps the response body in an encoder (streamed, never collected; a body
+//!   without a `Content-Type` is first awaited to its first data frame, whose bytes name its
+//!   type);
 //! * `errors` replaces the body of a response whose status it catches with a page fetched from
 //!   another service;
 //! * `buffering` reads the request body whole before it is sent (memory, then a temporary file;
@@ -52,6 +54,7 @@ mod path;
 mod rate_limit;
 mod redirect;
 pub mod retry;
+mod sniff;
 mod source;
 pub mod spool;
 
@@ -504,7 +507,7 @@ impl Pending {
                 }
                 Middleware::Compress(m) => {
                     if let Some(asked) = &self.compress {
-                        m.response(asked, &mut response);
+                        response = m.response(asked, response).await;
                     }
                 }
                 Middleware::Errors(m) => {
