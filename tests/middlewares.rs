@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::tls_backend::{start_tls, Ca, TlsBackend};
 use support::{client, get, send, whoami, wire, Answer, HttpClient, TestDrover};
 
 /// A router `name` on `rule` to a service of one server at `backend`, running `middlewares`.
@@ -565,6 +566,114 @@ addAuthCookiesToResponse = ["session"]
     .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.received("x-auth-user"), None, "not set by the server, so not set at all");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_over_tls_verifies_the_server_and_presents_a_client_certificate() {
+    let (backend, _h) = whoami::spawn("b").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = Ca::new("auth CA");
+    let other = Ca::new("someone else's CA");
+    let clients = Ca::new("client CA");
+    let auth = start_tls(TlsBackend {
+        leaf: &ca.issue("auth", &["127.0.0.1"]),
+        http2: false,
+        client_ca: None,
+    })
+    .await;
+    let strict = start_tls(TlsBackend {
+        leaf: &ca.issue("strict auth", &["127.0.0.1"]),
+        http2: false,
+        client_ca: Some(&clients),
+    })
+    .await;
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let other_file = other.write(dir.path(), "other.pem");
+    let (cert, key) = clients.issue("drover", &["drover.test"]).write(dir.path(), "client");
+    let (_, stray_key) = clients.issue("stray", &["stray.test"]).write(dir.path(), "stray");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let p = |path: &std::path::Path| path.display().to_string();
+    let middleware = |name: &str, address: String, tls: &str| {
+        format!("[http.middlewares.{name}.forwardAuth]\naddress = \"{address}\"\nauthResponseHeaders = [\"X-Seen\"]\n{tls}")
+    };
+    let tls = |ca: &str, pair: Option<(&str, &str)>| {
+        let mut t = format!("[http.middlewares.NAME.forwardAuth.tls]\nca = \"{ca}\"\n");
+        if let Some((cert, key)) = pair {
+            t.push_str(&format!("cert = \"{cert}\"\nkey = \"{key}\"\n"));
+        }
+        t
+    };
+    let mut routes = String::new();
+    for (name, address, block) in [
+        ("ok", format!("https://{auth}/allow"), tls(&p(&ca_file), None)),
+        ("deny", format!("https://{auth}/deny"), tls(&p(&ca_file), None)),
+        ("wrongca", format!("https://{auth}/allow"), tls(&p(&other_file), None)),
+        ("mozilla", format!("https://{auth}/allow"), String::new()),
+        (
+            "mtls",
+            format!("https://{strict}/allow"),
+            tls(&p(&ca_file), Some((&p(&cert), &p(&key)))),
+        ),
+        ("nocert", format!("https://{strict}/allow"), tls(&p(&ca_file), None)),
+        ("unreadable", format!("https://{auth}/allow"), tls("/nonexistent/ca.pem", None)),
+        ("notpem", format!("https://{auth}/allow"), tls(&p(&garbage), None)),
+        (
+            "mismatch",
+            format!("https://{strict}/allow"),
+            tls(&p(&ca_file), Some((&p(&cert), &p(&stray_key)))),
+        ),
+    ] {
+        routes.push_str(&router(name, &format!("PathPrefix(`/{name}`)"), backend, &[name]));
+        routes.push_str(&middleware(name, address, &block.replace("NAME", name)));
+    }
+    let drover = TestDrover::start(&routes).await;
+    let c = client();
+
+    let a = ask(&c, &drover, "GET", "/ok", &[]).await;
+    assert_eq!((a.status, a.backend()), (200, "b"), "{}", a.body);
+    let seen = a.received("x-seen").unwrap_or_default();
+    assert!(seen.contains("client-cert=no") && seen.contains("path=/allow"), "{seen}");
+    let a = ask(&c, &drover, "GET", "/deny", &[]).await;
+    assert_eq!(a.status, 401, "the server's refusal over TLS is the client's answer");
+    assert!(a.body.contains("path=/deny"), "{}", a.body);
+
+    for (path, why) in [
+        ("/wrongca", "a server that the configured CA did not sign"),
+        ("/mozilla", "no ca: Mozilla's roots, which did not sign it"),
+        ("/nocert", "a server that requires a client certificate, given none"),
+    ] {
+        let a = ask(&c, &drover, "GET", path, &[]).await;
+        assert_eq!(a.status, 500, "{why}: fails closed ({})", a.body);
+        assert_ne!(a.backend(), "b", "{why}: the request is not forwarded");
+    }
+
+    let a = ask(&c, &drover, "GET", "/mtls", &[]).await;
+    assert_eq!((a.status, a.backend()), (200, "b"), "{}", a.body);
+    assert!(
+        a.received("x-seen").unwrap_or_default().contains("client-cert=yes"),
+        "the client certificate was presented: {}",
+        a.body
+    );
+
+    for (name, key, what) in [
+        ("unreadable", "tls.ca", "cannot read `/nonexistent/ca.pem`"),
+        ("notpem", "tls.ca", "holds no usable CA certificate"),
+        ("mismatch", "tls.cert/key", "the key does not fit the certificate"),
+    ] {
+        let m = api(&c, &drover, &format!("/api/http/middlewares/{name}@file")).await;
+        assert_eq!(m["status"], "disabled", "{m}");
+        let error = m["error"][0].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with(&format!("http.middlewares.{name}.forwardAuth.{key}: ")) && error.contains(what),
+            "{error}"
+        );
+        let r = api(&c, &drover, &format!("/api/http/routers/{name}@file")).await;
+        assert_eq!(r["status"], "disabled", "its router is off: {r}");
+        let a = ask(&c, &drover, "GET", &format!("/{name}"), &[]).await;
+        assert_eq!(a.status, 404, "never served without its authentication");
+    }
+    assert_eq!(ask(&c, &drover, "GET", "/ok", &[]).await.status, 200, "the rest keeps working");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

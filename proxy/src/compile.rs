@@ -142,6 +142,7 @@ impl Compiler {
         let mut tables: Vec<Vec<RouteEntry<Arc<Route>>>> = self.entry_points.iter().map(|_| Vec::new()).collect();
         let mut tls_tables: Vec<Vec<RouteEntry<Arc<Route>>>> = self.entry_points.iter().map(|_| Vec::new()).collect();
         let mut built: HashMap<String, Option<Arc<Middleware>>> = HashMap::new();
+        build_file_middlewares(&mut config, &mut self.stores, &mut built, &services);
         for (name, info) in &config.routers {
             if info.status == Status::Disabled {
                 continue;
@@ -368,6 +369,49 @@ impl Compiler {
         });
         services.insert(name.to_string(), service.clone());
         Some(service)
+    }
+}
+
+/// Compiles the middlewares whose files are read when they are compiled (forwardAuth's `tls`),
+/// ahead of the routers: one whose files are unreadable or wrong is disabled, with the routers
+/// that use it, and the error names the key, as the merge does for any invalid middleware. The
+/// others are kept in `built` for the chains.
+fn build_file_middlewares(
+    config: &mut Arc<RuntimeConfig>,
+    stores: &mut Stores,
+    built: &mut HashMap<String, Option<Arc<Middleware>>>,
+    services: &HashMap<String, Arc<crate::snapshot::Service>>,
+) {
+    let mut failed = Vec::new();
+    for (name, info) in &config.middlewares {
+        let reads_files = info.config.forward_auth.as_ref().is_some_and(|a| a.tls.is_some());
+        if !reads_files || info.status == Status::Disabled {
+            continue;
+        }
+        match Middleware::build(info, stores, &|name| services.get(name).cloned()) {
+            Ok(m) => {
+                built.insert(name.clone(), Some(Arc::new(m)));
+            }
+            Err(e) => failed.push((name.clone(), e.0)),
+        }
+    }
+    if failed.is_empty() {
+        return;
+    }
+    let config = Arc::make_mut(config);
+    for (name, why) in failed {
+        let Some(info) = config.middlewares.get_mut(&name) else { continue };
+        tracing::warn!(middleware = %name, routers = %info.used_by.join(", "), "middleware disabled: {why}");
+        info.status = Status::Disabled;
+        info.errors.push(why.clone());
+        for router in info.used_by.clone() {
+            if let Some(r) = config.routers.get_mut(&router) {
+                if r.status != Status::Disabled {
+                    r.status = Status::Disabled;
+                    r.errors.push(format!("middleware `{name}` is disabled: {why}"));
+                }
+            }
+        }
     }
 }
 

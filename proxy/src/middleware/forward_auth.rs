@@ -5,7 +5,15 @@
 //! the request's method with `preserveRequestMethod`), plus `X-Forwarded-Method`, `-Proto`,
 //! `-Host`, `-Uri` and `-For` describing the original request. A 2xx answer lets the request
 //! through; anything else is returned to the client as the server wrote it (a relative
-//! `Location` made absolute on the server's origin unless `preserveLocationHeader`).
+//! `Location` made absolute on the server's origin unless `preserveLocationHeader`). A server
+//! that cannot be asked (refused, timed out, a failed TLS handshake) is a 500, as in Traefik:
+//! the request fails closed and is never forwarded.
+//!
+//! An `https://` server is verified against the `tls` block's `ca` (else the bundled Mozilla
+//! roots, as for servers) and is shown the `cert`/`key` client certificate if it asks for one;
+//! the TLS client is the one servers transports build ([`crate::upstream::tls`]), with the
+//! keys spelled as Traefik's `ClientTLS` spells them. Its files are read when the middleware is
+//! compiled: a bad one disables the middleware and its routers, naming the key.
 //!
 //! Header injection: a client could send `X-Forwarded-Uri: /public` to have a protected path
 //! judged as a public one, or `X-Auth-User: admin` hoping the backend takes it for the server's
@@ -18,16 +26,23 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use drover_providers::model::middleware as model;
+use drover_providers::model::ClientCertificate;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Either, Empty, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use regex::Regex;
 
+use super::spool::SpoolBody;
 use super::{answer, BuildError, Req};
 use crate::connection::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PROTO};
+use crate::upstream::tls::{self, Spelling, TlsSettings};
+
+/// The body of a question: none, or the request's (`forwardBody`).
+type QuestionBody = Either<Empty<Bytes>, SpoolBody>;
 
 /// `X-Forwarded-Method`: the original request's method.
 pub static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
@@ -56,7 +71,9 @@ const NOT_SENT: [HeaderName; 8] = [
 pub struct ForwardAuth {
     address: Uri,
     origin: String,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    /// Speaks TLS to an `https://` address (the `tls` block's CA and client certificate, else
+    /// the bundled Mozilla roots), plain HTTP/1.1 to an `http://` one.
+    client: Client<HttpsConnector<HttpConnector>, QuestionBody>,
     trust_forward_header: bool,
     response_headers: Vec<HeaderName>,
     response_regex: Option<Regex>,
@@ -81,16 +98,48 @@ fn names(list: &[String]) -> Result<Vec<HeaderName>, BuildError> {
 }
 
 impl ForwardAuth {
-    /// Compiles the model.
-    pub fn build(m: &model::ForwardAuth) -> Result<Self, BuildError> {
+    /// Compiles the model of the middleware whose keys start with `at`
+    /// (`http.middlewares.<name>`); TLS files are read here, and a bad one is an error naming
+    /// its key.
+    pub fn build(m: &model::ForwardAuth, at: &str) -> Result<Self, BuildError> {
         let address: Uri = m.address.parse().map_err(|_| BuildError(format!("`{}` is not a URL", m.address)))?;
         let authority = address
             .authority()
             .ok_or_else(|| BuildError(format!("`{}` has no host", m.address)))?;
         let origin = format!("{}://{authority}", address.scheme_str().unwrap_or("http"));
+        let mut tls = match &m.tls {
+            None => tls::default_client().http1_config().as_ref().clone(),
+            Some(t) => {
+                let root_cas: Vec<String> = t.ca.iter().cloned().collect();
+                let certificates: Vec<ClientCertificate> = match (&t.cert, &t.key) {
+                    (Some(cert), Some(key)) => vec![ClientCertificate {
+                        cert_file: cert.clone(),
+                        key_file: key.clone(),
+                    }],
+                    _ => Vec::new(),
+                };
+                let settings = TlsSettings {
+                    insecure_skip_verify: t.insecure_skip_verify,
+                    root_cas: &root_cas,
+                    certificates: &certificates,
+                    spelling: Spelling::ClientTls,
+                    ..TlsSettings::default()
+                };
+                let built = tls::build(&settings, &format!("{at}.forwardAuth.tls")).map_err(BuildError)?;
+                built.client.http1_config().as_ref().clone()
+            }
+        };
+        // hyper-rustls sets ALPN itself (HTTP/1.1 here) and refuses a configuration that has it.
+        tls.alpn_protocols.clear();
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         Ok(Self {
             origin,
             address,
@@ -108,7 +157,7 @@ impl ForwardAuth {
         })
     }
 
-    fn question(&self, req: &Req<'_>) -> Request<Empty<Bytes>> {
+    fn question(&self, req: &Req<'_>) -> Request<QuestionBody> {
         let original = &req.parts.headers;
         let mut headers = HeaderMap::with_capacity(original.len() + 6);
         if self.request_headers.is_empty() {
@@ -144,7 +193,7 @@ impl ForwardAuth {
                 headers.insert(X_FORWARDED_URI.clone(), v);
             }
         }
-        let mut question = Request::new(Empty::new());
+        let mut question = Request::new(Either::Left(Empty::new()));
         *question.uri_mut() = self.address.clone();
         *question.method_mut() = if self.preserve_method {
             req.parts.method.clone()

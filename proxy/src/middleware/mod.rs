@@ -184,7 +184,10 @@ impl Middleware {
                 };
                 Self::InFlightReq(in_flight::InFlightReq::build(m, counts)?)
             }
-            Kind::ForwardAuth(m) => Self::ForwardAuth(Box::new(forward_auth::ForwardAuth::build(m)?)),
+            Kind::ForwardAuth(m) => {
+                let name = info.name.split('@').next().unwrap_or(&info.name);
+                Self::ForwardAuth(Box::new(forward_auth::ForwardAuth::build(m, &format!("http.middlewares.{name}"))?))
+            }
             Kind::CircuitBreaker(m) => {
                 let state = match stores.breakers.get(&info.name) {
                     Some((config, state)) if config == m => state.clone(),
