@@ -112,6 +112,7 @@ fn middlewares(c: &mut Criterion) {
                     host: Some(&host),
                     scheme: "http",
                     trusted: false,
+                    body: None,
                 };
                 let (pending, answered) = runtime.block_on(chain.request(&mut req));
                 if answered.is_none() {

@@ -677,6 +677,154 @@ async fn forward_auth_over_tls_verifies_the_server_and_presents_a_client_certifi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_sends_the_body_then_the_service_gets_it_too() {
+    let auth = wire::Wire::spawn(|request| {
+        Some(if request.contains("please deny") {
+            b"HTTP/1.1 403 Forbidden\r\ncontent-length: 6\r\n\r\ndenied".to_vec()
+        } else {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_vec()
+        })
+    })
+    .await;
+    let backend = wire::Wire::answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let routes = format!(
+        r#"{}
+[http.middlewares.auth.forwardAuth]
+address = "http://{}/check"
+forwardBody = true
+maxBodySize = 100
+"#,
+        router("app", "PathPrefix(`/app`)", backend.addr, &["auth"]),
+        auth.addr
+    );
+    let drover = TestDrover::start(&routes).await;
+    let post = |body: &str| {
+        format!(
+            "POST /app HTTP/1.1\r\nhost: any.test\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let asked = || auth.all_text().matches("GET /check HTTP/1.1").count();
+    let forwarded = || backend.all_text().matches("POST /app HTTP/1.1").count();
+
+    let (status, answer) = wire::exchange(drover.web(), post("let me in: 42").as_bytes()).await;
+    assert_eq!((status, answer.as_str()), (200, "ok"));
+    let question = auth.all_text().to_ascii_lowercase();
+    assert!(
+        question.contains("content-length: 13\r\n") && question.ends_with("\r\n\r\nlet me in: 42"),
+        "the server saw the body: {question}"
+    );
+    let sent = backend.all_text();
+    assert!(
+        sent.to_ascii_lowercase().contains("content-length: 13\r\n") && sent.ends_with("\r\n\r\nlet me in: 42"),
+        "the service got the same body: {sent}"
+    );
+
+    let (status, answer) = wire::exchange(drover.web(), post("please deny this").as_bytes()).await;
+    assert_eq!((status, answer.as_str()), (403, "denied"));
+    assert_eq!((asked(), forwarded()), (2, 1), "refused: the service saw nothing");
+
+    let (status, _) = wire::exchange(drover.web(), post(&"x".repeat(101)).as_bytes()).await;
+    assert_eq!(status, 401, "past maxBodySize: Traefik's 401");
+    assert_eq!((asked(), forwarded()), (2, 1), "neither the server nor the service saw it");
+
+    // A chunked upload within the limit: both get it whole, with its length.
+    let body = "chunk one, chunk two";
+    let mut raw = b"PUT /app HTTP/1.1\r\nhost: any.test\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
+    for piece in body.as_bytes().chunks(10) {
+        raw.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        raw.extend_from_slice(piece);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    let (status, _) = wire::exchange(drover.web(), &raw).await;
+    assert_eq!(status, 200);
+    assert!(auth.all_text().ends_with(body), "{}", auth.all_text());
+    let sent = backend.all_text().to_ascii_lowercase();
+    assert!(sent.ends_with(body) && sent.contains("content-length: 20\r\n"), "{sent}");
+
+    let c = client();
+    let a = ask(&c, &drover, "GET", "/app", &[]).await;
+    assert_eq!(a.status, 200, "no body: a question without one");
+    let last = auth.all_text();
+    let last = &last[last.rfind("GET /check").unwrap_or(0)..];
+    assert!(
+        !last.to_ascii_lowercase().contains("content-length") && !last.to_ascii_lowercase().contains("transfer-encoding"),
+        "{last}"
+    );
+
+    // Bytes received from the client are counted once, whoever they were sent to.
+    let url = format!("http://{}/metrics", drover.drover.api());
+    let expected = format!("drover_service_requests_bytes_total{{service=\"app@file\"}} {}", 13 + 16 + 20);
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = get(&c, &url).await.body;
+        if text.contains(&expected) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(text.contains(&expected), "{expected} in:\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_body_works_with_retry_and_buffering_around_it() {
+    let auth = wire::Wire::answering(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+    // Every other answer is a 503: the first attempt of each request is retried.
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = answered.clone();
+    let backend = wire::Wire::spawn(move |_| {
+        Some(if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 2 == 0 {
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy".to_vec()
+        } else {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()
+        })
+    })
+    .await;
+    let routes = format!(
+        r#"{}{}{}
+[http.middlewares.auth.forwardAuth]
+address = "http://{}/check"
+forwardBody = true
+[http.middlewares.again.retry]
+attempts = 2
+status = ["503"]
+[http.middlewares.small.buffering]
+maxRequestBodyBytes = 10
+"#,
+        router("before", "PathPrefix(`/before`)", backend.addr, &["auth", "again"]),
+        router("after", "PathPrefix(`/after`)", backend.addr, &["again", "auth"]),
+        router("small", "PathPrefix(`/small`)", backend.addr, &["auth", "small"]),
+        auth.addr
+    );
+    let drover = TestDrover::start(&routes).await;
+    let put = |path: &str, body: &str| {
+        format!(
+            "PUT {path} HTTP/1.1\r\nhost: any.test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let asked = || auth.all_text().matches(" /check HTTP/1.1").count();
+    let bodies = |text: String, body: &str| text.matches(&format!("\r\n\r\n{body}")).count();
+
+    let (status, answer) = wire::exchange(drover.web(), put("/before", "first body").as_bytes()).await;
+    assert_eq!((status, answer.as_str()), (200, "ok"), "the 503 was retried");
+    assert_eq!(asked(), 1, "asked once, before the retry");
+    assert_eq!(bodies(backend.all_text(), "first body"), 2, "each attempt carried the body");
+
+    let (status, _) = wire::exchange(drover.web(), put("/after", "second body").as_bytes()).await;
+    assert_eq!(status, 200);
+    assert_eq!(asked(), 3, "after the retry: asked once per attempt");
+    assert_eq!(bodies(auth.all_text(), "second body"), 2, "each time with the body");
+    assert_eq!(bodies(backend.all_text(), "second body"), 2);
+
+    let (status, _) = wire::exchange(drover.web(), put("/small", "eleven byte").as_bytes()).await;
+    assert_eq!(status, 413, "read for the authentication, still past buffering's maximum");
+    assert_eq!(asked(), 4);
+    assert_eq!(bodies(backend.all_text(), "eleven byte"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn circuit_breaker_opens_on_errors_and_spares_the_service() {
     let failing = wire::Wire::answering(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\nfail").await;
     let routes = format!(

@@ -572,9 +572,6 @@ fn check(kind: Kind<'_>, key: &dyn Fn(&str) -> String, errors: &mut Vec<String>,
                     errors.push(format!("{}: cert and key go together; set both or neither", key("forwardAuth.tls")));
                 }
             }
-            if m.forward_body {
-                errors.push(format!("{}: not supported by drover yet", key("forwardAuth.forwardBody")));
-            }
             if let Some(size) = m.max_body_size {
                 if size < -1 {
                     errors.push(format!(
@@ -851,6 +848,8 @@ mod tests {
             r#"
             [http.middlewares.ok.forwardAuth]
             address = "https://auth.test/verify"
+            forwardBody = true
+            maxBodySize = 1024
             [http.middlewares.ok.forwardAuth.tls]
             ca = "/etc/auth/ca.pem"
             cert = "/etc/auth/client.pem"

@@ -436,7 +436,7 @@ pub struct ForwardAuth {
     /// Traefik's `headerField` (the user for its access log; accepted, not used).
     #[serde(default, alias = "headerfield", skip_serializing_if = "Option::is_none")]
     pub header_field: Option<String>,
-    /// Send the request body to the server too (not supported yet: an error when true).
+    /// Send the request body to the server too (it is read whole first, then sent on).
     #[serde(default, alias = "forwardbody")]
     pub forward_body: bool,
     /// With `forwardBody`: a longer body is refused with 401 (-1, the default: no limit).

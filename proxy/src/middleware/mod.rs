@@ -33,8 +33,9 @@
 //!   balancer's own safe retries inside it.
 //!
 //! Request bodies are read by the forwarding code once every step before the sending has passed
-//! the request ([`BodyPlan`]): a step never sees the body, so reading it earlier would gain
-//! nothing and make a refused request pay for its upload.
+//! the request ([`BodyPlan`]): reading one earlier would make a refused request pay for its
+//! upload. The one step that must see the body, `forwardAuth` with `forwardBody`, reads it
+//! itself when its turn comes ([`client_body`]), and the forwarding code sends on what it read.
 //!
 //! State that must outlive a reload (rate-limit buckets) is kept by the compiler per middleware
 //! name and configuration (see [`Stores`]), so a reload does not hand every client a full
@@ -43,6 +44,7 @@
 mod basic_auth;
 pub mod buffering;
 mod circuit_breaker;
+pub mod client_body;
 pub mod compress;
 pub mod errors;
 mod forward_auth;
@@ -276,6 +278,9 @@ pub struct Req<'a> {
     pub scheme: &'a str,
     /// The peer is trusted (`forwardedHeaders.trustedIPs`): its forwarded headers were kept.
     pub trusted: bool,
+    /// The client's body, for the one step that reads it (`forwardAuth` with `forwardBody`);
+    /// `None` where there is no request to read (the explain API).
+    pub body: Option<&'a mut client_body::BodySlot>,
 }
 
 /// What one step decided.
@@ -341,6 +346,14 @@ impl Chain {
             Some(Middleware::Retry(m)) => Some(m),
             _ => None,
         }
+    }
+
+    /// Whether a step from `from` on reads the request body (`forwardAuth` with `forwardBody`).
+    pub fn reads_body(&self, from: usize) -> bool {
+        self.steps
+            .iter()
+            .skip(from)
+            .any(|s| matches!(&**s, Middleware::ForwardAuth(m) if m.forwards_body()))
     }
 
     /// The qualified names of the middlewares, in order.
