@@ -825,6 +825,29 @@ maxRequestBodyBytes = 10
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_body_gives_up_on_a_stalled_upload_at_read_timeout() {
+    let auth = wire::Wire::answering(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+    let backend = wire::Wire::answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let routes = format!(
+        "{}[http.middlewares.auth.forwardAuth]\naddress = \"http://{}/check\"\nforwardBody = true\n",
+        router("app", "PathPrefix(`/app`)", backend.addr, &["auth"]),
+        auth.addr
+    );
+    let limits = "[entryPoints.web.transport.respondingTimeouts]\nreadTimeout = \"300ms\"\n";
+    let drover = TestDrover::start_with(&routes, limits).await;
+    let started = std::time::Instant::now();
+    let (status, _) = wire::exchange(
+        drover.web(),
+        b"POST /app HTTP/1.1\r\nhost: any.test\r\ncontent-length: 100\r\n\r\nonly ten b",
+    )
+    .await;
+    assert_eq!(status, 408, "the body never came whole");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(auth.all_text(), "", "the server was not asked with half a body");
+    assert_eq!(backend.all_text(), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn circuit_breaker_opens_on_errors_and_spares_the_service() {
     let failing = wire::Wire::answering(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\nfail").await;
     let routes = format!(
