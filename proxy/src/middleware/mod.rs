@@ -110,8 +110,9 @@ impl Middleware {
     }
 }
 
-/// Why a middleware could not be compiled (the merge validated it, so this means a bug or a
-/// file that changed in between).
+/// Why a middleware could not be compiled: what the merge cannot check (a `forwardAuth` TLS file,
+/// the `errors` service as compiled), or a bug. Messages that know their key start with
+/// `http.middlewares.<name>.`.
 #[derive(Debug)]
 pub struct BuildError(pub String);
 
@@ -146,13 +147,15 @@ impl Stores {
 
 impl Middleware {
     /// Compiles a validated middleware (not a chain: chains are flattened by the merge);
-    /// `service` finds a compiled service by qualified name (`errors` sends to one).
+    /// `service` finds a compiled service by qualified name, or says why there is none
+    /// (`errors` sends to one).
     pub fn build(
         info: &MiddlewareInfo,
         stores: &mut Stores,
-        service: &dyn Fn(&str) -> Option<Arc<crate::snapshot::Service>>,
+        service: &dyn Fn(&str) -> Result<Arc<crate::snapshot::Service>, String>,
     ) -> Result<Self, BuildError> {
         let kind = info.config.kind().map_err(BuildError)?;
+        let at = format!("http.middlewares.{}", info.name.split('@').next().unwrap_or(&info.name));
         Ok(match kind {
             Kind::Headers(h) => Self::Headers(Box::new(headers::Headers::build(h)?)),
             Kind::RedirectScheme(r) => Self::RedirectScheme(redirect::RedirectScheme::build(r)),
@@ -186,10 +189,7 @@ impl Middleware {
                 };
                 Self::InFlightReq(in_flight::InFlightReq::build(m, counts)?)
             }
-            Kind::ForwardAuth(m) => {
-                let name = info.name.split('@').next().unwrap_or(&info.name);
-                Self::ForwardAuth(Box::new(forward_auth::ForwardAuth::build(m, &format!("http.middlewares.{name}"))?))
-            }
+            Kind::ForwardAuth(m) => Self::ForwardAuth(Box::new(forward_auth::ForwardAuth::build(m, &at)?)),
             Kind::CircuitBreaker(m) => {
                 let state = match stores.breakers.get(&info.name) {
                     Some((config, state)) if config == m => state.clone(),
@@ -205,7 +205,7 @@ impl Middleware {
             Kind::Retry(m) => Self::Retry(retry::Retry::build(m)?),
             Kind::Errors(m) => {
                 let name = drover_providers::aggregate::qualify(&m.service, &info.provider);
-                let target = service(&name).ok_or_else(|| BuildError(format!("errors.service: service `{name}` does not exist")))?;
+                let target = service(&name).map_err(|why| BuildError(format!("{at}.errors.service: {why}")))?;
                 Self::Errors(Box::new(errors::Errors::build(m, target)?))
             }
             Kind::Buffering(m) => Self::Buffering(buffering::Buffering::build(m)),
