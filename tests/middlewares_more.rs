@@ -494,6 +494,84 @@ service = "nowhere"
     );
 }
 
+/// A middleware the merge accepts can still fail when drover compiles it: here `errors` sends to a
+/// service whose servers transport names a CA file that is not there (read only when compiling).
+/// The API must say so, for the middleware and for every router that runs it, and the fix must
+/// bring them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_whose_service_fails_to_compile_is_shown_disabled_with_its_routers_until_fixed() {
+    let app = wire::Wire::answering(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\ndown").await;
+    let pages = wire::Wire::answering(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nsorry").await;
+    let fine = wire::Wire::answering(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nfine").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = support::tls_backend::Ca::new("pages CA").write(dir.path(), "ca.pem");
+    let missing = dir.path().join("not-deployed-yet.pem");
+    let routes = |ca: &std::path::Path| {
+        format!(
+            r#"{}{}{}
+[http.middlewares.guard.chain]
+middlewares = ["pages"]
+[http.middlewares.pages.errors]
+status = ["500-599"]
+service = "pages"
+[http.services.pages.loadBalancer]
+serversTransport = "pagesTransport"
+[[http.services.pages.loadBalancer.servers]]
+url = "http://{}"
+[http.serversTransports.pagesTransport]
+rootCAs = ["{}"]
+"#,
+            router("direct", "PathPrefix(`/direct`)", app.addr, &["pages"]),
+            router("chained", "PathPrefix(`/chained`)", app.addr, &["guard"]),
+            router("fine", "PathPrefix(`/fine`)", fine.addr, &[]),
+            pages.addr,
+            ca.display()
+        )
+    };
+    let drover = TestDrover::start(&routes(&missing)).await;
+    let c = client();
+
+    let m = api(&c, &drover, "/api/http/middlewares/pages@file").await;
+    assert_eq!(m["status"], "disabled", "{m}");
+    let error = m["error"][0].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with(
+            "http.middlewares.pages.errors.service: service `pages@file` is disabled: the servers transport `pagesTransport@file` is disabled: "
+        ) && error.contains(&missing.display().to_string()),
+        "{error}"
+    );
+    for router in ["direct", "chained"] {
+        let r = api(&c, &drover, &format!("/api/http/routers/{router}@file")).await;
+        assert_eq!(r["status"], "disabled", "{r}");
+        let errors = r["error"].to_string();
+        assert!(
+            errors.contains("middleware `pages@file` is disabled: http.middlewares.pages.errors.service"),
+            "{r}"
+        );
+        let a = send(&c, "GET", &drover.url(&format!("/{router}")), &[]).await.unwrap();
+        assert_eq!(a.status, 404, "{router}: never served without its error pages");
+    }
+    let listed = api(&c, &drover, "/api/http/routers").await;
+    let fine_router = listed.as_array().unwrap().iter().find(|r| r["name"] == "fine@file").unwrap();
+    assert_eq!(fine_router["status"], "enabled");
+    let a = send(&c, "GET", &drover.url("/fine"), &[]).await.unwrap();
+    assert_eq!((a.status, a.body.as_str()), (200, "fine"), "the other router keeps serving");
+
+    let generation = drover.drover.generation();
+    drover.write_routes(&routes(&ca));
+    drover.wait_for_generation(generation + 1).await;
+    assert_eq!(api(&c, &drover, "/api/http/middlewares/pages@file").await["status"], "enabled");
+    for router in ["direct", "chained"] {
+        assert_eq!(
+            api(&c, &drover, &format!("/api/http/routers/{router}@file")).await["status"],
+            "enabled"
+        );
+        let a = send(&c, "GET", &drover.url(&format!("/{router}")), &[]).await.unwrap();
+        assert_eq!((a.status, a.body.as_str()), (503, "sorry"), "{router}: served, with its error page");
+    }
+    assert_eq!(send(&c, "GET", &drover.url("/fine"), &[]).await.unwrap().status, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buffering_sends_whole_bodies_and_refuses_those_past_the_maximum() {
     let backend = wire::Wire::spawn(|request| {
