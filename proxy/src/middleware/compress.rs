@@ -5,8 +5,15 @@
 //! body is never held back: it streams through the encoder chunk by chunk. The one exception is
 //! a response without a `Content-Type`: as Traefik does, its type is guessed from its first
 //! bytes ([`super::sniff`], Go's `http.DetectContentType`), set as its `Content-Type`, and judged
-//! like a declared one; a type whose bytes are compressed already (gzip, zip, images) is never
-//! compressed again. Only the first data frame is waited for and held, and only to look at it.
+//! like a declared one; beyond Traefik, a sniffed format whose bytes are compressed already
+//! (gzip, zip, images) is not compressed again. Only the first data frame is waited for and
+//! held, and only to look at it.
+//!
+//! A *declared* type is compressed whatever it is unless `excludedContentTypes` names it (or
+//! `includedContentTypes` does not), `image/png` and `application/zip` included: Traefik v3
+//! does the same (its gzip handler replaces gzhttp's `DefaultContentTypeFilter` with
+//! `ExceptContentTypes`, and its brotli and zstd handlers only read the lists), and a
+//! configuration must mean under drover what it meant under Traefik.
 //!
 //! # Why the encoder is flushed whenever the server pauses
 //!
@@ -620,5 +627,38 @@ mod tests {
         assert_eq!(c.type_allowed(&with("text/html")), Some(false));
         assert_eq!(c.type_allowed(&HeaderMap::new()), None, "no type: the first bytes decide");
         assert!(c.kind_allowed("application/json") && !c.kind_allowed("text/plain"));
+    }
+
+    /// Traefik v3 compresses a declared type whatever it is, unless a list names it: its gzip
+    /// handler passes `gzhttp.ExceptContentTypes(["application/grpc", …excluded])`, which
+    /// replaces gzhttp's `DefaultContentTypeFilter` (the one that skips video/, audio/, zip…),
+    /// and its brotli and zstd handlers only read the lists. drover does the same, so a
+    /// configuration behaves as it did under Traefik; users list such types in
+    /// `excludedContentTypes`.
+    #[test]
+    fn declared_compressed_types_are_compressed_unless_listed_as_in_traefik() {
+        let with = |t: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(t));
+            h
+        };
+        let c = compress(Config::default());
+        for t in [
+            "application/gzip",
+            "application/zip",
+            "image/png",
+            "video/mp4",
+            "audio/mpeg",
+            "font/woff2",
+        ] {
+            assert_eq!(c.type_allowed(&with(t)), Some(true), "{t}");
+        }
+        let c = compress(Config {
+            excluded_content_types: vec!["image/png".into(), "video/mp4".into()],
+            ..Config::default()
+        });
+        assert_eq!(c.type_allowed(&with("image/png")), Some(false));
+        assert_eq!(c.type_allowed(&with("video/mp4")), Some(false));
+        assert_eq!(c.type_allowed(&with("application/zip")), Some(true), "only what is listed");
     }
 }

@@ -1,7 +1,9 @@
 //! The media type of a body that came without a `Content-Type`, guessed from its first bytes.
 //!
 //! Traefik's `compress` does this with Go's `http.DetectContentType` (the WHATWG MIME sniffing
-//! algorithm, on the first 512 bytes) and then judges the guess as it would a declared type.
+//! algorithm, on the first 512 bytes) and then judges the guess as it would a declared type (its
+//! gzip handler, gzhttp, does; its brotli and zstd handlers do not sniff). Skipping a guess that
+//! is compressed already ([`Sniffed::compressed`]) is drover's own: Traefik would compress it.
 //! This is the part of that table that changes what `compress` does: markup (HTML, XML), PDF
 //! and PostScript, the image formats browsers show, the archive formats whose bytes are already
 //! compressed, and text against `application/octet-stream`. The names are Go's, so a user's
