@@ -413,11 +413,7 @@ fn build_middlewares(
             Ok(m) => {
                 built.insert(name.clone(), Arc::new(m));
             }
-            Err(e) if e.0.starts_with("http.middlewares.") => failed.push((name.clone(), e.0)),
-            Err(e) => {
-                let local = name.split('@').next().unwrap_or(name);
-                failed.push((name.clone(), format!("http.middlewares.{local}: {}", e.0)));
-            }
+            Err(e) => failed.push((name.clone(), keyed(info, e.0))),
         }
     }
     if failed.is_empty() {
@@ -432,6 +428,23 @@ fn build_middlewares(
         for router in info.used_by.clone() {
             disable_router(config, &router, format!("middleware `{name}` is disabled: {why}"));
         }
+    }
+}
+
+/// `why` (from [`Middleware::build`]) as an error that names the middleware's key. Build errors
+/// start with the whole key (`http.middlewares.auth.forwardAuth.tls.ca: …`), with the type's
+/// (`errors.service: …`), or with neither.
+fn keyed(info: &drover_providers::middlewares::MiddlewareInfo, why: String) -> String {
+    if why.starts_with("http.middlewares.") {
+        return why;
+    }
+    let local = info.name.split('@').next().unwrap_or(&info.name);
+    let head = why.split(": ").next().unwrap_or("");
+    let type_key = !head.contains(' ') && head.split('.').next().is_some_and(|t| t.eq_ignore_ascii_case(&info.kind));
+    if type_key {
+        format!("http.middlewares.{local}.{why}")
+    } else {
+        format!("http.middlewares.{local}: {why}")
     }
 }
 
@@ -844,6 +857,19 @@ mod tests {
             let found = snapshot.entry_points[ep].find(&Req::get(host, "/").view());
             assert_eq!(found.map(|r| &*r.router), Some(router));
         }
+    }
+
+    #[test]
+    fn build_errors_are_given_the_middlewares_key() {
+        let config = DynamicConfig::from_toml("[http.middlewares.zip.compress]\n").expect("parses");
+        let info = drover_providers::middlewares::validate("zip", "file", &config.http.middlewares["zip"]);
+        assert_eq!(
+            keyed(&info, "compress.encodings: `lz4` is not one of gzip, br, zstd".into()),
+            "http.middlewares.zip.compress.encodings: `lz4` is not one of gzip, br, zstd"
+        );
+        assert_eq!(keyed(&info, "`x`: bad".into()), "http.middlewares.zip: `x`: bad");
+        let whole = "http.middlewares.zip.compress: as is".to_string();
+        assert_eq!(keyed(&info, whole.clone()), whole);
     }
 
     #[test]
