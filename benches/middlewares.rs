@@ -93,7 +93,8 @@ fn middlewares(c: &mut Criterion) {
     let template = request();
     let chains: Vec<(&str, Arc<Chain>)> = std::iter::once(("none", Arc::new(Chain::new(Vec::new(), Vec::new()))))
         .chain(merged.middlewares.values().map(|info| {
-            let step = Middleware::build(info, &mut stores, &|_| None).unwrap_or_else(|e| panic!("{}: {e:?}", info.name));
+            let step = Middleware::build(info, &mut stores, &|name| Err(format!("no service `{name}` here")))
+                .unwrap_or_else(|e| panic!("{}: {e:?}", info.name));
             let name = info.name.split('@').next().unwrap_or(&info.name);
             let name: &str = Box::leak(name.to_string().into_boxed_str());
             (name, Arc::new(Chain::new(vec![info.name.as_str().into()], vec![Arc::new(step)])))
@@ -112,6 +113,7 @@ fn middlewares(c: &mut Criterion) {
                     host: Some(&host),
                     scheme: "http",
                     trusted: false,
+                    body: None,
                 };
                 let (pending, answered) = runtime.block_on(chain.request(&mut req));
                 if answered.is_none() {

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::tls_backend::{start_tls, Ca, TlsBackend};
 use support::{client, get, send, whoami, wire, Answer, HttpClient, TestDrover};
 
 /// A router `name` on `rule` to a service of one server at `backend`, running `middlewares`.
@@ -565,6 +566,285 @@ addAuthCookiesToResponse = ["session"]
     .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.received("x-auth-user"), None, "not set by the server, so not set at all");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_over_tls_verifies_the_server_and_presents_a_client_certificate() {
+    let (backend, _h) = whoami::spawn("b").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = Ca::new("auth CA");
+    let other = Ca::new("someone else's CA");
+    let clients = Ca::new("client CA");
+    let auth = start_tls(TlsBackend {
+        leaf: &ca.issue("auth", &["127.0.0.1"]),
+        http2: false,
+        client_ca: None,
+    })
+    .await;
+    let strict = start_tls(TlsBackend {
+        leaf: &ca.issue("strict auth", &["127.0.0.1"]),
+        http2: false,
+        client_ca: Some(&clients),
+    })
+    .await;
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let other_file = other.write(dir.path(), "other.pem");
+    let (cert, key) = clients.issue("drover", &["drover.test"]).write(dir.path(), "client");
+    let (_, stray_key) = clients.issue("stray", &["stray.test"]).write(dir.path(), "stray");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let p = |path: &std::path::Path| path.display().to_string();
+    let middleware = |name: &str, address: String, tls: &str| {
+        format!("[http.middlewares.{name}.forwardAuth]\naddress = \"{address}\"\nauthResponseHeaders = [\"X-Seen\"]\n{tls}")
+    };
+    let tls = |ca: &str, pair: Option<(&str, &str)>| {
+        let mut t = format!("[http.middlewares.NAME.forwardAuth.tls]\nca = \"{ca}\"\n");
+        if let Some((cert, key)) = pair {
+            t.push_str(&format!("cert = \"{cert}\"\nkey = \"{key}\"\n"));
+        }
+        t
+    };
+    let mut routes = String::new();
+    for (name, address, block) in [
+        ("ok", format!("https://{auth}/allow"), tls(&p(&ca_file), None)),
+        ("deny", format!("https://{auth}/deny"), tls(&p(&ca_file), None)),
+        ("wrongca", format!("https://{auth}/allow"), tls(&p(&other_file), None)),
+        ("mozilla", format!("https://{auth}/allow"), String::new()),
+        (
+            "mtls",
+            format!("https://{strict}/allow"),
+            tls(&p(&ca_file), Some((&p(&cert), &p(&key)))),
+        ),
+        ("nocert", format!("https://{strict}/allow"), tls(&p(&ca_file), None)),
+        ("unreadable", format!("https://{auth}/allow"), tls("/nonexistent/ca.pem", None)),
+        ("notpem", format!("https://{auth}/allow"), tls(&p(&garbage), None)),
+        (
+            "mismatch",
+            format!("https://{strict}/allow"),
+            tls(&p(&ca_file), Some((&p(&cert), &p(&stray_key)))),
+        ),
+    ] {
+        routes.push_str(&router(name, &format!("PathPrefix(`/{name}`)"), backend, &[name]));
+        routes.push_str(&middleware(name, address, &block.replace("NAME", name)));
+    }
+    let drover = TestDrover::start(&routes).await;
+    let c = client();
+
+    let a = ask(&c, &drover, "GET", "/ok", &[]).await;
+    assert_eq!((a.status, a.backend()), (200, "b"), "{}", a.body);
+    let seen = a.received("x-seen").unwrap_or_default();
+    assert!(seen.contains("client-cert=no") && seen.contains("path=/allow"), "{seen}");
+    let a = ask(&c, &drover, "GET", "/deny", &[]).await;
+    assert_eq!(a.status, 401, "the server's refusal over TLS is the client's answer");
+    assert!(a.body.contains("path=/deny"), "{}", a.body);
+
+    for (path, why) in [
+        ("/wrongca", "a server that the configured CA did not sign"),
+        ("/mozilla", "no ca: Mozilla's roots, which did not sign it"),
+        ("/nocert", "a server that requires a client certificate, given none"),
+    ] {
+        let a = ask(&c, &drover, "GET", path, &[]).await;
+        assert_eq!(a.status, 500, "{why}: fails closed ({})", a.body);
+        assert_ne!(a.backend(), "b", "{why}: the request is not forwarded");
+    }
+
+    let a = ask(&c, &drover, "GET", "/mtls", &[]).await;
+    assert_eq!((a.status, a.backend()), (200, "b"), "{}", a.body);
+    assert!(
+        a.received("x-seen").unwrap_or_default().contains("client-cert=yes"),
+        "the client certificate was presented: {}",
+        a.body
+    );
+
+    for (name, key, what) in [
+        ("unreadable", "tls.ca", "cannot read `/nonexistent/ca.pem`"),
+        ("notpem", "tls.ca", "holds no usable CA certificate"),
+        ("mismatch", "tls.cert/key", "the key does not fit the certificate"),
+    ] {
+        let m = api(&c, &drover, &format!("/api/http/middlewares/{name}@file")).await;
+        assert_eq!(m["status"], "disabled", "{m}");
+        let error = m["error"][0].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with(&format!("http.middlewares.{name}.forwardAuth.{key}: ")) && error.contains(what),
+            "{error}"
+        );
+        let r = api(&c, &drover, &format!("/api/http/routers/{name}@file")).await;
+        assert_eq!(r["status"], "disabled", "its router is off: {r}");
+        let a = ask(&c, &drover, "GET", &format!("/{name}"), &[]).await;
+        assert_eq!(a.status, 404, "never served without its authentication");
+    }
+    assert_eq!(ask(&c, &drover, "GET", "/ok", &[]).await.status, 200, "the rest keeps working");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_sends_the_body_then_the_service_gets_it_too() {
+    let auth = wire::Wire::spawn(|request| {
+        Some(if request.contains("please deny") {
+            b"HTTP/1.1 403 Forbidden\r\ncontent-length: 6\r\n\r\ndenied".to_vec()
+        } else {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_vec()
+        })
+    })
+    .await;
+    let backend = wire::Wire::answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let routes = format!(
+        r#"{}
+[http.middlewares.auth.forwardAuth]
+address = "http://{}/check"
+forwardBody = true
+maxBodySize = 100
+"#,
+        router("app", "PathPrefix(`/app`)", backend.addr, &["auth"]),
+        auth.addr
+    );
+    let drover = TestDrover::start(&routes).await;
+    let post = |body: &str| {
+        format!(
+            "POST /app HTTP/1.1\r\nhost: any.test\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let asked = || auth.all_text().matches("GET /check HTTP/1.1").count();
+    let forwarded = || backend.all_text().matches("POST /app HTTP/1.1").count();
+
+    let (status, answer) = wire::exchange(drover.web(), post("let me in: 42").as_bytes()).await;
+    assert_eq!((status, answer.as_str()), (200, "ok"));
+    let question = auth.all_text().to_ascii_lowercase();
+    assert!(
+        question.contains("content-length: 13\r\n") && question.ends_with("\r\n\r\nlet me in: 42"),
+        "the server saw the body: {question}"
+    );
+    let sent = backend.all_text();
+    assert!(
+        sent.to_ascii_lowercase().contains("content-length: 13\r\n") && sent.ends_with("\r\n\r\nlet me in: 42"),
+        "the service got the same body: {sent}"
+    );
+
+    let (status, answer) = wire::exchange(drover.web(), post("please deny this").as_bytes()).await;
+    assert_eq!((status, answer.as_str()), (403, "denied"));
+    assert_eq!((asked(), forwarded()), (2, 1), "refused: the service saw nothing");
+
+    let (status, _) = wire::exchange(drover.web(), post(&"x".repeat(101)).as_bytes()).await;
+    assert_eq!(status, 401, "past maxBodySize: Traefik's 401");
+    assert_eq!((asked(), forwarded()), (2, 1), "neither the server nor the service saw it");
+
+    // A chunked upload within the limit: both get it whole, with its length.
+    let body = "chunk one, chunk two";
+    let mut raw = b"PUT /app HTTP/1.1\r\nhost: any.test\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
+    for piece in body.as_bytes().chunks(10) {
+        raw.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        raw.extend_from_slice(piece);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    let (status, _) = wire::exchange(drover.web(), &raw).await;
+    assert_eq!(status, 200);
+    assert!(auth.all_text().ends_with(body), "{}", auth.all_text());
+    let sent = backend.all_text().to_ascii_lowercase();
+    assert!(sent.ends_with(body) && sent.contains("content-length: 20\r\n"), "{sent}");
+
+    let c = client();
+    let a = ask(&c, &drover, "GET", "/app", &[]).await;
+    assert_eq!(a.status, 200, "no body: a question without one");
+    let last = auth.all_text();
+    let last = &last[last.rfind("GET /check").unwrap_or(0)..];
+    assert!(
+        !last.to_ascii_lowercase().contains("content-length") && !last.to_ascii_lowercase().contains("transfer-encoding"),
+        "{last}"
+    );
+
+    // Bytes received from the client are counted once, whoever they were sent to.
+    let url = format!("http://{}/metrics", drover.drover.api());
+    let expected = format!("drover_service_requests_bytes_total{{service=\"app@file\"}} {}", 13 + 16 + 20);
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = get(&c, &url).await.body;
+        if text.contains(&expected) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(text.contains(&expected), "{expected} in:\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_body_works_with_retry_and_buffering_around_it() {
+    let auth = wire::Wire::answering(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+    // Every other answer is a 503: the first attempt of each request is retried.
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = answered.clone();
+    let backend = wire::Wire::spawn(move |_| {
+        Some(if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) & 1 == 0 {
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy".to_vec()
+        } else {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()
+        })
+    })
+    .await;
+    let routes = format!(
+        r#"{}{}{}
+[http.middlewares.auth.forwardAuth]
+address = "http://{}/check"
+forwardBody = true
+[http.middlewares.again.retry]
+attempts = 2
+status = ["503"]
+[http.middlewares.small.buffering]
+maxRequestBodyBytes = 10
+"#,
+        router("before", "PathPrefix(`/before`)", backend.addr, &["auth", "again"]),
+        router("after", "PathPrefix(`/after`)", backend.addr, &["again", "auth"]),
+        router("small", "PathPrefix(`/small`)", backend.addr, &["auth", "small"]),
+        auth.addr
+    );
+    let drover = TestDrover::start(&routes).await;
+    let put = |path: &str, body: &str| {
+        format!(
+            "PUT {path} HTTP/1.1\r\nhost: any.test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let asked = || auth.all_text().matches(" /check HTTP/1.1").count();
+    let bodies = |text: String, body: &str| text.matches(&format!("\r\n\r\n{body}")).count();
+
+    let (status, answer) = wire::exchange(drover.web(), put("/before", "first body").as_bytes()).await;
+    assert_eq!((status, answer.as_str()), (200, "ok"), "the 503 was retried");
+    assert_eq!(asked(), 1, "asked once, before the retry");
+    assert_eq!(bodies(backend.all_text(), "first body"), 2, "each attempt carried the body");
+
+    let (status, _) = wire::exchange(drover.web(), put("/after", "second body").as_bytes()).await;
+    assert_eq!(status, 200);
+    assert_eq!(asked(), 3, "after the retry: asked once per attempt");
+    assert_eq!(bodies(auth.all_text(), "second body"), 2, "each time with the body");
+    assert_eq!(bodies(backend.all_text(), "second body"), 2);
+
+    let (status, _) = wire::exchange(drover.web(), put("/small", "eleven byte").as_bytes()).await;
+    assert_eq!(status, 413, "read for the authentication, still past buffering's maximum");
+    assert_eq!(asked(), 4);
+    assert_eq!(bodies(backend.all_text(), "eleven byte"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_body_gives_up_on_a_stalled_upload_at_read_timeout() {
+    let auth = wire::Wire::answering(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+    let backend = wire::Wire::answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let routes = format!(
+        "{}[http.middlewares.auth.forwardAuth]\naddress = \"http://{}/check\"\nforwardBody = true\n",
+        router("app", "PathPrefix(`/app`)", backend.addr, &["auth"]),
+        auth.addr
+    );
+    let limits = "[entryPoints.web.transport.respondingTimeouts]\nreadTimeout = \"300ms\"\n";
+    let drover = TestDrover::start_with(&routes, limits).await;
+    let started = std::time::Instant::now();
+    let (status, _) = wire::exchange(
+        drover.web(),
+        b"POST /app HTTP/1.1\r\nhost: any.test\r\ncontent-length: 100\r\n\r\nonly ten b",
+    )
+    .await;
+    assert_eq!(status, 408, "the body never came whole");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(auth.all_text(), "", "the server was not asked with half a body");
+    assert_eq!(backend.all_text(), "");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -494,6 +494,84 @@ service = "nowhere"
     );
 }
 
+/// A middleware the merge accepts can still fail when drover compiles it: here `errors` sends to a
+/// service whose servers transport names a CA file that is not there (read only when compiling).
+/// The API must say so, for the middleware and for every router that runs it, and the fix must
+/// bring them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_whose_service_fails_to_compile_is_shown_disabled_with_its_routers_until_fixed() {
+    let app = wire::Wire::answering(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\ndown").await;
+    let pages = wire::Wire::answering(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nsorry").await;
+    let fine = wire::Wire::answering(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nfine").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = support::tls_backend::Ca::new("pages CA").write(dir.path(), "ca.pem");
+    let missing = dir.path().join("not-deployed-yet.pem");
+    let routes = |ca: &std::path::Path| {
+        format!(
+            r#"{}{}{}
+[http.middlewares.guard.chain]
+middlewares = ["pages"]
+[http.middlewares.pages.errors]
+status = ["500-599"]
+service = "pages"
+[http.services.pages.loadBalancer]
+serversTransport = "pagesTransport"
+[[http.services.pages.loadBalancer.servers]]
+url = "http://{}"
+[http.serversTransports.pagesTransport]
+rootCAs = ["{}"]
+"#,
+            router("direct", "PathPrefix(`/direct`)", app.addr, &["pages"]),
+            router("chained", "PathPrefix(`/chained`)", app.addr, &["guard"]),
+            router("fine", "PathPrefix(`/fine`)", fine.addr, &[]),
+            pages.addr,
+            ca.display()
+        )
+    };
+    let drover = TestDrover::start(&routes(&missing)).await;
+    let c = client();
+
+    let m = api(&c, &drover, "/api/http/middlewares/pages@file").await;
+    assert_eq!(m["status"], "disabled", "{m}");
+    let error = m["error"][0].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with(
+            "http.middlewares.pages.errors.service: service `pages@file` is disabled: the servers transport `pagesTransport@file` is disabled: "
+        ) && error.contains(&missing.display().to_string()),
+        "{error}"
+    );
+    for router in ["direct", "chained"] {
+        let r = api(&c, &drover, &format!("/api/http/routers/{router}@file")).await;
+        assert_eq!(r["status"], "disabled", "{r}");
+        let errors = r["error"].to_string();
+        assert!(
+            errors.contains("middleware `pages@file` is disabled: http.middlewares.pages.errors.service"),
+            "{r}"
+        );
+        let a = send(&c, "GET", &drover.url(&format!("/{router}")), &[]).await.unwrap();
+        assert_eq!(a.status, 404, "{router}: never served without its error pages");
+    }
+    let listed = api(&c, &drover, "/api/http/routers").await;
+    let fine_router = listed.as_array().unwrap().iter().find(|r| r["name"] == "fine@file").unwrap();
+    assert_eq!(fine_router["status"], "enabled");
+    let a = send(&c, "GET", &drover.url("/fine"), &[]).await.unwrap();
+    assert_eq!((a.status, a.body.as_str()), (200, "fine"), "the other router keeps serving");
+
+    let generation = drover.drover.generation();
+    drover.write_routes(&routes(&ca));
+    drover.wait_for_generation(generation + 1).await;
+    assert_eq!(api(&c, &drover, "/api/http/middlewares/pages@file").await["status"], "enabled");
+    for router in ["direct", "chained"] {
+        assert_eq!(
+            api(&c, &drover, &format!("/api/http/routers/{router}@file")).await["status"],
+            "enabled"
+        );
+        let a = send(&c, "GET", &drover.url(&format!("/{router}")), &[]).await.unwrap();
+        assert_eq!((a.status, a.body.as_str()), (503, "sorry"), "{router}: served, with its error page");
+    }
+    assert_eq!(send(&c, "GET", &drover.url("/fine"), &[]).await.unwrap().status, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buffering_sends_whole_bodies_and_refuses_those_past_the_maximum() {
     let backend = wire::Wire::spawn(|request| {
@@ -557,4 +635,155 @@ retryExpression = "IsNetworkError() && Attempts() < 2"
     assert_eq!(m["type"], "buffering");
     assert_eq!(m["status"], "warning");
     assert!(m["error"][0].as_str().unwrap().contains("retryExpression"), "{m}");
+}
+
+/// The value of the one sample in the exposition `text` whose line starts with `name{` and has
+/// all of `labels`.
+fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    let found: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(found.len(), 1, "one sample of {name} with {labels:?} in:\n{text}");
+    found[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bytes_are_counted_once_when_a_middleware_holds_the_body() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    // Its first answer is a 503 (retried), every later one a 200.
+    let backend = wire::Wire::spawn(move |_| {
+        Some(if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy".to_vec()
+        } else {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()
+        })
+    })
+    .await;
+    let routes = format!(
+        r#"{}{}{}
+[http.middlewares.buf.buffering]
+memRequestBodyBytes = 16
+[http.middlewares.again.retry]
+attempts = 2
+status = ["503"]
+"#,
+        router("again", "PathPrefix(`/again`)", backend.addr, &["again"]),
+        router("buf", "PathPrefix(`/buf`)", backend.addr, &["buf"]),
+        router("plain", "PathPrefix(`/plain`)", backend.addr, &[]),
+    );
+    let drover = TestDrover::start(&routes).await;
+    let (status, _) = with_body(&drover, "PUT", "/again", &[b'a'; 300]).await;
+    assert_eq!(status, 200, "the 503 was retried");
+    assert_eq!(count.load(Ordering::SeqCst), 2, "the server got the body twice");
+    let (status, _) = with_body(&drover, "POST", "/buf", &[b'b'; 700]).await;
+    assert_eq!(status, 200);
+    let (status, _) = with_body(&drover, "POST", "/plain", &[b'c'; 50]).await;
+    assert_eq!(status, 200);
+
+    let c = client();
+    let url = format!("http://{}/metrics", drover.drover.api());
+    let mut text = String::new();
+    // Completions are recorded as response bodies are dropped, just after the client got them.
+    for _ in 0..50 {
+        text = get(&c, &url).await.body;
+        if text.contains("service=\"plain@file\"") && text.contains("service=\"buf@file\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let service = |name: &str| metric(&text, "drover_service_requests_bytes_total", &[&format!("service=\"{name}@file\"")]);
+    assert_eq!(service("again"), 300.0, "the client sent 300 bytes once, whatever the attempts");
+    assert_eq!(service("buf"), 700.0, "a buffered body (partly in a file) is counted");
+    assert_eq!(service("plain"), 50.0);
+    assert_eq!(
+        metric(&text, "drover_entrypoint_requests_bytes_total", &["entrypoint=\"web\""]),
+        1050.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compress_names_an_untyped_body_by_its_first_bytes() {
+    let html = format!("<!DOCTYPE html>\n<html><body>{}</body></html>", page(4000));
+    let gzipped = {
+        let mut encoder = async_compression::tokio::write::GzipEncoder::new(Vec::new());
+        encoder.write_all(page(4000).as_bytes()).await.unwrap();
+        encoder.shutdown().await.unwrap();
+        encoder.into_inner()
+    };
+    assert!(gzipped.len() >= 20, "a gzip file of some size");
+    let pdf = format!("%PDF-1.7\n{}", page(2000));
+    let (served_html, served_gz) = (html.clone(), gzipped.clone());
+    let backend = wire::Wire::spawn(move |request| {
+        let path = request.split(' ').nth(1).unwrap_or("/");
+        let body: Vec<u8> = match path {
+            "/file.gz" => served_gz.clone(),
+            "/doc" => pdf.clone().into_bytes(),
+            "/stream" => {
+                // Chunked, no length: the first chunk alone decides.
+                let mut out = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+                for piece in served_html.as_bytes().chunks(1000) {
+                    out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                    out.extend_from_slice(piece);
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(b"0\r\n\r\n");
+                return Some(out);
+            }
+            _ => served_html.clone().into_bytes(),
+        };
+        let mut out = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+        out.extend_from_slice(&body);
+        Some(out)
+    })
+    .await;
+    let routes = format!(
+        r#"{}
+[http.middlewares.zip.compress]
+excludedContentTypes = ["application/pdf"]
+minResponseBodyBytes = 16
+"#,
+        router("r", "PathPrefix(`/`)", backend.addr, &["zip"]),
+    );
+    let drover = TestDrover::start(&routes).await;
+    let c = client();
+
+    let page_ = fetch(&c, &drover, "GET", "/page", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(
+        header(&page_, "content-encoding"),
+        Some("gzip"),
+        "HTML without a type is compressed"
+    );
+    assert_eq!(
+        header(&page_, "content-type"),
+        Some("text/html; charset=utf-8"),
+        "and named, as Traefik does"
+    );
+    assert_eq!(decode("gzip", &page_.body).await, html.as_bytes());
+
+    let file = fetch(&c, &drover, "GET", "/file.gz", &[("accept-encoding", "gzip, br")]).await;
+    assert_eq!(header(&file, "content-encoding"), None, "gzip bytes are not compressed again");
+    assert_eq!(header(&file, "content-type"), Some("application/x-gzip"));
+    assert_eq!(&file.body[..], &gzipped[..], "passed as they came");
+
+    let doc = fetch(&c, &drover, "GET", "/doc", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(
+        (header(&doc, "content-encoding"), header(&doc, "content-type")),
+        (None, Some("application/pdf")),
+        "the sniffed type is judged by excludedContentTypes"
+    );
+    assert!(doc.body.starts_with(b"%PDF-1.7\n") && doc.body.len() == 2009);
+
+    let stream = fetch(&c, &drover, "GET", "/stream", &[("accept-encoding", "zstd")]).await;
+    assert_eq!(header(&stream, "content-encoding"), Some("zstd"));
+    assert_eq!(decode("zstd", &stream.body).await, html.as_bytes());
+
+    let plain = fetch(&c, &drover, "GET", "/page", &[]).await;
+    assert_eq!(
+        (header(&plain, "content-encoding"), header(&plain, "content-type")),
+        (None, None),
+        "nothing asked for compression: nothing sniffed, nothing added"
+    );
 }

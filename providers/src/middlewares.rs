@@ -290,6 +290,21 @@ pub fn validate(name: &str, provider: &str, m: &Middleware) -> MiddlewareInfo {
             }
         }
     }
+    if let Some(auth) = &m.forward_auth {
+        let mut ignored = Vec::new();
+        if auth.tls.as_ref().is_some_and(|t| t.ca_optional.is_some()) {
+            ignored.push(format!(
+                "`{}` is deprecated in Traefik (client certificates are a server's setting) and ignored",
+                key("forwardAuth.tls.caOptional")
+            ));
+        }
+        for warning in ignored {
+            errors.push(warning);
+            if status == Status::Enabled {
+                status = Status::Warning;
+            }
+        }
+    }
     if m.buffering.as_ref().is_some_and(|b| b.retry_expression.is_some()) {
         errors.push(format!(
             "`{}` is ignored by drover (use a `retry` middleware)",
@@ -547,17 +562,23 @@ fn check(kind: Kind<'_>, key: &dyn Fn(&str) -> String, errors: &mut Vec<String>,
         Kind::ForwardAuth(m) => {
             let address = key("forwardAuth.address");
             match m.address.parse::<http::Uri>() {
-                Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => {}
-                Ok(uri) if uri.scheme_str() == Some("https") => {
-                    errors.push(format!("{address}: https authentication servers are not supported by drover yet"))
+                Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some() => {}
+                _ => errors.push(format!("{address}: `{}` is not an http:// or https:// URL", m.address)),
+            }
+            // The files themselves are read when the middleware is compiled (with the TLS
+            // client that uses them); a bad one disables it there, naming its key.
+            if let Some(tls) = &m.tls {
+                if tls.cert.is_some() != tls.key.is_some() {
+                    errors.push(format!("{}: cert and key go together; set both or neither", key("forwardAuth.tls")));
                 }
-                _ => errors.push(format!("{address}: `{}` is not an http:// URL", m.address)),
             }
-            if m.tls.is_some() {
-                errors.push(format!("{}: not supported by drover yet", key("forwardAuth.tls")));
-            }
-            if m.forward_body {
-                errors.push(format!("{}: not supported by drover yet", key("forwardAuth.forwardBody")));
+            if let Some(size) = m.max_body_size {
+                if size < -1 {
+                    errors.push(format!(
+                        "{}: {size} is not a size (-1 means no limit)",
+                        key("forwardAuth.maxBodySize")
+                    ));
+                }
             }
             if let Some(r) = &m.auth_response_headers_regex {
                 regex_ok(r, &key("forwardAuth.authResponseHeadersRegex"), errors);
@@ -819,6 +840,52 @@ mod tests {
         );
         assert!(!weird.errors[0].contains("plaintext"), "the hash is never repeated");
         assert!(rc.middlewares["gone@file"].errors[0].contains("cannot read `/nonexistent/users`"));
+    }
+
+    #[test]
+    fn forward_auth_takes_https_and_traefiks_tls_keys() {
+        let file = config(
+            r#"
+            [http.middlewares.ok.forwardAuth]
+            address = "https://auth.test/verify"
+            forwardBody = true
+            maxBodySize = 1024
+            [http.middlewares.ok.forwardAuth.tls]
+            ca = "/etc/auth/ca.pem"
+            cert = "/etc/auth/client.pem"
+            key = "-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE KEY-----"
+            [http.middlewares.old.forwardAuth]
+            address = "https://auth.test/verify"
+            [http.middlewares.old.forwardAuth.tls]
+            caOptional = true
+            [http.middlewares.half.forwardAuth]
+            address = "https://auth.test/verify"
+            maxBodySize = -2
+            [http.middlewares.half.forwardAuth.tls]
+            cert = "/etc/auth/client.pem"
+            [http.middlewares.ftp.forwardAuth]
+            address = "ftp://auth.test/"
+            "#,
+        );
+        let rc = merge([("file", &file)], &[]);
+        let ok = &rc.middlewares["ok@file"];
+        assert_eq!(ok.status, Status::Enabled, "{:?}", ok.errors);
+        let shown = serde_json::to_string(ok).unwrap();
+        assert!(shown.contains("/etc/auth/ca.pem") && !shown.contains("secret"), "{shown}");
+        let old = &rc.middlewares["old@file"];
+        assert_eq!(old.status, Status::Warning);
+        assert!(old.errors[0].contains("http.middlewares.old.forwardAuth.tls.caOptional"));
+        let half = &rc.middlewares["half@file"];
+        assert_eq!(half.status, Status::Disabled);
+        assert!(half
+            .errors
+            .iter()
+            .any(|e| e.starts_with("http.middlewares.half.forwardAuth.tls: cert and key go together")));
+        assert!(half
+            .errors
+            .iter()
+            .any(|e| e.starts_with("http.middlewares.half.forwardAuth.maxBodySize: -2")));
+        assert!(rc.middlewares["ftp@file"].errors[0].contains("is not an http:// or https:// URL"));
     }
 
     #[test]

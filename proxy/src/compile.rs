@@ -141,19 +141,28 @@ impl Compiler {
         let services = self.services(&config, &transports, health, metrics);
         let mut tables: Vec<Vec<RouteEntry<Arc<Route>>>> = self.entry_points.iter().map(|_| Vec::new()).collect();
         let mut tls_tables: Vec<Vec<RouteEntry<Arc<Route>>>> = self.entry_points.iter().map(|_| Vec::new()).collect();
-        let mut built: HashMap<String, Option<Arc<Middleware>>> = HashMap::new();
+        let mut built: HashMap<String, Arc<Middleware>> = HashMap::new();
+        build_middlewares(&mut config, &mut self.stores, &mut built, &services);
+        // Routers that cannot be served after all (see `served`), with why, for the API.
+        let mut off: Vec<(String, String)> = Vec::new();
         for (name, info) in &config.routers {
             if info.status == Status::Disabled {
                 continue;
             }
-            let (Some(rule), Some(service)) = (&info.parsed, services.get(&info.service)) else {
-                continue;
+            let Some(rule) = &info.parsed else { continue };
+            let service = match served(&config, &services, &info.service) {
+                Ok(service) => service,
+                Err(why) => {
+                    off.push((name.clone(), why));
+                    continue;
+                }
             };
             let compiled = match self.rules.compiled(&info.rule, rule, CompiledRule::compile) {
                 Ok(compiled) => compiled.clone(),
                 Err(e) => {
                     // The merge validated the rule; reaching this is a bug worth a log line.
                     tracing::error!(router = %name, "rule failed to compile: {e}");
+                    off.push((name.clone(), format!("the rule failed to compile: {e}")));
                     continue;
                 }
             };
@@ -172,10 +181,11 @@ impl Compiler {
                         let chain = match chain(&mut self.stores, &config, &names, &info.provider, &mut built, &services) {
                             Ok(chain) => chain,
                             Err(e) => {
-                                // The merge validated the middlewares; reaching this is a bug
-                                // (or a users file changed in between): the router stays off
-                                // rather than run without them.
+                                // `build_middlewares` disabled the routers of every middleware
+                                // that fails; reaching this is a bug. The router stays off rather
+                                // than run without them, and the API says so.
                                 tracing::error!(router = %name, entrypoint = %ep, "middlewares failed to compile: {e}");
+                                off.push((name.clone(), format!("entrypoint `{ep}`: {e}")));
                                 continue;
                             }
                         };
@@ -203,6 +213,16 @@ impl Compiler {
                     hosts: rule.required_hosts(),
                     payload: route,
                 });
+            }
+        }
+        if !off.is_empty() {
+            // A router the API shows disabled is in no table, on any entrypoint.
+            for table in tables.iter_mut().chain(tls_tables.iter_mut()) {
+                table.retain(|entry| !off.iter().any(|(name, _)| *name == entry.name));
+            }
+            let config = Arc::make_mut(&mut config);
+            for (name, why) in off {
+                disable_router(config, &name, why);
             }
         }
         let used: std::collections::HashSet<&str> = built.keys().map(String::as_str).collect();
@@ -371,6 +391,93 @@ impl Compiler {
     }
 }
 
+/// Compiles every middleware a router runs, ahead of the routers. The merge validated each one,
+/// but some can only fail here, where what they need is read or built: `forwardAuth`'s `tls`
+/// files, and the service an `errors` middleware sends to (a servers transport whose files are
+/// unreadable disables that service only now). One that fails is disabled with the key and the
+/// problem, and so is every router that runs it (its own, through a chain or as an entrypoint
+/// default), as the merge does for an invalid middleware: the API says what is served, and
+/// nothing else stops. The others are kept in `built` for the chains.
+fn build_middlewares(
+    config: &mut Arc<RuntimeConfig>,
+    stores: &mut Stores,
+    built: &mut HashMap<String, Arc<Middleware>>,
+    services: &HashMap<String, Arc<crate::snapshot::Service>>,
+) {
+    let mut failed = Vec::new();
+    for (name, info) in &config.middlewares {
+        if info.status == Status::Disabled || info.config.chain.is_some() || info.used_by.is_empty() {
+            continue;
+        }
+        match Middleware::build(info, stores, &|name| served(config, services, name)) {
+            Ok(m) => {
+                built.insert(name.clone(), Arc::new(m));
+            }
+            Err(e) => failed.push((name.clone(), keyed(info, e.0))),
+        }
+    }
+    if failed.is_empty() {
+        return;
+    }
+    let config = Arc::make_mut(config);
+    for (name, why) in failed {
+        let Some(info) = config.middlewares.get_mut(&name) else { continue };
+        tracing::warn!(middleware = %name, routers = %info.used_by.join(", "), "middleware disabled: {why}");
+        info.status = Status::Disabled;
+        info.errors.push(why.clone());
+        for router in info.used_by.clone() {
+            disable_router(config, &router, format!("middleware `{name}` is disabled: {why}"));
+        }
+    }
+}
+
+/// `why` (from [`Middleware::build`]) as an error that names the middleware's key. Build errors
+/// start with the whole key (`http.middlewares.auth.forwardAuth.tls.ca: …`), with the type's
+/// (`errors.service: …`), or with neither.
+fn keyed(info: &drover_providers::middlewares::MiddlewareInfo, why: String) -> String {
+    if why.starts_with("http.middlewares.") {
+        return why;
+    }
+    let local = info.name.split('@').next().unwrap_or(&info.name);
+    let head = why.split(": ").next().unwrap_or("");
+    let type_key = !head.contains(' ') && head.split('.').next().is_some_and(|t| t.eq_ignore_ascii_case(&info.kind));
+    if type_key {
+        format!("http.middlewares.{local}.{why}")
+    } else {
+        format!("http.middlewares.{local}: {why}")
+    }
+}
+
+/// The compiled service `name`, or why there is none: a router's, or the one `errors` sends to.
+/// A composite service whose child was disabled while compiling has none.
+fn served(
+    config: &RuntimeConfig,
+    services: &HashMap<String, Arc<crate::snapshot::Service>>,
+    name: &str,
+) -> Result<Arc<crate::snapshot::Service>, String> {
+    if let Some(service) = services.get(name) {
+        return Ok(service.clone());
+    }
+    Err(match config.services.get(name) {
+        None => format!("service `{name}` does not exist"),
+        Some(info) if info.status == Status::Disabled => {
+            format!("service `{name}` is disabled: {}", info.errors.join("; "))
+        }
+        Some(_) => format!("service `{name}` is not served: a service it is made of is disabled"),
+    })
+}
+
+/// Disables router `name` for `why`, unless something disabled it already.
+fn disable_router(config: &mut RuntimeConfig, name: &str, why: String) {
+    if let Some(r) = config.routers.get_mut(name) {
+        if r.status != Status::Disabled {
+            tracing::warn!(router = %name, "router disabled: {why}");
+            r.status = Status::Disabled;
+            r.errors.push(why);
+        }
+    }
+}
+
 /// The compiled chain of middlewares `names` (written in `provider`'s configuration);
 /// `None` when there are none. `built` keeps what this compilation already built.
 fn chain(
@@ -378,7 +485,7 @@ fn chain(
     config: &RuntimeConfig,
     names: &[String],
     provider: &str,
-    built: &mut HashMap<String, Option<Arc<Middleware>>>,
+    built: &mut HashMap<String, Arc<Middleware>>,
     services: &HashMap<String, Arc<crate::snapshot::Service>>,
 ) -> Result<Option<Arc<Chain>>, String> {
     if names.is_empty() {
@@ -390,20 +497,19 @@ fn chain(
         let step = match built.get(name) {
             Some(step) => step.clone(),
             None => {
-                let step = config.middlewares.get(name).and_then(|info| {
-                    match Middleware::build(info, stores, &|name| services.get(name).cloned()) {
-                        Ok(m) => Some(Arc::new(m)),
-                        Err(e) => {
-                            tracing::error!(middleware = %name, "failed to compile: {e}");
-                            None
-                        }
-                    }
-                });
+                // `build_middlewares` built every middleware a router runs; this is a bug path.
+                let info = config
+                    .middlewares
+                    .get(name)
+                    .ok_or_else(|| format!("middleware `{name}` does not exist"))?;
+                let step = Middleware::build(info, stores, &|name| served(config, services, name))
+                    .map(Arc::new)
+                    .map_err(|e| format!("middleware `{name}` could not be compiled: {e}"))?;
                 built.insert(name.clone(), step.clone());
                 step
             }
         };
-        steps.push(step.ok_or_else(|| format!("middleware `{name}` could not be compiled"))?);
+        steps.push(step);
     }
     Ok(Some(Arc::new(Chain::new(flat.iter().map(|n| n.as_str().into()).collect(), steps))))
 }
@@ -662,6 +768,108 @@ mod tests {
         );
         let route = plain.entry_points[0].find(&Req::get("a.test", "/").view()).expect("routed");
         assert!(route.middlewares.is_none(), "no middlewares, no chain");
+    }
+
+    /// An `errors` middleware whose service is disabled only when compiled (its servers
+    /// transport's CA file is missing), run directly, through a chain and as an entrypoint
+    /// default.
+    const PAGES_WITHOUT_CA: &str = r#"
+        [http.routers.direct]
+        rule = "Host(`d.test`)"
+        service = "s"
+        middlewares = ["pages"]
+        [http.routers.chained]
+        rule = "Host(`c.test`)"
+        service = "s"
+        middlewares = ["guard"]
+        entryPoints = ["web"]
+        [http.routers.plain]
+        rule = "Host(`p.test`)"
+        service = "s"
+        entryPoints = ["web"]
+        [http.routers.behind]
+        rule = "Host(`b.test`)"
+        service = "s"
+        entryPoints = ["admin"]
+        [http.middlewares.guard.chain]
+        middlewares = ["strip", "pages"]
+        [http.middlewares.strip.stripPrefix]
+        prefixes = ["/x"]
+        [http.middlewares.pages.errors]
+        status = ["500-599"]
+        service = "pages"
+        [http.services.pages.loadBalancer]
+        serversTransport = "pagesTls"
+        [[http.services.pages.loadBalancer.servers]]
+        url = "https://127.0.0.1:9443"
+        [http.serversTransports.pagesTls]
+        rootCAs = ["/nonexistent/drover-test/ca.pem"]
+        [[http.services.s.loadBalancer.servers]]
+        url = "http://127.0.0.1:9001"
+    "#;
+
+    #[test]
+    fn a_middleware_that_fails_to_compile_is_disabled_with_every_router_that_runs_it() {
+        let defaults = BTreeMap::from([("admin".to_string(), vec!["guard".to_string()])]);
+        let mut compiler =
+            Compiler::new(vec!["web".into(), "admin".into()], Upstreams::new(Transport::default())).with_entry_point_middlewares(defaults);
+        let (health, metrics) = (HealthRegistry::default(), Metrics::default());
+        let snapshot = compiler.reload(&fragments(1, PAGES_WITHOUT_CA), &health, &metrics);
+        let pages = &snapshot.config.middlewares["pages@file"];
+        assert_eq!(pages.status, Status::Disabled);
+        let why = pages.errors.join("; ");
+        assert!(
+            why.starts_with("http.middlewares.pages.errors.service: service `pages@file` is disabled: the servers transport `pagesTls@file` is disabled: ")
+                && why.contains("/nonexistent/drover-test/ca.pem"),
+            "{why}"
+        );
+        for router in ["direct@file", "chained@file", "behind@file"] {
+            let info = &snapshot.config.routers[router];
+            assert_eq!(info.status, Status::Disabled, "{router}");
+            assert!(
+                info.errors
+                    .iter()
+                    .any(|e| e.starts_with("middleware `pages@file` is disabled: http.middlewares.pages.errors.service: ")),
+                "{router}: {:?}",
+                info.errors
+            );
+        }
+        for (ep, host) in [(0, "d.test"), (1, "d.test"), (0, "c.test"), (1, "b.test")] {
+            assert!(
+                snapshot.entry_points[ep].find(&Req::get(host, "/").view()).is_none(),
+                "{host} on {ep}"
+            );
+        }
+        assert_eq!(snapshot.config.routers["plain@file"].status, Status::Enabled);
+        let plain = snapshot.entry_points[0].find(&Req::get("p.test", "/").view());
+        assert_eq!(plain.map(|r| &*r.router), Some("plain@file"), "the others keep serving");
+        assert_eq!(snapshot.config.middlewares["strip@file"].status, Status::Enabled);
+
+        let fixed = PAGES_WITHOUT_CA.replace("rootCAs = [\"/nonexistent/drover-test/ca.pem\"]", "");
+        let snapshot = compiler.reload(&fragments(2, &fixed), &health, &metrics);
+        assert_eq!(snapshot.config.middlewares["pages@file"].status, Status::Enabled);
+        for (ep, host, router) in [
+            (0, "d.test", "direct@file"),
+            (0, "c.test", "chained@file"),
+            (1, "b.test", "behind@file"),
+        ] {
+            assert_eq!(snapshot.config.routers[router].status, Status::Enabled, "{router}");
+            let found = snapshot.entry_points[ep].find(&Req::get(host, "/").view());
+            assert_eq!(found.map(|r| &*r.router), Some(router));
+        }
+    }
+
+    #[test]
+    fn build_errors_are_given_the_middlewares_key() {
+        let config = DynamicConfig::from_toml("[http.middlewares.zip.compress]\n").expect("parses");
+        let info = drover_providers::middlewares::validate("zip", "file", &config.http.middlewares["zip"]);
+        assert_eq!(
+            keyed(&info, "compress.encodings: `lz4` is not one of gzip, br, zstd".into()),
+            "http.middlewares.zip.compress.encodings: `lz4` is not one of gzip, br, zstd"
+        );
+        assert_eq!(keyed(&info, "`x`: bad".into()), "http.middlewares.zip: `x`: bad");
+        let whole = "http.middlewares.zip.compress: as is".to_string();
+        assert_eq!(keyed(&info, whole.clone()), whole);
     }
 
     #[test]

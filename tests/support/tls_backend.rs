@@ -1,7 +1,9 @@
 //! Backends behind drover that speak TLS or cleartext HTTP/2: a private CA made in the test
 //! (rcgen), certificates it signs, and a hyper server (HTTP/1.1 and HTTP/2) that says what it
 //! saw: the protocol, the SNI name, whether the client presented a certificate, and the request
-//! trailers (echoed back as response trailers).
+//! trailers (echoed back as response trailers). The same words go in an `x-seen` response
+//! header (for a forwardAuth server, whose body the client never sees), and a path starting
+//! with `/deny` is answered 401.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -206,7 +208,13 @@ async fn answer(req: Request<Incoming>, seen: Arc<String>) -> Result<Response<Bo
     let body_len = collected.to_bytes().len();
     let text = format!("proto={version:?} {seen} path={path} authority={authority} body={body_len}\n");
     let Some(trailers) = request_trailers else {
-        return Ok(Response::new(full(text)));
+        let status = if path.starts_with("/deny") { 401 } else { 200 };
+        let response = Response::builder()
+            .status(status)
+            .header("x-seen", text.trim_end())
+            .body(full(text.clone()))
+            .expect("response");
+        return Ok(response);
     };
     let mut echoed = HeaderMap::new();
     for (name, value) in &trailers {

@@ -413,9 +413,9 @@ pub struct ForwardAuth {
     /// The authentication server's URL (`http://auth:9000/verify`).
     #[serde(default)]
     pub address: String,
-    /// TLS to the authentication server (not supported yet: an error).
-    #[serde(default, skip_serializing)]
-    pub tls: Option<Ignored>,
+    /// TLS to an `https://` authentication server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClientTls>,
     /// Keep the `X-Forwarded-*` headers a trusted peer sent (`forwardedHeaders.trustedIPs`)
     /// instead of drover's own.
     #[serde(default, alias = "trustforwardheader")]
@@ -436,10 +436,10 @@ pub struct ForwardAuth {
     /// Traefik's `headerField` (the user for its access log; accepted, not used).
     #[serde(default, alias = "headerfield", skip_serializing_if = "Option::is_none")]
     pub header_field: Option<String>,
-    /// Send the request body to the server (not supported yet: an error when true).
+    /// Send the request body to the server too (it is read whole first, then sent on).
     #[serde(default, alias = "forwardbody")]
     pub forward_body: bool,
-    /// With `forwardBody` (accepted).
+    /// With `forwardBody`: a longer body is refused with 401 (-1, the default: no limit).
     #[serde(default, alias = "maxbodysize", skip_serializing_if = "Option::is_none")]
     pub max_body_size: Option<i64>,
     /// Pass a relative `Location` of a refusal as it is, rather than on the server's origin.
@@ -448,6 +448,33 @@ pub struct ForwardAuth {
     /// Ask with the request's method rather than GET.
     #[serde(default, alias = "preserverequestmethod")]
     pub preserve_request_method: bool,
+}
+
+/// Traefik's `ClientTLS` (forwardAuth's `tls`): how drover verifies the server and which
+/// certificate it presents.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClientTls {
+    /// CA certificates the server is verified against (a PEM file or inline PEM) instead of the
+    /// bundled Mozilla roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// A client certificate (chain, leaf first) for servers that ask for one; needs `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// The client certificate's private key.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::transport::redact_inline_option"
+    )]
+    pub key: Option<String>,
+    /// Do not verify the server's certificate.
+    #[serde(default, alias = "insecureskipverify")]
+    pub insecure_skip_verify: bool,
+    /// Deprecated in Traefik (a server-side setting): accepted and ignored, with a warning.
+    #[serde(default, alias = "caoptional", skip_serializing_if = "Option::is_none")]
+    pub ca_optional: Option<bool>,
 }
 
 /// `circuitBreaker`: <https://doc.traefik.io/traefik/middlewares/http/circuitbreaker/>.

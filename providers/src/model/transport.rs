@@ -90,6 +90,14 @@ fn redact_inline<S: serde::Serializer>(value: &str, ser: S) -> Result<S::Ok, S::
     }
 }
 
+/// [`redact_inline`] for a key that may be absent (skipped when it is).
+pub(crate) fn redact_inline_option<S: serde::Serializer>(value: &Option<String>, ser: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => redact_inline(value, ser),
+        None => ser.serialize_none(),
+    }
+}
+
 /// `forwardingTimeouts` of a servers transport.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -358,6 +358,7 @@ fn middleware_lines(route: &crate::snapshot::Route, q: &Question) -> (Vec<String
         host: host.as_ref(),
         scheme: "http",
         trusted: false,
+        body: None,
     };
     let decisions = chain
         .steps()

@@ -30,6 +30,7 @@ use crate::balance::Affinity;
 use crate::connection::{Connection, InFlight, X_FORWARDED_FOR};
 use crate::health::{Outcome, ServerHealth};
 use crate::metrics::{method_index, RequestKey, NONE};
+use crate::middleware::client_body::{BodySlot, ClientBody};
 use crate::middleware::spool::{Spool, SpoolError};
 use crate::middleware::{BodyPlan, Chain, Held, Pending, Req};
 use crate::routing::{normalize_host, RequestView};
@@ -429,54 +430,65 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
     // keep what is needed to rebuild it. Requests with a body are never replayed: what was
     // streamed to the failed server is gone.
     let replayable = retry.attempts > 0 && !upgrade && is_idempotent(&parts.method) && body.is_end_stream();
-    let replay = match chain {
+    let (replay, body) = match chain {
         None => {
             let replay = replayable.then(|| Replay::keep(&parts.method, &parts.uri, &parts.headers, client_host.as_ref()));
             forwarding_headers(conn, &mut parts.headers, client_host, service.pass_host_header);
-            replay
+            (replay, body)
         }
         Some(chain) => {
             // Middlewares see the request as the server would, forwarding headers included (a
             // custom `X-Forwarded-Proto` overrides drover's, `ipStrategy` reads drover's
             // `X-Forwarded-For`), and may answer it themselves.
             forwarding_headers(conn, &mut parts.headers, client_host.clone(), service.pass_host_header);
+            let mut slot = BodySlot::new(body, start, conn.read_timeout.map(|limit| start + limit));
             let mut req = Req {
                 parts: &mut parts,
                 peer: conn.peer.ip(),
                 host: client_host.as_ref(),
                 scheme: conn.forwarded.proto.to_str().unwrap_or("http"),
                 trusted: conn.forwarded.trusted,
+                body: Some(&mut slot),
             };
             // Boxed so that the requests of routes without middlewares (most of them) do not
             // carry the chain's future in theirs.
             let (pending, answered) = Box::pin(chain.request(&mut req)).await;
             let (plan, retry_from) = (pending.body_plan(), pending.retry());
             trace.middleware = Some(pending);
+            if let Some(progress) = slot.take_progress() {
+                // A step (forwardAuth's forwardBody) read the body: counted there, once.
+                trace.bytes_in = Some(progress);
+            }
             if let Some(answer) = answered {
                 let (parts, body) = answer.into_parts();
                 return Response::from_parts(parts, ProxyBody::local(body));
             }
-            if plan.read_whole {
-                let sending = Sending {
-                    service,
-                    root,
-                    resolution,
-                    retry,
-                    client_upgrade,
-                };
-                let whole = Whole {
-                    chain,
-                    plan,
-                    retry_from,
-                    peer: conn.peer.ip(),
-                    host: client_host,
-                };
-                return Box::pin(forward_whole(conn, whole, parts, body, sending, trace, start)).await;
-            }
-            replayable.then(|| Replay {
+            // Streamed as usual, unless the plan wants it whole or a step read it already.
+            let body = match slot.body {
+                ClientBody::Unread(body) if !plan.read_whole => body,
+                body => {
+                    let sending = Sending {
+                        service,
+                        root,
+                        resolution,
+                        retry,
+                        client_upgrade,
+                    };
+                    let whole = Whole {
+                        chain,
+                        plan,
+                        retry_from,
+                        peer: conn.peer.ip(),
+                        host: client_host,
+                    };
+                    return Box::pin(forward_whole(conn, whole, parts, body, sending, trace, start)).await;
+                }
+            };
+            let replay = replayable.then(|| Replay {
                 complete: true,
                 ..Replay::keep(&parts.method, &parts.uri, &parts.headers, None)
-            })
+            });
+            (replay, body)
         }
     };
     let mut body = if body.is_end_stream() {
@@ -513,21 +525,37 @@ struct Whole {
 }
 
 /// Forwards a request whose body the middlewares want read whole first (`buffering`, `retry`),
-/// and, after a `retry`, runs the rest of the chain and the sending once per attempt.
+/// or that a step already read (`forwardAuth`'s `forwardBody`), and, after a `retry`, runs the
+/// rest of the chain and the sending once per attempt.
 async fn forward_whole(
     conn: &Connection,
     whole: Whole,
-    mut parts: http::request::Parts,
-    body: Incoming,
+    parts: http::request::Parts,
+    body: ClientBody,
     sending: Sending,
     trace: &mut Trace,
     start: Instant,
 ) -> Response<ProxyBody> {
+    let body = match body {
+        ClientBody::Unread(body) => body,
+        ClientBody::Read(spool) if whole.plan.max.is_some_and(|max| spool.len() > max) => {
+            return local(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "413 Content Too Large: the request body is larger than this route accepts\n",
+            )
+        }
+        ClientBody::Read(spool) => return forward_spool(conn, whole, parts, Some(spool), sending, trace, start).await,
+        ClientBody::Gone => return forward_spool(conn, whole, parts, None, sending, trace, start).await,
+    };
     let spool = if body.is_end_stream() {
         None
     } else {
+        // Counted as it is read from the client, once: the copies sent on (one per attempt)
+        // are not the client's bytes again.
+        let progress = Arc::new(BodyProgress::new(start));
+        trace.bytes_in = Some(progress.clone());
         // The entrypoint's readTimeout bounds the upload here as it does a streamed one.
-        let read = Spool::read(body, whole.plan.max, whole.plan.memory);
+        let read = Spool::read(RequestBody::Counted(body, progress), whole.plan.max, whole.plan.memory);
         let read = match conn.read_timeout {
             Some(limit) => match tokio::time::timeout_at(start + limit, read).await {
                 Ok(read) => read,
@@ -561,6 +589,20 @@ async fn forward_whole(
             }
         }
     };
+    forward_spool(conn, whole, parts, spool, sending, trace, start).await
+}
+
+/// Sends a request whose body was read whole (`None`: it had none), once or, after a `retry`,
+/// once per attempt, running the steps after the `retry` each time.
+async fn forward_spool(
+    conn: &Connection,
+    whole: Whole,
+    mut parts: http::request::Parts,
+    spool: Option<Spool>,
+    sending: Sending,
+    trace: &mut Trace,
+    start: Instant,
+) -> Response<ProxyBody> {
     if let Some(spool) = &spool {
         parts.headers.remove(header::TRANSFER_ENCODING);
         parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(spool.len()));
@@ -598,15 +640,19 @@ async fn forward_whole(
         client_upgrade: _,
     } = sending;
     let scheme = conn.forwarded.proto.to_str().unwrap_or("http");
+    // The body is handed to the steps after the retry only if one reads it (a copy per attempt).
+    let reads_body = whole.chain.reads_body(from);
     let mut attempt = 1;
     loop {
         let mut attempt_parts = parts.clone();
+        let mut slot = BodySlot::read_already(spool.as_ref().filter(|_| reads_body).cloned(), start);
         let mut req = Req {
             parts: &mut attempt_parts,
             peer: whole.peer,
             host: whole.host.as_ref(),
             scheme,
             trusted: conn.forwarded.trusted,
+            body: Some(&mut slot),
         };
         let (inner, answered) = Box::pin(whole.chain.request_from(from, &mut req)).await;
         if let Some(answer) = answered {

@@ -300,6 +300,7 @@ mod tests {
             host: None,
             scheme: "http",
             trusted: false,
+            body: None,
         };
         matches!(b.request(&mut req), Step::Next)
     }

@@ -2,7 +2,18 @@
 //!
 //! The encoding is chosen from the request's `Accept-Encoding` (q-values honoured, ties broken
 //! by the order of `encodings`), the decision to compress from the response head alone, so the
-//! body is never held back: it streams through the encoder chunk by chunk.
+//! body is never held back: it streams through the encoder chunk by chunk. The one exception is
+//! a response without a `Content-Type`: as Traefik does, its type is guessed from its first
+//! bytes ([`super::sniff`], Go's `http.DetectContentType`), set as its `Content-Type`, and judged
+//! like a declared one; beyond Traefik, a sniffed format whose bytes are compressed already
+//! (gzip, zip, images) is not compressed again. Only the first data frame is waited for and
+//! held, and only to look at it.
+//!
+//! A *declared* type is compressed whatever it is unless `excludedContentTypes` names it (or
+//! `includedContentTypes` does not), `image/png` and `application/zip` included: Traefik v3
+//! does the same (its gzip handler replaces gzhttp's `DefaultContentTypeFilter` with
+//! `ExceptContentTypes`, and its brotli and zstd handlers only read the lists), and a
+//! configuration must mean under drover what it meant under Traefik.
 //!
 //! # Why the encoder is flushed whenever the server pauses
 //!
@@ -35,7 +46,7 @@ use http::{Method, StatusCode};
 use http_body::{Body, Frame};
 use tokio::io::AsyncWrite;
 
-use super::{BuildError, Req};
+use super::{sniff, BuildError, Req};
 use crate::error::Error;
 use crate::forward::ProxyBody;
 
@@ -188,20 +199,28 @@ impl Compress {
         }
     }
 
-    fn type_allowed(&self, headers: &HeaderMap) -> bool {
-        let Some(kind) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(media_type) else {
-            return self.included.is_empty();
-        };
+    /// Whether the media type `kind` (lower-case, no parameters) may be compressed.
+    fn kind_allowed(&self, kind: &str) -> bool {
         if kind.starts_with("application/grpc") {
             return false;
         }
         if !self.included.is_empty() {
-            return self.included.contains(&kind);
+            return self.included.iter().any(|t| t == kind);
         }
-        !self.excluded.contains(&kind)
+        !self.excluded.iter().any(|t| t == kind)
     }
 
-    /// Whether this response could be compressed at all (and so varies with `Accept-Encoding`).
+    /// Whether a response with these headers may be compressed for its type; `None` when it
+    /// has no `Content-Type` (its first bytes decide, see [`sniff`]).
+    fn type_allowed(&self, headers: &HeaderMap) -> Option<bool> {
+        let value = headers.get(header::CONTENT_TYPE)?;
+        // A type that is not text is not one the lists can name: treated as an unnamed type.
+        let kind = value.to_str().map(media_type).unwrap_or_default();
+        Some(self.kind_allowed(&kind))
+    }
+
+    /// Whether this response could be compressed at all (and so varies with `Accept-Encoding`),
+    /// its type aside.
     fn eligible(&self, asked: &Asked, status: StatusCode, headers: &HeaderMap) -> bool {
         if asked.never
             || status.is_informational()
@@ -219,21 +238,19 @@ impl Compress {
         {
             return false;
         }
-        if headers
+        !headers
             .get_all(header::CACHE_CONTROL)
             .iter()
             .any(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("no-transform")))
-        {
-            return false;
-        }
-        self.type_allowed(headers)
     }
 
-    /// The response side: compresses `response` if it should, editing its head.
-    pub fn response(&self, asked: &Asked, response: &mut http::Response<ProxyBody>) {
+    /// The response side: compresses `response` if it should, editing its head. A response
+    /// without a `Content-Type` that would otherwise be compressed waits for its first data
+    /// frame, whose first bytes name its type (see [`sniff`]).
+    pub async fn response(&self, asked: &Asked, mut response: http::Response<ProxyBody>) -> http::Response<ProxyBody> {
         let (status, headers) = (response.status(), response.headers());
-        if !self.eligible(asked, status, headers) {
-            return;
+        if !self.eligible(asked, status, headers) || self.type_allowed(headers) == Some(false) {
+            return response;
         }
         // A body whose size is known without a header (drover's own short answers) counts as
         // its length: only a body of unknown length is compressed whatever its size.
@@ -243,12 +260,33 @@ impl Compress {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .or_else(|| http_body::Body::size_hint(response.body()).exact());
         let chosen = self.negotiate(asked.accept.as_ref());
-        let headers = response.headers_mut();
-        add_vary(headers);
-        let Some(encoding) = chosen else { return };
+        add_vary(response.headers_mut());
+        let Some(encoding) = chosen else { return response };
         if length.is_some_and(|l| l < self.min_bytes || l == 0) {
-            return;
+            return response;
         }
+        let mut first = None;
+        if !response.headers().contains_key(header::CONTENT_TYPE) {
+            let (data, rest) = first_data(std::mem::replace(response.body_mut(), ProxyBody::empty())).await;
+            *response.body_mut() = rest;
+            let Some(data) = data else {
+                // No data at all (or a failure, which the client gets as it is): nothing to
+                // compress, nothing to name.
+                return response;
+            };
+            let sniffed = sniff::sniff(&data);
+            // As Traefik (gzhttp) does: the guess becomes the response's type.
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(sniffed.mime));
+            if sniffed.compressed || !self.kind_allowed(&media_type(sniffed.mime)) {
+                let rest = std::mem::replace(response.body_mut(), ProxyBody::empty());
+                *response.body_mut() = Primed::body(Ok(Frame::data(data)), rest);
+                return response;
+            }
+            first = Some(data);
+        }
+        let headers = response.headers_mut();
         headers.remove(header::CONTENT_LENGTH);
         headers.remove(header::ACCEPT_RANGES);
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding.name()));
@@ -261,7 +299,8 @@ impl Compress {
             }
         }
         let body = std::mem::replace(response.body_mut(), ProxyBody::empty());
-        *response.body_mut() = ProxyBody::transformed(Box::pin(Compressed::new(body, encoding)));
+        *response.body_mut() = ProxyBody::transformed(Box::pin(Compressed::new(body, first, encoding)));
+        response
     }
 
     /// What this middleware would do for a request with these headers (the explain API).
@@ -363,10 +402,72 @@ impl Writer {
     }
 }
 
+/// Takes the first data of `body`: the data (`None` if the body ended, failed or sent trailers
+/// first) and the body to send on, which still yields anything taken but the data.
+async fn first_data(mut body: ProxyBody) -> (Option<Bytes>, ProxyBody) {
+    use http_body_util::BodyExt as _;
+    loop {
+        let frame = match body.frame().await {
+            None => return (None, body),
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => return (None, Primed::body(Err(e), body)),
+        };
+        match frame.into_data() {
+            Ok(data) if data.is_empty() => continue,
+            Ok(data) => return (Some(data), body),
+            Err(frame) => return (None, Primed::body(Ok(frame), body)),
+        }
+    }
+}
+
+/// A body whose first frame was taken out to look at, put back in front.
+struct Primed {
+    first: Option<Result<Frame<Bytes>, Error>>,
+    rest: ProxyBody,
+}
+
+impl Primed {
+    fn body(first: Result<Frame<Bytes>, Error>, rest: ProxyBody) -> ProxyBody {
+        ProxyBody::transformed(Box::pin(Self { first: Some(first), rest }))
+    }
+}
+
+impl Body for Primed {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        match self.first.take() {
+            Some(first) => Poll::Ready(Some(first)),
+            None => Pin::new(&mut self.rest).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let first = match &self.first {
+            Some(Ok(frame)) => frame.data_ref().map_or(0, |d| d.len() as u64),
+            _ => 0,
+        };
+        let rest = self.rest.size_hint();
+        let mut hint = http_body::SizeHint::new();
+        hint.set_lower(rest.lower() + first);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + first);
+        }
+        hint
+    }
+}
+
 /// A response body compressed as it streams.
 struct Compressed {
     inner: ProxyBody,
     writer: Writer,
+    /// Data taken from `inner` before it was wrapped (to sniff its type), not encoded yet.
+    first: Option<Bytes>,
     /// Input went in since the last flush.
     unflushed: bool,
     /// The inner body ended (its trailers, if any, are kept here until the data is out).
@@ -375,10 +476,12 @@ struct Compressed {
 }
 
 impl Compressed {
-    fn new(inner: ProxyBody, encoding: Encoding) -> Self {
+    /// Compresses `first` (data already taken from `inner`), then the rest of `inner`.
+    fn new(inner: ProxyBody, first: Option<Bytes>, encoding: Encoding) -> Self {
         Self {
             inner,
             writer: Writer::new(encoding),
+            first,
             unflushed: false,
             ended: false,
             trailers: None,
@@ -410,6 +513,12 @@ impl Body for Compressed {
         let this = &mut *self;
         if this.ended {
             return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+        }
+        if let Some(first) = this.first.take() {
+            if let Err(e) = this.writer.write(&first) {
+                return Poll::Ready(Some(Err(Error::response_body(e))));
+            }
+            this.unflushed = true;
         }
         loop {
             match Pin::new(&mut this.inner).poll_frame(cx) {
@@ -503,15 +612,53 @@ mod tests {
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(t));
             h
         };
-        assert!(!c.type_allowed(&with("text/event-stream; charset=utf-8")));
-        assert!(c.type_allowed(&with("text/html")));
-        assert!(!c.type_allowed(&with("application/grpc+proto")), "gRPC is never compressed");
+        assert_eq!(c.type_allowed(&with("text/event-stream; charset=utf-8")), Some(false));
+        assert_eq!(c.type_allowed(&with("text/html")), Some(true));
+        assert_eq!(
+            c.type_allowed(&with("application/grpc+proto")),
+            Some(false),
+            "gRPC is never compressed"
+        );
         let c = compress(Config {
             included_content_types: vec!["application/json".into()],
             ..Config::default()
         });
-        assert!(c.type_allowed(&with("application/json;charset=utf-8")));
-        assert!(!c.type_allowed(&with("text/html")));
-        assert!(!c.type_allowed(&HeaderMap::new()), "no type is not an included type");
+        assert_eq!(c.type_allowed(&with("application/json;charset=utf-8")), Some(true));
+        assert_eq!(c.type_allowed(&with("text/html")), Some(false));
+        assert_eq!(c.type_allowed(&HeaderMap::new()), None, "no type: the first bytes decide");
+        assert!(c.kind_allowed("application/json") && !c.kind_allowed("text/plain"));
+    }
+
+    /// Traefik v3 compresses a declared type whatever it is, unless a list names it: its gzip
+    /// handler passes `gzhttp.ExceptContentTypes(["application/grpc", …excluded])`, which
+    /// replaces gzhttp's `DefaultContentTypeFilter` (the one that skips video/, audio/, zip…),
+    /// and its brotli and zstd handlers only read the lists. drover does the same, so a
+    /// configuration behaves as it did under Traefik; users list such types in
+    /// `excludedContentTypes`.
+    #[test]
+    fn declared_compressed_types_are_compressed_unless_listed_as_in_traefik() {
+        let with = |t: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(t));
+            h
+        };
+        let c = compress(Config::default());
+        for t in [
+            "application/gzip",
+            "application/zip",
+            "image/png",
+            "video/mp4",
+            "audio/mpeg",
+            "font/woff2",
+        ] {
+            assert_eq!(c.type_allowed(&with(t)), Some(true), "{t}");
+        }
+        let c = compress(Config {
+            excluded_content_types: vec!["image/png".into(), "video/mp4".into()],
+            ..Config::default()
+        });
+        assert_eq!(c.type_allowed(&with("image/png")), Some(false));
+        assert_eq!(c.type_allowed(&with("video/mp4")), Some(false));
+        assert_eq!(c.type_allowed(&with("application/zip")), Some(true), "only what is listed");
     }
 }

@@ -21,7 +21,9 @@
 //!
 //! Four middlewares go beyond the head, and a chain that has one of them takes a second, async
 //! response path ([`Pending::respond`]); chains without them never enter it:
-//! * `compress` wraps the response body in an encoder (streamed, never collected);
+//! * `compress` wraps the response body in an encoder (streamed, never collected; a body
+//!   without a `Content-Type` is first awaited to its first data frame, whose bytes name its
+//!   type);
 //! * `errors` replaces the body of a response whose status it catches with a page fetched from
 //!   another service;
 //! * `buffering` reads the request body whole before it is sent (memory, then a temporary file;
@@ -31,8 +33,9 @@
 //!   balancer's own safe retries inside it.
 //!
 //! Request bodies are read by the forwarding code once every step before the sending has passed
-//! the request ([`BodyPlan`]): a step never sees the body, so reading it earlier would gain
-//! nothing and make a refused request pay for its upload.
+//! the request ([`BodyPlan`]): reading one earlier would make a refused request pay for its
+//! upload. The one step that must see the body, `forwardAuth` with `forwardBody`, reads it
+//! itself when its turn comes ([`client_body`]), and the forwarding code sends on what it read.
 //!
 //! State that must outlive a reload (rate-limit buckets) is kept by the compiler per middleware
 //! name and configuration (see [`Stores`]), so a reload does not hand every client a full
@@ -41,6 +44,7 @@
 mod basic_auth;
 pub mod buffering;
 mod circuit_breaker;
+pub mod client_body;
 pub mod compress;
 pub mod errors;
 mod forward_auth;
@@ -52,6 +56,7 @@ mod path;
 mod rate_limit;
 mod redirect;
 pub mod retry;
+mod sniff;
 mod source;
 pub mod spool;
 
@@ -105,8 +110,9 @@ impl Middleware {
     }
 }
 
-/// Why a middleware could not be compiled (the merge validated it, so this means a bug or a
-/// file that changed in between).
+/// Why a middleware could not be compiled: what the merge cannot check (a `forwardAuth` TLS file,
+/// the `errors` service as compiled), or a bug. Messages that know their key start with
+/// `http.middlewares.<name>.`.
 #[derive(Debug)]
 pub struct BuildError(pub String);
 
@@ -141,13 +147,15 @@ impl Stores {
 
 impl Middleware {
     /// Compiles a validated middleware (not a chain: chains are flattened by the merge);
-    /// `service` finds a compiled service by qualified name (`errors` sends to one).
+    /// `service` finds a compiled service by qualified name, or says why there is none
+    /// (`errors` sends to one).
     pub fn build(
         info: &MiddlewareInfo,
         stores: &mut Stores,
-        service: &dyn Fn(&str) -> Option<Arc<crate::snapshot::Service>>,
+        service: &dyn Fn(&str) -> Result<Arc<crate::snapshot::Service>, String>,
     ) -> Result<Self, BuildError> {
         let kind = info.config.kind().map_err(BuildError)?;
+        let at = format!("http.middlewares.{}", info.name.split('@').next().unwrap_or(&info.name));
         Ok(match kind {
             Kind::Headers(h) => Self::Headers(Box::new(headers::Headers::build(h)?)),
             Kind::RedirectScheme(r) => Self::RedirectScheme(redirect::RedirectScheme::build(r)),
@@ -181,7 +189,7 @@ impl Middleware {
                 };
                 Self::InFlightReq(in_flight::InFlightReq::build(m, counts)?)
             }
-            Kind::ForwardAuth(m) => Self::ForwardAuth(Box::new(forward_auth::ForwardAuth::build(m)?)),
+            Kind::ForwardAuth(m) => Self::ForwardAuth(Box::new(forward_auth::ForwardAuth::build(m, &at)?)),
             Kind::CircuitBreaker(m) => {
                 let state = match stores.breakers.get(&info.name) {
                     Some((config, state)) if config == m => state.clone(),
@@ -197,7 +205,7 @@ impl Middleware {
             Kind::Retry(m) => Self::Retry(retry::Retry::build(m)?),
             Kind::Errors(m) => {
                 let name = drover_providers::aggregate::qualify(&m.service, &info.provider);
-                let target = service(&name).ok_or_else(|| BuildError(format!("errors.service: service `{name}` does not exist")))?;
+                let target = service(&name).map_err(|why| BuildError(format!("{at}.errors.service: {why}")))?;
                 Self::Errors(Box::new(errors::Errors::build(m, target)?))
             }
             Kind::Buffering(m) => Self::Buffering(buffering::Buffering::build(m)),
@@ -270,6 +278,9 @@ pub struct Req<'a> {
     pub scheme: &'a str,
     /// The peer is trusted (`forwardedHeaders.trustedIPs`): its forwarded headers were kept.
     pub trusted: bool,
+    /// The client's body, for the one step that reads it (`forwardAuth` with `forwardBody`);
+    /// `None` where there is no request to read (the explain API).
+    pub body: Option<&'a mut client_body::BodySlot>,
 }
 
 /// What one step decided.
@@ -335,6 +346,14 @@ impl Chain {
             Some(Middleware::Retry(m)) => Some(m),
             _ => None,
         }
+    }
+
+    /// Whether a step from `from` on reads the request body (`forwardAuth` with `forwardBody`).
+    pub fn reads_body(&self, from: usize) -> bool {
+        self.steps
+            .iter()
+            .skip(from)
+            .any(|s| matches!(&**s, Middleware::ForwardAuth(m) if m.forwards_body()))
     }
 
     /// The qualified names of the middlewares, in order.
@@ -504,7 +523,7 @@ impl Pending {
                 }
                 Middleware::Compress(m) => {
                     if let Some(asked) = &self.compress {
-                        m.response(asked, &mut response);
+                        response = m.response(asked, response).await;
                     }
                 }
                 Middleware::Errors(m) => {

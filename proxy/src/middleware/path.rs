@@ -173,6 +173,7 @@ mod tests {
             host: None,
             scheme: "http",
             trusted: false,
+            body: None,
         };
         assert!(matches!(rewrite.request(&mut req), Step::Next));
         let header = |n: &HeaderName| parts.headers.get(n).map(|v| v.to_str().unwrap().to_string());

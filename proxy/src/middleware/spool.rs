@@ -1,5 +1,6 @@
 //! A body read whole, kept in memory up to a size and in an anonymous temporary file past it
-//! (`buffering`), and read back as often as needed (`retry` sends it once per attempt).
+//! (`buffering`, `forwardAuth`'s `forwardBody`), and read back as often as needed (`retry` sends
+//! it once per attempt, `forwardAuth` to its server and then to the service).
 //!
 //! The file is created unlinked (`tempfile::tempfile`), so it disappears with its last handle
 //! even if drover is killed. It is read back with positional reads on the blocking pool, so

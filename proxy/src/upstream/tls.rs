@@ -59,6 +59,49 @@ pub struct TlsSettings<'a> {
     pub min_version: Option<&'a str>,
     /// `maxVersion`.
     pub max_version: Option<&'a str>,
+    /// How the keys are named where they were set, for messages.
+    pub spelling: Spelling,
+}
+
+/// How the TLS keys are named where they were set: a servers transport and Traefik's
+/// `ClientTLS` (forwardAuth's `tls`) spell the same settings differently.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Spelling {
+    /// `rootCAs[i]`, `certificates[0].certFile`, `certificates[0].keyFile`.
+    #[default]
+    ServersTransport,
+    /// `ca`, `cert`, `key`.
+    ClientTls,
+}
+
+impl Spelling {
+    fn root_ca(self, key: &str, index: usize) -> String {
+        match self {
+            Self::ServersTransport => format!("{key}.rootCAs[{index}]"),
+            Self::ClientTls => format!("{key}.ca"),
+        }
+    }
+
+    fn certificate(self, key: &str) -> String {
+        match self {
+            Self::ServersTransport => format!("{key}.certificates[0]"),
+            Self::ClientTls => format!("{key}.cert/key"),
+        }
+    }
+
+    fn cert_file(self, key: &str) -> String {
+        match self {
+            Self::ServersTransport => format!("{key}.certificates[0].certFile"),
+            Self::ClientTls => format!("{key}.cert"),
+        }
+    }
+
+    fn key_file(self, key: &str) -> String {
+        match self {
+            Self::ServersTransport => format!("{key}.certificates[0].keyFile"),
+            Self::ClientTls => format!("{key}.key"),
+        }
+    }
 }
 
 /// A built client, what was ignored building it, and the bytes of the files it read (so a
@@ -130,7 +173,7 @@ pub fn build(settings: &TlsSettings<'_>, key: &str) -> Result<Built, String> {
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         }
         for (i, ca) in settings.root_cas.iter().enumerate() {
-            let at = format!("{key}.rootCAs[{i}]");
+            let at = settings.spelling.root_ca(key, i);
             let bytes = pem(ca, &at, &mut files)?;
             let certs = CertificateDer::pem_slice_iter(&bytes)
                 .collect::<Result<Vec<_>, _>>()
@@ -151,17 +194,18 @@ pub fn build(settings: &TlsSettings<'_>, key: &str) -> Result<Built, String> {
                     label(&first.cert_file)
                 ));
             }
-            let at = format!("{key}.certificates[0]");
-            let cert = pem(&first.cert_file, &format!("{at}.certFile"), &mut files)?;
+            let at = settings.spelling.certificate(key);
+            let (cert_at, key_at) = (settings.spelling.cert_file(key), settings.spelling.key_file(key));
+            let cert = pem(&first.cert_file, &cert_at, &mut files)?;
             let chain = CertificateDer::pem_slice_iter(&cert)
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("{at}.certFile: `{}` is not PEM: {e}", label(&first.cert_file)))?;
+                .map_err(|e| format!("{cert_at}: `{}` is not PEM: {e}", label(&first.cert_file)))?;
             if chain.is_empty() {
-                return Err(format!("{at}.certFile: `{}` holds no certificate", label(&first.cert_file)));
+                return Err(format!("{cert_at}: `{}` holds no certificate", label(&first.cert_file)));
             }
-            let key_bytes = pem(&first.key_file, &format!("{at}.keyFile"), &mut files)?;
+            let key_bytes = pem(&first.key_file, &key_at, &mut files)?;
             let private = PrivateKeyDer::from_pem_slice(&key_bytes)
-                .map_err(|e| format!("{at}.keyFile: `{}` holds no private key: {e}", label(&first.key_file)))?;
+                .map_err(|e| format!("{key_at}: `{}` holds no private key: {e}", label(&first.key_file)))?;
             builder
                 .with_client_auth_cert(chain, private)
                 .map_err(|e| format!("{at}: the key does not fit the certificate: {e}"))?
@@ -269,6 +313,12 @@ fn cipher_suites(
 }
 
 impl TlsClient {
+    /// The configuration that offers only HTTP/1.1 by ALPN (for clients other than the pool's,
+    /// which do their own handshake: forwardAuth's).
+    pub fn http1_config(&self) -> &Arc<ClientConfig> {
+        &self.http1_only
+    }
+
     /// The name to verify and send in SNI for a server whose URL host is `host` (IPv6 in
     /// brackets): `serverName` if set.
     pub fn server_name(&self, host: &str) -> Result<ServerName<'static>, String> {

@@ -127,6 +127,7 @@ pub fn resolve(
             cipher_suites: transport.cipher_suites.as_deref(),
             min_version: transport.min_version.as_deref(),
             max_version: transport.max_version.as_deref(),
+            ..TlsSettings::default()
         };
         let built = tls::build(&settings, &key)?;
         built.files.hash(&mut hasher);
