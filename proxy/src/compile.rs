@@ -139,6 +139,7 @@ impl Compiler {
         );
         let transports = self.upstreams.resolve_transports(&mut config);
         let services = self.services(&config, &transports, health, metrics);
+        disable_unbuilt_composites(&mut config, &services);
         let mut tables: Vec<Vec<RouteEntry<Arc<Route>>>> = self.entry_points.iter().map(|_| Vec::new()).collect();
         let mut tls_tables: Vec<Vec<RouteEntry<Arc<Route>>>> = self.entry_points.iter().map(|_| Vec::new()).collect();
         let mut built: HashMap<String, Arc<Middleware>> = HashMap::new();
@@ -388,6 +389,36 @@ impl Compiler {
         });
         services.insert(name.to_string(), service.clone());
         Some(service)
+    }
+}
+
+/// Shows disabled the composite services that could not be built because a service they are
+/// made of was disabled while compiling (a servers transport whose files are unreadable), naming
+/// it as the merge does; their routers are then disabled through [`served`].
+fn disable_unbuilt_composites(config: &mut Arc<RuntimeConfig>, services: &HashMap<String, Arc<crate::snapshot::Service>>) {
+    let unbuilt: Vec<(String, String)> = config
+        .services
+        .iter()
+        .filter(|(name, info)| info.status != Status::Disabled && !services.contains_key(*name))
+        .filter_map(|(name, info)| {
+            let (key, child) = info.children().into_iter().find(|(_, child)| !services.contains_key(*child))?;
+            let local = name.split('@').next().unwrap_or(name);
+            Some((
+                name.clone(),
+                format!("http.services.{local}.{key}: the service `{child}` is disabled"),
+            ))
+        })
+        .collect();
+    if unbuilt.is_empty() {
+        return;
+    }
+    let config = Arc::make_mut(config);
+    for (name, why) in unbuilt {
+        if let Some(info) = config.services.get_mut(&name) {
+            tracing::warn!(service = %name, "service disabled: {why}");
+            info.status = Status::Disabled;
+            info.errors.push(why);
+        }
     }
 }
 
@@ -857,6 +888,46 @@ mod tests {
             let found = snapshot.entry_points[ep].find(&Req::get(host, "/").view());
             assert_eq!(found.map(|r| &*r.router), Some(router));
         }
+    }
+
+    #[test]
+    fn a_composite_whose_child_is_disabled_while_compiling_is_shown_disabled_with_its_router() {
+        let routes = r#"
+            [http.routers.split]
+            rule = "Host(`w.test`)"
+            service = "w"
+            [http.routers.plain]
+            rule = "Host(`p.test`)"
+            service = "a"
+            [[http.services.w.weighted.services]]
+            name = "a"
+            [[http.services.w.weighted.services]]
+            name = "b"
+            [[http.services.a.loadBalancer.servers]]
+            url = "http://127.0.0.1:9001"
+            [http.services.b.loadBalancer]
+            serversTransport = "noCa"
+            [[http.services.b.loadBalancer.servers]]
+            url = "https://127.0.0.1:9443"
+            [http.serversTransports.noCa]
+            rootCAs = ["/nonexistent/drover-test/ca.pem"]
+        "#;
+        let mut compiler = Compiler::new(vec!["web".into()], Upstreams::new(Transport::default()));
+        let (health, metrics) = (HealthRegistry::default(), Metrics::default());
+        let snapshot = compiler.reload(&fragments(1, routes), &health, &metrics);
+        let w = &snapshot.config.services["w@file"];
+        assert_eq!(w.status, Status::Disabled);
+        assert_eq!(w.errors, ["http.services.w.weighted.services[1]: the service `b@file` is disabled"]);
+        let split = &snapshot.config.routers["split@file"];
+        assert_eq!(split.status, Status::Disabled);
+        assert!(
+            split.errors[0].starts_with("service `w@file` is disabled: http.services.w."),
+            "{:?}",
+            split.errors
+        );
+        assert!(snapshot.entry_points[0].find(&Req::get("w.test", "/").view()).is_none());
+        let plain = snapshot.entry_points[0].find(&Req::get("p.test", "/").view());
+        assert_eq!(plain.map(|r| &*r.router), Some("plain@file"));
     }
 
     #[test]
