@@ -12,6 +12,7 @@
 # are zeroed, then 20,000 GETs over 16 keep-alive connections are counted: start-up and
 # connection set-up are left out. Compare two drover binaries by running this for each,
 # interleaved, twice or more.
+# KEEP=<directory> keeps the callgrind outputs (see `cleanup`).
 # ROUTES=file uses that routes file instead of the one plain router (it must route `/` to
 # 127.0.0.1:19080), e.g. ROUTES=benches/middleware-chain.toml for the cost of a typical chain.
 set -euo pipefail
@@ -25,7 +26,16 @@ label=${2:-$(basename "$bin")}
 dir=$(mktemp -d /tmp/drover-callgrind.XXXXXX)
 PATH="$PATH:/usr/sbin"
 requests=20000
-cleanup() { kill "${vg:-}" "${ng:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
+# KEEP=<directory> keeps each proxy's callgrind output there (<label>.<proxy>.out), for
+# `callgrind_annotate` to say where two counts differ.
+cleanup() {
+  kill "${vg:-}" "${ng:-}" 2>/dev/null || true; wait 2>/dev/null || true
+  if [[ -n "${KEEP:-}" ]]; then
+    mkdir -p "$KEEP"
+    for out in "$dir"/*.out.1; do [[ -e "$out" ]] && cp "$out" "$KEEP/$label.$(basename "$out" .out.1).out"; done
+  fi
+  rm -rf "$dir"
+}
 trap cleanup EXIT
 
 cat > "$dir/nginx.conf" <<NG

@@ -321,50 +321,78 @@ impl HeadScan {
     }
 
     /// The scan after `bytes`, the next ones of the head. It stops following at the empty line
-    /// that ends the head: what follows is a body or another head.
+    /// that ends the head: what follows is a body or another head. One pass finds the line
+    /// feeds; each line's first bytes are then compared (most lines differ at the first byte).
     fn read(self, bytes: &[u8]) -> Self {
-        let mut position = self.0 & Self::POSITION;
-        let mut cr = self.0 & Self::CR != 0;
         let mut length = self.0 & Self::LENGTH != 0;
-        let mut i = 0;
-        while i < bytes.len() {
-            if position == Self::SKIP {
-                match memchr::memchr(b'\n', &bytes[i..]) {
-                    Some(at) => {
-                        i += at + 1;
-                        position = 0;
-                        cr = false;
-                        continue;
-                    }
-                    None => break,
-                }
-            }
-            let byte = bytes[i];
-            i += 1;
-            if position == 0 && byte == b'\n' {
-                // An empty line ("\r\n" or a bare "\n"): the end of the head.
-                let length = if length { Self::LENGTH } else { 0 };
-                return Self(Self::ENDED | length);
-            }
-            if cr {
-                // A carriage return alone at a line's start: not a field hyper would read.
-                position = Self::SKIP;
-            } else if position == 0 && byte == b'\r' {
-                cr = true;
-            } else if byte.to_ascii_lowercase() == Self::FIELD[position as usize] {
-                position += 1;
-                if position as usize == Self::FIELD.len() {
-                    length = true;
-                    position = Self::SKIP;
-                }
-            } else {
-                position = Self::SKIP;
+        let position = self.0 & Self::POSITION;
+        if position != Self::SKIP {
+            // The line in progress when the last read ended.
+            match Self::line(bytes, position, self.0 & Self::CR != 0) {
+                Line::End => return Self::ended(length),
+                Line::Length => length = true,
+                Line::Skip => {}
+                Line::Partial(state) => return Self(state.0 | if length { Self::LENGTH } else { 0 }),
             }
         }
-        let cr = if cr { Self::CR } else { 0 };
-        let length = if length { Self::LENGTH } else { 0 };
-        Self(Self::FOLLOWING | position | cr | length)
+        // Each line feed ends a line the matching above or below has decided (a decided line is
+        // never read past its own line feed), so the next line starts after it.
+        for feed in memchr::memchr_iter(b'\n', bytes) {
+            match Self::line(&bytes[feed + 1..], 0, false) {
+                Line::End => return Self::ended(length),
+                Line::Length => length = true,
+                Line::Skip => {}
+                Line::Partial(state) => return Self(state.0 | if length { Self::LENGTH } else { 0 }),
+            }
+        }
+        Self(Self::FOLLOWING | Self::SKIP | if length { Self::LENGTH } else { 0 })
     }
+
+    fn ended(length: bool) -> Self {
+        Self(Self::ENDED | if length { Self::LENGTH } else { 0 })
+    }
+
+    /// Reads the start of a line, `position` bytes of `content-length:` already matched (`cr`: a
+    /// carriage return began it), until it is decided; `bytes` may end first.
+    #[inline]
+    fn line(bytes: &[u8], mut position: u32, mut cr: bool) -> Line {
+        for &byte in bytes {
+            if cr {
+                // "\r\n" is the empty line; a carriage return alone is no field hyper reads.
+                return if byte == b'\n' { Line::End } else { Line::Skip };
+            }
+            if position == 0 {
+                match byte {
+                    b'\n' => return Line::End,
+                    b'\r' => {
+                        cr = true;
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            if byte.to_ascii_lowercase() != Self::FIELD[position as usize] {
+                return Line::Skip;
+            }
+            position += 1;
+            if position as usize == Self::FIELD.len() {
+                return Line::Length;
+            }
+        }
+        Line::Partial(Self(Self::FOLLOWING | position | if cr { Self::CR } else { 0 }))
+    }
+}
+
+/// How the start of a line was decided ([`HeadScan::line`]).
+enum Line {
+    /// It was empty: the head ended.
+    End,
+    /// It is a `Content-Length` field.
+    Length,
+    /// It is something else: skip to the next line.
+    Skip,
+    /// The bytes ended first; the scan to go on with (without its `LENGTH` bit).
+    Partial(HeadScan),
 }
 
 /// One request of a connection, from its complete head until its response has ended or was
