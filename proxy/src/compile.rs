@@ -65,6 +65,17 @@ pub struct Compiler {
     entry_point_middlewares: BTreeMap<String, Vec<String>>,
     /// Middleware state kept across reloads (rate-limit buckets, in-flight counts).
     stores: Stores,
+    /// How long the last reload's steps took.
+    timings: Timings,
+}
+
+/// How long the steps of one reload took (logged with each configuration put in force).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    /// Merging and validating the providers' fragments.
+    pub merge: std::time::Duration,
+    /// Compiling the merged configuration into a snapshot.
+    pub compile: std::time::Duration,
 }
 
 impl Compiler {
@@ -81,7 +92,13 @@ impl Compiler {
             mirror_stats: HashMap::new(),
             entry_point_middlewares: BTreeMap::new(),
             stores: Stores::default(),
+            timings: Timings::default(),
         }
+    }
+
+    /// How long the steps of the last reload took.
+    pub fn timings(&self) -> Timings {
+        self.timings
     }
 
     /// Sets each entrypoint's `http.tls` defaults (index order): every router on such an
@@ -117,9 +134,16 @@ impl Compiler {
 
     /// Merges `fragments` and compiles the result: the whole reload.
     pub fn reload(&mut self, fragments: &Fragments, health: &HealthRegistry, metrics: &Metrics) -> Snapshot {
+        let started = std::time::Instant::now();
         let mut config = fragments.merge(&self.entry_points, &mut self.rules);
         drover_providers::middlewares::apply_entry_point_defaults(&mut config, &self.entry_point_middlewares);
-        self.compile(Arc::new(config), health, metrics)
+        let merged = std::time::Instant::now();
+        let snapshot = self.compile(Arc::new(config), health, metrics);
+        self.timings = Timings {
+            merge: merged - started,
+            compile: merged.elapsed(),
+        };
+        snapshot
     }
 
     /// Compiles a merged configuration. Rules come from the cache the merge keeps (one merged
