@@ -40,7 +40,7 @@ use crate::balance::{Balancing, Loads, SmoothWeighted, Sticky, Strategy};
 use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
 use crate::middleware::{Chain, Middleware, Stores};
-use crate::routing::{CompiledRule, RouteEntry, RouteTable};
+use crate::routing::{CompiledRule, HostPattern, RouteEntry, RouteTable};
 use crate::service::mirror::MirrorStats;
 use crate::service::{Composite, Failover, Mirroring, Weighted};
 use crate::snapshot::{Route, Server, Service, Snapshot, Tier};
@@ -55,7 +55,7 @@ pub struct Compiler {
     /// The UDP entrypoints' names, in the order of the snapshot's UDP services.
     udp_entry_points: Vec<String>,
     upstreams: Upstreams,
-    rules: RuleCache<CompiledRule>,
+    rules: RuleCache<Matchable>,
     tls: TlsCompiler,
     /// Servers' loads for `p2c` and `leasttime` (kept across reloads).
     loads: Loads,
@@ -67,6 +67,23 @@ pub struct Compiler {
     stores: Stores,
     /// How long the last reload's steps took.
     timings: Timings,
+}
+
+/// A rule as route tables take it: compiled, with the hosts it requires. Kept per rule text, and
+/// shared by every router and reload that uses the text.
+#[derive(Debug)]
+struct Matchable {
+    rule: CompiledRule,
+    hosts: Option<Arc<[HostPattern]>>,
+}
+
+impl Matchable {
+    fn compile(rule: &drover_providers::rule::Rule) -> Result<Self, regex::Error> {
+        Ok(Self {
+            rule: CompiledRule::compile(rule)?,
+            hosts: rule.required_hosts().map(Into::into),
+        })
+    }
 }
 
 /// How long the steps of one reload took (logged with each configuration put in force).
@@ -173,8 +190,8 @@ impl Compiler {
             let (Some(rule), Some(service)) = (&info.parsed, services.get(&info.service)) else {
                 continue;
             };
-            let compiled = match self.rules.compiled(&info.rule, rule, CompiledRule::compile) {
-                Ok(compiled) => compiled.clone(),
+            let (compiled, hosts) = match self.rules.compiled(&info.rule, rule, Matchable::compile) {
+                Ok(m) => (m.rule.clone(), m.hosts.clone()),
                 Err(e) => {
                     // The merge validated the rule; reaching this is a bug worth a log line.
                     tracing::error!(router = %name, "rule failed to compile: {e}");
@@ -182,6 +199,7 @@ impl Compiler {
                 }
             };
             let on_tls = tls_routers.get(name);
+            let router: Arc<str> = name.as_str().into();
             // One route per distinct middleware list: entrypoints with the same defaults share it.
             let mut routes: Vec<(Vec<String>, Arc<Route>)> = Vec::new();
             for (i, ep) in self.entry_points.iter().enumerate() {
@@ -205,7 +223,7 @@ impl Compiler {
                         };
                         let route = Arc::new(Route {
                             router_id: metrics.id(name),
-                            router: name.as_str().into(),
+                            router: router.clone(),
                             service: service.clone(),
                             access_log: info.observability.and_then(|o| o.access_logs),
                             metrics: info.observability.and_then(|o| o.metrics),
@@ -221,10 +239,10 @@ impl Compiler {
                     &mut tables[i]
                 };
                 table.push(RouteEntry {
-                    name: name.clone(),
+                    name: router.clone(),
                     priority: info.priority,
                     rule: compiled.clone(),
-                    hosts: rule.required_hosts(),
+                    hosts: hosts.clone(),
                     payload: route,
                 });
             }

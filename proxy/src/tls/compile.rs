@@ -218,21 +218,22 @@ impl TlsCompiler {
             if info.status == Status::Disabled {
                 continue;
             }
-            let mut on = vec![false; entry_point_names.len()];
+            // Allocated only for TLS routers: most routers of a large configuration are not.
+            let mut on: Option<Vec<bool>> = None;
             let mut options = None;
             for (i, ep) in entry_point_names.iter().enumerate() {
                 if !info.using.contains(ep) {
                     continue;
                 }
                 if let Some(tls) = &info.tls {
-                    on[i] = true;
+                    on.get_or_insert_with(|| vec![false; entry_point_names.len()])[i] = true;
                     options = Some(tls.options.clone().unwrap_or_else(|| "default".into()));
                 } else if let Some(ep_opts) = &ep_options[i] {
-                    on[i] = true;
+                    on.get_or_insert_with(|| vec![false; entry_point_names.len()])[i] = true;
                     options.get_or_insert_with(|| ep_opts.clone());
                 }
             }
-            if let Some(options) = options {
+            if let (Some(options), Some(on)) = (options, on) {
                 wanted.insert(name.clone(), options);
                 routers.insert(name.clone(), on);
             }
