@@ -120,7 +120,10 @@ impl TlsCompiler {
                     None => continue,
                 },
                 false => match config.routers.get_mut(&name) {
-                    Some(info) => (&mut info.status, &mut info.errors),
+                    Some(info) => {
+                        let info = Arc::make_mut(info);
+                        (&mut info.status, &mut info.errors)
+                    }
                     None => continue,
                 },
             };
@@ -402,20 +405,14 @@ impl TlsCompiler {
         // 3. Routers whose options are missing or broken are disabled: never served with
         //    weaker settings than they asked for.
         for (name, options) in &wanted {
+            let why = match built.get(options) {
+                Some(Some(_)) => continue,
+                Some(None) if config.tls.options.contains_key(options) => format!("the TLS options `{options}` are invalid"),
+                _ => format!("the TLS options `{options}` do not exist"),
+            };
             let Some(info) = config.routers.get_mut(name) else { continue };
-            match built.get(options) {
-                Some(Some(_)) => {}
-                Some(None) if config.tls.options.contains_key(options) => disable(
-                    &mut info.status,
-                    &mut info.errors,
-                    format!("the TLS options `{options}` are invalid"),
-                ),
-                _ => disable(
-                    &mut info.status,
-                    &mut info.errors,
-                    format!("the TLS options `{options}` do not exist"),
-                ),
-            }
+            let info = Arc::make_mut(info);
+            disable(&mut info.status, &mut info.errors, why);
             if info.status == Status::Disabled {
                 routers.remove(name);
             }
@@ -439,6 +436,7 @@ impl TlsCompiler {
                         "the TLS options `{options}` apply to the hosts a rule names, and this rule names none: its connections use the options of their SNI's host (`default` for unknown names)"
                     );
                     if let Some(info) = config.routers.get_mut(name) {
+                        let info = Arc::make_mut(info);
                         warn(&mut info.status, &mut info.errors, why);
                     }
                 }
@@ -468,6 +466,7 @@ impl TlsCompiler {
                 tracing::error!("{why}");
                 for (_, router, _) in &claims {
                     if let Some(info) = config.routers.get_mut(router) {
+                        let info = Arc::make_mut(info);
                         warn(&mut info.status, &mut info.errors, why.clone());
                     }
                 }
