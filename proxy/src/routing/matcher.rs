@@ -95,10 +95,11 @@ fn compile_matcher(m: &Matcher) -> Result<Node, regex::Error> {
         Matcher::Host(HostPattern::Exact(host)) => Node::HostExact(host.as_str().into()),
         Matcher::Host(HostPattern::Wildcard(parent)) => Node::HostWildcard(parent.as_str().into()),
         Matcher::Host(HostPattern::Any) => Node::HostAny,
-        Matcher::HostRegexp(re) => Node::HostRegexp(Arc::new(Regex::new(re)?)),
+        // The regex the parser compiled to validate the rule, shared.
+        Matcher::HostRegexp(re) => Node::HostRegexp(re.regex().clone()),
         Matcher::Path(p) => Node::Path(p.as_str().into()),
         Matcher::PathPrefix(p) => Node::PathPrefix(p.as_str().into()),
-        Matcher::PathRegexp(re) => Node::PathRegexp(Arc::new(Regex::new(re)?)),
+        Matcher::PathRegexp(re) => Node::PathRegexp(re.regex().clone()),
         Matcher::Method(m) => Node::Method(m.to_ascii_uppercase().into()),
         Matcher::Header(name, value) => match HeaderName::from_bytes(name.as_bytes()) {
             Ok(name) => Node::Header(name, value.as_bytes().into()),
