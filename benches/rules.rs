@@ -16,8 +16,8 @@ fn entry(name: String, src: &str) -> RouteEntry<usize> {
     RouteEntry {
         priority: rule.default_priority(),
         rule: CompiledRule::compile(&rule).expect("bench rules compile"),
-        hosts: rule.required_hosts(),
-        name,
+        hosts: rule.required_hosts().map(Into::into),
+        name: name.into(),
         payload: 0,
     }
 }

@@ -40,16 +40,36 @@ pub fn qualify(name: &str, provider: &str) -> String {
 /// rules into a matchable form `C` keeps that form in the same entry ([`RuleCache::compiled`]),
 /// so a rule text is looked up, kept and forgotten in one place. A merge forgets the rules no
 /// router used.
+///
+/// It also keeps each router as the merge validated it, by provider and name, with what it was
+/// validated from: a router its provider sends again unchanged is not validated again, and its
+/// record is shared with the previous configuration rather than rebuilt.
 #[derive(Debug)]
 pub struct RuleCache<C = ()> {
     entries: HashMap<String, CachedRule<C>>,
+    /// Validated routers by provider, then by (local) name.
+    routers: HashMap<String, HashMap<String, CachedRouter>>,
+    /// The entrypoints the cached routers were validated against.
+    entry_points: Vec<String>,
     /// Bumped by every merge; entries not marked with the current value are forgotten.
     epoch: u64,
 }
 
+/// A router as validated, before the checks that involve other objects (its service, its
+/// middlewares), which every merge makes again.
+#[derive(Debug)]
+struct CachedRouter {
+    /// The router as its provider wrote it.
+    from: crate::model::Router,
+    /// The unsupported keys of the fragment that concern it.
+    ignored: Vec<String>,
+    info: Arc<RouterInfo>,
+    used: u64,
+}
+
 #[derive(Debug)]
 struct CachedRule<C> {
-    parsed: Result<rule::Rule, rule::RuleError>,
+    parsed: Result<Arc<rule::Rule>, rule::RuleError>,
     compiled: Option<C>,
     used: u64,
 }
@@ -58,20 +78,23 @@ impl<C> Default for RuleCache<C> {
     fn default() -> Self {
         Self {
             entries: HashMap::new(),
+            routers: HashMap::new(),
+            entry_points: Vec::new(),
             epoch: 0,
         }
     }
 }
 
 impl<C> RuleCache<C> {
-    /// The rule `source` parses to (or why it does not), parsed only the first time.
-    pub fn parse(&mut self, source: &str) -> Result<rule::Rule, rule::RuleError> {
+    /// The rule `source` parses to (or why it does not), parsed only the first time; every
+    /// router with this rule text shares the parsed rule.
+    pub fn parse(&mut self, source: &str) -> Result<Arc<rule::Rule>, rule::RuleError> {
         let epoch = self.epoch;
         if let Some(hit) = self.entries.get_mut(source) {
             hit.used = epoch;
             return hit.parsed.clone();
         }
-        let parsed = rule::parse(source);
+        let parsed = rule::parse(source).map(Arc::new);
         self.entries.insert(
             source.to_string(),
             CachedRule {
@@ -91,7 +114,7 @@ impl<C> RuleCache<C> {
             self.entries.insert(
                 source.to_string(),
                 CachedRule {
-                    parsed: Ok(rule.clone()),
+                    parsed: Ok(Arc::new(rule.clone())),
                     compiled: None,
                     used: self.epoch,
                 },
@@ -107,10 +130,66 @@ impl<C> RuleCache<C> {
         Ok(entry.compiled.insert(compiled))
     }
 
-    /// Forgets the rules not used since the last sweep; the next merge starts a new round.
+    /// Router `name` of `provider` (written as `r`) validated, or as validated by an earlier
+    /// merge when `r`, the entrypoints and the unsupported keys that concern it are the same.
+    fn router(
+        &mut self,
+        provider: &str,
+        name: &str,
+        r: &crate::model::Router,
+        entry_points: &[String],
+        unsupported: &[String],
+    ) -> Arc<RouterInfo> {
+        if self.entry_points != entry_points {
+            self.routers.clear();
+            self.entry_points = entry_points.to_vec();
+        }
+        // The keys `ignored_keys` reports for this router: those under `http.routers.<name>.`.
+        let ignored = || {
+            unsupported.iter().filter(move |k| {
+                k.strip_prefix("http.routers.")
+                    .and_then(|k| k.strip_prefix(name))
+                    .is_some_and(|k| k.starts_with('.'))
+            })
+        };
+        let epoch = self.epoch;
+        if let Some(hit) = self.routers.get_mut(provider).and_then(|routers| routers.get_mut(name)) {
+            if hit.from == *r && hit.ignored.iter().eq(ignored()) {
+                hit.used = epoch;
+                let info = hit.info.clone();
+                // Its rule stays parsed and compiled.
+                let _ = self.parse(&r.rule);
+                return info;
+            }
+        }
+        let info = Arc::new(validate_router(name, provider, r, entry_points, unsupported, self));
+        let cached = CachedRouter {
+            from: r.clone(),
+            ignored: ignored().cloned().collect(),
+            info: info.clone(),
+            used: epoch,
+        };
+        match self.routers.get_mut(provider) {
+            Some(routers) => {
+                routers.insert(name.to_string(), cached);
+            }
+            None => {
+                self.routers
+                    .insert(provider.to_string(), HashMap::from([(name.to_string(), cached)]));
+            }
+        }
+        info
+    }
+
+    /// Forgets the rules and routers not used since the last sweep; the next merge starts a new
+    /// round.
     fn sweep(&mut self) {
         let epoch = self.epoch;
         self.entries.retain(|_, entry| entry.used == epoch);
+        self.routers.retain(|_, routers| {
+            routers.retain(|_, router| router.used == epoch);
+            !routers.is_empty()
+        });
         self.epoch += 1;
     }
 
@@ -163,19 +242,27 @@ pub fn merge_cached<'a, C>(
     }
     link_transports(&mut out);
     crate::composite::resolve_children(&mut out.services);
+    // Collected, then built in one go: inserting thousands of names in order into a `BTreeMap`
+    // compares each with every name of the nodes along its right edge. Equal names keep the
+    // last one, as inserting would.
+    let mut routers = Vec::new();
     for (provider, config) in &fragments {
         let unsupported = config.unsupported();
         for (name, router) in &config.http.routers {
-            let mut info = validate_router(name, provider, router, entry_points, &unsupported, cache);
+            let mut info = cache.router(provider, name, router, entry_points, &unsupported);
             match out.services.get_mut(&info.service) {
-                None => disable(
-                    &mut info.status,
-                    &mut info.errors,
-                    format!("the service `{}` does not exist", info.service),
-                ),
+                None => {
+                    let info = Arc::make_mut(&mut info);
+                    disable(
+                        &mut info.status,
+                        &mut info.errors,
+                        format!("the service `{}` does not exist", info.service),
+                    )
+                }
                 Some(service) => {
                     service.used_by.push(info.name.clone());
                     if service.status == Status::Disabled {
+                        let info = Arc::make_mut(&mut info);
                         disable(
                             &mut info.status,
                             &mut info.errors,
@@ -187,9 +274,10 @@ pub fn merge_cached<'a, C>(
             if info.status == Status::Disabled {
                 tracing::warn!(router = %info.name, "router disabled: {}", info.errors.join("; "));
             }
-            out.routers.insert(info.name.clone(), info);
+            routers.push((info.name.clone(), info));
         }
     }
+    out.routers = routers.into_iter().collect();
     // Middlewares are checked after the routers so that each disabled router says why.
     crate::middlewares::resolve_routers(&mut out);
     out.l4 = crate::tcp::merge(&fragments, entry_points);

@@ -212,6 +212,7 @@ pub fn resolve_routers(config: &mut RuntimeConfig) {
             Ok(_) => mark_used(middlewares, &info.middlewares, &info.provider, &info.name),
             Err(why) => {
                 tracing::warn!(router = %info.name, "router disabled: {why}");
+                let info = std::sync::Arc::make_mut(info);
                 info.status = Status::Disabled;
                 info.errors.push(why);
             }
@@ -230,6 +231,7 @@ pub fn apply_entry_point_defaults(config: &mut RuntimeConfig, defaults: &BTreeMa
         if info.status == Status::Disabled {
             continue;
         }
+        let mut failed = None;
         for ep in &info.using {
             let Some(names) = defaults.get(ep).filter(|n| !n.is_empty()) else {
                 continue;
@@ -237,11 +239,15 @@ pub fn apply_entry_point_defaults(config: &mut RuntimeConfig, defaults: &BTreeMa
             match flatten(middlewares, names, &info.provider) {
                 Ok(_) => mark_used(middlewares, names, &info.provider, &info.name),
                 Err(why) => {
-                    info.status = Status::Disabled;
-                    info.errors.push(format!("entryPoints.{ep}.http.middlewares: {why}"));
+                    failed = Some(format!("entryPoints.{ep}.http.middlewares: {why}"));
                     break;
                 }
             }
+        }
+        if let Some(why) = failed {
+            let info = std::sync::Arc::make_mut(info);
+            info.status = Status::Disabled;
+            info.errors.push(why);
         }
     }
 }

@@ -15,8 +15,9 @@ use crate::rule::Rule;
 /// The merged, validated configuration of all providers.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RuntimeConfig {
-    /// HTTP routers by qualified name (`web@file`).
-    pub routers: BTreeMap<String, RouterInfo>,
+    /// HTTP routers by qualified name (`web@file`). Shared: a reload that leaves a router as it
+    /// was reuses its record (change one with `Arc::make_mut`).
+    pub routers: BTreeMap<String, std::sync::Arc<RouterInfo>>,
     /// HTTP services by qualified name.
     pub services: BTreeMap<String, ServiceInfo>,
     /// TLS options and certificates of every provider.
@@ -94,7 +95,7 @@ pub struct RouterInfo {
     pub rule: String,
     /// The parsed rule (absent when it did not parse).
     #[serde(skip)]
-    pub parsed: Option<Rule>,
+    pub parsed: Option<std::sync::Arc<Rule>>,
     /// Effective priority: the explicit one, else the rule's length in bytes (as Traefik).
     pub priority: i64,
     /// Entrypoints as written (empty = all).

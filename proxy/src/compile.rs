@@ -40,7 +40,7 @@ use crate::balance::{Balancing, Loads, SmoothWeighted, Sticky, Strategy};
 use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
 use crate::middleware::{Chain, Middleware, Stores};
-use crate::routing::{CompiledRule, RouteEntry, RouteTable};
+use crate::routing::{CompiledRule, HostPattern, RouteEntry, RouteTable};
 use crate::service::mirror::MirrorStats;
 use crate::service::{Composite, Failover, Mirroring, Weighted};
 use crate::snapshot::{Route, Server, Service, Snapshot, Tier};
@@ -55,7 +55,7 @@ pub struct Compiler {
     /// The UDP entrypoints' names, in the order of the snapshot's UDP services.
     udp_entry_points: Vec<String>,
     upstreams: Upstreams,
-    rules: RuleCache<CompiledRule>,
+    rules: RuleCache<Matchable>,
     tls: TlsCompiler,
     /// Servers' loads for `p2c` and `leasttime` (kept across reloads).
     loads: Loads,
@@ -65,6 +65,34 @@ pub struct Compiler {
     entry_point_middlewares: BTreeMap<String, Vec<String>>,
     /// Middleware state kept across reloads (rate-limit buckets, in-flight counts).
     stores: Stores,
+    /// How long the last reload's steps took.
+    timings: Timings,
+}
+
+/// A rule as route tables take it: compiled, with the hosts it requires. Kept per rule text, and
+/// shared by every router and reload that uses the text.
+#[derive(Debug)]
+struct Matchable {
+    rule: CompiledRule,
+    hosts: Option<Arc<[HostPattern]>>,
+}
+
+impl Matchable {
+    fn compile(rule: &drover_providers::rule::Rule) -> Result<Self, regex::Error> {
+        Ok(Self {
+            rule: CompiledRule::compile(rule)?,
+            hosts: rule.required_hosts().map(Into::into),
+        })
+    }
+}
+
+/// How long the steps of one reload took (logged with each configuration put in force).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    /// Merging and validating the providers' fragments.
+    pub merge: std::time::Duration,
+    /// Compiling the merged configuration into a snapshot.
+    pub compile: std::time::Duration,
 }
 
 impl Compiler {
@@ -81,7 +109,13 @@ impl Compiler {
             mirror_stats: HashMap::new(),
             entry_point_middlewares: BTreeMap::new(),
             stores: Stores::default(),
+            timings: Timings::default(),
         }
+    }
+
+    /// How long the steps of the last reload took.
+    pub fn timings(&self) -> Timings {
+        self.timings
     }
 
     /// Sets each entrypoint's `http.tls` defaults (index order): every router on such an
@@ -117,9 +151,16 @@ impl Compiler {
 
     /// Merges `fragments` and compiles the result: the whole reload.
     pub fn reload(&mut self, fragments: &Fragments, health: &HealthRegistry, metrics: &Metrics) -> Snapshot {
+        let started = std::time::Instant::now();
         let mut config = fragments.merge(&self.entry_points, &mut self.rules);
         drover_providers::middlewares::apply_entry_point_defaults(&mut config, &self.entry_point_middlewares);
-        self.compile(Arc::new(config), health, metrics)
+        let merged = std::time::Instant::now();
+        let snapshot = self.compile(Arc::new(config), health, metrics);
+        self.timings = Timings {
+            merge: merged - started,
+            compile: merged.elapsed(),
+        };
+        snapshot
     }
 
     /// Compiles a merged configuration. Rules come from the cache the merge keeps (one merged
@@ -158,8 +199,8 @@ impl Compiler {
                     continue;
                 }
             };
-            let compiled = match self.rules.compiled(&info.rule, rule, CompiledRule::compile) {
-                Ok(compiled) => compiled.clone(),
+            let (compiled, hosts) = match self.rules.compiled(&info.rule, rule, Matchable::compile) {
+                Ok(m) => (m.rule.clone(), m.hosts.clone()),
                 Err(e) => {
                     // The merge validated the rule; reaching this is a bug worth a log line.
                     tracing::error!(router = %name, "rule failed to compile: {e}");
@@ -168,6 +209,7 @@ impl Compiler {
                 }
             };
             let on_tls = tls_routers.get(name);
+            let router: Arc<str> = name.as_str().into();
             // One route per distinct middleware list: entrypoints with the same defaults share it.
             let mut routes: Vec<(Vec<String>, Arc<Route>)> = Vec::new();
             for (i, ep) in self.entry_points.iter().enumerate() {
@@ -192,7 +234,7 @@ impl Compiler {
                         };
                         let route = Arc::new(Route {
                             router_id: metrics.id(name),
-                            router: name.as_str().into(),
+                            router: router.clone(),
                             service: service.clone(),
                             access_log: info.observability.and_then(|o| o.access_logs),
                             metrics: info.observability.and_then(|o| o.metrics),
@@ -208,10 +250,10 @@ impl Compiler {
                     &mut tables[i]
                 };
                 table.push(RouteEntry {
-                    name: name.clone(),
+                    name: router.clone(),
                     priority: info.priority,
                     rule: compiled.clone(),
-                    hosts: rule.required_hosts(),
+                    hosts: hosts.clone(),
                     payload: route,
                 });
             }

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use super::host::parse_host_pattern;
-use super::{Matcher, RuleError};
+use super::{Matcher, Pattern, RuleError};
 
 /// The matchers of Traefik v3 HTTP rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,8 +102,8 @@ impl Kind {
                 let arg = next();
                 Matcher::Host(parse_host_pattern(&arg.value).map_err(|m| arg.error(m))?)
             }
-            Kind::HostRegexp => Matcher::HostRegexp(regex_arg(name, next())?),
-            Kind::PathRegexp => Matcher::PathRegexp(regex_arg(name, next())?),
+            Kind::HostRegexp => Matcher::HostRegexp(regex_pattern(name, next())?),
+            Kind::PathRegexp => Matcher::PathRegexp(regex_pattern(name, next())?),
             Kind::Path => Matcher::Path(path_arg(name, next())?),
             Kind::PathPrefix => Matcher::PathPrefix(path_arg(name, next())?),
             Kind::Method => Matcher::Method(method_arg(next())?),
@@ -188,15 +188,21 @@ pub(crate) fn render_call<'a>(name: &str, args: impl IntoIterator<Item = &'a str
 }
 
 pub(crate) fn regex_arg(name: &str, arg: Arg) -> Result<String, RuleError> {
+    regex_pattern(name, arg).map(|p| p.as_str().to_owned())
+}
+
+/// A regular-expression argument, compiled (see [`Pattern`]).
+pub(crate) fn regex_pattern(name: &str, arg: Arg) -> Result<Pattern, RuleError> {
     if let Some(placeholder) = v2_placeholder(&arg.value) {
         return Err(arg.error(format!(
             "`{placeholder}` looks like a Traefik v2 named placeholder, which v3 regular \
              expressions do not support; write the bare expression (for `{{name:re}}`, just `re`)"
         )));
     }
-    match regex::Regex::new(&arg.value) {
-        Ok(_) => Ok(arg.value),
-        Err(err) => Err(arg.error(format!("invalid regular expression in {name}: {}", regex_reason(&err)))),
+    let error = |err: &regex::Error| format!("invalid regular expression in {name}: {}", regex_reason(err));
+    match Pattern::new(arg.value.clone()) {
+        Ok(pattern) => Ok(pattern),
+        Err(err) => Err(arg.error(error(&err))),
     }
 }
 

@@ -70,13 +70,13 @@ pub enum Matcher {
     /// ``Host(`example.com`)``: the request host equals, or fits the wildcard of, the pattern.
     Host(HostPattern),
     /// ``HostRegexp(`re`)``: an unanchored regular expression on the normalised host.
-    HostRegexp(String),
+    HostRegexp(Pattern),
     /// ``Path(`/p`)``: the path equals the value.
     Path(String),
     /// ``PathPrefix(`/p`)``: the path starts with the value (a plain string prefix).
     PathPrefix(String),
     /// ``PathRegexp(`re`)``: an unanchored regular expression on the path.
-    PathRegexp(String),
+    PathRegexp(Pattern),
     /// ``Method(`GET`)``: the request method, stored uppercased.
     Method(String),
     /// ``Header(`k`, `v`)``: some value of header `k` (stored lowercased) equals `v`.
@@ -91,6 +91,63 @@ pub enum Matcher {
     /// ``ClientIP(`10.0.0.0/8`)``: the socket peer address is in the network (a bare address is
     /// stored as a /32 or /128).
     ClientIP(ipnet::IpNet),
+}
+
+/// A regular expression of a rule: its text, and the regex that validated it.
+///
+/// Validating a regex means compiling it, which is most of the cost of parsing a rule; the data
+/// path shares this compiled regex rather than compiling the text a second time. Two patterns
+/// are equal when their texts are.
+#[derive(Clone)]
+pub struct Pattern {
+    source: String,
+    compiled: std::sync::Arc<regex::Regex>,
+}
+
+impl Pattern {
+    /// Compiles `source` (unanchored, the regex crate's defaults).
+    pub fn new(source: String) -> Result<Self, regex::Error> {
+        let compiled = std::sync::Arc::new(regex::Regex::new(&source)?);
+        Ok(Self { source, compiled })
+    }
+
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The compiled expression.
+    pub fn regex(&self) -> &std::sync::Arc<regex::Regex> {
+        &self.compiled
+    }
+}
+
+impl std::ops::Deref for Pattern {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.source
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for Pattern {}
+
+impl std::fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.source, f)
+    }
+}
+
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.source)
+    }
 }
 
 /// The value of a `Host` matcher, already normalised (lowercase, no port, no trailing dot).

@@ -197,7 +197,7 @@ fn answer(snapshot: &Snapshot, q: &Question, now: Instant) -> Value {
             ("not-matched", verdict.reasons)
         };
         lines.push(Line {
-            info,
+            info: info.map(|i| &**i),
             name,
             priority,
             result,

@@ -1,5 +1,11 @@
 //! A rule compiled for the data path: regexes built once, `&&`/`||` chains flattened, and cheap
 //! matchers evaluated before expensive ones.
+//!
+//! Every part of a compiled rule is shared (`Arc`), so cloning one, as each reload does for every
+//! router, copies pointers: no allocation, and a regex keeps the match caches it already has.
+//! Matching goes through exactly as many pointers as with owned parts.
+
+use std::sync::Arc;
 
 use drover_providers::rule::{Expr, HostPattern, Matcher, Rule};
 use http::HeaderName;
@@ -17,21 +23,26 @@ pub struct CompiledRule {
 
 #[derive(Clone, Debug)]
 enum Node {
-    All(Box<[Node]>),
-    Any(Box<[Node]>),
-    Not(Box<Node>),
-    Host(HostPattern),
-    HostRegexp(Regex),
-    Path(Box<str>),
-    PathPrefix(Box<str>),
-    PathRegexp(Regex),
-    Method(Box<str>),
-    Header(HeaderName, Box<[u8]>),
-    HeaderRegexp(HeaderName, BytesRegex),
+    All(Arc<[Node]>),
+    Any(Arc<[Node]>),
+    Not(Arc<Node>),
+    /// ``Host(`a.example`)``, normalised.
+    HostExact(Arc<str>),
+    /// ``Host(`*.parent`)``: the parent domain.
+    HostWildcard(Arc<str>),
+    /// ``Host(`*`)``.
+    HostAny,
+    HostRegexp(Arc<Regex>),
+    Path(Arc<str>),
+    PathPrefix(Arc<str>),
+    PathRegexp(Arc<Regex>),
+    Method(Arc<str>),
+    Header(HeaderName, Arc<[u8]>),
+    HeaderRegexp(HeaderName, Arc<BytesRegex>),
     /// A header matcher whose name `http` cannot represent: such a header is never present.
     NoSuchHeader,
-    Query(Box<str>, Box<str>),
-    QueryRegexp(Box<str>, BytesRegex),
+    Query(Arc<str>, Arc<str>),
+    QueryRegexp(Arc<str>, Arc<BytesRegex>),
     ClientIp(IpNet),
 }
 
@@ -53,13 +64,13 @@ fn compile(expr: &Expr) -> Result<Node, regex::Error> {
     Ok(match expr {
         Expr::And(..) => Node::All(flatten(expr, true)?),
         Expr::Or(..) => Node::Any(flatten(expr, false)?),
-        Expr::Not(inner) => Node::Not(Box::new(compile(inner)?)),
+        Expr::Not(inner) => Node::Not(Arc::new(compile(inner)?)),
         Expr::Matcher(m) => compile_matcher(m)?,
     })
 }
 
 /// Collects the operands of a chain of `&&` (or of `||`) into one list, cheapest first.
-fn flatten(expr: &Expr, and: bool) -> Result<Box<[Node]>, regex::Error> {
+fn flatten(expr: &Expr, and: bool) -> Result<Arc<[Node]>, regex::Error> {
     fn collect(expr: &Expr, and: bool, out: &mut Vec<Node>) -> Result<(), regex::Error> {
         match (expr, and) {
             (Expr::And(a, b), true) | (Expr::Or(a, b), false) => {
@@ -76,30 +87,33 @@ fn flatten(expr: &Expr, and: bool) -> Result<Box<[Node]>, regex::Error> {
     collect(expr, and, &mut nodes)?;
     // Matchers have no side effects, so the order of operands does not change the result.
     nodes.sort_by_key(Node::cost);
-    Ok(nodes.into_boxed_slice())
+    Ok(nodes.into())
 }
 
 fn compile_matcher(m: &Matcher) -> Result<Node, regex::Error> {
     Ok(match m {
-        Matcher::Host(pattern) => Node::Host(pattern.clone()),
-        Matcher::HostRegexp(re) => Node::HostRegexp(Regex::new(re)?),
+        Matcher::Host(HostPattern::Exact(host)) => Node::HostExact(host.as_str().into()),
+        Matcher::Host(HostPattern::Wildcard(parent)) => Node::HostWildcard(parent.as_str().into()),
+        Matcher::Host(HostPattern::Any) => Node::HostAny,
+        // The regex the parser compiled to validate the rule, shared.
+        Matcher::HostRegexp(re) => Node::HostRegexp(re.regex().clone()),
         Matcher::Path(p) => Node::Path(p.as_str().into()),
         Matcher::PathPrefix(p) => Node::PathPrefix(p.as_str().into()),
-        Matcher::PathRegexp(re) => Node::PathRegexp(Regex::new(re)?),
+        Matcher::PathRegexp(re) => Node::PathRegexp(re.regex().clone()),
         Matcher::Method(m) => Node::Method(m.to_ascii_uppercase().into()),
         Matcher::Header(name, value) => match HeaderName::from_bytes(name.as_bytes()) {
             Ok(name) => Node::Header(name, value.as_bytes().into()),
             Err(_) => Node::NoSuchHeader,
         },
         Matcher::HeaderRegexp(name, re) => {
-            let re = BytesRegex::new(re)?;
+            let re = Arc::new(BytesRegex::new(re)?);
             match HeaderName::from_bytes(name.as_bytes()) {
                 Ok(name) => Node::HeaderRegexp(name, re),
                 Err(_) => Node::NoSuchHeader,
             }
         }
         Matcher::Query(key, value) => Node::Query(key.as_str().into(), value.as_deref().unwrap_or_default().into()),
-        Matcher::QueryRegexp(key, re) => Node::QueryRegexp(key.as_str().into(), BytesRegex::new(re)?),
+        Matcher::QueryRegexp(key, re) => Node::QueryRegexp(key.as_str().into(), Arc::new(BytesRegex::new(re)?)),
         Matcher::ClientIP(net) => Node::ClientIp(*net),
     })
 }
@@ -108,7 +122,14 @@ impl Node {
     /// A rough evaluation cost, used to try cheap operands first.
     fn cost(&self) -> u8 {
         match self {
-            Node::Host(_) | Node::Path(_) | Node::PathPrefix(_) | Node::Method(_) | Node::ClientIp(_) | Node::NoSuchHeader => 0,
+            Node::HostExact(_)
+            | Node::HostWildcard(_)
+            | Node::HostAny
+            | Node::Path(_)
+            | Node::PathPrefix(_)
+            | Node::Method(_)
+            | Node::ClientIp(_)
+            | Node::NoSuchHeader => 0,
             Node::Header(..) => 1,
             Node::Query(..) => 2,
             Node::HostRegexp(_) | Node::PathRegexp(_) | Node::HeaderRegexp(..) | Node::QueryRegexp(..) => 3,
@@ -122,7 +143,9 @@ impl Node {
             Node::All(nodes) => nodes.iter().all(|n| n.matches(req)),
             Node::Any(nodes) => nodes.iter().any(|n| n.matches(req)),
             Node::Not(inner) => !inner.matches(req),
-            Node::Host(pattern) => host_matches(pattern, req.host),
+            Node::HostExact(expected) => req.host == &**expected,
+            Node::HostWildcard(parent) => wildcard_matches(parent, req.host),
+            Node::HostAny => true,
             Node::HostRegexp(re) => re.is_match(req.host),
             Node::Path(p) => req.path == &**p,
             Node::PathPrefix(p) => req.path.starts_with(&**p),
@@ -138,15 +161,11 @@ impl Node {
     }
 }
 
-/// Host matching on an already normalised request host.
-pub(super) fn host_matches(pattern: &HostPattern, host: &str) -> bool {
-    match pattern {
-        HostPattern::Exact(expected) => host == expected,
-        HostPattern::Wildcard(parent) => match host.split_once('.') {
-            Some((label, rest)) => !label.is_empty() && rest == parent,
-            None => false,
-        },
-        HostPattern::Any => true,
+/// ``Host(`*.parent`)`` on an already normalised request host: one label, then `parent`.
+fn wildcard_matches(parent: &str, host: &str) -> bool {
+    match host.split_once('.') {
+        Some((label, rest)) => !label.is_empty() && rest == parent,
+        None => false,
     }
 }
 

@@ -5,6 +5,8 @@
 //! the admin API, which share that runtime. Fragments arrive through a `watch` channel: when
 //! several sets are published while one compiles, only the newest is compiled next. Active health
 //! checks are reconciled here, after the compilation, because their tasks run on this runtime.
+//! The snapshot a swap replaces is dropped on a thread of its own ([`Retirer`]): freeing a large
+//! one takes milliseconds this runtime must not spend.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,6 +17,7 @@ use tokio::sync::watch;
 use crate::compile::Compiler;
 use crate::connection::Shared;
 use crate::health::active::ActiveChecks;
+use crate::snapshot::Retirer;
 use crate::tls::watch::CertWatcher;
 
 /// How long after a certificate file changes it is read: writers replace a certificate and its
@@ -38,6 +41,13 @@ pub async fn run(
     mut acme_changes: watch::Receiver<u64>,
 ) {
     let mut checks = ActiveChecks::default();
+    let retirer = match Retirer::start() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!("no thread to drop replaced configurations on ({e}); they are dropped on the control thread");
+            None
+        }
+    };
     let (cert_changed, mut cert_changes) = watch::channel(0u64);
     let mut watcher = match CertWatcher::new(cert_changed) {
         Ok(w) => Some(w),
@@ -94,10 +104,22 @@ pub async fn run(
             snapshot.config.routers.len(),
             snapshot.config.services.len(),
         );
-        shared.snapshot.store(snapshot);
+        let replaced = shared.snapshot.swap(snapshot);
+        if let Some(retirer) = &retirer {
+            retirer.retire(replaced);
+        }
         shared.metrics.reloaded();
         in_force.send_replace(generation);
-        tracing::info!(generation, routers, services, elapsed = ?started.elapsed(), "configuration in force");
+        let steps = compiler.timings();
+        tracing::info!(
+            generation,
+            routers,
+            services,
+            elapsed = ?started.elapsed(),
+            merge = ?steps.merge,
+            compile = ?steps.compile,
+            "configuration in force"
+        );
     }
 }
 

@@ -120,7 +120,10 @@ impl TlsCompiler {
                     None => continue,
                 },
                 false => match config.routers.get_mut(&name) {
-                    Some(info) => (&mut info.status, &mut info.errors),
+                    Some(info) => {
+                        let info = Arc::make_mut(info);
+                        (&mut info.status, &mut info.errors)
+                    }
                     None => continue,
                 },
             };
@@ -218,21 +221,22 @@ impl TlsCompiler {
             if info.status == Status::Disabled {
                 continue;
             }
-            let mut on = vec![false; entry_point_names.len()];
+            // Allocated only for TLS routers: most routers of a large configuration are not.
+            let mut on: Option<Vec<bool>> = None;
             let mut options = None;
             for (i, ep) in entry_point_names.iter().enumerate() {
                 if !info.using.contains(ep) {
                     continue;
                 }
                 if let Some(tls) = &info.tls {
-                    on[i] = true;
+                    on.get_or_insert_with(|| vec![false; entry_point_names.len()])[i] = true;
                     options = Some(tls.options.clone().unwrap_or_else(|| "default".into()));
                 } else if let Some(ep_opts) = &ep_options[i] {
-                    on[i] = true;
+                    on.get_or_insert_with(|| vec![false; entry_point_names.len()])[i] = true;
                     options.get_or_insert_with(|| ep_opts.clone());
                 }
             }
-            if let Some(options) = options {
+            if let (Some(options), Some(on)) = (options, on) {
                 wanted.insert(name.clone(), options);
                 routers.insert(name.clone(), on);
             }
@@ -401,20 +405,14 @@ impl TlsCompiler {
         // 3. Routers whose options are missing or broken are disabled: never served with
         //    weaker settings than they asked for.
         for (name, options) in &wanted {
+            let why = match built.get(options) {
+                Some(Some(_)) => continue,
+                Some(None) if config.tls.options.contains_key(options) => format!("the TLS options `{options}` are invalid"),
+                _ => format!("the TLS options `{options}` do not exist"),
+            };
             let Some(info) = config.routers.get_mut(name) else { continue };
-            match built.get(options) {
-                Some(Some(_)) => {}
-                Some(None) if config.tls.options.contains_key(options) => disable(
-                    &mut info.status,
-                    &mut info.errors,
-                    format!("the TLS options `{options}` are invalid"),
-                ),
-                _ => disable(
-                    &mut info.status,
-                    &mut info.errors,
-                    format!("the TLS options `{options}` do not exist"),
-                ),
-            }
+            let info = Arc::make_mut(info);
+            disable(&mut info.status, &mut info.errors, why);
             if info.status == Status::Disabled {
                 routers.remove(name);
             }
@@ -438,6 +436,7 @@ impl TlsCompiler {
                         "the TLS options `{options}` apply to the hosts a rule names, and this rule names none: its connections use the options of their SNI's host (`default` for unknown names)"
                     );
                     if let Some(info) = config.routers.get_mut(name) {
+                        let info = Arc::make_mut(info);
                         warn(&mut info.status, &mut info.errors, why);
                     }
                 }
@@ -467,6 +466,7 @@ impl TlsCompiler {
                 tracing::error!("{why}");
                 for (_, router, _) in &claims {
                     if let Some(info) = config.routers.get_mut(router) {
+                        let info = Arc::make_mut(info);
                         warn(&mut info.status, &mut info.errors, why.clone());
                     }
                 }

@@ -221,6 +221,7 @@ fn disable(config: &mut RuntimeConfig, name: &str, why: String) {
         for router in s.used_by.clone() {
             if let Some(r) = config.routers.get_mut(&router) {
                 if r.status != Status::Disabled {
+                    let r = Arc::make_mut(r);
                     r.status = Status::Disabled;
                     r.errors.push(format!("the service `{service}` is disabled"));
                 }

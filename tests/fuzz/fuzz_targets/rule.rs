@@ -66,7 +66,7 @@ fuzz_target!(|data: &[u8]| {
         name: "r".into(),
         priority: parsed.default_priority(),
         rule: compiled.clone(),
-        hosts: parsed.required_hosts(),
+        hosts: parsed.required_hosts().map(Into::into),
         payload: (),
     }]);
 
