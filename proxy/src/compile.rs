@@ -261,7 +261,7 @@ impl Compiler {
         if !off.is_empty() {
             // A router the API shows disabled is in no table, on any entrypoint.
             for table in tables.iter_mut().chain(tls_tables.iter_mut()) {
-                table.retain(|entry| !off.iter().any(|(name, _)| *name == entry.name));
+                table.retain(|entry| !off.iter().any(|(name, _)| **name == *entry.name));
             }
             let config = Arc::make_mut(&mut config);
             for (name, why) in off {
@@ -545,6 +545,8 @@ fn disable_router(config: &mut RuntimeConfig, name: &str, why: String) {
     if let Some(r) = config.routers.get_mut(name) {
         if r.status != Status::Disabled {
             tracing::warn!(router = %name, "router disabled: {why}");
+            // Shared with the merge's cache: this router alone is copied.
+            let r = Arc::make_mut(r);
             r.status = Status::Disabled;
             r.errors.push(why);
         }
