@@ -159,7 +159,11 @@ fuzz_target!(|data: &[u8]| {
         Version::HTTP_11
     };
     let Some(request) = build(&head, version) else { return };
-    let _ = check_request(&request);
+    // What the connection's head scan reports for a head read whole: whether it had a length.
+    let length = head.headers.iter().any(|h| h.name.eq_ignore_ascii_case("content-length"));
+    let checked = check_request(&request, length);
+    let chunked = head.headers.iter().any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
+    assert!(!(length && chunked) || checked.is_err(), "a length beside Transfer-Encoding is refused");
     let _ = authority(&request);
     // The same request as HTTP/2 would bring it (`:authority` and a `host` header may differ).
     if let Some(h2) = build(&head, Version::HTTP_2) {
