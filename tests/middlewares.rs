@@ -771,16 +771,7 @@ maxBodySize = 100
 async fn forward_body_works_with_retry_and_buffering_around_it() {
     let auth = wire::Wire::answering(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
     // Every other answer is a 503: the first attempt of each request is retried.
-    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = answered.clone();
-    let backend = wire::Wire::spawn(move |_| {
-        Some(if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) & 1 == 0 {
-            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy".to_vec()
-        } else {
-            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()
-        })
-    })
-    .await;
+    let (backend, _) = wire::busy_when(|n| n & 1 == 0).await;
     let routes = format!(
         r#"{}{}{}
 [http.middlewares.auth.forwardAuth]

@@ -380,16 +380,7 @@ initialInterval = "10ms"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_on_listed_statuses_and_refuses_bodies_past_its_maximum() {
-    let count = Arc::new(AtomicUsize::new(0));
-    let counted = count.clone();
-    let backend = wire::Wire::spawn(move |_| {
-        Some(if counted.fetch_add(1, Ordering::SeqCst) == 0 {
-            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy".to_vec()
-        } else {
-            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()
-        })
-    })
-    .await;
+    let (backend, count) = wire::busy_when(|n| n == 0).await;
     let routes = format!(
         r#"{}
 [http.middlewares.again.retry]
@@ -651,17 +642,8 @@ fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_bytes_are_counted_once_when_a_middleware_holds_the_body() {
-    let count = Arc::new(AtomicUsize::new(0));
-    let counted = count.clone();
     // Its first answer is a 503 (retried), every later one a 200.
-    let backend = wire::Wire::spawn(move |_| {
-        Some(if counted.fetch_add(1, Ordering::SeqCst) == 0 {
-            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy".to_vec()
-        } else {
-            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()
-        })
-    })
-    .await;
+    let (backend, count) = wire::busy_when(|n| n == 0).await;
     let routes = format!(
         r#"{}{}{}
 [http.middlewares.buf.buffering]

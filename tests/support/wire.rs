@@ -187,6 +187,22 @@ pub fn statuses(answers: &str) -> Vec<u16> {
         .collect()
 }
 
+/// A backend whose `n`th answer (counting from 0) is a `503 busy` when `busy(n)`, else a `200 ok`,
+/// and the count of requests it has answered.
+pub async fn busy_when(busy: impl Fn(usize) -> bool + Send + Sync + 'static) -> (Wire, Arc<AtomicUsize>) {
+    let answered = counter();
+    let count = answered.clone();
+    let backend = Wire::spawn(move |_| {
+        Some(if busy(count.fetch_add(1, Ordering::SeqCst)) {
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy".to_vec()
+        } else {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()
+        })
+    })
+    .await;
+    (backend, answered)
+}
+
 /// A counter shared with a backend closure.
 pub fn counter() -> Arc<AtomicUsize> {
     Arc::new(AtomicUsize::new(0))

@@ -301,6 +301,7 @@ impl HeadScan {
     const FIELD: &'static [u8; 15] = b"content-length:";
     /// The position that skips the rest of the line.
     const SKIP: u32 = 31;
+    /// The bits that hold the position (0 to 15, or `SKIP`).
     const POSITION: u32 = 31;
     const CR: u32 = 1 << 5;
     const FOLLOWING: u32 = 1 << 6;
