@@ -10,6 +10,9 @@ use drover::Drover;
 
 // A proxy allocates small, short-lived buffers per request on every worker thread; mimalloc's
 // per-thread free lists serve that better than the system allocator (measured: see README).
+// `--features system-allocator` builds with the system's instead, for heap profilers that
+// follow `malloc` (heaptrack, valgrind's massif): benches/README.md "Idle connections".
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
