@@ -151,3 +151,33 @@ async fn draining_answers_an_idle_keep_alive_connection_once_more_then_closes_it
         .unwrap_or(0);
     assert_eq!(n, 0, "nothing follows the last answer");
 }
+
+/// A keep-alive connection idle long enough to be parked (hyper's state dropped, the bare socket
+/// kept: `server::timeouts`) closes once draining stops lingering, like any idle connection,
+/// not when the grace period runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_closes_a_parked_connection_after_the_linger_not_the_grace_period() {
+    let (backend, _whoami) = support::whoami::spawn("a").await;
+    let routes = service_toml("r", "PathPrefix(`/`)", "s", &[(backend, 1)]);
+    let drover = support::TestDrover::start_with(&routes, "[entryPoints.web.transport.lifeCycle]\ngraceTimeOut = \"30s\"\n").await;
+    let mut idle = tokio::net::TcpStream::connect(drover.web()).await.expect("connect");
+    idle.write_all(b"GET /first HTTP/1.1\r\nHost: t.local\r\n\r\n").await.expect("send");
+    let answer = support::read_response(&mut idle, Duration::from_secs(10)).await.expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Past the parking delay (1 s, looked at every second): parked by now.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+
+    let draining = Instant::now();
+    drover.drover.shutdown();
+    let mut rest = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut rest))
+        .await
+        .expect("the parked connection is closed within 10 s of the shutdown (grace period: 30 s)")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without a word: {:?}", String::from_utf8_lossy(&rest[..n]));
+    let after = draining.elapsed();
+    assert!(
+        after < Duration::from_secs(5),
+        "closed {after:?} after the shutdown began (linger: 1 s)"
+    );
+}

@@ -86,31 +86,15 @@ pub struct EntryPointRules {
     pub l4: crate::l4::dispatch::L4Rules,
 }
 
-/// One client connection's context, built once when it is accepted.
+/// One client connection's context, built once when it is accepted. Kept small: an idle
+/// connection holds little more than this, its socket and its task (see `server::timeouts`), so
+/// what every connection of an entrypoint shares is reached through `entry`, never copied.
 #[derive(Debug)]
 pub struct Connection {
     /// Shared state.
     pub shared: Arc<Shared>,
-    /// Index of the entrypoint that accepted it.
-    pub entry_point: usize,
-    /// Its name.
-    pub entry_point_name: Arc<str>,
-    /// What the entrypoint records by default.
-    pub observe: Observe,
-    /// How the entrypoint checks and normalises request paths.
-    pub path_policy: PathPolicy,
-    /// The entrypoint's open-connections gauge; upgraded connections count there too.
-    pub open_connections: Arc<AtomicI64>,
-    /// How long an upgraded connection may be silent.
-    pub tunnel_idle: Option<Duration>,
-    /// `readTimeout`: the whole request within this of its start.
-    pub read_timeout: Option<Duration>,
-    /// `writeTimeout`: the whole response within this of the request's start.
-    pub write_timeout: Option<Duration>,
-    /// Where its plain-HTTP requests are redirected, if anywhere.
-    pub redirect: Option<Arc<Redirect>>,
-    /// ACME HTTP-01 answers, on the entrypoint a resolver names for them.
-    pub acme_http01: Option<Arc<crate::acme::Challenges>>,
+    /// The entrypoint that accepted it: its index, name, timeouts, redirection, path policy.
+    pub entry: Arc<EntryPointRules>,
     /// What its TLS handshake negotiated; `None` for a plain connection.
     pub tls: Option<crate::tls::TlsSession>,
     /// The client's address.
@@ -148,6 +132,13 @@ impl ResponseTimer {
         }
     }
 
+    /// Drops the kept timer: a parked connection holds none (see `server::timeouts`).
+    pub(crate) fn release(&self) {
+        if let Ok(mut kept) = self.0.try_lock() {
+            kept.take();
+        }
+    }
+
     /// Keeps `timer` for the connection's next request.
     pub(crate) fn give_back(&self, timer: Pin<Box<Sleep>>) {
         if let Ok(mut kept) = self.0.try_lock() {
@@ -166,7 +157,7 @@ impl Connection {
 
     /// The context of a connection from `peer` accepted at `local` by the entrypoint `rules`
     /// describe.
-    pub fn new(shared: Arc<Shared>, rules: &EntryPointRules, peer: SocketAddr, local: SocketAddr) -> Self {
+    pub fn new(shared: Arc<Shared>, rules: &Arc<EntryPointRules>, peer: SocketAddr, local: SocketAddr) -> Self {
         let ip = peer.ip().to_canonical();
         let forwarded = Forwarded {
             // Invariant: an IP address and a port number print as valid header values.
@@ -178,16 +169,7 @@ impl Connection {
         };
         Self {
             shared,
-            entry_point: rules.index,
-            entry_point_name: rules.name.clone(),
-            observe: rules.observe,
-            path_policy: rules.path_policy,
-            open_connections: rules.open_connections.clone(),
-            tunnel_idle: rules.tunnel_idle,
-            read_timeout: rules.read_timeout,
-            write_timeout: rules.write_timeout,
-            redirect: rules.redirect.clone(),
-            acme_http01: rules.acme_http01.clone(),
+            entry: rules.clone(),
             tls: None,
             peer: SocketAddr::new(ip, peer.port()),
             forwarded,

@@ -43,8 +43,8 @@ pub(super) async fn wait_for_head(
     let limits = Limits {
         head: head.unwrap_or(conn.shared.response_header_timeout),
         idle: conn.shared.body_idle_timeout.filter(|_| body.is_some()),
-        read_by: conn.read_timeout.filter(|_| body.is_some()).map(|t| started + t),
-        write_by: conn.write_timeout.map(|t| started + t),
+        read_by: conn.entry.read_timeout.filter(|_| body.is_some()).map(|t| started + t),
+        write_by: conn.entry.write_timeout.map(|t| started + t),
         sent_at,
     };
     // The body's bytes at the last look, and since when they have not moved.

@@ -190,7 +190,7 @@ struct Trace {
 
 /// The start of `req`'s access-log entry; the rest is filled in as it is forwarded.
 fn access_entry(log: &AccessLog, conn: &Connection, req: &Request<Incoming>, route: Option<&Route>, start: Instant) -> Box<Entry> {
-    let mut entry = log.entry(start.into_std(), &conn.forwarded.client_ip, &conn.entry_point_name);
+    let mut entry = log.entry(start.into_std(), &conn.forwarded.client_ip, &conn.entry.name);
     entry.method.clone_from(req.method());
     entry.version = req.version();
     // One pass over the headers finds all three: cheaper than three lookups, each hashing.
@@ -242,7 +242,7 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
     let mut trace = Trace {
         router: NONE,
         service: NONE,
-        observe: conn.observe,
+        observe: conn.entry.observe,
         access: None,
         retries: 0,
         bytes_in: None,
@@ -271,7 +271,7 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
         entry.retries = trace.retries;
     }
     let key = RequestKey {
-        entry_point: conn.entry_point as u16,
+        entry_point: conn.entry.index as u16,
         router: trace.router,
         service: trace.service,
         code: response.status().as_u16(),
@@ -305,7 +305,7 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
 fn checked_target(conn: &Connection, req: &Request<Incoming>) -> Result<(Option<HeaderValue>, Option<String>), Refusal> {
     target::check_request(req, conn.activity.head_had_length())?;
     let authority = target::authority(req)?;
-    let path = match target::normalize_path(req.uri().path(), conn.path_policy)? {
+    let path = match target::normalize_path(req.uri().path(), conn.entry.path_policy)? {
         Cow::Borrowed(_) => None,
         Cow::Owned(normalized) => Some(normalized),
     };
@@ -326,7 +326,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
         }
     };
     // ACME's HTTP-01 answers come first: ahead of every router and of the HTTP → HTTPS redirect.
-    if let Some(answer) = conn.acme_http01.as_deref().and_then(|c| c.http01(req.uri().path())) {
+    if let Some(answer) = conn.entry.acme_http01.as_deref().and_then(|c| c.http01(req.uri().path())) {
         let mut response = Response::new(ProxyBody::local(Bytes::from(answer)));
         response
             .headers_mut()
@@ -335,7 +335,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
     }
     // Validated as a host[:port] made of visible ASCII, so it reads as text.
     let host = normalize_host(authority.as_ref().and_then(|a| a.to_str().ok()).unwrap_or(""));
-    if let Some(redirect) = conn.redirect.as_deref().filter(|_| conn.tls.is_none()) {
+    if let Some(redirect) = conn.entry.redirect.as_deref().filter(|_| conn.tls.is_none()) {
         return super::redirect::to_entry_point(redirect, &req, &host);
     }
     let (service, chain) = {
@@ -360,13 +360,13 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
             client_ip: conn.peer.ip(),
         };
         match snapshot
-            .table(conn.entry_point, conn.tls.is_some())
+            .table(conn.entry.index, conn.tls.is_some())
             .and_then(|table| table.find(&view))
         {
             Some(route) => {
                 trace.router = route.router_id;
                 trace.service = route.service.metrics_id;
-                trace.observe = conn.observe.for_route(route);
+                trace.observe = conn.entry.observe.for_route(route);
                 if let Some(log) = conn.shared.access_log.as_ref().filter(|_| trace.observe.access_log) {
                     trace.access = Some(access_entry(log, conn, &req, Some(route), start));
                 }
@@ -441,7 +441,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
             // custom `X-Forwarded-Proto` overrides drover's, `ipStrategy` reads drover's
             // `X-Forwarded-For`), and may answer it themselves.
             forwarding_headers(conn, &mut parts.headers, client_host.clone(), service.pass_host_header);
-            let mut slot = BodySlot::new(body, start, conn.read_timeout.map(|limit| start + limit));
+            let mut slot = BodySlot::new(body, start, conn.entry.read_timeout.map(|limit| start + limit));
             let mut req = Req {
                 parts: &mut parts,
                 peer: conn.peer.ip(),
@@ -556,7 +556,7 @@ async fn forward_whole(
         trace.bytes_in = Some(progress.clone());
         // The entrypoint's readTimeout bounds the upload here as it does a streamed one.
         let read = Spool::read(RequestBody::Counted(body, progress), whole.plan.max, whole.plan.memory);
-        let read = match conn.read_timeout {
+        let read = match conn.entry.read_timeout {
             Some(limit) => match tokio::time::timeout_at(start + limit, read).await {
                 Ok(read) => read,
                 Err(_) => {
@@ -959,8 +959,8 @@ async fn send(
         };
         let server_upgrade = hyper::upgrade::on(&mut response);
         let tunnel = Tunnel {
-            open: conn.open_connections.clone(),
-            idle: conn.tunnel_idle,
+            open: conn.entry.open_connections.clone(),
+            idle: conn.entry.tunnel_idle,
             shutdown: conn.shared.shutdown.clone(),
         };
         tokio::spawn(async move {
@@ -982,7 +982,12 @@ async fn send(
     }
     // The client's connection decides its own version; the server's (maybe 1.0) must not leak.
     parts.version = Version::HTTP_11;
-    let mut body = UpstreamBody::new(body, pooled, conn.shared.body_idle_timeout, conn.write_timeout.map(|t| start + t));
+    let mut body = UpstreamBody::new(
+        body,
+        pooled,
+        conn.shared.body_idle_timeout,
+        conn.entry.write_timeout.map(|t| start + t),
+    );
     // A body already broken at its first bytes (an invalid chunk size) is answered 502 while
     // nothing has gone to the client yet; later breaks can only cut the response short.
     if std::future::poll_fn(|cx| std::task::Poll::Ready(body.peek(cx))).await.is_err() {

@@ -21,13 +21,14 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use crate::connection::{Activity, Connection, Limits, Verdict};
 use crate::io::BatchedStream;
@@ -214,23 +215,74 @@ where
     }
 }
 
+/// Tells a worker's parked connections to close (its graceful shutdown). A parked wait holds one
+/// [`Notified`](tokio::sync::futures::Notified) for it, where a channel receiver's `changed()`
+/// future would be several times that in every idle connection's task.
+#[derive(Debug, Default)]
+pub struct CloseParked {
+    closing: AtomicBool,
+    notify: Notify,
+}
+
+impl CloseParked {
+    /// Closes every parked connection, and any that parks from now on.
+    pub fn close_all(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+}
+
+/// What ended a parked wait.
+enum Woken {
+    Readable(bool),
+    Closing,
+    Timer,
+}
+
 /// Waits, holding nothing but the socket, until a parked connection's client sends bytes (or
 /// closes): true, to serve it again. False when it is to be closed: its idle deadline passed,
-/// or `stop` (the worker's graceful shutdown) changed.
-pub async fn parked(socket: &TcpStream, activity: &Activity, limits: Limits, stop: &mut watch::Receiver<()>) -> bool {
+/// or the worker closes its parked connections ([`CloseParked`]).
+///
+/// Written with the socket's `poll_read_ready` and one timer rather than `select!` over
+/// futures: this wait is the largest state of an idle connection's task (see
+/// `server::worker`), so it is kept to a timer, a notification and a few references.
+pub async fn parked(socket: &TcpStream, activity: &Activity, limits: &Limits, close: &CloseParked) -> bool {
+    let closing = std::pin::pin!(close.notify.notified());
+    let mut closing = closing;
+    closing.as_mut().enable();
+    if close.closing.load(Ordering::SeqCst) {
+        return false;
+    }
+    // Not registered with the runtime's timers until it is first polled with a deadline.
+    let mut timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
     loop {
-        let wait = match activity.verdict(&limits, activity.now_ms()) {
+        let wait = match activity.verdict(limits, activity.now_ms()) {
             Verdict::Expired(why) => {
                 tracing::debug!("client connection closed: {why}");
                 return false;
             }
             Verdict::Recheck(wait) => wait,
         };
-        tokio::select! {
-            biased;
-            _ = stop.changed() => return false,
-            readable = socket.readable() => return readable.is_ok(),
-            () = tokio::time::sleep(wait.unwrap_or(Duration::MAX)), if wait.is_some() => {}
+        if let Some(wait) = wait {
+            timer.as_mut().reset(tokio::time::Instant::now() + wait);
+        }
+        let woken = std::future::poll_fn(|cx| {
+            if closing.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Woken::Closing);
+            }
+            if let Poll::Ready(ready) = socket.poll_read_ready(cx) {
+                return Poll::Ready(Woken::Readable(ready.is_ok()));
+            }
+            if wait.is_some() && timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Woken::Timer);
+            }
+            Poll::Pending
+        })
+        .await;
+        match woken {
+            Woken::Readable(ok) => return ok,
+            Woken::Closing => return false,
+            Woken::Timer => {}
         }
     }
 }

@@ -18,6 +18,7 @@
 //! `server::timeouts`) close at that moment too; one whose client speaks during [`LINGER`] is
 //! served again, its response saying `Connection: close`.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit};
 
 use super::admission::Admission;
 use super::handshake::{self, Accepted};
-use super::timeouts::{self, Served, WatchedStream, PARK_AFTER};
+use super::timeouts::{self, CloseParked, Served, WatchedStream, PARK_AFTER};
 use crate::connection::{Connection, EntryPointRules, Limits, Shared};
 use crate::forward::handle;
 use crate::l4::dispatch::{self, Dispatched};
@@ -94,6 +95,8 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
     let (graceful, _) = watch::channel(());
     // Told each time one of this worker's connections ends, while draining.
     let ended = Arc::new(Notify::new());
+    // Closes the parked connections when the worker shuts down (they hold no receiver's future).
+    let close_parked = Arc::new(CloseParked::default());
     // Sends the small writes of this worker's connections once per batch (see `crate::io`).
     let flusher = tokio::spawn(crate::io::run_flusher());
     let mut grace = Duration::ZERO;
@@ -114,19 +117,22 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
                 continue;
             }
         };
-        let builder = Arc::new(connection_builder());
-        // A parked connection is known to speak HTTP/1: no version detection when it resumes.
-        let resumed = Arc::new(connection_builder().http1_only());
-        let limits = socket.limits;
-        let shared = shared.clone();
-        let mut shutdown = shutdown.clone();
-        let rules = socket.rules;
+        let accepting_here = Arc::new(Accepting {
+            shared: shared.clone(),
+            rules: Arc::new(socket.rules),
+            builder: connection_builder(),
+            // A parked connection is known to speak HTTP/1: no version detection when it resumes.
+            resumed: connection_builder().http1_only(),
+            limits: socket.limits,
+            local,
+            ended: ended.clone(),
+            close_parked: close_parked.clone(),
+        });
         let admission = socket.admission;
-        let open_connections = rules.open_connections.clone();
+        let mut shutdown = shutdown.clone();
         let graceful = &graceful;
-        let ended = &ended;
-        let rules = Arc::new(rules);
         accepting.push(async move {
+            let at = accepting_here;
             loop {
                 // Over `maxConnections`, the next connection waits in the backlog, unaccepted.
                 let slot = tokio::select! {
@@ -155,50 +161,11 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let open = open_connections.clone();
-                open.fetch_add(1, Ordering::Relaxed);
-                let serving = Serving {
-                    builder: builder.clone(),
-                    resumed: resumed.clone(),
-                    stop: graceful.subscribe(),
-                    limits,
-                };
-                let (shared, rules, ended) = (shared.clone(), rules.clone(), ended.clone());
-                tokio::spawn(async move {
-                    let deadline = limits.header_read.unwrap_or(HANDSHAKE_FALLBACK);
-                    // TCP routers and PROXY headers come first; the snapshot is looked at
-                    // (one guarded load) only to see whether this entrypoint has TCP routers.
-                    let (stream, peer) = if rules.l4.proxy_protocol.is_some() || shared.snapshot.load().l4.table(rules.index).is_some() {
-                        // Boxed: the TCP routers' state would otherwise stay in every connection's task.
-                        match Box::pin(dispatch::dispatch(stream, peer, local, &shared, rules.index, &rules.l4, deadline)).await {
-                            Dispatched::Http(stream, client) => (stream, client),
-                            Dispatched::Done => {
-                                drop(slot);
-                                open.fetch_sub(1, Ordering::Relaxed);
-                                ended.notify_one();
-                                return;
-                            }
-                        }
-                    } else {
-                        (stream, peer)
-                    };
-                    match handshake::accept(stream, &shared.snapshot, rules.index, deadline).await {
-                        Ok(Some(Accepted::Plain(stream))) => {
-                            let conn = Arc::new(Connection::new(shared, &rules, peer, local));
-                            serving.run_plain(stream, conn, slot).await;
-                        }
-                        // The TLS stream stays boxed: unboxed, rustls's state would be part of
-                        // every connection's task, plain ones included, for its whole life.
-                        Ok(Some(Accepted::Tls(stream, session))) => {
-                            let conn = Arc::new(Connection::new(shared, &rules, peer, local).with_tls(session));
-                            serving.run(WatchedStream::over(stream, conn.clone(), slot), conn).await;
-                        }
-                        Ok(None) => {}
-                        Err(e) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                    }
-                    open.fetch_sub(1, Ordering::Relaxed);
-                    ended.notify_one();
-                });
+                at.rules.open_connections.fetch_add(1, Ordering::Relaxed);
+                // Boxed: sorting the connection (TCP routers, the TLS handshake) needs far more
+                // than serving it idle, and this box is freed once it is done.
+                let sorting = Box::pin(sort(at.clone(), stream, peer));
+                tokio::spawn(serve_client(at.clone(), sorting, slot, graceful.subscribe()));
             }
         });
     }
@@ -214,67 +181,143 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
         }
     }
     let _ = graceful.send(());
+    close_parked.close_all();
     if tokio::time::timeout_at(deadline, graceful.closed()).await.is_err() {
         tracing::warn!("grace period ({grace:?}) ran out with connections still open; closing them");
     }
     flusher.abort();
 }
 
-/// What serving one accepted connection takes from its entrypoint.
-struct Serving {
-    builder: Arc<auto::Builder<TokioExecutor>>,
+/// What the connections accepted on one listening socket share.
+struct Accepting {
+    shared: Arc<Shared>,
+    rules: Arc<EntryPointRules>,
+    builder: auto::Builder<TokioExecutor>,
     /// The same, HTTP/1 only: for a parked connection served again.
-    resumed: Arc<auto::Builder<TokioExecutor>>,
-    /// Changes when the worker shuts its connections down gracefully.
-    stop: watch::Receiver<()>,
+    resumed: auto::Builder<TokioExecutor>,
     limits: Limits,
+    /// The listening socket's address.
+    local: SocketAddr,
+    /// Told when a connection ends (the worker counts them while draining).
+    ended: Arc<Notify>,
+    /// Closes the worker's parked connections at its shutdown.
+    close_parked: Arc<CloseParked>,
 }
 
-impl Serving {
-    /// Serves `conn` over `io` (a TLS stream) until it ends or a client timeout closes it.
-    async fn run<S>(mut self, io: WatchedStream<S>, conn: Arc<Connection>)
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let watched = conn.clone();
-        let service = service_fn(move |req| handle(conn.clone(), req));
-        let serving = Box::pin(self.builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned());
-        let mut stopping = false;
-        let serving = graceful(serving, &mut self.stop, &mut stopping);
-        if let Served::Done(Err(e)) = timeouts::serve(serving, &watched.activity, self.limits, None).await {
-            tracing::debug!("client connection ended: {e}");
+/// Serves a client connection until it ends, once `sorting` (see [`sort`]) has said what it is.
+/// `slot` (its place under `maxConnections`) is held until the socket closes; `stop` changes
+/// when the worker shuts connections down gracefully.
+///
+/// This future is what an idle connection costs besides its socket and [`Connection`]. Its
+/// size is that of its largest state plus its arguments (which an async function keeps for its
+/// whole life), so the arguments are small and every state that holds more than the parked wait
+/// (sorting, the TLS handshake and stream, hyper serving requests) is boxed, its memory held
+/// only while it runs.
+async fn serve_client<F>(at: Arc<Accepting>, sorting: Pin<Box<F>>, slot: Option<OwnedSemaphorePermit>, mut stop: watch::Receiver<()>)
+where
+    F: std::future::Future<Output = Option<(Accepted, SocketAddr)>>,
+{
+    match sorting.await {
+        Some((Accepted::Plain(stream), peer)) => {
+            let conn = Arc::new(Connection::new(at.shared.clone(), &at.rules, peer, at.local));
+            run_plain(&at, Arc::new(stream), conn, slot.map(Arc::new), &mut stop).await;
+        }
+        Some((Accepted::Tls(stream, session), peer)) => {
+            let conn = Arc::new(Connection::new(at.shared.clone(), &at.rules, peer, at.local).with_tls(session));
+            Box::pin(run_tls(&at, WatchedStream::over(stream, conn.clone(), slot), conn, &mut stop)).await;
+        }
+        None => {}
+    }
+    at.rules.open_connections.fetch_sub(1, Ordering::Relaxed);
+    at.ended.notify_one();
+}
+
+/// What a new connection is: TCP routers and PROXY headers come first (`None` when a TCP router
+/// took it), then a TLS handshake or plain HTTP, with the client's address.
+async fn sort(at: Arc<Accepting>, stream: TcpStream, peer: SocketAddr) -> Option<(Accepted, SocketAddr)> {
+    let deadline = at.limits.header_read.unwrap_or(HANDSHAKE_FALLBACK);
+    let (shared, rules) = (&at.shared, &at.rules);
+    // The snapshot is looked at (one guarded load) only to see whether this entrypoint has TCP
+    // routers; boxed, the TCP routers' state is allocated only where there are some.
+    let (stream, peer) = if rules.l4.proxy_protocol.is_some() || shared.snapshot.load().l4.table(rules.index).is_some() {
+        match Box::pin(dispatch::dispatch(stream, peer, at.local, shared, rules.index, &rules.l4, deadline)).await {
+            Dispatched::Http(stream, client) => (stream, client),
+            Dispatched::Done => return None,
+        }
+    } else {
+        (stream, peer)
+    };
+    match handshake::accept(stream, &shared.snapshot, rules.index, deadline).await {
+        Ok(Some(accepted)) => Some((accepted, peer)),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::debug!(%peer, "TLS handshake failed: {e}");
+            None
         }
     }
+}
 
-    /// Serves the plain connection `conn` on `socket` until it ends or a client timeout closes
-    /// it, parking it whenever it is idle (see `server::timeouts`): hyper's state, boxed, lives
-    /// only while the connection is in use. `slot` (its place under `maxConnections`) is held
-    /// until the socket closes.
-    async fn run_plain(mut self, socket: TcpStream, conn: Arc<Connection>, slot: Option<OwnedSemaphorePermit>) {
-        let socket = Arc::new(socket);
-        let slot = slot.map(Arc::new);
-        let mut builder = &self.builder;
-        loop {
-            let io = WatchedStream::shared(socket.clone(), conn.clone(), slot.clone());
-            let served = conn.clone();
-            let service = service_fn(move |req| handle(served.clone(), req));
-            let serving = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned());
-            let mut stopping = false;
-            let serving = graceful(serving, &mut self.stop, &mut stopping);
-            match timeouts::serve(serving, &conn.activity, self.limits, Some(PARK_AFTER)).await {
-                Served::Done(Ok(())) => return,
-                Served::Done(Err(e)) => {
-                    tracing::debug!("client connection ended: {e}");
-                    return;
-                }
-                Served::Parked if stopping => return,
-                Served::Parked => {}
-            }
-            if !timeouts::parked(&socket, &conn.activity, self.limits, &mut self.stop).await {
-                return;
-            }
-            builder = &self.resumed;
+/// Serves `conn` over `io` (a TLS stream) until it ends or a client timeout closes it.
+async fn run_tls<S>(at: &Accepting, io: WatchedStream<S>, conn: Arc<Connection>, stop: &mut watch::Receiver<()>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let watched = conn.clone();
+    let service = service_fn(move |req| handle(conn.clone(), req));
+    let serving = Box::pin(at.builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned());
+    let mut stopping = false;
+    let serving = graceful(serving, stop, &mut stopping);
+    if let Served::Done(Err(e)) = timeouts::serve(serving, &watched.activity, at.limits, None).await {
+        tracing::debug!("client connection ended: {e}");
+    }
+}
+
+/// Serves the plain connection `conn` on `socket` until it ends or a client timeout closes it,
+/// parking it whenever it is idle (see `server::timeouts`): hyper's state, boxed, lives only
+/// while the connection is in use. `slot` is held until the socket closes.
+async fn run_plain(
+    at: &Accepting,
+    socket: Arc<TcpStream>,
+    conn: Arc<Connection>,
+    slot: Option<Arc<OwnedSemaphorePermit>>,
+    stop: &mut watch::Receiver<()>,
+) {
+    let mut builder = &at.builder;
+    loop {
+        if !Box::pin(serve_until_idle(builder, &socket, &conn, &slot, at.limits, stop)).await {
+            return;
         }
+        conn.response_timer.release();
+        if !timeouts::parked(&socket, &conn.activity, &at.limits, &at.close_parked).await {
+            return;
+        }
+        builder = &at.resumed;
+    }
+}
+
+/// One stretch of hyper serving a plain connection: true when it ended parked (idle, and the
+/// worker is not shutting down), false when the connection is over.
+async fn serve_until_idle(
+    builder: &auto::Builder<TokioExecutor>,
+    socket: &Arc<TcpStream>,
+    conn: &Arc<Connection>,
+    slot: &Option<Arc<OwnedSemaphorePermit>>,
+    limits: Limits,
+    stop: &mut watch::Receiver<()>,
+) -> bool {
+    let io = WatchedStream::shared(socket.clone(), conn.clone(), slot.clone());
+    let served = conn.clone();
+    let service = service_fn(move |req| handle(served.clone(), req));
+    let serving = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned());
+    let mut stopping = false;
+    let serving = graceful(serving, stop, &mut stopping);
+    match timeouts::serve(serving, &conn.activity, limits, Some(PARK_AFTER)).await {
+        Served::Done(Ok(())) => false,
+        Served::Done(Err(e)) => {
+            tracing::debug!("client connection ended: {e}");
+            false
+        }
+        Served::Parked => !stopping,
     }
 }
 
@@ -292,4 +335,30 @@ async fn graceful<C: GracefulConnection>(
     *stopping = true;
     serving.as_mut().graceful_shutdown();
     serving.await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<A, B, C, D, F: std::future::Future>(_f: impl FnOnce(A, B, C, D) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// An idle (parked) plain connection costs its task, its [`Connection`] and its socket; the
+    /// task's future is as large as its largest state plus its arguments, so every state but the
+    /// parked wait is boxed (see [`serve_client`]). This keeps it that way (the bounds hold for
+    /// the unoptimised test build, whose futures are the larger).
+    #[test]
+    fn an_idle_connection_holds_a_small_task_and_context() {
+        type Sorted = std::future::Ready<Option<(Accepted, SocketAddr)>>;
+        let task = future_size(serve_client::<Sorted>);
+        let parked = future_size(timeouts::parked);
+        let conn = std::mem::size_of::<Connection>();
+        println!("connection task: {task} bytes, of which the parked wait {parked}; Connection: {conn} bytes");
+        assert!(task <= 640, "the connection task's future grew to {task} bytes");
+        assert!(parked <= 320, "the parked wait grew to {parked} bytes");
+        assert!(conn <= 320, "Connection grew to {conn} bytes");
+    }
 }
