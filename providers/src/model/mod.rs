@@ -209,6 +209,18 @@ impl DynamicConfig {
         yaml_serde::from_str(text)
     }
 
+    /// True when `other` differs from this fragment in its HTTP routers at most: a reload can
+    /// then patch the routers alone ([`crate::incremental`]).
+    pub fn same_but_http_routers(&self, other: &Self) -> bool {
+        let (a, b) = (&self.http, &other.http);
+        a.services == b.services
+            && a.middlewares == b.middlewares
+            && a.servers_transports == b.servers_transports
+            && self.tcp == other.tcp
+            && self.udp == other.udp
+            && self.tls == other.tls
+    }
+
     /// Every key present that drover accepts but does not act on, as dotted paths, so the user is
     /// told rather than left guessing.
     pub fn unsupported(&self) -> Vec<String> {
