@@ -131,7 +131,6 @@ pub fn patch_routers<C>(
     cache: &mut RuleCache<C>,
 ) -> Option<(RuntimeConfig, Patched)> {
     let mut patched = Patched::default();
-    let mut unsupported: Vec<Option<Vec<String>>> = vec![None; fragments.len()];
     for change in changes {
         if change.name.contains(['@', '.']) {
             return None;
@@ -146,8 +145,9 @@ pub fn patch_routers<C>(
             _ => return None,
         }
         let Some(router) = change.new else { continue };
-        let unsupported = unsupported[change.provider].get_or_insert_with(|| fragments[change.provider].1.unsupported());
-        let mut info = cache.router(provider, change.name, router, entry_points, unsupported);
+        // The keys the router's validation reports, without walking every router for them.
+        let unsupported = fragments[change.provider].1.unsupported_under_router(change.name);
+        let mut info = cache.router(provider, change.name, router, entry_points, &unsupported);
         // The checks `merge_cached` makes against other objects, in its order.
         match previous.services.get(&info.service) {
             None => {
@@ -237,4 +237,41 @@ fn used_by_key<'n>(providers: &[&str], name: &'n str) -> Option<(usize, &'n str)
         return None;
     }
     Some((providers.iter().position(|p| *p == provider)?, local))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_routers_unsupported_keys_are_those_a_full_walk_files_under_its_name() {
+        let mut text = String::new();
+        for name in ["a", "a b", "a-b", "a.b", "a.c", "a/b", "ab", "b", "b.a"] {
+            text.push_str(&format!("[http.routers.\"{name}\"]\nrule = \"Path(`/`)\"\nservice = \"s\"\nruleSyntax = \"v2\"\n"));
+        }
+        let config = DynamicConfig::from_toml(&text).expect("parses");
+        for name in ["a", "a.b", "b", "c", "a b"] {
+            let prefix = format!("http.routers.{name}.");
+            let all: Vec<String> = config.unsupported().into_iter().filter(|k| k.starts_with(&prefix)).collect();
+            assert_eq!(config.unsupported_under_router(name), all, "{name}");
+        }
+        assert_eq!(config.unsupported_under_router("a").len(), 3, "a, a.b and a.c");
+    }
+
+    #[test]
+    fn only_a_change_to_http_routers_is_listed_and_shared_fragments_are_skipped() {
+        let parse = |text: &str| Arc::new(DynamicConfig::from_toml(text).expect("parses"));
+        let base = "[http.routers.a]\nrule = \"Path(`/a`)\"\nservice = \"s\"\n[http.routers.b]\nrule = \"Path(`/b`)\"\nservice = \"s\"\n";
+        let old = vec![(Arc::from("file"), parse(base))];
+        let same = vec![(Arc::from("file"), old[0].1.clone())];
+        assert!(changed_routers(&old, &same).expect("routers only").is_empty());
+        let changed = base.replace("/b", "/c").replace("[http.routers.a]", "[http.routers.z]");
+        let new = vec![(Arc::from("file"), parse(&changed))];
+        let changes = changed_routers(&old, &new).expect("routers only");
+        let names: Vec<(&str, bool, bool)> = changes.iter().map(|c| (c.name, c.old.is_some(), c.new.is_some())).collect();
+        assert_eq!(names, [("a", true, false), ("b", true, true), ("z", false, true)]);
+        let service = format!("{base}[[http.services.s.loadBalancer.servers]]\nurl = \"http://127.0.0.1:1\"\n");
+        assert!(changed_routers(&old, &[(Arc::from("file"), parse(&service))]).is_none(), "a service changed");
+        assert!(changed_routers(&old, &[(Arc::from("docker"), parse(base))]).is_none(), "another provider");
+    }
 }
