@@ -247,7 +247,9 @@ mod tests {
     fn a_routers_unsupported_keys_are_those_a_full_walk_files_under_its_name() {
         let mut text = String::new();
         for name in ["a", "a b", "a-b", "a.b", "a.c", "a/b", "ab", "b", "b.a"] {
-            text.push_str(&format!("[http.routers.\"{name}\"]\nrule = \"Path(`/`)\"\nservice = \"s\"\nruleSyntax = \"v2\"\n"));
+            text.push_str(&format!(
+                "[http.routers.\"{name}\"]\nrule = \"Path(`/`)\"\nservice = \"s\"\nruleSyntax = \"v2\"\n"
+            ));
         }
         let config = DynamicConfig::from_toml(&text).expect("parses");
         for name in ["a", "a.b", "b", "c", "a b"] {
@@ -271,7 +273,13 @@ mod tests {
         let names: Vec<(&str, bool, bool)> = changes.iter().map(|c| (c.name, c.old.is_some(), c.new.is_some())).collect();
         assert_eq!(names, [("a", true, false), ("b", true, true), ("z", false, true)]);
         let service = format!("{base}[[http.services.s.loadBalancer.servers]]\nurl = \"http://127.0.0.1:1\"\n");
-        assert!(changed_routers(&old, &[(Arc::from("file"), parse(&service))]).is_none(), "a service changed");
-        assert!(changed_routers(&old, &[(Arc::from("docker"), parse(base))]).is_none(), "another provider");
+        assert!(
+            changed_routers(&old, &[(Arc::from("file"), parse(&service))]).is_none(),
+            "a service changed"
+        );
+        assert!(
+            changed_routers(&old, &[(Arc::from("docker"), parse(base))]).is_none(),
+            "another provider"
+        );
     }
 }
