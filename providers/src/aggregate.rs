@@ -132,7 +132,7 @@ impl<C> RuleCache<C> {
 
     /// Router `name` of `provider` (written as `r`) validated, or as validated by an earlier
     /// merge when `r`, the entrypoints and the unsupported keys that concern it are the same.
-    fn router(
+    pub(crate) fn router(
         &mut self,
         provider: &str,
         name: &str,
@@ -181,8 +181,13 @@ impl<C> RuleCache<C> {
         info
     }
 
-    /// Forgets the rules and routers not used since the last sweep; the next merge starts a new
-    /// round.
+    /// Starts a merge's round: what it does not use is forgotten by its [`Self::sweep`]. What a
+    /// patch ([`crate::incremental`]) adds between two merges counts as used by the last one.
+    fn begin(&mut self) {
+        self.epoch += 1;
+    }
+
+    /// Forgets the rules and routers the merge did not use.
     fn sweep(&mut self) {
         let epoch = self.epoch;
         self.entries.retain(|_, entry| entry.used == epoch);
@@ -190,7 +195,21 @@ impl<C> RuleCache<C> {
             routers.retain(|_, router| router.used == epoch);
             !routers.is_empty()
         });
-        self.epoch += 1;
+    }
+
+    /// Forgets the validated router `name` of `provider` (gone from its fragment).
+    pub(crate) fn forget_router(&mut self, provider: &str, name: &str) {
+        if let Some(routers) = self.routers.get_mut(provider) {
+            routers.remove(name);
+            if routers.is_empty() {
+                self.routers.remove(provider);
+            }
+        }
+    }
+
+    /// Forgets the rule `source` (no router uses it any more).
+    pub(crate) fn forget_rule(&mut self, source: &str) {
+        self.entries.remove(source);
     }
 
     /// How many rule texts are kept.
@@ -217,6 +236,7 @@ pub fn merge_cached<'a, C>(
     cache: &mut RuleCache<C>,
 ) -> RuntimeConfig {
     let mut out = RuntimeConfig::default();
+    cache.begin();
     let fragments: Vec<_> = fragments.into_iter().collect();
     out.middlewares = crate::middlewares::validate_all(&fragments);
     for (provider, config) in &fragments {

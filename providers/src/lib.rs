@@ -20,6 +20,7 @@ pub mod duration;
 pub mod error;
 pub mod file;
 mod http_client;
+pub mod incremental;
 pub mod labels;
 pub mod marathon;
 pub mod middlewares;

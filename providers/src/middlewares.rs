@@ -163,6 +163,15 @@ pub fn flatten(middlewares: &BTreeMap<String, MiddlewareInfo>, names: &[String],
     Ok(out.into_iter().filter(|(_, chain)| !chain).map(|(name, _)| name).collect())
 }
 
+/// Every middleware a router with middlewares `names` (written in `provider`'s configuration)
+/// is recorded as a user of, chains included, as [`resolve_routers`] records it; disabled ones
+/// are listed too (what a router's removal must take its name from).
+pub fn on_the_way(middlewares: &BTreeMap<String, MiddlewareInfo>, names: &[String], provider: &str) -> Vec<String> {
+    let mut all = Vec::new();
+    let _ = expand(middlewares, names, provider, &mut Vec::new(), &mut all, false);
+    all.into_iter().map(|(name, _)| name).collect()
+}
+
 /// Expands `names` into `out`: every middleware met, each with whether it is a chain. `stack` holds the chains being expanded,
 /// to find cycles; `check_status` refuses disabled middlewares (the chain pass only looks for
 /// structure).

@@ -23,17 +23,18 @@ use crate::upstream::Upstream;
 pub struct Snapshot {
     /// The configuration it was compiled from.
     pub config: Arc<RuntimeConfig>,
-    /// Route tables for plain-HTTP connections, indexed like the static entrypoints.
-    pub entry_points: Vec<RouteTable<Arc<Route>>>,
+    /// Route tables for plain-HTTP connections, indexed like the static entrypoints. Shared: a
+    /// reload that changes no router of an entrypoint keeps its table.
+    pub entry_points: Vec<Arc<RouteTable<Arc<Route>>>>,
     /// Route tables for TLS connections (routers with `tls`, or on an entrypoint with
     /// `http.tls`), indexed the same way.
-    pub tls_entry_points: Vec<RouteTable<Arc<Route>>>,
+    pub tls_entry_points: Vec<Arc<RouteTable<Arc<Route>>>>,
     /// Certificates and TLS options.
     pub tls: Arc<crate::tls::TlsSnapshot>,
     /// Services by qualified name.
     pub services: HashMap<String, Arc<Service>>,
-    /// TCP routers per entrypoint, UDP services per UDP entrypoint.
-    pub l4: crate::l4::TcpTables,
+    /// TCP routers per entrypoint, UDP services per UDP entrypoint (shared like the tables).
+    pub l4: Arc<crate::l4::TcpTables>,
 }
 
 /// A matched router: where its requests go.
@@ -256,9 +257,9 @@ impl Snapshot {
     /// The route table of entrypoint `index` for a plain (`tls` false) or TLS connection.
     pub fn table(&self, index: usize, tls: bool) -> Option<&RouteTable<Arc<Route>>> {
         if tls {
-            self.tls_entry_points.get(index)
+            self.tls_entry_points.get(index).map(|t| &**t)
         } else {
-            self.entry_points.get(index)
+            self.entry_points.get(index).map(|t| &**t)
         }
     }
 
@@ -266,11 +267,11 @@ impl Snapshot {
     pub fn empty(entry_points: usize) -> Self {
         Self {
             config: Arc::new(RuntimeConfig::default()),
-            entry_points: (0..entry_points).map(|_| RouteTable::build(Vec::new())).collect(),
-            tls_entry_points: (0..entry_points).map(|_| RouteTable::build(Vec::new())).collect(),
+            entry_points: (0..entry_points).map(|_| Arc::new(RouteTable::build(Vec::new()))).collect(),
+            tls_entry_points: (0..entry_points).map(|_| Arc::new(RouteTable::build(Vec::new()))).collect(),
             tls: Arc::new(crate::tls::TlsSnapshot::empty(entry_points)),
             services: HashMap::new(),
-            l4: crate::l4::TcpTables::default(),
+            l4: Arc::default(),
         }
     }
 }

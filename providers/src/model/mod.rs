@@ -209,6 +209,42 @@ impl DynamicConfig {
         yaml_serde::from_str(text)
     }
 
+    /// True when `other` differs from this fragment in its HTTP routers at most: a reload can
+    /// then patch the routers alone ([`crate::incremental`]).
+    pub fn same_but_http_routers(&self, other: &Self) -> bool {
+        let (a, b) = (&self.http, &other.http);
+        a.services == b.services
+            && a.middlewares == b.middlewares
+            && a.servers_transports == b.servers_transports
+            && self.tcp == other.tcp
+            && self.udp == other.udp
+            && self.tls == other.tls
+    }
+
+    /// The keys of [`Self::unsupported`] under `http.routers.<name>.`, in the same order: those
+    /// of router `name`, and of routers whose names continue it with a dot. For one router of a
+    /// large fragment, without walking every router.
+    pub fn unsupported_under_router(&self, name: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let dotted = format!("{name}.");
+        for (other, r) in self
+            .http
+            .routers
+            .range::<str, _>((std::ops::Bound::Included(name), std::ops::Bound::Unbounded))
+        {
+            if other != name && !other.starts_with(&dotted) {
+                // Names that continue `name` with a dot sort right after it, unless a name
+                // continues it with a character below the dot (`-`, a space); skip those.
+                if other.as_str() > dotted.as_str() {
+                    break;
+                }
+                continue;
+            }
+            router_unsupported(other, r, &mut out);
+        }
+        out
+    }
+
     /// Every key present that drover accepts but does not act on, as dotted paths, so the user is
     /// told rather than left guessing.
     pub fn unsupported(&self) -> Vec<String> {
@@ -233,19 +269,7 @@ impl DynamicConfig {
             }
         }
         for (name, r) in &self.http.routers {
-            for (present, key) in [
-                (r.tls.as_ref().is_some_and(|t| t.passthrough.is_some()), "tls.passthrough"),
-                (r.observability.is_some_and(|o| o.tracing.is_some()), "observability.tracing"),
-                (
-                    r.observability.is_some_and(|o| o.trace_verbosity.is_some()),
-                    "observability.traceVerbosity",
-                ),
-                (r.rule_syntax.is_some(), "ruleSyntax"),
-            ] {
-                if present {
-                    out.push(format!("http.routers.{name}.{key}"));
-                }
-            }
+            router_unsupported(name, r, &mut out);
         }
         for (name, s) in &self.http.services {
             if let Some(lb) = &s.load_balancer {
@@ -262,5 +286,22 @@ impl DynamicConfig {
             }
         }
         out
+    }
+}
+
+/// The keys of router `name` (written as `r`) that drover accepts but does not act on.
+fn router_unsupported(name: &str, r: &Router, out: &mut Vec<String>) {
+    for (present, key) in [
+        (r.tls.as_ref().is_some_and(|t| t.passthrough.is_some()), "tls.passthrough"),
+        (r.observability.is_some_and(|o| o.tracing.is_some()), "observability.tracing"),
+        (
+            r.observability.is_some_and(|o| o.trace_verbosity.is_some()),
+            "observability.traceVerbosity",
+        ),
+        (r.rule_syntax.is_some(), "ruleSyntax"),
+    ] {
+        if present {
+            out.push(format!("http.routers.{name}.{key}"));
+        }
     }
 }

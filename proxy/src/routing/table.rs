@@ -25,7 +25,14 @@ struct Route<T> {
     name: Arc<str>,
     priority: i64,
     rule: CompiledRule,
+    /// Kept for [`RouteTable::patched`], which files the routes again.
+    hosts: Option<Arc<[HostPattern]>>,
     payload: T,
+}
+
+/// Whether a route of `priority` named `name` is tried before one of `other` named `other_name`.
+fn rank(priority: i64, name: &str, other: i64, other_name: &str) -> std::cmp::Ordering {
+    other.cmp(&priority).then_with(|| name.cmp(other_name))
 }
 
 /// Routers in the order they are tried, with a host index that keeps lookups independent of
@@ -59,7 +66,11 @@ impl<T> RouteTable<T> {
         }
         let count = entries.len();
         let mut slots: Vec<Option<RouteEntry<T>>> = entries.into_iter().map(Some).collect();
-        let entries = order.into_iter().filter_map(|i| slots[i].take());
+        Self::ranked(order.into_iter().filter_map(|i| slots[i].take()), count)
+    }
+
+    /// The table of `entries` given in rank order (`count` of them), with its host index.
+    fn ranked(entries: impl Iterator<Item = RouteEntry<T>>, count: usize) -> Self {
         let mut exact: HashMap<Box<str>, Vec<usize>> = HashMap::new();
         let mut wildcard: HashMap<Box<str>, Vec<usize>> = HashMap::new();
         let mut hostless = Vec::new();
@@ -89,6 +100,7 @@ impl<T> RouteTable<T> {
                 name: entry.name,
                 priority: entry.priority,
                 rule: entry.rule,
+                hosts: entry.hosts,
                 payload: entry.payload,
             });
         }
@@ -99,6 +111,44 @@ impl<T> RouteTable<T> {
             wildcard: freeze(wildcard),
             hostless: hostless.into_boxed_slice(),
         }
+    }
+
+    /// This table without the routers `removed` (priority and name; absent ones are skipped) and
+    /// with `added`: the same table [`Self::build`] makes of the routers that are left, with the
+    /// unchanged routes shared rather than sorted again.
+    pub fn patched(&self, removed: &[(i64, &str)], mut added: Vec<RouteEntry<T>>) -> Self
+    where
+        T: Clone,
+    {
+        let mut gone: Vec<usize> = removed
+            .iter()
+            .filter_map(|(priority, name)| self.routes.binary_search_by(|r| rank(r.priority, &r.name, *priority, name)).ok())
+            .collect();
+        gone.sort_unstable();
+        gone.dedup();
+        added.sort_by(|a, b| rank(a.priority, &a.name, b.priority, &b.name));
+        let count = self.routes.len() - gone.len() + added.len();
+        let mut gone = gone.into_iter().peekable();
+        let mut added = added.into_iter().peekable();
+        let mut entries = Vec::with_capacity(count);
+        for (at, route) in self.routes.iter().enumerate() {
+            while let Some(entry) = added.next_if(|e| rank(e.priority, &e.name, route.priority, &route.name).is_lt()) {
+                entries.push(entry);
+            }
+            if gone.next_if_eq(&at).is_some() {
+                continue;
+            }
+            entries.push(RouteEntry {
+                name: route.name.clone(),
+                priority: route.priority,
+                rule: route.rule.clone(),
+                hosts: route.hosts.clone(),
+                payload: route.payload.clone(),
+            });
+        }
+        entries.extend(added);
+        let count = entries.len();
+        Self::ranked(entries.into_iter(), count)
     }
 
     /// The payload of the highest-ranked router whose rule matches the request.

@@ -66,12 +66,14 @@ pub async fn run(
                 tokio::time::sleep(CERT_SETTLE).await;
                 cert_changes.borrow_and_update();
                 tracing::info!("watched files changed (certificates, basicAuth usersFile): reading them again");
+                compiler.forget_last();
             }
             changed = acme_changes.changed() => {
                 if changed.is_err() {
                     break;
                 }
                 acme_changes.borrow_and_update();
+                compiler.forget_last();
             }
         }
         let latest = fragments.borrow_and_update().clone();
@@ -118,6 +120,7 @@ pub async fn run(
             elapsed = ?started.elapsed(),
             merge = ?steps.merge,
             compile = ?steps.compile,
+            patched = steps.patched,
             "configuration in force"
         );
     }

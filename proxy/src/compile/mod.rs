@@ -33,7 +33,7 @@ use std::sync::Arc;
 use drover_providers::aggregate::{Fragments, RuleCache};
 use drover_providers::balancing::Strategy as ChoiceStrategy;
 use drover_providers::model::RouterTls;
-use drover_providers::runtime::{RuntimeConfig, ServiceInfo, Status};
+use drover_providers::runtime::{RouterInfo, RuntimeConfig, ServiceInfo, Status};
 
 use crate::balance::hash::Ring;
 use crate::balance::{Balancing, Loads, SmoothWeighted, Sticky, Strategy};
@@ -46,6 +46,9 @@ use crate::service::{Composite, Failover, Mirroring, Weighted};
 use crate::snapshot::{Route, Server, Service, Snapshot, Tier};
 use crate::tls::TlsCompiler;
 use crate::upstream::{Transport, Upstreams};
+
+mod patch;
+use patch::Last;
 
 /// Builds snapshots, keeping what one reload can reuse from the previous one.
 #[derive(Debug)]
@@ -65,9 +68,16 @@ pub struct Compiler {
     entry_point_middlewares: BTreeMap<String, Vec<String>>,
     /// Middleware state kept across reloads (rate-limit buckets, in-flight counts).
     stores: Stores,
+    /// The middlewares the last compilation built, by name.
+    built: HashMap<String, Arc<Middleware>>,
+    /// What the last reload made, for the next one to patch.
+    last: Option<Last>,
     /// How long the last reload's steps took.
     timings: Timings,
 }
+
+/// A router's entries in the route tables: entrypoint index, whether in the TLS table, entry.
+type Entries = Vec<(usize, bool, RouteEntry<Arc<Route>>)>;
 
 /// A rule as route tables take it: compiled, with the hosts it requires. Kept per rule text, and
 /// shared by every router and reload that uses the text.
@@ -93,6 +103,9 @@ pub struct Timings {
     pub merge: std::time::Duration,
     /// Compiling the merged configuration into a snapshot.
     pub compile: std::time::Duration,
+    /// Whether the reload patched the last snapshot (a few routers changed) rather than merged
+    /// and compiled everything.
+    pub patched: bool,
 }
 
 impl Compiler {
@@ -109,8 +122,17 @@ impl Compiler {
             mirror_stats: HashMap::new(),
             entry_point_middlewares: BTreeMap::new(),
             stores: Stores::default(),
+            built: HashMap::new(),
+            last: None,
             timings: Timings::default(),
         }
+    }
+
+    /// Makes the next reload merge and compile everything, although its fragments may differ
+    /// little from the last ones: for when something read while compiling changed (certificate
+    /// files, `usersFile`s, ACME state).
+    pub fn forget_last(&mut self) {
+        self.last = None;
     }
 
     /// How long the steps of the last reload took.
@@ -149,16 +171,24 @@ impl Compiler {
         self
     }
 
-    /// Merges `fragments` and compiles the result: the whole reload.
+    /// Merges `fragments` and compiles the result: the whole reload. When the fragments differ
+    /// from the last ones in a few HTTP routers only, those routers are patched into the last
+    /// snapshot's configuration and tables instead (see [`patch`] and [`drover_providers::incremental`]), which gives the same
+    /// snapshot at a cost in proportion to the change.
     pub fn reload(&mut self, fragments: &Fragments, health: &HealthRegistry, metrics: &Metrics) -> Snapshot {
         let started = std::time::Instant::now();
+        if let Some(snapshot) = self.patch(fragments, metrics, started) {
+            return snapshot;
+        }
         let mut config = fragments.merge(&self.entry_points, &mut self.rules);
         drover_providers::middlewares::apply_entry_point_defaults(&mut config, &self.entry_point_middlewares);
         let merged = std::time::Instant::now();
         let snapshot = self.compile(Arc::new(config), health, metrics);
+        self.last = Some(Last::of(fragments, &snapshot));
         self.timings = Timings {
             merge: merged - started,
             compile: merged.elapsed(),
+            patched: false,
         };
         snapshot
     }
@@ -166,6 +196,7 @@ impl Compiler {
     /// Compiles a merged configuration. Rules come from the cache the merge keeps (one merged
     /// elsewhere has its rules compiled here and kept until the next merge sweeps the cache).
     pub fn compile(&mut self, mut config: Arc<RuntimeConfig>, health: &HealthRegistry, metrics: &Metrics) -> Snapshot {
+        self.last = None;
         health.begin();
         // TLS may disable routers (missing or invalid options) and adds its findings to the
         // configuration the API shows, so it runs before the configuration is frozen.
@@ -192,77 +223,18 @@ impl Compiler {
                 continue;
             }
             let Some(rule) = &info.parsed else { continue };
-            let service = match served(&config, &services, &info.service) {
-                Ok(service) => service,
-                Err(why) => {
-                    off.push((name.clone(), why));
-                    continue;
-                }
-            };
-            let (compiled, hosts) = match self.rules.compiled(&info.rule, rule, Matchable::compile) {
-                Ok(m) => (m.rule.clone(), m.hosts.clone()),
-                Err(e) => {
-                    // The merge validated the rule; reaching this is a bug worth a log line.
-                    tracing::error!(router = %name, "rule failed to compile: {e}");
-                    off.push((name.clone(), format!("the rule failed to compile: {e}")));
-                    continue;
-                }
-            };
-            let on_tls = tls_routers.get(name);
-            let router: Arc<str> = name.as_str().into();
-            // One route per distinct middleware list: entrypoints with the same defaults share it.
-            let mut routes: Vec<(Vec<String>, Arc<Route>)> = Vec::new();
-            for (i, ep) in self.entry_points.iter().enumerate() {
-                if !info.using.contains(ep) {
-                    continue;
-                }
-                let mut names = self.entry_point_middlewares.get(ep).cloned().unwrap_or_default();
-                names.extend(info.middlewares.iter().cloned());
-                let route = match routes.iter().find(|(n, _)| *n == names) {
-                    Some((_, route)) => route.clone(),
-                    None => {
-                        let chain = match chain(&mut self.stores, &config, &names, &info.provider, &mut built, &services) {
-                            Ok(chain) => chain,
-                            Err(e) => {
-                                // `build_middlewares` disabled the routers of every middleware
-                                // that fails; reaching this is a bug. The router stays off rather
-                                // than run without them, and the API says so.
-                                tracing::error!(router = %name, entrypoint = %ep, "middlewares failed to compile: {e}");
-                                off.push((name.clone(), format!("entrypoint `{ep}`: {e}")));
-                                continue;
-                            }
-                        };
-                        let route = Arc::new(Route {
-                            router_id: metrics.id(name),
-                            router: router.clone(),
-                            service: service.clone(),
-                            access_log: info.observability.and_then(|o| o.access_logs),
-                            metrics: info.observability.and_then(|o| o.metrics),
-                            middlewares: chain,
-                        });
-                        routes.push((names, route.clone()));
-                        route
+            match self.routes_of(info, rule, &config, &services, &mut built, tls_routers.get(name), metrics) {
+                Ok(entries) => {
+                    for (i, tls, entry) in entries {
+                        let table = if tls { &mut tls_tables[i] } else { &mut tables[i] };
+                        table.push(entry);
                     }
-                };
-                let table = if on_tls.is_some_and(|on| on[i]) {
-                    &mut tls_tables[i]
-                } else {
-                    &mut tables[i]
-                };
-                table.push(RouteEntry {
-                    name: router.clone(),
-                    priority: info.priority,
-                    rule: compiled.clone(),
-                    hosts: hosts.clone(),
-                    payload: route,
-                });
+                }
+                Err(whys) => off.extend(whys.into_iter().map(|why| (name.clone(), why))),
             }
         }
         if !off.is_empty() {
             // A router the API shows disabled is in no table, on any entrypoint.
-            for table in tables.iter_mut().chain(tls_tables.iter_mut()) {
-                table.retain(|entry| !off.iter().any(|(name, _)| **name == *entry.name));
-            }
             let config = Arc::make_mut(&mut config);
             for (name, why) in off {
                 disable_router(config, &name, why);
@@ -272,17 +244,95 @@ impl Compiler {
         self.stores.retain(&|name| used.contains(name));
         let snapshot = Snapshot {
             config,
-            entry_points: tables.into_iter().map(RouteTable::build).collect(),
-            tls_entry_points: tls_tables.into_iter().map(RouteTable::build).collect(),
+            entry_points: tables.into_iter().map(|t| Arc::new(RouteTable::build(t))).collect(),
+            tls_entry_points: tls_tables.into_iter().map(|t| Arc::new(RouteTable::build(t))).collect(),
             tls: Arc::new(tls),
             services,
-            l4,
+            l4: Arc::new(l4),
         };
+        self.built = built;
         self.upstreams.retain_used();
         self.loads.sweep();
         self.mirror_stats.retain(|name, _| snapshot.services.contains_key(name));
         health.finish(snapshot.services.keys().cloned());
         snapshot
+    }
+
+    /// The route table entries of router `info` (whose parsed rule is `rule`), or why it cannot
+    /// be served (a reason per entrypoint whose middlewares fail). `on_tls`: the entrypoints
+    /// where it is a TLS router.
+    #[allow(clippy::too_many_arguments)]
+    fn routes_of(
+        &mut self,
+        info: &RouterInfo,
+        rule: &drover_providers::rule::Rule,
+        config: &RuntimeConfig,
+        services: &HashMap<String, Arc<Service>>,
+        built: &mut HashMap<String, Arc<Middleware>>,
+        on_tls: Option<&Vec<bool>>,
+        metrics: &Metrics,
+    ) -> Result<Entries, Vec<String>> {
+        let name = &info.name;
+        let service = served(config, services, &info.service).map_err(|why| vec![why])?;
+        let (compiled, hosts) = match self.rules.compiled(&info.rule, rule, Matchable::compile) {
+            Ok(m) => (m.rule.clone(), m.hosts.clone()),
+            Err(e) => {
+                // The merge validated the rule; reaching this is a bug worth a log line.
+                tracing::error!(router = %name, "rule failed to compile: {e}");
+                return Err(vec![format!("the rule failed to compile: {e}")]);
+            }
+        };
+        let router: Arc<str> = name.as_str().into();
+        let mut entries = Vec::new();
+        let mut failed = Vec::new();
+        // One route per distinct middleware list: entrypoints with the same defaults share it.
+        let mut routes: Vec<(Vec<String>, Arc<Route>)> = Vec::new();
+        for (i, ep) in self.entry_points.iter().enumerate() {
+            if !info.using.contains(ep) {
+                continue;
+            }
+            let mut names = self.entry_point_middlewares.get(ep).cloned().unwrap_or_default();
+            names.extend(info.middlewares.iter().cloned());
+            let route = match routes.iter().find(|(n, _)| *n == names) {
+                Some((_, route)) => route.clone(),
+                None => {
+                    let chain = match chain(&mut self.stores, config, &names, &info.provider, built, services) {
+                        Ok(chain) => chain,
+                        Err(e) => {
+                            // `build_middlewares` disabled the routers of every middleware that
+                            // fails; reaching this is a bug. The router stays off rather than run
+                            // without them, and the API says so.
+                            tracing::error!(router = %name, entrypoint = %ep, "middlewares failed to compile: {e}");
+                            failed.push(format!("entrypoint `{ep}`: {e}"));
+                            continue;
+                        }
+                    };
+                    let route = Arc::new(Route {
+                        router_id: metrics.id(name),
+                        router: router.clone(),
+                        service: service.clone(),
+                        access_log: info.observability.and_then(|o| o.access_logs),
+                        metrics: info.observability.and_then(|o| o.metrics),
+                        middlewares: chain,
+                    });
+                    routes.push((names, route.clone()));
+                    route
+                }
+            };
+            let entry = RouteEntry {
+                name: router.clone(),
+                priority: info.priority,
+                rule: compiled.clone(),
+                hosts: hosts.clone(),
+                payload: route,
+            };
+            entries.push((i, on_tls.is_some_and(|on| on[i]), entry));
+        }
+        if failed.is_empty() {
+            Ok(entries)
+        } else {
+            Err(failed)
+        }
     }
 
     /// Every enabled service, with its servers' upstreams and health looked up; services made
