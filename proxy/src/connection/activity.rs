@@ -50,7 +50,7 @@
 //! request or a body) is not followed; hyper's reading of it stands (chunked, the length dropped,
 //! the connection closed after the answer), which is safe, only not refused.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,14 +109,30 @@ pub struct Activity {
     /// Milliseconds from `epoch` plus one to the moment a write to the client got stuck; 0
     /// while writes go through.
     write_stuck_ms: AtomicU64,
-    /// The last read ended with the end of a head (`\r\n\r\n`).
-    read_ended_head: AtomicBool,
+    /// How many bytes of a head's end (`\r\n\r\n`) the bytes read so far end with, across
+    /// reads: 4 when the last read ended exactly at the end of a head ([`head_end_after`]).
+    head_end: AtomicU8,
     /// Nothing of the client's is left unused since the last request's head (see the module).
     parkable: AtomicBool,
     /// The head being read, followed for a Content-Length line ([`HeadScan`]).
     head_scan: AtomicU32,
     /// The head of the latest request had a Content-Length line (known only for followed heads).
     head_had_length: AtomicBool,
+}
+
+/// How many bytes of `\r\n\r\n` the stream ends with after `bytes`, when it ended with
+/// `matched` of them before. A head's end may be split across reads (hyper-util reads the first
+/// 24 bytes of a connection alone, to tell HTTP/2's preface; TCP splits where it likes): only
+/// the last four bytes matter, and a shorter read continues the match.
+fn head_end_after(matched: u8, bytes: &[u8]) -> u8 {
+    let tail = &bytes[bytes.len().saturating_sub(4)..];
+    let start = if tail.len() == 4 { 0 } else { matched };
+    tail.iter().fold(start, |m, &b| match (m, b) {
+        (0 | 2, b'\r') => m + 1,
+        (_, b'\r') => 1,
+        (1 | 3, b'\n') => m + 1,
+        _ => 0,
+    })
 }
 
 /// What the watchdog found.
@@ -140,7 +156,7 @@ impl Activity {
             started: AtomicBool::new(false),
             request_line_open: AtomicBool::new(true),
             write_stuck_ms: AtomicU64::new(0),
-            read_ended_head: AtomicBool::new(false),
+            head_end: AtomicU8::new(0),
             parkable: AtomicBool::new(false),
             head_scan: AtomicU32::new(HeadScan::START.0),
             head_had_length: AtomicBool::new(false),
@@ -170,7 +186,7 @@ impl Activity {
     fn request_started(&self, bodyless: bool) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.reading_head.store(false, Ordering::Relaxed);
-        let parkable = bodyless && self.read_ended_head.load(Ordering::Relaxed) && !self.http2.load(Ordering::Relaxed);
+        let parkable = bodyless && self.head_end.load(Ordering::Relaxed) == 4 && !self.http2.load(Ordering::Relaxed);
         self.parkable.store(parkable, Ordering::Relaxed);
         // This request's head is whatever the scan followed last; the next head is followed
         // only if it is known to start afresh (`bytes_read`).
@@ -193,7 +209,8 @@ impl Activity {
 
     /// Bytes arrived from the client: the first ones of a new request head if nothing is in flight.
     pub(crate) fn bytes_read(&self, bytes: &[u8]) {
-        self.read_ended_head.store(bytes.ends_with(b"\r\n\r\n"), Ordering::Relaxed);
+        let head_end = head_end_after(self.head_end.load(Ordering::Relaxed), bytes);
+        self.head_end.store(head_end, Ordering::Relaxed);
         if self.in_flight.load(Ordering::Relaxed) != 0 {
             // A body, or a pipelined head hyper may keep unused: not parkable after this request.
             self.parkable.store(false, Ordering::Relaxed);
@@ -251,6 +268,11 @@ impl Activity {
     /// Whether the connection may park once it is idle: its last request left nothing unused.
     pub(crate) fn could_park(&self) -> bool {
         self.parkable.load(Ordering::Relaxed)
+    }
+
+    /// Whether the connection may ever park: an HTTP/2 connection never does.
+    pub(crate) fn may_park_later(&self) -> bool {
+        !self.http2.load(Ordering::Relaxed)
     }
 
     /// What the watchdog should do now.
@@ -581,6 +603,35 @@ mod tests {
         stuck.write_stuck();
         stuck.request_ended(Instant::now());
         assert!(!stuck.may_park(1_000_000, park), "a write is stuck");
+    }
+
+    #[test]
+    fn a_head_end_split_across_reads_lets_the_connection_park() {
+        let head: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        // Every split into two reads, and byte per byte (hyper-util reads 24 bytes first: this
+        // 27-byte head then ends with a read of "\n\r\n").
+        for at in 1..head.len() {
+            let a = Activity::new();
+            a.bytes_read(&head[..at]);
+            a.bytes_read(&head[at..]);
+            a.request_started(true);
+            a.request_ended(Instant::now());
+            assert!(a.may_park(1_000_000, Duration::from_secs(1)), "split at {at}");
+        }
+        let a = Activity::new();
+        for byte in head {
+            a.bytes_read(std::slice::from_ref(byte));
+        }
+        a.request_started(true);
+        a.request_ended(Instant::now());
+        assert!(a.may_park(1_000_000, Duration::from_secs(1)), "byte per byte");
+        // Look-alikes do not end a head.
+        for ends in [&b"\r\n\r\r"[..], b"\n\r\n", b"\r\r\n\n", b"x\r\n"] {
+            assert_ne!(head_end_after(0, ends), 4, "{ends:?}");
+        }
+        assert_eq!(head_end_after(2, b"\r\n"), 4);
+        assert_eq!(head_end_after(3, b"\r"), 1);
+        assert_eq!(head_end_after(4, b"\r\n"), 2);
     }
 
     /// What the scan concludes for `head` read in the given pieces.

@@ -201,8 +201,11 @@ where
                     }
                     Verdict::Recheck(next) => next,
                 };
-                // A connection that may park is looked at again within the parking delay.
-                let next = match (next, park.filter(|_| activity.could_park())) {
+                // A connection that may park, now or after its next request, is looked at again
+                // within the parking delay: one whose first head was late, or whose last request
+                // had a body, parks a second after its next bodyless request, not when its
+                // idle or header deadline comes.
+                let next = match (next, park.filter(|_| activity.may_park_later())) {
                     (Some(next), Some(park)) => Some(next.min(park)),
                     (next, park) => next.or(park),
                 };
