@@ -110,10 +110,12 @@ pub type CompiledRegex = regex_automata::meta::Regex;
 
 /// Compiles a rule's regular expression as `regex::Regex::new` (`bytes: false`) or
 /// `regex::bytes::Regex::new` (`bytes: true`) would — unanchored, Unicode, case-sensitive unless
-/// the pattern says `(?i)`, the same size limits and errors — except that no full DFA is built.
+/// the pattern says `(?i)`, the same size limits and errors — except that no full DFA and no
+/// one-pass DFA are built.
 ///
 /// The regex crate builds a full DFA for every small pattern when regex-automata's `dfa-build`
-/// feature is on, and `tracing-subscriber` turns it on for the whole build. Determinizing was
+/// feature is on, and `tracing-subscriber` turns it on for the whole build; and a one-pass DFA,
+/// which only capture searches use, for any pattern it fits. Determinizing was
 /// about a tenth of a full merge of 10,000 routers (`benches/snapshot.rs`); matching a rule goes
 /// through the lazy DFA instead, which is as fast once its cache holds the few states a host or
 /// path visits (`benches/rules.rs`).
@@ -125,7 +127,9 @@ pub fn compile_regex(source: &str, bytes: bool) -> Result<CompiledRegex, regex::
         .hybrid_cache_capacity(2 * (1 << 20))
         .match_kind(MatchKind::LeftmostFirst)
         .utf8_empty(!bytes)
-        .dfa(false);
+        .dfa(false)
+        // Only capture searches use the one-pass DFA, and rules only ask whether a regex matches.
+        .onepass(false);
     meta::Builder::new()
         .configure(config)
         .syntax(syntax::Config::new().utf8(!bytes))
