@@ -10,10 +10,11 @@
 //! `throttle` (100 ms by default) and whatever arrived by its end is published. A stream of
 //! updates can therefore never postpone a change indefinitely; the worst-case delay is one window.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -46,9 +47,11 @@ pub fn qualify(name: &str, provider: &str) -> String {
 /// record is shared with the previous configuration rather than rebuilt.
 #[derive(Debug)]
 pub struct RuleCache<C = ()> {
-    entries: HashMap<String, CachedRule<C>>,
+    /// Rule texts and router names come from providers, not from clients: a fast hasher rather
+    /// than SipHash (which was ~10% of a full merge of 10,000 routers).
+    entries: FxHashMap<String, CachedRule<C>>,
     /// Validated routers by provider, then by (local) name.
-    routers: HashMap<String, HashMap<String, CachedRouter>>,
+    routers: FxHashMap<String, FxHashMap<String, CachedRouter>>,
     /// The entrypoints the cached routers were validated against.
     entry_points: Vec<String>,
     /// Bumped by every merge; entries not marked with the current value are forgotten.
@@ -77,8 +80,8 @@ struct CachedRule<C> {
 impl<C> Default for RuleCache<C> {
     fn default() -> Self {
         Self {
-            entries: HashMap::new(),
-            routers: HashMap::new(),
+            entries: FxHashMap::default(),
+            routers: FxHashMap::default(),
             entry_points: Vec::new(),
             epoch: 0,
         }
@@ -175,7 +178,7 @@ impl<C> RuleCache<C> {
             }
             None => {
                 self.routers
-                    .insert(provider.to_string(), HashMap::from([(name.to_string(), cached)]));
+                    .insert(provider.to_string(), FxHashMap::from_iter([(name.to_string(), cached)]));
             }
         }
         info

@@ -101,13 +101,51 @@ pub enum Matcher {
 #[derive(Clone)]
 pub struct Pattern {
     source: String,
-    compiled: std::sync::Arc<regex::Regex>,
+    compiled: std::sync::Arc<CompiledRegex>,
+}
+
+/// A rule's compiled regular expression: the engine behind `regex::Regex`, built by
+/// [`compile_regex`].
+pub type CompiledRegex = regex_automata::meta::Regex;
+
+/// Compiles a rule's regular expression as `regex::Regex::new` (`bytes: false`) or
+/// `regex::bytes::Regex::new` (`bytes: true`) would — unanchored, Unicode, case-sensitive unless
+/// the pattern says `(?i)`, the same size limits and errors — except that no full DFA and no
+/// one-pass DFA are built.
+///
+/// The regex crate builds a full DFA for every small pattern when regex-automata's `dfa-build`
+/// feature is on, and `tracing-subscriber` turns it on for the whole build; and a one-pass DFA,
+/// which only capture searches use, for any pattern it fits. Determinizing was
+/// about a tenth of a full merge of 10,000 routers (`benches/snapshot.rs`); matching a rule goes
+/// through the lazy DFA instead, which is as fast once its cache holds the few states a host or
+/// path visits (`benches/rules.rs`).
+pub fn compile_regex(source: &str, bytes: bool) -> Result<CompiledRegex, regex::Error> {
+    use regex_automata::{meta, util::syntax, MatchKind};
+    // regex 1.x's defaults (`regex/src/builders.rs`).
+    let config = meta::Config::new()
+        .nfa_size_limit(Some(10 * (1 << 20)))
+        .hybrid_cache_capacity(2 * (1 << 20))
+        .match_kind(MatchKind::LeftmostFirst)
+        .utf8_empty(!bytes)
+        .dfa(false)
+        // Only capture searches use the one-pass DFA, and rules only ask whether a regex matches.
+        .onepass(false);
+    meta::Builder::new()
+        .configure(config)
+        .syntax(syntax::Config::new().utf8(!bytes))
+        .build(source)
+        .map_err(|err| match (err.size_limit(), err.syntax_error()) {
+            // As the regex crate converts its engine's errors (`regex/src/error.rs`).
+            (Some(limit), _) => regex::Error::CompiledTooBig(limit),
+            (None, Some(syntax)) => regex::Error::Syntax(syntax.to_string()),
+            (None, None) => regex::Error::Syntax(err.to_string()),
+        })
 }
 
 impl Pattern {
-    /// Compiles `source` (unanchored, the regex crate's defaults).
+    /// Compiles `source` (unanchored, the regex crate's defaults, see [`compile_regex`]).
     pub fn new(source: String) -> Result<Self, regex::Error> {
-        let compiled = std::sync::Arc::new(regex::Regex::new(&source)?);
+        let compiled = std::sync::Arc::new(compile_regex(&source, false)?);
         Ok(Self { source, compiled })
     }
 
@@ -117,7 +155,7 @@ impl Pattern {
     }
 
     /// The compiled expression.
-    pub fn regex(&self) -> &std::sync::Arc<regex::Regex> {
+    pub fn regex(&self) -> &std::sync::Arc<CompiledRegex> {
         &self.compiled
     }
 }
@@ -236,5 +274,73 @@ pub(crate) fn required_hosts<M>(expr: &Expr<M>, host: &dyn Fn(&M) -> Option<&Hos
 impl<M> fmt::Display for Rule<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compile_regex;
+
+    /// Rule regexes match exactly as the regex crate's do: unanchored, Unicode classes and case
+    /// folding, `(?i)`, and for bytes regexes (headers, query values) haystacks that are not
+    /// UTF-8; and a bad pattern gets the regex crate's error text.
+    #[test]
+    fn compile_regex_matches_as_the_regex_crate_does() {
+        let patterns = [
+            r"example",
+            r"^[a-z]+\.example\.com$",
+            r"(?i)^/V1/",
+            r"^/users/\d+$",
+            r"\w+\.test",
+            r"(?i)straße",
+            r"^$",
+            r"",
+            r"^.+[.]c[.]test$",
+            r"a|b|c+",
+            r"\bword\b",
+        ];
+        let haystacks = [
+            "example.com",
+            "www.example.com",
+            "/v1/x",
+            "/users/١٢",
+            "/users/42",
+            "ÉTÉ.test",
+            "STRASSE",
+            "STRAßE",
+            "",
+            "a word here",
+            "ccc",
+        ];
+        for pattern in patterns {
+            let ours = compile_regex(pattern, false).unwrap();
+            let theirs = regex::Regex::new(pattern).unwrap();
+            let ours_bytes = compile_regex(pattern, true).unwrap();
+            let theirs_bytes = regex::bytes::Regex::new(pattern).unwrap();
+            for hay in haystacks {
+                assert_eq!(ours.is_match(hay), theirs.is_match(hay), "`{pattern}` on {hay:?}");
+                assert_eq!(
+                    ours.find(hay).map(|m| m.range()),
+                    theirs.find(hay).map(|m| m.range()),
+                    "`{pattern}` on {hay:?}"
+                );
+                assert_eq!(
+                    ours_bytes.is_match(hay.as_bytes()),
+                    theirs_bytes.is_match(hay.as_bytes()),
+                    "`{pattern}` on {hay:?}"
+                );
+            }
+            let latin1 = b"caf\xe9 word";
+            assert_eq!(
+                ours_bytes.is_match(&latin1[..]),
+                theirs_bytes.is_match(latin1),
+                "`{pattern}` on Latin-1"
+            );
+        }
+        for bad in [r"(", r"[z-a]", r"\p{Nope}", r"a{1000}{1000}"] {
+            let ours = compile_regex(bad, false).unwrap_err().to_string();
+            let theirs = regex::Regex::new(bad).unwrap_err().to_string();
+            assert_eq!(ours, theirs, "`{bad}`");
+        }
     }
 }

@@ -7,11 +7,9 @@
 
 use std::sync::Arc;
 
-use drover_providers::rule::{Expr, HostPattern, Matcher, Rule};
+use drover_providers::rule::{compile_regex, CompiledRegex, Expr, HostPattern, Matcher, Rule};
 use http::HeaderName;
 use ipnet::IpNet;
-use regex::bytes::Regex as BytesRegex;
-use regex::Regex;
 
 use super::{query, RequestView};
 
@@ -32,17 +30,17 @@ enum Node {
     HostWildcard(Arc<str>),
     /// ``Host(`*`)``.
     HostAny,
-    HostRegexp(Arc<Regex>),
+    HostRegexp(Arc<CompiledRegex>),
     Path(Arc<str>),
     PathPrefix(Arc<str>),
-    PathRegexp(Arc<Regex>),
+    PathRegexp(Arc<CompiledRegex>),
     Method(Arc<str>),
     Header(HeaderName, Arc<[u8]>),
-    HeaderRegexp(HeaderName, Arc<BytesRegex>),
+    HeaderRegexp(HeaderName, Arc<CompiledRegex>),
     /// A header matcher whose name `http` cannot represent: such a header is never present.
     NoSuchHeader,
     Query(Arc<str>, Arc<str>),
-    QueryRegexp(Arc<str>, Arc<BytesRegex>),
+    QueryRegexp(Arc<str>, Arc<CompiledRegex>),
     ClientIp(IpNet),
 }
 
@@ -106,14 +104,14 @@ fn compile_matcher(m: &Matcher) -> Result<Node, regex::Error> {
             Err(_) => Node::NoSuchHeader,
         },
         Matcher::HeaderRegexp(name, re) => {
-            let re = Arc::new(BytesRegex::new(re)?);
+            let re = Arc::new(compile_regex(re, true)?);
             match HeaderName::from_bytes(name.as_bytes()) {
                 Ok(name) => Node::HeaderRegexp(name, re),
                 Err(_) => Node::NoSuchHeader,
             }
         }
         Matcher::Query(key, value) => Node::Query(key.as_str().into(), value.as_deref().unwrap_or_default().into()),
-        Matcher::QueryRegexp(key, re) => Node::QueryRegexp(key.as_str().into(), Arc::new(BytesRegex::new(re)?)),
+        Matcher::QueryRegexp(key, re) => Node::QueryRegexp(key.as_str().into(), Arc::new(compile_regex(re, true)?)),
         Matcher::ClientIP(net) => Node::ClientIp(*net),
     })
 }
