@@ -117,7 +117,7 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
                 continue;
             }
         };
-        let accepting_here = Arc::new(Accepting {
+        let at = Arc::new(Accepting {
             shared: shared.clone(),
             rules: Arc::new(socket.rules),
             builder: connection_builder(),
@@ -132,7 +132,6 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
         let mut shutdown = shutdown.clone();
         let graceful = &graceful;
         accepting.push(async move {
-            let at = accepting_here;
             loop {
                 // Over `maxConnections`, the next connection waits in the backlog, unaccepted.
                 let slot = tokio::select! {
