@@ -263,7 +263,8 @@ where
 {
     let watched = conn.clone();
     let service = service_fn(move |req| handle(conn.clone(), req));
-    let serving = Box::pin(at.builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned());
+    // Pinned in place: this whole future is boxed by its caller.
+    let serving = std::pin::pin!(at.builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned());
     let mut stopping = false;
     let serving = graceful(serving, stop, &mut stopping);
     if let Served::Done(Err(e)) = timeouts::serve(serving, &watched.activity, at.limits, None).await {
@@ -307,7 +308,8 @@ async fn serve_until_idle(
     let io = WatchedStream::shared(socket.clone(), conn.clone(), slot.clone());
     let served = conn.clone();
     let service = service_fn(move |req| handle(served.clone(), req));
-    let serving = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned());
+    // Pinned in place: this whole future is boxed by `run_plain`.
+    let serving = std::pin::pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned());
     let mut stopping = false;
     let serving = graceful(serving, stop, &mut stopping);
     match timeouts::serve(serving, &conn.activity, limits, Some(PARK_AFTER)).await {
@@ -322,7 +324,7 @@ async fn serve_until_idle(
 
 /// A hyper connection that `stop` tells to shut down gracefully (`stopping` is then set).
 async fn graceful<C: GracefulConnection>(
-    mut serving: Pin<Box<C>>,
+    mut serving: Pin<&mut C>,
     stop: &mut watch::Receiver<()>,
     stopping: &mut bool,
 ) -> Result<(), C::Error> {
