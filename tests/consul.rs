@@ -75,16 +75,27 @@ async fn answering(c: &HttpClient, url: &str, n: usize) -> BTreeMap<String, usiz
     seen
 }
 
-/// Waits until exactly `expected` answer (two full rounds of round robin in a row), or panics
-/// with what answered instead.
+/// Waits until exactly `expected` answer, or panics with what answered instead.
+///
+/// Each worker walks the round robin with its own cursor, and the client may open a second
+/// connection (to the other worker) while the first is still on its way back to its pool, so a
+/// short batch can miss a server that is still routed. A match is therefore confirmed by a batch
+/// of `LANES × (expected + 1)` requests: some cursor (two workers and the shared one) then makes
+/// `expected + 1` picks in a row, which visits every server of a set one larger than expected,
+/// so a server on its way out is seen until it is really gone.
 async fn expect_backends(c: &HttpClient, url: &str, expected: &[&str], what: &str) {
+    const LANES: usize = 3;
     let want: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+    let matches = |seen: &BTreeMap<String, usize>| seen.keys().cloned().collect::<BTreeSet<_>>() == want;
     let start = Instant::now();
     let mut last = BTreeMap::new();
     while start.elapsed() < SETTLE {
         last = answering(c, url, 2 * expected.len().max(1)).await;
-        if last.keys().cloned().collect::<BTreeSet<_>>() == want {
-            return;
+        if matches(&last) {
+            last = answering(c, url, LANES * (expected.len() + 1)).await;
+            if matches(&last) {
+                return;
+            }
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
