@@ -107,8 +107,7 @@ async fn a_connection_idle_long_enough_to_park_serves_its_next_requests_as_befor
         .write_all(b"GET /second HTTP/1.1\r\nHost: t.local\r\n\r\nGET /third HTTP/1.1\r\nHost: t.local\r\n\r\nGET /fou")
         .await
         .unwrap();
-    for path in ["/second", "/third"] {
-        let answer = read_response(&mut stream).await;
+    for (answer, path) in read_responses(&mut stream, 2).await.iter().zip(["/second", "/third"]) {
         assert!(answer.starts_with("HTTP/1.1 200") && answer.contains(path), "{path}: {answer}");
     }
     // The connection is idle with half a head in hyper's buffer: it must not park and lose it.
@@ -158,30 +157,44 @@ fn forwarding(response_header: &str, body_idle: &str) -> String {
 
 /// Reads one response (it has a Content-Length) within 10 s.
 async fn read_response(stream: &mut TcpStream) -> String {
+    read_responses(stream, 1).await.remove(0)
+}
+
+/// The length of the complete response (it has a Content-Length) at the start of `bytes`.
+fn response_length(bytes: &[u8]) -> Option<usize> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let length: usize = String::from_utf8_lossy(&bytes[..end])
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("a Content-Length");
+    (bytes.len() >= end + 4 + length).then_some(end + 4 + length)
+}
+
+/// Reads `n` responses, each within 10 s. Responses to pipelined requests may arrive in one
+/// segment (drover sends the writes of one pass over its ready connections together).
+async fn read_responses(stream: &mut TcpStream, n: usize) -> Vec<String> {
     let mut seen = Vec::new();
+    let mut answers = Vec::new();
     let mut buf = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+    while answers.len() < n {
+        if let Some(length) = response_length(&seen) {
+            answers.push(String::from_utf8_lossy(&seen[..length]).into_owned());
+            seen.drain(..length);
+            continue;
+        }
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
             .await
             .expect("a response within 10 s")
             .unwrap();
-        assert!(n > 0, "closed before the response ended: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&seen);
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length: usize = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .expect("a Content-Length");
-            if seen.len() >= end + 4 + length {
-                return text.into_owned();
-            }
-        }
+        assert!(read > 0, "closed before the response ended: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..read]);
     }
+    assert!(seen.is_empty(), "bytes after the last response: {}", String::from_utf8_lossy(&seen));
+    answers
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -163,6 +163,20 @@ impl Activity {
         }
     }
 
+    /// A parked HTTP/1 connection served again: like a new one, known not to be HTTP/2.
+    pub fn resumed() -> Self {
+        let activity = Self::new();
+        activity.started.store(true, Ordering::Relaxed);
+        activity
+    }
+
+    /// How long an idle connection may stay idle from now (`idleTimeout` less what it has
+    /// waited); `None` when there is no idle limit.
+    pub(crate) fn idle_left(&self, limits: &Limits, now_ms: u64) -> Option<Duration> {
+        let waited = Duration::from_millis(now_ms.saturating_sub(self.since_ms.load(Ordering::Relaxed)));
+        limits.idle.map(|idle| idle.saturating_sub(waited))
+    }
+
     /// A write to the client could not go on: it is stuck from now, unless it already was.
     pub(crate) fn write_stuck(&self) {
         if self.write_stuck_ms.load(Ordering::Relaxed) == 0 {

@@ -86,9 +86,10 @@ pub struct EntryPointRules {
     pub l4: crate::l4::dispatch::L4Rules,
 }
 
-/// One client connection's context, built once when it is accepted. Kept small: an idle
-/// connection holds little more than this, its socket and its task (see `server::timeouts`), so
-/// what every connection of an entrypoint shares is reached through `entry`, never copied.
+/// One client connection's context, built when it is accepted (or served again after parking).
+/// Kept small: a connection between two requests holds little more than this, its socket and its
+/// task until it parks (see `server::parking`), so what every connection of an entrypoint shares
+/// is reached through `entry`, never copied.
 #[derive(Debug)]
 pub struct Connection {
     /// Shared state.
@@ -132,13 +133,6 @@ impl ResponseTimer {
         }
     }
 
-    /// Drops the kept timer: a parked connection holds none (see `server::timeouts`).
-    pub(crate) fn release(&self) {
-        if let Ok(mut kept) = self.0.try_lock() {
-            kept.take();
-        }
-    }
-
     /// Keeps `timer` for the connection's next request.
     pub(crate) fn give_back(&self, timer: Pin<Box<Sleep>>) {
         if let Ok(mut kept) = self.0.try_lock() {
@@ -153,6 +147,15 @@ impl Connection {
         self.tls = Some(session);
         self.forwarded.proto = HeaderValue::from_static("https");
         self
+    }
+
+    /// The context of a parked connection served again (see `server::parking`): as new, known
+    /// to speak HTTP/1.
+    pub fn resumed(shared: Arc<Shared>, rules: &Arc<EntryPointRules>, peer: SocketAddr, local: SocketAddr) -> Self {
+        Self {
+            activity: Activity::resumed(),
+            ..Self::new(shared, rules, peer, local)
+        }
     }
 
     /// The context of a connection from `peer` accepted at `local` by the entrypoint `rules`

@@ -13,6 +13,7 @@ mod admission;
 mod handover;
 pub(crate) mod handshake;
 mod listener;
+mod parking;
 pub mod providers;
 mod reload;
 pub mod systemd;

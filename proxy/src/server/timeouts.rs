@@ -11,9 +11,10 @@
 //! buffer of 8 KiB each, its dispatcher and the slot for the request's future, ~50 KiB in all
 //! per idle keep-alive connection, where nginx and HAProxy keep about one. So a plain HTTP/1
 //! connection that has been idle for [`PARK_AFTER`] is *parked*: the watchdog ends [`serve`],
-//! which drops hyper's connection with all of it, and [`parked`] waits on the bare socket (no
-//! buffer at all) for the client's next bytes, its idle deadline or the worker's shutdown; the
-//! next bytes start a new hyper connection on the same socket. The watchdog only parks when
+//! which drops hyper's connection with all of it, and the bare socket (no buffer at all, no task)
+//! waits in its worker's parking lot (`server::parking`) for the client's next bytes, its idle
+//! deadline or the worker's shutdown; the next bytes start a new hyper connection on the same
+//! socket. The watchdog only parks when
 //! hyper holds nothing of the client's that it has not used (see `connection::activity`), and
 //! a busy connection never parks, so a client sending request after request keeps its hyper
 //! state: only one that paused for [`PARK_AFTER`] pays for building it again.
@@ -21,14 +22,13 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::connection::{Activity, Connection, Limits, Verdict};
 use crate::io::BatchedStream;
@@ -214,78 +214,6 @@ where
                     None => return Served::Done(connection.await),
                 }
             },
-        }
-    }
-}
-
-/// Tells a worker's parked connections to close (its graceful shutdown). A parked wait holds one
-/// [`Notified`](tokio::sync::futures::Notified) for it, where a channel receiver's `changed()`
-/// future would be several times that in every idle connection's task.
-#[derive(Debug, Default)]
-pub struct CloseParked {
-    closing: AtomicBool,
-    notify: Notify,
-}
-
-impl CloseParked {
-    /// Closes every parked connection, and any that parks from now on.
-    pub fn close_all(&self) {
-        self.closing.store(true, Ordering::SeqCst);
-        self.notify.notify_waiters();
-    }
-}
-
-/// What ended a parked wait.
-enum Woken {
-    Readable(bool),
-    Closing,
-    Timer,
-}
-
-/// Waits, holding nothing but the socket, until a parked connection's client sends bytes (or
-/// closes): true, to serve it again. False when it is to be closed: its idle deadline passed,
-/// or the worker closes its parked connections ([`CloseParked`]).
-///
-/// Written with the socket's `poll_read_ready` and one timer rather than `select!` over
-/// futures: this wait is the largest state of an idle connection's task (see
-/// `server::worker`), so it is kept to a timer, a notification and a few references.
-pub async fn parked(socket: &TcpStream, activity: &Activity, limits: &Limits, close: &CloseParked) -> bool {
-    let closing = std::pin::pin!(close.notify.notified());
-    let mut closing = closing;
-    closing.as_mut().enable();
-    if close.closing.load(Ordering::SeqCst) {
-        return false;
-    }
-    // Not registered with the runtime's timers until it is first polled with a deadline.
-    let mut timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
-    loop {
-        let wait = match activity.verdict(limits, activity.now_ms()) {
-            Verdict::Expired(why) => {
-                tracing::debug!("client connection closed: {why}");
-                return false;
-            }
-            Verdict::Recheck(wait) => wait,
-        };
-        if let Some(wait) = wait {
-            timer.as_mut().reset(tokio::time::Instant::now() + wait);
-        }
-        let woken = std::future::poll_fn(|cx| {
-            if closing.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Woken::Closing);
-            }
-            if let Poll::Ready(ready) = socket.poll_read_ready(cx) {
-                return Poll::Ready(Woken::Readable(ready.is_ok()));
-            }
-            if wait.is_some() && timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Woken::Timer);
-            }
-            Poll::Pending
-        })
-        .await;
-        match woken {
-            Woken::Readable(ok) => return ok,
-            Woken::Closing => return false,
-            Woken::Timer => {}
         }
     }
 }

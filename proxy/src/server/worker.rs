@@ -14,9 +14,9 @@
 //! successor, after an upgrade) between two requests of its own. Only then does hyper's
 //! graceful shutdown close what is still idle (a client silent all that time) and send
 //! HTTP/2 clients GOAWAY, and whatever is still open when the grace period ends is cut.
-//! Parked connections (idle HTTP/1 connections holding their bare socket, see
-//! `server::timeouts`) close at that moment too; one whose client speaks during [`LINGER`] is
-//! served again, its response saying `Connection: close`.
+//! Parked connections (idle HTTP/1 connections whose bare socket waits in the worker's parking
+//! lot, see `server::parking`) close at that moment too; one whose client speaks during
+//! [`LINGER`] is served again, its response saying `Connection: close`.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -33,7 +33,8 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit};
 
 use super::admission::Admission;
 use super::handshake::{self, Accepted};
-use super::timeouts::{self, CloseParked, Served, WatchedStream, PARK_AFTER};
+use super::parking::{CloseParked, Parked, ParkingLot};
+use super::timeouts::{self, Served, WatchedStream, PARK_AFTER};
 use crate::connection::{Connection, EntryPointRules, Limits, Shared};
 use crate::forward::handle;
 use crate::l4::dispatch::{self, Dispatched};
@@ -90,17 +91,19 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
             _ = stop.wait_for(|stop| *stop) => return,
         }
     }
-    // Each connection holds a receiver until it ends; a value sent asks them to shut down
-    // gracefully (hyper-util's `GracefulShutdown` cannot follow a connection across parking).
-    let (graceful, _) = watch::channel(());
+    // Each connection's task holds a receiver until it ends (or parks); a value sent asks them to
+    // shut down gracefully (hyper-util's `GracefulShutdown` cannot follow a connection across
+    // parking).
+    let graceful = Arc::new(watch::channel(()).0);
     // Told each time one of this worker's connections ends, while draining.
     let ended = Arc::new(Notify::new());
-    // Closes the parked connections when the worker shuts down (they hold no receiver's future).
+    // Closes the parked connections when the worker shuts down (they hold no receiver).
     let close_parked = Arc::new(CloseParked::default());
     // Sends the small writes of this worker's connections once per batch (see `crate::io`).
     let flusher = tokio::spawn(crate::io::run_flusher());
     let mut grace = Duration::ZERO;
     let mut accepting = Vec::new();
+    let mut lots = Vec::new();
     for socket in sockets {
         grace = grace.max(socket.grace);
         let listener = match tokio::net::TcpListener::from_std(socket.listener) {
@@ -117,6 +120,13 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
                 continue;
             }
         };
+        let lot = match ParkingLot::new(close_parked.clone()) {
+            Ok(lot) => lot,
+            Err(e) => {
+                tracing::error!("cannot make a parking lot for idle connections: {e}");
+                continue;
+            }
+        };
         let at = Arc::new(Accepting {
             shared: shared.clone(),
             rules: Arc::new(socket.rules),
@@ -126,11 +136,13 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
             limits: socket.limits,
             local,
             ended: ended.clone(),
-            close_parked: close_parked.clone(),
+            lot,
         });
+        tokio::spawn(run_lot(at.clone(), graceful.clone()));
+        lots.push(at.clone());
         let admission = socket.admission;
         let mut shutdown = shutdown.clone();
-        let graceful = &graceful;
+        let graceful = &*graceful;
         accepting.push(async move {
             loop {
                 // Over `maxConnections`, the next connection waits in the backlog, unaccepted.
@@ -169,11 +181,12 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
         });
     }
     futures_util::future::join_all(accepting).await;
-    tracing::debug!(connections = graceful.receiver_count(), "worker draining connections");
+    let open = || graceful.receiver_count() + lots.iter().map(|at| at.lot.parked()).sum::<usize>();
+    tracing::debug!(connections = open(), "worker draining connections");
     let deadline = tokio::time::Instant::now() + grace;
     // First, connections end after a response of their own (see the module's notes).
     let linger = tokio::time::Instant::now() + LINGER.min(grace);
-    while graceful.receiver_count() > 0 {
+    while open() > 0 {
         tokio::select! {
             () = ended.notified() => {}
             () = tokio::time::sleep_until(linger) => break,
@@ -199,8 +212,41 @@ struct Accepting {
     local: SocketAddr,
     /// Told when a connection ends (the worker counts them while draining).
     ended: Arc<Notify>,
-    /// Closes the worker's parked connections at its shutdown.
-    close_parked: Arc<CloseParked>,
+    /// This worker's idle connections of the listening socket.
+    lot: ParkingLot,
+}
+
+impl Accepting {
+    /// A client connection is closed: it no longer counts.
+    fn connection_ended(&self) {
+        self.rules.open_connections.fetch_sub(1, Ordering::Relaxed);
+        self.ended.notify_one();
+    }
+}
+
+/// Runs `at`'s parking lot until the worker closes it: a connection whose client speaks again
+/// is served by a new task (subscribed to `graceful`, the worker's graceful shutdown).
+async fn run_lot(at: Arc<Accepting>, graceful: Arc<watch::Sender<()>>) {
+    let resuming = at.clone();
+    let resume = move |parked| {
+        tokio::spawn(resume(resuming.clone(), parked, graceful.subscribe()));
+    };
+    at.lot.run(resume, || at.connection_ended()).await;
+}
+
+/// Serves a parked connection whose client spoke again, until it ends or parks once more.
+async fn resume(at: Arc<Accepting>, parked: Parked, mut stop: watch::Receiver<()>) {
+    let Parked { socket, peer, slot } = parked;
+    match TcpStream::from_std(socket) {
+        Ok(stream) => {
+            let conn = Arc::new(Connection::resumed(at.shared.clone(), &at.rules, peer, at.local));
+            if run_plain(&at, &at.resumed, Arc::new(stream), conn, slot, &mut stop).await {
+                return;
+            }
+        }
+        Err(e) => tracing::debug!(%peer, "a parked connection could not be served again: {e}"),
+    }
+    at.connection_ended();
 }
 
 /// Serves a client connection until it ends, once `sorting` (see [`sort`]) has said what it is.
@@ -219,7 +265,10 @@ where
     match sorting.await {
         Some((Accepted::Plain(stream), peer)) => {
             let conn = Arc::new(Connection::new(at.shared.clone(), &at.rules, peer, at.local));
-            run_plain(&at, Arc::new(stream), conn, slot.map(Arc::new), &mut stop).await;
+            if run_plain(&at, &at.builder, Arc::new(stream), conn, slot.map(Arc::new), &mut stop).await {
+                // Parked: the lot has it now.
+                return;
+            }
         }
         Some((Accepted::Tls(stream, session), peer)) => {
             let conn = Arc::new(Connection::new(at.shared.clone(), &at.rules, peer, at.local).with_tls(session));
@@ -227,8 +276,7 @@ where
         }
         None => {}
     }
-    at.rules.open_connections.fetch_sub(1, Ordering::Relaxed);
-    at.ended.notify_one();
+    at.connection_ended();
 }
 
 /// What a new connection is: TCP routers and PROXY headers come first (`None` when a TCP router
@@ -272,25 +320,48 @@ where
     }
 }
 
-/// Serves the plain connection `conn` on `socket` until it ends or a client timeout closes it,
-/// parking it whenever it is idle (see `server::timeouts`): hyper's state, boxed, lives only
-/// while the connection is in use. `slot` is held until the socket closes.
+/// Serves the plain connection `conn` on `socket` with `builder` until it ends or a client
+/// timeout closes it (false), or it is idle and parked: then its socket is in the worker's
+/// parking lot and the connection's task may end (true). `slot` is held until the socket closes.
 async fn run_plain(
     at: &Accepting,
-    socket: Arc<TcpStream>,
+    mut builder: &auto::Builder<TokioExecutor>,
+    mut socket: Arc<TcpStream>,
     conn: Arc<Connection>,
     slot: Option<Arc<OwnedSemaphorePermit>>,
     stop: &mut watch::Receiver<()>,
-) {
-    let mut builder = &at.builder;
+) -> bool {
     loop {
         if !Box::pin(serve_until_idle(builder, &socket, &conn, &slot, at.limits, stop)).await {
-            return;
+            return false;
         }
-        conn.response_timer.release();
-        if !timeouts::parked(&socket, &conn.activity, &at.limits, &at.close_parked).await {
-            return;
-        }
+        let left = conn.activity.idle_left(&at.limits, conn.activity.now_ms());
+        // hyper's state is gone, and with it every other handle on the socket.
+        socket = match Arc::try_unwrap(socket) {
+            Ok(stream) => {
+                let parked = match stream.into_std() {
+                    Ok(socket) => Parked {
+                        socket,
+                        peer: conn.peer,
+                        slot,
+                    },
+                    Err(e) => {
+                        tracing::debug!("an idle client connection could not be parked: {e}");
+                        return false;
+                    }
+                };
+                let deadline = left.map(|left| tokio::time::Instant::now() + left);
+                return match at.lot.park(parked, deadline) {
+                    Ok(()) => true,
+                    Err((_, e)) => {
+                        tracing::debug!("client connection closed instead of parked: {e}");
+                        false
+                    }
+                };
+            }
+            // Still shared (it never is once hyper's state is dropped): keep serving it.
+            Err(socket) => socket,
+        };
         builder = &at.resumed;
     }
 }
@@ -347,19 +418,20 @@ mod tests {
         std::mem::size_of::<F>()
     }
 
-    /// An idle (parked) plain connection costs its task, its [`Connection`] and its socket; the
-    /// task's future is as large as its largest state plus its arguments, so every state but the
-    /// parked wait is boxed (see [`serve_client`]). This keeps it that way (the bounds hold for
-    /// the unoptimised test build, whose futures are the larger).
+    /// A parked plain connection is a [`Parked`] in its lot's table and nothing else (no task,
+    /// no [`Connection`]); a connection in use holds its task besides hyper's boxed state, whose
+    /// future is as large as its largest state plus its arguments, so every large state is
+    /// boxed (see [`serve_client`]). This keeps both small (the bounds hold for the unoptimised
+    /// test build, whose futures are the larger).
     #[test]
-    fn an_idle_connection_holds_a_small_task_and_context() {
+    fn an_idle_connection_holds_a_table_entry_and_a_busy_one_a_small_task() {
         type Sorted = std::future::Ready<Option<(Accepted, SocketAddr)>>;
         let task = future_size(serve_client::<Sorted>);
-        let parked = future_size(timeouts::parked);
+        let parked = std::mem::size_of::<Option<Parked>>();
         let conn = std::mem::size_of::<Connection>();
-        println!("connection task: {task} bytes, of which the parked wait {parked}; Connection: {conn} bytes");
-        assert!(task <= 640, "the connection task's future grew to {task} bytes");
-        assert!(parked <= 320, "the parked wait grew to {parked} bytes");
+        println!("connection task: {task} bytes; parked: {parked} bytes; Connection: {conn} bytes");
+        assert!(task <= 320, "the connection task's future grew to {task} bytes");
+        assert!(parked <= 64, "a parked connection grew to {parked} bytes");
         assert!(conn <= 320, "Connection grew to {conn} bytes");
     }
 }
