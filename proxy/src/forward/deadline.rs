@@ -17,6 +17,7 @@
 //! implies is worked out, and the timer is set again or the request fails.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use http::Response;
@@ -32,8 +33,12 @@ type Sent = Result<(Response<Incoming>, Pooled), Box<SendError>>;
 /// Waits for the server's response head to `sent`, a request that began at `started` and was
 /// sent at `sent_at`, whose streamed body (if any) reports to `body`. `head` is the servers
 /// transport's own `responseHeaderTimeout`, if it sets one.
-pub(super) async fn wait_for_head(
-    sent: impl Future<Output = Sent>,
+///
+/// `sent` is pinned by the caller: taken by value, it would be stored in this future's state
+/// once as the argument and again where it is awaited, and every request's future (which hyper
+/// moves whole into the place where it runs) would carry the copies.
+pub(super) async fn wait_for_head<F: Future<Output = Sent>>(
+    mut sent: Pin<&mut F>,
     head: Option<Option<Duration>>,
     conn: &Connection,
     body: Option<&BodyProgress>,
@@ -52,16 +57,15 @@ pub(super) async fn wait_for_head(
     let Some(first) = limits.next(body, last_move.1) else {
         return sent.await;
     };
-    let mut sent = std::pin::pin!(sent);
     let mut timer = conn.response_timer.take(first);
     let result = loop {
         tokio::select! {
             biased;
-            result = &mut sent => break result,
+            result = sent.as_mut() => break result,
             () = &mut timer => match limits.check(Instant::now(), body, &mut last_move) {
                 Verdict::Wait(next) => timer.as_mut().reset(next),
                 Verdict::Fail(error) => break Err(SendError::new(error, None)),
-                Verdict::Forever => break sent.await,
+                Verdict::Forever => break sent.as_mut().await,
             },
         }
     };

@@ -182,10 +182,11 @@ struct Trace {
     retries: u32,
     bytes_in: Option<Arc<BodyProgress>>,
     websocket: bool,
-    /// The response side of the router's middlewares, once their request side ran.
-    middleware: Option<Pending>,
+    /// The response side of the router's middlewares, once their request side ran (boxed, as
+    /// is everything only some requests need: see [`handle`]).
+    middleware: Option<Box<Pending>>,
     /// The response side of the steps after a `retry`, for the attempt that answered.
-    retried: Option<Pending>,
+    retried: Option<Box<Pending>>,
 }
 
 /// The start of `req`'s access-log entry; the rest is filled in as it is forwarded.
@@ -256,11 +257,11 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
         Some(pending) => {
             let mut held = Held::default();
             if let Some(inner) = trace.retried {
-                let (answered, inner_held) = inner.respond(response, conn).await;
+                let (answered, inner_held) = Box::pin(inner.respond(response, conn)).await;
                 response = answered;
                 held = inner_held;
             }
-            let (answered, mut outer_held) = pending.respond(response, conn).await;
+            let (answered, mut outer_held) = Box::pin(pending.respond(response, conn)).await;
             response = answered;
             outer_held.extend(held);
             Some(outer_held)
@@ -454,7 +455,7 @@ async fn forward(conn: &Connection, mut req: Request<Incoming>, trace: &mut Trac
             // carry the chain's future in theirs.
             let (pending, answered) = Box::pin(chain.request(&mut req)).await;
             let (plan, retry_from) = (pending.body_plan(), pending.retry());
-            trace.middleware = Some(pending);
+            trace.middleware = Some(Box::new(pending));
             if let Some(progress) = slot.take_progress() {
                 // A step (forwardAuth's forwardBody) read the body: counted there, once.
                 trace.bytes_in = Some(progress);
@@ -656,7 +657,7 @@ async fn forward_spool(
         };
         let (inner, answered) = Box::pin(whole.chain.request_from(from, &mut req)).await;
         if let Some(answer) = answered {
-            trace.retried = Some(inner);
+            trace.retried = Some(Box::new(inner));
             let (parts, body) = answer.into_parts();
             return Response::from_parts(parts, ProxyBody::local(body));
         }
@@ -690,7 +691,7 @@ async fn forward_spool(
         trace.retries += retries_before;
         if !again {
             trace.retries += attempt - 1;
-            trace.retried = Some(inner);
+            trace.retried = Some(Box::new(inner));
             return response;
         }
         // This attempt's steps see how it ended (a circuit breaker after the retry counts it).
@@ -837,7 +838,7 @@ async fn send(
                 }
             },
         };
-        let sent = server.upstream.send(request, sent_at);
+        let sent = std::pin::pin!(server.upstream.send(request, sent_at));
         let head = server.upstream.transport().response_header_timeout;
         let result = wait_for_head(sent, head, conn, trace.bytes_in.as_deref(), sent_at, start).await;
         let was_probe = probe.disarm();

@@ -61,7 +61,7 @@ pub async fn fetch(conn: &Connection, service: &Arc<Service>, mut request: Reque
             }
         },
     };
-    let sent = server.upstream.send(Request::from_parts(parts, RequestBody::Empty), now);
+    let sent = std::pin::pin!(server.upstream.send(Request::from_parts(parts, RequestBody::Empty), now));
     let head = server.upstream.transport().response_header_timeout;
     match wait_for_head(sent, head, conn, None, now, now).await {
         Ok((response, mut pooled)) => {
