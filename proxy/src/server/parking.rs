@@ -82,7 +82,6 @@ struct Table {
     free: Vec<u32>,
     /// Idle deadlines with the place and generation they were set for (stale once it moved on).
     deadlines: BinaryHeap<Reverse<(Instant, u32, u32)>>,
-    parked: usize,
 }
 
 #[derive(Debug, Default)]
@@ -115,13 +114,17 @@ impl Table {
         place.deadline = None;
         place.generation = place.generation.wrapping_add(1);
         self.free.push(index);
-        self.parked -= 1;
         Some(parked)
+    }
+
+    /// How many connections are parked: every place that is not free holds one.
+    fn parked(&self) -> usize {
+        self.places.len() - self.free.len()
     }
 
     /// Drops the deadlines of connections that left, once they outnumber those parked.
     fn compact(&mut self) {
-        if self.deadlines.len() <= 2 * self.parked + 64 {
+        if self.deadlines.len() <= 2 * self.parked() + 64 {
             return;
         }
         self.deadlines = self
@@ -159,7 +162,7 @@ impl ParkingLot {
 
     /// How many connections are parked.
     pub fn parked(&self) -> usize {
-        self.table().parked
+        self.table().parked()
     }
 
     /// Keeps `parked` until its client speaks or `deadline` passes (`None`: no idle limit).
@@ -185,7 +188,6 @@ impl ParkingLot {
         let place = &mut table.places[index as usize];
         place.parked = Some(parked);
         place.deadline = deadline;
-        table.parked += 1;
         if let Some(at) = deadline {
             let earliest = table.deadlines.peek().is_none_or(|Reverse((first, _, _))| at < *first);
             table.deadlines.push(Reverse((at, index, generation)));
