@@ -15,6 +15,10 @@
 # KEEP=<directory> keeps the callgrind outputs (see `cleanup`).
 # ROUTES=file uses that routes file instead of the one plain router (it must route `/` to
 # 127.0.0.1:19080), e.g. ROUTES=benches/middleware-chain.toml for the cost of a typical chain.
+# H2TLS=1 counts HTTP/2 over TLS instead (an ECDSA P-256 certificate made with openssl; h2load
+# -c10 -m10, ALPN h2; nginx with `ssl http2` on its listener, HAProxy `ssl alpn h2,http/1.1`):
+# handshakes fall in the warm-up, so the count is the proxying of h2 streams and the record
+# layer.
 set -euo pipefail
 shopt -s inherit_errexit
 for tool in valgrind callgrind_control nginx h2load curl; do
@@ -50,10 +54,10 @@ nginx -c "$dir/nginx.conf" -p "$dir" & ng=$!
 count() {
   local name=$1; shift
   valgrind --tool=callgrind --callgrind-out-file="$dir/$name.out" "$@" 2> "$dir/$name.valgrind" & vg=$!
-  for _ in $(seq 1 300); do curl -s -o /dev/null http://127.0.0.1:19081/ && break; sleep 0.2; done
-  h2load --h1 -n 2000 -c 16 http://127.0.0.1:19081/ > /dev/null
+  for _ in $(seq 1 300); do curl -sk -o /dev/null "$url" && break; sleep 0.2; done
+  h2load "${load[@]}" -n 2000 "$url" > /dev/null
   callgrind_control -z "$vg" > /dev/null
-  h2load --h1 -n "$requests" -c 16 http://127.0.0.1:19081/ | grep -E "^requests:" >&2
+  h2load "${load[@]}" -n "$requests" "$url" | grep -E "^requests:" >&2
   callgrind_control -d "$vg" > /dev/null
   kill "$vg"; wait "$vg" 2>/dev/null || true; vg=
   local total
@@ -61,11 +65,25 @@ count() {
   echo $((total / requests))
 }
 
+if [[ -n "${H2TLS:-}" ]]; then
+  url=https://127.0.0.1:19081/ load=(-t1 -c10 -m10) proto=https
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dir/key.pem" -out "$dir/cert.pem" \
+    -days 7 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 2> /dev/null
+  cat "$dir/cert.pem" "$dir/key.pem" > "$dir/both.pem"
+  tls_routes=$(printf '[http.routers.r.tls]\n[tls.stores.default.defaultCertificate]\ncertFile = "%s"\nkeyFile = "%s"\n' "$dir/cert.pem" "$dir/key.pem")
+  nginx_listen="127.0.0.1:19081 ssl http2; ssl_certificate $dir/cert.pem; ssl_certificate_key $dir/key.pem"
+  haproxy_bind="127.0.0.1:19081 ssl crt $dir/both.pem alpn h2,http/1.1"
+else
+  url=http://127.0.0.1:19081/ load=(--h1 -c 16) proto=http tls_routes=""
+  nginx_listen=127.0.0.1:19081 haproxy_bind=127.0.0.1:19081
+fi
+
 if [[ -n "${ROUTES:-}" ]]; then
   cp "$ROUTES" "$dir/routes.toml"
 else
   printf '[http.routers.r]\nrule = "PathPrefix(`/`)"\nservice = "s"\n[[http.services.s.loadBalancer.servers]]\nurl = "http://127.0.0.1:19080"\n' > "$dir/routes.toml"
 fi
+[[ -n "$tls_routes" && -z "${ROUTES:-}" ]] && echo "$tls_routes" >> "$dir/routes.toml"
 printf '[entryPoints.web]\naddress = "127.0.0.1:19081"\n[api]\naddress = "127.0.0.1:19082"\n[log]\nlevel = "warn"\n[providers.file]\nfilename = "%s"\n' "$dir/routes.toml" > "$dir/drover.toml"
 drover=$(count drover "$bin" --config "$dir/drover.toml" --workers 1)
 echo "$label: $drover instructions per request"
@@ -78,7 +96,7 @@ worker_processes 1; daemon off; master_process off; pid $dir/px/nginx.pid; error
 events { worker_connections 1024; }
 http { access_log off; keepalive_requests 1000000;
   upstream backend { server 127.0.0.1:19080; keepalive 64; keepalive_requests 1000000; }
-  server { listen 127.0.0.1:19081; location / {
+  server { listen $nginx_listen; location / {
     proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
     proxy_set_header Host \$http_host;
     proxy_set_header X-Forwarded-For \$remote_addr;
@@ -99,10 +117,10 @@ defaults
     timeout client 30s
     timeout server 30s
 frontend web
-    bind 127.0.0.1:19081
+    bind $haproxy_bind
     http-request set-header X-Forwarded-For %[src]
     http-request set-header X-Real-IP %[src]
-    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Proto $proto
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
     http-request set-header X-Forwarded-Port %[dst_port]
     default_backend backend

@@ -295,6 +295,58 @@ async fn http2_is_negotiated_by_alpn_and_http1_still_works() {
     assert_eq!(out, "2 200");
 }
 
+/// An HTTP/2-over-TLS connection's requests (each future boxed when it starts, see
+/// `server::worker::serve_request`): many at once on one connection, each answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_http2_streams_over_one_tls_connection_are_all_answered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("CA");
+    let server = ca.leaf(dir.path(), "server", &["a.test"]);
+    let (backend, _whoami) = support::whoami::spawn("tls").await;
+    let routes = [
+        router("a", "Host(`a.test`)", "s", "[http.routers.a.tls]\n"),
+        service("s", backend),
+        server.toml(),
+    ]
+    .concat();
+    let drover = TestDrover::start(&routes).await;
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let port = drover.web().port();
+    let url = format!("https://a.test:{port}/n");
+    let mut args: Vec<String> = [
+        "--http2",
+        "--parallel",
+        "--parallel-max",
+        "100",
+        "--cacert",
+        ca_file.to_str().expect("utf-8"),
+        "--resolve",
+        &format!("a.test:{port}:127.0.0.1"),
+        "-w",
+        "%{http_version} %{http_code} %{num_connects}\\n",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for _ in 0..200 {
+        args.extend(["-o".to_string(), "/dev/null".to_string(), url.clone()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (out, err, ok) = curl(&args);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 200, "{out}");
+    assert!(lines.iter().all(|l| l.starts_with("2 200 ")), "{out}");
+    let connects: u32 = lines
+        .iter()
+        .map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<u32>().ok()).expect("a count"))
+        .sum();
+    assert!(
+        connects < 20,
+        "curl multiplexed the streams over few connections ({connects} opened): {out}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_is_redirected_to_the_tls_entrypoint_with_path_and_query() {
     let dir = tempfile::tempdir().expect("tempdir");

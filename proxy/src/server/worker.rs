@@ -18,13 +18,17 @@
 //! lot, see `server::parking`) close at that moment too; one whose client speaks during
 //! [`LINGER`] is served again, its response saying `Connection: close`.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
@@ -36,7 +40,7 @@ use super::handshake::{self, Accepted};
 use super::parking::{CloseParked, Parked, ParkingLot};
 use super::timeouts::{self, Served, WatchedStream, PARK_AFTER};
 use crate::connection::{Connection, EntryPointRules, Limits, Shared};
-use crate::forward::handle;
+use crate::forward::{handle, ProxyBody};
 use crate::l4::dispatch::{self, Dispatched};
 
 /// What a worker needs to serve one entrypoint.
@@ -272,7 +276,13 @@ where
         }
         Some((Accepted::Tls(stream, session), peer)) => {
             let conn = Arc::new(Connection::new(at.shared.clone(), &at.rules, peer, at.local).with_tls(session));
-            Box::pin(run_tls(&at, WatchedStream::over(stream, conn.clone(), slot), conn, &mut stop)).await;
+            let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let io = WatchedStream::over(stream, conn.clone(), slot);
+            if http2 {
+                Box::pin(run_tls(&at, io, conn, &mut stop, serve_request)).await;
+            } else {
+                Box::pin(run_tls(&at, io, conn, &mut stop, handle)).await;
+            }
         }
         None => {}
     }
@@ -304,13 +314,25 @@ async fn sort(at: Arc<Accepting>, stream: TcpStream, peer: SocketAddr) -> Option
     }
 }
 
-/// Serves `conn` over `io` (a TLS stream) until it ends or a client timeout closes it.
-async fn run_tls<S>(at: &Accepting, io: WatchedStream<S>, conn: Arc<Connection>, stop: &mut watch::Receiver<()>)
+/// What hyper runs for each request of an HTTP/2 connection: [`handle`]'s future, boxed when
+/// first polled. hyper moves the future it is given whole for each stream (into the stream's
+/// state, then to the executor, which boxes it); `handle`'s future is ~5 KiB, this one holds only
+/// the request until it runs, then a pointer. HTTP/1.1 keeps `handle` unboxed: hyper moves it
+/// once into its dispatcher there, and a box would cost an allocation per request.
+async fn serve_request(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    Box::pin(handle(conn, req)).await
+}
+
+/// Serves `conn` over `io` (a TLS stream) until it ends or a client timeout closes it, each
+/// request with `handler`: [`serve_request`] when ALPN chose HTTP/2, [`handle`] for HTTP/1.1.
+async fn run_tls<S, H, R>(at: &Accepting, io: WatchedStream<S>, conn: Arc<Connection>, stop: &mut watch::Receiver<()>, handler: H)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Arc<Connection>, Request<Incoming>) -> R + Send + 'static,
+    R: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
 {
     let watched = conn.clone();
-    let service = service_fn(move |req| handle(conn.clone(), req));
+    let service = service_fn(move |req| handler(conn.clone(), req));
     // Pinned in place: this whole future is boxed by its caller.
     let serving = std::pin::pin!(at.builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned());
     let mut stopping = false;
@@ -446,7 +468,9 @@ mod tests {
             std::mem::size_of::<F>()
         }
         let request = future_size(handle);
-        println!("request future: {request} bytes");
+        let moved = future_size(serve_request);
+        println!("request future: {request} bytes, {moved} bytes as hyper moves it");
         assert!(request <= 5_376, "a request's future grew to {request} bytes");
+        assert!(moved <= 512, "the future hyper moves per request grew to {moved} bytes");
     }
 }
