@@ -81,6 +81,7 @@ pub mod health;
 pub mod io;
 pub mod l4;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod middleware;
 pub mod routing;

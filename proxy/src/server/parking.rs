@@ -60,7 +60,7 @@ impl CloseParked {
         self.notify.notify_waiters();
     }
 
-    fn is_closing(&self) -> bool {
+    pub fn is_closing(&self) -> bool {
         self.closing.load(Ordering::SeqCst)
     }
 }
@@ -82,6 +82,9 @@ struct Table {
     free: Vec<u32>,
     /// Idle deadlines with the place and generation they were set for (stale once it moved on).
     deadlines: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    /// Connections parked since the lot was made (the worker trims memory when it stops rising,
+    /// see `crate::memory`).
+    parks: u64,
 }
 
 #[derive(Debug, Default)]
@@ -165,6 +168,11 @@ impl ParkingLot {
         self.table().parked()
     }
 
+    /// How many connections were parked here since the lot was made.
+    pub fn parks_so_far(&self) -> u64 {
+        self.table().parks
+    }
+
     /// Keeps `parked` until its client speaks or `deadline` passes (`None`: no idle limit).
     /// Gives it back when the lot is closing or the socket cannot be watched: the caller closes it.
     pub fn park(&self, parked: Parked, deadline: Option<Instant>) -> Result<(), (Parked, io::Error)> {
@@ -185,6 +193,7 @@ impl ParkingLot {
             table.free.push(index);
             return Err((parked, e.into()));
         }
+        table.parks += 1;
         let place = &mut table.places[index as usize];
         place.parked = Some(parked);
         place.deadline = deadline;

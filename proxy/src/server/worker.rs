@@ -22,7 +22,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,6 +141,7 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
             local,
             ended: ended.clone(),
             lot,
+            accepted: AtomicU64::new(0),
         });
         tokio::spawn(run_lot(at.clone(), graceful.clone()));
         lots.push(at.clone());
@@ -177,12 +178,16 @@ pub async fn run(sockets: Vec<EntryPointSocket>, shared: Arc<Shared>, mut in_for
                 };
                 let _ = stream.set_nodelay(true);
                 at.rules.open_connections.fetch_add(1, Ordering::Relaxed);
+                at.accepted.fetch_add(1, Ordering::Relaxed);
                 // Boxed: sorting the connection (TCP routers, the TLS handshake) needs far more
                 // than serving it idle, and this box is freed once it is done.
                 let sorting = Box::pin(sort(at.clone(), stream, peer));
                 tokio::spawn(serve_client(at.clone(), sorting, slot, graceful.subscribe()));
             }
         });
+    }
+    if crate::memory::can_trim() && !lots.is_empty() {
+        tokio::spawn(trim_when_quiet(lots.clone(), close_parked.clone()));
     }
     futures_util::future::join_all(accepting).await;
     let open = || graceful.receiver_count() + lots.iter().map(|at| at.lot.parked()).sum::<usize>();
@@ -218,6 +223,9 @@ struct Accepting {
     ended: Arc<Notify>,
     /// This worker's idle connections of the listening socket.
     lot: ParkingLot,
+    /// Connections this worker accepted here (with the lot's parks, what tells a quiet worker,
+    /// see [`trim_when_quiet`]).
+    accepted: AtomicU64,
 }
 
 impl Accepting {
@@ -251,6 +259,24 @@ async fn resume(at: Arc<Accepting>, parked: Parked, mut stop: watch::Receiver<()
         Err(e) => tracing::debug!(%peer, "a parked connection could not be served again: {e}"),
     }
     at.connection_ended();
+}
+
+/// Hands the memory of a burst back to the system once this worker stops accepting and parking
+/// connections (see `crate::memory`); ends when the worker closes its lots.
+async fn trim_when_quiet(lots: Vec<Arc<Accepting>>, close: Arc<CloseParked>) {
+    let mut ticks = tokio::time::interval(crate::memory::QUIET);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut quiet = crate::memory::Quiet::default();
+    while !close.is_closing() {
+        ticks.tick().await;
+        if quiet.tick(
+            lots.iter()
+                .map(|at| at.accepted.load(Ordering::Relaxed) + at.lot.parks_so_far())
+                .sum(),
+        ) {
+            crate::memory::trim();
+        }
+    }
 }
 
 /// Serves a client connection until it ends, once `sorting` (see [`sort`]) has said what it is.
