@@ -16,12 +16,17 @@
 //! contended atomic read-modify-write, its cache line bouncing between cores.) Threads that are
 //! not workers (the UDP thread, the admin API's explain) share one more cursor.
 //!
+//! A reload that leaves a balancer's cycle as it was hands the new balancer the old one's
+//! cursors ([`SmoothWeighted::continuing`]): the sequence goes on where it was. Starting every
+//! reload at the top of the cycle would give its first servers more than their share wherever
+//! reloads come often (a Docker stack changing elsewhere) and traffic is light.
+//!
 //! A pick steps over servers that cannot take the request (ejected, already tried), but never
 //! more than a few times the number of servers: when most of a long cycle belongs to unusable
 //! servers, it takes the first usable server in index order from a rotating start instead.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Longest precomputed cycle (entries); longer cycles fall back to live scores.
 pub const MAX_CYCLE: u64 = 16_384;
@@ -31,7 +36,8 @@ pub const MAX_CYCLE: u64 = 16_384;
 pub struct SmoothWeighted {
     schedule: Schedule,
     /// One per lane (see [`crate::upstream::current_lane`]); a lane beyond them wraps around.
-    cursors: Box<[Cursor]>,
+    /// Shared with the balancer of the previous snapshot when the cycle is the same.
+    cursors: Arc<[Cursor]>,
     /// The servers with a positive weight, in index order.
     weighted: Box<[u32]>,
 }
@@ -115,6 +121,22 @@ impl SmoothWeighted {
             cursors: (0..lanes).map(|_| Cursor::default()).collect(),
             weighted: (0..weights.len() as u32).filter(|i| weights[*i as usize] > 0).collect(),
         }
+    }
+
+    /// [`SmoothWeighted::new`], going on with `previous`'s cursors (the balancer this one replaces
+    /// in a reload) when the cycle is the same: the workers keep their places in it.
+    pub fn continuing(weights: &[u32], previous: Option<&SmoothWeighted>) -> Self {
+        let mut balancer = Self::new(weights);
+        if let Some(previous) = previous {
+            let same_cycle = match (&balancer.schedule, &previous.schedule) {
+                (Schedule::Cycle(new), Schedule::Cycle(old)) => new == old,
+                _ => false,
+            };
+            if same_cycle && balancer.weighted == previous.weighted && balancer.cursors.len() == previous.cursors.len() {
+                balancer.cursors = previous.cursors.clone();
+            }
+        }
+        balancer
     }
 
     /// The calling thread's cursor.

@@ -70,8 +70,11 @@ pub struct Compiler {
     stores: Stores,
     /// The middlewares the last compilation built, by name.
     built: HashMap<String, Arc<Middleware>>,
-    /// What the last reload made, for the next one to patch.
+    /// What the last reload made, for the next one to patch (and the next full compile to
+    /// continue its balancers).
     last: Option<Last>,
+    /// The next reload merges and compiles everything ([`Compiler::forget_last`]).
+    full_next: bool,
     /// How long the last reload's steps took.
     timings: Timings,
 }
@@ -124,6 +127,7 @@ impl Compiler {
             stores: Stores::default(),
             built: HashMap::new(),
             last: None,
+            full_next: false,
             timings: Timings::default(),
         }
     }
@@ -132,7 +136,7 @@ impl Compiler {
     /// little from the last ones: for when something read while compiling changed (certificate
     /// files, `usersFile`s, ACME state).
     pub fn forget_last(&mut self) {
-        self.last = None;
+        self.full_next = true;
     }
 
     /// How long the steps of the last reload took.
@@ -196,7 +200,8 @@ impl Compiler {
     /// Compiles a merged configuration. Rules come from the cache the merge keeps (one merged
     /// elsewhere has its rules compiled here and kept until the next merge sweeps the cache).
     pub fn compile(&mut self, mut config: Arc<RuntimeConfig>, health: &HealthRegistry, metrics: &Metrics) -> Snapshot {
-        self.last = None;
+        // Its services' balancers hand their cursors on (see `SmoothWeighted::continuing`).
+        let previous = self.last.take();
         health.begin();
         // TLS may disable routers (missing or invalid options) and adds its findings to the
         // configuration the API shows, so it runs before the configuration is frozen.
@@ -210,7 +215,8 @@ impl Compiler {
             (&metrics.tcp, &metrics.udp),
         );
         let transports = self.upstreams.resolve_transports(&mut config);
-        let services = self.services(&config, &transports, health, metrics);
+        let services = self.services(&config, &transports, health, metrics, previous.as_ref());
+        drop(previous);
         disable_unbuilt_composites(&mut config, &services);
         let mut tables: Vec<Vec<RouteEntry<Arc<Route>>>> = self.entry_points.iter().map(|_| Vec::new()).collect();
         let mut tls_tables: Vec<Vec<RouteEntry<Arc<Route>>>> = self.entry_points.iter().map(|_| Vec::new()).collect();
@@ -343,6 +349,7 @@ impl Compiler {
         transports: &HashMap<String, Arc<Transport>>,
         health: &HealthRegistry,
         metrics: &Metrics,
+        previous: Option<&Last>,
     ) -> HashMap<String, Arc<Service>> {
         let mut services = HashMap::new();
         for (name, info) in &config.services {
@@ -372,7 +379,7 @@ impl Compiler {
             let service = Service {
                 name: name.as_str().into(),
                 metrics_id: metrics.id(name),
-                tiers: tiers(&servers),
+                tiers: tiers(&servers, previous.and_then(|last| last.service(name)).map(|s| &s.tiers[..])),
                 balancing: self.balancing(name, info, &servers),
                 servers,
                 pass_host_header: info.pass_host_header,
@@ -640,8 +647,9 @@ fn chain(
 }
 
 /// The failover tiers of `servers`: one smooth weighted round robin per tier number that has a
-/// server with a positive weight, lowest first.
-fn tiers(servers: &[Server]) -> Box<[Tier]> {
+/// server with a positive weight, lowest first. A tier whose members were a tier of `previous`
+/// (the service's tiers in the last snapshot) goes on with its cursors where the cycle is the same.
+fn tiers(servers: &[Server], previous: Option<&[Tier]>) -> Box<[Tier]> {
     let mut numbers: Vec<u32> = servers.iter().filter(|s| s.weight > 0).map(|s| s.tier).collect();
     numbers.sort_unstable();
     numbers.dedup();
@@ -650,8 +658,9 @@ fn tiers(servers: &[Server]) -> Box<[Tier]> {
         .map(|t| {
             let members: Box<[u32]> = (0..servers.len() as u32).filter(|i| servers[*i as usize].tier == t).collect();
             let weights: Vec<u32> = members.iter().map(|i| servers[*i as usize].weight).collect();
+            let before = previous.and_then(|tiers| tiers.iter().find(|tier| tier.members == members));
             Tier {
-                balancer: SmoothWeighted::new(&weights),
+                balancer: SmoothWeighted::continuing(&weights, before.map(|tier| &tier.balancer)),
                 members,
             }
         })
@@ -710,6 +719,50 @@ mod tests {
         };
         assert_eq!(&*server.url, "http://127.0.0.1:9001", "tier 0 is preferred");
         assert_eq!(compiler.rules.len(), 2);
+    }
+
+    /// The URL of the server `service` picks next.
+    fn next_url(snapshot: &Snapshot, service: &str) -> String {
+        let Picked::Server { server, .. } = snapshot.services[service].pick(Default::default(), Instant::now()) else {
+            panic!("a server is picked")
+        };
+        server.url.to_string()
+    }
+
+    /// Reloads often, light traffic: a full reload that leaves a service's cycle as it was goes
+    /// on where the last snapshot's balancer was, instead of giving the top of the cycle again.
+    #[test]
+    fn a_full_reload_continues_an_unchanged_cycle_and_restarts_a_changed_one() {
+        const THREE: &str = r#"
+            [http.routers.r]
+            rule = "PathPrefix(`/`)"
+            service = "s"
+            [[http.services.s.loadBalancer.servers]]
+            url = "http://127.0.0.1:9001"
+            [[http.services.s.loadBalancer.servers]]
+            url = "http://127.0.0.1:9002"
+            [[http.services.s.loadBalancer.servers]]
+            url = "http://127.0.0.1:9003"
+        "#;
+        let mut compiler = Compiler::new(vec!["web".into()], Upstreams::new(Transport::default()));
+        let (health, metrics) = (HealthRegistry::default(), Metrics::default());
+        let first = compiler.reload(&fragments(1, THREE), &health, &metrics);
+        assert_eq!(next_url(&first, "s@file"), "http://127.0.0.1:9001");
+        // Another service changes: not a router-only change, so the reload compiles everything.
+        let other = format!("{THREE}\n[[http.services.t.loadBalancer.servers]]\nurl = \"http://127.0.0.1:9100\"\n");
+        let second = compiler.reload(&fragments(2, &other), &health, &metrics);
+        assert!(!compiler.timings().patched);
+        assert!(!Arc::ptr_eq(&first.services["s@file"], &second.services["s@file"]), "compiled anew");
+        assert_eq!(next_url(&second, "s@file"), "http://127.0.0.1:9002", "the cycle goes on");
+        // A forced full compile (certificate files changed) continues too.
+        compiler.forget_last();
+        let third = compiler.reload(&fragments(3, &other), &health, &metrics);
+        assert_eq!(next_url(&third, "s@file"), "http://127.0.0.1:9003");
+        // A new weight is a new cycle: it starts at its top.
+        let weighted = other.replacen("url = \"http://127.0.0.1:9001\"", "url = \"http://127.0.0.1:9001\"\nweight = 2", 1);
+        let fourth = compiler.reload(&fragments(4, &weighted), &health, &metrics);
+        assert_eq!(next_url(&fourth, "s@file"), "http://127.0.0.1:9001");
+        assert_eq!(next_url(&fourth, "s@file"), "http://127.0.0.1:9002");
     }
 
     const ACME_ROUTERS: &str = r#"

@@ -43,6 +43,11 @@ pub(super) struct Last {
 }
 
 impl Last {
+    /// The last snapshot's service `name`.
+    pub(super) fn service(&self, name: &str) -> Option<&Arc<Service>> {
+        self.services.get(name)
+    }
+
     pub(super) fn of(fragments: &Fragments, snapshot: &Snapshot) -> Self {
         Self {
             generation: fragments.generation,
@@ -65,18 +70,43 @@ impl Compiler {
     /// compile step would turn off. Services, middlewares, TLS and L4 are shared with the last
     /// snapshot, and so are the route tables of entrypoints no changed router uses.
     pub(super) fn patch(&mut self, fragments: &Fragments, metrics: &Metrics, started: std::time::Instant) -> Option<Snapshot> {
-        // Taken: whatever is declined, the full reload that follows makes a new one.
-        let last = self.last.take()?;
+        if std::mem::take(&mut self.full_next) {
+            return None;
+        }
+        let last = Box::new(self.last.take()?);
+        match self.patch_last(last, fragments, metrics, started) {
+            Ok(snapshot) => Some(snapshot),
+            // Kept for the full compile that follows, which continues the balancers' cursors.
+            Err(last) => {
+                self.last = Some(*last);
+                None
+            }
+        }
+    }
+
+    /// [`Compiler::patch`] of `last`; `Err` gives `last` back when the reload is declined.
+    fn patch_last(
+        &mut self,
+        last: Box<Last>,
+        fragments: &Fragments,
+        metrics: &Metrics,
+        started: std::time::Instant,
+    ) -> Result<Snapshot, Box<Last>> {
         // The same generation again is a recompilation for files read while compiling.
         if last.generation == fragments.generation || self.entry_point_middlewares.values().any(|m| !m.is_empty()) {
-            return None;
+            return Err(last);
         }
-        let changes = incremental::changed_routers(&last.fragments, &fragments.fragments)?;
+        let Some(changes) = incremental::changed_routers(&last.fragments, &fragments.fragments) else {
+            return Err(last);
+        };
         if changes.iter().any(|c| c.old.into_iter().chain(c.new).any(|r| r.tls.is_some())) {
-            return None;
+            return Err(last);
         }
-        let (mut config, patched) =
-            incremental::patch_routers(&last.config, &fragments.fragments, &changes, &self.entry_points, &mut self.rules)?;
+        let Some((mut config, patched)) =
+            incremental::patch_routers(&last.config, &fragments.fragments, &changes, &self.entry_points, &mut self.rules)
+        else {
+            return Err(last);
+        };
         config.generation = fragments.generation;
         // Routers on an entrypoint with TLS defaults are TLS routers there.
         let on_tls = |info: &RouterInfo| {
@@ -86,7 +116,7 @@ impl Compiler {
                 .any(|(ep, tls)| tls.is_some() && info.using.contains(ep))
         };
         if patched.removed.iter().chain(&patched.added).any(|info| on_tls(info)) {
-            return None;
+            return Err(last);
         }
         let merged = std::time::Instant::now();
         let mut built = std::mem::take(&mut self.built);
@@ -104,7 +134,7 @@ impl Compiler {
                 }
                 Err(_) => {
                     self.built = built;
-                    return None;
+                    return Err(last);
                 }
             }
         }
@@ -135,14 +165,14 @@ impl Compiler {
             fragments: fragments.fragments.clone(),
             config,
             entry_points: tables,
-            ..last
+            ..*last
         });
         self.timings = Timings {
             merge: merged - started,
             compile: merged.elapsed(),
             patched: true,
         };
-        Some(snapshot)
+        Ok(snapshot)
     }
 }
 
