@@ -61,7 +61,21 @@ impl Pebble {
         Self::launch(Dns::Loopback, &[], Some((kid, hmac))).await
     }
 
+    /// Starts pebble, again on other ports when one it was given was taken meanwhile (the ports
+    /// are found free, then released for pebble to bind: a test running beside may bind one first).
     async fn launch(dns: Dns, env: &[(&str, &str)], eab: Option<(&str, &str)>) -> Self {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match Self::launch_once(&dns, env, eab).await {
+                Ok(pebble) => return pebble,
+                Err(log) if attempts < 3 && log.contains("address already in use") => continue,
+                Err(log) => panic!("pebble did not listen within 20 s; log:\n{log}"),
+            }
+        }
+    }
+
+    async fn launch_once(dns: &Dns, env: &[(&str, &str)], eab: Option<(&str, &str)>) -> Result<Self, String> {
         let pebble = require_pebble("pebble");
         let dir = tempfile::tempdir().expect("temp dir");
         let ca = Ca::new("pebble listener CA");
@@ -73,7 +87,7 @@ impl Pebble {
         let tls_port = free_port().port();
         let mut children = Vec::new();
         let dns_server = match dns {
-            Dns::At(addr) => addr,
+            Dns::At(addr) => *addr,
             Dns::Loopback => {
                 let addr = free_udp_port();
                 let challtest = require_pebble("pebble-challtestsrv");
@@ -134,19 +148,25 @@ impl Pebble {
             children,
             dir,
         };
-        this.wait_ready(acme).await;
-        this
+        this.wait_ready(acme).await?;
+        Ok(this)
     }
 
-    async fn wait_ready(&self, acme: SocketAddr) {
+    /// Waits until pebble listens; `Err` with its log when it did not within 20 s or could not
+    /// bind a port.
+    async fn wait_ready(&self, acme: SocketAddr) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if tokio::net::TcpStream::connect(acme).await.is_ok() && tokio::net::TcpStream::connect(self.management).await.is_ok() {
-                return;
+                return Ok(());
+            }
+            let log = self.log();
+            if log.contains("address already in use") {
+                return Err(log);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("pebble did not listen within 20 s; log:\n{}", self.log());
+        Err(self.log())
     }
 
     /// Pebble's log so far.
